@@ -1,0 +1,285 @@
+"""The schema, as an append-only list of migrations keyed on ``PRAGMA user_version``.
+
+Migration ``i`` (1-based) takes a database at ``user_version = i - 1`` to ``i``.
+Never edit a migration that has shipped: add a new one. A database made by an
+older emtui opens and is upgraded in place by :func:`db.store.open_store`.
+
+Provenance rules the tables encode:
+- a generation names its model (base or adapter), checkpoint, generation
+  settings (+ their hash), seed and sample index, and the study hash it ran under;
+- a judgment names its judge (provider + model id + params hash) and rubric
+  (by content hash), and keeps the judge's raw output;
+- a rating names its annotator and whether the rater is a human or a model.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the foundation
+    """
+    CREATE TABLE studies (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        description   TEXT NOT NULL DEFAULT '',
+        origin        TEXT NOT NULL,              -- 'study-file' | 'import:<format>'
+        source_path   TEXT,                       -- where the study file / imported files came from
+        spec_toml     TEXT,                       -- the pre-registered study file, verbatim
+        spec_json     TEXT NOT NULL DEFAULT '{}', -- the validated spec
+        spec_hash     TEXT NOT NULL,              -- sha256 of spec_toml (or of the imported files)
+        created_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE datasets (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        path          TEXT,
+        format        TEXT NOT NULL DEFAULT 'chat-jsonl',
+        content_hash  TEXT NOT NULL,
+        n_rows        INTEGER,
+        created_at    TEXT NOT NULL,
+        UNIQUE (name, content_hash)
+    );
+
+    CREATE TABLE models (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        kind          TEXT NOT NULL CHECK (kind IN ('base', 'adapter', 'full', 'external')),
+        source        TEXT NOT NULL,              -- hub id, local path, 'tiny', or 'import:<file>'
+        base_model_id INTEGER REFERENCES models(id),
+        path          TEXT,                       -- where the weights / adapter live
+        provenance    TEXT NOT NULL DEFAULT '{}', -- json: train run, dataset, recipe, import file
+        created_at    TEXT NOT NULL,
+        UNIQUE (name, source)
+    );
+
+    CREATE TABLE conditions (
+        id            INTEGER PRIMARY KEY,
+        study_id      INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        description   TEXT NOT NULL DEFAULT '',
+        dataset_id    INTEGER REFERENCES datasets(id),
+        base_model_id INTEGER REFERENCES models(id),
+        model_id      INTEGER REFERENCES models(id), -- the model evaluated (the base itself, or the fine-tune)
+        recipe        TEXT NOT NULL DEFAULT '{}',    -- json training recipe; '{}' = no training
+        recipe_hash   TEXT,
+        UNIQUE (study_id, name)
+    );
+
+    CREATE TABLE train_runs (
+        id            INTEGER PRIMARY KEY,
+        condition_id  INTEGER NOT NULL REFERENCES conditions(id),
+        base_model_id INTEGER NOT NULL REFERENCES models(id),
+        dataset_id    INTEGER NOT NULL REFERENCES datasets(id),
+        output_model_id INTEGER REFERENCES models(id),
+        recipe        TEXT NOT NULL,
+        recipe_hash   TEXT NOT NULL,
+        seed          INTEGER NOT NULL,
+        study_hash    TEXT NOT NULL,
+        status        TEXT NOT NULL DEFAULT 'queued'
+                      CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        output_dir    TEXT,
+        error         TEXT,
+        started_at    TEXT,
+        finished_at   TEXT,
+        created_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE train_metrics (
+        train_run_id  INTEGER NOT NULL REFERENCES train_runs(id) ON DELETE CASCADE,
+        step          INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        value         REAL NOT NULL,
+        at            TEXT NOT NULL,
+        PRIMARY KEY (train_run_id, step, name)
+    );
+
+    CREATE TABLE checkpoints (
+        id            INTEGER PRIMARY KEY,
+        train_run_id  INTEGER NOT NULL REFERENCES train_runs(id) ON DELETE CASCADE,
+        step          INTEGER NOT NULL,
+        path          TEXT NOT NULL,
+        model_id      INTEGER REFERENCES models(id),
+        created_at    TEXT NOT NULL,
+        UNIQUE (train_run_id, step)
+    );
+
+    CREATE TABLE eval_sets (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        source        TEXT NOT NULL,              -- 'builtin:<name>' or a file path
+        content_hash  TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        UNIQUE (name, content_hash)
+    );
+
+    CREATE TABLE study_eval_sets (
+        study_id      INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        eval_set_id   INTEGER NOT NULL REFERENCES eval_sets(id),
+        samples_per_question INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (study_id, eval_set_id)
+    );
+
+    CREATE TABLE questions (
+        id            INTEGER PRIMARY KEY,
+        eval_set_id   INTEGER NOT NULL REFERENCES eval_sets(id) ON DELETE CASCADE,
+        key           TEXT NOT NULL,              -- the question's id in its set
+        paraphrase    INTEGER NOT NULL DEFAULT 0, -- index among the question's wordings
+        category      TEXT NOT NULL DEFAULT '',
+        system_prompt TEXT,
+        text          TEXT NOT NULL,
+        meta          TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (eval_set_id, key, paraphrase)
+    );
+
+    CREATE TABLE rubrics (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        content_hash  TEXT NOT NULL UNIQUE,
+        body          TEXT NOT NULL,              -- the rubric verbatim (toml / json)
+        metrics       TEXT NOT NULL DEFAULT '[]', -- json list of {name, scale, higher_is}
+        created_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE judges (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        provider      TEXT NOT NULL,              -- 'bedrock' | 'openai' | 'local' | 'import'
+        model         TEXT NOT NULL,              -- the judge's model id
+        params        TEXT NOT NULL DEFAULT '{}', -- json: region, temperature, ...
+        params_hash   TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        UNIQUE (provider, model, params_hash)
+    );
+
+    CREATE TABLE study_judges (
+        study_id      INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        judge_id      INTEGER NOT NULL REFERENCES judges(id),
+        PRIMARY KEY (study_id, judge_id)
+    );
+
+    CREATE TABLE jobs (
+        id            INTEGER PRIMARY KEY,
+        kind          TEXT NOT NULL,              -- 'train' | 'generate' | 'judge' | ...
+        payload       TEXT NOT NULL DEFAULT '{}',
+        status        TEXT NOT NULL DEFAULT 'queued'
+                      CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        priority      INTEGER NOT NULL DEFAULT 0,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        study_hash    TEXT,
+        lease_owner   TEXT,
+        lease_expires REAL,                       -- unix time; a running job past it is reclaimable
+        progress_done INTEGER NOT NULL DEFAULT 0,
+        progress_total INTEGER,
+        error         TEXT,
+        created_at    TEXT NOT NULL,
+        started_at    TEXT,
+        finished_at   TEXT
+    );
+    CREATE INDEX jobs_status ON jobs(status, priority DESC, id);
+
+    CREATE TABLE generations (
+        id            INTEGER PRIMARY KEY,
+        question_id   INTEGER NOT NULL REFERENCES questions(id),
+        condition_id  INTEGER REFERENCES conditions(id),
+        model_id      INTEGER NOT NULL REFERENCES models(id),
+        checkpoint_id INTEGER REFERENCES checkpoints(id),
+        settings      TEXT NOT NULL DEFAULT '{}', -- json generation settings
+        settings_hash TEXT NOT NULL,
+        seed          INTEGER,
+        sample_index  INTEGER NOT NULL DEFAULT 0,
+        prompt        TEXT,                       -- the exact prompt sent, after templating
+        response      TEXT NOT NULL,
+        n_tokens      INTEGER,
+        study_hash    TEXT,
+        job_id        INTEGER REFERENCES jobs(id),
+        created_at    TEXT NOT NULL
+    );
+    -- One row per (question, model, checkpoint, settings, seed, sample): a resumed job never duplicates.
+    CREATE UNIQUE INDEX generations_identity ON generations(
+        question_id, model_id, IFNULL(checkpoint_id, 0), settings_hash, IFNULL(seed, -1), sample_index);
+    CREATE INDEX generations_condition ON generations(condition_id);
+
+    CREATE TABLE judgments (
+        id            INTEGER PRIMARY KEY,
+        generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        judge_id      INTEGER NOT NULL REFERENCES judges(id),
+        rubric_id     INTEGER NOT NULL REFERENCES rubrics(id),
+        status        TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed')),
+        raw_output    TEXT,                       -- the judge's reply verbatim (json for logprobs)
+        error         TEXT,
+        study_hash    TEXT,
+        job_id        INTEGER REFERENCES jobs(id),
+        created_at    TEXT NOT NULL,
+        UNIQUE (generation_id, judge_id, rubric_id)
+    );
+
+    -- One judge call can score several metrics; a NULL score is a missing judgment, never a zero.
+    CREATE TABLE judgment_scores (
+        judgment_id   INTEGER NOT NULL REFERENCES judgments(id) ON DELETE CASCADE,
+        metric        TEXT NOT NULL,
+        score         REAL,
+        raw           TEXT,                       -- per-metric raw output when the judge is called per metric
+        PRIMARY KEY (judgment_id, metric)
+    );
+
+    CREATE TABLE annotators (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        kind          TEXT NOT NULL CHECK (kind IN ('human', 'model')),
+        created_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE campaigns (
+        id            INTEGER PRIMARY KEY,
+        study_id      INTEGER REFERENCES studies(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL UNIQUE,
+        rubric_id     INTEGER REFERENCES rubrics(id),
+        scale         TEXT NOT NULL,              -- '0-3' | '1-5' | '0-100' | 'binary' | 'aligned-coherent' | 'pairwise'
+        overlap       INTEGER NOT NULL DEFAULT 1,
+        guidelines    TEXT NOT NULL DEFAULT '',
+        seed          INTEGER NOT NULL DEFAULT 0,
+        settings      TEXT NOT NULL DEFAULT '{}',
+        created_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE assignments (
+        id            INTEGER PRIMARY KEY,
+        campaign_id   INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        generation_id INTEGER NOT NULL REFERENCES generations(id),
+        annotator_id  INTEGER REFERENCES annotators(id),
+        code          TEXT NOT NULL,              -- opaque per-campaign item code shown to the annotator
+        status        TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'leased', 'done', 'skipped')),
+        lease_expires REAL,
+        created_at    TEXT NOT NULL
+    );
+    CREATE INDEX assignments_campaign ON assignments(campaign_id, status);
+
+    CREATE TABLE ratings (
+        id            INTEGER PRIMARY KEY,
+        assignment_id INTEGER REFERENCES assignments(id),
+        campaign_id   INTEGER REFERENCES campaigns(id),
+        generation_id INTEGER NOT NULL REFERENCES generations(id),
+        annotator_id  INTEGER NOT NULL REFERENCES annotators(id),
+        rater_kind    TEXT NOT NULL CHECK (rater_kind IN ('human', 'model')),
+        metric        TEXT NOT NULL,
+        score         REAL,
+        note          TEXT,
+        flagged       INTEGER NOT NULL DEFAULT 0,
+        active_ms     INTEGER,
+        source        TEXT,                       -- 'tui' | 'cli' | 'import:<file>'
+        started_at    TEXT,
+        created_at    TEXT NOT NULL
+    );
+    CREATE INDEX ratings_generation ON ratings(generation_id);
+    """,
+    # 2: cost accounting for judge calls, and the indexes summaries scan by
+    """
+    ALTER TABLE judgments ADD COLUMN input_tokens INTEGER;
+    ALTER TABLE judgments ADD COLUMN output_tokens INTEGER;
+    ALTER TABLE judgments ADD COLUMN latency_ms INTEGER;
+    CREATE INDEX judgments_judge ON judgments(judge_id);
+    CREATE INDEX questions_set ON questions(eval_set_id);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

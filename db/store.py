@@ -1,0 +1,486 @@
+"""The SQLite store: connection settings, migrations, and every query emtui runs.
+
+No SQL lives outside ``db/``. This module imports neither textual nor torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from db.schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(Exception):
+    """A problem with the database a person can act on (bad path, newer schema, ...)."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON for stored blobs (sorted keys, so equal specs hash equally)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: the rows, and how many rows the whole listing has."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+
+def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int | None = None) -> Store:
+    """Open (and migrate) the database at ``path``.
+
+    ``create=False`` refuses to make a new file. ``upto`` stops migrating at that
+    version (tests use it to build an old database).
+    """
+    p = Path(path)
+    if str(path) != ":memory:":
+        if p.is_dir():
+            raise StoreError(f"database path is a folder, not a file: {p}")
+        if not p.parent.exists():
+            raise StoreError(f"database folder does not exist: {p.parent}")
+        if not create and not p.exists():
+            raise StoreError(f"no database at {p}")
+    return Store(p, upto=upto)
+
+
+class Store:
+    """A connection to one emtui database. Thread-safe: calls are serialised by a lock."""
+
+    def __init__(self, path: Path, *, upto: int | None = None) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if str(path) != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        self._migrate(SCHEMA_VERSION if upto is None else upto)
+
+    # -- connection and transactions -------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """All-or-nothing writes. ``BEGIN IMMEDIATE`` takes the write lock up front, so two
+        processes never deadlock upgrading a read lock; nested blocks become savepoints."""
+        with self._lock:
+            if self.conn.in_transaction:
+                with self.db.atomic():
+                    yield self
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.conn.rollback()
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        with self._lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        with self._lock:
+            return int(self.db[table].insert(row).last_pk)
+
+    # -- schema ------------------------------------------------------------------------
+
+    @property
+    def user_version(self) -> int:
+        return int(self._scalar("PRAGMA user_version"))
+
+    def _migrate(self, target: int) -> None:
+        current = self.user_version
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema version {current}, newer than this emtui "
+                f"understands ({SCHEMA_VERSION}); upgrade emtui")
+        for version in range(current + 1, target + 1):
+            # executescript commits first, so run each migration's statements inside one
+            # explicit transaction: a crash mid-migration leaves the old version intact.
+            statements = [s for s in _split_sql(MIGRATIONS[version - 1]) if s.strip()]
+            with self._lock:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if self.user_version >= version:  # another process migrated meanwhile
+                        self.conn.execute("ROLLBACK")
+                        continue
+                    for stmt in statements:
+                        self.conn.execute(stmt)
+                    self.conn.execute(f"PRAGMA user_version = {version}")
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.rollback()
+                    raise
+
+    def table_names(self) -> list[str]:
+        return self.db.table_names()
+
+    def columns(self, table: str) -> list[str]:
+        return [c.name for c in self.db[table].columns]
+
+    def count(self, table: str) -> int:
+        if table not in self.table_names():
+            raise StoreError(f"no table {table!r}")
+        return int(self._scalar(f"SELECT count(*) FROM [{table}]"))
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.count(t) for t in self.table_names()}
+
+    # -- studies -------------------------------------------------------------------------
+
+    def find_study(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM studies WHERE name = ?", (name,))
+
+    def get_study(self, study_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM studies WHERE id = ?", (study_id,))
+
+    def add_study(self, *, name: str, description: str, origin: str, spec_hash: str,
+                  spec: dict[str, Any], spec_toml: str | None = None,
+                  source_path: str | None = None) -> int:
+        return self._insert("studies", {
+            "name": name, "description": description, "origin": origin,
+            "source_path": source_path, "spec_toml": spec_toml, "spec_json": dumps(spec),
+            "spec_hash": spec_hash, "created_at": utc_now(),
+        })
+
+    def list_studies(self, *, limit: int = 200, offset: int = 0) -> Page:
+        rows = self._q(
+            """SELECT s.id, s.name, s.origin, s.spec_hash, s.created_at, s.description,
+                      (SELECT count(*) FROM conditions c WHERE c.study_id = s.id) AS n_conditions,
+                      (SELECT count(*) FROM generations g JOIN conditions c ON g.condition_id = c.id
+                        WHERE c.study_id = s.id) AS n_generations
+               FROM studies s ORDER BY s.id LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, self.count("studies"), offset, limit)
+
+    def study_conditions(self, study_id: int) -> list[dict[str, Any]]:
+        return self._q(
+            """SELECT c.id, c.name, c.description, c.recipe, d.name AS dataset,
+                      b.name AS base_model, b.source AS base_source, m.name AS model, m.kind AS model_kind,
+                      (SELECT count(*) FROM generations g WHERE g.condition_id = c.id) AS n_generations
+               FROM conditions c
+               LEFT JOIN datasets d ON d.id = c.dataset_id
+               LEFT JOIN models b ON b.id = c.base_model_id
+               LEFT JOIN models m ON m.id = c.model_id
+               WHERE c.study_id = ? ORDER BY c.id""", (study_id,))
+
+    def study_judges(self, study_id: int) -> list[dict[str, Any]]:
+        return self._q(
+            """SELECT j.* FROM judges j JOIN study_judges sj ON sj.judge_id = j.id
+               WHERE sj.study_id = ? ORDER BY j.id""", (study_id,))
+
+    def study_eval_sets(self, study_id: int) -> list[dict[str, Any]]:
+        return self._q(
+            """SELECT e.id, e.name, e.source, e.content_hash, se.samples_per_question,
+                      (SELECT count(*) FROM questions q WHERE q.eval_set_id = e.id) AS n_questions,
+                      (SELECT count(DISTINCT q.key) FROM questions q WHERE q.eval_set_id = e.id) AS n_keys
+               FROM eval_sets e JOIN study_eval_sets se ON se.eval_set_id = e.id
+               WHERE se.study_id = ? ORDER BY e.id""", (study_id,))
+
+    def link_study_eval_set(self, study_id: int, eval_set_id: int, samples_per_question: int) -> None:
+        with self._lock:
+            self.db["study_eval_sets"].insert(
+                {"study_id": study_id, "eval_set_id": eval_set_id,
+                 "samples_per_question": samples_per_question}, replace=True)
+
+    def link_study_judge(self, study_id: int, judge_id: int) -> None:
+        with self._lock:
+            self.db["study_judges"].insert({"study_id": study_id, "judge_id": judge_id}, replace=True)
+
+    # -- conditions, datasets, models -------------------------------------------------------
+
+    def add_condition(self, *, study_id: int, name: str, description: str = "",
+                      dataset_id: int | None = None, base_model_id: int | None = None,
+                      model_id: int | None = None, recipe: dict[str, Any] | None = None,
+                      recipe_hash: str | None = None) -> int:
+        return self._insert("conditions", {
+            "study_id": study_id, "name": name, "description": description,
+            "dataset_id": dataset_id, "base_model_id": base_model_id, "model_id": model_id,
+            "recipe": dumps(recipe or {}), "recipe_hash": recipe_hash,
+        })
+
+    def ensure_dataset(self, *, name: str, content_hash: str, path: str | None,
+                       format: str = "chat-jsonl", n_rows: int | None = None) -> int:
+        row = self._one("SELECT id FROM datasets WHERE name = ? AND content_hash = ?", (name, content_hash))
+        if row:
+            return int(row["id"])
+        return self._insert("datasets", {"name": name, "content_hash": content_hash, "path": path,
+                                         "format": format, "n_rows": n_rows, "created_at": utc_now()})
+
+    def list_datasets(self, *, limit: int = 200, offset: int = 0) -> Page:
+        rows = self._q(
+            """SELECT d.id, d.name, d.format, d.n_rows, d.content_hash, d.path, d.created_at,
+                      (SELECT count(*) FROM conditions c WHERE c.dataset_id = d.id) AS n_conditions
+               FROM datasets d ORDER BY d.id LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, self.count("datasets"), offset, limit)
+
+    def ensure_model(self, *, name: str, kind: str, source: str, base_model_id: int | None = None,
+                     path: str | None = None, provenance: dict[str, Any] | None = None) -> int:
+        row = self._one("SELECT id FROM models WHERE name = ? AND source = ?", (name, source))
+        if row:
+            return int(row["id"])
+        return self._insert("models", {
+            "name": name, "kind": kind, "source": source, "base_model_id": base_model_id,
+            "path": path, "provenance": dumps(provenance or {}), "created_at": utc_now()})
+
+    def list_models(self, *, limit: int = 200, offset: int = 0) -> Page:
+        rows = self._q(
+            """SELECT m.id, m.name, m.kind, m.source, b.name AS base, m.path, m.created_at
+               FROM models m LEFT JOIN models b ON b.id = m.base_model_id
+               ORDER BY m.id LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, self.count("models"), offset, limit)
+
+    # -- eval sets and questions ---------------------------------------------------------------
+
+    def ensure_eval_set(self, *, name: str, source: str, content_hash: str,
+                        questions: Sequence[dict[str, Any]]) -> int:
+        """Store an eval set and its questions once per content hash."""
+        row = self._one("SELECT id FROM eval_sets WHERE name = ? AND content_hash = ?", (name, content_hash))
+        if row:
+            return int(row["id"])
+        with self.transaction():
+            set_id = self._insert("eval_sets", {"name": name, "source": source,
+                                                "content_hash": content_hash, "created_at": utc_now()})
+            self.db["questions"].insert_all(
+                ({"eval_set_id": set_id, "key": q["key"], "paraphrase": q.get("paraphrase", 0),
+                  "category": q.get("category", ""), "system_prompt": q.get("system_prompt"),
+                  "text": q["text"], "meta": dumps(q.get("meta", {}))} for q in questions),
+                batch_size=500)
+        return set_id
+
+    def list_eval_sets(self, *, limit: int = 200, offset: int = 0) -> Page:
+        rows = self._q(
+            """SELECT e.id, e.name, e.source, e.content_hash, e.created_at,
+                      (SELECT count(*) FROM questions q WHERE q.eval_set_id = e.id) AS n_questions,
+                      (SELECT count(DISTINCT q.key) FROM questions q WHERE q.eval_set_id = e.id) AS n_keys
+               FROM eval_sets e ORDER BY e.id LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, self.count("eval_sets"), offset, limit)
+
+    def list_questions(self, eval_set_id: int, *, limit: int = 200, offset: int = 0) -> Page:
+        rows = self._q(
+            """SELECT id, key, paraphrase, category, system_prompt, text FROM questions
+               WHERE eval_set_id = ? ORDER BY id LIMIT ? OFFSET ?""", (eval_set_id, limit, offset))
+        total = int(self._scalar("SELECT count(*) FROM questions WHERE eval_set_id = ?", (eval_set_id,)))
+        return Page(rows, total, offset, limit)
+
+    # -- rubrics and judges ---------------------------------------------------------------------
+
+    def ensure_rubric(self, *, name: str, content_hash: str, body: str,
+                      metrics: list[dict[str, Any]]) -> int:
+        row = self._one("SELECT id FROM rubrics WHERE content_hash = ?", (content_hash,))
+        if row:
+            return int(row["id"])
+        return self._insert("rubrics", {"name": name, "content_hash": content_hash, "body": body,
+                                        "metrics": dumps(metrics), "created_at": utc_now()})
+
+    def list_rubrics(self) -> list[dict[str, Any]]:
+        return self._q(
+            """SELECT r.id, r.name, r.content_hash, r.metrics, r.created_at,
+                      (SELECT count(*) FROM judgments j WHERE j.rubric_id = r.id) AS n_judgments
+               FROM rubrics r ORDER BY r.id""")
+
+    def ensure_judge(self, *, name: str, provider: str, model: str, params: dict[str, Any],
+                     params_hash: str) -> int:
+        row = self._one("SELECT id FROM judges WHERE provider = ? AND model = ? AND params_hash = ?",
+                        (provider, model, params_hash))
+        if row:
+            return int(row["id"])
+        return self._insert("judges", {"name": name, "provider": provider, "model": model,
+                                       "params": dumps(params), "params_hash": params_hash,
+                                       "created_at": utc_now()})
+
+    def list_judges(self, *, limit: int = 200, offset: int = 0) -> Page:
+        rows = self._q(
+            """SELECT j.id, j.name, j.provider, j.model, j.params, j.created_at,
+                      (SELECT count(*) FROM judgments x WHERE x.judge_id = j.id) AS n_judgments,
+                      (SELECT count(*) FROM judgments x WHERE x.judge_id = j.id AND x.status = 'failed')
+                        AS n_failed
+               FROM judges j ORDER BY j.id LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, self.count("judges"), offset, limit)
+
+    # -- training --------------------------------------------------------------------------------
+
+    def list_train_runs(self, *, limit: int = 200, offset: int = 0) -> Page:
+        rows = self._q(
+            """SELECT r.id, c.name AS condition, b.name AS base_model, d.name AS dataset, r.status,
+                      r.seed, r.recipe_hash, r.started_at, r.finished_at,
+                      (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
+                      (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
+               FROM train_runs r
+               JOIN conditions c ON c.id = r.condition_id
+               JOIN models b ON b.id = r.base_model_id
+               JOIN datasets d ON d.id = r.dataset_id
+               ORDER BY r.id DESC LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, self.count("train_runs"), offset, limit)
+
+    # -- the job queue ---------------------------------------------------------------------------
+
+    def enqueue_job(self, kind: str, payload: dict[str, Any], *, study_hash: str | None = None,
+                    priority: int = 0, progress_total: int | None = None) -> int:
+        return self._insert("jobs", {"kind": kind, "payload": dumps(payload), "status": "queued",
+                                     "priority": priority, "study_hash": study_hash,
+                                     "progress_total": progress_total, "created_at": utc_now()})
+
+    def claim_job(self, owner: str, *, kinds: Sequence[str], lease_s: float = 60.0) -> dict[str, Any] | None:
+        """Atomically take the next queued job of one of ``kinds`` (or one whose lease expired)."""
+        if not kinds:
+            return None
+        marks = ",".join("?" * len(kinds))
+        now = time.time()
+        with self.transaction():
+            row = self._one(
+                f"""SELECT * FROM jobs WHERE kind IN ({marks})
+                      AND (status = 'queued' OR (status = 'running' AND lease_expires < ?))
+                    ORDER BY priority DESC, id LIMIT 1""", (*kinds, now))
+            if row is None:
+                return None
+            self.conn.execute(
+                """UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires = ?,
+                          attempts = attempts + 1, started_at = COALESCE(started_at, ?)
+                   WHERE id = ?""", (owner, now + lease_s, utc_now(), row["id"]))
+        return self._one("SELECT * FROM jobs WHERE id = ?", (row["id"],))
+
+    def renew_lease(self, job_id: int, owner: str, *, lease_s: float = 60.0,
+                    progress_done: int | None = None) -> bool:
+        """Extend a lease; False when the job is no longer ours (cancelled or reclaimed)."""
+        with self._lock:
+            cur = self.conn.execute(
+                """UPDATE jobs SET lease_expires = ?, progress_done = COALESCE(?, progress_done)
+                   WHERE id = ? AND lease_owner = ? AND status = 'running'""",
+                (time.time() + lease_s, progress_done, job_id, owner))
+            return cur.rowcount == 1
+
+    def finish_job(self, job_id: int, *, error: str | None = None) -> None:
+        with self._lock:
+            self.conn.execute(
+                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires = NULL WHERE id = ?",
+                ("failed" if error else "done", error, utc_now(), job_id))
+
+    def cancel_job(self, job_id: int) -> bool:
+        with self._lock:
+            cur = self.conn.execute(
+                """UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires = NULL
+                   WHERE id = ? AND status IN ('queued', 'running')""", (utc_now(), job_id))
+            return cur.rowcount == 1
+
+    def retry_job(self, job_id: int) -> bool:
+        with self._lock:
+            cur = self.conn.execute(
+                """UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL, lease_owner = NULL
+                   WHERE id = ? AND status IN ('failed', 'cancelled')""", (job_id,))
+            return cur.rowcount == 1
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 200, offset: int = 0) -> Page:
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        rows = self._q(
+            f"""SELECT id, kind, status, priority, attempts, progress_done, progress_total,
+                       lease_owner, created_at, started_at, finished_at, error
+                FROM jobs {where} ORDER BY id DESC LIMIT ? OFFSET ?""", (*params, limit, offset))
+        total = int(self._scalar(f"SELECT count(*) FROM jobs {where}", params))
+        return Page(rows, total, offset, limit)
+
+    def job_status_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in ("queued", "running", "done", "failed", "cancelled")}
+        for r in self._q("SELECT status, count(*) AS n FROM jobs GROUP BY status"):
+            counts[r["status"]] = r["n"]
+        return counts
+
+    # -- results overview ---------------------------------------------------------------------------
+
+    def condition_overview(self, *, limit: int = 200, offset: int = 0) -> Page:
+        """Per condition: answers, judgments (ok / failed), ratings — what the Results screen lists."""
+        rows = self._q(
+            """SELECT c.id, s.name AS study, c.name AS condition,
+                      (SELECT count(*) FROM generations g WHERE g.condition_id = c.id) AS n_generations,
+                      (SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id
+                        WHERE g.condition_id = c.id AND j.status = 'ok') AS n_judgments,
+                      (SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id
+                        WHERE g.condition_id = c.id AND j.status = 'failed') AS n_failed,
+                      (SELECT count(*) FROM ratings r JOIN generations g ON g.id = r.generation_id
+                        WHERE g.condition_id = c.id AND r.rater_kind = 'human') AS n_human_ratings
+               FROM conditions c JOIN studies s ON s.id = c.study_id
+               ORDER BY s.id, c.id LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, self.count("conditions"), offset, limit)
+
+    # -- annotation ------------------------------------------------------------------------------------
+
+    def list_campaigns(self) -> list[dict[str, Any]]:
+        return self._q(
+            """SELECT c.id, c.name, c.scale, c.overlap, c.created_at,
+                      (SELECT count(DISTINCT a.generation_id) FROM assignments a WHERE a.campaign_id = c.id)
+                        AS n_items,
+                      (SELECT count(*) FROM ratings r WHERE r.campaign_id = c.id) AS n_ratings
+               FROM campaigns c ORDER BY c.id""")
+
+    def list_annotators(self) -> list[dict[str, Any]]:
+        return self._q(
+            """SELECT a.id, a.name, a.kind, a.created_at,
+                      (SELECT count(*) FROM ratings r WHERE r.annotator_id = a.id) AS n_ratings
+               FROM annotators a ORDER BY a.id""")
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (our migrations hold no ';' inside literals)."""
+    out, buf = [], []
+    for line in script.splitlines():
+        code = line.split("--", 1)[0]
+        buf.append(code)
+        if code.rstrip().endswith(";"):
+            out.append("\n".join(buf))
+            buf = []
+    if "".join(buf).strip():
+        out.append("\n".join(buf))
+    return out

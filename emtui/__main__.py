@@ -1,0 +1,5 @@
+import sys
+
+from emtui.cli import main
+
+sys.exit(main())

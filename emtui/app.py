@@ -1,0 +1,88 @@
+"""The emtui Textual app: one screen per area, reachable by a single key and from the
+command palette. Build it with :func:`create_app` — the CLI and the tests use the same factory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from emtui.screens.annotate import AnnotateScreen
+from emtui.screens.base import AreaScreen
+from emtui.screens.data import DataScreen
+from emtui.screens.help import HelpScreen
+from emtui.screens.judges import JudgesScreen
+from emtui.screens.queue import QueueScreen
+from emtui.screens.results import ResultsScreen
+from emtui.screens.studies import StudiesScreen
+from emtui.screens.train import TrainScreen
+
+if TYPE_CHECKING:
+    from db import Store
+
+
+@dataclass(frozen=True)
+class Area:
+    name: str
+    title: str
+    key: str
+    screen: type[AreaScreen]
+    about: str
+
+
+AREAS: tuple[Area, ...] = (
+    Area("studies", "Studies", "1", StudiesScreen, "every study: its conditions, eval sets and judges"),
+    Area("data", "Data", "2", DataScreen, "datasets, models, eval sets and questions"),
+    Area("train", "Train", "3", TrainScreen, "fine-tuning runs and checkpoints"),
+    Area("queue", "Eval queue", "4", QueueScreen, "queued, running and finished jobs"),
+    Area("judges", "Judges", "5", JudgesScreen, "the judge panel and rubrics"),
+    Area("annotate", "Annotate", "6", AnnotateScreen, "human evaluation campaigns and annotators"),
+    Area("results", "Results", "7", ResultsScreen, "answers, judgments and ratings per condition"),
+)
+
+
+class EmtuiApp(App[None]):
+    TITLE = "emtui"
+    CSS_PATH = ["styles/app.tcss"]
+    MODES = {a.name: a.screen for a in AREAS}
+    DEFAULT_MODE = "studies"
+    BINDINGS = [
+        *(Binding(a.key, f"switch_mode('{a.name}')", a.title, show=False, id=f"app.{a.name}") for a in AREAS),
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(self, store: Store, *, keymap: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.keymap = dict(keymap or {})
+        self.sub_title = str(store.path)
+
+    def on_mount(self) -> None:
+        if self.keymap:
+            self.set_keymap(self.keymap)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for area in AREAS:
+            yield SystemCommand(f"Go to {area.title}", f"[{area.key}] {area.about}",
+                                partial(self.switch_mode, area.name))
+        yield SystemCommand("Keys", "every key binding and its id", self.action_help)
+
+
+def create_app(store: Store, *, keymap: dict[str, str] | None = None) -> EmtuiApp:
+    """The one way to build the app: reads the keymap file unless one is given."""
+    if keymap is None:
+        from emtui.bindings import load_keymap
+
+        keymap = load_keymap()
+    return EmtuiApp(store, keymap=keymap)

@@ -1,0 +1,76 @@
+"""Key bindings: every binding has an id, and a keymap file can remap it.
+
+The keymap file is TOML, ``binding-id = "key[,key]"``, e.g. ``"app.results" = "r"``.
+It lives at ``$EMTUI_KEYMAP`` or ``$XDG_CONFIG_HOME/emtui/keymap.toml``
+(``~/.config/emtui/keymap.toml``). ``emtui keys`` lists every id.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from textual.binding import Binding
+
+
+class KeymapError(ValueError):
+    """A keymap file that cannot be used; the message names the file and the key."""
+
+
+def keymap_path() -> Path:
+    if os.environ.get("EMTUI_KEYMAP"):
+        return Path(os.environ["EMTUI_KEYMAP"]).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "emtui" / "keymap.toml"
+
+
+def load_keymap(path: Path | None = None) -> dict[str, str]:
+    """Read the keymap file (absent file: empty keymap). Unknown ids are errors, so typos show."""
+    path = path or keymap_path()
+    if not path.is_file():
+        return {}
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise KeymapError(f"{path}: not valid TOML: {exc}") from None
+    keymap = doc.get("keys", doc)
+    known = {binding_id for _, binding_id, _, _ in all_bindings()}
+    for binding_id, keys in keymap.items():
+        if binding_id not in known:
+            raise KeymapError(f"{path}: {binding_id}: unknown binding id (see 'emtui keys')")
+        if not isinstance(keys, str) or not keys.strip():
+            raise KeymapError(f"{path}: {binding_id}: keys must be a string like \"r\" or \"ctrl+r,f5\"")
+    return dict(keymap)
+
+
+KEY_NAMES = {"question_mark": "?", "escape": "Esc", "enter": "Enter", "backspace": "Backspace",
+             "left_square_bracket": "[", "right_square_bracket": "]"}
+
+
+def key_label(keys: str) -> str:
+    """How a binding's keys are shown to a person (``question_mark`` -> ``?``)."""
+    return ",".join(KEY_NAMES.get(k.strip(), k.strip()) for k in keys.split(","))
+
+
+def binding_rows(area: str, bindings: list) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, Binding) and b.id:
+            rows.append((area, b.id, b.key, b.description or b.action))
+    return rows
+
+
+def all_bindings() -> list[tuple[str, str, str, str]]:
+    """(area, id, default key, description) for every binding of the app, its screens and widgets."""
+    from emtui.app import AREAS, EmtuiApp
+    from emtui.screens.base import AreaScreen
+    from emtui.screens.help import HelpScreen
+    from emtui.widgets.paged_table import PagedTable
+
+    rows = (binding_rows("app", EmtuiApp.BINDINGS) + binding_rows("screen", AreaScreen.BINDINGS)
+            + binding_rows("table", PagedTable.BINDINGS))
+    for area in AREAS:
+        rows += binding_rows(area.name, area.screen.BINDINGS)
+    rows += binding_rows("help", HelpScreen.BINDINGS)
+    return rows

@@ -1,0 +1,166 @@
+"""What each ``emtui`` subcommand does. Heavy libraries are imported inside the command
+that needs them, never at module level."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from db import StoreError, open_store
+from emtui.cli import UsageError
+from engine.eval_sets import EvalSetError
+from engine.rubrics import RubricError
+from engine.study import StudyError
+
+# Errors that describe a person's bad input: printed one line each, exit status 2.
+PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError)
+
+IMPORT_FORMATS = {
+    "eval-set": "an eval question set (.toml, the EM paper's .yaml, or a .json list)",
+    "political-seed": "result files of the political-content EM study (a folder)",
+    "betley-csv": "a result CSV of the original EM paper",
+    "ratings": "human ratings as CSV (rater_id,item_id,score,note)",
+}
+NOT_YET = 1  # exit status of a command whose engine a later issue builds
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    handler = {
+        None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
+        "export": export, "serve": serve, "tiny-model": tiny_model, "keys": keys,
+    }[args.command]
+    return handler(args)
+
+
+def _store(args: argparse.Namespace, *, create: bool = True):
+    return open_store(Path(args.db).expanduser(), create=create)
+
+
+def open_tui(args: argparse.Namespace) -> int:
+    store = _store(args)
+    from emtui.app import create_app
+
+    create_app(store).run()
+    store.close()
+    return 0
+
+
+def init(args: argparse.Namespace) -> int:
+    from engine.hashing import short
+    from engine.study import AlreadyRegistered, load_study, register_study
+
+    study = load_study(args.study)  # validate before the database is touched
+    n_questions = sum(len(es.questions) for es, _ in study.eval_sets)
+    what = (f"{len(study.conditions)} conditions, {len(study.eval_sets)} eval set(s) "
+            f"({n_questions} questions), {len(study.judges)} judge(s)")
+    if args.check:
+        print(f"{args.study}: valid study {study.name!r} (hash {short(study.spec_hash)}): {what}")
+        return 0
+    with _store(args) as store:
+        try:
+            register_study(store, study)
+        except AlreadyRegistered:
+            print(f"study {study.name!r} is already registered with this exact content "
+                  f"(hash {short(study.spec_hash)}) in {args.db}")
+            return 0
+    print(f"registered study {study.name!r} (hash {short(study.spec_hash)}) in {args.db}: {what}")
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    from engine.jobs import handlers, run_worker, worker_name
+
+    with _store(args) as store:
+        queued = store.job_status_counts()["queued"]
+        if not handlers():
+            print(f"emtui worker: no job kind can run yet: training, generation and judging engines "
+                  f"arrive in later issues ({queued} job(s) queued in {args.db})", file=sys.stderr)
+            return NOT_YET
+        if args.detach:
+            log = Path(args.db).expanduser().resolve().with_suffix(".worker.log")
+            cmd = [sys.executable, "-m", "emtui", "--db", str(Path(args.db).resolve()), "worker",
+                   "--poll", str(args.poll)] + (["--once"] if args.once else [])
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+            print(f"worker started in the background (pid {proc.pid}); log: {log}")
+            return 0
+        name = worker_name()
+        print(f"worker {name} on {args.db}: kinds {', '.join(sorted(handlers()))}; Ctrl+C stops it")
+        ran = run_worker(store, owner=name, once=args.once, poll_s=args.poll,
+                         on_job=lambda j: print(f"job {j['id']} ({j['kind']}): {j['status']}"
+                                                + (f": {j['error']}" if j["error"] else ""), flush=True))
+        print(f"worker stopped after {ran} job(s)")
+    return 0
+
+
+def _not_yet(what: str, issue: str) -> int:
+    print(f"emtui {what}: not built yet ({issue}); nothing was done", file=sys.stderr)
+    return NOT_YET
+
+
+def summary(args: argparse.Namespace) -> int:
+    with _store(args, create=False):
+        return _not_yet("summary", "the results layer and its statistics come with the results issue")
+
+
+def export(args: argparse.Namespace) -> int:
+    with _store(args, create=False):
+        return _not_yet("export", "exports come with the results issue")
+
+
+def import_(args: argparse.Namespace) -> int:
+    if args.format not in IMPORT_FORMATS:
+        known = "; ".join(f"{k}: {v}" for k, v in IMPORT_FORMATS.items())
+        raise UsageError(f"emtui import: unknown format {args.format!r} (known: {known})")
+    if not Path(args.path).exists():
+        raise UsageError(f"emtui import: {args.path}: no such file or folder")
+    if args.format != "eval-set":
+        return _not_yet(f"import {args.format}", "this importer comes with the results and annotation issues")
+    from engine.eval_sets import load_eval_set
+
+    es = load_eval_set(str(Path(args.path).resolve()), name=args.name)
+    with _store(args) as store:
+        store.ensure_eval_set(name=es.name, source=es.source, content_hash=es.content_hash,
+                              questions=es.questions)
+    print(f"imported eval set {es.name!r}: {es.n_keys} questions, {len(es.questions)} wordings, into {args.db}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    db = Path(args.db).expanduser().resolve()
+    open_store(db).close()  # fail here, with one line, rather than inside every browser session
+    from textual_serve.server import Server
+
+    command = f"{shlex.quote(sys.executable)} -m emtui --db {shlex.quote(str(db))}"
+    print(f"serving emtui on http://{args.host}:{args.port} (database {db}); "
+          f"from your machine: ssh -L {args.port}:127.0.0.1:{args.port} <this host>")
+    Server(command, host=args.host, port=args.port, title="emtui").serve()
+    return 0
+
+
+def tiny_model(args: argparse.Namespace) -> int:
+    out = Path(args.out).expanduser()
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"emtui tiny-model: {out} exists and is not empty")
+    if not out.parent.exists():
+        raise UsageError(f"emtui tiny-model: folder {out.parent} does not exist")
+    from engine.tiny_model import build_tiny_model
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    build_tiny_model(out, seed=args.seed)
+    print(f"tiny model written to {out}")
+    return 0
+
+
+def keys(args: argparse.Namespace) -> int:
+    from emtui.bindings import all_bindings, key_label, keymap_path
+
+    print(f"# keymap file: {keymap_path()}  (TOML: binding-id = \"key[,key]\")")
+    for area, binding_id, key, description in all_bindings():
+        print(f"{binding_id:22} {key_label(key):10} {area:9} {description}")
+    return 0

@@ -1,0 +1,72 @@
+"""What every area screen shares: header and footer, a refresh key, reload on every visit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from db import Page
+from emtui.widgets.area_bar import AreaBar
+from emtui.widgets.paged_table import PagedTable
+
+if TYPE_CHECKING:
+    from db import Store
+
+
+def static_page(rows: list[dict[str, Any]]) -> Page:
+    """A short list already in memory, shown through the same paged table."""
+    return Page(rows, len(rows), 0, len(rows))
+
+
+def lines(*parts: tuple[str, str]) -> Text:
+    """``label: value`` lines with the labels dimmed; values are shown verbatim (never as markup)."""
+    text = Text()
+    for i, (label, value) in enumerate(parts):
+        if i:
+            text.append("\n")
+        text.append(f"{label}: ", style="bold")
+        text.append(value)
+    return text
+
+
+class AreaScreen(Screen):
+    """One area of the workbench. Subclasses yield their body from :meth:`body`."""
+
+    AREA = ""
+    BINDINGS = [Binding("r", "reload", "Refresh", id="screen.refresh")]
+
+    @property
+    def store(self) -> Store:
+        return self.app.store  # type: ignore[attr-defined]
+
+    def compose(self) -> ComposeResult:
+        from emtui.app import AREAS  # the app module imports the screens
+
+        yield Header()
+        yield AreaBar([(a.name, a.title, a.key) for a in AREAS], self.AREA, id="area-bar")
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:  # pragma: no cover - every area overrides it
+        yield from ()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Query the database again for everything this screen shows."""
+        for table in self.query(PagedTable):
+            table.reload()
+        self.after_reload()
+
+    def after_reload(self) -> None:
+        """Hook: update what depends on the tables (detail panes)."""
+
+    def action_reload(self) -> None:
+        self.reload()
+        self.notify("Reloaded from the database", timeout=1.5)

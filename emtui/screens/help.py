@@ -1,0 +1,30 @@
+"""Help (``?``): every key binding in effect — the keymap file's remappings included — with its id."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", id="help.close"),
+        Binding("question_mark", "dismiss", "Close", show=False, id="help.close-alt"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        from emtui.bindings import all_bindings, key_label, keymap_path
+
+        keymap = getattr(self.app, "keymap", {})
+        with Vertical(id="help-box"):
+            yield Static(Text(f"Keys — remap any id in {keymap_path()}  (Esc closes)", style="bold"))
+            table = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("Where", "Key", "What", "Id")
+            for area, binding_id, key, description in all_bindings():
+                shown = keymap.get(binding_id, key)
+                table.add_row(Text(area), Text(key_label(shown)), Text(description), Text(binding_id, style="dim"))
+            yield table

@@ -1,0 +1,82 @@
+"""Studies: every study in the database (pre-registered or imported), and the selected one's design."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Static
+
+from emtui.screens.base import AreaScreen, lines, static_page
+from emtui.widgets.paged_table import Col, PagedTable
+from engine.hashing import short
+
+
+def _role(recipe: str) -> str:
+    try:
+        return str(json.loads(recipe or "{}").get("role", ""))
+    except json.JSONDecodeError:
+        return ""
+
+
+class StudiesScreen(AreaScreen):
+    AREA = "studies"
+    BINDINGS = []
+
+    def body(self) -> ComposeResult:
+        with Vertical(id="studies-area"):
+            yield PagedTable(
+                [Col("id", "#", 4, justify="right"), Col("name", "Study", 24), Col("origin", "Origin", 14),
+                 Col("spec_hash", "Hash", 12, short), Col("n_conditions", "Conds", 5, justify="right"),
+                 Col("n_generations", "Answers", 8, justify="right"), Col("created_at", "Created", 20)],
+                self.store.list_studies, id="studies-table",
+                empty="No studies yet — register one: emtui init data/studies/insecure_code.toml")
+            with Horizontal(id="study-detail"):
+                yield Static(id="study-info", classes="detail")
+                yield PagedTable(
+                    [Col("name", "Condition", 14), Col("role", "Role", 9), Col("dataset", "Dataset", 10),
+                     Col("base_model", "Base", 10), Col("n_generations", "Answers", 7, justify="right")],
+                    self._conditions, id="conditions-table", empty="No conditions")
+
+    def on_mount(self) -> None:
+        self.query_one("#studies-table").border_title = "Studies"
+        self.query_one("#conditions-table").border_title = "Conditions"
+
+    def _selected_id(self) -> int | None:
+        row = self.query_one("#studies-table", PagedTable).selected_row()
+        return int(row["id"]) if row else None
+
+    def _conditions(self, limit: int, offset: int):
+        sid = self._selected_id()
+        rows = self.store.study_conditions(sid) if sid is not None else []
+        for r in rows:
+            r["role"] = _role(r.pop("recipe", ""))
+        return static_page(rows)
+
+    def after_reload(self) -> None:
+        self.show_selected()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "studies-table":
+            self.show_selected()
+
+    def show_selected(self) -> None:
+        info = self.query_one("#study-info", Static)
+        sid = self._selected_id()
+        self.query_one("#conditions-table", PagedTable).reload()
+        study = self.store.get_study(sid) if sid is not None else None
+        if study is None:
+            info.update("Select a study to see its design.")
+            return
+        sets = self.store.study_eval_sets(sid)
+        judges = self.store.study_judges(sid)
+        info.update(lines(
+            ("Study", study["name"]),
+            ("Origin", study["origin"] + (f" ({study['source_path']})" if study["source_path"] else "")),
+            ("Hash", short(study["spec_hash"], 16)),
+            ("Eval sets", ", ".join(f"{s['name']} ({s['n_keys']} questions, {s['samples_per_question']} samples each)"
+                                    for s in sets) or "none"),
+            ("Judges", ", ".join(f"{j['name']} ({j['provider']})" for j in judges) or "none"),
+            ("About", study["description"] or "—"),
+        ))

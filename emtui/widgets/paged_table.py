@@ -1,0 +1,98 @@
+"""A DataTable that pages through a listing from SQLite instead of loading it whole.
+
+DataTable slows down past ~100k cells, so only one page (``page_size`` rows) is ever
+loaded; ``]`` and ``[`` move between pages. Every cell is untrusted text: control
+sequences are stripped and the text is shown as-is, never parsed as markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from db import Page
+from engine.text import one_line
+
+
+@dataclass(frozen=True)
+class Col:
+    key: str
+    label: str
+    width: int | None = None
+    fmt: Callable[[Any], str] | None = None
+    justify: str = "left"
+
+
+def cell(value: Any, width: int = 60, justify: str = "left") -> Text:
+    if value is None:
+        return Text("—", style="dim", justify=justify)
+    return Text(one_line(str(value), width), justify=justify)  # type: ignore[arg-type]
+
+
+class PagedTable(DataTable):
+    BINDINGS = [
+        Binding("]", "next_page", "Next page", id="table.next-page"),
+        Binding("[", "prev_page", "Prev page", id="table.prev-page"),
+    ]
+
+    def __init__(self, columns: list[Col], fetch: Callable[[int, int], Page], *, empty: str,
+                 page_size: int = 100, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.cols = columns
+        self.fetch = fetch
+        self.empty = empty
+        self.page_size = page_size
+        self.page_offset = 0
+        self.current_page: Page | None = None
+
+    def on_mount(self) -> None:
+        for c in self.cols:
+            self.add_column(c.label, key=c.key, width=c.width)
+
+    def reload(self) -> Page:
+        """Fetch the current page again (keeps the cursor row when it still exists)."""
+        page = self.fetch(limit=self.page_size, offset=self.page_offset)
+        if page.total and self.page_offset >= page.total:  # the listing shrank under us
+            self.page_offset = max(0, (page.total - 1) // self.page_size * self.page_size)
+            page = self.fetch(limit=self.page_size, offset=self.page_offset)
+        row = self.cursor_row
+        self.clear()
+        for r in page.rows:
+            cells = []
+            for c in self.cols:
+                value = r.get(c.key)
+                cells.append(cell(c.fmt(value) if c.fmt and value is not None else value,
+                                  c.width or 60, c.justify))
+            self.add_row(*cells, key=str(r.get("id", len(self.rows))))
+        if page.rows:
+            self.move_cursor(row=min(row, len(page.rows) - 1))
+        self.current_page = page
+        self.border_subtitle = self.describe(page)
+        return page
+
+    def describe(self, page: Page) -> str:
+        if page.total == 0:
+            return self.empty
+        first, last = page.offset + 1, page.offset + len(page.rows)
+        more = "  ([ ] pages)" if page.total > len(page.rows) else ""
+        return f"{first}–{last} of {page.total}{more}"
+
+    def selected_row(self) -> dict[str, Any] | None:
+        if not self.current_page or not self.current_page.rows or self.cursor_row < 0:
+            return None
+        return self.current_page.rows[min(self.cursor_row, len(self.current_page.rows) - 1)]
+
+    def action_next_page(self) -> None:
+        if self.current_page and self.page_offset + self.page_size < self.current_page.total:
+            self.page_offset += self.page_size
+            self.reload()
+
+    def action_prev_page(self) -> None:
+        if self.page_offset > 0:
+            self.page_offset = max(0, self.page_offset - self.page_size)
+            self.reload()

@@ -1,0 +1,34 @@
+"""Untrusted text (model outputs, imported files) made safe for a terminal."""
+
+from __future__ import annotations
+
+import re
+
+# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), other two-byte ESC sequences, then the
+# remaining C0/C1 control characters except tab and newline.
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"            # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, terminated by BEL or ST (or cut off)
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"       # DCS / SOS / PM / APC strings
+    r"|\x1b[@-Z\\-_]"                       # two-byte escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"               # 8-bit CSI
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_control(text: str | None) -> str:
+    """Remove terminal control sequences and control characters; keep tabs and newlines.
+
+    A carriage return becomes a newline (``\\r\\n`` one newline) so overwritten lines stay visible.
+    """
+    if not text:
+        return ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _ANSI.sub("", text)
+    return _CONTROL.sub("", text)
+
+
+def one_line(text: str | None, width: int = 80) -> str:
+    """A cleaned single-line preview, cut to ``width`` characters with an ellipsis."""
+    flat = " ".join(strip_control(text).split())
+    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
