@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,15 +18,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
+from db.errors import StoreError
 from db.schema import MIGRATIONS, SCHEMA_VERSION
 
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas eagerly (~0.4 s) only to map pandas types we never store.
+    Hide pandas during that one import so opening the TUI stays fast; it imports normally later."""
+    hide = "pandas" not in sys.modules
+    if hide:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+    try:
+        import sqlite_utils
+    finally:
+        if hide and sys.modules.get("pandas", 0) is None:
+            del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
+
 BUSY_TIMEOUT_MS = 30_000
-
-
-class StoreError(Exception):
-    """A problem with the database a person can act on (bad path, newer schema, ...)."""
 
 
 def utc_now() -> str:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from db import StoreError, open_store
+from db import StoreError
 from emtui.cli import UsageError
 from engine.eval_sets import EvalSetError
 from engine.rubrics import RubricError
@@ -37,14 +37,21 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace, *, create: bool = True):
+    from db import open_store
+
     return open_store(Path(args.db).expanduser(), create=create)
 
 
 def open_tui(args: argparse.Namespace) -> int:
-    store = _store(args)
     from emtui.app import create_app
+    from emtui.bindings import KeymapError, load_keymap
 
-    create_app(store).run()
+    try:
+        keymap = load_keymap()
+    except KeymapError as exc:
+        raise UsageError(str(exc)) from None
+    store = _store(args)
+    create_app(store, keymap=keymap).run()
     store.close()
     return 0
 
@@ -133,6 +140,8 @@ def import_(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     db = Path(args.db).expanduser().resolve()
+    from db import open_store
+
     open_store(db).close()  # fail here, with one line, rather than inside every browser session
     from textual_serve.server import Server
 

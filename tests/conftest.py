@@ -1,0 +1,68 @@
+"""Shared fixtures: real SQLite files in tmp_path, the example study, the field's files, the CLI."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from db import open_store
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "emtui.db"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    s = open_store(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def example_study() -> Path:
+    return REPO_ROOT / "data" / "studies" / "insecure_code.toml"
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    path = (REPO_ROOT / ".." / "shared" / "fixtures").resolve()
+    if not path.is_dir():
+        pytest.skip("../shared/fixtures is absent: the field's files are read from there at test time")
+    return path
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a CLI subprocess runs in: offline, with the checkout importable."""
+    full = dict(os.environ)
+    full.pop("EMTUI_DB", None)
+    full.update(env or {})
+    full["HF_HUB_OFFLINE"] = "1"
+    full["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full.get("PYTHONPATH", "")) if p)
+    return full
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path):
+    """Run ``python -m emtui *args`` in a subprocess (cwd: tmp_path unless given)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "emtui", *map(str, args)], env=cli_env(env),
+                              cwd=str(cwd or tmp_path), capture_output=True, text=True, timeout=timeout)
+
+    return run
