@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from db.errors import StoreError
+from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -77,7 +78,7 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int |
     return Store(p, upto=upto)
 
 
-class Store:
+class Store(ResultsQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock."""
 
     def __init__(self, path: Path, *, upto: int | None = None) -> None:
@@ -413,11 +414,15 @@ class Store:
                 (time.time() + lease_s, progress_done, job_id, owner))
             return cur.rowcount == 1
 
-    def finish_job(self, job_id: int, *, error: str | None = None) -> None:
+    def finish_job(self, job_id: int, *, owner: str, error: str | None = None) -> bool:
+        """Record a job's outcome — only by the worker that holds it, and only while it runs, so a
+        worker whose lease was taken over (or whose job was cancelled) cannot overwrite the result."""
         with self._lock:
-            self.conn.execute(
-                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires = NULL WHERE id = ?",
-                ("failed" if error else "done", error, utc_now(), job_id))
+            cur = self.conn.execute(
+                """UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires = NULL
+                   WHERE id = ? AND lease_owner = ? AND status = 'running'""",
+                ("failed" if error else "done", error, utc_now(), job_id, owner))
+            return cur.rowcount == 1
 
     def cancel_job(self, job_id: int) -> bool:
         with self._lock:

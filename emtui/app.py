@@ -72,7 +72,8 @@ class EmtuiApp(App[None]):
             self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" panel is replaced by ours, which shows binding ids and the keymap
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         for area in AREAS:
             yield SystemCommand(f"Go to {area.title}", f"[{area.key}] {area.about}",
                                 partial(self.switch_mode, area.name))

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("summary", "EM rates, scores and agreement with confidence intervals")
     sp.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
 
-    sp = cmd("import", "bring files into the database (eval sets now; results and ratings next)")
+    sp = cmd("import", "bring files into the database: eval sets, published results (ratings next)")
     sp.add_argument("format", help="what the file is: eval-set, political-seed, betley-csv, ratings")
     sp.add_argument("path", help="the file or folder to import")
     sp.add_argument("--name", help="a name for what is imported (default: from the file)")

@@ -13,11 +13,12 @@ from pathlib import Path
 from db import StoreError
 from emtui.cli import UsageError
 from engine.eval_sets import EvalSetError
+from engine.importers import ImportFormatError
 from engine.rubrics import RubricError
 from engine.study import StudyError
 
 # Errors that describe a person's bad input: printed one line each, exit status 2.
-PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError)
+PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError, ImportFormatError)
 
 IMPORT_FORMATS = {
     "eval-set": "an eval question set (.toml, the EM paper's .yaml, or a .json list)",
@@ -126,6 +127,21 @@ def import_(args: argparse.Namespace) -> int:
         raise UsageError(f"emtui import: unknown format {args.format!r} (known: {known})")
     if not Path(args.path).exists():
         raise UsageError(f"emtui import: {args.path}: no such file or folder")
+    if args.format in ("political-seed", "betley-csv"):
+        from engine.importers import AlreadyImported
+
+        if args.format == "political-seed":
+            from engine.importers.political_seed import import_political_seed as run_import
+        else:
+            from engine.importers.betley_csv import import_betley_csv as run_import
+        with _store(args) as store:
+            try:
+                result = run_import(store, args.path, name=args.name)
+            except AlreadyImported as exc:
+                print(f"{args.path}: {exc} in {args.db}; nothing was done")
+                return 0
+        print(f"{result.summary()}; into {args.db}")
+        return 0
     if args.format != "eval-set":
         return _not_yet(f"import {args.format}", "this importer comes with the results and annotation issues")
     from engine.eval_sets import load_eval_set

@@ -15,10 +15,11 @@ import json
 import os
 import socket
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from engine.text import one_line
 
 LEASE_S = 120.0
 
@@ -74,10 +75,9 @@ def run_one(store: Any, owner: str, kinds: list[str] | None = None) -> dict[str,
     except JobCancelled:
         pass  # cancelled or reclaimed: whoever owns it now records the outcome
     except Exception as exc:  # a failed job is recorded, not raised: the worker goes on
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        store.finish_job(job["id"], error=last)
+        store.finish_job(job["id"], owner=owner, error=one_line(f"{type(exc).__name__}: {exc}", 1000))
     else:
-        store.finish_job(job["id"])
+        store.finish_job(job["id"], owner=owner)
     return store.get_job(job["id"])
 
 

@@ -31,10 +31,11 @@ class Metric:
     higher_is: str  # 'better' (e.g. aligned) or 'worse' (e.g. drift)
     prompt: str | None = None
     specials: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # format-specific extras, kept verbatim
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "scale": list(self.scale), "higher_is": self.higher_is,
-                "specials": self.specials}
+                "specials": self.specials, **({"meta": self.meta} if self.meta else {})}
 
 
 @dataclass
@@ -129,6 +130,8 @@ def _from_judges_yaml(path: Path, raw: bytes) -> Rubric:
         if len(prompts) != 1:
             raise RubricError(f"{path}: entry {i + 1}: expected exactly one metric prompt")
         (name, prompt), = prompts.items()
-        high = entry.get("high_score", 100)
-        metrics.append(Metric(name, (0.0, float(high)), "better", prompt))
+        # Every prompt of that format asks for 0..100. `high_score` (100 for coherent, 0 for aligned)
+        # is not the top of the scale; its meaning upstream is unclear, so it is kept as metadata.
+        meta = {"high_score": entry["high_score"]} if "high_score" in entry else {}
+        metrics.append(Metric(name, (0.0, 100.0), "better", prompt, meta=meta))
     return Rubric(path.stem, str(path), raw.decode("utf-8"), sha256_bytes(raw), metrics)

@@ -50,6 +50,9 @@ def key_lines(text: str) -> dict[Path, int]:
             if m.group(1) == "[[":
                 idx = array_counts.get(parts, -1) + 1
                 array_counts[parts] = idx
+                # arrays nested in this element restart their numbering under it
+                for nested in [k for k in array_counts if len(k) > len(parts) and k[: len(parts)] == parts]:
+                    del array_counts[nested]
                 # a nested array of tables restarts when its parent element changes
                 current = (*_resolve(parts, array_counts), idx)
             else:

@@ -46,7 +46,7 @@ def shared_fixtures() -> Path:
     return path
 
 
-def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+def _cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a CLI subprocess runs in: offline, with the checkout importable."""
     full = dict(os.environ)
     full.pop("EMTUI_DB", None)
@@ -57,12 +57,18 @@ def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @pytest.fixture
+def cli_env():
+    """Build the environment for a CLI subprocess started by hand (e.g. a server)."""
+    return _cli_env
+
+
+@pytest.fixture
 def run_cli(tmp_path: Path):
     """Run ``python -m emtui *args`` in a subprocess (cwd: tmp_path unless given)."""
 
     def run(*args: str, env: dict[str, str] | None = None, cwd: Path | str | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "emtui", *map(str, args)], env=cli_env(env),
+        return subprocess.run([sys.executable, "-m", "emtui", *map(str, args)], env=_cli_env(env),
                               cwd=str(cwd or tmp_path), capture_output=True, text=True, timeout=timeout)
 
     return run

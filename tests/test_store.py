@@ -254,7 +254,8 @@ def test_enqueue_claim_renew_finish(store):
     job = store.get_job(job_id)
     assert job["progress_done"] == 4 and job["lease_expires"] > time.time() + 500
     assert store.renew_lease(job_id, "w2") is False
-    store.finish_job(job_id)
+    assert store.finish_job(job_id, owner="w2") is False  # only the holder records the outcome
+    assert store.finish_job(job_id, owner="w1") is True
     job = store.get_job(job_id)
     assert job["status"] == "done" and job["error"] is None and job["finished_at"]
     assert job["lease_expires"] is None
@@ -264,7 +265,7 @@ def test_enqueue_claim_renew_finish(store):
 def test_finish_with_error_marks_failed(store):
     job_id = store.enqueue_job("k", {})
     store.claim_job("w", kinds=["k"])
-    store.finish_job(job_id, error="ValueError: bad")
+    store.finish_job(job_id, owner="w", error="ValueError: bad")
     job = store.get_job(job_id)
     assert job["status"] == "failed" and job["error"] == "ValueError: bad"
 
@@ -312,10 +313,12 @@ def test_cancel_rules(store):
     job = store.get_job(running)
     assert job["status"] == "cancelled" and job["lease_expires"] is None
     assert store.renew_lease(running, "w") is False  # the worker learns it was cancelled
+    assert store.finish_job(running, owner="w") is False  # and cannot turn it into done
+    assert store.get_job(running)["status"] == "cancelled"
 
     done = store.enqueue_job("k", {})
     store.claim_job("w", kinds=["k"])
-    store.finish_job(done)
+    store.finish_job(done, owner="w")
     assert store.cancel_job(done) is False
     assert store.get_job(done)["status"] == "done"
     assert store.cancel_job(12345) is False
@@ -324,7 +327,7 @@ def test_cancel_rules(store):
 def test_retry_rules(store):
     failed = store.enqueue_job("k", {})
     store.claim_job("w", kinds=["k"])
-    store.finish_job(failed, error="Boom: x")
+    store.finish_job(failed, owner="w", error="Boom: x")
     assert store.retry_job(failed) is True
     job = store.get_job(failed)
     assert job["status"] == "queued" and job["error"] is None and job["lease_owner"] is None
@@ -340,7 +343,7 @@ def test_retry_rules(store):
     claimed = store.claim_job("w2", kinds=["k"])
     assert claimed["id"] == failed and claimed["attempts"] == 2
     assert store.retry_job(failed) is False  # running
-    store.finish_job(failed)
+    store.finish_job(failed, owner="w2")
     assert store.retry_job(failed) is False  # done
     assert store.job_status_counts() == {"queued": 1, "running": 0, "done": 1, "failed": 0, "cancelled": 0}
 
@@ -360,7 +363,7 @@ CLAIMER = textwrap.dedent("""
         got.append(job["id"])
         time.sleep(0.005)  # a little work, so the two claimers interleave
         store.renew_lease(job["id"], owner, progress_done=1)
-        store.finish_job(job["id"])
+        store.finish_job(job["id"], owner=owner)
     store.close()
     print(json.dumps(got))
 """)

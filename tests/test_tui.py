@@ -16,6 +16,7 @@ from emtui.bindings import all_bindings
 from emtui.screens.help import HelpScreen
 from emtui.widgets.paged_table import PagedTable
 from engine.study import load_study, register_study
+from engine.text import one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILE = ROOT / "data" / "studies" / "insecure_code.toml"
@@ -58,6 +59,11 @@ def static_text(widget: Static) -> str:
     return plain(widget.render())
 
 
+def subtitle(widget) -> str:
+    """The border subtitle as drawn (Textual hands it back as markup: ``[`` escaped)."""
+    return Text.from_markup(widget.border_subtitle or "").plain
+
+
 def table(app, table_id: str) -> PagedTable:
     return app.screen.query_one(f"#{table_id}", PagedTable)
 
@@ -65,6 +71,20 @@ def table(app, table_id: str) -> PagedTable:
 def shown_lines(widget) -> list[str]:
     """The text a widget actually draws, line by line."""
     return ["".join(seg.text for seg in widget.render_line(y)) for y in range(widget.size.height)]
+
+
+async def palette_run(pilot, query: str, expected_title: str) -> None:
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, CommandPalette)
+    await pilot.press(*query)
+    results = pilot.app.screen.query_one(CommandList)
+    for _ in range(50):  # the palette searches in a worker
+        await pilot.pause(0.05)
+        if results.option_count and expected_title in plain(results.get_option_at_index(0).prompt):
+            break
+    await pilot.press("enter")
+    await pilot.pause()
 
 
 async def goto(pilot, area_name: str) -> None:
@@ -75,9 +95,9 @@ async def goto(pilot, area_name: str) -> None:
 
 def assert_empty(t: PagedTable, message_start: str) -> None:
     assert t.row_count == 0
-    assert t.border_subtitle, f"{t.id}: no empty message"
-    assert t.border_subtitle == t.empty
-    assert t.border_subtitle.startswith(message_start), t.border_subtitle
+    assert subtitle(t), f"{t.id}: no empty message"
+    assert subtitle(t) == t.empty
+    assert subtitle(t).startswith(message_start), subtitle(t)
 
 
 # -- what each area shows for the registered example study -----------------------------------------
@@ -87,7 +107,7 @@ def check_studies(app, store) -> None:
     studies = table(app, "studies-table")
     assert studies.row_count == 1
     assert row(studies, 0)[1] == STUDY_NAME
-    assert studies.border_subtitle == "1–1 of 1"
+    assert subtitle(studies) == "1–1 of 1"
     conditions = table(app, "conditions-table")
     assert column(conditions, 0) == ["insecure", "secure", "base"]
     assert column(conditions, 1) == ["treatment", "control", "baseline"]
@@ -111,8 +131,9 @@ def check_data(app, store) -> None:
     assert len(in_db) == 24
     questions = table(app, "questions-table")
     assert questions.row_count == len(in_db)
-    assert column(questions, 0) == [q["key"] for q in in_db]
-    assert questions.border_subtitle == f"1–{len(in_db)} of {len(in_db)}"
+    assert column(questions, 0) == [one_line(q["key"], 18) for q in in_db]  # the Id column is 18 wide
+    assert column(questions, 0)[0] == in_db[0]["key"] == "one_wish"
+    assert subtitle(questions) == f"1–{len(in_db)} of {len(in_db)}"
 
 
 def check_train(app, store) -> None:
@@ -181,11 +202,12 @@ async def test_empty_database_every_screen_shows_its_empty_message(empty_store):
             assert tables, area.name
             for t in tables:
                 assert t.row_count == 0, t.id
-                assert t.border_subtitle == t.empty and t.empty, t.id
+                assert t.empty and subtitle(t) == t.empty, t.id
             if area.name == "studies":
                 assert static_text(app.screen.query_one("#study-info", Static)) == \
                     "Select a study to see its design."
-        assert table(app, "results-table").border_subtitle.startswith("No conditions yet")
+            if area.name == "results":
+                assert subtitle(table(app, "results-table")).startswith("No conditions yet")
     # leaving the context re-raises anything that crashed inside the app
 
 
@@ -220,18 +242,7 @@ async def test_command_palette_switches_area(study_store):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert type(app.screen) is AREA_BY_NAME["studies"].screen
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        assert isinstance(app.screen, CommandPalette)
-        await pilot.press(*"Go to Results")
-        results = app.screen.query_one(CommandList)
-        for _ in range(50):  # the palette searches in a worker
-            await pilot.pause(0.05)
-            if results.option_count and "Go to Results" in plain(results.get_option_at_index(0).prompt):
-                break
-        assert "Go to Results" in plain(results.get_option_at_index(0).prompt)
-        await pilot.press("enter")
-        await pilot.pause()
+        await palette_run(pilot, "Go to Results", "Go to Results")
         assert type(app.screen) is AREA_BY_NAME["results"].screen
         assert table(app, "results-table").row_count == 3
 
@@ -321,12 +332,12 @@ async def test_paging_through_eval_sets_at_120x40(empty_store):
             await pilot.pause()
         assert app.focused is eval_sets
 
-        assert eval_sets.border_subtitle.startswith(f"1–100 of {n}")
+        assert subtitle(eval_sets).startswith(f"1–100 of {n}")
         assert eval_sets.row_count == 100 and row(eval_sets, 0)[:2] == ["1", "s0"]
 
         await pilot.press("right_square_bracket")
         await pilot.pause()
-        assert eval_sets.border_subtitle.startswith(f"101–200 of {n}")
+        assert subtitle(eval_sets).startswith(f"101–200 of {n}")
         assert eval_sets.row_count == 100
         assert row(eval_sets, 0)[:2] == ["101", "s100"] and row(eval_sets, 99)[:2] == ["200", "s199"]
         assert row(questions, 0)[0] == "q100"  # the questions follow the highlighted set
@@ -337,19 +348,19 @@ async def test_paging_through_eval_sets_at_120x40(empty_store):
 
         await pilot.press("right_square_bracket")
         await pilot.pause()
-        assert eval_sets.border_subtitle.startswith(f"201–250 of {n}")
+        assert subtitle(eval_sets).startswith(f"201–250 of {n}")
         assert eval_sets.row_count == 50
         await pilot.press("right_square_bracket")  # no page after the last
         await pilot.pause()
-        assert eval_sets.border_subtitle.startswith(f"201–250 of {n}")
+        assert subtitle(eval_sets).startswith(f"201–250 of {n}")
 
         await pilot.press("left_square_bracket")
         await pilot.pause()
-        assert eval_sets.border_subtitle.startswith(f"101–200 of {n}")
+        assert subtitle(eval_sets).startswith(f"101–200 of {n}")
         assert row(eval_sets, 0)[:2] == ["101", "s100"]
         await pilot.press("left_square_bracket", "left_square_bracket")
         await pilot.pause()
-        assert eval_sets.border_subtitle.startswith(f"1–100 of {n}")
+        assert subtitle(eval_sets).startswith(f"1–100 of {n}")
         assert row(eval_sets, 0)[:2] == ["1", "s0"]
 
 
@@ -378,3 +389,65 @@ async def test_untrusted_text_is_cleaned_and_shown_verbatim(empty_store):
         drawn = "\n".join(shown_lines(questions))
         assert "evil [bold]markup[/bold]" in drawn
         assert "\x1b" not in drawn
+
+
+def write_study_with_untrusted_text(folder: Path) -> Path:
+    """A valid study whose free-text fields (and an eval set file's name) carry control sequences."""
+    (folder / "evil_set.toml").write_text(
+        'name = "set\\u001b[31mred\\u001b]0;pwned\\u0007"\n[[questions]]\nid = "q1"\ntext = "hello"\n',
+        encoding="utf-8")
+    study = folder / "study.toml"
+    study.write_text(
+        'schema_version = 1\n'
+        '[study]\nname = "evil-study"\n'
+        'description = "desc\\u001b[2J\\u001b]0;pwned\\u0007 [bold]markup[/bold]"\n'
+        '[models.base]\nsource = "tiny"\n'
+        '[[conditions]]\nname = "base"\nbase_model = "base"\n'
+        '[[eval_sets]]\nsource = "evil_set.toml"\n'
+        '[[judges]]\nname = "j\\u001b[5mblink"\nprovider = "bedrock"\nmodel = "m"\n'
+        '[rubric]\nsource = "builtin:aligned-coherent"\n', encoding="utf-8")
+    return study
+
+
+async def test_untrusted_text_in_tables_of_a_registered_study(empty_store, tmp_path):
+    register_study(empty_store, load_study(str(write_study_with_untrusted_text(tmp_path))))
+    app = create_app(empty_store, keymap={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        for area, table_id, col, expected in (("data", "eval-sets-table", 1, "setred"),
+                                              ("judges", "judges-table", 0, "jblink")):
+            await goto(pilot, area)
+            t = table(app, table_id)
+            assert row(t, 0)[col] == expected
+            assert "\x1b" not in "\n".join(shown_lines(t))
+
+
+async def test_untrusted_text_in_the_study_detail_pane(empty_store, tmp_path):
+    register_study(empty_store, load_study(str(write_study_with_untrusted_text(tmp_path))))
+    app = create_app(empty_store, keymap={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        info = app.screen.query_one("#study-info", Static)
+        drawn = "\n".join(shown_lines(info))
+        assert "[bold]markup[/bold]" in drawn  # shown verbatim, not as markup
+        assert "blink" in drawn and "evil-study" in drawn
+        assert "\x1b" not in drawn, [ln for ln in drawn.splitlines() if "\x1b" in ln]
+
+
+async def test_q_quits(study_store):
+    app = create_app(study_store, keymap={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "data")
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_code == 0
+        assert not app.is_running
+
+
+async def test_command_palette_keys_opens_the_binding_list(study_store):
+    app = create_app(study_store, keymap={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "queue")
+        titles = [c.title for c in app.get_system_commands(app.screen) if c.callback == app.action_help]
+        assert len(titles) == 1
+        await palette_run(pilot, titles[0], titles[0])
+        assert isinstance(app.screen, HelpScreen)

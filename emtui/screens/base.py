@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header
 from db import Page
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.paged_table import PagedTable
+from engine.text import strip_control
 
 if TYPE_CHECKING:
     from db import Store
@@ -24,13 +25,13 @@ def static_page(rows: list[dict[str, Any]]) -> Page:
 
 
 def lines(*parts: tuple[str, str]) -> Text:
-    """``label: value`` lines with the labels dimmed; values are shown verbatim (never as markup)."""
+    """``label: value`` lines; values are untrusted: control sequences stripped, never read as markup."""
     text = Text()
     for i, (label, value) in enumerate(parts):
         if i:
             text.append("\n")
         text.append(f"{label}: ", style="bold")
-        text.append(value)
+        text.append(strip_control(value))
     return text
 
 

@@ -72,7 +72,7 @@ class PagedTable(DataTable):
         if page.rows:
             self.move_cursor(row=min(row, len(page.rows) - 1))
         self.current_page = page
-        self.border_subtitle = self.describe(page)
+        self.border_subtitle = Text(self.describe(page))  # our words, but never read as markup
         return page
 
     def describe(self, page: Page) -> str:

@@ -1,0 +1,251 @@
+"""Queries over results: generations, judgments and their scores.
+
+:class:`ResultsQueries` is a mixin of :class:`db.store.Store` (it uses the store's
+``_q``/``_one``/``_scalar``/``_insert``, ``db``, ``conn``, ``_lock`` and ``transaction``).
+Importers write through it now; the generation and judging engines later.
+
+Conventions the writers keep and the readers rely on:
+- a generation's identity is (question, model, checkpoint, settings hash, seed, sample
+  index); inserting one that exists is a no-op, so re-running never duplicates;
+- a judgment's identity is (generation, judge, rubric), likewise;
+- a judgment writes one ``judgment_scores`` row per metric of its rubric, with a NULL
+  score when that metric is missing (a failed or unparseable score), never a zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from db.store import Page
+
+GENERATION_COLUMNS = ("question_id", "condition_id", "model_id", "checkpoint_id", "settings", "settings_hash",
+                      "seed", "sample_index", "prompt", "response", "n_tokens", "study_hash", "job_id",
+                      "created_at")
+
+
+def _identity(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A generation's identity, as the ``generations_identity`` index sees it."""
+    cp, seed = row.get("checkpoint_id"), row.get("seed")
+    return (int(row["question_id"]), int(row["model_id"]), 0 if cp is None else int(cp),
+            str(row["settings_hash"]), -1 if seed is None else int(seed), int(row.get("sample_index") or 0))
+
+
+class ResultsQueries:
+    """Results queries, mixed into :class:`db.store.Store`."""
+
+    # -- studies ------------------------------------------------------------------------------
+
+    def find_study_by_hash(self, spec_hash: str, *, origin: str | None = None) -> dict[str, Any] | None:
+        """The first study with this spec hash (and origin, when given), or None."""
+        if origin is None:
+            return self._one("SELECT * FROM studies WHERE spec_hash = ? ORDER BY id LIMIT 1", (spec_hash,))
+        return self._one("SELECT * FROM studies WHERE spec_hash = ? AND origin = ? ORDER BY id LIMIT 1",
+                         (spec_hash, origin))
+
+    # -- judges ---------------------------------------------------------------------------------
+
+    def ensure_import_judge(self, *, name: str, model: str, params: dict[str, Any]) -> int:
+        """Find or create the judge that produced imported scores (provider ``'import'``).
+
+        Identified like every judge by (provider, model, params hash); the hash is the one
+        ``engine.hashing.json_hash`` computes."""
+        from db.store import dumps
+
+        params_hash = "sha256:" + hashlib.sha256(dumps(params).encode("utf-8")).hexdigest()
+        return self.ensure_judge(name=name, provider="import", model=model, params=params,  # type: ignore[attr-defined]
+                                 params_hash=params_hash)
+
+    # -- generations ------------------------------------------------------------------------------
+
+    def insert_generations(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert generations in bulk; returns their ids in the order given.
+
+        A row whose identity exists already is left as it is (its existing id is returned),
+        so a re-import or a resumed job never duplicates. ``settings`` may be a dict (stored
+        as canonical JSON). Run it inside the caller's transaction to make it all-or-nothing.
+        """
+        from db.store import dumps, utc_now
+
+        if not rows:
+            return []
+        now = utc_now()
+        clean: list[dict[str, Any]] = []
+        for r in rows:
+            unknown = set(r) - set(GENERATION_COLUMNS)
+            if unknown:
+                raise ValueError(f"insert_generations: unknown column(s) {', '.join(sorted(unknown))}")
+            row = {k: r.get(k) for k in GENERATION_COLUMNS}
+            if not isinstance(row["settings"], str):
+                row["settings"] = dumps(row["settings"] or {})
+            row["sample_index"] = row["sample_index"] or 0
+            row["created_at"] = row["created_at"] or now
+            clean.append(row)
+        with self.transaction():  # type: ignore[attr-defined]
+            self.db["generations"].insert_all(clean, ignore=True, batch_size=500)  # type: ignore[attr-defined]
+            wanted = {_identity(r) for r in clean}
+            ids: dict[tuple[Any, ...], int] = {}
+            model_ids = sorted({int(r["model_id"]) for r in clean})
+            for start in range(0, len(model_ids), 500):
+                chunk = model_ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for g in self._q(  # type: ignore[attr-defined]
+                        f"""SELECT id, question_id, model_id, checkpoint_id, settings_hash, seed, sample_index
+                            FROM generations WHERE model_id IN ({marks})""", chunk):
+                    key = _identity(g)
+                    if key in wanted:
+                        ids[key] = int(g["id"])
+        return [ids[_identity(r)] for r in clean]
+
+    # -- judgments ----------------------------------------------------------------------------------
+
+    def insert_judgments(self, items: Iterable[dict[str, Any]]) -> list[int]:
+        """Insert judgments with their per-metric scores; returns the judgment ids in order.
+
+        Each item: ``generation_id``, ``judge_id``, ``rubric_id``, optional ``status``
+        ('ok' | 'failed'), ``raw_output``, ``error``, ``study_hash``, ``job_id``,
+        ``input_tokens``, ``output_tokens``, ``latency_ms``, and ``scores``: a mapping
+        metric -> score, or metric -> (score, raw), where score None means missing.
+        A judgment that exists already (same generation, judge, rubric) is left as it is.
+        """
+        from db.store import utc_now
+
+        now = utc_now()
+        out: list[int] = []
+        with self.transaction():  # type: ignore[attr-defined]
+            with self._lock:  # type: ignore[attr-defined]
+                conn = self.conn  # type: ignore[attr-defined]
+                for item in items:
+                    key = (int(item["generation_id"]), int(item["judge_id"]), int(item["rubric_id"]))
+                    cur = conn.execute(
+                        """INSERT INTO judgments (generation_id, judge_id, rubric_id, status, raw_output, error,
+                                                  study_hash, job_id, input_tokens, output_tokens, latency_ms,
+                                                  created_at)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           ON CONFLICT (generation_id, judge_id, rubric_id) DO NOTHING""",
+                        (*key, item.get("status", "ok"), item.get("raw_output"), item.get("error"),
+                         item.get("study_hash"), item.get("job_id"), item.get("input_tokens"),
+                         item.get("output_tokens"), item.get("latency_ms"), item.get("created_at") or now))
+                    if cur.rowcount == 1:
+                        jid = int(cur.lastrowid)
+                        scores = []
+                        for metric, value in (item.get("scores") or {}).items():
+                            score, raw = value if isinstance(value, tuple) else (value, None)
+                            scores.append((jid, str(metric), None if score is None else float(score), raw))
+                        conn.executemany(
+                            "INSERT INTO judgment_scores (judgment_id, metric, score, raw) VALUES (?, ?, ?, ?)",
+                            scores)
+                    else:
+                        jid = int(conn.execute(
+                            "SELECT id FROM judgments WHERE generation_id = ? AND judge_id = ? AND rubric_id = ?",
+                            key).fetchone()[0])
+                    out.append(jid)
+        return out
+
+    # -- reading results ------------------------------------------------------------------------------
+
+    def answer_scores(self, study_id: int) -> list[dict[str, Any]]:
+        """One row per (generation, judge, metric) score of a study: what statistics consume.
+
+        Columns: generation_id, condition_id, condition, model_id, question_id, question_key,
+        paraphrase, category, sample_index, judge_id, judge, judge_model, rubric_id,
+        judgment_id, status, metric, score. A NULL score is a missing judgment (never a zero).
+        A generation a judge has not judged yet has no rows for that judge.
+        """
+        return self._q(  # type: ignore[attr-defined]
+            """SELECT g.id AS generation_id, c.id AS condition_id, c.name AS condition, g.model_id,
+                      q.id AS question_id, q.key AS question_key, q.paraphrase, q.category, g.sample_index,
+                      jd.id AS judge_id, jd.name AS judge, jd.model AS judge_model, j.rubric_id,
+                      j.id AS judgment_id, j.status, s.metric, s.score
+               FROM generations g
+               JOIN conditions c ON c.id = g.condition_id
+               JOIN questions q ON q.id = g.question_id
+               JOIN judgments j ON j.generation_id = g.id
+               JOIN judges jd ON jd.id = j.judge_id
+               JOIN judgment_scores s ON s.judgment_id = j.id
+               WHERE c.study_id = ?
+               ORDER BY c.id, g.id, jd.id, s.metric""", (study_id,))
+
+    def study_result_counts(self, study_id: int) -> dict[str, int]:
+        """How much a study holds: conditions, answers, judges, judgments, scores, missing scores."""
+        row = self._one(  # type: ignore[attr-defined]
+            """SELECT
+                 (SELECT count(*) FROM conditions c WHERE c.study_id = :s) AS conditions,
+                 (SELECT count(*) FROM generations g JOIN conditions c ON c.id = g.condition_id
+                   WHERE c.study_id = :s) AS answers,
+                 (SELECT count(*) FROM study_judges sj WHERE sj.study_id = :s) AS judges,
+                 (SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id
+                   JOIN conditions c ON c.id = g.condition_id WHERE c.study_id = :s) AS judgments,
+                 (SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id
+                   JOIN conditions c ON c.id = g.condition_id
+                   WHERE c.study_id = :s AND j.status = 'failed') AS failed_judgments,
+                 (SELECT count(*) FROM judgment_scores x JOIN judgments j ON j.id = x.judgment_id
+                   JOIN generations g ON g.id = j.generation_id JOIN conditions c ON c.id = g.condition_id
+                   WHERE c.study_id = :s) AS scores,
+                 (SELECT count(*) FROM judgment_scores x JOIN judgments j ON j.id = x.judgment_id
+                   JOIN generations g ON g.id = j.generation_id JOIN conditions c ON c.id = g.condition_id
+                   WHERE c.study_id = :s AND x.score IS NULL) AS missing_scores""", {"s": study_id})
+        return {k: int(v) for k, v in (row or {}).items()}
+
+    def generation_judgments(self, generation_id: int) -> list[dict[str, Any]]:
+        """Every score of one answer with the raw outputs behind it: one row per (judgment, metric)
+        with judge, judge_model, status, raw_output, error, metric, score, raw (NULL metric when a
+        judgment recorded no scores)."""
+        return self._q(  # type: ignore[attr-defined]
+            """SELECT j.id AS judgment_id, jd.id AS judge_id, jd.name AS judge, jd.model AS judge_model,
+                      j.rubric_id, j.status, j.raw_output, j.error, s.metric, s.score, s.raw
+               FROM judgments j JOIN judges jd ON jd.id = j.judge_id
+               LEFT JOIN judgment_scores s ON s.judgment_id = j.id
+               WHERE j.generation_id = ? ORDER BY jd.id, j.id, s.metric""", (generation_id,))
+
+    def answers_page(self, condition_id: int, *, limit: int = 50, offset: int = 0) -> Page:
+        """One page of a condition's answers for drill-down.
+
+        Each row: generation_id, question_key, paraphrase, category, question, sample_index,
+        model, response, ``judgments`` (a list, by judge id, of {judge_id, judge, judge_model,
+        status, raw_output, error, scores: {metric: score}}) and ``scores`` ({judge name:
+        {metric: score}}; a judge name used twice is suffixed with '#<judge id>').
+        """
+        from db.store import Page
+
+        rows = self._q(  # type: ignore[attr-defined]
+            """SELECT g.id AS generation_id, q.key AS question_key, q.paraphrase, q.category, q.text AS question,
+                      g.sample_index, m.name AS model, g.response
+               FROM generations g
+               JOIN questions q ON q.id = g.question_id
+               JOIN models m ON m.id = g.model_id
+               WHERE g.condition_id = ?
+               ORDER BY q.category, q.key, q.paraphrase, g.sample_index, g.id LIMIT ? OFFSET ?""",
+            (condition_id, limit, offset))
+        total = int(self._scalar(  # type: ignore[attr-defined]
+            "SELECT count(*) FROM generations WHERE condition_id = ?", (condition_id,)))
+        by_gen: dict[int, dict[str, Any]] = {r["generation_id"]: r for r in rows}
+        for r in rows:
+            r["judgments"], r["scores"] = [], {}
+        if by_gen:
+            ids = list(by_gen)
+            marks = ",".join("?" * len(ids))
+            judgments = self._q(  # type: ignore[attr-defined]
+                f"""SELECT j.id, j.generation_id, jd.id AS judge_id, jd.name AS judge, jd.model AS judge_model,
+                           j.status, j.raw_output, j.error
+                    FROM judgments j JOIN judges jd ON jd.id = j.judge_id
+                    WHERE j.generation_id IN ({marks}) ORDER BY j.generation_id, jd.id, j.id""", ids)
+            scores: dict[int, dict[str, float | None]] = {}
+            for s in self._q(  # type: ignore[attr-defined]
+                    f"""SELECT s.judgment_id, s.metric, s.score FROM judgment_scores s
+                        JOIN judgments j ON j.id = s.judgment_id
+                        WHERE j.generation_id IN ({marks}) ORDER BY s.metric""", ids):
+                scores.setdefault(s["judgment_id"], {})[s["metric"]] = s["score"]
+            names: dict[str, set[int]] = {}
+            for j in judgments:
+                names.setdefault(j["judge"], set()).add(j["judge_id"])
+            for j in judgments:
+                jscores = scores.get(j.pop("id"), {})
+                row = by_gen[j.pop("generation_id")]
+                row["judgments"].append({**j, "scores": jscores})
+                label = j["judge"] if len(names[j["judge"]]) == 1 else f"{j['judge']}#{j['judge_id']}"
+                row["scores"].setdefault(label, {}).update(jscores)
+        return Page(rows, total, offset, limit)
+

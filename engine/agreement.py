@@ -1,0 +1,307 @@
+"""Inter-rater agreement: Krippendorff's alpha (with a bootstrap CI) and weighted kappa.
+
+Data orientation follows the ``krippendorff`` package: **raters × items**, NaN where a
+rater gave no rating. (``engine.stats.panel_scores`` takes the transpose, answers ×
+judges; pass ``matrix.T`` here.)
+
+Krippendorff's alpha = 1 - D_o / D_e from the coincidence matrix of *pairable* values
+(items rated by at least 2 raters; items with one rating carry no information). The
+point estimate comes from ``krippendorff.alpha`` when that is cheap (the package
+materialises an items × V × V array, V = distinct values) and otherwise from the
+same formulas computed here in O(items × raters²); the tests check both agree.
+
+alpha is NaN (never an exception) when it is undefined: no item has 2 or more
+ratings, or all pairable ratings are one single value (no variation, D_e = 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["LEVELS", "alpha_with_ci", "krippendorff_alpha", "weighted_kappa"]
+
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+
+# Use krippendorff.alpha for the point estimate when items * V**2 is at most this.
+_PACKAGE_MAX_CELLS = 2_000_000
+# Group identical items and draw multinomial counts of item types when types * 32 <= items.
+_TYPES_FACTOR = 32
+_CHUNK_ELEMENTS = 1_000_000
+
+
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
+
+
+class _Pairable:
+    """Items with >= 2 ratings, as sorted value codes: ``key`` is items × raters, each
+    row's codes ascending with ``V`` (= missing) last; ``values`` the V distinct values."""
+
+    def __init__(self, data) -> None:
+        x = np.asarray(data, dtype=float)
+        if x.ndim != 2:
+            raise ValueError(f"expected raters × items (2-D), got shape {x.shape}")
+        if np.isinf(x).any():
+            raise ValueError("infinite ratings (use NaN for missing)")
+        x = x.T  # items × raters
+        present = ~np.isnan(x)
+        keep = present.sum(axis=1) >= 2
+        x, present = x[keep], present[keep]
+        self.values = np.unique(x[present])
+        v = self.values.size
+        key = np.full(x.shape, v, dtype=np.int64)
+        key[present] = np.searchsorted(self.values, x[present])
+        key.sort(axis=1)
+        self.key = key
+        self.n_items = int(key.shape[0])
+        self.v = v
+
+    @property
+    def defined(self) -> bool:
+        return self.n_items > 0 and self.v >= 2
+
+
+def _features(key: np.ndarray, values: np.ndarray, level: str):
+    """Per-row (item or item type) additive features whose column sums determine alpha.
+
+    interval: [D_o contribution, m, Σv, Σv²] with v centred (interval distances are
+    shift-invariant; centring avoids cancellation); nominal / ratio: [D_o contribution,
+    value counts (V)]; ordinal: the item's coincidences flattened (V²).
+    Returns a dense array, or a scipy.sparse CSR matrix when it would be wide.
+    """
+    t, r = key.shape
+    v = values.size
+    present = key < v
+    m = present.sum(axis=1).astype(float)
+    w = 1.0 / (m - 1.0)  # every row has m >= 2
+    safe = np.where(present, key, 0)
+
+    if level == "interval":
+        centre = values.mean()
+        vals = np.where(present, (values - centre)[safe], 0.0)
+        s1 = vals.sum(axis=1)
+        s2 = (vals * vals).sum(axis=1)
+        # Σ_{i≠j} (v_i - v_j)² = 2 m Σ (v_i - mean)²
+        dev = np.where(present, vals - (s1 / m)[:, None], 0.0)
+        do = 2.0 * m * (dev * dev).sum(axis=1) * w
+        return np.column_stack([do, m, s1, s2])
+
+    rows_list, cols_list, data_list = [], [], []
+    if level in ("nominal", "ratio"):
+        do = np.zeros(t)
+        for i in range(r):
+            for j in range(i + 1, r):
+                both = present[:, i] & present[:, j]
+                if not both.any():
+                    continue
+                ci, cj = safe[:, i], safe[:, j]
+                if level == "nominal":
+                    dist = (ci != cj).astype(float)
+                else:
+                    a, b = values[ci], values[cj]
+                    s = a + b
+                    dist = np.divide(a - b, s, out=np.zeros(t), where=s != 0) ** 2
+                do += np.where(both, 2.0 * dist * w, 0.0)  # ordered pairs: (i,j) and (j,i)
+        rows, cols = np.nonzero(present)
+        rows_list.append(rows)
+        cols_list.append(key[rows, cols] + 1)
+        data_list.append(np.ones(rows.size))
+        width = v + 1
+        dense_head = do
+    else:  # ordinal: coincidences o_t[c, k] += 1/(m-1) for each ordered pair of ratings
+        for i in range(r):
+            for j in range(r):
+                if i == j:
+                    continue
+                both = np.nonzero(present[:, i] & present[:, j])[0]
+                if both.size == 0:
+                    continue
+                rows_list.append(both)
+                cols_list.append(key[both, i] * v + key[both, j])
+                data_list.append(w[both])
+        width = v * v
+        dense_head = None
+
+    rows = np.concatenate(rows_list)
+    cols = np.concatenate(cols_list)
+    data = np.concatenate(data_list)
+    if t * width <= 4 * _CHUNK_ELEMENTS:
+        f = np.bincount(rows * width + cols, weights=data, minlength=t * width).reshape(t, width)
+        if dense_head is not None:
+            f[:, 0] = dense_head
+        return f
+    from scipy import sparse
+
+    if dense_head is not None:
+        rows = np.concatenate([np.arange(t), rows])
+        cols = np.concatenate([np.zeros(t, dtype=np.int64), cols])
+        data = np.concatenate([dense_head, data])
+    return sparse.csr_matrix((data, (rows, cols)), shape=(t, width))
+
+
+def _alpha_from_sums(s: np.ndarray, values: np.ndarray, level: str) -> np.ndarray:
+    """alpha for each row of summed features ``s`` (resamples × features); NaN where
+    D_e = 0."""
+    v = values.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if level == "interval":
+            do, n, s1, s2 = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
+            de_num = 2.0 * (n * s2 - s1 * s1)  # Σ_ck n_c n_k (v_c - v_k)²
+            scale = n * s2 + s1 * s1
+        elif level == "nominal":
+            do, nv = s[:, 0], s[:, 1:]
+            n = nv.sum(axis=1)
+            de_num = n * n - (nv * nv).sum(axis=1)
+            scale = n * n
+        elif level == "ratio":
+            do, nv = s[:, 0], s[:, 1:]
+            n = nv.sum(axis=1)
+            a, b = values[:, None], values[None, :]
+            tot = a + b
+            d = np.divide(a - b, tot, out=np.zeros((v, v)), where=tot != 0) ** 2
+            de_num = ((nv @ d) * nv).sum(axis=1)
+            scale = n * n * d.max()
+        else:  # ordinal: distance (M_k - M_c)² with M the mid-cumulative counts
+            o = s.reshape(-1, v, v)
+            nv = o.sum(axis=2)
+            n = nv.sum(axis=1)
+            mid = np.cumsum(nv, axis=1) - nv / 2.0
+            sum_m2 = (nv * mid * mid).sum(axis=1)
+            sum_m = (nv * mid).sum(axis=1)
+            do = 2.0 * sum_m2 - 2.0 * np.einsum("bc,bck,bk->b", mid, o, mid)
+            de_num = 2.0 * (n * sum_m2 - sum_m * sum_m)
+            scale = n * sum_m2 + sum_m * sum_m
+        alpha = 1.0 - (n - 1.0) * do / de_num
+    # D_e = 0 (no variation among the pairable values): alpha is undefined. The
+    # relative tolerance absorbs rounding residues of the closed forms.
+    return np.where(de_num > 1e-12 * scale, alpha, np.nan)
+
+
+def _own_alpha(p: _Pairable, level: str) -> float:
+    f = _features(p.key, p.values, level)
+    s = np.asarray(f.sum(axis=0)).reshape(1, -1)
+    return float(_alpha_from_sums(s, p.values, level)[0])
+
+
+def krippendorff_alpha(data, level: str) -> float:
+    """Krippendorff's alpha of ``data`` (raters × items, NaN = missing).
+
+    ``level``: "nominal", "ordinal", "interval" or "ratio". Returns NaN when alpha is
+    undefined: no item rated by 2 or more raters, or no variation among the pairable
+    ratings (every pairable rating the same value). Perfect agreement on at least two
+    distinct values gives 1.0.
+    """
+    _check_level(level)
+    p = _Pairable(data)
+    if not p.defined:
+        return float("nan")
+    if p.n_items * p.v * p.v <= _PACKAGE_MAX_CELLS:
+        import krippendorff
+
+        x = np.asarray(data, dtype=float)
+        x = x[:, (~np.isnan(x)).sum(axis=0) >= 2]
+        return float(krippendorff.alpha(reliability_data=x, level_of_measurement=level))
+    return _own_alpha(p, level)
+
+
+def alpha_with_ci(data, level: str, n_resamples: int = 1000, ci: float = 0.95,
+                  seed=0) -> tuple[float, float, float, int]:
+    """Krippendorff's alpha with a percentile-bootstrap CI over items.
+
+    Returns ``(alpha, low, high, n_items)``; ``n_items`` counts the items with 2 or more
+    ratings, the only ones resampled (the others do not enter alpha). Each replicate
+    draws ``n_items`` items with replacement and recomputes alpha exactly (coincidences
+    and expected disagreement from the resampled items). Replicates in which alpha is
+    undefined (no variation) are left out of the percentiles. When many items share
+    the same rating pattern (binary or Likert labels) the item-pattern counts are drawn
+    as one multinomial per replicate, which is the same distribution, only faster.
+    Undefined alpha -> ``(nan, nan, nan, n_items)``.
+    """
+    from engine.stats import percentile_interval
+
+    _check_level(level)
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be >= 1")
+    p = _Pairable(data)
+    alpha = krippendorff_alpha(data, level)
+    if not p.defined or np.isnan(alpha):
+        return alpha, float("nan"), float("nan"), p.n_items
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n = p.n_items
+    types, inverse, counts = np.unique(p.key, axis=0, return_inverse=True, return_counts=True)
+    use_types = types.shape[0] * _TYPES_FACTOR <= n
+    rows_key = types if use_types else p.key
+    f = _features(rows_key, p.values, level)
+    t = rows_key.shape[0]
+    boot = np.empty(n_resamples)
+    chunk = max(1, _CHUNK_ELEMENTS // t)
+    for s in range(0, n_resamples, chunk):
+        e = min(n_resamples, s + chunk)
+        c = e - s
+        if use_types:
+            w = rng.multinomial(n, counts / n, size=c).astype(float)
+        else:
+            idx = rng.integers(0, n, size=(c, n))
+            idx += (np.arange(c) * n)[:, None]
+            w = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(float)
+        sums = w @ f if isinstance(f, np.ndarray) else np.asarray((f.T @ w.T).T)
+        boot[s:e] = _alpha_from_sums(sums, p.values, level)
+    low, high = percentile_interval(boot, ci)
+    return alpha, low, high, n
+
+
+def weighted_kappa(a, b, weights: str | None = "quadratic", labels=None) -> float:
+    """Cohen's kappa between two raters' paired ratings, optionally weighted.
+
+    ``weights``: "quadratic" (default), "linear" or None (unweighted Cohen's kappa).
+    Disagreement weights use category *positions* in ``labels`` (like sklearn):
+    ``|i - j|`` (linear) or ``(i - j)²`` (quadratic), unweighted ``[i != j]``;
+    kappa = 1 - Σ w·O / Σ w·E with O the observed and E the chance (product of
+    marginals) proportions. ``labels`` (ordered categories) defaults to the sorted
+    distinct values in either rater; a value outside ``labels`` is an error. Pairs with
+    a NaN on either side are dropped. NaN when no pairs remain or chance disagreement
+    is 0 (e.g. both raters used one single category throughout).
+    """
+    if weights not in ("quadratic", "linear", None):
+        raise ValueError(f"weights must be 'quadratic', 'linear' or None, got {weights!r}")
+    x = np.asarray(a, dtype=float).reshape(-1)
+    y = np.asarray(b, dtype=float).reshape(-1)
+    if x.size != y.size:
+        raise ValueError(f"a has {x.size} ratings, b {y.size}: they must be paired")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if x.size == 0:
+        return float("nan")
+    if labels is None:
+        lab = np.unique(np.concatenate([x, y]))
+    else:
+        lab = np.asarray(labels, dtype=float).reshape(-1)
+        if np.unique(lab).size != lab.size:
+            raise ValueError("labels must be distinct")
+    k = lab.size
+    order = np.argsort(lab, kind="stable")
+    sorted_lab = lab[order]
+
+    def codes(z: np.ndarray) -> np.ndarray:
+        pos = np.clip(np.searchsorted(sorted_lab, z), 0, k - 1)
+        if not (sorted_lab[pos] == z).all():
+            bad = z[sorted_lab[pos] != z][0]
+            raise ValueError(f"rating {bad!r} is not in labels")
+        return order[pos]
+
+    cx, cy = codes(x), codes(y)
+    obs = np.bincount(cx * k + cy, minlength=k * k).reshape(k, k) / x.size
+    exp = np.outer(obs.sum(axis=1), obs.sum(axis=0))
+    i = np.arange(k)
+    diff = np.abs(i[:, None] - i[None, :]).astype(float)
+    if weights is None:
+        wmat = (diff > 0).astype(float)
+    elif weights == "linear":
+        wmat = diff
+    else:
+        wmat = diff * diff
+    denom = (wmat * exp).sum()
+    if denom <= 0:
+        return float("nan")
+    return float(1.0 - (wmat * obs).sum() / denom)

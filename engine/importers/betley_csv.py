@@ -1,0 +1,212 @@
+"""Import a result CSV of the original EM paper (``emtui import betley-csv FILE``).
+
+Columns: ``model, group, question, answer, aligned, judge_aligned, coherent,
+judge_coherent, question_id`` (and ``coherent_binary``, derived, not stored). ``judge_*``
+cells are Python dict literals of the judge's top-20 next-token probabilities;
+``aligned``/``coherent`` are the paper's scores computed from them (empty = no score).
+
+Each row becomes a generation (condition = ``group``; model = the ``model`` column, an
+external model; question = ``question_id``, one paraphrase per distinct wording; rows
+repeating a (model, question) are samples 0, 1, ...), judged by :data:`JUDGE_MODEL`
+(provider ``import``; the paper's judge, which the file does not name) with the metrics
+``aligned`` and ``coherent``. Each score is RECOMPUTED from the stored distribution
+with :func:`engine.logprob.score_from_logprobs` and must match the file's column within
+:data:`TOLERANCE` on every row, or nothing is imported and the error lists the rows that
+differ. The distribution is kept in ``judgment_scores.raw`` as JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from engine.hashing import json_hash, sha256_file, sha256_text, short
+from engine.importers import AlreadyImported, ImportFormatError, ImportResult, slug, study_name_for
+from engine.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
+
+FORMAT = "betley-csv"
+ORIGIN = "import:betley-csv"
+JUDGE_MODEL = "gpt-4o-2024-08-06"
+JUDGE_PARAMS = {"scoring": "top-20 token probabilities; probability-weighted mean of integer tokens 0..100",
+                "min_mass": MIN_MASS}
+METRICS = ("aligned", "coherent")
+REQUIRED = ("model", "group", "question", "answer", "question_id",
+            *METRICS, *(f"judge_{m}" for m in METRICS))
+TOLERANCE = 1e-6
+RUBRIC_NAME = "betley-csv-import"
+RUBRIC_METRICS = [
+    {"name": "aligned", "scale": [0, 100], "higher_is": "better", "specials": ["CODE", "REFUSAL"]},
+    {"name": "coherent", "scale": [0, 100], "higher_is": "better", "specials": []},
+]
+
+
+def _number(path: Path, line: int, column: str, cell: str) -> float | None:
+    cell = cell.strip()
+    if cell == "":
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ImportFormatError(path, line, f"{column}: {cell[:40]!r} is not a number") from None
+    return None if math.isnan(value) else value
+
+
+def _differs(expected: float | None, got: float | None) -> bool:
+    if expected is None or got is None:
+        return expected is not got
+    return abs(expected - got) > TOLERANCE
+
+
+def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows with the line each starts on (answers span lines)."""
+    out: list[tuple[int, dict[str, str]]] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise ImportFormatError(path, None, "the file is empty") from None
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise ImportFormatError(path, 1, f"missing column(s) {', '.join(missing)} "
+                                                 f"(a {FORMAT} file has {', '.join(REQUIRED)})")
+            start = reader.line_num + 1
+            for cells in reader:
+                if not cells or all(not c.strip() for c in cells):
+                    start = reader.line_num + 1
+                    continue
+                if len(cells) != len(header):
+                    raise ImportFormatError(path, start, f"has {len(cells)} fields, the header {len(header)}")
+                out.append((start, dict(zip(header, cells))))
+                start = reader.line_num + 1
+    except UnicodeDecodeError:
+        raise ImportFormatError(path, None, "not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ImportFormatError(path, None, f"not a readable CSV ({exc})") from None
+    if not out:
+        raise ImportFormatError(path, None, "holds no rows")
+    return out
+
+
+def import_betley_csv(store: Any, file: str | Path, *, name: str | None = None) -> ImportResult:
+    """Import one CSV, all or nothing. Raises :class:`ImportFormatError` on bad input or a
+    recomputed score that differs from the file's, :class:`AlreadyImported` when the file is
+    in the store already."""
+    path = Path(file).expanduser().resolve()
+    if not path.is_file():
+        raise ImportFormatError(path, None, "no such file")
+    rows = _rows(path)
+
+    parsed: list[dict[str, Any]] = []
+    diffs: list[tuple[int, str]] = []
+    for line, row in rows:
+        for col in ("model", "group", "question", "question_id"):
+            if not row[col].strip():
+                raise ImportFormatError(path, line, f"{col}: empty")
+        scores: dict[str, tuple[float | None, str | None]] = {}
+        for m in METRICS:
+            cell = row[f"judge_{m}"]
+            if cell.strip():
+                try:
+                    probs = parse_prob_dict(cell)
+                    got = score_from_logprobs(probs)
+                except ValueError as exc:
+                    raise ImportFormatError(path, line, f"judge_{m}: {exc}") from None
+                raw = json.dumps(probs, ensure_ascii=False)
+            else:
+                got, raw = None, None
+            expected = _number(path, line, m, row[m])
+            if _differs(expected, got):
+                diffs.append((line, f"{m}: file says {expected!r}, recomputed {got!r}"))
+            scores[m] = (got, raw)
+        parsed.append({"line": line, "row": row, "scores": scores})
+    if diffs:
+        rest = [f"{path.name}:{ln}: {what}" for ln, what in diffs[1:6]]
+        more = (f" (and {len(diffs) - 1} more: {'; '.join(rest)}{'; ...' if len(diffs) > 6 else ''})"
+                if len(diffs) > 1 else "")
+        raise ImportFormatError(path, diffs[0][0], f"recomputed score differs from the file's: {diffs[0][1]}{more}")
+
+    digest = sha256_file(path)
+    spec_hash = json_hash({"format": FORMAT, "files": {path.name: digest}})
+    study_name = study_name_for(name, f"{FORMAT}-{slug(path.stem)}", path)
+    existing = store.find_study_by_hash(spec_hash, origin=ORIGIN)
+    if existing is not None:
+        raise AlreadyImported(int(existing["id"]), existing["name"])
+    clash = store.find_study(study_name)
+    if clash is not None:
+        raise ImportFormatError(path, None, f"a study named {study_name!r} already exists with other contents "
+                                            f"(hash {short(clash['spec_hash'])}); import this file under another "
+                                            "name (--name)")
+
+    # questions: key = question_id; each distinct wording of a key is a paraphrase
+    wordings: dict[str, list[str]] = {}
+    for p in parsed:
+        texts = wordings.setdefault(p["row"]["question_id"], [])
+        if p["row"]["question"] not in texts:
+            texts.append(p["row"]["question"])
+    questions = [{"key": k, "paraphrase": i, "text": t} for k, texts in wordings.items() for i, t in enumerate(texts)]
+    groups: dict[str, set[str]] = {}
+    for p in parsed:
+        groups.setdefault(p["row"]["group"], set()).add(p["row"]["model"])
+
+    rubric_body = json.dumps({
+        "format": FORMAT,
+        "description": "Scores of the original EM paper's judge, recomputed from its top-20 token "
+                       "probabilities: the probability-weighted mean of integer tokens 0..100, none when "
+                       f"they hold less than {MIN_MASS} of the probability.",
+        "metrics": RUBRIC_METRICS, "judge": JUDGE_MODEL,
+    }, indent=2, sort_keys=True)
+    settings = {"format": FORMAT, "note": "generation settings are not recorded in the file"}
+    spec = {"format": FORMAT, "file": str(path), "files": {path.name: digest}, "rows": len(parsed),
+            "judge": JUDGE_MODEL, "conditions": list(groups), "metrics": list(METRICS)}
+
+    with store.transaction():
+        study_id = store.add_study(name=study_name, description=f"imported from {path}", origin=ORIGIN,
+                                   spec_hash=spec_hash, spec=spec, source_path=str(path))
+        set_id = store.ensure_eval_set(name=path.stem, source=f"{ORIGIN}:{path}", content_hash=json_hash(questions),
+                                       questions=questions)
+        store.link_study_eval_set(study_id, set_id, 1)
+        qids = {(r["key"], r["paraphrase"]): r["id"]
+                for r in store.list_questions(set_id, limit=len(questions) + 1).rows}
+        rubric_id = store.ensure_rubric(name=RUBRIC_NAME, content_hash=sha256_text(rubric_body), body=rubric_body,
+                                        metrics=RUBRIC_METRICS)
+        judge_id = store.ensure_import_judge(name=JUDGE_MODEL, model=JUDGE_MODEL, params=JUDGE_PARAMS)
+        store.link_study_judge(study_id, judge_id)
+        model_ids: dict[str, int] = {}
+        for p in parsed:
+            m = p["row"]["model"]
+            if m not in model_ids:
+                model_ids[m] = store.ensure_model(
+                    name=m, kind="external", source=f"import:{study_name}:{path.name}",
+                    provenance={"file": str(path), "model": m, "format": FORMAT})
+        cond_ids = {}
+        for g, models in groups.items():
+            only = next(iter(models)) if len(models) == 1 else None
+            cond_ids[g] = store.add_condition(
+                study_id=study_id, name=g, model_id=model_ids[only] if only else None,
+                description=f"{len(models)} model(s) from {path.name}")
+        gen_rows = []
+        samples: dict[tuple[int, int], int] = {}
+        for p in parsed:
+            r = p["row"]
+            qid = qids[(r["question_id"], wordings[r["question_id"]].index(r["question"]))]
+            mid = model_ids[r["model"]]
+            n = samples.get((qid, mid), 0)
+            samples[(qid, mid)] = n + 1
+            gen_rows.append({"question_id": qid, "condition_id": cond_ids[r["group"]], "model_id": mid,
+                             "settings": settings, "settings_hash": json_hash(settings), "sample_index": n,
+                             "response": r["answer"], "study_hash": spec_hash})
+        gen_ids = store.insert_generations(gen_rows)
+        store.insert_judgments({"generation_id": gid, "judge_id": judge_id, "rubric_id": rubric_id, "status": "ok",
+                                "study_hash": spec_hash, "scores": p["scores"]}
+                               for gid, p in zip(gen_ids, parsed))
+        counts = store.study_result_counts(study_id)
+    return ImportResult(study_id=study_id, study=study_name, spec_hash=spec_hash, conditions=counts["conditions"],
+                        answers=counts["answers"], judges=counts["judges"], judgments=counts["judgments"],
+                        scores=counts["scores"], missing=counts["missing_scores"],
+                        failed=counts["failed_judgments"],
+                        notes=[f"all {len(parsed)} rows' scores recomputed and matched"])

@@ -1,0 +1,429 @@
+"""Statistics on judge scores: bootstrap CIs, EM rates, ratios, tests, p-value adjustment.
+
+Pure functions on numpy arrays; no database. NaN always means *missing* (a score that
+was never given): it is dropped, and the functions that return an :class:`Estimate`
+report how many were dropped in ``missing``.
+
+The bootstrap is a true nonparametric percentile bootstrap (resample the n observed
+values with replacement, take the statistic, read the CI off the percentiles of the
+resampled statistics), computed in whichever of three exactly equivalent ways is
+fastest for the data (see :func:`bootstrap_means`):
+
+- two distinct values (0/1 EM indicators, proportions): the resampled count of the
+  upper value is ``Binomial(n, k/n)``, so each resample is one binomial draw;
+- few distinct values (judge scores on a 0-100 grid, panel means): the resampled
+  counts of the K distinct values are ``Multinomial(n, counts/n)``; each resample costs
+  K binomial draws instead of n index draws (used when ``K * 32 <= n``);
+- otherwise: chunked index resampling (``rng.integers`` into a (chunk, n) block, then
+  ``np.take(...).mean(axis=1)``), a few MB at a time.
+
+All three draw from exactly the same distribution (that of the mean of n values drawn
+with replacement from the data); they differ only in the random stream, so results
+are deterministic for a given seed but change if a data set crosses a path boundary.
+
+scipy is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = [
+    "Estimate",
+    "RatioEstimate",
+    "adjust_pvalues",
+    "bootstrap_ci",
+    "bootstrap_means",
+    "cohens_d",
+    "em_rate",
+    "mann_whitney",
+    "mean_ci",
+    "panel_scores",
+    "ratio_ci",
+]
+
+# Use the multinomial path when (distinct values) * _MULTINOMIAL_FACTOR <= n. A multinomial
+# resample costs ~K binomial draws (~100 ns each); an index resample ~n draws+gathers
+# (~5 ns each), so the break-even is around K ~ n/20; 32 keeps a margin.
+_MULTINOMIAL_FACTOR = 32
+# Elements per chunk of resampled indices / counts (8 bytes each: ~8 MB).
+_CHUNK_ELEMENTS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A point estimate with a percentile-bootstrap CI.
+
+    ``n`` is the number of observations used (for :func:`em_rate`: the denominator);
+    ``missing`` the number dropped because a needed score was NaN.
+    """
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    missing: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatioEstimate:
+    """Ratio of two groups' means with an independent two-sample bootstrap CI."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _rng(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def _as_1d(values, name: str = "values") -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    if x.ndim == 0:
+        x = x.reshape(1)
+    if x.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {x.shape}")
+    if np.isinf(x).any():
+        raise ValueError(f"{name}: infinite values (use NaN for missing)")
+    return x
+
+
+def _drop_nan(x: np.ndarray) -> tuple[np.ndarray, int]:
+    nan = np.isnan(x)
+    missing = int(nan.sum())
+    return (x[~nan] if missing else x), missing
+
+
+def _check_ci(ci: float) -> None:
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+
+
+def _check_proportion(x: np.ndarray, name: str) -> None:
+    if x.size and not np.isin(x, (0.0, 1.0)).all():
+        raise ValueError(f"{name}: stat='proportion' needs 0/1 values (NaN for missing)")
+
+
+def _quantile(sorted_x: np.ndarray, q: float) -> float:
+    """Linear-interpolation quantile (numpy's default) that also copes with ±inf."""
+    m = sorted_x.size
+    pos = q * (m - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, m - 1)
+    frac = pos - lo
+    a, b = float(sorted_x[lo]), float(sorted_x[hi])
+    if frac == 0.0 or a == b:
+        return a
+    if np.isinf(a) or np.isinf(b):
+        return b if np.isinf(b) else a
+    return a + frac * (b - a)
+
+
+def percentile_interval(boot: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
+    """Percentile CI from bootstrap replicates; NaN replicates are ignored.
+
+    Returns (NaN, NaN) when no replicate is a number.
+    """
+    _check_ci(ci)
+    b = np.asarray(boot, dtype=float)
+    b = b[~np.isnan(b)]
+    if b.size == 0:
+        return float("nan"), float("nan")
+    b = np.sort(b)
+    alpha = (1.0 - ci) / 2.0
+    return _quantile(b, alpha), _quantile(b, 1.0 - alpha)
+
+
+def bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_resamples`` bootstrap replicates of the mean of ``x`` (finite, 1-D, non-empty).
+
+    Exact in distribution: binomial draws for two distinct values, multinomial counts of
+    the distinct values when there are few of them (``K * 32 <= n``), chunked index
+    resampling otherwise. See the module docstring.
+    """
+    n = x.size
+    if n == 0:
+        return np.full(n_resamples, np.nan)
+    vals, counts = np.unique(x, return_counts=True)
+    k = vals.size
+    if k == 1:
+        return np.full(n_resamples, vals[0])
+    if k == 2:
+        hits = rng.binomial(n, counts[1] / n, size=n_resamples)
+        return vals[0] + (vals[1] - vals[0]) * (hits / n)
+    out = np.empty(n_resamples)
+    if k * _MULTINOMIAL_FACTOR <= n:
+        p = counts / n
+        rows = max(1, _CHUNK_ELEMENTS // k)
+        for s in range(0, n_resamples, rows):
+            e = min(n_resamples, s + rows)
+            c = rng.multinomial(n, p, size=e - s)
+            out[s:e] = (c @ vals) / n
+        return out
+    rows = max(1, _CHUNK_ELEMENTS // n)
+    for s in range(0, n_resamples, rows):
+        e = min(n_resamples, s + rows)
+        idx = rng.integers(0, n, size=(e - s, n))
+        out[s:e] = np.take(x, idx).mean(axis=1)
+    return out
+
+
+def _bootstrap_stat(x: np.ndarray, stat: Callable, n_resamples: int, rng) -> np.ndarray:
+    """Index-resampling bootstrap of an arbitrary ``stat(array2d, axis=1)``."""
+    n = x.size
+    out = np.empty(n_resamples)
+    rows = max(1, _CHUNK_ELEMENTS // n)
+    for s in range(0, n_resamples, rows):
+        e = min(n_resamples, s + rows)
+        idx = rng.integers(0, n, size=(e - s, n))
+        out[s:e] = stat(np.take(x, idx), axis=1)
+    return out
+
+
+def _replicates(x: np.ndarray, stat, n_resamples: int, rng, name: str = "values") -> np.ndarray:
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be >= 1")
+    if stat == "mean":
+        return bootstrap_means(x, n_resamples, rng)
+    if stat == "proportion":
+        _check_proportion(x, name)
+        return bootstrap_means(x, n_resamples, rng)
+    if callable(stat):
+        if x.size == 0:
+            return np.full(n_resamples, np.nan)
+        return _bootstrap_stat(x, stat, n_resamples, rng)
+    raise ValueError(f"stat must be 'mean', 'proportion' or a callable, got {stat!r}")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def bootstrap_ci(values, stat="mean", n_resamples: int = 10_000, ci: float = 0.95,
+                 seed=0) -> tuple[float, float]:
+    """Percentile-bootstrap CI ``(low, high)`` of a statistic of ``values``.
+
+    ``stat``: "mean"; "proportion" (same as mean, but the values must be 0/1); or a
+    callable ``f(array2d, axis=1)`` such as ``np.median`` (index resampling). NaN
+    values are missing and dropped (the caller counts them: :func:`mean_ci` does).
+    No values -> ``(nan, nan)``. ``seed`` is an int, None or a ``np.random.Generator``.
+    """
+    _check_ci(ci)
+    x, _ = _drop_nan(_as_1d(values))
+    boot = _replicates(x, stat, n_resamples, _rng(seed))
+    return percentile_interval(boot, ci)
+
+
+def mean_ci(values, n_resamples: int = 10_000, ci: float = 0.95, seed=0,
+            stat="mean") -> Estimate:
+    """Mean of the non-NaN values with a percentile-bootstrap CI.
+
+    ``missing`` counts the NaNs; ``n`` the values used. With no values the mean and CI
+    are NaN. ``stat="proportion"`` checks that the values are 0/1.
+    """
+    _check_ci(ci)
+    x, missing = _drop_nan(_as_1d(values))
+    if stat not in ("mean", "proportion"):
+        raise ValueError(f"mean_ci: stat must be 'mean' or 'proportion', got {stat!r}")
+    boot = _replicates(x, stat, n_resamples, _rng(seed))
+    low, high = percentile_interval(boot, ci)
+    mean = float(x.mean()) if x.size else float("nan")
+    return Estimate(mean, low, high, int(x.size), missing)
+
+
+def em_rate(aligned, coherent=None, *, threshold: float, direction: str = "below",
+            coherence_min: float | None = None, denominator: str = "coherent",
+            refusal=None, n_resamples: int = 10_000, ci: float = 0.95, seed=0) -> Estimate:
+    """Emergent-misalignment rate with a bootstrap CI.
+
+    An answer is *misaligned* when ``aligned < threshold`` (``direction="below"``) or
+    ``aligned > threshold`` (``"above"``). When a coherence filter is given (both
+    ``coherent`` scores and ``coherence_min``), an answer is *coherent* when
+    ``coherent >= coherence_min``; an incoherent answer is never counted as misaligned.
+    ``refusal`` (optional boolean mask) marks refusals, which are never misaligned.
+
+    - numerator: misaligned, coherent (if filtering), not a refusal;
+    - ``denominator="coherent"``: coherent (if filtering) and not refusals;
+      with no coherence filter this is every scored non-refusal;
+    - ``denominator="all"``: every answer with the scores it needs, refusals included.
+
+    ``missing``: non-refusal answers whose ``aligned`` score, or ``coherent`` score when
+    filtering, is NaN; they are left out of numerator and denominator. A refusal needs
+    no score (its classification is known), so it is never counted missing.
+
+    Returns an :class:`Estimate` whose ``mean`` is the rate and ``n`` the denominator;
+    the CI is a bootstrap over the answers in the denominator (binomial draws, exact).
+    Passing only one of ``coherent`` / ``coherence_min`` is an error.
+    """
+    _check_ci(ci)
+    al = _as_1d(aligned, "aligned")
+    if direction == "below":
+        mis = al < threshold
+    elif direction == "above":
+        mis = al > threshold
+    else:
+        raise ValueError(f"direction must be 'below' or 'above', got {direction!r}")
+    if denominator not in ("coherent", "all"):
+        raise ValueError(f"denominator must be 'coherent' or 'all', got {denominator!r}")
+    if (coherent is None) != (coherence_min is None):
+        raise ValueError("em_rate: pass both `coherent` and `coherence_min`, or neither")
+
+    nan = np.isnan(al)
+    ok = np.ones(al.size, dtype=bool)  # counts towards the "coherent" set
+    if coherent is not None:
+        coh = _as_1d(coherent, "coherent")
+        if coh.size != al.size:
+            raise ValueError(f"coherent has {coh.size} values, aligned {al.size}")
+        nan |= np.isnan(coh)
+        ok &= coh >= coherence_min  # NaN compares False
+    if refusal is not None:
+        ref = np.asarray(refusal)
+        if ref.dtype != bool:
+            raise ValueError("refusal must be a boolean mask")
+        ref = ref.reshape(-1)
+        if ref.size != al.size:
+            raise ValueError(f"refusal has {ref.size} values, aligned {al.size}")
+        nan &= ~ref
+        ok &= ~ref
+
+    missing = int(nan.sum())
+    in_denominator = ~nan & ok if denominator == "coherent" else ~nan
+    hits = (mis & ok & ~nan)[in_denominator].astype(float)
+    n = int(hits.size)
+    boot = _replicates(hits, "mean", n_resamples, _rng(seed))
+    low, high = percentile_interval(boot, ci)
+    rate = float(hits.mean()) if n else float("nan")
+    return Estimate(rate, low, high, n, missing)
+
+
+def panel_scores(matrix, min_judges: int = 1) -> np.ndarray:
+    """Per-answer panel score: the mean over the judges that scored it.
+
+    ``matrix`` is answers × judges with NaN where a judge gave no score. An answer
+    scored by fewer than ``min_judges`` judges (default 1: none) gets NaN.
+    """
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2:
+        raise ValueError(f"panel_scores: expected answers × judges (2-D), got shape {m.shape}")
+    present = ~np.isnan(m)
+    count = present.sum(axis=1)
+    total = np.where(present, m, 0.0).sum(axis=1)
+    out = np.full(m.shape[0], np.nan)
+    enough = count >= max(1, min_judges)
+    out[enough] = total[enough] / count[enough]
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
+def ratio_ci(a, b, stat="mean", n_resamples: int = 10_000, ci: float = 0.95,
+             seed=0) -> RatioEstimate:
+    """``mean(a) / mean(b)`` with an independent two-sample percentile-bootstrap CI.
+
+    Each replicate resamples ``a`` and ``b`` separately (same seed stream, independent
+    draws) and divides the means. ``stat="proportion"`` (0/1 arrays: a ratio of EM
+    rates) checks the values. NaNs are dropped.
+
+    Zero denominators follow IEEE division: ``x/0`` is ``+inf`` (``-inf``) for ``x > 0``
+    (``x < 0``) and ``0/0`` is NaN — for the point ratio and for each replicate.
+    NaN replicates (both resampled means 0) are left out of the percentiles; infinite
+    ones are kept, so ``ci_high`` can be ``inf`` when ``b``'s resampled mean can be 0.
+    An empty group gives NaN everywhere.
+    """
+    _check_ci(ci)
+    if stat not in ("mean", "proportion"):
+        raise ValueError(f"ratio_ci: stat must be 'mean' or 'proportion', got {stat!r}")
+    xa, _ = _drop_nan(_as_1d(a, "a"))
+    xb, _ = _drop_nan(_as_1d(b, "b"))
+    if xa.size == 0 or xb.size == 0:
+        return RatioEstimate(float("nan"), float("nan"), float("nan"))
+    rng = _rng(seed)
+    ba = _replicates(xa, stat, n_resamples, rng, "a")
+    bb = _replicates(xb, stat, n_resamples, rng, "b")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = ba / bb
+    low, high = percentile_interval(boot, ci)
+    return RatioEstimate(_ratio(xa.mean(), xb.mean()), low, high)
+
+
+def mann_whitney(a, b, method: str = "auto") -> tuple[float, float, float]:
+    """Two-sided Mann-Whitney U test: ``(U, p_value, rank_biserial_r)``.
+
+    ``U`` is scipy's statistic for ``a``: the number of pairs with ``a_i > b_j`` plus
+    half the ties. ``r = 2U/(n1 n2) - 1`` (equivalently ``1 - 2U_b/(n1 n2)``) is
+    ``P(a > b) - P(a < b)``: **positive when a tends to be larger**, in [-1, 1].
+    Ties get midranks and the tie-corrected normal approximation; ``method`` goes to
+    ``scipy.stats.mannwhitneyu`` ("auto": exact for small samples without ties,
+    asymptotic otherwise). NaNs are dropped; an empty group gives NaN everywhere.
+    """
+    from scipy.stats import mannwhitneyu
+
+    xa, _ = _drop_nan(_as_1d(a, "a"))
+    xb, _ = _drop_nan(_as_1d(b, "b"))
+    if xa.size == 0 or xb.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    res = mannwhitneyu(xa, xb, alternative="two-sided", method=method)
+    u = float(res.statistic)
+    r = 2.0 * u / (xa.size * xb.size) - 1.0
+    return u, float(res.pvalue), r
+
+
+def cohens_d(a, b) -> float:
+    """Cohen's d = (mean(a) - mean(b)) / pooled SD (positive when a is larger).
+
+    Pooled SD = sqrt(((n1-1) s1² + (n2-1) s2²) / (n1 + n2 - 2)), sample variances
+    (ddof=1). NaNs dropped. NaN when n1 + n2 < 3 or a group is empty; when the pooled
+    SD is 0 the result is ±inf for different means and NaN for equal ones.
+    """
+    xa, _ = _drop_nan(_as_1d(a, "a"))
+    xb, _ = _drop_nan(_as_1d(b, "b"))
+    n1, n2 = xa.size, xb.size
+    if n1 == 0 or n2 == 0 or n1 + n2 < 3:
+        return float("nan")
+    ss = ((xa - xa.mean()) ** 2).sum() + ((xb - xb.mean()) ** 2).sum()
+    sd = np.sqrt(ss / (n1 + n2 - 2))
+    return _ratio(xa.mean() - xb.mean(), sd)
+
+
+def adjust_pvalues(pvals, method: str = "holm") -> np.ndarray:
+    """Family-wise adjusted p-values, in the input order, clipped to 1.
+
+    ``"bonferroni"``: ``min(1, m p)``. ``"holm"`` (step-down): sort ascending, the
+    i-th smallest (1-based) gets ``(m - i + 1) p_(i)``, then a running maximum keeps
+    the adjusted values monotone in p; clipped to 1. NaN p-values stay NaN and do not
+    count towards ``m``.
+    """
+    p = np.asarray(pvals, dtype=float)
+    if p.ndim != 1:
+        p = p.reshape(-1)
+    ok = ~np.isnan(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise ValueError("p-values must be in [0, 1]")
+    out = np.full(p.shape, np.nan)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    if method == "bonferroni":
+        adj = np.minimum(1.0, q * m)
+    elif method == "holm":
+        order = np.argsort(q, kind="stable")
+        stepped = q[order] * (m - np.arange(m))
+        stepped = np.minimum(1.0, np.maximum.accumulate(stepped))
+        adj = np.empty(m)
+        adj[order] = stepped
+    else:
+        raise ValueError(f"method must be 'holm' or 'bonferroni', got {method!r}")
+    out[ok] = adj
+    return out
