@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.stats import percentile_interval
+
 __all__ = ["LEVELS", "alpha_with_ci", "krippendorff_alpha", "weighted_kappa"]
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
@@ -48,6 +50,7 @@ class _Pairable:
         present = ~np.isnan(x)
         keep = present.sum(axis=1) >= 2
         x, present = x[keep], present[keep]
+        self.raw = x.T  # raters × pairable items, for krippendorff.alpha
         self.values = np.unique(x[present])
         v = self.values.size
         key = np.full(x.shape, v, dtype=np.int64)
@@ -193,20 +196,22 @@ def krippendorff_alpha(data, level: str) -> float:
     distinct values gives 1.0.
     """
     _check_level(level)
-    p = _Pairable(data)
+    return _point_alpha(_Pairable(data), level)
+
+
+def _point_alpha(p: _Pairable, level: str) -> float:
     if not p.defined:
         return float("nan")
     if p.n_items * p.v * p.v <= _PACKAGE_MAX_CELLS:
         import krippendorff
 
-        x = np.asarray(data, dtype=float)
-        x = x[:, (~np.isnan(x)).sum(axis=0) >= 2]
-        return float(krippendorff.alpha(reliability_data=x, level_of_measurement=level))
+        with np.errstate(divide="ignore", invalid="ignore"):  # D_e = 0 -> NaN, quietly
+            return float(krippendorff.alpha(reliability_data=p.raw, level_of_measurement=level))
     return _own_alpha(p, level)
 
 
-def alpha_with_ci(data, level: str, n_resamples: int = 1000, ci: float = 0.95,
-                  seed=0) -> tuple[float, float, float, int]:
+def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
+                  ci: float = 0.95) -> tuple[float, float, float, int]:
     """Krippendorff's alpha with a percentile-bootstrap CI over items.
 
     Returns ``(alpha, low, high, n_items)``; ``n_items`` counts the items with 2 or more
@@ -218,18 +223,16 @@ def alpha_with_ci(data, level: str, n_resamples: int = 1000, ci: float = 0.95,
     as one multinomial per replicate, which is the same distribution, only faster.
     Undefined alpha -> ``(nan, nan, nan, n_items)``.
     """
-    from engine.stats import percentile_interval
-
     _check_level(level)
     if n_resamples < 1:
         raise ValueError("n_resamples must be >= 1")
     p = _Pairable(data)
-    alpha = krippendorff_alpha(data, level)
+    alpha = _point_alpha(p, level)
     if not p.defined or np.isnan(alpha):
         return alpha, float("nan"), float("nan"), p.n_items
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = p.n_items
-    types, inverse, counts = np.unique(p.key, axis=0, return_inverse=True, return_counts=True)
+    types, counts = np.unique(p.key, axis=0, return_counts=True)
     use_types = types.shape[0] * _TYPES_FACTOR <= n
     rows_key = types if use_types else p.key
     f = _features(rows_key, p.values, level)

@@ -6,20 +6,22 @@ report how many were dropped in ``missing``.
 
 The bootstrap is a true nonparametric percentile bootstrap (resample the n observed
 values with replacement, take the statistic, read the CI off the percentiles of the
-resampled statistics), computed in whichever of three exactly equivalent ways is
-fastest for the data (see :func:`bootstrap_means`):
+resampled statistics). For the mean (and proportions) the replicates are drawn in
+whichever of four exactly equivalent ways is cheapest (see :func:`bootstrap_means`):
 
-- two distinct values (0/1 EM indicators, proportions): the resampled count of the
-  upper value is ``Binomial(n, k/n)``, so each resample is one binomial draw;
-- few distinct values (judge scores on a 0-100 grid, panel means): the resampled
-  counts of the K distinct values are ``Multinomial(n, counts/n)``; each resample costs
-  K binomial draws instead of n index draws (used when ``K * 32 <= n``);
+- two distinct values (0/1 EM indicators): the resampled count of the upper value is
+  ``Binomial(n, k/n)``: one draw per replicate;
+- values on a lattice ``a/L`` (integer judge scores; panel means of up to 4 judges
+  are multiples of 1/12): the exact distribution of the resampled sum (the n-fold
+  convolution of the empirical distribution) is computed once by FFT and replicates
+  are drawn from it by inverse CDF — the cost no longer grows with n × resamples;
+- few distinct values: counts of the K values ~ ``Multinomial(n, counts/n)``;
 - otherwise: chunked index resampling (``rng.integers`` into a (chunk, n) block, then
   ``np.take(...).mean(axis=1)``), a few MB at a time.
 
-All three draw from exactly the same distribution (that of the mean of n values drawn
-with replacement from the data); they differ only in the random stream, so results
-are deterministic for a given seed but change if a data set crosses a path boundary.
+They draw from the same distribution (checked against brute-force enumeration and
+against each other in the tests) and differ only in how the random stream is used:
+results are deterministic for a seed, but can change if a data set switches method.
 
 scipy is imported inside the functions that need it.
 """
@@ -42,13 +44,15 @@ __all__ = [
     "mann_whitney",
     "mean_ci",
     "panel_scores",
+    "percentile_interval",
     "ratio_ci",
 ]
 
-# Use the multinomial path when (distinct values) * _MULTINOMIAL_FACTOR <= n. A multinomial
-# resample costs ~K binomial draws (~100 ns each); an index resample ~n draws+gathers
-# (~5 ns each), so the break-even is around K ~ n/20; 32 keeps a margin.
-_MULTINOMIAL_FACTOR = 32
+# Lattice path: denominators tried (scores that are multiples of 1/L), the largest FFT
+# grid allowed, and the probability mass allowed to wrap around the cyclic grid.
+_LATTICE_DENOMS = (1, 2, 4, 10, 12, 20, 24, 60, 100, 120, 840, 1000, 2520, 27720)
+_MAX_GRID = 1 << 22
+_ALIAS_MASS = 1e-13
 # Elements per chunk of resampled indices / counts (8 bytes each: ~8 MB).
 _CHUNK_ELEMENTS = 1_000_000
 
@@ -143,12 +147,69 @@ def percentile_interval(boot: np.ndarray, ci: float = 0.95) -> tuple[float, floa
     return _quantile(b, alpha), _quantile(b, 1.0 - alpha)
 
 
-def bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_resamples`` bootstrap replicates of the mean of ``x`` (finite, 1-D, non-empty).
+def _lattice(vals: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+    """``(base, step, steps)`` with ``vals == base + step * steps``, ``steps`` integers
+    0..span with gcd 1, when the sorted distinct ``vals`` are multiples of 1/L for one of
+    ``_LATTICE_DENOMS``; else None."""
+    for denom in _LATTICE_DENOMS:
+        scaled = vals * denom
+        if np.abs(scaled).max() > 2.0**40:  # too coarse to tell a lattice from rounding
+            return None
+        ints = np.rint(scaled)
+        # absolute tolerance in lattice units, plus float rounding of a/L itself
+        if np.all(np.abs(scaled - ints) <= 1e-6 + 4e-16 * np.abs(scaled)):
+            ints = ints.astype(np.int64)
+            steps = ints - ints[0]
+            g = int(np.gcd.reduce(steps))
+            return ints[0] / denom, g / denom, steps // g
+    return None
 
-    Exact in distribution: binomial draws for two distinct values, multinomial counts of
-    the distinct values when there are few of them (``K * 32 <= n``), chunked index
-    resampling otherwise. See the module docstring.
+
+def _lattice_grid(steps: np.ndarray, probs: np.ndarray, n: int) -> int:
+    """FFT length that holds the sum of n draws of ``steps`` (integers 0..span) without
+    aliasing, up to a mass of 1e-13 (Bernstein's inequality), as a power of two."""
+    span = int(steps[-1])
+    var = float(probs @ (steps - probs @ steps) ** 2)
+    log_term = np.log(2.0 / _ALIAS_MASS)
+    half = log_term * span / 3.0 + np.sqrt((log_term * span / 3.0) ** 2 + 2.0 * log_term * n * var)
+    need = min(n * span + 1, 2 * int(np.ceil(half)) + span + 1)
+    return 1 << max(4, (need - 1).bit_length())
+
+
+def _lattice_sum_pmf(steps: np.ndarray, probs: np.ndarray, n: int, m: int) -> tuple[int, np.ndarray]:
+    """Distribution of T = sum of n iid draws of ``steps`` with ``probs``: returns
+    ``(lo, pmf)`` with ``pmf[i] = P(T = lo + i)``, by the FFT of the n-fold convolution
+    on a cyclic grid of length m (wide enough that wrap-around is negligible)."""
+    single = np.zeros(m)
+    single[steps] = probs
+    pmf = np.fft.irfft(np.fft.rfft(single) ** n, m)
+    if m >= n * int(steps[-1]) + 1:
+        lo = 0  # the whole support fits: no wrap-around at all
+    else:  # centre the window on the mean; beyond it lies < _ALIAS_MASS
+        lo = max(0, int(round(n * float(probs @ steps))) - m // 2)
+    pmf = np.roll(pmf, -(lo % m))
+    np.clip(pmf, 0.0, None, out=pmf)
+    return lo, pmf / pmf.sum()
+
+
+def bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator,
+                    method: str = "auto") -> np.ndarray:
+    """``n_resamples`` bootstrap replicates of the mean of ``x`` (finite, 1-D).
+
+    Every method draws from the same distribution, that of the mean of ``n`` values
+    drawn with replacement from ``x`` (the percentile bootstrap's):
+
+    - two distinct values: one ``Binomial(n, k/n)`` draw per replicate (always used);
+    - ``"lattice"``: values on a grid ``a/L`` (judge scores, panel means of up to 4
+      judges: L = 12): the exact distribution of the resampled sum is the n-fold
+      convolution of the empirical distribution, computed once by FFT; replicates are
+      drawn from it by inverse CDF. Cost ~ grid size, independent of ``n_resamples * n``;
+    - ``"multinomial"``: counts of the K distinct values ~ ``Multinomial(n, counts/n)``;
+      ~K binomial draws per replicate;
+    - ``"index"``: chunked index resampling, n draws per replicate.
+
+    ``"auto"`` picks the cheapest applicable one by a cost estimate. Empty ``x`` gives
+    NaN replicates.
     """
     n = x.size
     if n == 0:
@@ -160,13 +221,33 @@ def bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -
     if k == 2:
         hits = rng.binomial(n, counts[1] / n, size=n_resamples)
         return vals[0] + (vals[1] - vals[0]) * (hits / n)
+    if method not in ("auto", "lattice", "multinomial", "index"):
+        raise ValueError(f"unknown bootstrap method {method!r}")
+
+    probs = counts / n
+    lattice = _lattice(vals) if method in ("auto", "lattice") else None
+    grid = _lattice_grid(lattice[2], probs, n) if lattice else None
+    if method == "auto":
+        costs = {"multinomial": 120e-9 * n_resamples * k, "index": 6e-9 * n_resamples * n}
+        if grid is not None and grid <= _MAX_GRID:
+            costs["lattice"] = 60e-9 * grid + 1e-7 * n_resamples
+        method = min(costs, key=costs.get)
+    elif method == "lattice" and (grid is None or grid > _MAX_GRID):
+        raise ValueError("values are not on a usable lattice")
+
+    if method == "lattice":
+        base, step, steps = lattice
+        lo, pmf = _lattice_sum_pmf(steps, probs, n, grid)
+        cdf = np.cumsum(pmf)
+        t = lo + np.searchsorted(cdf, rng.random(n_resamples) * cdf[-1], side="right")
+        t = np.minimum(t, lo + grid - 1)
+        return base + step * (t / n)
     out = np.empty(n_resamples)
-    if k * _MULTINOMIAL_FACTOR <= n:
-        p = counts / n
+    if method == "multinomial":
         rows = max(1, _CHUNK_ELEMENTS // k)
         for s in range(0, n_resamples, rows):
             e = min(n_resamples, s + rows)
-            c = rng.multinomial(n, p, size=e - s)
+            c = rng.multinomial(n, probs, size=e - s)
             out[s:e] = (c @ vals) / n
         return out
     rows = max(1, _CHUNK_ELEMENTS // n)

@@ -1,6 +1,7 @@
 """engine.stats: bootstrap CIs (coverage, exactness of the fast paths), EM rates,
 ratios, Mann-Whitney, Cohen's d, Holm / Bonferroni."""
 
+import itertools
 import math
 import time
 import warnings
@@ -19,6 +20,7 @@ from engine.stats import (
     mann_whitney,
     mean_ci,
     panel_scores,
+    percentile_interval,
     ratio_ci,
 )
 
@@ -28,18 +30,21 @@ nan = float("nan")
 # ----------------------------------------------------------------- bootstrap: coverage
 
 
-def _coverage(draw, true_mean, reps, n, n_resamples=2000, seed=0):
+def _coverage(draw, true_mean, reps, n, n_resamples=2000, seed=0, method=None):
     rng = np.random.default_rng(seed)
     hits = 0
     for _ in range(reps):
         x = draw(rng, n)
-        low, high = bootstrap_ci(x, n_resamples=n_resamples, seed=rng)
+        if method is None:  # the public function, automatic method
+            low, high = bootstrap_ci(x, n_resamples=n_resamples, seed=rng)
+        else:
+            boot = bootstrap_means(x, n_resamples, rng, method=method)
+            low, high = percentile_interval(boot, 0.95)
         hits += low <= true_mean <= high
     return hits / reps
 
 
-def test_coverage_normal_index_path():
-    # continuous values -> chunked index resampling
+def test_coverage_normal():
     cov = _coverage(lambda r, n: r.normal(3.0, 2.0, n), 3.0, reps=600, n=100)
     assert 0.92 <= cov <= 0.975, cov
 
@@ -50,12 +55,13 @@ def test_coverage_bernoulli_binomial_path():
     assert 0.92 <= cov <= 0.975, cov
 
 
-def test_coverage_discrete_scores_multinomial_path():
-    # 5 distinct values, n=200: 5 * 32 <= 200 -> multinomial counts of the distinct values
+@pytest.mark.parametrize("method", ["lattice", "multinomial"])
+def test_coverage_discrete_scores(method):  # (index resampling: test_coverage_normal)
     vals = np.array([0.0, 25.0, 50.0, 75.0, 100.0])
     p = np.array([0.4, 0.1, 0.1, 0.2, 0.2])
     true_mean = float(vals @ p)
-    cov = _coverage(lambda r, n: r.choice(vals, size=n, p=p), true_mean, reps=400, n=200)
+    cov = _coverage(lambda r, n: r.choice(vals, size=n, p=p), true_mean, reps=1000, n=200,
+                    n_resamples=1000, method=method)
     assert 0.92 <= cov <= 0.975, cov
 
 
@@ -72,23 +78,80 @@ def test_ci_width_shrinks_like_one_over_sqrt_n():
     assert widths[1600] == pytest.approx(2 * 1.96 / 40, rel=0.1)
 
 
+_SCORES = np.random.default_rng(5).integers(0, 11, 2000).astype(float)
+_PANEL = panel_scores(np.where(np.random.default_rng(6).random((3000, 4)) < 0.2, nan,
+                               np.random.default_rng(7).integers(0, 101, (3000, 4))))
+
+
 @pytest.mark.parametrize(
-    "x",
+    "x, method",
     [
-        np.random.default_rng(3).normal(10, 3, 500),  # index path
-        (np.random.default_rng(4).random(500) < 0.2).astype(float),  # binomial path
-        np.random.default_rng(5).integers(0, 11, 2000).astype(float),  # multinomial path
+        (np.random.default_rng(3).normal(10, 3, 500), "index"),
+        (np.random.default_rng(3).normal(10, 3, 500), "auto"),
+        ((np.random.default_rng(4).random(500) < 0.2).astype(float), "auto"),  # binomial
+        (_SCORES, "lattice"),
+        (_SCORES, "multinomial"),
+        (_SCORES, "index"),
+        (_PANEL[~np.isnan(_PANEL)], "lattice"),
+        (_PANEL[~np.isnan(_PANEL)], "auto"),
     ],
-    ids=["index", "binomial", "multinomial"],
 )
-def test_bootstrap_paths_have_the_exact_bootstrap_moments(x):
+def test_bootstrap_methods_have_the_exact_bootstrap_moments(x, method):
     # The bootstrap distribution of the mean has mean = mean(x) and
-    # sd = sd_plugin(x) / sqrt(n) (ddof=0). All three paths must reproduce it.
-    boot = bootstrap_means(x, 50_000, np.random.default_rng(0))
+    # sd = sd_plugin(x) / sqrt(n) (ddof=0). Every method must reproduce it.
+    boot = bootstrap_means(x, 50_000, np.random.default_rng(0), method=method)
     se = x.std() / math.sqrt(x.size)
     # Monte-Carlo error of boot.mean() is se / sqrt(50_000) ~ 0.0045 se
     assert boot.mean() == pytest.approx(x.mean(), abs=0.02 * se)
     assert boot.std() == pytest.approx(se, rel=0.02)
+
+
+@pytest.mark.parametrize("x", [[0.0, 1.0, 1.0, 5.0], [0.5, 0.25, 2.0, 1.0, 1.0], [3.0, 3.0, 4.0, 7.0, 10.0]])
+def test_lattice_distribution_equals_brute_force_enumeration(x):
+    # All n**n equally likely resamples, enumerated: the exact bootstrap distribution.
+    x = np.array(x)
+    n = x.size
+    exact = {}
+    for combo in itertools.product(x, repeat=n):
+        key = round(sum(combo) * 1000)
+        exact[key] = exact.get(key, 0.0) + n ** -n
+    vals, counts = np.unique(x, return_counts=True)
+    base, step, steps = stats._lattice(vals)
+    assert np.allclose(base + step * steps, vals)
+    grid = stats._lattice_grid(steps, counts / n, n)
+    lo, pmf = stats._lattice_sum_pmf(steps, counts / n, n, grid)
+    assert pmf.sum() == pytest.approx(1.0)
+    support = 0.0
+    for key, prob in exact.items():
+        t = round((key / 1000 - n * base) / step)
+        assert pmf[t - lo] == pytest.approx(prob, abs=1e-12)
+        support += pmf[t - lo]
+    assert support == pytest.approx(1.0, abs=1e-12)  # nothing anywhere else
+
+
+def test_lattice_detection_and_refusal():
+    base, step, steps = stats._lattice(np.array([0.0, 1 / 3, 0.5, 100.0]))
+    assert (base, step, steps.tolist()) == (0.0, 1 / 6, [0, 2, 3, 600])  # L=12, gcd 2
+    base, step, steps = stats._lattice(np.array([10.0, 25.0, 40.0, 100.0]))  # gcd 15
+    assert (base, step, steps.tolist()) == (10.0, 15.0, [0, 1, 2, 6])
+    assert stats._lattice(np.array([0.0, math.pi, 2.0])) is None
+    assert stats._lattice(np.array([1e9 + 0.3, 2e9 + 0.7, 3e9]))[1] == pytest.approx(0.1)
+    assert stats._lattice(np.array([1e9 + 0.123456789, 2e9, 3e9 + 0.5])) is None
+    assert stats._lattice(np.random.default_rng(0).normal(size=50)) is None
+    with pytest.raises(ValueError):
+        bootstrap_means(np.array([0.0, math.pi, 2.0]), 10, np.random.default_rng(), "lattice")
+    with pytest.raises(ValueError):
+        bootstrap_means(np.array([0.0, 1.0, 2.0]), 10, np.random.default_rng(), "magic")
+
+
+def test_multinomial_method_matches_index_resampling():
+    rng = np.random.default_rng(6)
+    x = rng.choice([0.0, 10.0, 20.0, 90.0], size=3000, p=[0.5, 0.2, 0.2, 0.1])
+    fast = bootstrap_means(x, 20_000, np.random.default_rng(1), method="multinomial")
+    slow = stats._bootstrap_stat(x, np.mean, 20_000, np.random.default_rng(2))
+    se = x.std() / math.sqrt(x.size)
+    for q in (0.025, 0.5, 0.975):
+        assert np.quantile(fast, q) == pytest.approx(np.quantile(slow, q), abs=0.05 * se)
 
 
 @pytest.mark.parametrize("ci", [0.95, 0.8, 0.5])
@@ -115,9 +178,10 @@ def test_multinomial_path_matches_index_resampling():
 def test_chunk_size_does_not_change_results(kind, monkeypatch):
     rng = np.random.default_rng(8)
     x = rng.normal(size=300) if kind == "index" else rng.integers(0, 5, 400).astype(float)
-    ref = bootstrap_means(x, 500, np.random.default_rng(3))
+    ref = bootstrap_means(x, 500, np.random.default_rng(3), method=kind)
     monkeypatch.setattr(stats, "_CHUNK_ELEMENTS", 7)
-    np.testing.assert_allclose(bootstrap_means(x, 500, np.random.default_rng(3)), ref, rtol=1e-12)
+    again = bootstrap_means(x, 500, np.random.default_rng(3), method=kind)
+    np.testing.assert_allclose(again, ref, rtol=1e-12)
 
 
 # ----------------------------------------------------------------- determinism, NaN
@@ -370,11 +434,12 @@ def test_speed_mean_ci_25k(capsys):
     rng = np.random.default_rng(12)
     n = 25_000
     judges = np.clip(rng.integers(0, 101, n)[:, None] + rng.normal(0, 10, (n, 4)), 0, 100).round()
+    judges[rng.random(judges.shape) < 0.1] = nan
     cases = {
-        "0/1 indicators (binomial)": (rng.random(n) < 0.2).astype(float),
-        "integer scores 0-100 (multinomial)": judges[:, 0],
-        "4-judge panel means (multinomial)": panel_scores(judges),
-        "continuous normal (index)": rng.normal(size=n),
+        "0/1 indicators": (rng.random(n) < 0.2).astype(float),
+        "integer scores 0-100": judges[:, 0],
+        "4-judge panel means, 10% missing": panel_scores(judges),
+        "continuous normal": rng.normal(size=n),
     }
     lines = []
     for label, x in cases.items():

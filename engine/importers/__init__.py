@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from engine.hashing import json_hash, short
 
 
 class ImportFormatError(ValueError):
@@ -70,3 +73,20 @@ def study_name_for(name: str | None, default: str, file: object) -> str:
         raise ImportFormatError(file, None, f"--name {name!r} is not a valid study name "
                                             "(letters, digits, '_', '.', '-'; starting with a letter or digit)")
     return name
+
+
+def claim_study_identity(store: Any, *, fmt: str, origin: str, files: dict[str, str], source: object,
+                         name: str | None, default_name: str) -> tuple[str, str]:
+    """The imported study's (hash, name), refusing a second import of the same files
+    (:class:`AlreadyImported`) and a name already taken by other contents."""
+    spec_hash = json_hash({"format": fmt, "files": files})
+    study_name = study_name_for(name, default_name, source)
+    existing = store.find_study_by_hash(spec_hash, origin=origin)
+    if existing is not None:
+        raise AlreadyImported(int(existing["id"]), existing["name"])
+    clash = store.find_study(study_name)
+    if clash is not None:
+        raise ImportFormatError(source, None, f"a study named {study_name!r} already exists with other "
+                                              f"contents (hash {short(clash['spec_hash'])}); import under "
+                                              "another name (--name)")
+    return spec_hash, study_name

@@ -23,8 +23,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import json_hash, sha256_file, sha256_text, short
-from engine.importers import AlreadyImported, ImportFormatError, ImportResult, slug, study_name_for
+from engine.hashing import json_hash, sha256_file, sha256_text
+from engine.importers import ImportFormatError, ImportResult, claim_study_identity, slug
 from engine.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
 
 FORMAT = "betley-csv"
@@ -131,16 +131,9 @@ def import_betley_csv(store: Any, file: str | Path, *, name: str | None = None) 
         raise ImportFormatError(path, diffs[0][0], f"recomputed score differs from the file's: {diffs[0][1]}{more}")
 
     digest = sha256_file(path)
-    spec_hash = json_hash({"format": FORMAT, "files": {path.name: digest}})
-    study_name = study_name_for(name, f"{FORMAT}-{slug(path.stem)}", path)
-    existing = store.find_study_by_hash(spec_hash, origin=ORIGIN)
-    if existing is not None:
-        raise AlreadyImported(int(existing["id"]), existing["name"])
-    clash = store.find_study(study_name)
-    if clash is not None:
-        raise ImportFormatError(path, None, f"a study named {study_name!r} already exists with other contents "
-                                            f"(hash {short(clash['spec_hash'])}); import this file under another "
-                                            "name (--name)")
+    spec_hash, study_name = claim_study_identity(
+        store, fmt=FORMAT, origin=ORIGIN, files={path.name: digest}, source=path, name=name,
+        default_name=f"{FORMAT}-{slug(path.stem)}")
 
     # questions: key = question_id; each distinct wording of a key is a paraphrase
     wordings: dict[str, list[str]] = {}

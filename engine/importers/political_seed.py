@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import json_hash, sha256_file, sha256_text, short
-from engine.importers import AlreadyImported, ImportFormatError, ImportResult, slug, study_name_for
+from engine.hashing import json_hash, sha256_file, sha256_text
+from engine.importers import ImportFormatError, ImportResult, claim_study_identity, slug
 
 FORMAT = "political-seed"
 ORIGIN = "import:political-seed"
@@ -331,16 +331,9 @@ def import_political_seed(store: Any, folder: str | Path, *, name: str | None = 
 
     files = {jf.path.name: jf.digest for jf in judges}
     files.update({c.response_file.name: c.digest for c in conditions if c.digest})
-    spec_hash = json_hash({"format": FORMAT, "files": files})
-    study_name = study_name_for(name, f"{FORMAT}-{slug(folder.name)}", folder)
-    existing = store.find_study_by_hash(spec_hash, origin=ORIGIN)
-    if existing is not None:
-        raise AlreadyImported(int(existing["id"]), existing["name"])
-    clash = store.find_study(study_name)
-    if clash is not None:
-        raise ImportFormatError(folder, None, f"a study named {study_name!r} already exists with other contents "
-                                              f"(hash {short(clash['spec_hash'])}); import these files under "
-                                              "another name (--name)")
+    spec_hash, study_name = claim_study_identity(
+        store, fmt=FORMAT, origin=ORIGIN, files=files, source=folder, name=name,
+        default_name=f"{FORMAT}-{slug(folder.name)}")
 
     rubric_metrics = [{"name": d, "scale": list(SCALE), "higher_is": "worse", "specials": []} for d in dims]
     rubric_body = json.dumps({
