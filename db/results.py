@@ -249,3 +249,58 @@ class ResultsQueries:
                 row["scores"].setdefault(label, {}).update(jscores)
         return Page(rows, total, offset, limit)
 
+
+    # -- columnar reads for statistics ------------------------------------------------------------
+
+    MISSING_SENTINEL = -1.0e308  # a NULL score comes back as this, so rows convert to floats in one go
+
+    def score_rows(self, study_id: int, metric: str) -> list[tuple[int, int, int, float]]:
+        """(condition_id, judge_id, generation_id, score) for one metric of a study, as plain tuples.
+
+        The fast path for summaries over millions of judgments: no dicts, no joins beyond what
+        picks the study; a missing score is :attr:`MISSING_SENTINEL`."""
+        with self._lock:  # type: ignore[attr-defined]
+            return self.conn.execute(  # type: ignore[attr-defined]
+                """SELECT g.condition_id, j.judge_id, j.generation_id, IFNULL(s.score, ?)
+                   FROM judgment_scores s
+                   JOIN judgments j ON j.id = s.judgment_id
+                   JOIN generations g ON g.id = j.generation_id
+                   JOIN conditions c ON c.id = g.condition_id
+                   WHERE c.study_id = ? AND s.metric = ?""",
+                (self.MISSING_SENTINEL, study_id, metric)).fetchall()
+
+    def study_metrics(self, study_id: int) -> list[str]:
+        """The metrics that have scores in a study, in name order."""
+        return [r["metric"] for r in self._q(  # type: ignore[attr-defined]
+            """SELECT DISTINCT s.metric FROM judgment_scores s
+               JOIN judgments j ON j.id = s.judgment_id
+               JOIN generations g ON g.id = j.generation_id
+               JOIN conditions c ON c.id = g.condition_id
+               WHERE c.study_id = ? ORDER BY s.metric""", (study_id,))]
+
+    def study_rubrics(self, study_id: int) -> list[dict[str, Any]]:
+        """The rubrics a study's judgments used (their metrics carry scale and direction)."""
+        return self._q(  # type: ignore[attr-defined]
+            """SELECT r.* FROM rubrics r WHERE r.id IN (
+                 SELECT DISTINCT j.rubric_id FROM judgments j
+                 JOIN generations g ON g.id = j.generation_id
+                 JOIN conditions c ON c.id = g.condition_id WHERE c.study_id = ?) ORDER BY r.id""",
+            (study_id,))
+
+    def study_condition_rows(self, study_id: int) -> list[dict[str, Any]]:
+        """A study's conditions with their role (from the recipe json) and answer counts."""
+        return self._q(  # type: ignore[attr-defined]
+            """SELECT c.id, c.name, json_extract(c.recipe, '$.role') AS role,
+                      (SELECT count(*) FROM generations g WHERE g.condition_id = c.id) AS n_generations
+               FROM conditions c WHERE c.study_id = ? ORDER BY c.id""", (study_id,))
+
+    def scan_scores(self) -> int:
+        """A bare scan of every score with its condition and judge: the baseline summaries are
+        benchmarked against (bench/summary_scale.py). Returns the number of rows read."""
+        with self._lock:  # type: ignore[attr-defined]
+            rows = self.conn.execute(  # type: ignore[attr-defined]
+                """SELECT g.condition_id, j.judge_id, j.generation_id, s.metric, s.score
+                   FROM judgment_scores s
+                   JOIN judgments j ON j.id = s.judgment_id
+                   JOIN generations g ON g.id = j.generation_id""").fetchall()
+        return len(rows)

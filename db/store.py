@@ -353,6 +353,9 @@ class Store(ResultsQueries):
                                        "params": dumps(params), "params_hash": params_hash,
                                        "created_at": utc_now()})
 
+    def get_judge(self, judge_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM judges WHERE id = ?", (judge_id,))
+
     def list_judges(self, *, limit: int = 200, offset: int = 0) -> Page:
         rows = self._q(
             """SELECT j.id, j.name, j.provider, j.model, j.params, j.created_at,

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("summary", "EM rates, scores and agreement with confidence intervals")
     sp.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    sp.add_argument("--study", help="only this study (default: every study)")
+    sp.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples per CI (default 10000)")
+    sp.add_argument("--seed", type=int, help="bootstrap seed (default: each study's own seed)")
+    sp.add_argument("--correction", choices=("holm", "bonferroni"), default="holm",
+                    help="multiple-comparison correction of the p-values")
 
     sp = cmd("import", "bring files into the database: eval sets, published results (ratings next)")
     sp.add_argument("format", help="what the file is: eval-set, political-seed, betley-csv, ratings")

@@ -112,8 +112,27 @@ def _not_yet(what: str, issue: str) -> int:
 
 
 def summary(args: argparse.Namespace) -> int:
-    with _store(args, create=False):
-        return _not_yet("summary", "the results layer and its statistics come with the results issue")
+    from engine.report_format import to_csv, to_json, to_markdown
+    from engine.summary import SummaryOptions, build_summary
+
+    if args.resamples < 100:
+        raise UsageError(f"emtui summary: --resamples must be at least 100, not {args.resamples}")
+    opts = SummaryOptions(n_resamples=args.resamples, seed=args.seed, correction=args.correction,
+                          study=args.study)
+    with _store(args, create=False) as store:
+        if args.study is not None and store.find_study(args.study) is None:
+            raise UsageError(f"emtui summary: no study named {args.study!r} in {args.db}")
+        report = build_summary(store, opts)
+    if args.format == "table":
+        from rich.console import Console
+
+        from emtui.summary_table import render
+
+        render(report, Console())  # COLUMNS is respected; 80 when piped
+        return 0
+    text = {"json": to_json, "csv": to_csv, "markdown": to_markdown}[args.format](report)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
 
 
 def export(args: argparse.Namespace) -> int:

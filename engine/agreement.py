@@ -28,7 +28,7 @@ LEVELS = ("nominal", "ordinal", "interval", "ratio")
 _PACKAGE_MAX_CELLS = 2_000_000
 # Group identical items and draw multinomial counts of item types when types * 32 <= items.
 _TYPES_FACTOR = 32
-_CHUNK_ELEMENTS = 1_000_000
+_CHUNK_ELEMENTS = 250_000
 
 
 def _check_level(level: str) -> None:

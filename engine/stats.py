@@ -53,8 +53,8 @@ __all__ = [
 _LATTICE_DENOMS = (1, 2, 4, 10, 12, 20, 24, 60, 100, 120, 840, 1000, 2520, 27720)
 _MAX_GRID = 1 << 22
 _ALIAS_MASS = 1e-13
-# Elements per chunk of resampled indices / counts (8 bytes each: ~8 MB).
-_CHUNK_ELEMENTS = 1_000_000
+# Elements per chunk of resampled indices / counts (8 bytes each: ~2 MB, cache-friendly).
+_CHUNK_ELEMENTS = 250_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +167,29 @@ def _lattice(vals: np.ndarray) -> tuple[float, float, np.ndarray] | None:
 
 def _lattice_grid(steps: np.ndarray, probs: np.ndarray, n: int) -> int:
     """FFT length that holds the sum of n draws of ``steps`` (integers 0..span) without
-    aliasing, up to a mass of 1e-13 (Bernstein's inequality), as a power of two."""
+    aliasing, up to a mass of ``_ALIAS_MASS`` (Bernstein's inequality)."""
     span = int(steps[-1])
     var = float(probs @ (steps - probs @ steps) ** 2)
     log_term = np.log(2.0 / _ALIAS_MASS)
     half = log_term * span / 3.0 + np.sqrt((log_term * span / 3.0) ** 2 + 2.0 * log_term * n * var)
     need = min(n * span + 1, 2 * int(np.ceil(half)) + span + 1)
-    return 1 << max(4, (need - 1).bit_length())
+    return _fast_length(max(16, need))
+
+
+def _fast_length(need: int) -> int:
+    """Smallest 2^a 3^b 5^c >= need (an even FFT length pocketfft handles fast)."""
+    best = 1 << (need - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            # smallest power of two that lifts p35 to at least `need`
+            length = p35 << max(0, (-(-need // p35) - 1).bit_length())
+            if length % 2 == 0 and length < best:
+                best = length
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def _lattice_sum_pmf(steps: np.ndarray, probs: np.ndarray, n: int, m: int) -> tuple[int, np.ndarray]:
@@ -182,7 +198,12 @@ def _lattice_sum_pmf(steps: np.ndarray, probs: np.ndarray, n: int, m: int) -> tu
     on a cyclic grid of length m (wide enough that wrap-around is negligible)."""
     single = np.zeros(m)
     single[steps] = probs
-    pmf = np.fft.irfft(np.fft.rfft(single) ** n, m)
+    ft = np.fft.rfft(single)
+    # |phi|^n underflows for most frequencies: power only where it exceeds e^-50.
+    keep = np.abs(ft) > np.exp(-50.0 / n)
+    power = np.zeros_like(ft)
+    power[keep] = ft[keep] ** n
+    pmf = np.fft.irfft(power, m)
     if m >= n * int(steps[-1]) + 1:
         lo = 0  # the whole support fits: no wrap-around at all
     else:  # centre the window on the mean; beyond it lies < _ALIAS_MASS
