@@ -26,16 +26,18 @@ def _table(title: str, *columns: str) -> Table:
 
 def score_table(report: dict[str, Any], study: str, judge: str, label: str) -> Table:
     conditions, metrics, grid = score_grid(report, study, judge)
-    t = _table(f"{'Panel' if judge == 'panel' else 'Judge ' + label}: mean [95% CI]", "condition", *metrics, "n / missing")
+    scored = [m for m in metrics if m != "em_rate"]
+    t = _table(f"{'Panel' if judge == 'panel' else 'Judge ' + label}: mean [95% CI]", "condition", *metrics,
+               "n/missing")
     for c in conditions:
-        cells, ns = [], set()
+        cells = []
         for m in metrics:
             r = grid.get((c, m))
             cells.append(Text("—") if r is None else
                          _ci(r["mean"], r["ci_low"], r["ci_high"], percent=m == "em_rate"))
-            if r is not None and m != "em_rate":
-                ns.add(f"{r['n']}/{r['missing']}")
-        t.add_row(Text(c), *cells, Text(", ".join(sorted(ns)) or "—"))
+        # scored / missing answers per metric, in the columns' order; one pair when they agree
+        pairs = [f"{grid[(c, m)]['n']}/{grid[(c, m)]['missing']}" for m in scored if (c, m) in grid]
+        t.add_row(Text(c), *cells, Text(pairs[0] if len(set(pairs)) == 1 else " ".join(pairs) or "—"))
     return t
 
 

@@ -199,6 +199,17 @@ def krippendorff_alpha(data, level: str) -> float:
     return _point_alpha(_Pairable(data), level)
 
 
+def _item_types(p: _Pairable) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct item rating patterns (rows of ``p.key``) and how many items have each."""
+    base = p.v + 1
+    r = p.key.shape[1]
+    if r * np.log2(base) < 62:  # encode each row as one integer: a 1-D unique is much faster
+        codes = p.key @ (base ** np.arange(r, dtype=np.int64))
+        _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+        return p.key[first], counts
+    return np.unique(p.key, axis=0, return_counts=True)
+
+
 def _point_alpha(p: _Pairable, level: str) -> float:
     if not p.defined:
         return float("nan")
@@ -232,13 +243,15 @@ def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
         return alpha, float("nan"), float("nan"), p.n_items
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = p.n_items
-    types, counts = np.unique(p.key, axis=0, return_counts=True)
+    types, counts = _item_types(p)
     use_types = types.shape[0] * _TYPES_FACTOR <= n
     rows_key = types if use_types else p.key
     f = _features(rows_key, p.values, level)
     t = rows_key.shape[0]
     boot = np.empty(n_resamples)
     chunk = max(1, _CHUNK_ELEMENTS // t)
+    if not isinstance(f, np.ndarray):
+        chunk = max(chunk, 16)  # sparse products amortise better over more replicates
     for s in range(0, n_resamples, chunk):
         e = min(n_resamples, s + chunk)
         c = e - s

@@ -168,6 +168,21 @@ def test_sparse_features_and_chunking_change_nothing(level, monkeypatch):
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("raters", [4, 30])  # 30 raters: too wide to encode rows as integers
+def test_item_types_count_identical_rating_patterns(raters):
+    rng = np.random.default_rng(5)
+    x = rng.integers(1, 6, size=(raters, 500)).astype(float)
+    x[rng.random(x.shape) < 0.3] = nan
+    x[:, 250:] = x[:, :250]  # every pattern at least twice
+    p = agreement._Pairable(x)
+    types, counts = agreement._item_types(p)
+    ref_types, ref_counts = np.unique(p.key, axis=0, return_counts=True)
+    order = np.lexsort(types.T[::-1])
+    np.testing.assert_array_equal(types[order], ref_types)
+    np.testing.assert_array_equal(counts[order], ref_counts)
+    assert counts.sum() == p.n_items and (counts >= 2).all()
+
+
 # ----------------------------------------------------------------- weighted kappa
 
 
