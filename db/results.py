@@ -304,3 +304,155 @@ class ResultsQueries:
                    JOIN judgments j ON j.id = s.judgment_id
                    JOIN generations g ON g.id = j.generation_id""").fetchall()
         return len(rows)
+
+    # -- export and figures -------------------------------------------------------------------------
+
+    def export_answers_page(self, *, study_id: int | None = None, after_id: int = 0,
+                            limit: int = 500) -> list[dict[str, Any]]:
+        """One page of answers with their provenance, for ``emtui export``: keyset pagination by
+        generation id (pass the last row's ``generation_id`` as ``after_id``), so a million answers
+        stream in constant memory. Only one study's answers with ``study_id``; otherwise every
+        answer, those outside any study included (study and condition NULL).
+
+        Columns: generation_id, study, study_hash (the hash the answer was made under, else its
+        study's), condition, model, model_kind, model_source, checkpoint_step, checkpoint_path,
+        settings (JSON text), settings_hash, seed, sample_index, eval_set, question_key,
+        paraphrase, category, system_prompt, question, prompt, response, n_tokens, created_at."""
+        where = "g.id > ?"
+        params: list[Any] = [after_id]
+        if study_id is not None:
+            where += " AND g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)"
+            params.append(study_id)
+        return self._q(  # type: ignore[attr-defined]
+            f"""SELECT g.id AS generation_id, s.name AS study, COALESCE(g.study_hash, s.spec_hash) AS study_hash,
+                       c.name AS condition, m.name AS model, m.kind AS model_kind, m.source AS model_source,
+                       k.step AS checkpoint_step, k.path AS checkpoint_path, g.settings, g.settings_hash,
+                       g.seed, g.sample_index, e.name AS eval_set, q.key AS question_key, q.paraphrase,
+                       q.category, q.system_prompt, q.text AS question, g.prompt, g.response, g.n_tokens,
+                       g.created_at
+                FROM generations g
+                JOIN questions q ON q.id = g.question_id
+                JOIN eval_sets e ON e.id = q.eval_set_id
+                JOIN models m ON m.id = g.model_id
+                LEFT JOIN checkpoints k ON k.id = g.checkpoint_id
+                LEFT JOIN conditions c ON c.id = g.condition_id
+                LEFT JOIN studies s ON s.id = c.study_id
+                WHERE {where}
+                ORDER BY g.id LIMIT ?""", (*params, limit))
+
+    def export_judgments(self, generation_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Every judgment of these answers with its judge and rubric and, under ``scores``, a list
+        of {metric, score, raw} (score None = missing). Ordered by generation, judge, judgment.
+
+        Columns: judgment_id, generation_id, judge_id, judge, judge_provider, judge_model,
+        judge_params_hash, rubric_id, rubric, rubric_hash, status, error, raw_output, created_at."""
+        ids = [int(i) for i in generation_ids]
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._q(  # type: ignore[attr-defined]
+                f"""SELECT j.id AS judgment_id, j.generation_id, jd.id AS judge_id, jd.name AS judge,
+                           jd.provider AS judge_provider, jd.model AS judge_model,
+                           jd.params_hash AS judge_params_hash, r.id AS rubric_id, r.name AS rubric,
+                           r.content_hash AS rubric_hash, j.status, j.error, j.raw_output, j.created_at
+                    FROM judgments j
+                    JOIN judges jd ON jd.id = j.judge_id
+                    JOIN rubrics r ON r.id = j.rubric_id
+                    WHERE j.generation_id IN ({marks})
+                    ORDER BY j.generation_id, jd.id, j.id""", chunk)
+            by_id = {r["judgment_id"]: r for r in rows}
+            for r in rows:
+                r["scores"] = []
+            if by_id:
+                for s in self._q(  # type: ignore[attr-defined]
+                        f"""SELECT s.judgment_id, s.metric, s.score, s.raw FROM judgment_scores s
+                            JOIN judgments j ON j.id = s.judgment_id
+                            WHERE j.generation_id IN ({marks}) ORDER BY s.judgment_id, s.metric""", chunk):
+                    by_id[s.pop("judgment_id")]["scores"].append(s)
+            out.extend(rows)
+        return out
+
+    def export_ratings(self, generation_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Every rating (human or model) of these answers: rating_id, generation_id, annotator_id,
+        annotator, rater_kind, campaign, metric, score, note, flagged, source, created_at."""
+        ids = [int(i) for i in generation_ids]
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.extend(self._q(  # type: ignore[attr-defined]
+                f"""SELECT r.id AS rating_id, r.generation_id, a.id AS annotator_id, a.name AS annotator,
+                           r.rater_kind, c.name AS campaign, r.metric, r.score, r.note, r.flagged, r.source,
+                           r.created_at
+                    FROM ratings r
+                    JOIN annotators a ON a.id = r.annotator_id
+                    LEFT JOIN campaigns c ON c.id = r.campaign_id
+                    WHERE r.generation_id IN ({marks})
+                    ORDER BY r.generation_id, a.id, r.id""", chunk))
+        return out
+
+    def export_score_keys(self, study_id: int | None = None) -> list[dict[str, Any]]:
+        """The distinct (judge, rubric, metric) scores of a study's answers (or of every answer):
+        judge_id, judge_model, rubric_id, rubric, metric — what the export's score columns are."""
+        where, params = ("WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)", (study_id,)) \
+            if study_id is not None else ("", ())
+        return self._q(  # type: ignore[attr-defined]
+            f"""SELECT DISTINCT jd.id AS judge_id, jd.model AS judge_model, r.id AS rubric_id, r.name AS rubric,
+                       s.metric
+                FROM judgment_scores s
+                JOIN judgments j ON j.id = s.judgment_id
+                JOIN judges jd ON jd.id = j.judge_id
+                JOIN rubrics r ON r.id = j.rubric_id
+                JOIN generations g ON g.id = j.generation_id
+                {where}
+                ORDER BY jd.id, s.metric, r.id""", params)
+
+    def export_rating_keys(self, study_id: int | None = None) -> list[dict[str, Any]]:
+        """The distinct (annotator, metric) of the ratings of a study's answers (or of every answer):
+        annotator_id, annotator, rater_kind, metric."""
+        where, params = ("WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)", (study_id,)) \
+            if study_id is not None else ("", ())
+        return self._q(  # type: ignore[attr-defined]
+            f"""SELECT DISTINCT a.id AS annotator_id, a.name AS annotator, r.rater_kind, r.metric
+                FROM ratings r
+                JOIN annotators a ON a.id = r.annotator_id
+                JOIN generations g ON g.id = r.generation_id
+                {where}
+                ORDER BY a.id, r.metric""", params)
+
+    def study_train_metric_rows(self, study_id: int) -> list[dict[str, Any]]:
+        """The training curves of a study's runs: condition, train_run_id, step, name, value,
+        ordered by condition, run, metric name and step."""
+        return self._q(  # type: ignore[attr-defined]
+            """SELECT c.name AS condition, t.train_run_id, t.step, t.name, t.value
+               FROM train_metrics t
+               JOIN train_runs r ON r.id = t.train_run_id
+               JOIN conditions c ON c.id = r.condition_id
+               WHERE c.study_id = ?
+               ORDER BY c.id, t.train_run_id, t.name, t.step""", (study_id,))
+
+    def study_checkpoint_score_rows(self, study_id: int, metric: str) -> list[tuple[int, int, int, int, float]]:
+        """(condition_id, checkpoint step, judge_id, generation_id, score) of one metric, for the
+        answers a study generated from checkpoints; a missing score is :attr:`MISSING_SENTINEL`."""
+        with self._lock:  # type: ignore[attr-defined]
+            return self.conn.execute(  # type: ignore[attr-defined]
+                """SELECT g.condition_id, k.step, j.judge_id, g.id, IFNULL(s.score, ?)
+                   FROM judgment_scores s
+                   JOIN judgments j ON j.id = s.judgment_id
+                   JOIN generations g ON g.id = j.generation_id
+                   JOIN checkpoints k ON k.id = g.checkpoint_id
+                   JOIN conditions c ON c.id = g.condition_id
+                   WHERE c.study_id = ? AND s.metric = ?""",
+                (self.MISSING_SENTINEL, study_id, metric)).fetchall()
+
+    def study_human_rating_rows(self, study_id: int) -> list[dict[str, Any]]:
+        """Human ratings of a study's answers with a score: generation_id, condition_id, annotator_id,
+        metric, score."""
+        return self._q(  # type: ignore[attr-defined]
+            """SELECT r.generation_id, g.condition_id, r.annotator_id, r.metric, r.score
+               FROM ratings r
+               JOIN generations g ON g.id = r.generation_id
+               JOIN conditions c ON c.id = g.condition_id
+               WHERE c.study_id = ? AND r.rater_kind = 'human' AND r.score IS NOT NULL
+               ORDER BY r.generation_id, r.annotator_id""", (study_id,))

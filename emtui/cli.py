@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_DB = "emtui.db"
-COMMANDS = ("init", "worker", "summary", "import", "export", "serve", "tiny-model", "keys")
+COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "serve", "tiny-model", "keys")
 
 
 class UsageError(Exception):
@@ -67,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="a name for what is imported (default: from the file)")
 
     sp = cmd("export", "write answers with every score and their provenance")
-    sp.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl")
-    sp.add_argument("--out", help="output file (default: standard output)")
+    sp.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl",
+                    help="jsonl (with each judgment's raw output), csv, or parquet (needs pyarrow)")
+    sp.add_argument("--out", help="output file, written whole or not at all (default: standard output)")
+    sp.add_argument("--study", help="only this study's answers (default: every answer)")
+
+    sp = cmd("figures", "publication-ready figures (PNG and PDF) of the summary")
+    sp.add_argument("--out", required=True, help="folder to write into (created if its parent exists)")
+    sp.add_argument("--study", help="only this study (default: every study)")
+    sp.add_argument("--format", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
+    sp.add_argument("--resamples", type=int, default=2_000, help="bootstrap resamples per CI (default 2000)")
+    sp.add_argument("--metric", help="the metric of the judge heatmap (default: the EM metric, else every metric)")
 
     sp = cmd("serve", "serve the TUI in a browser (textual-serve)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: use ssh -L)")

@@ -32,7 +32,7 @@ NOT_YET = 1  # exit status of a command whose engine a later issue builds
 def dispatch(args: argparse.Namespace) -> int:
     handler = {
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
-        "export": export, "serve": serve, "tiny-model": tiny_model, "keys": keys,
+        "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
     }[args.command]
     return handler(args)
 
@@ -136,8 +136,41 @@ def summary(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    with _store(args, create=False):
-        return _not_yet("export", "exports come with the results issue")
+    from engine.export import ExportError, export_answers
+
+    with _store(args, create=False) as store:
+        try:
+            result = export_answers(store, args.format, out=args.out, study=args.study)
+        except ExportError as exc:
+            raise UsageError(f"emtui export: {exc}") from None
+    if result.path is not None:
+        n_scores = sum(c.startswith("score.") for c in result.columns)
+        print(f"exported {result.rows} answer(s) with {n_scores} score column(s) to {result.path}",
+              file=sys.stderr)
+    return 0
+
+
+def figures(args: argparse.Namespace) -> int:
+    from engine.figures import FigureError, FigureOptions, make_figures
+
+    if args.resamples < 100:
+        raise UsageError(f"emtui figures: --resamples must be at least 100, not {args.resamples}")
+    try:
+        opts = FigureOptions.parse(formats=args.format, n_resamples=args.resamples, metric=args.metric)
+        out = FigureOptions.out_dir(args.out)
+    except FigureError as exc:
+        raise UsageError(f"emtui figures: {exc}") from None
+    with _store(args, create=False) as store:
+        if args.study is not None and store.find_study(args.study) is None:
+            raise UsageError(f"emtui figures: no study named {args.study!r} in {args.db}")
+        try:
+            result = make_figures(store, out, study=args.study, opts=opts, on_note=print)
+        except FigureError as exc:
+            raise UsageError(f"emtui figures: {exc}") from None
+    for path in result.written:
+        print(path)
+    print(f"{len(result.written)} file(s) written to {out}")
+    return 0
 
 
 def import_(args: argparse.Namespace) -> int:

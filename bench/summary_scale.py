@@ -1,0 +1,78 @@
+"""Benchmark: `emtui summary --format json` on 1,000,000 judgments against a bare SQL scan.
+
+A synthetic study: 20 conditions x 4 judges x 2 metrics x 6,250 answers = 1,000,000 scores
+(500,000 judge calls, each scoring both metrics). Both timings come from this one run:
+
+- baseline: one bare SELECT of every score with its condition, judge and answer (fetchall);
+- summary: `emtui summary --format json` as a person runs it (a fresh process), with the
+  default 10,000 bootstrap resamples per CI, agreement, kappa and comparisons.
+
+Prints both and the ratio. Usage: python bench/summary_scale.py [--db PATH] [--answers N]
+(the database is built once and reused when --db names an existing file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from db import open_store  # noqa: E402
+from engine.synthetic import SyntheticSpec, make_synthetic_study  # noqa: E402
+
+
+def build(path: Path, answers: int) -> None:
+    spec = SyntheticSpec(name="bench", conditions=[f"c{i:02d}" for i in range(20)],
+                         roles={"c00": "baseline"}, judges=["j1", "j2", "j3", "j4"],
+                         answers_per_condition=answers, questions=50, missing_rate=0.02,
+                         aligned_means={f"c{i:02d}": 80.0 - 2 * i for i in range(20)})
+    with open_store(path) as store:
+        t = time.perf_counter()
+        make_synthetic_study(store, spec)
+        print(f"built {store.count('judgment_scores'):,} scores ({store.count('judgments'):,} judgments, "
+              f"{store.count('generations'):,} answers) in {time.perf_counter() - t:.1f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", type=Path)
+    ap.add_argument("--answers", type=int, default=6250, help="answers per condition (6250 -> 1M scores)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
+    if not path.exists():
+        build(path, args.answers)
+
+    with open_store(path) as store:
+        n = store.count("judgment_scores")
+        scans = []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            rows = store.scan_scores()
+            scans.append(time.perf_counter() - t)
+    assert rows == n
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "emtui", "--db", str(path), "summary", "--format", "json"],
+                             capture_output=True, env=env)
+        runs.append(time.perf_counter() - t)
+        if out.returncode != 0:
+            sys.exit(out.stderr.decode())
+    scan, summary = min(scans), min(runs)
+    print(f"scores: {n:,}")
+    print(f"bare SQL scan (fetchall of every score row): {scan:.2f} s (best of {args.repeat})")
+    print(f"emtui summary --format json (new process, 10,000 resamples): {summary:.2f} s (best of {args.repeat})")
+    print(f"ratio summary / scan: {summary / scan:.2f}x (target <= 3x)")
+
+
+if __name__ == "__main__":
+    main()

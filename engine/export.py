@@ -1,0 +1,257 @@
+"""Every answer with its provenance and every score, as JSON Lines, CSV or Parquet (``emtui export``).
+
+One record per answer (generation):
+
+- provenance: ``generation_id``, ``study``, ``study_hash``, ``condition``, ``model``, ``model_kind``,
+  ``model_source``, ``checkpoint_step``, ``checkpoint_path``, ``settings`` (an object in JSON Lines,
+  canonical JSON text in CSV / Parquet), ``settings_hash``, ``seed``, ``sample_index``, ``eval_set``,
+  ``question_key``, ``paraphrase``, ``category``, ``system_prompt``, ``question``, ``prompt``,
+  ``response``, ``n_tokens``, ``created_at``;
+- ``score.<judge model>.<metric>``: one column per judge × metric found among the exported answers
+  (empty / null when that judge has no score for the answer: a missing score is never a zero).
+  A judge model used by two judges (other parameters) is written ``<model>#<judge id>``; a metric
+  scored under two rubrics by one judge, ``<metric>@<rubric>``;
+- ``rating.<annotator>.<metric>``: the ratings' scores, one column per annotator × metric (none
+  until ratings exist);
+- JSON Lines only: ``judgments``, the full record of each judgment (judge provider / model / params
+  hash, rubric name and content hash, status, error, raw output, per-metric score and raw), and
+  ``ratings``, every rating (an empty list until there are any).
+
+The same columns, in the same order, in all three formats. Answers are read in pages (keyset by
+generation id), so a million answers never sit in memory at once. Written to a file, the output
+appears whole or not at all: a temporary file in the same folder, renamed when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+FORMATS = ("jsonl", "csv", "parquet")
+PAGE_SIZE = 500
+PROVENANCE = ("generation_id", "study", "study_hash", "condition", "model", "model_kind", "model_source",
+              "checkpoint_step", "checkpoint_path", "settings", "settings_hash", "seed", "sample_index",
+              "eval_set", "question_key", "paraphrase", "category", "system_prompt", "question", "prompt",
+              "response", "n_tokens", "created_at")
+INT_COLUMNS = frozenset({"generation_id", "checkpoint_step", "seed", "sample_index", "paraphrase", "n_tokens"})
+PARQUET_HINT = "parquet needs pyarrow: pip install pyarrow"
+
+
+class ExportError(ValueError):
+    """An export that cannot run (bad destination, missing library): a one-line message."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The export's columns: the provenance, then ``score.*`` and ``rating.*``."""
+
+    scores: dict[tuple[int, int, str], str]  # (judge id, rubric id, metric) -> column
+    ratings: dict[tuple[int, str], str]      # (annotator id, metric) -> column
+
+    @property
+    def names(self) -> list[str]:
+        return [*PROVENANCE, *dict.fromkeys(self.scores.values()), *dict.fromkeys(self.ratings.values())]
+
+
+def columns_for(store: Any, study_id: int | None) -> Columns:
+    keys = store.export_score_keys(study_id)
+    models: dict[str, set[int]] = {}
+    rubrics: dict[tuple[int, str], set[int]] = {}
+    for k in keys:
+        models.setdefault(k["judge_model"], set()).add(k["judge_id"])
+        rubrics.setdefault((k["judge_id"], k["metric"]), set()).add(k["rubric_id"])
+    scores = {}
+    for k in keys:
+        judge = k["judge_model"] if len(models[k["judge_model"]]) == 1 else f"{k['judge_model']}#{k['judge_id']}"
+        metric = k["metric"] if len(rubrics[(k["judge_id"], k["metric"])]) == 1 else f"{k['metric']}@{k['rubric']}"
+        scores[(k["judge_id"], k["rubric_id"], k["metric"])] = f"score.{judge}.{metric}"
+    names: dict[str, set[int]] = {}
+    rkeys = store.export_rating_keys(study_id)
+    for k in rkeys:
+        names.setdefault(k["annotator"], set()).add(k["annotator_id"])
+    ratings = {}
+    for k in rkeys:
+        who = k["annotator"] if len(names[k["annotator"]]) == 1 else f"{k['annotator']}#{k['annotator_id']}"
+        ratings[(k["annotator_id"], k["metric"])] = f"rating.{who}.{k['metric']}"
+    return Columns(scores, ratings)
+
+
+def iter_records(store: Any, *, study_id: int | None = None, columns: Columns | None = None,
+                 page_size: int = PAGE_SIZE) -> Iterator[list[dict[str, Any]]]:
+    """Pages of export records (as JSON Lines has them), in generation id order."""
+    columns = columns or columns_for(store, study_id)
+    after = 0
+    while True:
+        page = store.export_answers_page(study_id=study_id, after_id=after, limit=page_size)
+        if not page:
+            return
+        after = page[-1]["generation_id"]
+        ids = [r["generation_id"] for r in page]
+        judgments: dict[int, list[dict[str, Any]]] = {}
+        for j in store.export_judgments(ids):
+            judgments.setdefault(j["generation_id"], []).append(j)
+        ratings: dict[int, list[dict[str, Any]]] = {}
+        for r in store.export_ratings(ids):
+            ratings.setdefault(r["generation_id"], []).append(r)
+        out = []
+        for row in page:
+            rec: dict[str, Any] = {k: row[k] for k in PROVENANCE}
+            rec["settings"] = _json_or_text(row["settings"])
+            for col in columns.names[len(PROVENANCE):]:
+                rec[col] = None
+            gid = row["generation_id"]
+            recs_j = []
+            for j in judgments.get(gid, []):
+                for s in j["scores"]:
+                    col = columns.scores.get((j["judge_id"], j["rubric_id"], s["metric"]))
+                    if col is not None:
+                        rec[col] = s["score"]
+                recs_j.append({
+                    "judgment_id": j["judgment_id"],
+                    "judge": {"id": j["judge_id"], "name": j["judge"], "provider": j["judge_provider"],
+                              "model": j["judge_model"], "params_hash": j["judge_params_hash"]},
+                    "rubric": {"id": j["rubric_id"], "name": j["rubric"], "content_hash": j["rubric_hash"]},
+                    "status": j["status"], "error": j["error"], "raw_output": j["raw_output"],
+                    "created_at": j["created_at"],
+                    "scores": {s["metric"]: s["score"] for s in j["scores"]},
+                    "raw": {s["metric"]: s["raw"] for s in j["scores"]}})
+            recs_r = []
+            for r in ratings.get(gid, []):
+                col = columns.ratings.get((r["annotator_id"], r["metric"]))
+                if col is not None and r["score"] is not None:
+                    rec[col] = r["score"]
+                recs_r.append({k: r[k] for k in ("rating_id", "annotator", "rater_kind", "campaign", "metric",
+                                                 "score", "note", "flagged", "source", "created_at")})
+            rec["judgments"], rec["ratings"] = recs_j, recs_r
+            out.append(rec)
+        yield out
+
+
+def _json_or_text(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _flat(rec: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    row = {k: rec[k] for k in names}
+    if not isinstance(row["settings"], str) and row["settings"] is not None:
+        row["settings"] = json.dumps(row["settings"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return row
+
+
+def _check_parquet() -> None:
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ExportError(PARQUET_HINT) from None
+
+
+@dataclass
+class ExportResult:
+    rows: int
+    columns: list[str]
+    path: Path | None
+
+
+def export_answers(store: Any, fmt: str, *, out: str | os.PathLike[str] | None = None,
+                   study: str | None = None, stream: IO[Any] | None = None,
+                   page_size: int = PAGE_SIZE) -> ExportResult:
+    """Write every answer (of ``study``, or all) to ``out`` (atomically) or to ``stream``
+    (text for jsonl/csv, binary for parquet; default standard output)."""
+    import sys
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r} (formats: {', '.join(FORMATS)})")
+    if fmt == "parquet":
+        _check_parquet()
+    study_id = None
+    if study is not None:
+        row = store.find_study(study)
+        if row is None:
+            raise ExportError(f"no study named {study!r} in {store.path}")
+        study_id = int(row["id"])
+    columns = columns_for(store, study_id)
+    if out is None:
+        target = stream if stream is not None else (sys.stdout.buffer if fmt == "parquet" else sys.stdout)
+        n = _write(store, fmt, target, study_id, columns, page_size)
+        target.flush()
+        return ExportResult(n, columns.names, None)
+
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise ExportError(f"--out {path} is a folder; name a file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {path}: folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if fmt == "parquet":
+                n = _write(store, fmt, raw, study_id, columns, page_size)
+            else:
+                with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+                    n = _write(store, fmt, text, study_id, columns, page_size)
+                    text.flush()
+                    os.fsync(raw.fileno())
+                    text.detach()
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return ExportResult(n, columns.names, path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write(store: Any, fmt: str, target: IO[Any], study_id: int | None, columns: Columns, page_size: int) -> int:
+    pages = iter_records(store, study_id=study_id, columns=columns, page_size=page_size)
+    names = columns.names
+    n = 0
+    if fmt == "jsonl":
+        for page in pages:
+            target.write("".join(json.dumps(rec, ensure_ascii=False, allow_nan=False) + "\n" for rec in page))
+            n += len(page)
+    elif fmt == "csv":
+        w = csv.DictWriter(target, fieldnames=names, lineterminator="\n", extrasaction="ignore")
+        w.writeheader()
+        for page in pages:
+            w.writerows({k: ("" if v is None else v) for k, v in _flat(rec, names).items()} for rec in page)
+            n += len(page)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([(c, pa.int64() if c in INT_COLUMNS else pa.float64()
+                             if c.startswith(("score.", "rating.")) else pa.string()) for c in names])
+        sink = pa.PythonFile(target, mode="w")
+        with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+            for page in pages:
+                flat = [_flat(rec, names) for rec in page]
+                writer.write_table(pa.Table.from_pylist(flat, schema=schema))
+                n += len(page)
+            if n == 0:
+                writer.write_table(schema.empty_table())
+    return n
