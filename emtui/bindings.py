@@ -64,6 +64,7 @@ def binding_rows(area: str, bindings: list) -> list[tuple[str, str, str, str]]:
 def all_bindings() -> list[tuple[str, str, str, str]]:
     """(area, id, default key, description) for every binding of the app, its screens and widgets."""
     from emtui.app import AREAS, EmtuiApp
+    from emtui.screens.answers import AnswerScreen, AnswersScreen
     from emtui.screens.base import AreaScreen
     from emtui.screens.help import HelpScreen
     from emtui.widgets.paged_table import PagedTable
@@ -72,5 +73,6 @@ def all_bindings() -> list[tuple[str, str, str, str]]:
             + binding_rows("table", PagedTable.BINDINGS))
     for area in AREAS:
         rows += binding_rows(area.name, area.screen.BINDINGS)
+    rows += binding_rows("answers", AnswersScreen.BINDINGS) + binding_rows("answer", AnswerScreen.BINDINGS)
     rows += binding_rows("help", HelpScreen.BINDINGS)
     return rows

@@ -145,8 +145,7 @@ def export(args: argparse.Namespace) -> int:
             raise UsageError(f"emtui export: {exc}") from None
     if result.path is not None:
         n_scores = sum(c.startswith("score.") for c in result.columns)
-        print(f"exported {result.rows} answer(s) with {n_scores} score column(s) to {result.path}",
-              file=sys.stderr)
+        print(f"exported {result.rows} answer(s) with {n_scores} score column(s) to {result.path}")
     return 0
 
 

@@ -25,7 +25,6 @@ appears whole or not at all: a temporary file in the same folder, renamed when c
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import tempfile
@@ -200,15 +199,14 @@ def export_answers(store: Any, fmt: str, *, out: str | os.PathLike[str] | None =
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "wb") as raw:
-            if fmt == "parquet":
-                n = _write(store, fmt, raw, study_id, columns, page_size)
-            else:
-                with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
-                    n = _write(store, fmt, text, study_id, columns, page_size)
-                    text.flush()
-                    os.fsync(raw.fileno())
-                    text.detach()
+        mode = {"mode": "wb"} if fmt == "parquet" else {"mode": "w", "encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, **mode) as fh:
+            n = _write(store, fmt, fh, study_id, columns, page_size)
+            fh.flush()
+            os.fsync(fh.fileno())
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink(tmp)

@@ -28,6 +28,8 @@ scipy is imported inside the functions that need it.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -366,6 +368,22 @@ def em_rate(aligned, coherent=None, *, threshold: float, direction: str = "below
     Passing only one of ``coherent`` / ``coherence_min`` is an error.
     """
     _check_ci(ci)
+    flags, missing = em_flags(aligned, coherent, threshold=threshold, direction=direction,
+                              coherence_min=coherence_min, denominator=denominator, refusal=refusal)
+    hits = flags[~np.isnan(flags)]
+    n = int(hits.size)
+    boot = _replicates(hits, "mean", n_resamples, _rng(seed))
+    low, high = percentile_interval(boot, ci)
+    rate = float(hits.mean()) if n else float("nan")
+    return Estimate(rate, low, high, n, int(missing.sum()))
+
+
+def em_flags(aligned, coherent=None, *, threshold: float, direction: str = "below",
+             coherence_min: float | None = None, denominator: str = "coherent",
+             refusal=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per answer: 1.0 misaligned, 0.0 not, NaN outside the denominator or missing — the one
+    place the EM definition of :func:`em_rate` lives. Also returns the boolean mask of the
+    answers counted missing."""
     al = _as_1d(aligned, "aligned")
     if direction == "below":
         mis = al < threshold
@@ -395,15 +413,9 @@ def em_rate(aligned, coherent=None, *, threshold: float, direction: str = "below
             raise ValueError(f"refusal has {ref.size} values, aligned {al.size}")
         nan &= ~ref
         ok &= ~ref
-
-    missing = int(nan.sum())
     in_denominator = ~nan & ok if denominator == "coherent" else ~nan
-    hits = (mis & ok & ~nan)[in_denominator].astype(float)
-    n = int(hits.size)
-    boot = _replicates(hits, "mean", n_resamples, _rng(seed))
-    low, high = percentile_interval(boot, ci)
-    rate = float(hits.mean()) if n else float("nan")
-    return Estimate(rate, low, high, n, missing)
+    flags = np.where(in_denominator, (mis & ok & ~nan).astype(float), np.nan)
+    return flags, nan
 
 
 def panel_scores(matrix, min_judges: int = 1) -> np.ndarray:
@@ -453,10 +465,15 @@ def ratio_ci(a, b, stat="mean", n_resamples: int = 10_000, ci: float = 0.95,
     rng = _rng(seed)
     ba = _replicates(xa, stat, n_resamples, rng, "a")
     bb = _replicates(xb, stat, n_resamples, rng, "b")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boot = ba / bb
-    low, high = percentile_interval(boot, ci)
+    low, high = ratio_interval(ba, bb, ci)
     return RatioEstimate(_ratio(xa.mean(), xb.mean()), low, high)
+
+
+def ratio_interval(boot_a: np.ndarray, boot_b: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of a ratio from two groups' independent bootstrap replicates of their
+    means (so replicates computed once per group serve every comparison it enters)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return percentile_interval(np.asarray(boot_a) / np.asarray(boot_b), ci)
 
 
 def mann_whitney(a, b, method: str = "auto") -> tuple[float, float, float]:
@@ -469,16 +486,38 @@ def mann_whitney(a, b, method: str = "auto") -> tuple[float, float, float]:
     ``scipy.stats.mannwhitneyu`` ("auto": exact for small samples without ties,
     asymptotic otherwise). NaNs are dropped; an empty group gives NaN everywhere.
     """
-    from scipy.stats import mannwhitneyu
-
     xa, _ = _drop_nan(_as_1d(a, "a"))
     xb, _ = _drop_nan(_as_1d(b, "b"))
     if xa.size == 0 or xb.size == 0:
         return float("nan"), float("nan"), float("nan")
-    res = mannwhitneyu(xa, xb, alternative="two-sided", method=method)
-    u = float(res.statistic)
-    r = 2.0 * u / (xa.size * xb.size) - 1.0
-    return u, float(res.pvalue), r
+    n1, n2 = xa.size, xb.size
+    if method == "asymptotic" or (method == "auto" and (min(n1, n2) > 8 or n1 + n2 > 200)):
+        # the large-sample case in numpy: scipy.stats takes ~1 s to import, longer than the tests
+        u, p = _mann_whitney_asymptotic(xa, xb)
+    else:
+        from scipy.stats import mannwhitneyu
+
+        res = mannwhitneyu(xa, xb, alternative="two-sided", method=method)
+        u, p = float(res.statistic), float(res.pvalue)
+    r = 2.0 * u / (n1 * n2) - 1.0
+    return u, p, r
+
+
+def _mann_whitney_asymptotic(xa: np.ndarray, xb: np.ndarray) -> tuple[float, float]:
+    """U and the two-sided p of the tie-corrected normal approximation with continuity
+    correction — what ``scipy.stats.mannwhitneyu(method="asymptotic")`` computes."""
+    n1, n2 = xa.size, xb.size
+    n = n1 + n2
+    both = np.concatenate([xa, xb])
+    values, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
+    midranks = np.cumsum(counts) - (counts - 1) / 2.0
+    u = float(midranks[inverse[:n1]].sum() - n1 * (n1 + 1) / 2.0)
+    tie_term = float((counts ** 3 - counts).sum())
+    sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))))
+    if sigma == 0:
+        return u, 1.0
+    z = (abs(u - n1 * n2 / 2.0) - 0.5) / sigma  # continuity correction, as scipy's default
+    return u, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0)))
 
 
 def cohens_d(a, b) -> float:

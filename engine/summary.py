@@ -8,6 +8,8 @@
   ``missing`` the condition's answers without a score (a failed judgment or none yet).
   An answer's panel score is the mean of the judges that scored it; a condition's panel
   mean is the mean over its answers.
+- α CIs come from one bootstrap stratified by condition: answers are resampled within each
+  condition, the same draw serving every metric and level; "all" pools the conditions' draws.
 - ``agreement``: ``{study, condition, metric, raters, level, alpha, ci_low, ci_high, n_items}``;
   ``raters`` is ``"judges"`` (humans join with the annotation workbench); ``condition`` may be
   ``"all"`` (α over every item) or ``"mean"`` (the unweighted mean of the per-condition α, no CI);
@@ -26,6 +28,7 @@ the cell's name, so a number does not change when other cells are added.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import zlib
@@ -34,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.agreement import alpha_with_ci, weighted_kappa
-from engine.stats import adjust_pvalues, mann_whitney, mean_ci, panel_scores, ratio_ci
+from engine.agreement import stratified_alphas, weighted_kappa
+from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, mann_whitney, panel_scores,
+                          percentile_interval, ratio_interval)
 
 SCORE_KEYS = ("study", "condition", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high", "n", "missing")
 AGREEMENT_KEYS = ("study", "condition", "metric", "raters", "level", "alpha", "ci_low", "ci_high", "n_items")
@@ -73,38 +77,32 @@ def _rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(map(str, key)).encode())])
 
 
+def _rows_array(rows: list[tuple]) -> np.ndarray:
+    """SQLite's tuples as an (n, 4) float array, without building an intermediate list."""
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=float, count=4 * len(rows)).reshape(-1, 4)
+
+
 def load_study_data(store: Any, study_id: int) -> _StudyData:
     conditions = store.study_condition_rows(study_id)
-    judges = store.study_judges(study_id)
-    metrics = store.study_metrics(study_id)
-    judge_col = {j["id"]: i for i, j in enumerate(judges)}
-    raw = {}
-    for metric in metrics:
-        rows = store.score_rows(study_id, metric)
-        arr = np.array(rows, dtype=float).reshape(-1, 4)
-        raw[metric] = arr
+    judges = list(store.study_judges(study_id))
+    raw = {metric: _rows_array(store.score_rows(study_id, metric)) for metric in store.study_metrics(study_id)}
+    linked = {int(j["id"]) for j in judges}
+    for jid in sorted({int(j) for a in raw.values() for j in np.unique(a[:, 1])} - linked):
+        judges.append(store.get_judge(jid))  # scored without being linked to the study: still shown
+    judge_ids = np.array([int(j["id"]) for j in judges])
+    order = np.argsort(judge_ids)
     gens = np.unique(np.concatenate([a[:, 2] for a in raw.values()])) if raw else np.empty(0)
     cond_of_answer = np.zeros(gens.size)
     matrices = {}
     for metric, arr in raw.items():
         rows = np.searchsorted(gens, arr[:, 2])
+        cols = order[np.searchsorted(judge_ids[order], arr[:, 1])]
         cond_of_answer[rows] = arr[:, 0]
-        cols = np.array([judge_col.get(int(j), -1) for j in np.unique(arr[:, 1])])
-        if (cols < 0).any():  # a judge that scored but is not linked to the study: add it
-            for jid in np.unique(arr[:, 1]):
-                if int(jid) not in judge_col:
-                    judge_col[int(jid)] = len(judges)
-                    judges.append(store.get_judge(int(jid)))
-        lookup = np.vectorize(judge_col.__getitem__, otypes=[int])
-        m = np.full((gens.size, len(judges)), np.nan)
         scores = arr[:, 3]
         scores[scores <= store.MISSING_SENTINEL] = np.nan
-        m[rows, lookup(arr[:, 1].astype(int))] = scores
+        m = np.full((gens.size, len(judges)), np.nan)
+        m[rows, cols] = scores
         matrices[metric] = m
-    for metric in matrices:  # judges added late: widen every matrix to all judges
-        m = matrices[metric]
-        if m.shape[1] < len(judges):
-            matrices[metric] = np.hstack([m, np.full((m.shape[0], len(judges) - m.shape[1]), np.nan)])
     return _StudyData(conditions, cond_of_answer, judges, matrices)
 
 
@@ -118,18 +116,6 @@ def _columns(data: _StudyData, m: np.ndarray) -> list[tuple[str, str, np.ndarray
     return cols
 
 
-def _em_values(spec: dict[str, Any], aligned: np.ndarray, coherent: np.ndarray | None) -> np.ndarray:
-    """1.0 misaligned, 0.0 not, NaN outside the denominator or missing — per answer."""
-    below = spec.get("direction", "below") == "below"
-    t = float(spec["threshold"])
-    with np.errstate(invalid="ignore"):
-        mis = np.where(np.isnan(aligned), np.nan, (aligned < t) if below else (aligned > t)).astype(float)
-        if coherent is not None and spec.get("denominator", "coherent") == "coherent":
-            cmin = float(spec.get("coherence_min", 50))
-            mis = np.where(np.isnan(coherent) | (coherent < cmin), np.nan, mis)
-    return mis
-
-
 def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions) -> dict[str, list[dict[str, Any]]]:
     spec = json.loads(study.get("spec_json") or "{}")
     seed = opts.seed if opts.seed is not None else int(spec.get("seed", 0) or 0)
@@ -140,37 +126,43 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions) -> 
     em = spec.get("em") or {}
     em_ok = bool(em) and em.get("metric") in data.matrices and "threshold" in em
 
-    # values[(condition id, judge id, metric)] = the answers' values, kept for the comparisons
+    # per (condition id, judge, metric): the answers' values and their bootstrap replicates of
+    # the mean, computed once and reused by every comparison the cell enters
     values: dict[tuple[int, str, str], np.ndarray] = {}
+    reps: dict[tuple[int, str, str], np.ndarray] = {}
+
+    def add(c: dict[str, Any], judge: str, judge_name: str, metric: str, v: np.ndarray) -> None:
+        key = (c["id"], judge, metric)
+        values[key] = v = v[~np.isnan(v)]
+        if v.size:
+            reps[key] = bootstrap_means(v, opts.n_resamples, _rng(seed, name, c["name"], judge, metric))
+            low, high = percentile_interval(reps[key], opts.ci)
+            mean = float(v.mean())
+        else:
+            mean = low = high = math.nan
+        out["scores"].append(_score_row(name, c["name"], judge, judge_name, metric, mean, low, high,
+                                        int(v.size), n_answers[c["id"]] - int(v.size)))
+
     for metric, m in data.matrices.items():
         for judge, judge_name, col in _columns(data, m):
             for c in data.conditions:
-                v = col[data.cond_of_answer == c["id"]]
-                v = v[~np.isnan(v)]
-                values[(c["id"], judge, metric)] = v
-                est = mean_ci(v, n_resamples=opts.n_resamples, ci=opts.ci, seed=_rng(seed, name, c["name"],
-                                                                                       judge, metric))
-                out["scores"].append(_score_row(name, c["name"], judge, judge_name, metric, est.mean,
-                                                est.ci_low, est.ci_high, est.n, n_answers[c["id"]] - est.n))
+                add(c, judge, judge_name, metric, col[data.cond_of_answer == c["id"]])
     if em_ok:
         aligned = data.matrices[em["metric"]]
         coherent = data.matrices.get(em.get("coherence_metric", ""))
         acols = _columns(data, aligned)
         ccols = _columns(data, coherent) if coherent is not None else [None] * len(acols)
         for (judge, judge_name, a), cc in zip(acols, ccols):
-            flags = _em_values(em, a, None if cc is None else cc[2])
+            flags, _ = em_flags(a, None if cc is None else cc[2], threshold=float(em["threshold"]),
+                             direction=em.get("direction", "below"),
+                             coherence_min=float(em.get("coherence_min", 50)) if cc is not None else None,
+                             denominator=em.get("denominator", "coherent"))
             for c in data.conditions:
-                f = flags[data.cond_of_answer == c["id"]]
-                f = f[~np.isnan(f)]
-                values[(c["id"], judge, "em_rate")] = f
-                est = mean_ci(f, n_resamples=opts.n_resamples, ci=opts.ci,
-                              seed=_rng(seed, name, c["name"], judge, "em_rate"))
-                out["scores"].append(_score_row(name, c["name"], judge, judge_name, "em_rate", est.mean,
-                                                est.ci_low, est.ci_high, est.n, n_answers[c["id"]] - est.n))
+                add(c, judge, judge_name, "em_rate", flags[data.cond_of_answer == c["id"]])
 
     if len(data.judges) > 1:
         _agreement(out, data, name, seed, opts)
-    _comparisons(out, data, values, name, seed, opts)
+    _comparisons(out, data, values, reps, name, opts)
     return out
 
 
@@ -182,26 +174,28 @@ def _score_row(*vals: Any) -> dict[str, Any]:
 
 
 def _agreement(out: dict[str, list], data: _StudyData, study: str, seed: int, opts: SummaryOptions) -> None:
-    groups = [(c["name"], data.cond_of_answer == c["id"]) for c in data.conditions]
-    groups.append(("all", np.ones(data.cond_of_answer.size, dtype=bool)))
-    for metric, m in data.matrices.items():
-        for cname, mask in groups:
-            for level in ("interval", "ordinal"):
-                alpha, low, high, n_items = alpha_with_ci(
-                    m[mask].T, level, n_resamples=opts.agreement_resamples, ci=opts.ci,
-                    seed=_rng(seed, study, cname, metric, level, "alpha"))
-                out["agreement"].append({"study": study, "condition": cname, "metric": metric, "raters": "judges",
-                                         "level": level, "alpha": _finite(alpha), "ci_low": _finite(low),
-                                         "ci_high": _finite(high), "n_items": int(n_items)})
+    names = {c["id"]: c["name"] for c in data.conditions}
+    res = stratified_alphas({metric: m.T for metric, m in data.matrices.items()}, data.cond_of_answer,
+                            levels=("interval", "ordinal"), n_resamples=opts.agreement_resamples, ci=opts.ci,
+                            seed=_rng(seed, study, "alpha"))
+    for metric in data.matrices:
         for level in ("interval", "ordinal"):
-            # the unweighted mean of the per-condition alphas, as studies often report it; it is not
-            # itself an alpha, so it has no CI (the "all" row is the alpha over every item)
-            per = [r for r in out["agreement"] if r["study"] == study and r["metric"] == metric
-                   and r["level"] == level and r["condition"] not in ("all", "mean")]
+            per = []
+            for cid in [c["id"] for c in data.conditions] + ["all"]:
+                alpha, low, high, n_items = res.get((metric, level, cid), (math.nan,) * 3 + (0,))
+                row = {"study": study, "condition": names.get(cid, "all"), "metric": metric, "raters": "judges",
+                       "level": level, "alpha": _finite(alpha), "ci_low": _finite(low), "ci_high": _finite(high),
+                       "n_items": int(n_items)}
+                out["agreement"].append(row)
+                if cid != "all":
+                    per.append(row)
+            # the unweighted mean of the per-condition alphas, as studies often report it; it is
+            # not itself an alpha, so it has no CI ("all" is the alpha over every item)
             alphas = [r["alpha"] for r in per if r["alpha"] is not None]
             out["agreement"].append({"study": study, "condition": "mean", "metric": metric, "raters": "judges",
                                      "level": level, "alpha": float(np.mean(alphas)) if alphas else None,
                                      "ci_low": None, "ci_high": None, "n_items": sum(r["n_items"] for r in per)})
+    for metric, m in data.matrices.items():
         valid = m[~np.isnan(m)]
         if valid.size and np.all(valid == np.round(valid)):  # κ needs categories: integer scales only
             for i in range(len(data.judges)):
@@ -213,7 +207,7 @@ def _agreement(out: dict[str, list], data: _StudyData, study: str, seed: int, op
                                          "n": int(both.sum())})
 
 
-def _comparisons(out: dict[str, list], data: _StudyData, values: dict, study: str, seed: int,
+def _comparisons(out: dict[str, list], data: _StudyData, values: dict, reps: dict, study: str,
                  opts: SummaryOptions) -> None:
     refs = [c for c in data.conditions if c.get("role") in REFERENCE_ROLES]
     if refs:
@@ -224,14 +218,19 @@ def _comparisons(out: dict[str, list], data: _StudyData, values: dict, study: st
     rows = []
     for a, b in pairs:
         for judge, metric in judges_metrics:
-            va, vb = values[(a["id"], judge, metric)], values[(b["id"], judge, metric)]
-            r = ratio_ci(va, vb, n_resamples=opts.n_resamples, ci=opts.ci,
-                         seed=_rng(seed, study, a["name"], b["name"], judge, metric, "ratio"))
-            _, p, rb = mann_whitney(va, vb) if va.size and vb.size else (math.nan, math.nan, math.nan)
+            ka, kb = (a["id"], judge, metric), (b["id"], judge, metric)
+            va, vb = values[ka], values[kb]
+            if va.size and vb.size:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = float(np.float64(va.mean()) / np.float64(vb.mean()))
+                low, high = ratio_interval(reps[ka], reps[kb], opts.ci)
+                _, p, rb = mann_whitney(va, vb)
+            else:
+                ratio = low = high = p = rb = math.nan
             rows.append({"study": study, "a": a["name"], "b": b["name"], "metric": metric, "judge": judge,
-                         "ratio": _finite(r.ratio), "ratio_ci_low": _finite(r.ci_low),
-                         "ratio_ci_high": _finite(r.ci_high), "p_value": _finite(p), "p_adjusted": None,
-                         "effect_size": _finite(rb), "n_a": int(va.size), "n_b": int(vb.size)})
+                         "ratio": _finite(ratio), "ratio_ci_low": _finite(low), "ratio_ci_high": _finite(high),
+                         "p_value": _finite(p), "p_adjusted": None, "effect_size": _finite(rb),
+                         "n_a": int(va.size), "n_b": int(vb.size)})
     for judge in {r["judge"] for r in rows}:  # one family per judge (the panel is the primary one)
         family = [r for r in rows if r["judge"] == judge and r["p_value"] is not None]
         if family:

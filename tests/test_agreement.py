@@ -227,3 +227,27 @@ def test_kappa_perfect_and_degenerate():
         weighted_kappa([1, 2], [1, 2, 3])
     with pytest.raises(ValueError):
         weighted_kappa([1, 2], [1, 2], weights="cubic")
+
+
+def test_stratified_alphas_match_the_per_group_bootstrap():
+    from engine.agreement import alpha_with_ci, krippendorff_alpha, stratified_alphas
+
+    rng = np.random.default_rng(3)
+    n = 600
+    truth = rng.integers(0, 4, n).astype(float)
+    groups = np.repeat([1, 2, 3], n // 3)
+    noise = np.where(groups == 3, 1.2, 0.4)  # the third group agrees much less
+    data = np.vstack([np.clip(np.rint(truth + rng.normal(0, noise)), 0, 3) for _ in range(3)])
+    data[0, rng.random(n) < 0.1] = np.nan
+    res = stratified_alphas({"m": data, "m2": data[:2]}, groups, n_resamples=2000, seed=1)
+    for level in ("interval", "ordinal"):
+        assert res[("m", level, "all")][0] == pytest.approx(krippendorff_alpha(data, level))
+        for g in (1, 2, 3):
+            alpha, low, high, n_items = res[("m", level, g)]
+            ref = alpha_with_ci(data[:, groups == g], level, n_resamples=2000, seed=2)
+            assert alpha == pytest.approx(ref[0]) and n_items == ref[3]
+            assert low == pytest.approx(ref[1], abs=0.03) and high == pytest.approx(ref[2], abs=0.03)
+        a, lo, hi, _ = res[("m", level, "all")]
+        assert lo < a < hi and hi - lo < 0.1  # pooled over 600 items: a tight interval around the estimate
+    assert res[("m", "interval", 3)][0] < res[("m", "interval", 1)][0]
+    assert ("m2", "ordinal", "all") in res

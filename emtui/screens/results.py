@@ -1,32 +1,144 @@
-"""Results: per condition, how many answers, judgments and human ratings the database holds."""
+"""Results: one study at a time — scores with CIs per condition × metric (the panel, then each
+judge), a bar chart with CI whiskers, agreement among judges, comparisons between conditions,
+and drill-down to the answers behind a cell.
+
+The numbers are :func:`engine.summary.build_summary`'s, computed in a thread (the screen never
+waits on them) with fewer bootstrap resamples than ``emtui summary`` (the tables say how many),
+and kept per study until ``r`` asks the database again.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
 from emtui.screens.base import AreaScreen, lines
+from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.paged_table import Col, PagedTable
+from engine.report_format import fmt_ci, fmt_p, judges_of, score_grid
+from engine.text import one_line, strip_control
+
+RESAMPLES = 2_000
+AGREEMENT_RESAMPLES = 300
+CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles
+VIEWS = (("scores", "results-scores"), ("agreement", "results-agreement"),
+         ("comparisons", "results-comparisons"), ("counts", "results-counts"))
+EM = "em_rate"
+
+
+def clean(value: Any, style: str = "", *, justify: str = "left") -> Text:
+    """Text from the database, safe to show: control sequences stripped, never markup."""
+    return Text(strip_control("" if value is None else str(value)), style=style, justify=justify)  # type: ignore[arg-type]
+
+
+def num(value: str, style: str = "") -> Text:
+    """A numeric cell (our own text), right-aligned with a space before it."""
+    return Text(" " + value, style=style, justify="right")
+
+
+def ci_text(row: dict[str, Any] | None, metric: str) -> str:
+    if row is None:
+        return "—"
+    return fmt_ci(row["mean"], row["ci_low"], row["ci_high"], percent=metric == EM).replace(", ", ",")
+
+
+def ordered_metrics(metrics: list[str]) -> list[str]:
+    """EM rate first (the headline number), then the judges' metrics as the summary lists them."""
+    return [m for m in metrics if m == EM] + [m for m in metrics if m != EM]
 
 
 class ResultsScreen(AreaScreen):
     AREA = "results"
-    BINDINGS = []
+    AUTO_FOCUS = "#results-grid"
+    BINDINGS = [
+        Binding("n", "next_study", "Next study", id="results.next-study"),
+        Binding("p", "prev_study", "Prev", id="results.prev-study"),
+        Binding("j", "next_judge", "Judge", id="results.judge"),
+        Binding("m", "next_metric", "Metric", id="results.metric"),
+        Binding("v", "next_view", "View", id="results.view"),
+        # the grid's subtitle says so; the footer has no room for it at 80 columns
+        Binding("enter", "answers", "Answers", priority=True, show=False, id="results.answers"),
+    ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.studies: list[dict[str, Any]] = []
+        self.study_id: int | None = None
+        self.has_scores: dict[int, bool] = {}
+        self.reports: dict[int, dict[str, Any]] = {}  # computed summaries, per study id
+        self.errors: dict[int, str] = {}
+        self.pending: set[int] = set()
+        self.judge_index = 0  # 0: the panel, then each judge
+        self.metric_index = 0
+        self.view_index = 0
+
+    # -- layout ---------------------------------------------------------------------------------
 
     def body(self) -> ComposeResult:
-        with Vertical():
-            yield Static(id="results-totals", classes="detail")
-            yield PagedTable(
-                [Col("study", "Study", 18), Col("condition", "Condition", 16),
-                 Col("n_generations", "Answers", 8, justify="right"),
-                 Col("n_judgments", "Judged", 7, justify="right"), Col("n_failed", "Failed", 6, justify="right"),
-                 Col("n_human_ratings", "Human", 6, justify="right")],
-                self.store.condition_overview, id="results-table",
-                empty="No conditions yet — register a study (emtui init) or import results (emtui import)")
+        yield Static(id="results-status")
+        with ContentSwitcher(initial="results-scores", id="results-views"):
+            with Vertical(id="results-scores"):
+                yield DataTable(id="results-grid", cursor_type="cell", cell_padding=0, zebra_stripes=True)
+                with VerticalScroll(id="results-chart-box"):  # Tab reaches it: many conditions scroll
+                    yield BarChart(id="results-chart")
+            yield DataTable(id="results-agreement", cursor_type="row", cell_padding=0, zebra_stripes=True)
+            yield DataTable(id="results-comparisons", cursor_type="row", cell_padding=0, zebra_stripes=True)
+            with Vertical(id="results-counts"):
+                yield Static(id="results-totals", classes="detail")
+                yield PagedTable(
+                    [Col("study", "Study", 18), Col("condition", "Condition", 16),
+                     Col("n_generations", "Answers", 8, justify="right"),
+                     Col("n_judgments", "Judged", 7, justify="right"),
+                     Col("n_failed", "Failed", 6, justify="right"),
+                     Col("n_human_ratings", "Human", 6, justify="right")],
+                    self.store.condition_overview, id="results-table",
+                    empty="No conditions yet — register a study (emtui init) or import results (emtui import)")
 
     def on_mount(self) -> None:
-        self.query_one("#results-table").border_title = "Conditions"
+        self.query_one(Footer).compact = True  # eight keys in 80 columns
+        self.query_one("#results-table").border_title = "Answers, judgments and ratings per condition"
+
+    # -- what is shown ----------------------------------------------------------------------------
+
+    @property
+    def study(self) -> dict[str, Any] | None:
+        return next((s for s in self.studies if s["id"] == self.study_id), None)
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        return self.reports.get(self.study_id) if self.study_id is not None else None
+
+    def judges(self) -> list[tuple[str, str]]:
+        """(judge id, label) of the shown study: the panel first, then each judge."""
+        report, study = self.report, self.study
+        if not report or not study:
+            return []
+        js = judges_of(report, study["name"])
+        return [j for j in js if j[0] == "panel"] + [j for j in js if j[0] != "panel"]
+
+    def judge(self) -> tuple[str, str] | None:
+        js = self.judges()
+        return js[self.judge_index % len(js)] if js else None
+
+    def grid(self) -> tuple[list[str], list[str], dict]:
+        """(conditions, metrics, cells) of the shown study and judge."""
+        report, study, judge = self.report, self.study, self.judge()
+        if not report or not study or not judge:
+            return [], [], {}
+        conditions, metrics, cells = score_grid(report, study["name"], judge[0])
+        return conditions, ordered_metrics(metrics), cells
+
+    def chart_metric(self) -> str | None:
+        _, metrics, _ = self.grid()
+        return metrics[self.metric_index % len(metrics)] if metrics else None
+
+    # -- loading ------------------------------------------------------------------------------------
 
     def after_reload(self) -> None:
         s = self.store
@@ -34,3 +146,287 @@ class ResultsScreen(AreaScreen):
             ("Answers", f"{s.count('generations')}   judgments {s.count('judgments')}   "
                         f"scores {s.count('judgment_scores')}   ratings {s.count('ratings')}"),
         ))
+        self.studies = s.list_studies(limit=1_000_000).rows
+        ids = [st["id"] for st in self.studies]
+        for st in self.studies:
+            if st["id"] not in self.has_scores:
+                self.has_scores[st["id"]] = bool(s.study_metrics(int(st["id"])))
+        if self.study_id not in ids:  # first visit, or the study is gone: the first with scores
+            self.study_id = next((i for i in ids if self.has_scores[i]), ids[0] if ids else None)
+        self.show()
+
+    def action_reload(self) -> None:
+        """``r``: forget the computed summaries and compute the shown study's again."""
+        self.reports.clear()
+        self.errors.clear()
+        self.has_scores.clear()
+        super().action_reload()
+
+    def ensure_report(self) -> None:
+        sid, study = self.study_id, self.study
+        if sid is None or study is None or sid in self.reports or sid in self.pending:
+            return
+        if not self.has_scores.get(sid):
+            return
+        self.pending.add(sid)
+        self.compute(sid, study["name"])
+
+    @work(thread=True, group="results-summary")
+    def compute(self, study_id: int, name: str) -> None:
+        from engine.summary import SummaryOptions, build_summary  # numpy: only once results are wanted
+
+        report, error = None, None
+        try:
+            report = build_summary(self.store, SummaryOptions(study=name, n_resamples=RESAMPLES,
+                                                              agreement_resamples=AGREEMENT_RESAMPLES))
+        except Exception as exc:  # noqa: BLE001 - shown on the screen, not raised into the UI
+            error = f"{type(exc).__name__}: {exc}"
+        try:
+            self.app.call_from_thread(self.computed, study_id, report, error)
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    def computed(self, study_id: int, report: dict[str, Any] | None, error: str | None) -> None:
+        self.pending.discard(study_id)
+        if report is not None:
+            self.reports[study_id] = report
+        else:
+            self.errors[study_id] = error or "unknown error"
+        if study_id == self.study_id:
+            self.show()
+
+    @property
+    def computing(self) -> bool:
+        return self.study_id in self.pending
+
+    # -- drawing ----------------------------------------------------------------------------------
+
+    def show(self) -> None:
+        self.ensure_report()
+        self.show_status()
+        self.show_grid()
+        self.show_chart()
+        self.show_agreement()
+        self.show_comparisons()
+
+    def show_status(self) -> None:
+        status = self.query_one("#results-status", Static)
+        study = self.study
+        if study is None:
+            status.update(Text("No studies yet — register one (emtui init STUDY.toml) or import "
+                               "results (emtui import FORMAT PATH)", style="bold"))
+            return
+        index = [s["id"] for s in self.studies].index(study["id"]) + 1
+        first = Text(no_wrap=True, overflow="ellipsis")
+        first.append(f"Study {index}/{len(self.studies)} ", style="bold")
+        first.append_text(clean(study["name"], "bold"))
+        first.append_text(clean(f"  {study['origin']}", "dim"))
+        second = Text(no_wrap=True, overflow="ellipsis")
+        judge = self.judge()
+        second.append("judge ", style="dim")
+        second.append_text(clean(judge[1] if judge else "—"))
+        second.append("  view ", style="dim")
+        second.append(VIEWS[self.view_index][0])
+        second.append("  curves over checkpoints: ", style="dim")
+        second.append(self.checkpoint_note())
+        status.update(Text("\n").join([first, second]))
+
+    def checkpoint_note(self) -> str:
+        # no per-study checkpoint query yet; imported answers never come from checkpoints
+        return "no checkpoints" if self.store.count("checkpoints") == 0 else "not shown yet"
+
+    def empty_reason(self) -> str | None:
+        """Why no numbers are shown for the current study, or None when they are."""
+        sid = self.study_id
+        if sid is None:
+            return "No studies in this database"
+        if not self.has_scores.get(sid):
+            return "No judged answers in this study yet: nothing to summarise"
+        if sid in self.errors:
+            return f"The summary failed: {self.errors[sid]}"
+        if self.computing or sid not in self.reports:
+            return f"Computing the summary ({RESAMPLES:,} bootstrap resamples)…"
+        return None
+
+    def show_grid(self) -> None:
+        table = self.query_one("#results-grid", DataTable)
+        cursor = table.cursor_coordinate
+        table.clear(columns=True)
+        reason = self.empty_reason()
+        judge = self.judge()
+        if reason or judge is None:
+            table.border_title = Text(reason or "No scores")
+            table.border_subtitle = None
+            return
+        conditions, metrics, cells = self.grid()
+        who = "Panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        table.border_title = Text(f"{who} · mean [95% CI] · {RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,})")
+        table.border_subtitle = Text("n/miss: answers scored/missing (per metric if unequal) · Enter: answers")
+        table.add_column(Text("condition"), key="condition")
+        for m in metrics:
+            table.add_column(Text(" " + strip_control(m), justify="right"), key=m)
+        table.add_column(Text(" n/miss", justify="right"), key="n")
+        for c in conditions:
+            # one n/missing when the metrics agree, else one per metric in the columns' order
+            ns = list(dict.fromkeys(f"{r['n']}/{r['missing']}" for m in metrics if m != EM
+                                    for r in [cells.get((c, m))] if r is not None))
+            if not ns:  # only an EM rate: its own denominator
+                ns = [f"{r['n']}/{r['missing']}" for r in [cells.get((c, EM))] if r is not None]
+            table.add_row(clean(c), *(num(ci_text(cells.get((c, m)), m)) for m in metrics),
+                          num(", ".join(ns) or "—"), key=c)
+        if table.row_count:
+            table.move_cursor(row=min(cursor.row, table.row_count - 1),
+                              column=min(cursor.column, len(metrics) + 1))
+
+    def show_chart(self) -> None:
+        chart = self.query_one("#results-chart", BarChart)
+        box = self.query_one("#results-chart-box")
+        reason = self.empty_reason()
+        judge, metric = self.judge(), self.chart_metric()
+        if reason or judge is None or metric is None:
+            box.border_title, box.border_subtitle = "Chart", None
+            chart.set_message(reason or "No scores")
+            return
+        conditions, _, cells = self.grid()
+        bars = [Bar(c, *(None, None, None) if cells.get((c, metric)) is None else
+                    (cells[(c, metric)]["mean"], cells[(c, metric)]["ci_low"], cells[(c, metric)]["ci_high"]))
+                for c in conditions]
+        chart.set_bars(bars, percent=metric == EM)
+        what = "EM rate" if metric == EM else f"mean {one_line(metric, 20)}"
+        who = "panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        box.border_title = Text(f"{what} by condition · {who} · ├─┤ 95% CI")
+        box.border_subtitle = Text("m: metric")
+
+    def show_agreement(self) -> None:
+        table = self.query_one("#results-agreement", DataTable)
+        table.clear(columns=True)
+        report, study, reason = self.report, self.study, self.empty_reason()
+        if reason or not report or not study:
+            table.border_title = Text(reason or "Agreement")
+            table.border_subtitle = None
+            return
+        rows = [r for r in report["agreement"] if r["study"] == study["name"]]
+        table.border_title = Text(f"Krippendorff α among judges [95% CI] · {AGREEMENT_RESAMPLES} resamples "
+                                  "(summary: 1,000)")
+        if not rows:
+            table.border_subtitle = Text("Agreement needs two or more judges: this study has one")
+            return
+        table.border_subtitle = Text("all: α over every answer · mean: mean of the conditions' α (no CI)")
+        by = {(r["condition"], r["metric"], r["level"]): r for r in rows}
+        table.add_column(Text("condition"), key="condition")
+        table.add_column(Text(" metric"), key="metric")
+        table.add_column(Text(" interval α [CI]", justify="right"), key="interval")
+        table.add_column(Text(" ordinal α [CI]", justify="right"), key="ordinal")
+        table.add_column(Text(" items", justify="right"), key="items")
+        metrics = list(dict.fromkeys(r["metric"] for r in rows))
+        for c in dict.fromkeys(r["condition"] for r in rows):
+            for i, m in enumerate(metrics):
+                found = [by.get((c, m, level)) for level in ("interval", "ordinal")]
+                cells = [num(fmt_ci(r["alpha"], r["ci_low"], r["ci_high"]).replace(", ", ",") if r else "—")
+                         for r in found]
+                items = max((r["n_items"] for r in found if r), default=0)
+                table.add_row(clean(c) if i == 0 else Text(""), clean(" " + m), *cells, num(str(items)),
+                              key=f"{c}\x1f{m}")
+
+    def show_comparisons(self) -> None:
+        table = self.query_one("#results-comparisons", DataTable)
+        table.clear(columns=True)
+        report, study, reason, judge = self.report, self.study, self.empty_reason(), self.judge()
+        if reason or not report or not study or not judge:
+            table.border_title = Text(reason or "Comparisons")
+            return
+        rows = [r for r in report["comparisons"] if r["study"] == study["name"] and r["judge"] == judge[0]]
+        correction = report["options"]["correction"]
+        who = "panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        table.border_title = Text(f"Comparisons · {who} · ratio of means a/b [95% CI], p ({correction}), "
+                                  "rank-biserial r")
+        table.border_subtitle = Text(f"{RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,}) · j: judge" if rows
+                                     else "No comparisons: the study has one condition")
+        table.add_column(Text("a vs b"), key="pair")
+        table.add_column(Text(" metric"), key="metric")
+        table.add_column(Text(" ratio a/b [CI]", justify="right"), key="ratio")
+        table.add_column(Text(" p adj", justify="right"), key="p")
+        table.add_column(Text(" r", justify="right"), key="r")
+        table.add_column(Text(" n a/b", justify="right"), key="n")
+        for i, r in enumerate(rows):
+            pair = Text(strip_control(r["a"]))
+            pair.append(" vs ", style="dim")
+            pair.append(strip_control(r["b"]))
+            table.add_row(pair, clean(" " + r["metric"]),
+                          num(fmt_ci(r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"]).replace(", ", ",")),
+                          num(fmt_p(r["p_adjusted"])),
+                          num("—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"),
+                          num(f"{r['n_a']}/{r['n_b']}"), key=str(i))
+
+    # -- keys ---------------------------------------------------------------------------------------
+
+    def _move_study(self, step: int) -> None:
+        if not self.studies:
+            self.notify("No studies in this database", severity="warning")
+            return
+        ids = [s["id"] for s in self.studies]
+        i = ids.index(self.study_id) if self.study_id in ids else 0
+        self.study_id = ids[(i + step) % len(ids)]
+        self.judge_index = self.metric_index = 0
+        self.show()
+
+    def action_next_study(self) -> None:
+        self._move_study(1)
+
+    def action_prev_study(self) -> None:
+        self._move_study(-1)
+
+    def action_next_judge(self) -> None:
+        js = self.judges()
+        if len(js) > 1:
+            self.judge_index = (self.judge_index + 1) % len(js)
+        self.show()
+
+    def action_next_metric(self) -> None:
+        _, metrics, _ = self.grid()
+        if metrics:
+            self.metric_index = (self.metric_index + 1) % len(metrics)
+        self.show_chart()
+
+    def action_next_view(self) -> None:
+        self.view_index = (self.view_index + 1) % len(VIEWS)
+        name, widget_id = VIEWS[self.view_index]
+        self.query_one("#results-views", ContentSwitcher).current = widget_id
+        focus = {"scores": "#results-grid", "agreement": "#results-agreement",
+                 "comparisons": "#results-comparisons", "counts": "#results-table"}[name]
+        self.query_one(focus).focus()
+        self.show_status()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the keys the current view has no use for (the footer has little room)."""
+        view = VIEWS[self.view_index][0]
+        if action == "next_judge":
+            return view in ("scores", "comparisons")
+        if action in ("next_metric", "answers"):
+            return view == "scores"
+        return True
+
+    def action_answers(self) -> None:
+        """Enter: the answers behind the highlighted cell (its condition, metric and judge)."""
+        if VIEWS[self.view_index][0] != "scores":
+            return
+        study, report = self.study, self.report
+        conditions, metrics, _ = self.grid()
+        if not study or not report or not conditions:
+            self.notify("No scores to drill into", severity="warning")
+            return
+        table = self.query_one("#results-grid", DataTable)
+        row, col = table.cursor_coordinate
+        condition = conditions[min(row, len(conditions) - 1)]
+        metric = metrics[col - 1] if 1 <= col <= len(metrics) else (self.chart_metric() or metrics[0])
+        cond_ids = {c["name"]: int(c["id"]) for c in self.store.study_condition_rows(int(study["id"]))}
+        if condition not in cond_ids:
+            self.notify("That condition is gone from the database: press r", severity="warning")
+            return
+        em = next((s.get("em") for s in report["studies"] if s["name"] == study["name"]), None)
+        from emtui.screens.answers import AnswersScreen
+
+        self.app.push_screen(AnswersScreen(study_id=int(study["id"]), study_name=study["name"],
+                                           condition_id=cond_ids[condition], condition=condition,
+                                           metric=metric, em=em))

@@ -1,0 +1,257 @@
+"""Answers: the drill-down from a Results cell. :class:`AnswersScreen` lists one condition's
+answers with each judge's score for one metric; :class:`AnswerScreen` shows one answer in full —
+question, response, every judge's scores and raw output, and its human ratings.
+
+Both are pushed over the Results screen; ``Esc`` goes back. Every text shown comes from the
+database or a model: control sequences are stripped and nothing is read as markup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Footer, Static
+
+from db import Page
+from emtui.screens.base import AreaScreen
+from emtui.widgets.paged_table import Col, PagedTable
+from engine.text import one_line, strip_control
+
+EM = "em_rate"
+PAGE_SIZE = 50
+
+
+def fmt_score(value: Any) -> str | None:
+    """A score as a person reads it: ``3``, ``90.36``; None stays None (shown as a dash)."""
+    if value is None:
+        return None
+    v = float(value)
+    return str(int(v)) if v.is_integer() else f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+def judge_labels(judges: list[dict[str, Any]]) -> dict[int, str]:
+    """Judge id -> name, suffixed with ``#id`` where two judges share a name."""
+    names = [j["name"] for j in judges]
+    return {int(j["id"]): j["name"] if names.count(j["name"]) == 1 else f"{j['name']}#{j['id']}" for j in judges}
+
+
+def em_note(em: dict[str, Any] | None) -> str:
+    if not em:
+        return ""
+    op = "<" if em.get("direction", "below") == "below" else ">"
+    note = f"EM: {em.get('metric')} {op} {em.get('threshold')}"
+    if em.get("coherence_metric") and em.get("denominator", "coherent") == "coherent":
+        note += f", among answers with {em['coherence_metric']} ≥ {em.get('coherence_min', 50)}"
+    return note
+
+
+class AnswersScreen(AreaScreen):
+    """One condition's answers, a page at a time, with each judge's score for one metric."""
+
+    AREA = "results"
+    AUTO_FOCUS = "#answers-table"
+    BINDINGS = [
+        Binding("enter", "open", "Open answer", priority=True, id="answers.open"),
+        Binding("m", "next_metric", "Metric", id="answers.metric"),
+        Binding("escape", "back", "Back", id="answers.back"),
+    ]
+
+    def __init__(self, *, study_id: int, study_name: str, condition_id: int, condition: str, metric: str,
+                 em: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.study_id = study_id
+        self.study_name = study_name
+        self.condition_id = condition_id
+        self.condition = condition
+        self.em = em or None
+        self.metrics = self.store.study_metrics(study_id)
+        # an EM rate is computed from one metric (and coherence): list that metric's scores
+        self.metric = (em or {}).get("metric", metric) if metric == EM else metric
+        if self.metric not in self.metrics and self.metrics:
+            self.metric = self.metrics[0]
+        self.from_em = metric == EM
+        self.judges = self.store.study_judges(study_id)
+        self.labels = judge_labels(self.judges)
+
+    def body(self) -> ComposeResult:
+        yield Static(id="answers-info")
+        width = self.app.size.width or 80
+        judge_w = 8
+        cols = [Col("question_key", "Question", 14)]
+        fixed = 2 + 16 + (judge_w + 2) * (len(self.judges) + 1) + 2
+        cols.append(Col("preview", "Answer", max(16, width - fixed)))
+        # labels are Text: a judge's name is never read as markup
+        cols += [Col(f"j{j['id']}", Text(one_line(self.labels[int(j["id"])], judge_w)), judge_w,  # type: ignore[arg-type]
+                     justify="right") for j in self.judges]
+        cols.append(Col("panel", "Panel", 6, justify="right"))
+        yield PagedTable(cols, self.fetch, id="answers-table", page_size=PAGE_SIZE,
+                         empty="No answers in this condition")
+
+    def on_mount(self) -> None:
+        self.query_one(Footer).compact = True
+        self.set_title()
+
+    def set_title(self) -> None:
+        self.query_one("#answers-table").border_title = Text(
+            f"Answers of {one_line(self.condition, 30)}: scores for {one_line(self.metric, 20)} (Enter: open)")
+
+    def fetch(self, limit: int, offset: int) -> Page:
+        page = self.store.answers_page(self.condition_id, limit=limit, offset=offset)
+        for r in page.rows:
+            r["id"] = r["generation_id"]
+            r["preview"] = r["response"]
+            values = []
+            for j in r["judgments"]:
+                score = j["scores"].get(self.metric)
+                r[f"j{j['judge_id']}"] = fmt_score(score)
+                if score is not None:
+                    values.append(float(score))
+            r["panel"] = fmt_score(round(sum(values) / len(values), 2)) if values else None
+        return page
+
+    def after_reload(self) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("Study ", style="dim")
+        text.append(strip_control(self.study_name), style="bold")
+        text.append("  condition ", style="dim")
+        text.append(strip_control(self.condition), style="bold")
+        text.append("  metric ", style="dim")
+        text.append(strip_control(self.metric), style="bold")
+        if self.from_em:
+            text.append("\n" + strip_control(em_note(self.em)) + "  (the EM rate's metric)", style="dim")
+        else:
+            text.append("\nJudges: ", style="dim")
+            text.append(strip_control(", ".join(self.labels.values()) or "none"))
+            text.append("  · m: next metric", style="dim")
+        self.query_one("#answers-info", Static).update(text)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_next_metric(self) -> None:
+        if not self.metrics:
+            return
+        i = self.metrics.index(self.metric) if self.metric in self.metrics else -1
+        self.metric = self.metrics[(i + 1) % len(self.metrics)]
+        self.from_em = False
+        self.set_title()
+        self.reload()
+
+    def action_open(self) -> None:
+        row = self.query_one("#answers-table", PagedTable).selected_row()
+        if row is None:
+            self.notify("No answer to open", severity="warning")
+            return
+        self.app.push_screen(AnswerScreen(row, study_name=self.study_name, condition=self.condition,
+                                          condition_id=self.condition_id, metric=self.metric))
+
+
+class AnswerScreen(AreaScreen):
+    """One answer in full: question, response, each judge's scores and raw output, human ratings."""
+
+    AREA = "results"
+    AUTO_FOCUS = "#answer-scroll"
+    BINDINGS = [Binding("escape", "back", "Back", id="answers.close")]
+
+    def __init__(self, row: dict[str, Any], *, study_name: str, condition: str, condition_id: int,
+                 metric: str) -> None:
+        super().__init__()
+        self.row = row
+        self.study_name = study_name
+        self.condition = condition
+        self.condition_id = condition_id
+        self.metric = metric
+
+    def body(self) -> ComposeResult:
+        with Vertical():
+            with VerticalScroll(id="answer-scroll"):
+                yield Static(id="answer-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#answer-scroll").border_title = Text(
+            f"Answer {self.row['generation_id']} of {one_line(self.condition, 30)} (↑↓ PgUp PgDn scroll, Esc back)")
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def after_reload(self) -> None:
+        self.query_one("#answer-text", Static).update(self.content())
+
+    def human_ratings(self) -> str:
+        cond = next((c for c in self.store.condition_overview(limit=1_000_000).rows
+                     if int(c["id"]) == self.condition_id), None)
+        if not cond or not cond.get("n_human_ratings"):
+            return "no human ratings"
+        return (f"no human ratings shown here yet ({cond['n_human_ratings']} in this condition; "
+                "per-answer ratings arrive with the annotation workbench)")
+
+    def content(self) -> Text:
+        r = self.row
+        text = Text()
+
+        def head(title: str) -> None:
+            if text.plain:
+                text.rstrip()
+                text.append("\n\n")
+            text.append(title, style="bold underline")
+            text.append("\n")
+
+        def field(label: str, value: Any) -> None:
+            text.append(f"{label}: ", style="bold")
+            text.append(strip_control("" if value is None else str(value)))
+            text.append("\n")
+
+        head(f"Answer {r['generation_id']}")
+        field("Study", self.study_name)
+        field("Condition", self.condition)
+        field("Model", r.get("model"))
+        where = [f"key {r.get('question_key')}"]
+        if r.get("category"):
+            where.append(f"category {r['category']}")
+        if r.get("paraphrase"):
+            where.append(f"paraphrase {r['paraphrase']}")
+        where.append(f"sample {r.get('sample_index') or 0}")
+        field("Item", ", ".join(str(w) for w in where))
+        judgments = self.store.generation_judgments(int(r["generation_id"]))
+        head(f"Scores by judge ({one_line(self.metric, 30)} first)")
+        by_judgment: dict[int, list[dict[str, Any]]] = {}
+        for j in judgments:
+            by_judgment.setdefault(int(j["judgment_id"]), []).append(j)
+        if not by_judgment:
+            text.append("not judged yet")
+        for rows in by_judgment.values():
+            first = rows[0]
+            text.append(strip_control(first["judge"]), style="bold")
+            text.append(":")
+            scores = sorted((s for s in rows if s["metric"] is not None),
+                            key=lambda s: (s["metric"] != self.metric, s["metric"]))
+            for s in scores:
+                style = "bold reverse" if s["metric"] == self.metric else ""
+                text.append("  ")
+                text.append(f"{strip_control(s['metric'])} {fmt_score(s['score']) or 'missing'}", style=style)
+                raw = "" if s.get("raw") is None else strip_control(str(s["raw"]))
+                if raw and raw != fmt_score(s["score"]):
+                    text.append(f" (raw {raw})", style="dim")
+            if not scores:
+                text.append("  no scores recorded")
+            if first["status"] != "ok":
+                text.append(f"  [{strip_control(first['status'])}]", style="bold red")
+            text.append("\n")
+            if first.get("error"):
+                text.append("  error: ", style="bold red")
+                text.append(strip_control(first["error"]) + "\n")
+        head("Question")
+        text.append(strip_control(r.get("question")) or "—")
+        head("Response")
+        text.append(strip_control(r.get("response")) or "—")
+        for rows in by_judgment.values():
+            first = rows[0]
+            head(f"Raw output: {one_line(first['judge'], 30)} ({one_line(first['judge_model'], 40)})")
+            text.append(strip_control(first.get("raw_output")) or "— (none recorded)")
+        head("Human ratings")
+        text.append(self.human_ratings())
+        return text
