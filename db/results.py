@@ -456,3 +456,18 @@ class ResultsQueries:
                JOIN conditions c ON c.id = g.condition_id
                WHERE c.study_id = ? AND r.rater_kind = 'human' AND r.score IS NOT NULL
                ORDER BY r.generation_id, r.annotator_id""", (study_id,))
+
+    def export_scores(self, generation_ids: Sequence[int]) -> list[tuple[int, int, int, str, float | None]]:
+        """(generation_id, judge_id, rubric_id, metric, score) of every score of these answers, as plain
+        tuples: the flat exports' fast path (no raw outputs). A missing score is None."""
+        ids = [int(i) for i in generation_ids]
+        out: list[tuple[int, int, int, str, float | None]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:  # type: ignore[attr-defined]
+                out.extend(self.conn.execute(  # type: ignore[attr-defined]
+                    f"""SELECT j.generation_id, j.judge_id, j.rubric_id, s.metric, s.score
+                        FROM judgment_scores s JOIN judgments j ON j.id = s.judgment_id
+                        WHERE j.generation_id IN ({marks})""", chunk).fetchall())
+        return out

@@ -35,6 +35,7 @@ from typing import IO, Any
 
 FORMATS = ("jsonl", "csv", "parquet")
 PAGE_SIZE = 500
+PARQUET_ROW_GROUP = 10_000  # rows buffered per Parquet row group
 PROVENANCE = ("generation_id", "study", "study_hash", "condition", "model", "model_kind", "model_source",
               "checkpoint_step", "checkpoint_path", "settings", "settings_hash", "seed", "sample_index",
               "eval_set", "question_key", "paraphrase", "category", "system_prompt", "question", "prompt",
@@ -83,9 +84,12 @@ def columns_for(store: Any, study_id: int | None) -> Columns:
 
 
 def iter_records(store: Any, *, study_id: int | None = None, columns: Columns | None = None,
-                 page_size: int = PAGE_SIZE) -> Iterator[list[dict[str, Any]]]:
-    """Pages of export records (as JSON Lines has them), in generation id order."""
+                 page_size: int = PAGE_SIZE, detail: bool = True) -> Iterator[list[dict[str, Any]]]:
+    """Pages of export records, in generation id order. ``detail`` (JSON Lines): ``settings`` parsed,
+    and the ``judgments`` and ``ratings`` lists; without it (CSV, Parquet) only the columns, with
+    ``settings`` as its stored canonical JSON text."""
     columns = columns or columns_for(store, study_id)
+    extra = columns.names[len(PROVENANCE):]
     after = 0
     while True:
         page = store.export_answers_page(study_id=study_id, after_id=after, limit=page_size)
@@ -93,26 +97,22 @@ def iter_records(store: Any, *, study_id: int | None = None, columns: Columns | 
             return
         after = page[-1]["generation_id"]
         ids = [r["generation_id"] for r in page]
-        judgments: dict[int, list[dict[str, Any]]] = {}
-        for j in store.export_judgments(ids):
-            judgments.setdefault(j["generation_id"], []).append(j)
-        ratings: dict[int, list[dict[str, Any]]] = {}
-        for r in store.export_ratings(ids):
-            ratings.setdefault(r["generation_id"], []).append(r)
-        out = []
+        recs: dict[int, dict[str, Any]] = {}
         for row in page:
-            rec: dict[str, Any] = {k: row[k] for k in PROVENANCE}
-            rec["settings"] = _json_or_text(row["settings"])
-            for col in columns.names[len(PROVENANCE):]:
-                rec[col] = None
-            gid = row["generation_id"]
-            recs_j = []
-            for j in judgments.get(gid, []):
+            rec = {k: row[k] for k in PROVENANCE}
+            rec.update(dict.fromkeys(extra))
+            if detail:
+                rec["settings"] = _json_or_text(row["settings"])
+                rec["judgments"], rec["ratings"] = [], []
+            recs[row["generation_id"]] = rec
+        if detail:
+            for j in store.export_judgments(ids):
+                rec = recs[j["generation_id"]]
                 for s in j["scores"]:
                     col = columns.scores.get((j["judge_id"], j["rubric_id"], s["metric"]))
                     if col is not None:
                         rec[col] = s["score"]
-                recs_j.append({
+                rec["judgments"].append({
                     "judgment_id": j["judgment_id"],
                     "judge": {"id": j["judge_id"], "name": j["judge"], "provider": j["judge_provider"],
                               "model": j["judge_model"], "params_hash": j["judge_params_hash"]},
@@ -121,16 +121,20 @@ def iter_records(store: Any, *, study_id: int | None = None, columns: Columns | 
                     "created_at": j["created_at"],
                     "scores": {s["metric"]: s["score"] for s in j["scores"]},
                     "raw": {s["metric"]: s["raw"] for s in j["scores"]}})
-            recs_r = []
-            for r in ratings.get(gid, []):
-                col = columns.ratings.get((r["annotator_id"], r["metric"]))
-                if col is not None and r["score"] is not None:
-                    rec[col] = r["score"]
-                recs_r.append({k: r[k] for k in ("rating_id", "annotator", "rater_kind", "campaign", "metric",
-                                                 "score", "note", "flagged", "source", "created_at")})
-            rec["judgments"], rec["ratings"] = recs_j, recs_r
-            out.append(rec)
-        yield out
+        else:
+            for gid, judge_id, rubric_id, metric, score in store.export_scores(ids):
+                col = columns.scores.get((judge_id, rubric_id, metric))
+                if col is not None:
+                    recs[gid][col] = score
+        for r in store.export_ratings(ids):
+            rec = recs[r["generation_id"]]
+            col = columns.ratings.get((r["annotator_id"], r["metric"]))
+            if col is not None and r["score"] is not None:
+                rec[col] = r["score"]
+            if detail:
+                rec["ratings"].append({k: r[k] for k in ("rating_id", "annotator", "rater_kind", "campaign", "metric",
+                                                         "score", "note", "flagged", "source", "created_at")})
+        yield list(recs.values())
 
 
 def _json_or_text(text: str | None) -> Any:
@@ -142,17 +146,9 @@ def _json_or_text(text: str | None) -> Any:
         return text
 
 
-def _flat(rec: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    row = {k: rec[k] for k in names}
-    if not isinstance(row["settings"], str) and row["settings"] is not None:
-        row["settings"] = json.dumps(row["settings"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return row
-
-
 def _check_parquet() -> None:
     try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet  # noqa: F401  (imports pyarrow too)
     except ImportError:
         raise ExportError(PARQUET_HINT) from None
 
@@ -225,18 +221,18 @@ def _unlink(path: str) -> None:
 
 
 def _write(store: Any, fmt: str, target: IO[Any], study_id: int | None, columns: Columns, page_size: int) -> int:
-    pages = iter_records(store, study_id=study_id, columns=columns, page_size=page_size)
     names = columns.names
+    pages = iter_records(store, study_id=study_id, columns=columns, page_size=page_size, detail=fmt == "jsonl")
     n = 0
     if fmt == "jsonl":
         for page in pages:
             target.write("".join(json.dumps(rec, ensure_ascii=False, allow_nan=False) + "\n" for rec in page))
             n += len(page)
     elif fmt == "csv":
-        w = csv.DictWriter(target, fieldnames=names, lineterminator="\n", extrasaction="ignore")
-        w.writeheader()
+        w = csv.writer(target, lineterminator="\n")
+        w.writerow(names)
         for page in pages:
-            w.writerows({k: ("" if v is None else v) for k, v in _flat(rec, names).items()} for rec in page)
+            w.writerows([("" if rec[k] is None else rec[k]) for k in names] for rec in page)
             n += len(page)
     else:
         import pyarrow as pa
@@ -246,10 +242,13 @@ def _write(store: Any, fmt: str, target: IO[Any], study_id: int | None, columns:
                              if c.startswith(("score.", "rating.")) else pa.string()) for c in names])
         sink = pa.PythonFile(target, mode="w")
         with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+            batch: list[dict[str, Any]] = []
             for page in pages:
-                flat = [_flat(rec, names) for rec in page]
-                writer.write_table(pa.Table.from_pylist(flat, schema=schema))
+                batch.extend(page)
                 n += len(page)
-            if n == 0:
-                writer.write_table(schema.empty_table())
+                if len(batch) >= PARQUET_ROW_GROUP:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch = []
+            if batch or n == 0:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
     return n

@@ -270,7 +270,8 @@ def _panel_width(n_conditions: int, per: float = 0.55, base: float = 1.6) -> flo
     return max(3.4, base + per * n_conditions)
 
 
-def _limits(ctx: _Ctx, metric: str, values: list[float]) -> tuple[float, float] | None:
+def _limits(ctx: _Ctx, metric: str) -> tuple[float, float] | None:
+    """The rubric's scale with a little room, when the rubric gives one."""
     if metric in ctx.scales:
         lo, hi = ctx.scales[metric]
         pad = 0.04 * (hi - lo)
@@ -345,7 +346,7 @@ def _metric_means(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     for ax, metric in zip(axes, metrics):
         mrows = [r for r in rows if r["metric"] == metric]
         _bars(ax, ctx, mrows, digits=1 if ctx.scales.get(metric, (0, 0))[1] > 10 else 2)
-        lim = _limits(ctx, metric, [])
+        lim = _limits(ctx, metric)
         if lim:
             ax.set_ylim(min(0.0, lim[0]), lim[1] + 0.06 * (lim[1] - lim[0]))
         ax.set_ylabel(f"panel mean {_metric_label(ctx, metric, name=False)}".strip())
@@ -358,6 +359,8 @@ def _heatmap(ctx: _Ctx, rows: list[dict[str, Any]], metrics: list[str]) -> Any:
     import matplotlib
 
     judges = _judges(rows)
+    if len([j for j in judges if j[0] != "panel"]) == 1:  # one judge: its panel column would repeat it
+        judges = [j for j in judges if j[0] != "panel"]
     cmap = matplotlib.colormaps["viridis"]
     w = max(3.6, 1.4 + 1.15 * len(judges) + 0.06 * max(len(c) for c in ctx.conditions))
     fig, axes = _figure(len(metrics), panel_w=w, panel_h=max(2.6, 1.2 + 0.42 * len(ctx.conditions)))
@@ -411,7 +414,7 @@ def _short(label: str, n: int = 22) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
-def _panel_column(data: Any, m: np.ndarray) -> np.ndarray:
+def _panel_column(m: np.ndarray) -> np.ndarray:
     from engine.stats import panel_scores
 
     return panel_scores(m) if m.shape[1] > 1 else m[:, 0]
@@ -423,7 +426,7 @@ def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]]) -> Any:
     cond_ids = {c["name"]: c["id"] for c in data.conditions}
     means = {(r["condition"], r["metric"]): r for r in rows if r["judge"] == "panel"}
     for ax, metric in zip(axes, metrics):
-        panel = _panel_column(data, data.matrices[metric])
+        panel = _panel_column(data.matrices[metric])
         for i, cond in enumerate(ctx.conditions):
             v = panel[data.cond_of_answer == cond_ids[cond]]
             v = v[~np.isnan(v)]
@@ -444,7 +447,7 @@ def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]]) -> Any:
                             yerr=[[r["mean"] - (r["ci_low"] if r["ci_low"] is not None else r["mean"])],
                                   [(r["ci_high"] if r["ci_high"] is not None else r["mean"]) - r["mean"]]],
                             fmt="D", color="black", markersize=3.5, elinewidth=1, capsize=2, zorder=4)
-        lim = _limits(ctx, metric, [])
+        lim = _limits(ctx, metric)
         if lim:
             ax.set_ylim(*lim)
         ax.yaxis.grid(True)
@@ -517,7 +520,7 @@ def _checkpoints(ctx: _Ctx, data: Any, rows: dict[str, list[tuple]], missing: fl
             colour = ctx.colours.get(cond, PALETTE[0])
             ax.plot(steps, ys, marker="o", markersize=3.5, color=colour, label=cond)
             ax.fill_between(steps, lo, hi, color=colour, alpha=0.18, linewidth=0)
-        lim = _limits(ctx, metric, [])
+        lim = _limits(ctx, metric)
         if lim:
             ax.set_ylim(*lim)
         ax.set_xlabel("checkpoint step")

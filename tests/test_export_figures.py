@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
+import engine
 from db import open_store
 from emtui.cli import main
 from engine.export import PARQUET_HINT, PROVENANCE, export_answers
 from engine.hashing import json_hash, sha256_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(engine.__file__).resolve().parents[1]  # the checkout that is importable
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 POLITICAL = FIXTURES / "political_seed"
 BETLEY = FIXTURES / "betley" / "qwen_25_coder_32b_instruct.csv"
@@ -308,21 +309,23 @@ def test_export_to_an_unwritable_place_leaves_no_file(synth_db, tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_export_failing_midway_leaves_nothing_half_written(synth_db, tmp_path, fmt):
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        pytest.skip("pyarrow is absent")
     out = tmp_path / f"a.{fmt}"
     out.write_text("the previous export\n")
     with open_store(synth_db) as store:
-        real = store.export_judgments
+        real = store.export_answers_page
         calls = []
 
-        def flaky(ids):
-            calls.append(len(ids))
+        def flaky(**kw):
+            calls.append(kw)
             if len(calls) == 3:
                 raise RuntimeError("the disk went away")
-            return real(ids)
+            return real(**kw)
 
-        store.export_judgments = flaky
+        store.export_answers_page = flaky
         with pytest.raises(RuntimeError, match="the disk went away"):
             export_answers(store, fmt, out=out, page_size=5)
     assert len(calls) == 3
@@ -496,7 +499,8 @@ def test_figures_without_matplotlib_exits_2(synth_db, tmp_path, capsys, monkeypa
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
     rc, stdout, err = cli("--db", synth_db, "figures", "--out", tmp_path / "figs", capsys=capsys)
     assert rc == 2 and stdout == ""
-    assert one_line(err) == "emtui figures: figures need matplotlib: pip install 'emtui[figures]' (or pip install matplotlib)"
+    assert one_line(err) == ("emtui figures: figures need matplotlib: pip install 'emtui[figures]' "
+                             "(or pip install matplotlib)")
     assert list(tmp_path.iterdir()) == []
 
 

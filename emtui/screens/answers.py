@@ -23,6 +23,7 @@ from engine.text import one_line, strip_control
 
 EM = "em_rate"
 PAGE_SIZE = 50
+SHORT_RAW = 24  # a per-score raw value this short is shown next to its score, a longer one under the raw output
 
 
 def fmt_score(value: Any) -> str | None:
@@ -80,13 +81,15 @@ class AnswersScreen(AreaScreen):
     def body(self) -> ComposeResult:
         yield Static(id="answers-info")
         width = self.app.size.width or 80
-        judge_w = 8
+        longest = max((len(one_line(v, 200)) for v in self.labels.values()), default=8)
+        judge_w = 8 if width < 100 else min(16, max(8, longest))  # wider terminals: whole names
         cols = [Col("question_key", "Question", 14)]
-        fixed = 2 + 16 + (judge_w + 2) * (len(self.judges) + 1) + 2
+        # borders 2, question 14 + 2, judges, panel 6 + 2, answer's padding 2, scrollbar 2
+        fixed = 2 + 16 + (judge_w + 2) * len(self.judges) + 8 + 2 + 2
         cols.append(Col("preview", "Answer", max(16, width - fixed)))
         # labels are Text: a judge's name is never read as markup
-        cols += [Col(f"j{j['id']}", Text(one_line(self.labels[int(j["id"])], judge_w)), judge_w,  # type: ignore[arg-type]
-                     justify="right") for j in self.judges]
+        cols += [Col(f"j{j['id']}", Text(one_line(self.labels[int(j["id"])], judge_w)),  # type: ignore[arg-type]
+                     judge_w, justify="right") for j in self.judges]
         cols.append(Col("panel", "Panel", 6, justify="right"))
         yield PagedTable(cols, self.fetch, id="answers-table", page_size=PAGE_SIZE,
                          empty="No answers in this condition")
@@ -234,7 +237,7 @@ class AnswerScreen(AreaScreen):
                 text.append("  ")
                 text.append(f"{strip_control(s['metric'])} {fmt_score(s['score']) or 'missing'}", style=style)
                 raw = "" if s.get("raw") is None else strip_control(str(s["raw"]))
-                if raw and raw != fmt_score(s["score"]):
+                if raw and raw != fmt_score(s["score"]) and len(raw) <= SHORT_RAW:
                     text.append(f" (raw {raw})", style="dim")
             if not scores:
                 text.append("  no scores recorded")
@@ -250,8 +253,14 @@ class AnswerScreen(AreaScreen):
         text.append(strip_control(r.get("response")) or "—")
         for rows in by_judgment.values():
             first = rows[0]
-            head(f"Raw output: {one_line(first['judge'], 30)} ({one_line(first['judge_model'], 40)})")
+            model = "" if first["judge_model"] == first["judge"] else f" ({one_line(first['judge_model'], 40)})"
+            head(f"Raw output: {one_line(first['judge'], 30)}{model}")
             text.append(strip_control(first.get("raw_output")) or "— (none recorded)")
+            for s in rows:  # long per-score raw values (e.g. a logprob distribution) go here
+                raw = "" if s.get("raw") is None else strip_control(str(s["raw"]))
+                if s["metric"] is not None and len(raw) > SHORT_RAW:
+                    text.append(f"\n{strip_control(s['metric'])} raw: ", style="bold")
+                    text.append(raw)
         head("Human ratings")
         text.append(self.human_ratings())
         return text

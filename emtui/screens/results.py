@@ -34,7 +34,8 @@ EM = "em_rate"
 
 def clean(value: Any, style: str = "", *, justify: str = "left") -> Text:
     """Text from the database, safe to show: control sequences stripped, never markup."""
-    return Text(strip_control("" if value is None else str(value)), style=style, justify=justify)  # type: ignore[arg-type]
+    text = strip_control("" if value is None else str(value))
+    return Text(text, style=style, justify=justify)  # type: ignore[arg-type]
 
 
 def num(value: str, style: str = "") -> Text:
@@ -74,6 +75,7 @@ class ResultsScreen(AreaScreen):
         self.reports: dict[int, dict[str, Any]] = {}  # computed summaries, per study id
         self.errors: dict[int, str] = {}
         self.pending: set[int] = set()
+        self.epoch = 0  # bumped by `r`: a summary started before it is dropped when it arrives
         self.judge_index = 0  # 0: the panel, then each judge
         self.metric_index = 0
         self.view_index = 0
@@ -148,31 +150,40 @@ class ResultsScreen(AreaScreen):
         ))
         self.studies = s.list_studies(limit=1_000_000).rows
         ids = [st["id"] for st in self.studies]
-        for st in self.studies:
-            if st["id"] not in self.has_scores:
-                self.has_scores[st["id"]] = bool(s.study_metrics(int(st["id"])))
+        # a study without scores may have gained some since: ask again (a study with scores keeps them)
+        self.has_scores = {i: True for i, v in self.has_scores.items() if v}
         if self.study_id not in ids:  # first visit, or the study is gone: the first with scores
-            self.study_id = next((i for i in ids if self.has_scores[i]), ids[0] if ids else None)
+            self.study_id = next((i for i in ids if self.scored(i)), ids[0] if ids else None)
         self.show()
+
+    def scored(self, study_id: int | None) -> bool:
+        """Whether a study has any judged answers (remembered once it has)."""
+        if study_id is None:
+            return False
+        if study_id not in self.has_scores:
+            self.has_scores[study_id] = bool(self.store.study_metrics(int(study_id)))
+        return self.has_scores[study_id]
 
     def action_reload(self) -> None:
         """``r``: forget the computed summaries and compute the shown study's again."""
         self.reports.clear()
         self.errors.clear()
         self.has_scores.clear()
+        self.pending.clear()
+        self.epoch += 1
         super().action_reload()
 
     def ensure_report(self) -> None:
         sid, study = self.study_id, self.study
         if sid is None or study is None or sid in self.reports or sid in self.pending:
             return
-        if not self.has_scores.get(sid):
+        if not self.scored(sid):
             return
         self.pending.add(sid)
-        self.compute(sid, study["name"])
+        self.compute(sid, study["name"], self.epoch)
 
     @work(thread=True, group="results-summary")
-    def compute(self, study_id: int, name: str) -> None:
+    def compute(self, study_id: int, name: str, epoch: int) -> None:
         from engine.summary import SummaryOptions, build_summary  # numpy: only once results are wanted
 
         report, error = None, None
@@ -182,11 +193,13 @@ class ResultsScreen(AreaScreen):
         except Exception as exc:  # noqa: BLE001 - shown on the screen, not raised into the UI
             error = f"{type(exc).__name__}: {exc}"
         try:
-            self.app.call_from_thread(self.computed, study_id, report, error)
+            self.app.call_from_thread(self.computed, study_id, report, error, epoch)
         except RuntimeError:  # the app closed meanwhile
             pass
 
-    def computed(self, study_id: int, report: dict[str, Any] | None, error: str | None) -> None:
+    def computed(self, study_id: int, report: dict[str, Any] | None, error: str | None, epoch: int) -> None:
+        if epoch != self.epoch:  # asked for before the last `r`: a newer one is on its way
+            return
         self.pending.discard(study_id)
         if report is not None:
             self.reports[study_id] = report
@@ -213,8 +226,8 @@ class ResultsScreen(AreaScreen):
         status = self.query_one("#results-status", Static)
         study = self.study
         if study is None:
-            status.update(Text("No studies yet — register one (emtui init STUDY.toml) or import "
-                               "results (emtui import FORMAT PATH)", style="bold"))
+            status.update(Text("No studies yet — emtui init STUDY.toml, or emtui import FORMAT PATH",
+                               style="bold"))
             return
         index = [s["id"] for s in self.studies].index(study["id"]) + 1
         first = Text(no_wrap=True, overflow="ellipsis")
@@ -240,7 +253,7 @@ class ResultsScreen(AreaScreen):
         sid = self.study_id
         if sid is None:
             return "No studies in this database"
-        if not self.has_scores.get(sid):
+        if not self.scored(sid):
             return "No judged answers in this study yet: nothing to summarise"
         if sid in self.errors:
             return f"The summary failed: {self.errors[sid]}"
@@ -338,8 +351,7 @@ class ResultsScreen(AreaScreen):
         rows = [r for r in report["comparisons"] if r["study"] == study["name"] and r["judge"] == judge[0]]
         correction = report["options"]["correction"]
         who = "panel" if judge[0] == "panel" else one_line(judge[1], 24)
-        table.border_title = Text(f"Comparisons · {who} · ratio of means a/b [95% CI], p ({correction}), "
-                                  "rank-biserial r")
+        table.border_title = Text(f"Comparisons · {who} · ratio a/b [95% CI] · p ({correction}) · rank-biserial r")
         table.border_subtitle = Text(f"{RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,}) · j: judge" if rows
                                      else "No comparisons: the study has one condition")
         table.add_column(Text("a vs b"), key="pair")
