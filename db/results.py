@@ -471,3 +471,19 @@ class ResultsQueries:
                         FROM judgment_scores s JOIN judgments j ON j.id = s.judgment_id
                         WHERE j.generation_id IN ({marks})""", chunk).fetchall())
         return out
+
+    # -- drill-down extras ------------------------------------------------------------------------
+
+    def generation_ratings(self, generation_id: int) -> list[dict[str, Any]]:
+        """Every rating of one answer, with the annotator and whether the rater is human."""
+        return self._q(  # type: ignore[attr-defined]
+            """SELECT r.id, a.name AS annotator, r.rater_kind, r.metric, r.score, r.note, r.flagged,
+                      r.created_at
+               FROM ratings r JOIN annotators a ON a.id = r.annotator_id
+               WHERE r.generation_id = ? ORDER BY r.rater_kind, a.name, r.metric, r.id""", (generation_id,))
+
+    def study_checkpoint_count(self, study_id: int) -> int:
+        """How many checkpoints the study's training runs saved."""
+        return int(self._scalar(  # type: ignore[attr-defined]
+            """SELECT count(*) FROM checkpoints k JOIN train_runs t ON t.id = k.train_run_id
+               JOIN conditions c ON c.id = t.condition_id WHERE c.study_id = ?""", (study_id,)))

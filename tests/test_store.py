@@ -435,3 +435,21 @@ def test_page_totals(store, example_study):
     q = store.list_questions(es["id"], limit=5, offset=20)
     assert q.total == 24 and len(q.rows) == 4
     assert store.list_studies().rows[0]["n_conditions"] == 3
+
+
+def test_generation_ratings_and_study_checkpoints(tmp_path):
+    from engine.synthetic import SyntheticSpec, make_synthetic_study
+
+    with open_store(tmp_path / "r.db") as store:
+        study_id = make_synthetic_study(store, SyntheticSpec(answers_per_condition=5))
+        gen = store.answers_page(store.study_condition_rows(study_id)[0]["id"], limit=1).rows[0]["generation_id"]
+        assert store.generation_ratings(gen) == []
+        people = store.db["annotators"].insert({"name": "ann", "kind": "human", "created_at": "t"}).last_pk
+        bot = store.db["annotators"].insert({"name": "gpt", "kind": "model", "created_at": "t"}).last_pk
+        for who, kind, score in ((people, "human", 2.0), (bot, "model", 3.0)):
+            store.db["ratings"].insert({"generation_id": gen, "annotator_id": who, "rater_kind": kind,
+                                        "metric": "drift", "score": score, "created_at": "t"})
+        got = store.generation_ratings(gen)
+        assert [(r["annotator"], r["rater_kind"], r["score"]) for r in got] == [("ann", "human", 2.0),
+                                                                                ("gpt", "model", 3.0)]
+        assert store.study_checkpoint_count(study_id) == 0

@@ -185,12 +185,14 @@ class AnswerScreen(AreaScreen):
         self.query_one("#answer-text", Static).update(self.content())
 
     def human_ratings(self) -> str:
-        cond = next((c for c in self.store.condition_overview(limit=1_000_000).rows
-                     if int(c["id"]) == self.condition_id), None)
-        if not cond or not cond.get("n_human_ratings"):
+        ratings = self.store.generation_ratings(int(self.row["generation_id"]))
+        if not ratings:
             return "no human ratings"
-        return (f"no human ratings shown here yet ({cond['n_human_ratings']} in this condition; "
-                "per-answer ratings arrive with the annotation workbench)")
+        # model raters are listed apart, so no one mistakes them for people
+        lines = [f"{r['rater_kind']:5} {r['annotator']}: {r['metric']} = "
+                 f"{'—' if r['score'] is None else r['score']:g}" + (f"  ({r['note']})" if r["note"] else "")
+                 + ("  [flagged]" if r["flagged"] else "") for r in ratings]
+        return "\n".join(lines)
 
     def content(self) -> Text:
         r = self.row

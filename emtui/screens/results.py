@@ -245,8 +245,9 @@ class ResultsScreen(AreaScreen):
         status.update(Text("\n").join([first, second]))
 
     def checkpoint_note(self) -> str:
-        # no per-study checkpoint query yet; imported answers never come from checkpoints
-        return "no checkpoints" if self.store.count("checkpoints") == 0 else "not shown yet"
+        study = self.study
+        n = self.store.study_checkpoint_count(int(study["id"])) if study else 0
+        return "no checkpoints" if n == 0 else f"{n} checkpoints (curves come with the training engine)"
 
     def empty_reason(self) -> str | None:
         """Why no numbers are shown for the current study, or None when they are."""
