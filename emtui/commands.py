@@ -43,6 +43,17 @@ def _store(args: argparse.Namespace, *, create: bool = True):
     return open_store(Path(args.db).expanduser(), create=create)
 
 
+def _check_resamples(args: argparse.Namespace, command: str) -> None:
+    if args.resamples < 100:
+        raise UsageError(f"emtui {command}: --resamples must be at least 100, not {args.resamples}")
+
+
+def _check_study(store, args: argparse.Namespace, command: str) -> None:
+    """``--study NAME`` must name a study of the database."""
+    if args.study is not None and store.find_study(args.study) is None:
+        raise UsageError(f"emtui {command}: no study named {args.study!r} in {args.db}")
+
+
 def open_tui(args: argparse.Namespace) -> int:
     from emtui.app import create_app
     from emtui.bindings import KeymapError, load_keymap
@@ -115,13 +126,11 @@ def summary(args: argparse.Namespace) -> int:
     from engine.report_format import to_csv, to_json, to_markdown
     from engine.summary import SummaryOptions, build_summary
 
-    if args.resamples < 100:
-        raise UsageError(f"emtui summary: --resamples must be at least 100, not {args.resamples}")
+    _check_resamples(args, "summary")
     opts = SummaryOptions(n_resamples=args.resamples, seed=args.seed, correction=args.correction,
                           study=args.study)
     with _store(args, create=False) as store:
-        if args.study is not None and store.find_study(args.study) is None:
-            raise UsageError(f"emtui summary: no study named {args.study!r} in {args.db}")
+        _check_study(store, args, "summary")
         report = build_summary(store, opts)
     if args.format == "table":
         from rich.console import Console
@@ -152,16 +161,14 @@ def export(args: argparse.Namespace) -> int:
 def figures(args: argparse.Namespace) -> int:
     from engine.figures import FigureError, FigureOptions, make_figures
 
-    if args.resamples < 100:
-        raise UsageError(f"emtui figures: --resamples must be at least 100, not {args.resamples}")
+    _check_resamples(args, "figures")
     try:
         opts = FigureOptions.parse(formats=args.format, n_resamples=args.resamples, metric=args.metric)
         out = FigureOptions.out_dir(args.out)
     except FigureError as exc:
         raise UsageError(f"emtui figures: {exc}") from None
     with _store(args, create=False) as store:
-        if args.study is not None and store.find_study(args.study) is None:
-            raise UsageError(f"emtui figures: no study named {args.study!r} in {args.db}")
+        _check_study(store, args, "figures")
         try:
             result = make_figures(store, out, study=args.study, opts=opts, on_note=print)
         except FigureError as exc:

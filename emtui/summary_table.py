@@ -13,7 +13,7 @@ from engine.report_format import fmt_ci, fmt_p, judges_of, score_grid
 
 def _ci(mean, low, high, *, percent: bool = False) -> Text:
     """A CI cell, without the space after the comma: three of them fit 80 columns."""
-    return Text(fmt_ci(mean, low, high, percent=percent).replace(", ", ","))
+    return Text(fmt_ci(mean, low, high, percent=percent, compact=True))
 
 
 def _table(title: str, *columns: str) -> Table:

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.stats import panel_scores
+
 FORMATS = ("png", "pdf", "svg")
 # Okabe & Ito's colour-blind-safe palette (yellow last: weak on white)
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
@@ -106,7 +108,9 @@ def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | No
     except OSError as exc:
         raise FigureError(f"cannot create {out}: {exc.strerror or exc}") from None
     # the figures draw no agreement, so its bootstrap is kept minimal
-    report = build_summary(store, SummaryOptions(n_resamples=opts.n_resamples, agreement_resamples=10, study=study))
+    loaded: dict[int, Any] = {}
+    report = build_summary(store, SummaryOptions(n_resamples=opts.n_resamples, agreement_resamples=10, study=study),
+                           keep_data=loaded)
     result = FiguresResult()
 
     def note(text: str) -> None:
@@ -119,7 +123,7 @@ def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | No
         return result
     with matplotlib.rc_context(STYLE):
         for st in report["studies"]:
-            _study_figures(store, report, st, out, opts, result, note)
+            _study_figures(store, report, st, loaded, out, opts, result, note)
     return result
 
 
@@ -136,14 +140,11 @@ class _Ctx:
     em: dict[str, Any] | None
 
 
-def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], out: Path, opts: FigureOptions,
-                   result: FiguresResult, note: Callable[[str], None]) -> None:
-    from engine.summary import load_study_data
-
+def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loaded: dict[int, Any], out: Path,
+                   opts: FigureOptions, result: FiguresResult, note: Callable[[str], None]) -> None:
     name = st["name"]
-    row = store.find_study(name)
-    study_id = int(row["id"])
-    data = load_study_data(store, study_id)
+    study_id = int(store.find_study(name)["id"])
+    data = loaded[study_id]
     conditions = [c["name"] for c in data.conditions]
     scales: dict[str, tuple[float, float]] = {}
     worse: dict[str, str] = {}
@@ -207,7 +208,7 @@ def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], out: 
              f"({', '.join(sorted({h['metric'] for h in human}))} vs {', '.join(metrics)}): "
              "human-vs-panel scatter skipped")
     else:
-        save(_human_vs_panel(ctx, store, human, shared), "human-vs-panel")
+        save(_human_vs_panel(ctx, data, human, shared), "human-vs-panel")
 
 
 def _save(fig: Any, path: Path, fmt: str, dpi: int) -> Path:
@@ -414,19 +415,13 @@ def _short(label: str, n: int = 22) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
-def _panel_column(m: np.ndarray) -> np.ndarray:
-    from engine.stats import panel_scores
-
-    return panel_scores(m) if m.shape[1] > 1 else m[:, 0]
-
-
 def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]]) -> Any:
     metrics = list(data.matrices)
     fig, axes = _figure(len(metrics), panel_w=_panel_width(len(ctx.conditions), per=0.6))
     cond_ids = {c["name"]: c["id"] for c in data.conditions}
     means = {(r["condition"], r["metric"]): r for r in rows if r["judge"] == "panel"}
     for ax, metric in zip(axes, metrics):
-        panel = _panel_column(data.matrices[metric])
+        panel = panel_scores(data.matrices[metric])
         for i, cond in enumerate(ctx.conditions):
             v = panel[data.cond_of_answer == cond_ids[cond]]
             v = v[~np.isnan(v)]
@@ -533,17 +528,13 @@ def _checkpoints(ctx: _Ctx, data: Any, rows: dict[str, list[tuple]], missing: fl
     return fig
 
 
-def _human_vs_panel(ctx: _Ctx, store: Any, human: list[dict[str, Any]], metrics: list[str]) -> Any:
+def _human_vs_panel(ctx: _Ctx, data: Any, human: list[dict[str, Any]], metrics: list[str]) -> Any:
     fig, axes = _figure(len(metrics), panel_w=3.8, panel_h=3.6)
-    names = {}
-    for c in store.study_condition_rows(ctx.study_id):
-        names[c["id"]] = c["name"]
+    names = {c["id"]: c["name"] for c in data.conditions}
+    cond_of = data.cond_of_answer
+    row_of = {int(g): i for i, g in enumerate(data.answer_ids)}
     for ax, metric in zip(axes, metrics):
-        arr = np.array(store.score_rows(ctx.study_id, metric), dtype=float).reshape(-1, 4)
-        gens, inv, panel = _panel_by_answer(arr[:, 2], arr[:, 3], store.MISSING_SENTINEL)
-        cond_of = np.zeros(gens.size)
-        cond_of[inv] = arr[:, 0]
-        row_of = {int(g): i for i, g in enumerate(gens)}
+        panel = panel_scores(data.matrices[metric])
         per: dict[int, list[float]] = {}
         for h in human:
             if h["metric"] == metric and h["generation_id"] in row_of:

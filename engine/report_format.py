@@ -33,8 +33,10 @@ def to_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def fmt_ci(mean: float | None, low: float | None, high: float | None, *, percent: bool = False) -> str:
-    """``2.79 [2.73, 2.84]``; rates as percentages."""
+def fmt_ci(mean: float | None, low: float | None, high: float | None, *, percent: bool = False,
+           compact: bool = False) -> str:
+    """``2.79 [2.73, 2.84]``; rates as percentages; ``compact`` drops the space after the comma
+    (three CI columns then fit an 80-column terminal)."""
     if mean is None:
         return "—"
     k = 100.0 if percent else 1.0
@@ -43,7 +45,8 @@ def fmt_ci(mean: float | None, low: float | None, high: float | None, *, percent
     m = f"{mean * k:.{d}f}{unit}"
     if low is None or high is None:
         return m
-    return f"{m} [{low * k:.{d}f}, {high * k:.{d}f}]"
+    sep = "," if compact else ", "
+    return f"{m} [{low * k:.{d}f}{sep}{high * k:.{d}f}]"
 
 
 def fmt_p(p: float | None) -> str:

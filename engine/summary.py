@@ -64,6 +64,7 @@ class _StudyData:
     """One study's scores as arrays: answers (rows) × judges (columns), one matrix per metric."""
 
     conditions: list[dict[str, Any]]
+    answer_ids: np.ndarray  # generation id per answer row (ascending)
     cond_of_answer: np.ndarray  # condition id per answer row
     judges: list[dict[str, Any]]
     matrices: dict[str, np.ndarray]
@@ -103,23 +104,22 @@ def load_study_data(store: Any, study_id: int) -> _StudyData:
         m = np.full((gens.size, len(judges)), np.nan)
         m[rows, cols] = scores
         matrices[metric] = m
-    return _StudyData(conditions, cond_of_answer, judges, matrices)
+    return _StudyData(conditions, gens, cond_of_answer, judges, matrices)
 
 
 def _columns(data: _StudyData, m: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
     """(judge id for output, judge name, answers' scores) for each judge and the panel."""
     cols = [(j["model"], j["name"], m[:, i]) for i, j in enumerate(data.judges)]
-    if len(data.judges) > 1:
+    if data.judges:
         cols.append(("panel", "panel", panel_scores(m)))
-    elif data.judges:
-        cols.append(("panel", "panel", m[:, 0]))
     return cols
 
 
-def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions) -> dict[str, list[dict[str, Any]]]:
+def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions,
+                    data: _StudyData | None = None) -> dict[str, list[dict[str, Any]]]:
     spec = json.loads(study.get("spec_json") or "{}")
     seed = opts.seed if opts.seed is not None else int(spec.get("seed", 0) or 0)
-    data = load_study_data(store, int(study["id"]))
+    data = data if data is not None else load_study_data(store, int(study["id"]))
     name = study["name"]
     n_answers = {c["id"]: int(c["n_generations"]) for c in data.conditions}
     out: dict[str, list[dict[str, Any]]] = {"scores": [], "agreement": [], "kappa": [], "comparisons": []}
@@ -240,8 +240,12 @@ def _comparisons(out: dict[str, list], data: _StudyData, values: dict, reps: dic
     out["comparisons"].extend(rows)
 
 
-def build_summary(store: Any, opts: SummaryOptions | None = None) -> dict[str, Any]:
-    """The summary of every study in the database (or of ``opts.study``)."""
+def build_summary(store: Any, opts: SummaryOptions | None = None, *,
+                  keep_data: dict[int, _StudyData] | None = None) -> dict[str, Any]:
+    """The summary of every study in the database (or of ``opts.study``).
+
+    ``keep_data``, when given, receives each study's score arrays by study id, so a caller that
+    also draws from them (figures) does not read the scores a second time."""
     opts = opts or SummaryOptions()
     studies = store.list_studies(limit=1_000_000).rows
     if opts.study is not None:
@@ -256,7 +260,10 @@ def build_summary(store: Any, opts: SummaryOptions | None = None) -> dict[str, A
         spec = json.loads(study.get("spec_json") or "{}")
         report["studies"].append({"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
                                   "em": spec.get("em") or None})
-        part = summarise_study(store, study, opts)
+        data = load_study_data(store, int(study["id"]))
+        if keep_data is not None:
+            keep_data[int(study["id"])] = data
+        part = summarise_study(store, study, opts, data)
         for key, rows in part.items():
             report[key].extend(rows)
     return report

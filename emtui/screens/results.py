@@ -46,7 +46,7 @@ def num(value: str, style: str = "") -> Text:
 def ci_text(row: dict[str, Any] | None, metric: str) -> str:
     if row is None:
         return "—"
-    return fmt_ci(row["mean"], row["ci_low"], row["ci_high"], percent=metric == EM).replace(", ", ",")
+    return fmt_ci(row["mean"], row["ci_low"], row["ci_high"], percent=metric == EM, compact=True)
 
 
 def ordered_metrics(metrics: list[str]) -> list[str]:
@@ -336,7 +336,7 @@ class ResultsScreen(AreaScreen):
         for c in dict.fromkeys(r["condition"] for r in rows):
             for i, m in enumerate(metrics):
                 found = [by.get((c, m, level)) for level in ("interval", "ordinal")]
-                cells = [num(fmt_ci(r["alpha"], r["ci_low"], r["ci_high"]).replace(", ", ",") if r else "—")
+                cells = [num(fmt_ci(r["alpha"], r["ci_low"], r["ci_high"], compact=True) if r else "—")
                          for r in found]
                 items = max((r["n_items"] for r in found if r), default=0)
                 table.add_row(clean(c) if i == 0 else Text(""), clean(" " + m), *cells, num(str(items)),
@@ -366,7 +366,7 @@ class ResultsScreen(AreaScreen):
             pair.append(" vs ", style="dim")
             pair.append(strip_control(r["b"]))
             table.add_row(pair, clean(" " + r["metric"]),
-                          num(fmt_ci(r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"]).replace(", ", ",")),
+                          num(fmt_ci(r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"], compact=True)),
                           num(fmt_p(r["p_adjusted"])),
                           num("—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"),
                           num(f"{r['n_a']}/{r['n_b']}"), key=str(i))
