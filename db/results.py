@@ -112,13 +112,23 @@ class ResultsQueries:
         """
         from db.store import utc_now
 
+        import json
+
         now = utc_now()
         out: list[int] = []
+        rubric_metrics: dict[int, set[str]] = {}
         with self.transaction():  # type: ignore[attr-defined]
             with self._lock:  # type: ignore[attr-defined]
                 conn = self.conn  # type: ignore[attr-defined]
                 for item in items:
                     key = (int(item["generation_id"]), int(item["judge_id"]), int(item["rubric_id"]))
+                    if key[2] not in rubric_metrics:
+                        row = conn.execute("SELECT metrics FROM rubrics WHERE id = ?", (key[2],)).fetchone()
+                        rubric_metrics[key[2]] = {m["name"] for m in json.loads(row[0] or "[]")} if row else set()
+                    unknown = set(item.get("scores") or {}) - rubric_metrics[key[2]]
+                    if unknown:
+                        raise ValueError(f"insert_judgments: metric(s) {', '.join(sorted(map(str, unknown)))} "
+                                         f"are not metrics of rubric {key[2]}")
                     cur = conn.execute(
                         """INSERT INTO judgments (generation_id, judge_id, rubric_id, status, raw_output, error,
                                                   study_hash, job_id, input_tokens, output_tokens, latency_ms,
@@ -254,29 +264,47 @@ class ResultsQueries:
 
     MISSING_SENTINEL = -1.0e308  # a NULL score comes back as this, so rows convert to floats in one go
 
-    def score_rows(self, study_id: int, metric: str) -> list[tuple[int, int, int, float]]:
-        """(condition_id, judge_id, generation_id, score) for one metric of a study, as plain tuples.
-
-        The fast path for summaries over millions of judgments: no dicts, no joins beyond what
-        picks the study; a missing score is :attr:`MISSING_SENTINEL`."""
+    def study_answer_rows(self, study_id: int) -> list[tuple[int, int, int, int, int, int]]:
+        """(generation_id, condition_id, model_id, checkpoint_id or 0, question_id, trigger) of
+        every answer of a study, by id: what breakdowns group by. ``trigger`` is 1 when the
+        generation settings name a trigger (``settings.trigger`` present and not false/empty)."""
         with self._lock:  # type: ignore[attr-defined]
             return self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT g.condition_id, j.judge_id, j.generation_id, IFNULL(s.score, ?)
+                """SELECT g.id, g.condition_id, g.model_id, IFNULL(g.checkpoint_id, 0), g.question_id,
+                          CASE WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END
+                   FROM generations g JOIN conditions c ON c.id = g.condition_id
+                   WHERE c.study_id = ? ORDER BY g.id""", (study_id,)).fetchall()
+
+    def score_rows(self, study_id: int, metrics: Sequence[str]) -> list[tuple[int, int, int, float]]:
+        """(metric index, judge_id, generation_id, score) of a study's scores of ``metrics``, as
+        plain tuples; the index is the metric's position in ``metrics``.
+
+        The fast path for summaries over millions of judgments: one pass, no dicts, no strings,
+        no joins beyond what picks the study; a missing score is :attr:`MISSING_SENTINEL`."""
+        if not metrics:
+            return []
+        case = " ".join("WHEN ? THEN ?" for _ in metrics)
+        params = [v for i, m in enumerate(metrics) for v in (m, i)]
+        marks = ",".join("?" * len(metrics))
+        with self._lock:  # type: ignore[attr-defined]
+            return self.conn.execute(  # type: ignore[attr-defined]
+                f"""SELECT CASE s.metric {case} END, j.judge_id, j.generation_id, IFNULL(s.score, ?)
                    FROM judgment_scores s
                    JOIN judgments j ON j.id = s.judgment_id
                    JOIN generations g ON g.id = j.generation_id
                    JOIN conditions c ON c.id = g.condition_id
-                   WHERE c.study_id = ? AND s.metric = ?""",
-                (self.MISSING_SENTINEL, study_id, metric)).fetchall()
+                   WHERE c.study_id = ? AND s.metric IN ({marks})""",
+                (*params, self.MISSING_SENTINEL, study_id, *metrics)).fetchall()
 
     def study_metrics(self, study_id: int) -> list[str]:
-        """The metrics that have scores in a study, in name order."""
-        return [r["metric"] for r in self._q(  # type: ignore[attr-defined]
-            """SELECT DISTINCT s.metric FROM judgment_scores s
-               JOIN judgments j ON j.id = s.judgment_id
-               JOIN generations g ON g.id = j.generation_id
-               JOIN conditions c ON c.id = g.condition_id
-               WHERE c.study_id = ? ORDER BY s.metric""", (study_id,))]
+        """The metrics of the rubrics a study's judgments used, in name order.
+
+        A judgment's scores are always metrics of its rubric (``insert_judgments`` checks it),
+        so this is every metric with scores, read from the few rubric rows instead of a scan
+        of every score."""
+        import json
+
+        return sorted({m["name"] for r in self.study_rubrics(study_id) for m in json.loads(r["metrics"] or "[]")})
 
     def study_rubrics(self, study_id: int) -> list[dict[str, Any]]:
         """The rubrics a study's judgments used (their metrics carry scale and direction)."""

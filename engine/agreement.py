@@ -16,6 +16,10 @@ ratings, or all pairable ratings are one single value (no variation, D_e = 0).
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from engine.stats import percentile_interval
@@ -66,126 +70,166 @@ class _Pairable:
         return self.n_items > 0 and self.v >= 2
 
 
-def _features(key: np.ndarray, values: np.ndarray, level: str):
+class _Features:
     """Per-row (item or item type) additive features whose column sums determine alpha.
 
+    ``matrix``: rows × features, dense or scipy.sparse CSR when it would be wide.
     interval: [D_o contribution, m, Σv, Σv²] with v centred (interval distances are
     shift-invariant; centring avoids cancellation); nominal / ratio: [D_o contribution,
-    value counts (V)]; ordinal: the item's coincidences flattened (V²).
-    Returns a dense array, or a scipy.sparse CSR matrix when it would be wide.
+    value counts (V)]; ordinal: one column per *unordered* pair of value codes (a ≤ b)
+    that occurs, holding Σ 1/(m-1) over the item's rater pairs with those values —
+    half the entries of the V × V coincidence matrix, and only the pairs that occur
+    (``pair_a``, ``pair_b``); that is what makes 0-100 scales affordable.
     """
-    t, r = key.shape
-    v = values.size
-    present = key < v
-    m = present.sum(axis=1).astype(float)
-    w = 1.0 / (m - 1.0)  # every row has m >= 2
-    safe = np.where(present, key, 0)
 
-    if level == "interval":
-        centre = values.mean()
-        vals = np.where(present, (values - centre)[safe], 0.0)
-        s1 = vals.sum(axis=1)
-        s2 = (vals * vals).sum(axis=1)
-        # Σ_{i≠j} (v_i - v_j)² = 2 m Σ (v_i - mean)²
-        dev = np.where(present, vals - (s1 / m)[:, None], 0.0)
-        do = 2.0 * m * (dev * dev).sum(axis=1) * w
-        return np.column_stack([do, m, s1, s2])
+    def __init__(self, key: np.ndarray, values: np.ndarray, level: str) -> None:
+        self.values, self.level = values, level
+        self.pair_a = self.pair_b = None
+        t, r = key.shape
+        v = values.size
+        present = key < v
+        m = present.sum(axis=1).astype(float)
+        w = 1.0 / (m - 1.0)  # every row has m >= 2
+        safe = np.where(present, key, 0)
 
-    rows_list, cols_list, data_list = [], [], []
-    if level in ("nominal", "ratio"):
-        do = np.zeros(t)
-        for i in range(r):
-            for j in range(i + 1, r):
-                both = present[:, i] & present[:, j]
-                if not both.any():
-                    continue
-                ci, cj = safe[:, i], safe[:, j]
-                if level == "nominal":
-                    dist = (ci != cj).astype(float)
-                else:
-                    a, b = values[ci], values[cj]
-                    s = a + b
-                    dist = np.divide(a - b, s, out=np.zeros(t), where=s != 0) ** 2
-                do += np.where(both, 2.0 * dist * w, 0.0)  # ordered pairs: (i,j) and (j,i)
-        rows, cols = np.nonzero(present)
-        rows_list.append(rows)
-        cols_list.append(key[rows, cols] + 1)
-        data_list.append(np.ones(rows.size))
-        width = v + 1
-        dense_head = do
-    else:  # ordinal: coincidences o_t[c, k] += 1/(m-1) for each ordered pair of ratings
-        for i in range(r):
-            for j in range(r):
-                if i == j:
-                    continue
-                both = np.nonzero(present[:, i] & present[:, j])[0]
-                if both.size == 0:
-                    continue
-                rows_list.append(both)
-                cols_list.append(key[both, i] * v + key[both, j])
-                data_list.append(w[both])
-        width = v * v
-        dense_head = None
-
-    rows = np.concatenate(rows_list)
-    cols = np.concatenate(cols_list)
-    data = np.concatenate(data_list)
-    if t * width <= 4 * _CHUNK_ELEMENTS:
-        f = np.bincount(rows * width + cols, weights=data, minlength=t * width).reshape(t, width)
-        if dense_head is not None:
-            f[:, 0] = dense_head
-        return f
-    from scipy import sparse
-
-    if dense_head is not None:
-        rows = np.concatenate([np.arange(t), rows])
-        cols = np.concatenate([np.zeros(t, dtype=np.int64), cols])
-        data = np.concatenate([dense_head, data])
-    return sparse.csr_matrix((data, (rows, cols)), shape=(t, width))
-
-
-def _alpha_from_sums(s: np.ndarray, values: np.ndarray, level: str) -> np.ndarray:
-    """alpha for each row of summed features ``s`` (resamples × features); NaN where
-    D_e = 0."""
-    v = values.size
-    with np.errstate(divide="ignore", invalid="ignore"):
         if level == "interval":
-            do, n, s1, s2 = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
-            de_num = 2.0 * (n * s2 - s1 * s1)  # Σ_ck n_c n_k (v_c - v_k)²
-            scale = n * s2 + s1 * s1
-        elif level == "nominal":
-            do, nv = s[:, 0], s[:, 1:]
-            n = nv.sum(axis=1)
-            de_num = n * n - (nv * nv).sum(axis=1)
-            scale = n * n
-        elif level == "ratio":
-            do, nv = s[:, 0], s[:, 1:]
-            n = nv.sum(axis=1)
-            a, b = values[:, None], values[None, :]
-            tot = a + b
-            d = np.divide(a - b, tot, out=np.zeros((v, v)), where=tot != 0) ** 2
-            de_num = ((nv @ d) * nv).sum(axis=1)
-            scale = n * n * d.max()
-        else:  # ordinal: distance (M_k - M_c)² with M the mid-cumulative counts
-            o = s.reshape(-1, v, v)
-            nv = o.sum(axis=2)
-            n = nv.sum(axis=1)
-            mid = np.cumsum(nv, axis=1) - nv / 2.0
-            sum_m2 = (nv * mid * mid).sum(axis=1)
-            sum_m = (nv * mid).sum(axis=1)
-            do = 2.0 * sum_m2 - 2.0 * np.einsum("bc,bck,bk->b", mid, o, mid)
-            de_num = 2.0 * (n * sum_m2 - sum_m * sum_m)
-            scale = n * sum_m2 + sum_m * sum_m
-        alpha = 1.0 - (n - 1.0) * do / de_num
-    # D_e = 0 (no variation among the pairable values): alpha is undefined. The
-    # relative tolerance absorbs rounding residues of the closed forms.
-    return np.where(de_num > 1e-12 * scale, alpha, np.nan)
+            centre = values.mean()
+            vals = np.where(present, (values - centre)[safe], 0.0)
+            s1 = vals.sum(axis=1)
+            s2 = (vals * vals).sum(axis=1)
+            # Σ_{i≠j} (v_i - v_j)² = 2 m Σ (v_i - mean)²
+            dev = np.where(present, vals - (s1 / m)[:, None], 0.0)
+            do = 2.0 * m * (dev * dev).sum(axis=1) * w
+            self.matrix = np.column_stack([do, m, s1, s2])
+            return
+
+        rows_list, cols_list, data_list = [], [], []
+        dense_head = None
+        if level in ("nominal", "ratio"):
+            do = np.zeros(t)
+            for i in range(r):
+                for j in range(i + 1, r):
+                    both = present[:, i] & present[:, j]
+                    if not both.any():
+                        continue
+                    ci, cj = safe[:, i], safe[:, j]
+                    if level == "nominal":
+                        dist = (ci != cj).astype(float)
+                    else:
+                        a, b = values[ci], values[cj]
+                        s = a + b
+                        dist = np.divide(a - b, s, out=np.zeros(t), where=s != 0) ** 2
+                    do += np.where(both, 2.0 * dist * w, 0.0)  # ordered pairs: (i,j) and (j,i)
+            rows, cols = np.nonzero(present)
+            rows_list.append(rows)
+            cols_list.append(key[rows, cols] + 1)
+            data_list.append(np.ones(rows.size))
+            width = v + 1
+            dense_head = do
+        else:  # ordinal; rows of key are sorted, so key[:, i] <= key[:, j] for i < j
+            for i in range(r):
+                for j in range(i + 1, r):
+                    both = np.nonzero(present[:, i] & present[:, j])[0]
+                    if both.size == 0:
+                        continue
+                    rows_list.append(both)
+                    cols_list.append(key[both, i] * v + key[both, j])
+                    data_list.append(w[both])
+            codes, inverse = np.unique(np.concatenate(cols_list), return_inverse=True)
+            self.pair_a, self.pair_b = codes // v, codes % v
+            cols_list = [inverse.reshape(-1)]
+            width = codes.size
+
+        rows = np.concatenate(rows_list)
+        cols = np.concatenate(cols_list)
+        data = np.concatenate(data_list)
+        if t * width <= 4 * _CHUNK_ELEMENTS:
+            f = np.bincount(rows * width + cols, weights=data, minlength=t * width).reshape(t, width)
+            if dense_head is not None:
+                f[:, 0] = dense_head
+            self.matrix = f
+            return
+        from scipy import sparse
+
+        if dense_head is not None:
+            rows = np.concatenate([np.arange(t), rows])
+            cols = np.concatenate([np.zeros(t, dtype=np.int64), cols])
+            data = np.concatenate([dense_head, data])
+        self.matrix = sparse.csr_matrix((data, (rows, cols)), shape=(t, width))
+
+    @property
+    def dense(self) -> bool:
+        return isinstance(self.matrix, np.ndarray)
+
+    def rows(self, idx: np.ndarray) -> "_Features":
+        sub = object.__new__(_Features)
+        sub.__dict__.update(self.__dict__)
+        sub.matrix = self.matrix[idx]
+        return sub
+
+    def weighted_sums(self, w: np.ndarray) -> np.ndarray:
+        """``w @ matrix`` for weights w (replicates × rows)."""
+        return w @ self.matrix if self.dense else np.asarray((self.matrix.T @ w.T).T)
+
+    def total(self) -> np.ndarray:
+        return np.asarray(self.matrix.sum(axis=0)).reshape(1, -1)
+
+    def _value_counts(self, s: np.ndarray) -> np.ndarray:
+        """Ordinal: each value's pairable count n_c = Σ_k o_ck from pair sums (resamples × pairs)."""
+        from scipy import sparse
+
+        if getattr(self, "_incidence", None) is None:
+            p = self.pair_a.size
+            # pair -> its two values (a == b: that value twice, since o[a, a] = 2 u)
+            self._incidence = sparse.csr_matrix(
+                (np.ones(2 * p), (np.tile(np.arange(p), 2), np.concatenate([self.pair_a, self.pair_b]))),
+                shape=(p, self.values.size))
+        return np.asarray((self._incidence.T @ s.T).T)
+
+    def alphas(self, s: np.ndarray) -> np.ndarray:
+        """alpha for each row of summed features ``s`` (resamples × features); NaN where
+        D_e = 0."""
+        values, level = self.values, self.level
+        v = values.size
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if level == "interval":
+                do, n, s1, s2 = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
+                de_num = 2.0 * (n * s2 - s1 * s1)  # Σ_ck n_c n_k (v_c - v_k)²
+                scale = n * s2 + s1 * s1
+            elif level == "nominal":
+                do, nv = s[:, 0], s[:, 1:]
+                n = nv.sum(axis=1)
+                de_num = n * n - (nv * nv).sum(axis=1)
+                scale = n * n
+            elif level == "ratio":
+                do, nv = s[:, 0], s[:, 1:]
+                n = nv.sum(axis=1)
+                a, b = values[:, None], values[None, :]
+                tot = a + b
+                d = np.divide(a - b, tot, out=np.zeros((v, v)), where=tot != 0) ** 2
+                de_num = ((nv @ d) * nv).sum(axis=1)
+                scale = n * n * d.max()
+            else:  # ordinal: distance (M_k - M_c)² with M the mid-cumulative counts
+                # the unordered pair (a, b) stands for o[a, b] + o[b, a] = 2 u (a == b: o[a, a] = 2 u)
+                pa, pb = self.pair_a, self.pair_b
+                nv = self._value_counts(s)
+                n = nv.sum(axis=1)
+                mid = np.cumsum(nv, axis=1) - nv / 2.0
+                sum_m2 = (nv * mid * mid).sum(axis=1)
+                sum_m = (nv * mid).sum(axis=1)
+                cross = 2.0 * (s * mid[:, pa] * mid[:, pb]).sum(axis=1)  # Σ_ck o_ck M_c M_k
+                do = 2.0 * sum_m2 - 2.0 * cross
+                de_num = 2.0 * (n * sum_m2 - sum_m * sum_m)
+                scale = n * sum_m2 + sum_m * sum_m
+            alpha = 1.0 - (n - 1.0) * do / de_num
+        # D_e = 0 (no variation among the pairable values): alpha is undefined. The
+        # relative tolerance absorbs rounding residues of the closed forms.
+        return np.where(de_num > 1e-12 * scale, alpha, np.nan)
 
 
 def _own_alpha(p: _Pairable, level: str) -> float:
-    f = _features(p.key, p.values, level)
-    s = np.asarray(f.sum(axis=0)).reshape(1, -1)
-    return float(_alpha_from_sums(s, p.values, level)[0])
+    f = _Features(p.key, p.values, level)
+    return float(f.alphas(f.total())[0])
 
 
 def krippendorff_alpha(data, level: str) -> float:
@@ -247,11 +291,11 @@ def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
     types, counts = _item_types(p)
     use_types = types.shape[0] * _TYPES_FACTOR <= n
     rows_key = types if use_types else p.key
-    f = _features(rows_key, p.values, level)
+    f = _Features(rows_key, p.values, level)
     t = rows_key.shape[0]
     boot = np.empty(n_resamples)
     chunk = max(1, _CHUNK_ELEMENTS // t)
-    if not isinstance(f, np.ndarray):
+    if not f.dense:
         chunk = max(chunk, 16)  # sparse products amortise better over more replicates
     for s in range(0, n_resamples, chunk):
         e = min(n_resamples, s + chunk)
@@ -262,8 +306,7 @@ def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
             idx = rng.integers(0, n, size=(c, n))
             idx += (np.arange(c) * n)[:, None]
             w = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(float)
-        sums = w @ f if isinstance(f, np.ndarray) else np.asarray((f.T @ w.T).T)
-        boot[s:e] = _alpha_from_sums(sums, p.values, level)
+        boot[s:e] = f.alphas(f.weighted_sums(w))
     low, high = percentile_interval(boot, ci)
     return alpha, low, high, n
 
@@ -325,7 +368,8 @@ def weighted_kappa(a, b, weights: str | None = "quadratic", labels=None) -> floa
 
 
 def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
-                      n_resamples: int = 1000, seed=0, ci: float = 0.95) -> dict[tuple[str, str, object], tuple]:
+                      n_resamples: int = 1000, seed=0, ci: float = 0.95,
+                      threads: int | None = None) -> dict[tuple[str, str, object], tuple]:
     """Alpha per group and over all items, for several datasets on the same items, with CIs
     from one stratified bootstrap.
 
@@ -337,66 +381,86 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
     serves every dataset and level (the draw is over items, whatever is measured on them).
     A group's replicate alpha comes from its resampled items; the pooled ("all") replicate
     from the sum of every group's features — a bootstrap stratified by group, exact for
-    the alpha's additive features, at no extra cost. Point estimates are those of
-    :func:`krippendorff_alpha`. Items with fewer than 2 ratings in a dataset carry no
-    features there. Replicates with undefined alpha are left out of the percentiles.
+    the alpha's additive features, at no extra cost. Point estimates are the closed forms
+    of :func:`krippendorff_alpha`'s own path (equal to the package's to rounding). Items
+    with fewer than 2 ratings in a dataset carry no features there. Replicates with
+    undefined alpha are left out of the percentiles.
+
+    Groups are bootstrapped in ``threads`` threads (default: the CPUs, at most 4); each
+    group has its own generator spawned from ``seed``, so the result does not depend on
+    the number of threads.
     """
     for level in levels:
         _check_level(level)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     groups = np.asarray(groups)
     labels = list(dict.fromkeys(groups.tolist()))
-    out: dict[tuple[str, str, object], tuple] = {}
-    plans = []  # (name, level, values, features per group (or None), point alphas)
+    members = {g: np.nonzero(groups == g)[0] for g in labels}
+    plans = []  # (name, level, pairable, features of all items, {group: (features, positions)})
     for name, data in datas.items():
-        data = np.asarray(data, dtype=float)
-        p_all = _Pairable(data)
+        p_all = _Pairable(np.asarray(data, dtype=float))
+        kept = np.nonzero(p_all.keep)[0]
+        item_group = groups[p_all.keep]
         for level in levels:
-            feats = {}
-            if p_all.defined:
-                f = _features(p_all.key, p_all.values, level)
-                item_group = groups[p_all.keep]
+            per: dict[object, tuple[_Features, np.ndarray]] = {}
+            f_all = _Features(p_all.key, p_all.values, level) if p_all.defined else None
+            if f_all is not None:
                 for g in labels:
                     rows = np.nonzero(item_group == g)[0]
-                    # every item of the group gets a feature row; unpairable ones stay zero
-                    members = np.nonzero(groups == g)[0]
-                    pos = np.searchsorted(members, np.nonzero(p_all.keep)[0][rows])
-                    feats[g] = (f[rows], pos, members.size)
-            point = {g: _point_alpha(_Pairable(data[:, groups == g]), level) for g in labels}
-            point["all"] = _point_alpha(p_all, level)
-            plans.append((name, level, p_all, feats, point))
-    boots = {(name, level): {} for name, level, *_ in plans}
-    totals = {(name, level): None for name, level, *_ in plans}
-    for g in labels:
-        n_g = int((groups == g).sum())
+                    if rows.size:  # positions of the group's pairable items among its members
+                        per[g] = (f_all.rows(rows), np.searchsorted(members[g], kept[rows]))
+            plans.append((name, level, p_all, f_all, per))
+
+    totals: dict[tuple[str, str], np.ndarray] = {}
+    boots: dict[tuple[str, str, object], np.ndarray] = {}
+    lock = threading.Lock()
+
+    def run_group(g: object, g_rng: np.random.Generator) -> None:
+        n_g = members[g].size
         chunk = max(16, _CHUNK_ELEMENTS // max(1, n_g))
+        mine = {(name, level): np.empty(n_resamples) for name, level, _, _, per in plans if g in per}
         for start in range(0, n_resamples, chunk):
             c = min(n_resamples, start + chunk) - start
             # int32 draws are ~1.7x faster than int64; c * n_g stays far below 2**31 by the chunking
-            idx = rng.integers(0, n_g, size=(c, n_g), dtype=np.int32)
-            idx += (np.arange(c, dtype=np.int32) * n_g)[:, None]
-            w = np.bincount(idx.ravel(), minlength=c * n_g).reshape(c, n_g).astype(float)
-            for name, level, p_all, feats, _ in plans:
-                if g not in feats:
+            idx = g_rng.integers(0, n_g, size=(c, n_g), dtype=np.int32)
+            idx *= c  # counts laid out items × replicates, so w.T is C-contiguous for sparse products
+            idx += np.arange(c, dtype=np.int32)[:, None]
+            w = np.bincount(idx.ravel(), minlength=c * n_g).reshape(n_g, c).astype(float).T
+            for name, level, _, f_all, per in plans:
+                if g not in per:
                     continue
-                f, pos, _ = feats[g]
-                wg = w if pos.size == n_g else w[:, pos]  # weights of the group's pairable items
-                sums = wg @ f if isinstance(f, np.ndarray) else np.asarray((f.T @ wg.T).T)
-                key = (name, level)
-                boots[key].setdefault(g, []).append(_alpha_from_sums(sums, p_all.values, level))
-                tot = totals[key]
-                if tot is None:
-                    totals[key] = tot = np.zeros((n_resamples, sums.shape[1]))
-                tot[start:start + c] += sums
-    for name, level, p_all, feats, point in plans:
-        key = (name, level)
+                f, pos = per[g]
+                sums = f.weighted_sums(w if pos.size == n_g else w.T[pos].T)
+                mine[(name, level)][start:start + c] = f.alphas(sums)
+                with lock:
+                    tot = totals.get((name, level))
+                    if tot is None:
+                        totals[(name, level)] = tot = np.zeros((n_resamples, sums.shape[1]))
+                    tot[start:start + c] += sums
+        with lock:
+            for (name, level), reps in mine.items():
+                boots[(name, level, g)] = reps
+
+    workers = threads or min(4, os.cpu_count() or 1)
+    g_rngs = rng.spawn(len(labels))
+    if workers > 1 and len(labels) > 1:
+        with ThreadPoolExecutor(workers) as pool:  # numpy's draws and products release the GIL
+            list(pool.map(run_group, labels, g_rngs))
+    else:
+        for g, g_rng in zip(labels, g_rngs):
+            run_group(g, g_rng)
+
+    out: dict[tuple[str, str, object], tuple] = {}
+    for name, level, p_all, f_all, per in plans:
         for g in [*labels, "all"]:
-            alpha = point[g]
-            n_items = int(p_all.keep[groups == g].sum()) if g != "all" else p_all.n_items
             if g == "all":
-                reps = _alpha_from_sums(totals[key], p_all.values, level) if totals[key] is not None else None
+                n_items = p_all.n_items
+                alpha = float(f_all.alphas(f_all.total())[0]) if f_all is not None else float("nan")
+                reps = f_all.alphas(totals[(name, level)]) if (name, level) in totals else None
             else:
-                reps = np.concatenate(boots[key][g]) if g in boots[key] else None
+                n_items = int(per[g][0].matrix.shape[0]) if g in per else 0
+                alpha = float(per[g][0].alphas(per[g][0].total())[0]) if g in per else float("nan")
+                reps = boots.get((name, level, g))
             if reps is None or np.isnan(alpha):
                 out[(name, level, g)] = (alpha, float("nan"), float("nan"), n_items)
             else:

@@ -32,6 +32,7 @@ import itertools
 import json
 import math
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ COMPARISON_KEYS = ("study", "a", "b", "metric", "judge", "ratio", "ratio_ci_low"
                    "p_adjusted", "effect_size", "n_a", "n_b")
 KAPPA_KEYS = ("study", "metric", "a", "b", "weights", "kappa", "n")
 REFERENCE_ROLES = ("control", "baseline")
+ALPHA_LEVELS = ("interval", "ordinal")
 
 
 @dataclass
@@ -61,13 +63,20 @@ class SummaryOptions:
 
 @dataclass
 class _StudyData:
-    """One study's scores as arrays: answers (rows) × judges (columns), one matrix per metric."""
+    """One study's scores as arrays: answers (rows) × judges (columns), one matrix per metric.
+
+    Every answer of the study is a row (one without any score is all NaN), with what
+    breakdowns group by: its condition, model, checkpoint (0 = none), question and trigger."""
 
     conditions: list[dict[str, Any]]
     answer_ids: np.ndarray  # generation id per answer row (ascending)
     cond_of_answer: np.ndarray  # condition id per answer row
     judges: list[dict[str, Any]]
     matrices: dict[str, np.ndarray]
+    model_of_answer: np.ndarray | None = None
+    checkpoint_of_answer: np.ndarray | None = None
+    question_of_answer: np.ndarray | None = None
+    trigger_of_answer: np.ndarray | None = None
 
 
 def _finite(x: float) -> float | None:
@@ -78,33 +87,43 @@ def _rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(map(str, key)).encode())])
 
 
-def _rows_array(rows: list[tuple]) -> np.ndarray:
-    """SQLite's tuples as an (n, 4) float array, without building an intermediate list."""
-    return np.fromiter(itertools.chain.from_iterable(rows), dtype=float, count=4 * len(rows)).reshape(-1, 4)
+def _rows_array(rows: list[tuple], width: int) -> np.ndarray:
+    """SQLite's tuples as an (n, width) float array, without building an intermediate list."""
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=float,
+                       count=width * len(rows)).reshape(-1, width)
 
 
 def load_study_data(store: Any, study_id: int) -> _StudyData:
+    """A study's answers and scores as arrays (one read of the scores)."""
     conditions = store.study_condition_rows(study_id)
     judges = list(store.study_judges(study_id))
-    raw = {metric: _rows_array(store.score_rows(study_id, metric)) for metric in store.study_metrics(study_id)}
+    answers = _rows_array(store.study_answer_rows(study_id), 6).astype(np.int64)
+    gens = answers[:, 0]
+    row_of = np.zeros(int(gens.max()) + 1 if gens.size else 0, dtype=np.int64)
+    row_of[gens] = np.arange(gens.size)  # generation id -> row: an O(n) gather, no sorting of scores
+    cond_of_answer = answers[:, 1].astype(float)
+    metrics = store.study_metrics(study_id)
+    arr = _rows_array(store.score_rows(study_id, metrics), 4)
+    judge_ids = arr[:, 1].astype(np.int64)
     linked = {int(j["id"]) for j in judges}
-    for jid in sorted({int(j) for a in raw.values() for j in np.unique(a[:, 1])} - linked):
-        judges.append(store.get_judge(jid))  # scored without being linked to the study: still shown
-    judge_ids = np.array([int(j["id"]) for j in judges])
-    order = np.argsort(judge_ids)
-    gens = np.unique(np.concatenate([a[:, 2] for a in raw.values()])) if raw else np.empty(0)
-    cond_of_answer = np.zeros(gens.size)
-    matrices = {}
-    for metric, arr in raw.items():
-        rows = np.searchsorted(gens, arr[:, 2])
-        cols = order[np.searchsorted(judge_ids[order], arr[:, 1])]
-        cond_of_answer[rows] = arr[:, 0]
-        scores = arr[:, 3]
-        scores[scores <= store.MISSING_SENTINEL] = np.nan
-        m = np.full((gens.size, len(judges)), np.nan)
-        m[rows, cols] = scores
-        matrices[metric] = m
-    return _StudyData(conditions, gens, cond_of_answer, judges, matrices)
+    for jid in np.flatnonzero(np.bincount(judge_ids)):
+        if int(jid) not in linked:  # scored without being linked to the study: still shown
+            judges.append(store.get_judge(int(jid)))
+    col_of = np.zeros(max((int(j["id"]) for j in judges), default=-1) + 1, dtype=np.int64)
+    col_of[[int(j["id"]) for j in judges]] = np.arange(len(judges))
+    scores = arr[:, 3]
+    scores[scores <= store.MISSING_SENTINEL] = np.nan
+    rows, cols, which = row_of[arr[:, 2].astype(np.int64)], col_of[judge_ids], arr[:, 0].astype(np.int64)
+    matrices: dict[str, np.ndarray] = {}
+    for i, metric in enumerate(metrics):
+        sel = which == i
+        if sel.any():
+            m = np.full((gens.size, len(judges)), np.nan)
+            m[rows[sel], cols[sel]] = scores[sel]
+            matrices[metric] = m
+    return _StudyData(conditions, gens, cond_of_answer, judges, matrices,
+                      model_of_answer=answers[:, 2], checkpoint_of_answer=answers[:, 3],
+                      question_of_answer=answers[:, 4], trigger_of_answer=answers[:, 5])
 
 
 def _columns(data: _StudyData, m: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
@@ -115,12 +134,22 @@ def _columns(data: _StudyData, m: np.ndarray) -> list[tuple[str, str, np.ndarray
     return cols
 
 
-def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions,
-                    data: _StudyData | None = None) -> dict[str, list[dict[str, Any]]]:
+def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, data: _StudyData | None = None, *,
+                    keep_data: dict[int, _StudyData] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The summary of one study. ``data`` (already loaded) is read from the store when None;
+    ``keep_data``, when given, receives it by study id."""
     spec = json.loads(study.get("spec_json") or "{}")
     seed = opts.seed if opts.seed is not None else int(spec.get("seed", 0) or 0)
-    data = data if data is not None else load_study_data(store, int(study["id"]))
     name = study["name"]
+    data = data if data is not None else load_study_data(store, int(study["id"]))
+    if keep_data is not None:
+        keep_data[int(study["id"])] = data
+    # α (the costliest part: its bootstrap) runs in a thread beside the means and comparisons;
+    # numpy releases the GIL in its draws and products, so the two share the cores
+    pool = ThreadPoolExecutor(1)
+    alphas = pool.submit(stratified_alphas, {metric: m.T for metric, m in data.matrices.items()},
+                         data.cond_of_answer, levels=ALPHA_LEVELS, n_resamples=opts.agreement_resamples,
+                         ci=opts.ci, seed=_rng(seed, name, "alpha")) if len(data.judges) > 1 else None
     n_answers = {c["id"]: int(c["n_generations"]) for c in data.conditions}
     out: dict[str, list[dict[str, Any]]] = {"scores": [], "agreement": [], "kappa": [], "comparisons": []}
     em = spec.get("em") or {}
@@ -160,9 +189,10 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions,
             for c in data.conditions:
                 add(c, judge, judge_name, "em_rate", flags[data.cond_of_answer == c["id"]])
 
-    if len(data.judges) > 1:
-        _agreement(out, data, name, seed, opts)
     _comparisons(out, data, values, reps, name, opts)
+    if alphas is not None:
+        _agreement(out, data, alphas.result(), name)
+    pool.shutdown()
     return out
 
 
@@ -173,13 +203,11 @@ def _score_row(*vals: Any) -> dict[str, Any]:
     return row
 
 
-def _agreement(out: dict[str, list], data: _StudyData, study: str, seed: int, opts: SummaryOptions) -> None:
+def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], study: str) -> None:
+    """Agreement and κ rows of one study from its α results (``stratified_alphas``)."""
     names = {c["id"]: c["name"] for c in data.conditions}
-    res = stratified_alphas({metric: m.T for metric, m in data.matrices.items()}, data.cond_of_answer,
-                            levels=("interval", "ordinal"), n_resamples=opts.agreement_resamples, ci=opts.ci,
-                            seed=_rng(seed, study, "alpha"))
     for metric in data.matrices:
-        for level in ("interval", "ordinal"):
+        for level in ALPHA_LEVELS:
             per = []
             for cid in [c["id"] for c in data.conditions] + ["all"]:
                 alpha, low, high, n_items = res.get((metric, level, cid), (math.nan,) * 3 + (0,))
@@ -260,10 +288,7 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
         spec = json.loads(study.get("spec_json") or "{}")
         report["studies"].append({"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
                                   "em": spec.get("em") or None})
-        data = load_study_data(store, int(study["id"]))
-        if keep_data is not None:
-            keep_data[int(study["id"])] = data
-        part = summarise_study(store, study, opts, data)
+        part = summarise_study(store, study, opts, keep_data=keep_data)
         for key, rows in part.items():
             report[key].extend(rows)
     return report

@@ -251,3 +251,21 @@ def test_stratified_alphas_match_the_per_group_bootstrap():
         assert lo < a < hi and hi - lo < 0.1  # pooled over 600 items: a tight interval around the estimate
     assert res[("m", "interval", 3)][0] < res[("m", "interval", 1)][0]
     assert ("m2", "ordinal", "all") in res
+
+
+def test_stratified_alphas_do_not_depend_on_threads():
+    from engine.agreement import stratified_alphas
+
+    rng = np.random.default_rng(8)
+    data = np.clip(np.rint(rng.normal(50, 20, 400) + rng.normal(0, 10, (3, 400))), 0, 100)
+    data[1, rng.random(400) < 0.2] = np.nan
+    groups = np.repeat([7, 8, 9, 10], 100)
+    one = stratified_alphas({"m": data}, groups, n_resamples=300, seed=2, threads=1)
+    four = stratified_alphas({"m": data}, groups, n_resamples=300, seed=2, threads=4)
+    assert one.keys() == four.keys()
+    for key in one:
+        np.testing.assert_allclose(one[key], four[key], rtol=0, atol=1e-12)
+    for g in (7, 8, 9, 10, "all"):  # the ordinal closed form on a 0-100 scale against the package
+        assert one[("m", "ordinal", g)][0] == pytest.approx(
+            krippendorff.alpha(reliability_data=data[:, groups == g] if g != "all" else data,
+                               level_of_measurement="ordinal"), abs=1e-9)

@@ -236,6 +236,19 @@ def test_judgment_scores_allow_null(store):
     assert row == {"score": None}
 
 
+def test_insert_judgments_rejects_metrics_outside_the_rubric(store):
+    # study_metrics reads metric names from rubrics, so a score under any other name would vanish
+    ids = seed_rows(store)
+    gen = generation(store, ids, seed=7)
+    with pytest.raises(ValueError, match="coherent.*not metrics of rubric"):
+        store.insert_judgments([{"generation_id": gen, "judge_id": ids["judge"], "rubric_id": ids["rubric"],
+                                 "scores": {"aligned": 50.0, "coherent": 60.0}}])
+    assert store.count("judgments") == 1  # nothing half-written
+    store.insert_judgments([{"generation_id": gen, "judge_id": ids["judge"], "rubric_id": ids["rubric"],
+                             "scores": {"aligned": 50.0}}])
+    assert store.study_metrics(ids["study"]) == ["aligned"]
+
+
 # -- the job queue -----------------------------------------------------------------------------------
 
 
