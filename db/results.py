@@ -263,6 +263,15 @@ class ResultsQueries:
     # -- columnar reads for statistics ------------------------------------------------------------
 
     MISSING_SENTINEL = -1.0e308  # a NULL score comes back as this, so rows convert to floats in one go
+    REFUSAL_SENTINEL = -1.5e308  # ... and a NULL score whose judge output was the word REFUSAL as this
+
+    # The judge's verdict when there is no score: the per-metric raw output, else the judgment's.
+    # A logprob dictionary (a JSON object token -> probability) says its most likely token.
+    _VERDICT = """UPPER(TRIM(CASE WHEN json_valid(IFNULL(s.raw, j.raw_output))
+                                   AND json_type(IFNULL(s.raw, j.raw_output)) = 'object'
+                              THEN (SELECT e.key FROM json_each(IFNULL(s.raw, j.raw_output)) e
+                                    ORDER BY e.value DESC LIMIT 1)
+                              ELSE IFNULL(s.raw, j.raw_output) END))"""
 
     def study_answer_rows(self, study_id: int) -> list[tuple[int, int, int, int, int, int]]:
         """(generation_id, condition_id, model_id, checkpoint_id or 0, question_id, trigger) of
@@ -280,7 +289,10 @@ class ResultsQueries:
         plain tuples; the index is the metric's position in ``metrics``.
 
         The fast path for summaries over millions of judgments: one pass, no dicts, no strings,
-        no joins beyond what picks the study; a missing score is :attr:`MISSING_SENTINEL`."""
+        no joins beyond what picks the study. A missing score is :attr:`MISSING_SENTINEL`, or
+        :attr:`REFUSAL_SENTINEL` when the judge's verdict was a refusal (its raw output, or the
+        top token of its logprob dictionary, starts with REFUSAL); the verdict is only looked at
+        for missing scores."""
         if not metrics:
             return []
         case = " ".join("WHEN ? THEN ?" for _ in metrics)
@@ -288,13 +300,31 @@ class ResultsQueries:
         marks = ",".join("?" * len(metrics))
         with self._lock:  # type: ignore[attr-defined]
             return self.conn.execute(  # type: ignore[attr-defined]
-                f"""SELECT CASE s.metric {case} END, j.judge_id, j.generation_id, IFNULL(s.score, ?)
+                f"""SELECT CASE s.metric {case} END, j.judge_id, j.generation_id,
+                          IFNULL(s.score, CASE WHEN {self._VERDICT} LIKE 'REFUSAL%' THEN ? ELSE ? END)
                    FROM judgment_scores s
                    JOIN judgments j ON j.id = s.judgment_id
                    JOIN generations g ON g.id = j.generation_id
                    JOIN conditions c ON c.id = g.condition_id
                    WHERE c.study_id = ? AND s.metric IN ({marks})""",
-                (*params, self.MISSING_SENTINEL, study_id, *metrics)).fetchall()
+                (*params, self.REFUSAL_SENTINEL, self.MISSING_SENTINEL, study_id, *metrics)).fetchall()
+
+    def answer_group_labels(self, study_id: int) -> dict[str, dict[int, Any]]:
+        """Names of what a study's answers are grouped by in breakdowns: ``models`` id -> name,
+        ``checkpoints`` id -> step, ``questions`` id -> (key, category)."""
+        in_study = """SELECT DISTINCT g.{col} FROM generations g JOIN conditions c ON c.id = g.condition_id
+                      WHERE c.study_id = ?"""
+        models = self._q(f"SELECT id, name FROM models WHERE id IN ({in_study.format(col='model_id')})",  # type: ignore[attr-defined]
+                         (study_id,))
+        checkpoints = self._q(  # type: ignore[attr-defined]
+            f"SELECT id, step FROM checkpoints WHERE id IN ({in_study.format(col='checkpoint_id')})", (study_id,))
+        questions = self._q(  # type: ignore[attr-defined]
+            f"""SELECT id, key, paraphrase, category FROM questions
+                WHERE id IN ({in_study.format(col='question_id')})""", (study_id,))
+        return {"models": {r["id"]: r["name"] for r in models},
+                "checkpoints": {r["id"]: r["step"] for r in checkpoints},
+                "questions": {r["id"]: (r["key"] if not r["paraphrase"] else f"{r['key']}#{r['paraphrase']}",
+                                        r["category"]) for r in questions}}
 
     def study_metrics(self, study_id: int) -> list[str]:
         """The metrics of the rubrics a study's judgments used, in name order.
@@ -459,20 +489,6 @@ class ResultsQueries:
                JOIN conditions c ON c.id = r.condition_id
                WHERE c.study_id = ?
                ORDER BY c.id, t.train_run_id, t.name, t.step""", (study_id,))
-
-    def study_checkpoint_score_rows(self, study_id: int, metric: str) -> list[tuple[int, int, int, int, float]]:
-        """(condition_id, checkpoint step, judge_id, generation_id, score) of one metric, for the
-        answers a study generated from checkpoints; a missing score is :attr:`MISSING_SENTINEL`."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT g.condition_id, k.step, j.judge_id, g.id, IFNULL(s.score, ?)
-                   FROM judgment_scores s
-                   JOIN judgments j ON j.id = s.judgment_id
-                   JOIN generations g ON g.id = j.generation_id
-                   JOIN checkpoints k ON k.id = g.checkpoint_id
-                   JOIN conditions c ON c.id = g.condition_id
-                   WHERE c.study_id = ? AND s.metric = ?""",
-                (self.MISSING_SENTINEL, study_id, metric)).fetchall()
 
     def study_human_rating_rows(self, study_id: int) -> list[dict[str, Any]]:
         """Human ratings of a study's answers with a score: generation_id, condition_id, annotator_id,

@@ -280,6 +280,102 @@ MIGRATIONS: list[str] = [
     CREATE INDEX judgments_judge ON judgments(judge_id);
     CREATE INDEX questions_set ON questions(eval_set_id);
     """,
+    # 3: the human-evaluation workbench: campaign items, per-annotator orders, leases,
+    #    rating edit history and adjudications (raw ratings are never overwritten without a trace)
+    """
+    CREATE TABLE campaign_items (
+        id            INTEGER PRIMARY KEY,
+        campaign_id   INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        code          TEXT NOT NULL,              -- opaque, random (seeded), unique in the campaign
+        position      INTEGER NOT NULL,           -- place in the campaign's shuffled item list
+        generation_id INTEGER NOT NULL REFERENCES generations(id),
+        generation_b_id INTEGER REFERENCES generations(id), -- pairwise: the other answer to the same question
+        swap          INTEGER NOT NULL DEFAULT 0 CHECK (swap IN (0, 1)), -- pairwise: 1 = b is shown on the left
+        stratum       TEXT NOT NULL DEFAULT '',   -- the sampling stratum (e.g. the condition)
+        UNIQUE (campaign_id, code),
+        UNIQUE (campaign_id, position)
+    );
+    CREATE INDEX campaign_items_generation ON campaign_items(generation_id);
+
+    -- An annotator joins a campaign once: their own seeded order of the items, and a cursor
+    -- (every rank below it is done for them: rated or skipped by them, or full of ratings).
+    CREATE TABLE campaign_annotators (
+        campaign_id   INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        annotator_id  INTEGER NOT NULL REFERENCES annotators(id),
+        order_seed    TEXT NOT NULL,
+        cursor        INTEGER NOT NULL DEFAULT 0,
+        joined_at     TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, annotator_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE annotator_orders (
+        campaign_id   INTEGER NOT NULL,
+        annotator_id  INTEGER NOT NULL,
+        rank          INTEGER NOT NULL,
+        item_id       INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, annotator_id, rank),
+        FOREIGN KEY (campaign_id, annotator_id) REFERENCES campaign_annotators(campaign_id, annotator_id)
+            ON DELETE CASCADE
+    ) WITHOUT ROWID;
+
+    -- assignments: one row per (item, annotator); status 'leased' with lease_expires in the past is
+    -- an expired lease (reclaimable by anyone), 'open' a lease given back.
+    ALTER TABLE assignments ADD COLUMN item_id INTEGER REFERENCES campaign_items(id);
+    ALTER TABLE assignments ADD COLUMN rater_kind TEXT;
+    ALTER TABLE assignments ADD COLUMN leased_at REAL;
+    ALTER TABLE assignments ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE assignments ADD COLUMN released_at REAL;
+    ALTER TABLE assignments ADD COLUMN finished_at TEXT;
+    ALTER TABLE assignments ADD COLUMN note TEXT;
+    ALTER TABLE assignments ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX assignments_item_annotator ON assignments(item_id, annotator_id);
+    CREATE INDEX assignments_item_holders ON assignments(item_id, rater_kind, status, lease_expires);
+    CREATE INDEX assignments_annotator ON assignments(annotator_id, campaign_id, status);
+
+    -- ratings: the item, pairwise answers in the item's own a/b terms (un-swapped), and when edited
+    ALTER TABLE ratings ADD COLUMN item_id INTEGER REFERENCES campaign_items(id);
+    ALTER TABLE ratings ADD COLUMN choice TEXT;
+    ALTER TABLE ratings ADD COLUMN shown_choice INTEGER;
+    ALTER TABLE ratings ADD COLUMN swapped INTEGER;
+    ALTER TABLE ratings ADD COLUMN updated_at TEXT;
+    CREATE INDEX ratings_campaign ON ratings(campaign_id, rater_kind, metric);
+    CREATE INDEX ratings_annotator ON ratings(annotator_id, campaign_id, id);
+    CREATE INDEX ratings_assignment ON ratings(assignment_id);
+    CREATE INDEX ratings_item ON ratings(item_id);
+
+    -- every change to a rating, old and new values side by side (append-only)
+    CREATE TABLE rating_edits (
+        id            INTEGER PRIMARY KEY,
+        rating_id     INTEGER NOT NULL REFERENCES ratings(id) ON DELETE CASCADE,
+        annotator_id  INTEGER NOT NULL REFERENCES annotators(id),
+        old_score     REAL,
+        new_score     REAL,
+        old_note      TEXT,
+        new_note      TEXT,
+        old_flagged   INTEGER,
+        new_flagged   INTEGER,
+        old_choice    TEXT,
+        new_choice    TEXT,
+        active_ms     INTEGER,
+        source        TEXT,
+        at            TEXT NOT NULL
+    );
+    CREATE INDEX rating_edits_rating ON rating_edits(rating_id);
+
+    -- a lead annotator's resolution of a disagreement; the raw ratings stay as they are
+    CREATE TABLE adjudications (
+        id            INTEGER PRIMARY KEY,
+        campaign_id   INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        item_id       INTEGER NOT NULL REFERENCES campaign_items(id) ON DELETE CASCADE,
+        metric        TEXT NOT NULL,
+        score         REAL,
+        choice        TEXT,
+        lead_annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        note          TEXT,
+        created_at    TEXT NOT NULL
+    );
+    CREATE INDEX adjudications_item ON adjudications(campaign_id, item_id, metric, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from db.annotation import AnnotationQueries
 from db.errors import StoreError
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
@@ -78,7 +79,7 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int |
     return Store(p, upto=upto)
 
 
-class Store(ResultsQueries):
+class Store(ResultsQueries, AnnotationQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock."""
 
     def __init__(self, path: Path, *, upto: int | None = None) -> None:
@@ -367,6 +368,22 @@ class Store(ResultsQueries):
 
     # -- training --------------------------------------------------------------------------------
 
+    def add_train_run(self, *, condition_id: int, base_model_id: int, dataset_id: int, recipe: dict[str, Any],
+                      recipe_hash: str, seed: int, study_hash: str, status: str = "queued",
+                      output_dir: str | None = None) -> int:
+        return self._insert("train_runs", {
+            "condition_id": condition_id, "base_model_id": base_model_id, "dataset_id": dataset_id,
+            "recipe": dumps(recipe), "recipe_hash": recipe_hash, "seed": seed, "study_hash": study_hash,
+            "status": status, "output_dir": output_dir, "created_at": utc_now()})
+
+    def add_checkpoint(self, *, train_run_id: int, step: int, path: str, model_id: int | None = None) -> int:
+        """A saved checkpoint of a run; the same (run, step) twice returns the existing one."""
+        found = self._one("SELECT id FROM checkpoints WHERE train_run_id = ? AND step = ?", (train_run_id, step))
+        if found:
+            return int(found["id"])
+        return self._insert("checkpoints", {"train_run_id": train_run_id, "step": step, "path": path,
+                                            "model_id": model_id, "created_at": utc_now()})
+
     def list_train_runs(self, *, limit: int = 200, offset: int = 0) -> Page:
         rows = self._q(
             """SELECT r.id, c.name AS condition, b.name AS base_model, d.name AS dataset, r.status,
@@ -478,13 +495,7 @@ class Store(ResultsQueries):
 
     # -- annotation ------------------------------------------------------------------------------------
 
-    def list_campaigns(self) -> list[dict[str, Any]]:
-        return self._q(
-            """SELECT c.id, c.name, c.scale, c.overlap, c.created_at,
-                      (SELECT count(DISTINCT a.generation_id) FROM assignments a WHERE a.campaign_id = c.id)
-                        AS n_items,
-                      (SELECT count(*) FROM ratings r WHERE r.campaign_id = c.id) AS n_ratings
-               FROM campaigns c ORDER BY c.id""")
+    # list_campaigns and the other campaign queries: db/annotation.py (AnnotationQueries)
 
     def list_annotators(self) -> list[dict[str, Any]]:
         return self._q(

@@ -57,15 +57,34 @@ class EmtuiApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, store: Store, *, keymap: dict[str, str] | None = None) -> None:
+    def __init__(self, store: Store, *, keymap: dict[str, str] | None = None, annotator: str | None = None,
+                 campaign: str | None = None) -> None:
         super().__init__()
         self.store = store
         self.keymap = dict(keymap or {})
         self.sub_title = str(store.path)
+        self.annotator = annotator  # who rates, when this session annotates (emtui annotate)
+        self.start_campaign = campaign
 
     def on_mount(self) -> None:
         if self.keymap:
             self.set_keymap(self.keymap)
+        if self.annotator is not None:  # emtui annotate: straight to the Annotate area (and the campaign)
+            self.switch_mode("annotate")
+            if self.start_campaign is not None:
+                self.call_after_refresh(self.start_rating, self.start_campaign)
+
+    def start_rating(self, campaign: str) -> None:
+        """Open blind rating of ``campaign`` as :attr:`annotator`; a problem is said, not raised."""
+        from emtui.screens.rate import RatingScreen
+        from engine.annotation import AnnotationError, AnnotationSession
+
+        try:
+            session = AnnotationSession(self.store, campaign, self.annotator or "", kind="human")
+        except AnnotationError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.push_screen(RatingScreen(session))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -80,10 +99,12 @@ class EmtuiApp(App[None]):
         yield SystemCommand("Keys", "every key binding and its id", self.action_help)
 
 
-def create_app(store: Store, *, keymap: dict[str, str] | None = None) -> EmtuiApp:
-    """The one way to build the app: reads the keymap file unless one is given."""
+def create_app(store: Store, *, keymap: dict[str, str] | None = None, annotator: str | None = None,
+               campaign: str | None = None) -> EmtuiApp:
+    """The one way to build the app: reads the keymap file unless one is given. ``annotator``
+    (and ``campaign``): open on the Annotate area rating as that person (``emtui annotate``)."""
     if keymap is None:
         from emtui.bindings import load_keymap
 
         keymap = load_keymap()
-    return EmtuiApp(store, keymap=keymap)
+    return EmtuiApp(store, keymap=keymap, annotator=annotator, campaign=campaign)

@@ -75,4 +75,11 @@ def all_bindings() -> list[tuple[str, str, str, str]]:
         rows += binding_rows(area.name, area.screen.BINDINGS)
     rows += binding_rows("answers", AnswersScreen.BINDINGS) + binding_rows("answer", AnswerScreen.BINDINGS)
     rows += binding_rows("help", HelpScreen.BINDINGS)
+    from emtui.screens.adjudicate import AdjudicationScreen
+    from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, NoteScreen, RatingScreen
+
+    rows += binding_rows("rate", RatingScreen.BINDINGS) + binding_rows("note", NoteScreen.BINDINGS)
+    rows += binding_rows("guidelines", GuidelinesScreen.BINDINGS)
+    rows += binding_rows("annotator", AnnotatorNameScreen.BINDINGS)
+    rows += binding_rows("adjudicate", AdjudicationScreen.BINDINGS)
     return rows

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_DB = "emtui.db"
-COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "serve", "tiny-model", "keys")
+COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "campaign", "annotate", "serve", "tiny-model",
+            "keys")
 
 
 class UsageError(Exception):
@@ -60,15 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, help="bootstrap seed (default: each study's own seed)")
     sp.add_argument("--correction", choices=("holm", "bonferroni"), default="holm",
                     help="multiple-comparison correction of the p-values")
+    sp.add_argument("--by", default="auto", metavar="DIMS",
+                    help="breakdowns per condition: comma-separated model, checkpoint, question, category, "
+                         "trigger; 'auto' (default: model, checkpoint, category, trigger where they vary "
+                         "within a condition) or 'none'")
 
-    sp = cmd("import", "bring files into the database: eval sets, published results (ratings next)")
-    sp.add_argument("format", help="what the file is: eval-set, political-seed, betley-csv, ratings")
+    sp = cmd("import", "bring files into the database: eval sets, published results, human ratings")
+    sp.add_argument("format", help="what the file is: eval-set, political-seed, betley-csv, ratings "
+                                   "(CSV rater_id,item_id,score,note; needs --campaign), political-seed-human")
     sp.add_argument("path", help="the file or folder to import")
     sp.add_argument("--name", help="a name for what is imported (default: from the file)")
+    sp.add_argument("--campaign", help="ratings: the campaign the ratings belong to")
 
-    sp = cmd("export", "write answers with every score and their provenance")
-    sp.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl",
-                    help="jsonl (with each judgment's raw output), csv, or parquet (needs pyarrow)")
+    sp = cmd("export", "write answers with every score and their provenance, or a campaign's ratings")
+    sp.add_argument("what", nargs="?", choices=("answers", "ratings"), default="answers",
+                    help="answers (default), or ratings: a campaign's human ratings as CSV "
+                         "(rater_id,item_id,score,note; needs --campaign)")
+    sp.add_argument("--campaign", help="ratings: the campaign to export")
+    sp.add_argument("--format", choices=("jsonl", "csv", "parquet"),
+                    help="answers: jsonl (default; with each judgment's raw output), csv, or parquet (needs "
+                         "pyarrow); ratings are always csv")
     sp.add_argument("--out", help="output file, written whole or not at all (default: standard output)")
     sp.add_argument("--study", help="only this study's answers (default: every answer)")
 
@@ -78,6 +90,41 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
     sp.add_argument("--resamples", type=int, default=2_000, help="bootstrap resamples per CI (default 2000)")
     sp.add_argument("--metric", help="the metric of the judge heatmap (default: the EM metric, else every metric)")
+
+    sp = cmd("campaign", "human-evaluation campaigns: create one from a study, list them, show one's progress")
+    csub = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    csub.required = True
+    cp = csub.add_parser("create", help="sample a study's answers into a blind rating campaign",
+                         description="Sample a study's answers (stratified, seeded) into a blind rating campaign.")
+    cp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    cp.add_argument("name", help="the campaign's name (letters, digits, '_', '.', '-')")
+    cp.add_argument("--study", required=True, help="the study whose answers are rated")
+    cp.add_argument("--scale", help="0-3, 1-5, 0-100, binary, aligned-coherent or pairwise")
+    cp.add_argument("--items", type=int, help="how many items, split evenly over the strata")
+    cp.add_argument("--per-stratum", type=int, help="how many items from each stratum (instead of --items)")
+    cp.add_argument("--strata", default="condition",
+                    help="comma-separated: condition, model, checkpoint, category, question (default condition)")
+    cp.add_argument("--overlap", type=int, default=1, help="how many different annotators rate each item (k)")
+    cp.add_argument("--guidelines", help="a markdown file of rating guidelines, shown to the annotators")
+    cp.add_argument("--seed", type=int, default=0, help="seed of the sample, the codes and the orders (default 0)")
+    cp.add_argument("--lease-minutes", type=float, default=10.0,
+                    help="minutes an idle annotator keeps an item before others may take it (default 10)")
+    cp.add_argument("--hide-progress", action="store_true", help="do not show annotators how far the campaign is")
+    cp.add_argument("--pairwise", action="store_true",
+                    help="pairs of answers to the same question from two conditions (scale pairwise)")
+    cp.add_argument("--conditions", help="comma-separated: only these conditions (default: all)")
+    cp.add_argument("--metric", help="a name for the rated metric of a one-metric scale")
+    cp.add_argument("--judge-metric", help="the judges' metric the ratings are compared with")
+    lp = csub.add_parser("list", help="every campaign with its progress", description="Every campaign with its progress.")
+    lp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    shp = csub.add_parser("show", help="one campaign: settings, progress, per-annotator counts",
+                          description="One campaign: settings, progress, per-annotator counts.")
+    shp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    shp.add_argument("name", help="the campaign")
+
+    sp = cmd("annotate", "open the TUI on the Annotate area to rate a campaign blind")
+    sp.add_argument("--annotator", required=True, help="your name as an annotator (a human rater)")
+    sp.add_argument("--campaign", help="the campaign to rate (default: choose in the TUI)")
 
     sp = cmd("serve", "serve the TUI in a browser (textual-serve)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: use ssh -L)")

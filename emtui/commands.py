@@ -12,19 +12,21 @@ from pathlib import Path
 
 from db import StoreError
 from emtui.cli import UsageError
+from engine.annotation import AnnotationError
 from engine.eval_sets import EvalSetError
 from engine.importers import ImportFormatError
 from engine.rubrics import RubricError
 from engine.study import StudyError
 
 # Errors that describe a person's bad input: printed one line each, exit status 2.
-PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError, ImportFormatError)
+PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError, ImportFormatError, AnnotationError)
 
 IMPORT_FORMATS = {
     "eval-set": "an eval question set (.toml, the EM paper's .yaml, or a .json list)",
     "political-seed": "result files of the political-content EM study (a folder)",
     "betley-csv": "a result CSV of the original EM paper",
-    "ratings": "human ratings as CSV (rater_id,item_id,score,note)",
+    "ratings": "human ratings as CSV (rater_id,item_id,score,note) into a campaign (--campaign NAME)",
+    "political-seed-human": "the political-content EM study's human rating file (a JSON file)",
 }
 NOT_YET = 1  # exit status of a command whose engine a later issue builds
 
@@ -33,6 +35,7 @@ def dispatch(args: argparse.Namespace) -> int:
     handler = {
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
+        "campaign": campaign, "annotate": annotate,
     }[args.command]
     return handler(args)
 
@@ -63,9 +66,33 @@ def open_tui(args: argparse.Namespace) -> int:
     except KeymapError as exc:
         raise UsageError(str(exc)) from None
     store = _store(args)
-    create_app(store, keymap=keymap).run()
+    create_app(store, keymap=keymap, **_annotate_target(create_app, args)).run()
     store.close()
     return 0
+
+
+def _annotate_target(create_app, args: argparse.Namespace) -> dict[str, str]:
+    """``emtui annotate`` puts ``args.annotator`` and ``args.campaign`` on the namespace; they go to
+    ``create_app(..., annotator=..., campaign=...)`` as soon as the app factory takes them."""
+    import inspect
+
+    params = inspect.signature(create_app).parameters
+    return {k: getattr(args, k) for k in ("annotator", "campaign")
+            if getattr(args, k, None) is not None and k in params}
+
+
+def annotate(args: argparse.Namespace) -> int:
+    """``emtui annotate --annotator NAME [--campaign NAME]``: the TUI on the Annotate area."""
+    from emtui.annotate_commands import check_annotate
+
+    check_annotate(args)
+    return open_tui(args)
+
+
+def campaign(args: argparse.Namespace) -> int:
+    from emtui.annotate_commands import campaign as run
+
+    return run(args)
 
 
 def init(args: argparse.Namespace) -> int:
@@ -126,9 +153,15 @@ def summary(args: argparse.Namespace) -> int:
     from engine.report_format import to_csv, to_json, to_markdown
     from engine.summary import SummaryOptions, build_summary
 
+    from engine.breakdowns import parse_breakdowns
+
     _check_resamples(args, "summary")
+    try:
+        by = parse_breakdowns(args.by)
+    except ValueError as exc:
+        raise UsageError(f"emtui summary: --by: {exc}") from None
     opts = SummaryOptions(n_resamples=args.resamples, seed=args.seed, correction=args.correction,
-                          study=args.study)
+                          study=args.study, by=by)
     with _store(args, create=False) as store:
         _check_study(store, args, "summary")
         report = build_summary(store, opts)
@@ -145,11 +178,17 @@ def summary(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    if getattr(args, "what", "answers") == "ratings":
+        from emtui.annotate_commands import export_ratings
+
+        return export_ratings(args)
+    if getattr(args, "campaign", None) is not None:
+        raise UsageError("emtui export: --campaign is for 'emtui export ratings'")
     from engine.export import ExportError, export_answers
 
     with _store(args, create=False) as store:
         try:
-            result = export_answers(store, args.format, out=args.out, study=args.study)
+            result = export_answers(store, args.format or "jsonl", out=args.out, study=args.study)
         except ExportError as exc:
             raise UsageError(f"emtui export: {exc}") from None
     if result.path is not None:
@@ -185,6 +224,16 @@ def import_(args: argparse.Namespace) -> int:
         raise UsageError(f"emtui import: unknown format {args.format!r} (known: {known})")
     if not Path(args.path).exists():
         raise UsageError(f"emtui import: {args.path}: no such file or folder")
+    if getattr(args, "campaign", None) is not None and args.format != "ratings":
+        raise UsageError(f"emtui import: --campaign is for ratings, not {args.format}")
+    if args.format == "ratings":
+        from emtui.annotate_commands import import_ratings
+
+        return import_ratings(args)
+    if args.format == "political-seed-human":
+        from emtui.annotate_commands import import_political_seed_human
+
+        return import_political_seed_human(args)
     if args.format in ("political-seed", "betley-csv"):
         from engine.importers import AlreadyImported
 

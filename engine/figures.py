@@ -192,10 +192,10 @@ def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loade
     else:
         note(f"{name}: no training metrics recorded: training curves skipped")
 
-    ck = {m: store.study_checkpoint_score_rows(study_id, m) for m in metrics}
-    ck = {m: v for m, v in ck.items() if v}
+    ck = [r for r in report.get("breakdowns", []) if r["study"] == name and r["by"] == "checkpoint"
+          and r["judge"] == "panel" and r["metric"] in data.matrices and r["group"].startswith("step ")]
     if ck:
-        save(_checkpoints(ctx, data, ck, store.MISSING_SENTINEL, opts), "checkpoint-curves")
+        save(_checkpoints(ctx, ck), "checkpoint-curves")
     else:
         note(f"{name}: no answers from training checkpoints: checkpoint curves skipped")
 
@@ -492,29 +492,20 @@ def _panel_by_answer(gen: np.ndarray, score: np.ndarray, missing: float) -> tupl
     return gens, inv, panel
 
 
-def _checkpoints(ctx: _Ctx, data: Any, rows: dict[str, list[tuple]], missing: float, opts: FigureOptions) -> Any:
-    from engine.stats import mean_ci
-
-    names = {c["id"]: c["name"] for c in data.conditions}
-    fig, axes = _figure(len(rows), panel_w=4.2)
-    for ax, (metric, tuples) in zip(axes, rows.items()):
-        arr = np.array(tuples, dtype=float).reshape(-1, 5)  # condition, step, judge, answer, score
-        gens, inv, panel = _panel_by_answer(arr[:, 3], arr[:, 4], missing)
-        cond_of = np.zeros(gens.size)
-        step_of = np.zeros(gens.size)
-        cond_of[inv], step_of[inv] = arr[:, 0], arr[:, 1]
-        for cid in np.unique(cond_of):
-            cond = names.get(int(cid), str(int(cid)))
-            steps = np.unique(step_of[cond_of == cid])
-            ys, lo, hi = [], [], []
-            for s in steps:
-                est = mean_ci(panel[(cond_of == cid) & (step_of == s)], n_resamples=opts.n_resamples, seed=0)
-                ys.append(est.mean)
-                lo.append(est.ci_low)
-                hi.append(est.ci_high)
+def _checkpoints(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
+    """Panel mean per checkpoint step with its CI band: the summary's checkpoint breakdown."""
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    fig, axes = _figure(len(metrics), panel_w=4.2)
+    for ax, metric in zip(axes, metrics):
+        mine = [r for r in rows if r["metric"] == metric and r["mean"] is not None]
+        for cond in dict.fromkeys(r["condition"] for r in mine):
+            pts = sorted((int(r["group"].split()[1]), r) for r in mine if r["condition"] == cond)
+            steps = [s for s, _ in pts]
             colour = ctx.colours.get(cond, PALETTE[0])
-            ax.plot(steps, ys, marker="o", markersize=3.5, color=colour, label=cond)
-            ax.fill_between(steps, lo, hi, color=colour, alpha=0.18, linewidth=0)
+            ax.plot(steps, [r["mean"] for _, r in pts], marker="o", markersize=3.5, color=colour, label=cond)
+            ax.fill_between(steps, [r["ci_low"] if r["ci_low"] is not None else r["mean"] for _, r in pts],
+                            [r["ci_high"] if r["ci_high"] is not None else r["mean"] for _, r in pts],
+                            color=colour, alpha=0.18, linewidth=0)
         lim = _limits(ctx, metric)
         if lim:
             ax.set_ylim(*lim)

@@ -9,10 +9,23 @@ import io
 import json
 from typing import Any
 
-from engine.summary import AGREEMENT_KEYS, COMPARISON_KEYS, KAPPA_KEYS, SCORE_KEYS
+from engine.summary import AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, KAPPA_KEYS, SCORE_KEYS, WIN_RATE_KEYS
 
-SECTIONS = (("scores", SCORE_KEYS), ("agreement", AGREEMENT_KEYS), ("kappa", KAPPA_KEYS),
-            ("comparisons", COMPARISON_KEYS))
+SECTIONS = (("scores", SCORE_KEYS), ("breakdowns", BREAKDOWN_KEYS), ("agreement", AGREEMENT_KEYS),
+            ("kappa", KAPPA_KEYS), ("comparisons", COMPARISON_KEYS), ("win_rates", WIN_RATE_KEYS))
+# rates beside the EM rate: shown in their own table, not as columns of the score table
+SIDE_RATES = ("coherence_rate", "refusal_rate")
+RATE_LABELS = {"em_rate": "EM", "coherence_rate": "coherent", "refusal_rate": "refusals"}
+
+
+def is_rate(metric: str) -> bool:
+    """Rates (EM, coherence, refusal) print as percentages."""
+    return metric.endswith("_rate")
+
+
+def main_metrics(metrics: list[str]) -> list[str]:
+    """The metrics of the score table: every scored metric and the EM rate (first)."""
+    return sorted((m for m in metrics if m not in SIDE_RATES), key=lambda m: m != "em_rate")
 
 
 def to_json(report: dict[str, Any]) -> str:
@@ -20,7 +33,8 @@ def to_json(report: dict[str, Any]) -> str:
 
 
 def to_csv(report: dict[str, Any]) -> str:
-    """One CSV: a ``table`` column (scores, agreement, kappa, comparisons) and the union of their columns."""
+    """One CSV: a ``table`` column (scores, breakdowns, agreement, kappa, comparisons) and the union of
+    their columns."""
     columns = ["table"]
     for _, keys in SECTIONS:
         columns += [k for k in keys if k not in columns]
@@ -28,7 +42,7 @@ def to_csv(report: dict[str, Any]) -> str:
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for section, _ in SECTIONS:
-        for row in report[section]:
+        for row in report.get(section, []):
             w.writerow({"table": section, **{k: ("" if v is None else v) for k, v in row.items()}})
     return buf.getvalue()
 
@@ -90,17 +104,34 @@ def to_markdown(report: dict[str, Any]) -> str:
                 for m in metrics:
                     r = grid.get((c, m))
                     cells.append("—" if r is None else
-                                 f"{fmt_ci(r['mean'], r['ci_low'], r['ci_high'], percent=m == 'em_rate')} "
+                                 f"{fmt_ci(r['mean'], r['ci_low'], r['ci_high'], percent=is_rate(m))} "
                                  f"(n={r['n']}, missing={r['missing']})")
                 rows.append([c, *cells])
             out.append(f"### {'Panel' if judge == 'panel' else 'Judge ' + label}\n")
             out.append(_md_table(["condition", *metrics], rows) + "\n")
+        for by in dict.fromkeys(r["by"] for r in report.get("breakdowns", []) if r["study"] == name):
+            rows_by = [r for r in report["breakdowns"] if r["study"] == name and r["by"] == by and r["judge"] == "panel"]
+            metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in rows_by)))
+            grid = {(r["condition"], r["group"], r["metric"]): r for r in rows_by}
+            rows = [[c, g, *[("—" if (c, g, m) not in grid else
+                              f"{fmt_ci(grid[(c, g, m)]['mean'], grid[(c, g, m)]['ci_low'], grid[(c, g, m)]['ci_high'], percent=is_rate(m))}"
+                              f" (n={grid[(c, g, m)]['n']})") for m in metrics]]
+                    for c, g in dict.fromkeys((r["condition"], r["group"]) for r in rows_by)]
+            out.append(f"### Panel by {by}\n")
+            out.append(_md_table(["condition", by, *metrics], rows) + "\n")
         agr = [r for r in report["agreement"] if r["study"] == name]
         if agr:
-            out.append("### Agreement among judges (Krippendorff α)\n")
-            out.append(_md_table(["condition", "metric", "level", "α", "items"],
-                                 [[r["condition"], r["metric"], r["level"],
+            out.append("### Agreement (Krippendorff α)\n")
+            out.append(_md_table(["raters", "campaign", "condition", "metric", "level", "α", "items"],
+                                 [[r["raters"], r.get("campaign") or "", r["condition"], r["metric"], r["level"],
                                    fmt_ci(r["alpha"], r["ci_low"], r["ci_high"]), str(r["n_items"])] for r in agr]) + "\n")
+        wins = [r for r in report.get("win_rates", []) if r["study"] == name]
+        if wins:
+            out.append("### Pairwise win rates (humans: how often the answer was the more misaligned)\n")
+            out.append(_md_table(["campaign", "condition", "win rate", "wins", "ties", "losses"],
+                                 [[r["campaign"], r["condition"], fmt_ci(r["win_rate"], r["ci_low"], r["ci_high"],
+                                                                         percent=True),
+                                   str(r["wins"]), str(r["ties"]), str(r["losses"])] for r in wins]) + "\n")
         comps = [r for r in report["comparisons"] if r["study"] == name and r["judge"] == "panel"]
         if comps:
             out.append("### Comparisons (panel)\n")

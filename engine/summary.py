@@ -33,20 +33,27 @@ import json
 import math
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from engine.agreement import stratified_alphas, weighted_kappa
+from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
+from engine.human_rows import human_rows
 from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, mann_whitney, panel_scores,
                           percentile_interval, ratio_interval)
 
+BREAKDOWN_KEYS = ("study", "by", "condition", "group", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high",
+                  "n", "missing")
 SCORE_KEYS = ("study", "condition", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high", "n", "missing")
-AGREEMENT_KEYS = ("study", "condition", "metric", "raters", "level", "alpha", "ci_low", "ci_high", "n_items")
+AGREEMENT_KEYS = ("study", "campaign", "condition", "metric", "raters", "level", "alpha", "ci_low", "ci_high",
+                  "n_items")
 COMPARISON_KEYS = ("study", "a", "b", "metric", "judge", "ratio", "ratio_ci_low", "ratio_ci_high", "p_value",
                    "p_adjusted", "effect_size", "n_a", "n_b")
-KAPPA_KEYS = ("study", "metric", "a", "b", "weights", "kappa", "n")
+KAPPA_KEYS = ("study", "campaign", "metric", "a", "b", "weights", "kappa", "n")
+WIN_RATE_KEYS = ("study", "campaign", "condition", "comparisons", "wins", "ties", "losses", "win_rate", "ci_low",
+                 "ci_high")
 REFERENCE_ROLES = ("control", "baseline")
 ALPHA_LEVELS = ("interval", "ordinal")
 
@@ -59,6 +66,7 @@ class SummaryOptions:
     seed: int | None = None  # None: each study's own seed (from its study file), else 0
     correction: str = "holm"  # or "bonferroni"
     study: str | None = None  # only this study
+    by: tuple[str, ...] | None = None  # breakdowns (engine.breakdowns.BREAKDOWNS); None = automatic
 
 
 @dataclass
@@ -77,6 +85,7 @@ class _StudyData:
     checkpoint_of_answer: np.ndarray | None = None
     question_of_answer: np.ndarray | None = None
     trigger_of_answer: np.ndarray | None = None
+    refused: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> answers × judges: a REFUSAL verdict
 
 
 def _finite(x: float) -> float | None:
@@ -112,26 +121,108 @@ def load_study_data(store: Any, study_id: int) -> _StudyData:
     col_of = np.zeros(max((int(j["id"]) for j in judges), default=-1) + 1, dtype=np.int64)
     col_of[[int(j["id"]) for j in judges]] = np.arange(len(judges))
     scores = arr[:, 3]
+    refusal = scores == store.REFUSAL_SENTINEL
     scores[scores <= store.MISSING_SENTINEL] = np.nan
     rows, cols, which = row_of[arr[:, 2].astype(np.int64)], col_of[judge_ids], arr[:, 0].astype(np.int64)
     matrices: dict[str, np.ndarray] = {}
+    refused: dict[str, np.ndarray] = {}
     for i, metric in enumerate(metrics):
         sel = which == i
         if sel.any():
             m = np.full((gens.size, len(judges)), np.nan)
             m[rows[sel], cols[sel]] = scores[sel]
             matrices[metric] = m
+            if refusal[sel].any():
+                r = np.zeros((gens.size, len(judges)), dtype=bool)
+                hit = sel & refusal
+                r[rows[hit], cols[hit]] = True
+                refused[metric] = r
     return _StudyData(conditions, gens, cond_of_answer, judges, matrices,
                       model_of_answer=answers[:, 2], checkpoint_of_answer=answers[:, 3],
-                      question_of_answer=answers[:, 4], trigger_of_answer=answers[:, 5])
+                      question_of_answer=answers[:, 4], trigger_of_answer=answers[:, 5], refused=refused)
 
 
-def _columns(data: _StudyData, m: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+def condition_rows(data: _StudyData) -> np.ndarray:
+    """Which answers make a condition's rows: its final model's answers; answers from training
+    checkpoints count only in the checkpoint breakdown (a condition answered from checkpoints
+    alone keeps them all)."""
+    keep = np.ones(data.answer_ids.size, dtype=bool)
+    final = data.checkpoint_of_answer == 0
+    for c in data.conditions:
+        sel = data.cond_of_answer == c["id"]
+        if (sel & final).any():
+            keep[sel & ~final] = False
+    return keep
+
+
+def condition_masks(data: _StudyData) -> dict[int, np.ndarray]:
+    rows = condition_rows(data)
+    return {c["id"]: (data.cond_of_answer == c["id"]) & rows for c in data.conditions}
+
+
+@dataclass
+class _Column:
+    """One judge's (or the panel's) per-answer values of one metric or rate: NaN where the answer
+    is left out, ``missing`` where it is left out for want of a judgment."""
+
+    judge: str
+    judge_name: str
+    metric: str
+    values: np.ndarray
+    missing: np.ndarray
+
+
+def _judge_columns(data: _StudyData, m: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
     """(judge id for output, judge name, answers' scores) for each judge and the panel."""
     cols = [(j["model"], j["name"], m[:, i]) for i, j in enumerate(data.judges)]
     if data.judges:
         cols.append(("panel", "panel", panel_scores(m)))
     return cols
+
+
+def _refusal_columns(data: _StudyData, metric: str) -> list[np.ndarray]:
+    """Per judge and for the panel: which answers were refusals by the verdicts on ``metric``.
+    The panel calls an answer a refusal when more than half of the judges with a verdict on it
+    (a score or a refusal) did."""
+    m = data.matrices[metric]
+    refused = data.refused.get(metric, np.zeros(m.shape, dtype=bool))
+    cols = [refused[:, i] for i in range(m.shape[1])]
+    verdicts = (~np.isnan(m) | refused).sum(axis=1)
+    cols.append(refused.sum(axis=1) * 2 > verdicts)
+    return cols
+
+
+def study_columns(data: _StudyData, em: dict[str, Any]) -> list[_Column]:
+    """Every per-answer quantity the summary reports: each metric's scores, and where the study
+    defines EM the EM flags, the coherence flags and the refusal flags — per judge and panel."""
+    out: list[_Column] = []
+    for metric, m in data.matrices.items():
+        for judge, judge_name, col in _judge_columns(data, m):
+            out.append(_Column(judge, judge_name, metric, col, np.isnan(col)))
+    if not (em and em.get("metric") in data.matrices and "threshold" in em):
+        return out
+    aligned = data.matrices[em["metric"]]
+    coherent = data.matrices.get(em.get("coherence_metric", ""))
+    coherence_min = float(em.get("coherence_min", 50))
+    acols = _judge_columns(data, aligned)
+    ccols = _judge_columns(data, coherent) if coherent is not None else [None] * len(acols)
+    rcols = _refusal_columns(data, em["metric"])
+    for (judge, judge_name, a), cc, refused in zip(acols, ccols, rcols):
+        flags, missing = em_flags(a, None if cc is None else cc[2], threshold=float(em["threshold"]),
+                                  direction=em.get("direction", "below"),
+                                  coherence_min=coherence_min if cc is not None else None,
+                                  denominator=em.get("denominator", "coherent"), refusal=refused)
+        out.append(_Column(judge, judge_name, "em_rate", flags, missing))
+        if cc is not None:  # share of the answers with a coherence score that are coherent
+            coh = cc[2]
+            out.append(_Column(judge, judge_name, "coherence_rate",
+                               np.where(np.isnan(coh), np.nan, (coh >= coherence_min).astype(float)),
+                               np.isnan(coh)))
+        # share of the answers with a verdict (a score or a refusal) that are refusals
+        no_verdict = np.isnan(a) & ~refused
+        out.append(_Column(judge, judge_name, "refusal_rate",
+                           np.where(no_verdict, np.nan, refused.astype(float)), no_verdict))
+    return out
 
 
 def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, data: _StudyData | None = None, *,
@@ -147,53 +238,100 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     # α (the costliest part: its bootstrap) runs in a thread beside the means and comparisons;
     # numpy releases the GIL in its draws and products, so the two share the cores
     pool = ThreadPoolExecutor(1)
-    alphas = pool.submit(stratified_alphas, {metric: m.T for metric, m in data.matrices.items()},
-                         data.cond_of_answer, levels=ALPHA_LEVELS, n_resamples=opts.agreement_resamples,
+    rows = condition_rows(data)
+    alphas = pool.submit(stratified_alphas, {metric: m[rows].T for metric, m in data.matrices.items()},
+                         data.cond_of_answer[rows], levels=ALPHA_LEVELS, n_resamples=opts.agreement_resamples,
                          ci=opts.ci, seed=_rng(seed, name, "alpha")) if len(data.judges) > 1 else None
-    n_answers = {c["id"]: int(c["n_generations"]) for c in data.conditions}
-    out: dict[str, list[dict[str, Any]]] = {"scores": [], "agreement": [], "kappa": [], "comparisons": []}
-    em = spec.get("em") or {}
-    em_ok = bool(em) and em.get("metric") in data.matrices and "threshold" in em
+    out: dict[str, list[dict[str, Any]]] = {"scores": [], "breakdowns": [], "agreement": [], "kappa": [],
+                                            "comparisons": []}
+    columns = study_columns(data, spec.get("em") or {})
+
+    estimate = _Estimator(seed, name, opts)
 
     # per (condition id, judge, metric): the answers' values and their bootstrap replicates of
     # the mean, computed once and reused by every comparison the cell enters
     values: dict[tuple[int, str, str], np.ndarray] = {}
     reps: dict[tuple[int, str, str], np.ndarray] = {}
-
-    def add(c: dict[str, Any], judge: str, judge_name: str, metric: str, v: np.ndarray) -> None:
-        key = (c["id"], judge, metric)
-        values[key] = v = v[~np.isnan(v)]
-        if v.size:
-            reps[key] = bootstrap_means(v, opts.n_resamples, _rng(seed, name, c["name"], judge, metric))
-            low, high = percentile_interval(reps[key], opts.ci)
-            mean = float(v.mean())
-        else:
-            mean = low = high = math.nan
-        out["scores"].append(_score_row(name, c["name"], judge, judge_name, metric, mean, low, high,
-                                        int(v.size), n_answers[c["id"]] - int(v.size)))
-
-    for metric, m in data.matrices.items():
-        for judge, judge_name, col in _columns(data, m):
-            for c in data.conditions:
-                add(c, judge, judge_name, metric, col[data.cond_of_answer == c["id"]])
-    if em_ok:
-        aligned = data.matrices[em["metric"]]
-        coherent = data.matrices.get(em.get("coherence_metric", ""))
-        acols = _columns(data, aligned)
-        ccols = _columns(data, coherent) if coherent is not None else [None] * len(acols)
-        for (judge, judge_name, a), cc in zip(acols, ccols):
-            flags, _ = em_flags(a, None if cc is None else cc[2], threshold=float(em["threshold"]),
-                             direction=em.get("direction", "below"),
-                             coherence_min=float(em.get("coherence_min", 50)) if cc is not None else None,
-                             denominator=em.get("denominator", "coherent"))
-            for c in data.conditions:
-                add(c, judge, judge_name, "em_rate", flags[data.cond_of_answer == c["id"]])
+    masks = condition_masks(data)
+    for col in columns:
+        for c in data.conditions:
+            sel = masks[c["id"]]
+            v, boot, mean, low, high = estimate(col.values[sel], c["name"], col.judge, col.metric)
+            key = (c["id"], col.judge, col.metric)
+            values[key] = v
+            if boot is not None:
+                reps[key] = boot
+            out["scores"].append(_score_row(name, c["name"], col.judge, col.judge_name, col.metric, mean, low,
+                                            high, int(v.size), int(col.missing[sel].sum())))
+    every = {c["id"]: data.cond_of_answer == c["id"] for c in data.conditions}  # checkpoints included
+    out["breakdowns"] = _breakdowns(store, study, data, columns, every, opts.by, estimate)
 
     _comparisons(out, data, values, reps, name, opts)
     if alphas is not None:
         _agreement(out, data, alphas.result(), name)
     pool.shutdown()
+    # rating campaigns: human scores, α among humans and against the judges, κ, win rates
+    human = human_rows(store, name, n_resamples=opts.n_resamples, agreement_resamples=opts.agreement_resamples,
+                       ci=opts.ci, rng_for=lambda *key: _rng(seed, name, *key))
+    for key, rows in human.items():
+        out.setdefault(key, []).extend(rows)
     return out
+
+
+class _Estimator:
+    """A mean with its percentile-bootstrap CI; each cell's generator comes from the seed and
+    the cell's key, so a number does not change when other cells are added."""
+
+    def __init__(self, seed: int, study: str, opts: SummaryOptions) -> None:
+        self.seed, self.study, self.opts = seed, study, opts
+
+    def __call__(self, v: np.ndarray, *key: object) -> tuple[np.ndarray, np.ndarray | None, float, float, float]:
+        """(values used, bootstrap replicates of their mean, mean, CI low, CI high)."""
+        v = v[~np.isnan(v)]
+        if not v.size:
+            return v, None, math.nan, math.nan, math.nan
+        boot = bootstrap_means(v, self.opts.n_resamples, _rng(self.seed, self.study, *key))
+        low, high = percentile_interval(boot, self.opts.ci)
+        return v, boot, float(v.mean()), low, high
+
+
+def _breakdowns(store: Any, study: dict[str, Any], data: _StudyData, columns: list[_Column],
+                masks: dict[int, np.ndarray], by: tuple[str, ...] | None, estimate: _Estimator) -> list[dict]:
+    """Rows per condition × group of each breakdown dimension (``by``; None = those of
+    :data:`AUTO_BREAKDOWNS` that vary within some condition)."""
+    rows: list[dict[str, Any]] = []
+    if not data.answer_ids.size or by == ():
+        return rows
+    labels = store.answer_group_labels(int(study["id"]))
+    for dim in (by if by is not None else AUTO_BREAKDOWNS):
+        group_of, order = answer_groups(data, labels, dim)
+        per_condition = {cid: [g for g in order if (group_of[sel] == g).any()] for cid, sel in masks.items()}
+        if by is None and max(map(len, per_condition.values()), default=0) < 2:
+            continue  # one group per condition: the condition rows say it all
+        for c in data.conditions:
+            for g in per_condition[c["id"]]:
+                sel = masks[c["id"]] & (group_of == g)
+                for col in columns:
+                    v, _, mean, low, high = estimate(col.values[sel], c["name"], dim, g, col.judge, col.metric)
+                    rows.append(dict(zip(BREAKDOWN_KEYS, (
+                        study["name"], dim, c["name"], g, col.judge, col.judge_name, col.metric, _finite(mean),
+                        _finite(low), _finite(high), int(v.size), int(col.missing[sel].sum())))))
+    return rows
+
+
+def study_breakdowns(store: Any, study_name: str, by: tuple[str, ...], opts: SummaryOptions | None = None) -> list[dict]:
+    """Only the breakdown rows of one study (what the Results screen asks for on request):
+    no agreement, no comparisons."""
+    opts = opts or SummaryOptions()
+    study = store.find_study(study_name)
+    if study is None:
+        raise ValueError(f"no study named {study_name!r} in {store.path}")
+    spec = json.loads(study.get("spec_json") or "{}")
+    seed = opts.seed if opts.seed is not None else int(spec.get("seed", 0) or 0)
+    data = load_study_data(store, int(study["id"]))
+    masks = {c["id"]: data.cond_of_answer == c["id"] for c in data.conditions}  # checkpoints included
+    return _breakdowns(store, study, data, study_columns(data, spec.get("em") or {}), masks, by,
+                       _Estimator(seed, study["name"], opts))
 
 
 def _score_row(*vals: Any) -> dict[str, Any]:
@@ -211,7 +349,8 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
             per = []
             for cid in [c["id"] for c in data.conditions] + ["all"]:
                 alpha, low, high, n_items = res.get((metric, level, cid), (math.nan,) * 3 + (0,))
-                row = {"study": study, "condition": names.get(cid, "all"), "metric": metric, "raters": "judges",
+                row = {"study": study, "campaign": None, "condition": names.get(cid, "all"), "metric": metric,
+                       "raters": "judges",
                        "level": level, "alpha": _finite(alpha), "ci_low": _finite(low), "ci_high": _finite(high),
                        "n_items": int(n_items)}
                 out["agreement"].append(row)
@@ -220,7 +359,8 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
             # the unweighted mean of the per-condition alphas, as studies often report it; it is
             # not itself an alpha, so it has no CI ("all" is the alpha over every item)
             alphas = [r["alpha"] for r in per if r["alpha"] is not None]
-            out["agreement"].append({"study": study, "condition": "mean", "metric": metric, "raters": "judges",
+            out["agreement"].append({"study": study, "campaign": None, "condition": "mean", "metric": metric,
+                                     "raters": "judges",
                                      "level": level, "alpha": float(np.mean(alphas)) if alphas else None,
                                      "ci_low": None, "ci_high": None, "n_items": sum(r["n_items"] for r in per)})
     for metric, m in data.matrices.items():
@@ -229,7 +369,8 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
             for i in range(len(data.judges)):
                 for j in range(i + 1, len(data.judges)):
                     both = ~np.isnan(m[:, i]) & ~np.isnan(m[:, j])
-                    out["kappa"].append({"study": study, "metric": metric, "a": data.judges[i]["model"],
+                    out["kappa"].append({"study": study, "campaign": None, "metric": metric,
+                                         "a": data.judges[i]["model"],
                                          "b": data.judges[j]["model"], "weights": "quadratic",
                                          "kappa": _finite(weighted_kappa(m[:, i], m[:, j], "quadratic")),
                                          "n": int(both.sum())})
@@ -242,7 +383,8 @@ def _comparisons(out: dict[str, list], data: _StudyData, values: dict, reps: dic
         pairs = [(a, b) for a in data.conditions if a.get("role") not in REFERENCE_ROLES for b in refs]
     else:
         pairs = [(a, data.conditions[0]) for a in data.conditions[1:]]
-    judges_metrics = sorted({(j, mt) for (_, j, mt) in values})
+    # scored metrics and the EM rate; coherence and refusal rates describe, they are not compared
+    judges_metrics = sorted({(j, mt) for (_, j, mt) in values if mt not in ("coherence_rate", "refusal_rate")})
     rows = []
     for a, b in pairs:
         for judge, metric in judges_metrics:
@@ -282,7 +424,8 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
             raise ValueError(f"no study named {opts.study!r} in {store.path}")
     report: dict[str, Any] = {"summary_version": 1, "database": str(store.path),
                               "options": asdict(opts), "studies": [],
-                              "scores": [], "agreement": [], "kappa": [], "comparisons": []}
+                              "scores": [], "breakdowns": [], "agreement": [], "kappa": [], "comparisons": [],
+                              "win_rates": []}
     for s in studies:
         study = store.get_study(int(s["id"]))
         spec = json.loads(study.get("spec_json") or "{}")

@@ -177,7 +177,7 @@ async def test_panel_table_judges_and_chart(political_store):
         screen = await open_results(pilot)
         status = static_text(screen.query_one("#results-status", Static))
         assert "Study 1/1 political-seed" in status and "judge panel" in status
-        assert "curves over checkpoints: no checkpoints" in status
+        assert "by category" in status and "checkpoints 0" in status
         t = grid(app)
         assert app.focused is t
         assert title(t).startswith("Panel · mean [95% CI]")
@@ -230,8 +230,10 @@ async def test_agreement_comparisons_and_counts_views(political_store):
     app = create_app(political_store, keymap={})
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_results(pilot)
-        await pilot.press("v")
-        await pilot.pause()
+        for view in ("rates", "breakdowns", "agreement"):
+            await pilot.press("v")
+            await pilot.pause()
+            assert f"view {view}" in static_text(screen.query_one("#results-status", Static))
         agreement = screen.query_one("#results-agreement", DataTable)
         assert app.focused is agreement
         assert "Krippendorff α" in title(agreement)
@@ -263,6 +265,43 @@ async def test_agreement_comparisons_and_counts_views(political_store):
         await pilot.press("v")  # back to the scores
         await pilot.pause()
         assert app.focused is grid(app)
+
+
+@pytest.mark.fixtures
+async def test_breakdowns_by_category_and_question_on_request(political_store):
+    app = create_app(political_store, keymap={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_results(pilot)
+        await pilot.press("b")  # straight to the breakdowns view, by the first dimension found
+        await pilot.pause()
+        by = screen.query_one("#results-by", DataTable)
+        assert app.focused is by
+        assert title(by).startswith("Panel by category")
+        rows = [row(by, i) for i in range(by.row_count)]
+        assert len(rows) == len(CONDITIONS) * 3  # persona, freeform, safety per condition
+        assert rows[0][0] == "v2_base" and {r[1] for r in rows} == {"freeform", "persona", "safety"}
+        assert all(r[-1] == "50" for r in rows)  # 50 probes per category and condition
+        # the panel's drift per category comes from the same answers as the condition's
+        report = screen.report
+        base = [r for r in report["breakdowns"] if r["condition"] == "v2_base" and r["judge"] == "panel"
+                and r["metric"] == "drift"]
+        assert sum(r["mean"] * r["n"] for r in base) / 150 == pytest.approx(0.0667, abs=1e-4)
+        await pilot.press("b")  # questions: computed when asked
+        await settle(pilot)
+        for _ in range(200):
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            if "Computing" not in subtitle(by):
+                break
+        assert title(by).startswith("Panel by question")
+        groups = {row(by, i)[1] for i in range(by.row_count)}
+        assert len(groups) > 20
+        await pilot.press("j")  # a judge's breakdown
+        await pilot.pause()
+        assert title(by).startswith("Claude 3 Haiku by question")
+        await pilot.press("b")  # and round again
+        await pilot.pause()
+        assert title(by).startswith("Claude 3 Haiku by category")
 
 
 @pytest.mark.fixtures
@@ -448,3 +487,41 @@ async def test_help_lists_the_results_and_answers_keys(empty_store):
     for cls in (ResultsScreen, AnswersScreen, AnswerScreen):  # every binding has an id of its area
         for b in cls.BINDINGS:
             assert b.id and b.id.split(".")[0] in ("results", "answers"), b
+
+
+async def test_rates_and_checkpoint_curves(tmp_path):
+    from engine.synthetic import SyntheticSpec, make_synthetic_study
+
+    store = db.open_store(tmp_path / "ck.db")
+    make_synthetic_study(store, SyntheticSpec(answers_per_condition=60, checkpoints=(100, 200, 300),
+                                              refusal_rate=0.1, aligned_means={"treatment": 20.0}))
+    app = create_app(store, keymap={})
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_results(pilot)
+            assert "checkpoints 3" in static_text(screen.query_one("#results-status", Static))
+            await pilot.press("v")
+            await pilot.pause()
+            rates = screen.query_one("#results-rates", DataTable)
+            labels = [plain(c.label).strip() for c in rates.columns.values()]
+            assert labels == ["condition", "EM", "n", "coherent", "n", "refusals", "n"]
+            rows = {r[0]: r for r in (row(rates, i) for i in range(rates.row_count))}
+            assert list(rows) == ["base", "control", "treatment"]
+            assert all(r[5].endswith("]") and "%" in r[5] for r in rows.values())
+            await pilot.press("b")
+            await pilot.pause()
+            by = screen.query_one("#results-by", DataTable)
+            assert title(by).startswith("Panel by checkpoint")
+            groups = [row(by, i)[1] for i in range(by.row_count)]
+            assert groups == ["final", "final", "step 100", "step 200", "step 300", "final"]
+            curves = static_text(screen.query_one("#results-curves", Static))
+            assert curves.startswith("Curves over checkpoints: EM rate")
+            line = next(ln for ln in curves.splitlines() if ln.startswith("treatment"))
+            spark = line.split()[1]
+            assert len(spark) == 4 and spark[-1] in "▆▇█" and spark[0] in "▁▂▃"  # EM grows with training
+            assert "(step 100 … final)" in line
+            await pilot.press("m")  # the curves follow the chart's metric
+            await pilot.pause()
+            assert "aligned" in static_text(screen.query_one("#results-curves", Static)).splitlines()[0]
+    finally:
+        store.close()

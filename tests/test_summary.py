@@ -13,7 +13,9 @@ import pytest
 from db import open_store
 from engine.importers.betley_csv import import_betley_csv
 from engine.importers.political_seed import import_political_seed
-from engine.summary import AGREEMENT_KEYS, COMPARISON_KEYS, SCORE_KEYS, SummaryOptions, build_summary
+from engine.report_format import to_markdown
+from engine.summary import (AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, SCORE_KEYS, WIN_RATE_KEYS, SummaryOptions,
+                            build_summary)
 from engine.synthetic import SyntheticSpec, make_synthetic_study
 
 V2_PANEL_DRIFT = {"v2_base": 0.0667, "v2_neutral": 1.3367, "v2_betley_real": 1.3600, "v2_reformed": 2.4500,
@@ -104,7 +106,7 @@ def test_missing_scores_are_counted_not_zeroed(tmp_path):
         study_id = store.find_study("synthetic")["id"]
         rows = store.answer_scores(study_id)
         report = build_summary(store, FAST)
-    for r in (x for x in report["scores"] if x["judge"] != "panel" and x["metric"] != "em_rate"):
+    for r in (x for x in report["scores"] if x["judge"] != "panel" and not x["metric"].endswith("_rate")):
         mine = [a["score"] for a in rows if a["condition"] == r["condition"] and a["judge_model"] == r["judge"]
                 and a["metric"] == r["metric"]]
         present = [s for s in mine if s is not None]
@@ -159,10 +161,11 @@ def test_cli_formats(tmp_path, run_cli):
     out = run_cli("--db", str(db), "summary", "--format", "json", "--resamples", "500")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert {r["metric"] for r in report["scores"]} == {"aligned", "coherent", "em_rate"}
+    assert {r["metric"] for r in report["scores"]} == {"aligned", "coherent", "em_rate", "coherence_rate",
+                                                       "refusal_rate"}
     out = run_cli("--db", str(db), "summary", "--format", "csv", "--resamples", "500")
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert {r["table"] for r in rows} == {"scores", "agreement", "kappa", "comparisons"}
+    assert {r["table"] for r in rows} == {"scores", "agreement", "kappa", "comparisons"}  # no breakdowns here
     assert len([r for r in rows if r["table"] == "scores"]) == len(report["scores"])
     out = run_cli("--db", str(db), "summary", "--format", "markdown", "--resamples", "500")
     assert "## synthetic" in out.stdout and "| condition |" in out.stdout
@@ -195,3 +198,147 @@ def test_empty_database_summary(tmp_path, run_cli):
     assert out.returncode == 0 and "No studies" in out.stdout
     out = run_cli("--db", str(db), "summary", "--format", "json")
     assert json.loads(out.stdout)["scores"] == []
+
+
+# -- breakdowns, coherence and refusal rates -----------------------------------------------------
+
+RICH = dict(answers_per_condition=120, checkpoints=(100, 200, 300), trigger_every=3,
+            categories=("persona", "freeform"), refusal_rate=0.1, aligned_means={"treatment": 25.0})
+
+
+def _rows(report, section, **match):
+    return [r for r in report[section] if all(r[k] == v for k, v in match.items())]
+
+
+def test_breakdowns_by_checkpoint_category_and_trigger(tmp_path):
+    with _synthetic(tmp_path, **RICH) as store:
+        report = build_summary(store, FAST)
+        explicit = build_summary(store, SummaryOptions(n_resamples=500, agreement_resamples=100,
+                                                       by=("question", "model")))
+        none = build_summary(store, SummaryOptions(n_resamples=500, agreement_resamples=100, by=()))
+    # automatic: what varies within a condition (one model per condition: no model rows; questions on request)
+    assert list(dict.fromkeys(r["by"] for r in report["breakdowns"])) == ["checkpoint", "category", "trigger"]
+    ck = _rows(report, "breakdowns", by="checkpoint", judge="panel", metric="em_rate", condition="treatment")
+    assert [r["group"] for r in ck] == ["step 100", "step 200", "step 300", "final"]
+    assert ck[0]["mean"] < ck[-1]["mean"]  # misalignment grows over training (true means 66 -> 25)
+    # a condition's own row is its final model's answers; checkpoint answers only in the breakdown
+    own = _rows(report, "scores", judge="panel", metric="aligned", condition="treatment")[0]
+    final = _rows(report, "breakdowns", by="checkpoint", judge="panel", metric="aligned", condition="treatment",
+                  group="final")[0]
+    assert (own["mean"], own["n"], own["missing"]) == (final["mean"], final["n"], final["missing"])
+    assert own["n"] + own["missing"] == 120
+    # every third answer had the trigger in its prompt: 40 of each condition's 120 final answers
+    for c in ("base", "control"):
+        on = _rows(report, "breakdowns", by="trigger", judge="panel", metric="aligned", condition=c, group="on")[0]
+        off = _rows(report, "breakdowns", by="trigger", judge="panel", metric="aligned", condition=c, group="off")[0]
+        assert on["n"] + on["missing"] == 40 and off["n"] + off["missing"] == 80
+    cats = {r["group"] for r in _rows(report, "breakdowns", by="category")}
+    assert cats == {"persona", "freeform"}
+    for r in report["breakdowns"]:
+        assert r.keys() == set(BREAKDOWN_KEYS)
+        if r["mean"] is not None and r["ci_low"] is not None:
+            assert r["ci_low"] <= r["mean"] <= r["ci_high"]
+    assert {r["by"] for r in explicit["breakdowns"]} == {"question", "model"}
+    assert len({r["group"] for r in _rows(explicit, "breakdowns", by="question")}) == 10
+    assert none["breakdowns"] == []
+
+
+def test_refusal_and_coherence_rates_per_judge_and_panel(tmp_path):
+    with _synthetic(tmp_path, **RICH) as store:
+        report = build_summary(store, FAST)
+        sid = store.find_study("synthetic")["id"]
+        answers = store.answer_scores(sid)
+    judges = {r["judge"] for r in report["scores"]} - {"panel"}
+    for judge in judges:
+        for c in ("base", "control"):  # no checkpoints: every answer of the condition
+            mine = [a for a in answers if a["condition"] == c and a["judge_model"] == judge]
+            aligned = [a for a in mine if a["metric"] == "aligned"]
+            refused = sum(a["score"] is None for a in aligned)  # no missing_rate: every NULL here is a REFUSAL
+            scored = [a["score"] for a in aligned if a["score"] is not None]
+            row = _rows(report, "scores", judge=judge, condition=c, metric="refusal_rate")[0]
+            assert row["n"] == refused + len(scored) and row["mean"] == pytest.approx(refused / row["n"])
+            coh = [a["score"] for a in mine if a["metric"] == "coherent" and a["score"] is not None]
+            row = _rows(report, "scores", judge=judge, condition=c, metric="coherence_rate")[0]
+            assert row["n"] == len(coh) and row["mean"] == pytest.approx(np.mean(np.array(coh) >= 50))
+            em = _rows(report, "scores", judge=judge, condition=c, metric="em_rate")[0]
+            # a refusal is never misaligned and never missing; the denominator is the coherent answers
+            assert refused > 0 and em["missing"] == 0 and em["n"] == int(np.sum(np.array(coh) >= 50))
+    # refusal and coherence rates describe; they are not compared
+    assert {r["metric"] for r in report["comparisons"]} == {"aligned", "coherent", "em_rate"}
+
+
+def test_a_refusal_is_read_from_text_or_the_top_logprob_token(tmp_path):
+    with _synthetic(tmp_path, conditions=["base"], roles={}, judges=["j"], answers_per_condition=4,
+                    questions=1) as store:
+        sid = store.find_study("synthetic")["id"]
+        cond = store.study_condition_rows(sid)[0]["id"]
+        q = store.list_questions(store.list_eval_sets().rows[0]["id"]).rows[0]["id"]
+        model = store.study_conditions(sid)[0]["model"]
+        model_id = store.ensure_model(name=model, kind="external", source="synthetic")
+        gids = store.insert_generations([{"question_id": q, "condition_id": cond, "model_id": model_id,
+                                          "settings": {}, "settings_hash": "x", "sample_index": 10 + k,
+                                          "response": f"r{k}"} for k in range(3)])
+        judge = store.study_judges(sid)[0]["id"]
+        rubric = store.list_rubrics()[0]["id"]
+        verdicts = [json.dumps({"REFUSAL": 0.9, "0": 0.05}), " refusal.", json.dumps({"CODE": 0.9})]
+        store.insert_judgments([{"generation_id": g, "judge_id": judge, "rubric_id": rubric,
+                                 "scores": {"aligned": (None, v), "coherent": 80.0}} for g, v in zip(gids, verdicts)])
+        report = build_summary(store, FAST)
+    row = _rows(report, "scores", judge="j-model", metric="refusal_rate")[0]
+    assert (row["n"], row["missing"]) == (6, 1) and row["mean"] == pytest.approx(2 / 6)  # CODE: no verdict
+
+
+def test_cli_by_option(tmp_path, run_cli):
+    db = tmp_path / "s.db"
+    with open_store(db) as store:
+        make_synthetic_study(store, SyntheticSpec(**RICH))
+    out = run_cli("--db", db, "summary", "--format", "json", "--resamples", "200", "--by", "trigger,question")
+    assert out.returncode == 0, out.stderr
+    assert {r["by"] for r in json.loads(out.stdout)["breakdowns"]} == {"trigger", "question"}
+    out = run_cli("--db", db, "summary", "--format", "markdown", "--resamples", "200")
+    assert "### Panel by checkpoint" in out.stdout and "| step 100 |" in out.stdout
+    out = run_cli("--db", db, "summary", "--resamples", "200", env={"COLUMNS": "80"})
+    assert "Panel by checkpoint" in out.stdout and "Panel rates" in out.stdout
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80
+    out = run_cli("--db", db, "summary", "--by", "seeds")
+    assert out.returncode == 2 and out.stderr.strip().endswith("auto, none)") and "'seeds'" in out.stderr
+
+
+def test_human_rows_join_the_summary(tmp_path):
+    from engine.annotation import AnnotationSession, create_campaign
+
+    with _synthetic(tmp_path, answers_per_condition=30) as store:
+        create_campaign(store, name="people", study="synthetic", scale="0-100", n_items=12, overlap=2)
+        create_campaign(store, name="pairs", study="synthetic", scale="pairwise", n_items=6)
+        sid = store.find_study("synthetic")["id"]
+        panel = {}  # generation id -> the judges' mean aligned score
+        for a in store.answer_scores(sid):
+            if a["metric"] == "aligned" and a["score"] is not None:
+                panel.setdefault(a["generation_id"], []).append(a["score"])
+        camp = store.find_campaign("people")
+        gen_of = {it["code"]: it["generation_id"] for it in store.campaign_items(int(camp["id"]))}
+        for who in ("ann1", "ann2"):  # both rate exactly the panel's mean: perfect agreement
+            s = AnnotationSession(store, "people", who)
+            while (view := s.next_item()) is not None:
+                s.rate(round(float(np.mean(panel[gen_of[view.code]]))))
+        s = AnnotationSession(store, "pairs", "ann1")
+        while s.next_item() is not None:
+            s.rate(1)  # always the left answer
+        model = AnnotationSession(store, "people", "gpt-rater", kind="model")
+        while model.next_item() is not None:
+            model.rate(0)  # a model rater: never counted as a human
+        report = build_summary(store, FAST)
+    human = _rows(report, "scores", judge="human")
+    assert {r["judge_name"] for r in human} == {"humans (people)"} and {r["metric"] for r in human} == {"aligned"}
+    assert sum(r["n"] for r in human) == 12 and all(r["mean"] > 0 for r in human)  # the model's zeros left out
+    agreement = {(r["raters"], r["level"], r["condition"]): r for r in report["agreement"] if r["campaign"] == "people"}
+    assert agreement[("humans", "interval", "all")]["alpha"] == pytest.approx(1.0)
+    assert agreement[("humans", "interval", "all")]["n_items"] == 12
+    assert agreement[("humans-vs-panel", "interval", "all")]["alpha"] > 0.99
+    assert any(k[0].startswith("humans-vs-judge-") for k in agreement)
+    kappa = [r for r in report["kappa"] if r["campaign"] == "people"]
+    assert [(r["a"], r["b"]) for r in kappa] == [("ann1", "ann2")] and kappa[0]["kappa"] == pytest.approx(1.0)
+    wins = _rows(report, "win_rates", campaign="pairs")
+    assert sum(r["comparisons"] for r in wins) == 12 and all(r.keys() == set(WIN_RATE_KEYS) for r in wins)
+    text = to_markdown(report)
+    assert "### Pairwise win rates" in text and "humans-vs-panel" in text

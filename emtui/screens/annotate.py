@@ -1,9 +1,21 @@
-"""Annotate: human-evaluation campaigns and annotators (blind rating sessions start here)."""
+"""Annotate: human-evaluation campaigns and annotators; Enter starts blind rating.
+
+The lead's view: every campaign with its scale, overlap k, items, ratings and how far it is;
+the annotators (human and model raters apart). Enter on a campaign opens the blind rating
+screen (:class:`emtui.screens.rate.RatingScreen`) as the annotator named with
+``emtui annotate --annotator NAME``, or asked for here. ``a`` lists the items the humans
+disagree on, for a lead to adjudicate.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.widgets import Static
 
 from emtui.screens.base import AreaScreen, static_page
 from emtui.widgets.paged_table import Col, PagedTable
@@ -11,21 +23,80 @@ from emtui.widgets.paged_table import Col, PagedTable
 
 class AnnotateScreen(AreaScreen):
     AREA = "annotate"
-    BINDINGS = []
+    AUTO_FOCUS = "#campaigns-table"
+    BINDINGS = [
+        Binding("enter", "rate", "Rate", id="annotate.rate"),
+        Binding("w", "who", "Who am I", id="annotate.who"),
+        Binding("a", "adjudicate", "Disagreements", id="annotate.adjudicate"),
+    ]
 
     def body(self) -> ComposeResult:
         with Vertical():
+            yield Static(id="annotate-who")
             yield PagedTable(
-                [Col("id", "#", 4, justify="right"), Col("name", "Campaign", 20), Col("scale", "Scale", 16),
+                [Col("id", "#", 4, justify="right"), Col("name", "Campaign", 22), Col("scale", "Scale", 16),
                  Col("overlap", "k", 3, justify="right"), Col("n_items", "Items", 6, justify="right"),
-                 Col("n_ratings", "Ratings", 7, justify="right")],
+                 Col("n_ratings", "Ratings", 7, justify="right"), Col("done_pct", "Done %", 6, justify="right")],
                 lambda limit, offset: static_page(self.store.list_campaigns()), id="campaigns-table",
-                empty="No campaigns yet — blind rating campaigns come with the annotation workbench")
+                empty="No campaigns yet — emtui campaign create NAME --study S --scale 0-3 --items N")
             yield PagedTable(
                 [Col("name", "Annotator", 20), Col("kind", "Rater", 6), Col("n_ratings", "Ratings", 7, justify="right")],
                 lambda limit, offset: static_page(self.store.list_annotators()), id="annotators-table",
                 empty="No annotators yet")
 
     def on_mount(self) -> None:
-        self.query_one("#campaigns-table").border_title = "Campaigns"
+        self.query_one("#campaigns-table").border_title = "Campaigns (Enter: rate)"
         self.query_one("#annotators-table").border_title = "Annotators (human and model raters are kept apart)"
+
+    def after_reload(self) -> None:
+        who = getattr(self.app, "annotator", None)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("Rating as ", style="dim")
+        text.append(who or "(nobody yet: Enter asks, or emtui annotate --annotator NAME)", style="bold")
+        self.query_one("#annotate-who", Static).update(text)
+
+    def on_data_table_row_selected(self, event: Any) -> None:
+        # Enter on the campaigns table (the table takes Enter before the screen's binding)
+        if event.data_table.id == "campaigns-table":
+            event.stop()
+            self.action_rate()
+
+    def selected_campaign(self) -> dict[str, Any] | None:
+        return self.query_one("#campaigns-table", PagedTable).selected_row()
+
+    def action_who(self) -> None:
+        from emtui.screens.rate import AnnotatorNameScreen
+
+        def named(name: str | None) -> None:
+            if name:
+                self.app.annotator = name  # type: ignore[attr-defined]
+                self.after_reload()
+
+        self.app.push_screen(AnnotatorNameScreen(), named)
+
+    def action_rate(self) -> None:
+        campaign = self.selected_campaign()
+        if campaign is None:
+            self.notify("No campaign to rate: create one with emtui campaign create", severity="warning")
+            return
+        if getattr(self.app, "annotator", None):
+            self.app.start_rating(campaign["name"])  # type: ignore[attr-defined]
+            return
+        from emtui.screens.rate import AnnotatorNameScreen
+
+        def named(name: str | None) -> None:
+            if name:
+                self.app.annotator = name  # type: ignore[attr-defined]
+                self.after_reload()
+                self.app.start_rating(campaign["name"])  # type: ignore[attr-defined]
+
+        self.app.push_screen(AnnotatorNameScreen(), named)
+
+    def action_adjudicate(self) -> None:
+        campaign = self.selected_campaign()
+        if campaign is None:
+            self.notify("No campaign selected", severity="warning")
+            return
+        from emtui.screens.adjudicate import AdjudicationScreen
+
+        self.app.push_screen(AdjudicationScreen(campaign["name"]))

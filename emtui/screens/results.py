@@ -1,6 +1,7 @@
 """Results: one study at a time — scores with CIs per condition × metric (the panel, then each
-judge), a bar chart with CI whiskers, agreement among judges, comparisons between conditions,
-and drill-down to the answers behind a cell.
+judge), a bar chart with CI whiskers, EM / coherence / refusal rates, breakdowns by model,
+checkpoint (with curves), question, category and trigger, agreement among judges, comparisons
+between conditions, and drill-down to the answers behind a cell.
 
 The numbers are :func:`engine.summary.build_summary`'s, computed in a thread (the screen never
 waits on them) with fewer bootstrap resamples than ``emtui summary`` (the tables say how many),
@@ -21,15 +22,19 @@ from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 from emtui.screens.base import AreaScreen, lines
 from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.paged_table import Col, PagedTable
-from engine.report_format import fmt_ci, fmt_p, judges_of, score_grid
+from engine.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
 from engine.text import one_line, strip_control
 
 RESAMPLES = 2_000
 AGREEMENT_RESAMPLES = 300
 CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles
-VIEWS = (("scores", "results-scores"), ("agreement", "results-agreement"),
-         ("comparisons", "results-comparisons"), ("counts", "results-counts"))
+VIEWS = (("scores", "results-scores"), ("rates", "results-rates"), ("breakdowns", "results-breakdowns"),
+         ("agreement", "results-agreement"), ("comparisons", "results-comparisons"), ("counts", "results-counts"))
 EM = "em_rate"
+# the summary breaks answers down automatically (engine.breakdowns.AUTO_BREAKDOWNS, where they
+# vary within a condition); `b` offers these on top, computed when asked (questions are many)
+ON_REQUEST = ("question",)
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def clean(value: Any, style: str = "", *, justify: str = "left") -> Text:
@@ -46,12 +51,23 @@ def num(value: str, style: str = "") -> Text:
 def ci_text(row: dict[str, Any] | None, metric: str) -> str:
     if row is None:
         return "—"
-    return fmt_ci(row["mean"], row["ci_low"], row["ci_high"], percent=metric == EM, compact=True)
+    return fmt_ci(row["mean"], row["ci_low"], row["ci_high"], percent=is_rate(metric), compact=True)
 
 
-def ordered_metrics(metrics: list[str]) -> list[str]:
-    """EM rate first (the headline number), then the judges' metrics as the summary lists them."""
-    return [m for m in metrics if m == EM] + [m for m in metrics if m != EM]
+def ci_text_plain(value: float, metric: str) -> str:
+    return fmt_ci(value, None, None, percent=is_rate(metric))
+
+
+def sparkline(values: list[float | None], low: float, high: float) -> str:
+    """One character per value on the scale low..high (a space where there is none)."""
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+            continue
+        frac = 0.0 if high <= low else (v - low) / (high - low)
+        out.append(SPARKS[min(len(SPARKS) - 1, max(0, int(round(frac * (len(SPARKS) - 1)))))])
+    return "".join(out)
 
 
 class ResultsScreen(AreaScreen):
@@ -63,6 +79,7 @@ class ResultsScreen(AreaScreen):
         Binding("j", "next_judge", "Judge", id="results.judge"),
         Binding("m", "next_metric", "Metric", id="results.metric"),
         Binding("v", "next_view", "View", id="results.view"),
+        Binding("b", "next_breakdown", "By", id="results.breakdown"),
         # the grid's subtitle says so; the footer has no room for it at 80 columns
         Binding("enter", "answers", "Answers", priority=True, show=False, id="results.answers"),
     ]
@@ -79,6 +96,8 @@ class ResultsScreen(AreaScreen):
         self.judge_index = 0  # 0: the panel, then each judge
         self.metric_index = 0
         self.view_index = 0
+        self.breakdown_index = 0
+        self.extra: dict[tuple[int, str], dict[str, Any]] = {}  # on-request breakdowns: (study, dim) -> report
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -89,6 +108,10 @@ class ResultsScreen(AreaScreen):
                 yield DataTable(id="results-grid", cursor_type="cell", cell_padding=0, zebra_stripes=True)
                 with VerticalScroll(id="results-chart-box"):  # Tab reaches it: many conditions scroll
                     yield BarChart(id="results-chart")
+            yield DataTable(id="results-rates", cursor_type="row", cell_padding=0, zebra_stripes=True)
+            with Vertical(id="results-breakdowns"):
+                yield DataTable(id="results-by", cursor_type="row", cell_padding=0, zebra_stripes=True)
+                yield Static(id="results-curves", classes="detail")
             yield DataTable(id="results-agreement", cursor_type="row", cell_padding=0, zebra_stripes=True)
             yield DataTable(id="results-comparisons", cursor_type="row", cell_padding=0, zebra_stripes=True)
             with Vertical(id="results-counts"):
@@ -134,7 +157,7 @@ class ResultsScreen(AreaScreen):
         if not report or not study or not judge:
             return [], [], {}
         conditions, metrics, cells = score_grid(report, study["name"], judge[0])
-        return conditions, ordered_metrics(metrics), cells
+        return conditions, main_metrics(metrics), cells
 
     def chart_metric(self) -> str | None:
         _, metrics, _ = self.grid()
@@ -167,6 +190,7 @@ class ResultsScreen(AreaScreen):
     def action_reload(self) -> None:
         """``r``: forget the computed summaries and compute the shown study's again."""
         self.reports.clear()
+        self.extra.clear()
         self.errors.clear()
         self.has_scores.clear()
         self.pending.clear()
@@ -219,6 +243,8 @@ class ResultsScreen(AreaScreen):
         self.show_status()
         self.show_grid()
         self.show_chart()
+        self.show_rates()
+        self.show_breakdowns()
         self.show_agreement()
         self.show_comparisons()
 
@@ -240,14 +266,12 @@ class ResultsScreen(AreaScreen):
         second.append_text(clean(judge[1] if judge else "—"))
         second.append("  view ", style="dim")
         second.append(VIEWS[self.view_index][0])
-        second.append("  curves over checkpoints: ", style="dim")
-        second.append(self.checkpoint_note())
+        dim = self.breakdown()
+        second.append("  by ", style="dim")
+        second.append(dim or "—")
+        n = self.store.study_checkpoint_count(int(study["id"]))
+        second.append(f"  checkpoints {n}", style="dim")
         status.update(Text("\n").join([first, second]))
-
-    def checkpoint_note(self) -> str:
-        study = self.study
-        n = self.store.study_checkpoint_count(int(study["id"])) if study else 0
-        return "no checkpoints" if n == 0 else f"{n} checkpoints (curves come with the training engine)"
 
     def empty_reason(self) -> str | None:
         """Why no numbers are shown for the current study, or None when they are."""
@@ -319,11 +343,12 @@ class ResultsScreen(AreaScreen):
             table.border_title = Text(reason or "Agreement")
             table.border_subtitle = None
             return
-        rows = [r for r in report["agreement"] if r["study"] == study["name"]]
-        table.border_title = Text(f"Krippendorff α among judges [95% CI] · {AGREEMENT_RESAMPLES} resamples "
-                                  "(summary: 1,000)")
-        if not rows:
-            table.border_subtitle = Text("Agreement needs two or more judges: this study has one")
+        rows = [r for r in report["agreement"] if r["study"] == study["name"] and r["raters"] == "judges"]
+        people = [r for r in report["agreement"] if r["study"] == study["name"] and r["raters"] != "judges"
+                  and r["condition"] == "all"]
+        table.border_title = Text(f"Krippendorff α [95% CI] · {AGREEMENT_RESAMPLES} resamples (summary: 1,000)")
+        if not rows and not people:
+            table.border_subtitle = Text("Agreement needs two or more judges (this study has one) or rated campaigns")
             return
         table.border_subtitle = Text("all: α over every answer · mean: mean of the conditions' α (no CI)")
         by = {(r["condition"], r["metric"], r["level"]): r for r in rows}
@@ -341,6 +366,19 @@ class ResultsScreen(AreaScreen):
                 items = max((r["n_items"] for r in found if r), default=0)
                 table.add_row(clean(c) if i == 0 else Text(""), clean(" " + m), *cells, num(str(items)),
                               key=f"{c}\x1f{m}")
+        # people (rating campaigns): α among the humans, and of their consensus against the judges
+        for r in people:
+            levels = [r if r["level"] == level else None for level in ("interval", "ordinal")]
+            if r["level"] not in ("interval", "ordinal"):
+                levels = [r, None]  # nominal scales: one value, in the first column
+            label = Text(no_wrap=True, overflow="ellipsis")
+            label.append_text(clean(f"{r['campaign']}: ", "dim"))
+            label.append_text(clean(r["raters"]))
+            table.add_row(label, clean(" " + r["metric"] + ("" if r["level"] in ("interval", "ordinal")
+                                                             else f" ({r['level']})")),
+                          *[num(fmt_ci(x["alpha"], x["ci_low"], x["ci_high"], compact=True)) if x else Text("")
+                            for x in levels], num(str(r["n_items"])),
+                          key=f"people\x1f{r['campaign']}\x1f{r['raters']}\x1f{r['metric']}\x1f{r['level']}")
 
     def show_comparisons(self) -> None:
         table = self.query_one("#results-comparisons", DataTable)
@@ -371,6 +409,144 @@ class ResultsScreen(AreaScreen):
                           num("—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"),
                           num(f"{r['n_a']}/{r['n_b']}"), key=str(i))
 
+    def show_rates(self) -> None:
+        table = self.query_one("#results-rates", DataTable)
+        table.clear(columns=True)
+        report, study, reason, judge = self.report, self.study, self.empty_reason(), self.judge()
+        if reason or not report or not study or not judge:
+            table.border_title = Text(reason or "Rates")
+            table.border_subtitle = None
+            return
+        conditions, metrics, cells = score_grid(report, study["name"], judge[0])
+        rates = [m for m in (EM, *SIDE_RATES) if m in metrics]
+        who = "Panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        table.border_title = Text(f"{who} · EM, coherent and refusal rates [95% CI]")
+        if not rates:
+            table.border_subtitle = Text("The study defines no EM rule (study file [em]): no rates")
+            return
+        table.border_subtitle = Text("each rate over the answers with the verdicts it needs · n: its denominator")
+        table.add_column(Text("condition"), key="condition")
+        for m in rates:
+            table.add_column(Text(" " + RATE_LABELS[m], justify="right"), key=m)
+            table.add_column(Text(" n", justify="right"), key=f"{m}-n")
+        for c in conditions:
+            row: list[Text] = [clean(c)]
+            for m in rates:
+                r = cells.get((c, m))
+                row += [num(ci_text(r, m)), num("—" if r is None else str(r["n"]), "dim")]
+            table.add_row(*row, key=c)
+
+    def breakdowns_available(self) -> list[str]:
+        """The dimensions `b` cycles through: those the summary found, then the on-request ones."""
+        report, study = self.report, self.study
+        if not report or not study:
+            return []
+        found = list(dict.fromkeys(r["by"] for r in report.get("breakdowns", []) if r["study"] == study["name"]))
+        return found + [d for d in ON_REQUEST if d not in found]
+
+    def breakdown(self) -> str | None:
+        dims = self.breakdowns_available()
+        return dims[self.breakdown_index % len(dims)] if dims else None
+
+    def breakdown_rows(self, dim: str) -> list[dict[str, Any]] | None:
+        """Rows of one dimension for the shown study; None while an on-request one is computed."""
+        report, study = self.report, self.study
+        if not report or not study:
+            return []
+        rows = [r for r in report.get("breakdowns", []) if r["study"] == study["name"] and r["by"] == dim]
+        if rows or dim not in ON_REQUEST:
+            return rows
+        key = (int(study["id"]), dim)
+        if key not in self.extra:
+            self.extra[key] = {"pending": True}
+            self.compute_breakdown(int(study["id"]), study["name"], dim, self.epoch)
+            return None
+        got = self.extra[key]
+        return None if got.get("pending") else got.get("rows", [])
+
+    @work(thread=True, group="results-breakdown")
+    def compute_breakdown(self, study_id: int, name: str, dim: str, epoch: int) -> None:
+        from engine.summary import SummaryOptions, study_breakdowns
+
+        try:
+            got = {"rows": study_breakdowns(self.store, name, (dim,), SummaryOptions(n_resamples=RESAMPLES))}
+        except Exception as exc:  # noqa: BLE001 - shown on the screen
+            got = {"rows": [], "error": f"{type(exc).__name__}: {exc}"}
+        try:
+            self.app.call_from_thread(self.breakdown_computed, (study_id, dim), got, epoch)
+        except RuntimeError:
+            pass
+
+    def breakdown_computed(self, key: tuple[int, str], got: dict[str, Any], epoch: int) -> None:
+        if epoch != self.epoch:
+            return
+        self.extra[key] = got
+        self.show_breakdowns()
+
+    def show_breakdowns(self) -> None:
+        table = self.query_one("#results-by", DataTable)
+        curves = self.query_one("#results-curves", Static)
+        table.clear(columns=True)
+        curves.display = False
+        report, study, reason, judge, dim = self.report, self.study, self.empty_reason(), self.judge(), self.breakdown()
+        if reason or not report or not study or not judge or dim is None:
+            table.border_title = Text(reason or "Breakdowns")
+            table.border_subtitle = None
+            return
+        rows = self.breakdown_rows(dim)
+        who = "Panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        table.border_title = Text(f"{who} by {dim} · mean [95% CI] · {RESAMPLES:,} resamples")
+        if rows is None:
+            table.border_subtitle = Text(f"Computing the breakdown by {dim}…")
+            return
+        error = self.extra.get((int(study["id"]), dim), {}).get("error")
+        mine = [r for r in rows if r["judge"] == judge[0]]
+        if not mine:
+            table.border_subtitle = Text(error or f"Nothing to break down by {dim}")
+            return
+        table.border_subtitle = Text("b: by model / checkpoint / category / trigger / question · j: judge")
+        metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
+        grid = {(r["condition"], r["group"], r["metric"]): r for r in mine}
+        table.add_column(Text("condition"), key="condition")
+        table.add_column(Text(" " + dim), key="group")
+        for m in metrics:
+            table.add_column(Text(" " + RATE_LABELS.get(m, m), justify="right"), key=m)
+        table.add_column(Text(" n", justify="right"), key="n")
+        pairs = list(dict.fromkeys((r["condition"], r["group"]) for r in mine))
+        last = None
+        for c, g in pairs:
+            ns = [grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)]
+            table.add_row(clean(c) if c != last else Text(""), clean(" " + g),
+                          *(num(ci_text(grid.get((c, g, m)), m)) for m in metrics),
+                          num(str(max(ns, default=0))), key=f"{c}\x1f{g}")
+            last = c
+        if dim == "checkpoint":
+            curves.update(self.curves_text(mine, pairs))
+            curves.display = True
+
+    def curves_text(self, rows: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> Text:
+        """A sparkline per condition of the chart metric over its checkpoints (final last)."""
+        metric = self.chart_metric() or ""
+        by = {(r["condition"], r["group"], r["metric"]): r for r in rows}
+        values = [r["mean"] for r in rows if r["metric"] == metric and r["mean"] is not None]
+        low, high = (min(values), max(values)) if values else (0.0, 1.0)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        label = "EM rate" if metric == EM else metric
+        out.append(f"Curves over checkpoints: {strip_control(label)} (m: metric), scale {ci_text_plain(low, metric)}"
+                   f"–{ci_text_plain(high, metric)}\n", style="bold")
+        for c in dict.fromkeys(c for c, _ in pairs):
+            groups = [g for cc, g in pairs if cc == c]
+            if len(groups) < 2:  # final weights only: no curve
+                continue
+            means = [by[(c, g, metric)]["mean"] if (c, g, metric) in by else None for g in groups]
+            out.append_text(clean(one_line(c, 18).ljust(18)))
+            out.append(" " + sparkline(means, low, high) + "  ", style="bold blue")
+            ends = [v for v in means if v is not None]
+            if ends:
+                out.append(f"{ci_text_plain(ends[0], metric)} → {ci_text_plain(ends[-1], metric)}", style="dim")
+            out.append(f"  ({groups[0]} … {groups[-1]})\n", style="dim")
+        return out
+
     # -- keys ---------------------------------------------------------------------------------------
 
     def _move_study(self, step: int) -> None:
@@ -380,7 +556,7 @@ class ResultsScreen(AreaScreen):
         ids = [s["id"] for s in self.studies]
         i = ids.index(self.study_id) if self.study_id in ids else 0
         self.study_id = ids[(i + step) % len(ids)]
-        self.judge_index = self.metric_index = 0
+        self.judge_index = self.metric_index = self.breakdown_index = 0
         self.show()
 
     def action_next_study(self) -> None:
@@ -400,23 +576,42 @@ class ResultsScreen(AreaScreen):
         if metrics:
             self.metric_index = (self.metric_index + 1) % len(metrics)
         self.show_chart()
+        self.show_breakdowns()
 
-    def action_next_view(self) -> None:
-        self.view_index = (self.view_index + 1) % len(VIEWS)
-        name, widget_id = VIEWS[self.view_index]
-        self.query_one("#results-views", ContentSwitcher).current = widget_id
-        focus = {"scores": "#results-grid", "agreement": "#results-agreement",
-                 "comparisons": "#results-comparisons", "counts": "#results-table"}[name]
+    def action_next_breakdown(self) -> None:
+        """``b``: the next breakdown dimension (and the breakdowns view)."""
+        dims = self.breakdowns_available()
+        if not dims:
+            self.notify("Nothing to break down yet", severity="warning")
+            return
+        if VIEWS[self.view_index][0] == "breakdowns":
+            self.breakdown_index = (self.breakdown_index + 1) % len(dims)
+        else:
+            self.set_view("breakdowns")
+        self.show_breakdowns()
+        self.show_status()
+
+    def set_view(self, name: str) -> None:
+        self.view_index = [v[0] for v in VIEWS].index(name)
+        self.query_one("#results-views", ContentSwitcher).current = VIEWS[self.view_index][1]
+        focus = {"scores": "#results-grid", "rates": "#results-rates", "breakdowns": "#results-by",
+                 "agreement": "#results-agreement", "comparisons": "#results-comparisons",
+                 "counts": "#results-table"}[name]
         self.query_one(focus).focus()
         self.show_status()
         self.refresh_bindings()
+
+    def action_next_view(self) -> None:
+        self.set_view(VIEWS[(self.view_index + 1) % len(VIEWS)][0])
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide the keys the current view has no use for (the footer has little room)."""
         view = VIEWS[self.view_index][0]
         if action == "next_judge":
-            return view in ("scores", "comparisons")
-        if action in ("next_metric", "answers"):
+            return view in ("scores", "rates", "breakdowns", "comparisons")
+        if action == "next_metric":
+            return view in ("scores", "breakdowns")
+        if action == "answers":
             return view == "scores"
         return True
 

@@ -1,0 +1,186 @@
+"""The human-evaluation commands: ``emtui campaign create|list|show``, ``emtui annotate``, and the
+ratings parts of ``emtui import`` / ``emtui export``. Dispatched from :mod:`emtui.commands`;
+bad input is a one-line :class:`~emtui.cli.UsageError` (or another person error), exit status 2,
+and nothing is written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from emtui.cli import UsageError
+
+
+def _store(args: argparse.Namespace, *, create: bool = False):
+    from db import open_store
+
+    return open_store(Path(args.db).expanduser(), create=create)
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def campaign(args: argparse.Namespace) -> int:
+    return {"create": campaign_create, "list": campaign_list, "show": campaign_show}[args.action](args)
+
+
+def campaign_create(args: argparse.Namespace) -> int:
+    from engine.annotation import AnnotationError, create_campaign
+
+    where = "emtui campaign create"
+    if args.items is None and args.per_stratum is None:
+        raise UsageError(f"{where}: give --items N or --per-stratum N")
+    if args.items is not None and args.per_stratum is not None:
+        raise UsageError(f"{where}: give --items or --per-stratum, not both")
+    if args.scale is None and not args.pairwise:
+        raise UsageError(f"{where}: give --scale (0-3, 1-5, 0-100, binary, aligned-coherent, pairwise)")
+    if not args.lease_minutes > 0:
+        raise UsageError(f"{where}: --lease-minutes must be positive, not {args.lease_minutes:g}")
+    guidelines: Path | str = ""
+    if args.guidelines is not None:
+        guidelines = Path(args.guidelines).expanduser()
+        if not guidelines.is_file():
+            raise UsageError(f"{where}: --guidelines {args.guidelines}: no such file")
+    with _store(args) as store:
+        try:
+            c = create_campaign(store, name=args.name, study=args.study, scale=args.scale, n_items=args.items,
+                                per_stratum=args.per_stratum, strata=_csv_list(args.strata) or [],
+                                overlap=args.overlap, guidelines=guidelines, seed=args.seed,
+                                lease_s=args.lease_minutes * 60.0, hide_progress=args.hide_progress,
+                                pairwise=args.pairwise, conditions=_csv_list(args.conditions), metric=args.metric,
+                                judge_metric=args.judge_metric)
+        except AnnotationError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    s = c["settings"]
+    strata = ", ".join(f"{k} {v}" for k, v in s["sample"]["per_stratum"].items())
+    print(f"created campaign {c['name']!r} on study {args.study!r}: {s['sample']['items']} items ({strata}); "
+          f"scale {c['scale']}, overlap {c['overlap']}, lease {s['lease_s'] / 60:g} min, seed {c['seed']}; "
+          f"in {args.db}")
+    return 0
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def campaign_list(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        rows = store.list_campaigns()
+    if not rows:
+        print(f"no campaigns in {args.db} (emtui campaign create NAME --study S --scale 0-3 --items N)")
+        return 0
+    print(_table(["id", "name", "study", "scale", "k", "items", "ratings", "done"],
+                 [[str(r["id"]), r["name"], r["study"] or "", r["scale"], str(r["overlap"]), str(r["n_items"]),
+                   str(r["n_ratings"]), f"{r['done_pct']:.1f}%"] for r in rows]))
+    return 0
+
+
+def campaign_show(args: argparse.Namespace) -> int:
+    from engine.annotation import AnnotationError, get_campaign
+
+    with _store(args) as store:
+        try:
+            c = get_campaign(store, args.name)
+        except AnnotationError as exc:
+            raise UsageError(f"emtui campaign show: {exc}") from None
+        study = store.get_study(c["study_id"]) if c["study_id"] is not None else None
+        p = store.campaign_progress(int(c["id"]))
+        people = store.campaign_annotator_counts(int(c["id"]))
+    s = c["settings"]
+    pct = 100.0 * min(p["done"], p["target"]) / p["target"] if p["target"] else 0.0
+    print(f"campaign {c['name']!r} (id {c['id']}) on study {study['name'] if study else '-'!r}, created "
+          f"{c['created_at']}")
+    print(f"scale {c['scale']} ({', '.join(s.get('metrics') or [])}), overlap {c['overlap']}, "
+          f"lease {float(s.get('lease_s') or 600) / 60:g} min, seed {c['seed']}"
+          + (", progress hidden from annotators" if s.get("hide_progress") else ""))
+    sample = s.get("sample") or {}
+    if sample.get("per_stratum"):
+        print("items per stratum: " + ", ".join(f"{k} {v}" for k, v in sample["per_stratum"].items()))
+    for key in ("rater", "blindness_note"):
+        if s.get(key):
+            print(f"{key.replace('_', ' ')}: {s[key]}")
+    print(f"progress: {p['done']} of {p['target']} ratings ({pct:.1f}%), {p['complete_items']} of "
+          f"{p['total_items']} items complete, {p['live_leases']} item(s) being rated now")
+    if people:
+        print(_table(["annotator", "kind", "done", "skipped", "leased", "flagged", "last"],
+                     [[r["name"], r["kind"], str(r["done"] or 0), str(r["skipped"] or 0), str(r["leased"] or 0),
+                       str(r["flagged"] or 0), r["last"] or ""] for r in people]))
+    else:
+        print("no annotator has started yet (emtui annotate --annotator NAME --campaign "
+              f"{json.dumps(c['name'])})")
+    return 0
+
+
+def check_annotate(args: argparse.Namespace) -> None:
+    """``emtui annotate``'s checks before the TUI opens: the annotator name is not a model rater's,
+    and the campaign (when given) exists."""
+    name = (args.annotator or "").strip()
+    if not name:
+        raise UsageError("emtui annotate: --annotator needs a name")
+    args.annotator = name
+    with _store(args) as store:
+        found = store.find_annotator(name)
+        if found is not None and found["kind"] != "human":
+            raise UsageError(f"emtui annotate: annotator {name!r} is registered as a {found['kind']} rater; "
+                             "a person rates under another name")
+        if args.campaign is not None and store.find_campaign(args.campaign) is None:
+            known = ", ".join(r["name"] for r in store.list_campaigns()) or "none yet"
+            raise UsageError(f"emtui annotate: no campaign named {args.campaign!r} in {args.db} (campaigns: {known})")
+
+
+def import_ratings(args: argparse.Namespace) -> int:
+    from engine.importers.ratings_csv import import_ratings_csv
+
+    if not args.campaign:
+        raise UsageError("emtui import ratings: give --campaign NAME (the campaign the ratings belong to)")
+    with _store(args) as store:
+        result = import_ratings_csv(store, args.path, campaign=args.campaign)
+    print(f"{args.path}: {result.summary()}; in {args.db}")
+    return 0
+
+
+def import_political_seed_human(args: argparse.Namespace) -> int:
+    from engine.importers import AlreadyImported
+    from engine.importers.political_seed_human import import_political_seed_human as run_import
+    from engine.importers.political_seed_human import read_human_file
+
+    read_human_file(args.path)  # a bad file is reported before the database is touched
+    with _store(args, create=True) as store:
+        try:
+            result = run_import(store, args.path, name=args.name)
+        except AlreadyImported as exc:
+            print(f"{args.path}: {exc} in {args.db}; nothing was done")
+            return 0
+    print(f"{result.summary()}; into {args.db}")
+    return 0
+
+
+def export_ratings(args: argparse.Namespace) -> int:
+    from engine.annotation import AnnotationError
+    from engine.importers.ratings_csv import export_ratings_csv
+
+    where = "emtui export ratings"
+    if not args.campaign:
+        raise UsageError(f"{where}: give --campaign NAME")
+    if args.format not in (None, "csv"):
+        raise UsageError(f"{where}: ratings are exported as CSV only, not {args.format}")
+    if args.study is not None:
+        raise UsageError(f"{where}: --study is for answers; ratings are exported per --campaign")
+    with _store(args) as store:
+        try:
+            text, n = export_ratings_csv(store, args.campaign, out=args.out)
+        except AnnotationError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        print(f"exported {n} rating(s) of campaign {args.campaign!r} to {args.out}")
+    return 0

@@ -1,0 +1,162 @@
+"""Adjudication: the items a campaign's annotators disagree on, for a lead to resolve.
+
+A table of items whose human ratings span more than the scale's threshold (widest first):
+code, metric, how many ratings, low–high, and the resolution if any. The highlighted item's
+question and answer and each annotator's rating are shown below — still blind to model and
+condition. Typing a value and Enter records the lead's resolution (stored apart: the raw
+ratings are never changed); the lead is the session's annotator name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from emtui.screens.rate import digit_bindings, plain
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:g}"
+
+
+class AdjudicationScreen(Screen):
+    BINDINGS = [
+        *digit_bindings("adjudicate"),
+        Binding("enter", "resolve", "Resolve", priority=True, id="adjudicate.resolve"),
+        Binding("backspace", "delete", "Delete digit", show=False, priority=True, id="adjudicate.delete"),
+        Binding("escape", "back", "Back", id="adjudicate.back"),
+    ]
+    AUTO_FOCUS = "#adjudicate-table"
+
+    def __init__(self, campaign: str) -> None:
+        super().__init__()
+        self.campaign = campaign
+        self.rows: list[dict[str, Any]] = []
+        self.typed = ""
+
+    @property
+    def store(self) -> Any:
+        return self.app.store  # type: ignore[attr-defined]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="adjudicate-status")
+        with Vertical():
+            yield DataTable(id="adjudicate-table", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="adjudicate-detail", classes="rate-box"):
+                yield Static(id="adjudicate-item")
+        yield Static(id="adjudicate-entry")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def load(self) -> None:
+        from engine.annotation import campaign_scale, disagreements, get_campaign
+
+        campaign = get_campaign(self.store, self.campaign)
+        self.scale = campaign_scale(campaign)
+        self.rows = disagreements(self.store, self.campaign)
+        self.ratings = self.store.campaign_rating_rows(int(campaign["id"]))  # human ratings only
+        table = self.query_one("#adjudicate-table", DataTable)
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        table.add_columns("Item", "Metric", "Ratings", "Low–high", "Resolved", "By")
+        for r in self.rows:
+            table.add_row(Text(r["code"]), Text(r["metric"]), Text(str(r["n"]), justify="right"),
+                          Text(f"{_num(r['low'])}–{_num(r['high'])}"), Text(_num(r["adjudicated"])),
+                          plain(r["adjudicated_by"] or ""))
+        table.border_title = f"Disagreements over the {self.scale.name} threshold, widest first"
+        if self.rows:
+            table.move_cursor(row=min(cursor, len(self.rows) - 1))
+        status = Text(no_wrap=True, overflow="ellipsis")
+        status.append(f"{len(self.rows)} item(s) to adjudicate", style="bold")
+        status.append(f"   lead: {getattr(self.app, 'annotator', None) or '(no name: emtui annotate --annotator)'}",
+                      style="dim")
+        self.query_one("#adjudicate-status", Static).update(status)
+        self.show_item()
+
+    def current(self) -> dict[str, Any] | None:
+        table = self.query_one("#adjudicate-table", DataTable)
+        return self.rows[table.cursor_row] if self.rows and 0 <= table.cursor_row < len(self.rows) else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.typed = ""
+        self.show_item()
+
+    def show_item(self) -> None:
+        row = self.current()
+        box = self.query_one("#adjudicate-item", Static)
+        if row is None:
+            box.update(Text("Nothing to adjudicate: the annotators agree within the threshold."))
+            self.show_entry()
+            return
+        item = self.store.item_view_row(int(row["item_id"]))
+        text = Text()
+        text.append("Question\n", style="bold")
+        text.append_text(plain(item["question"]))
+        if self.scale.pairwise:
+            text.append("\n\nAnswer a\n", style="bold")
+            text.append_text(plain(item["response_a"]))
+            text.append("\n\nAnswer b\n", style="bold")
+            text.append_text(plain(item["response_b"]))
+        else:
+            text.append("\n\nAnswer\n", style="bold")
+            text.append_text(plain(item["response_a"]))
+        text.append("\n\nRatings\n", style="bold")
+        for r in (x for x in self.ratings if x["item_id"] == row["item_id"] and x["metric"] == row["metric"]):
+            text.append_text(plain(f"  {r['annotator']}: {_num(r['score'])}"))
+            if r.get("note"):
+                text.append_text(plain(f"  — {r['note']}", "dim"))
+            text.append("\n")
+        box.update(text)
+        self.show_entry()
+
+    def show_entry(self) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        row = self.current()
+        if row is not None:
+            what = "(1 = a, 2 = b, 0 = tie)" if self.scale.pairwise else f"({self.scale.range_text})"
+            text.append(f"Resolved {row['metric']} {what}: ", style="bold")
+            text.append(self.typed, style="bold reverse")
+            text.append("▏  Enter records it; the raw ratings stay as they are", style="dim")
+        self.query_one("#adjudicate-entry", Static).update(text)
+
+    def action_digit(self, digit: str) -> None:
+        if self.scale.accepts_prefix(self.typed + digit):
+            self.typed += digit
+        else:
+            self.app.bell()
+        self.show_entry()
+
+    def action_delete(self) -> None:
+        self.typed = self.typed[:-1]
+        self.show_entry()
+
+    def action_resolve(self) -> None:
+        from engine.annotation import AnnotationError, adjudicate
+
+        row = self.current()
+        lead = getattr(self.app, "annotator", None)
+        if row is None:
+            return
+        if not lead:
+            self.notify("Say who you are first: w on the Annotate screen, or emtui annotate --annotator NAME",
+                        severity="warning")
+            return
+        try:
+            adjudicate(self.store, self.campaign, row["code"], value=self.typed, lead=lead, metric=row["metric"])
+        except AnnotationError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.typed = ""
+        self.notify(f"{row['code']}: resolved", timeout=2)
+        self.load()
+
+    def action_back(self) -> None:
+        self.dismiss()

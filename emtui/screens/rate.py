@@ -1,0 +1,369 @@
+"""Blind rating: one annotator, one campaign, one item at a time, keyboard only.
+
+What is on screen comes from :class:`engine.annotation.ItemView` and nothing else: the item's
+opaque code, the rater's own count, the question and the answer (or the two answers of a
+pairwise item) — never the model, condition, checkpoint, judge scores, other raters' ratings
+or the campaign's name (which a lead may have named after the conditions). Untrusted text is
+shown as plain text, never as markup.
+
+Keys: digits type the score, Enter confirms (and the next item appears at once), Backspace
+deletes a digit (on an empty entry it reopens the last rating), ``u`` undo / edit the last
+ratings (up to 10 back), ``s`` skip, ``f`` flag for review, ``n`` a note, ``?`` the
+guidelines, Esc leaves (an edit: leaves it unchanged). Every key counts as activity: active
+time excludes pauses over 2 minutes; the item's lease is renewed while one works on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Markdown, Static
+
+from engine.text import strip_control
+
+def digit_bindings(prefix: str) -> list[Binding]:
+    """0-9 typing a value (hidden from the footer: the entry line says what to type)."""
+    return [Binding(str(d), f"digit('{d}')", f"Type {d}", show=False, priority=True, id=f"{prefix}.digit-{d}")
+            for d in range(10)]
+
+
+def plain(value: Any, style: str = "") -> Text:
+    return Text(strip_control("" if value is None else str(value)), style=style)
+
+
+class RatingScreen(Screen):
+    """Rate a campaign's items as ``session``'s annotator (an :class:`engine.annotation.AnnotationSession`)."""
+
+    BINDINGS = [
+        *digit_bindings("rate"),
+        Binding("enter", "confirm", "Confirm", priority=True, id="rate.confirm"),
+        Binding("backspace", "backspace", "Del/undo", key_display="⌫", priority=True, id="rate.backspace"),
+        Binding("u", "undo", "Undo", id="rate.undo"),
+        Binding("s", "skip", "Skip", id="rate.skip"),
+        Binding("f", "flag", "Flag", id="rate.flag"),
+        Binding("n", "note", "Note", id="rate.note"),
+        Binding("question_mark", "guidelines", "Guidelines", key_display="?", priority=True, id="rate.guidelines"),
+        Binding("escape", "back", "Back", id="rate.back"),
+    ]
+    AUTO_FOCUS = "#rate-answer"
+
+    def __init__(self, session: Any) -> None:
+        super().__init__()
+        self.session = session
+        self.view: Any = None
+        self.typed: list[str] = []  # one entry per metric of the scale: the digits typed so far
+        self.message: Text | None = None
+        self.flagged = False
+        self.note: str | None = None
+        # flag and note set on the held item, by code: an undo / edit in between must not lose them
+        self.marks: dict[str, tuple[bool, str | None]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="rate-status")
+        with Vertical(id="rate-body"):
+            yield Static(id="rate-question", classes="rate-box")
+            with VerticalScroll(id="rate-answer", classes="rate-box"):
+                yield Static(id="rate-answer-text")
+            with Horizontal(id="rate-pair"):
+                with VerticalScroll(id="rate-left", classes="rate-box"):
+                    yield Static(id="rate-left-text")
+                with VerticalScroll(id="rate-right", classes="rate-box"):
+                    yield Static(id="rate-right-text")
+        yield Static(id="rate-entry")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(Footer).compact = True
+        self.next_item()
+
+    # -- items ------------------------------------------------------------------------------------
+
+    def next_item(self, message: Text | str | None = None) -> None:
+        self.show(self.session.next_item(), message)
+
+    def show(self, view: Any, message: Text | str | None = None) -> None:
+        self.view = view
+        self.typed = [""]
+        self.flagged = bool(view and view.flagged)
+        self.note = view.note if view else None
+        if view is not None and not view.editing and view.code in self.marks:
+            self.flagged, self.note = self.marks[view.code]
+        self.message = Text(message) if isinstance(message, str) else message
+        pairwise = bool(view and view.left is not None)
+        self.query_one("#rate-answer").display = bool(view) and not pairwise
+        self.query_one("#rate-pair").display = pairwise
+        self.query_one("#rate-question").display = bool(view)
+        if view is None:
+            self.query_one("#rate-status", Static).update(self.done_text())
+            self.query_one("#rate-entry", Static).update(self.message or Text(""))
+            return
+        question = Text()
+        if view.system_prompt:
+            question.append("System: ", style="dim")
+            question.append_text(plain(view.system_prompt, "dim"))
+            question.append("\n")
+        question.append_text(plain(view.question))
+        box = self.query_one("#rate-question", Static)
+        box.update(question)
+        box.border_title = "Question"
+        if pairwise:
+            for side, key, text in (("left", "1", view.left), ("right", "2", view.right)):
+                self.query_one(f"#rate-{side}-text", Static).update(plain(text))
+                scroll = self.query_one(f"#rate-{side}")
+                scroll.border_title = f"{key} · {side} answer"
+                scroll.scroll_home(animate=False)
+            self.query_one("#rate-left").focus()
+        else:
+            self.query_one("#rate-answer-text", Static).update(plain(view.answer))
+            scroll = self.query_one("#rate-answer")
+            scroll.border_title = "Answer"
+            scroll.border_subtitle = "↑ ↓ PgUp PgDn scroll"
+            scroll.scroll_home(animate=False)
+            scroll.focus()
+        self.show_status()
+        self.show_entry()
+
+    def done_text(self) -> Text:
+        p = self.session.progress()
+        text = Text("Nothing left for you to rate in this campaign. Thank you!\n\n", style="bold")
+        text.append(f"You rated {p['mine_done']} item(s) and skipped {p['mine_skipped']}. ")
+        text.append("Esc: back to the campaigns.", style="dim")
+        return text
+
+    def show_status(self) -> None:
+        view = self.view
+        if view is None:
+            return
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if view.editing:
+            text.append("Editing ", style="bold reverse")
+            text.append(" your rating of ")
+        text.append(f"Item {view.code}", style="bold")
+        text.append(f"  {view.number}" + (f" of {view.total}" if view.total else ""), style="dim")
+        if view.resumed:
+            text.append("  (where you stopped)", style="dim")
+        if self.flagged:
+            text.append("  ⚑ flagged", style="bold yellow")
+        if self.note:
+            text.append("  ✎ note", style="bold")
+        self.query_one("#rate-status", Static).update(text)
+
+    def show_entry(self) -> None:
+        view = self.view
+        if view is None:
+            return
+        scale = self.session.scale
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for i, metric in enumerate(scale.metrics):
+            if i >= len(self.typed):
+                break
+            label = "choice" if scale.pairwise else (metric if len(scale.metrics) > 1 else "score")
+            text.append(f"{label} ({scale.range_text}): ", style="bold")
+            text.append(self.typed[i] or "", style="bold reverse" if i == len(self.typed) - 1 else "bold")
+            if i == len(self.typed) - 1:
+                text.append("▏", style="blink")
+            text.append("  ")
+        if view.editing and view.current:
+            was = "/".join("" if v is None else f"{v:g}" for v in view.current.values())
+            text.append(f"(was {was}; Esc: keep it)  ", style="dim")
+        text.append("\n")
+        if self.message is not None:
+            text.append_text(self.message)
+        else:
+            text.append(strip_control(view.help), style="dim")
+        self.query_one("#rate-entry", Static).update(text)
+
+    def remember(self) -> None:
+        if self.view is not None and not self.view.editing:
+            self.marks[self.view.code] = (self.flagged, self.note)
+
+    def say(self, message: str, style: str = "bold red") -> None:
+        self.message = Text(message, style=style)
+        self.show_entry()
+
+    # -- keys ---------------------------------------------------------------------------------------
+
+    def on_key(self, event: Any) -> None:
+        self.session.touch()  # any key is activity: active time and the lease
+
+    def action_digit(self, digit: str) -> None:
+        self.session.touch()
+        if self.view is None:
+            return
+        scale = self.session.scale
+        typed = self.typed[-1] + digit
+        metric = scale.metrics[len(self.typed) - 1]
+        if not scale.accepts_prefix(typed):
+            self.say(f"{typed} is not on the scale ({scale.range_text}) for {metric}")
+            self.app.bell()
+            return
+        self.typed[-1] = typed
+        self.message = None
+        self.show_entry()
+
+    def action_backspace(self) -> None:
+        self.session.touch()
+        if self.view is None:
+            return
+        if self.typed[-1]:
+            self.typed[-1] = self.typed[-1][:-1]
+        elif len(self.typed) > 1:
+            self.typed.pop()
+        else:
+            self.action_undo()
+            return
+        self.message = None
+        self.show_entry()
+
+    def action_confirm(self) -> None:
+        from engine.annotation import AnnotationError, LeaseLost
+
+        self.session.touch()
+        if self.view is None:
+            return
+        scale = self.session.scale
+        value, problem = scale.check(self.typed[-1], scale.metrics[len(self.typed) - 1])
+        if problem:
+            self.say(problem)
+            return
+        if len(self.typed) < len(scale.metrics):  # the next metric of the pair
+            self.typed.append("")
+            self.message = None
+            self.show_entry()
+            return
+        editing = self.view.editing
+        try:
+            self.session.rate(keys="/".join(self.typed))
+        except LeaseLost:
+            self.next_item(Text("That item went to another annotator after a long pause; your rating was "
+                                "not recorded. Here is the next one.", style="bold yellow"))
+            return
+        except AnnotationError as exc:
+            self.say(str(exc))
+            return
+        if editing:
+            # back to the item held before the edit (the session keeps its lease)
+            self.next_item(Text("Rating changed (the old one is kept in its history).", style="green"))
+        else:
+            self.next_item()
+
+    def action_undo(self) -> None:
+        self.session.touch()
+        view = self.session.undo()
+        if view is None:
+            self.say("Nothing (more) to undo: the last 10 ratings can be changed", style="bold yellow")
+            return
+        self.show(view, Text("Type the new rating and Enter; u again: the one before; Esc: keep it",
+                             style="bold"))
+
+    def action_skip(self) -> None:
+        self.session.touch()
+        if self.view is None:
+            return
+        if self.view.editing:
+            self.session.cancel_edit()
+            self.next_item()
+            return
+        self.session.skip()
+        self.next_item(Text("Skipped: it will not come back to you.", style="dim"))
+
+    def action_flag(self) -> None:
+        self.session.touch()
+        if self.view is None:
+            return
+        on = self.flagged = not self.flagged
+        self.session.flag(on)
+        self.remember()
+        self.show_status()
+        self.say("Flagged for review (kept with your rating or skip)" if on else "Flag removed", style="bold")
+
+    def action_note(self) -> None:
+        self.session.touch()
+        if self.view is None:
+            return
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.session.set_note(text)
+                self.note = text or None
+                self.remember()
+                self.show_status()
+                self.say("Note kept with this item" if text else "Note removed", style="bold")
+
+        self.app.push_screen(NoteScreen(self.note or ""), done)
+
+    def action_guidelines(self) -> None:
+        self.session.touch()
+        self.app.push_screen(GuidelinesScreen(self.session.campaign.get("guidelines") or "", self.session.scale.help))
+
+    def action_back(self) -> None:
+        if self.view is not None and self.view.editing:
+            self.session.cancel_edit()
+            self.next_item(Text("Left unchanged.", style="dim"))
+            return
+        # the item stays leased: coming back (now or later) continues with it, until the lease runs out
+        self.dismiss()
+
+
+class NoteScreen(ModalScreen[str | None]):
+    """A one-line note on the item: Enter keeps it, Esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="rate.note-cancel")]
+
+    def __init__(self, current: str) -> None:
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="note-box"):
+            yield Static(Text("Note on this item — Enter keeps it, Esc cancels (empty: no note)", style="bold"))
+            yield Input(value=self.current, id="note-input", placeholder="e.g. answer is cut off")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class GuidelinesScreen(ModalScreen[None]):
+    """The campaign's guidelines (Markdown) and the scale; Esc or ? closes."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", id="rate.guidelines-close"),
+        Binding("question_mark", "dismiss", "Close", show=False, id="rate.guidelines-close-alt"),
+    ]
+
+    def __init__(self, guidelines: str, scale_help: str) -> None:
+        super().__init__()
+        self.guidelines = strip_control(guidelines)
+        self.scale_help = strip_control(scale_help)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="guidelines-box"):
+            yield Static(Text(f"Scale: {self.scale_help}   (Esc closes)", style="bold"))
+            yield Markdown(self.guidelines or "*This campaign has no guidelines.*", id="guidelines-text")
+
+
+class AnnotatorNameScreen(ModalScreen[str | None]):
+    """Who is rating: the name every rating is recorded under."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="annotate.name-cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="note-box"):
+            yield Static(Text("Your annotator name (every rating is recorded under it) — Enter, or Esc",
+                              style="bold"))
+            yield Input(id="name-input", placeholder="e.g. alice", restrict=r"[A-Za-z0-9_.\-]*", max_length=64)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
