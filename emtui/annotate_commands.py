@@ -148,19 +148,12 @@ def import_ratings(args: argparse.Namespace) -> int:
 
 
 def import_political_seed_human(args: argparse.Namespace) -> int:
-    from engine.importers import AlreadyImported
+    from emtui.commands import run_importer
     from engine.importers.political_seed_human import import_political_seed_human as run_import
     from engine.importers.political_seed_human import read_human_file
 
     read_human_file(args.path)  # a bad file is reported before the database is touched
-    with _store(args, create=True) as store:
-        try:
-            result = run_import(store, args.path, name=args.name)
-        except AlreadyImported as exc:
-            print(f"{args.path}: {exc} in {args.db}; nothing was done")
-            return 0
-    print(f"{result.summary()}; into {args.db}")
-    return 0
+    return run_importer(args, run_import)
 
 
 def export_ratings(args: argparse.Namespace) -> int:

@@ -218,6 +218,20 @@ def figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_importer(args: argparse.Namespace, run_import) -> int:
+    """Run one importer of published results into the database: all or nothing, a no-op twice."""
+    from engine.importers import AlreadyImported
+
+    with _store(args) as store:
+        try:
+            result = run_import(store, args.path, name=args.name)
+        except AlreadyImported as exc:
+            print(f"{args.path}: {exc} in {args.db}; nothing was done")
+            return 0
+    print(f"{result.summary()}; into {args.db}")
+    return 0
+
+
 def import_(args: argparse.Namespace) -> int:
     if args.format not in IMPORT_FORMATS:
         known = "; ".join(f"{k}: {v}" for k, v in IMPORT_FORMATS.items())
@@ -235,22 +249,14 @@ def import_(args: argparse.Namespace) -> int:
 
         return import_political_seed_human(args)
     if args.format in ("political-seed", "betley-csv"):
-        from engine.importers import AlreadyImported
-
         if args.format == "political-seed":
             from engine.importers.political_seed import import_political_seed as run_import
         else:
             from engine.importers.betley_csv import import_betley_csv as run_import
-        with _store(args) as store:
-            try:
-                result = run_import(store, args.path, name=args.name)
-            except AlreadyImported as exc:
-                print(f"{args.path}: {exc} in {args.db}; nothing was done")
-                return 0
-        print(f"{result.summary()}; into {args.db}")
-        return 0
+        return run_importer(args, run_import)
     if args.format != "eval-set":
-        return _not_yet(f"import {args.format}", "this importer comes with the results and annotation issues")
+        raise UsageError(f"emtui import: unknown format {args.format!r} "
+                         f"(formats: {', '.join(IMPORT_FORMATS)})")
     from engine.eval_sets import load_eval_set
 
     es = load_eval_set(str(Path(args.path).resolve()), name=args.name)

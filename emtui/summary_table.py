@@ -28,7 +28,8 @@ def score_table(report: dict[str, Any], study: str, judge: str, label: str) -> T
     conditions, metrics, grid = score_grid(report, study, judge)
     shown = main_metrics(metrics)
     scored = [m for m in shown if not is_rate(m)]
-    t = _table(f"{'Panel' if judge == 'panel' else 'Judge ' + label}: mean [95% CI]", "condition",
+    who = "Panel" if judge == "panel" else label.capitalize() if judge == "human" else "Judge " + label
+    t = _table(f"{who}: mean [95% CI]", "condition",
                *[RATE_LABELS.get(m, m) for m in shown], "n/missing")
     for c in conditions:
         cells = []

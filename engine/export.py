@@ -27,11 +27,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from engine.atomic import atomic_file
 
 FORMATS = ("jsonl", "csv", "parquet")
 PAGE_SIZE = 500
@@ -190,34 +191,13 @@ def export_answers(store: Any, fmt: str, *, out: str | os.PathLike[str] | None =
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ExportError(f"cannot write {path}: folder {folder} does not exist")
+    mode = {"mode": "wb"} if fmt == "parquet" else {"mode": "w", "encoding": "utf-8", "newline": ""}
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        mode = {"mode": "wb"} if fmt == "parquet" else {"mode": "w", "encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, **mode) as fh:
+        with atomic_file(path, **mode) as fh:
             n = _write(store, fmt, fh, study_id, columns, page_size)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
     except OSError as exc:
-        _unlink(tmp)
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
     return ExportResult(n, columns.names, path)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _write(store: Any, fmt: str, target: IO[Any], study_id: int | None, columns: Columns, page_size: int) -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.atomic import atomic_file
 from engine.stats import panel_scores
 
 FORMATS = ("png", "pdf", "svg")
@@ -213,25 +213,9 @@ def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loade
 
 def _save(fig: Any, path: Path, fmt: str, dpi: int) -> Path:
     meta = {"CreationDate": None} if fmt == "pdf" else {"Date": None} if fmt == "svg" else {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05, metadata=meta)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.05, metadata=meta)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # -- drawing helpers ---------------------------------------------------------------------------------

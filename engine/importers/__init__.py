@@ -13,6 +13,7 @@ the line or key; nothing is written then. Importing the same files twice raises
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,3 +91,17 @@ def claim_study_identity(store: Any, *, fmt: str, origin: str, files: dict[str, 
                                               f"contents (hash {short(clash['spec_hash'])}); import under "
                                               "another name (--name)")
     return spec_hash, study_name
+
+
+def need_key(path: Path, doc: Any, key: str, where: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """``doc[key]`` of JSON ``doc`` at ``where`` (a dotted path), checked to be of ``kind``; a
+    missing key or a wrong type is an :class:`ImportFormatError` naming the file and the path."""
+    if not isinstance(doc, dict):
+        raise ImportFormatError(path, where or None, "expected an object")
+    full = f"{where}.{key}" if where else key
+    if key not in doc:
+        raise ImportFormatError(path, full, f"missing key (expected {what})")
+    value = doc[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ImportFormatError(path, full, f"expected {what}, got {type(value).__name__}")
+    return value

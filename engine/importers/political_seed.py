@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.hashing import json_hash, sha256_file, sha256_text
-from engine.importers import ImportFormatError, ImportResult, claim_study_identity, slug
+from engine.importers import ImportFormatError, ImportResult, claim_study_identity, need_key, slug
 
 FORMAT = "political-seed"
 ORIGIN = "import:political-seed"
@@ -77,30 +77,18 @@ def _load_json(path: Path) -> Any:
         raise ImportFormatError(path, exc.lineno, f"not valid JSON ({exc.msg}, column {exc.colno})") from None
 
 
-def _need(path: Path, doc: Any, key: str, where: str, kind: type | tuple[type, ...], what: str) -> Any:
-    if not isinstance(doc, dict):
-        raise ImportFormatError(path, where or None, "expected an object")
-    full = f"{where}.{key}" if where else key
-    if key not in doc:
-        raise ImportFormatError(path, full, f"missing key (expected {what})")
-    value = doc[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ImportFormatError(path, full, f"expected {what}, got {type(value).__name__}")
-    return value
-
-
 def _read_judge_file(path: Path) -> _JudgeFile:
     doc = _load_json(path)
     if not isinstance(doc, dict):
         raise ImportFormatError(path, None, "expected a JSON object with 'metadata' and 'per_file_results'")
-    meta = _need(path, doc, "metadata", "", dict, "an object")
-    model_id = _need(path, meta, "judge_model_id", "metadata", str, "the judge's model id (a string)")
+    meta = need_key(path, doc, "metadata", "", dict, "an object")
+    model_id = need_key(path, meta, "judge_model_id", "metadata", str, "the judge's model id (a string)")
     if not model_id.strip():
         raise ImportFormatError(path, "metadata.judge_model_id", "is empty")
     name = meta.get("judge_model") if isinstance(meta.get("judge_model"), str) and meta["judge_model"] else model_id
     params = {k: meta[k] for k in ("region", "temperature", "truncate_chars") if k in meta}
     jf = _JudgeFile(path=path, digest=sha256_file(path), model_id=model_id, name=name, params=params)
-    per_file = _need(path, doc, "per_file_results", "", dict, "an object of condition -> results")
+    per_file = need_key(path, doc, "per_file_results", "", dict, "an object of condition -> results")
     if not per_file:
         raise ImportFormatError(path, "per_file_results", "is empty: no condition was judged")
     for cond, res in per_file.items():
@@ -111,7 +99,7 @@ def _read_judge_file(path: Path) -> _JudgeFile:
         if other is not None and other != model_id:
             raise ImportFormatError(path, f"{where}.judge_model_id",
                                     f"{other!r} differs from metadata.judge_model_id {model_id!r}")
-        details = _need(path, res, "details", where, dict, "an object of category -> scored items")
+        details = need_key(path, res, "details", where, dict, "an object of category -> scored items")
         if not details:
             raise ImportFormatError(path, f"{where}.details", "is empty")
         jf.models[cond] = res.get("model") if isinstance(res.get("model"), str) else None
@@ -125,8 +113,8 @@ def _read_judge_file(path: Path) -> _JudgeFile:
             cats[cat] = []
             for i, it in enumerate(items):
                 iwhere = f"{cwhere}[{i}]"
-                probe = _need(path, it, "probe", iwhere, str, "the probe text")
-                scores = _need(path, it, "scores", iwhere, dict, "an object of dimension -> score")
+                probe = need_key(path, it, "probe", iwhere, str, "the probe text")
+                scores = need_key(path, it, "scores", iwhere, dict, "an object of dimension -> score")
                 preview = it.get("response_preview")
                 cats[cat].append(_Item(probe, preview if isinstance(preview, str) else None, scores, iwhere))
         jf.results[cond] = cats
@@ -224,7 +212,7 @@ def _read_responses(cond: _Condition) -> None:
     meta = doc.get("metadata", {})
     if not isinstance(meta, dict):
         raise ImportFormatError(path, "metadata", "expected an object")
-    results = _need(path, doc, "results", "", dict, "an object of category -> responses")
+    results = need_key(path, doc, "results", "", dict, "an object of category -> responses")
     judge = cond.judges[0]
     for cat in cond.shape:
         if cat not in results:
@@ -245,12 +233,12 @@ def _read_responses(cond: _Condition) -> None:
                                                  f"{len(probes)} (per_file_results.{cond.name}.details.{cat})")
         out[cat] = []
         for i, it in enumerate(items):
-            probe = _need(path, it, "probe", f"{where}[{i}]", str, "the probe text")
+            probe = need_key(path, it, "probe", f"{where}[{i}]", str, "the probe text")
             if probe != probes[i]:
                 raise ImportFormatError(path, f"{where}[{i}].probe",
                                         f"{_clip(probe)!r} differs from the probe {judge.path.name} scored "
                                         f"({_clip(probes[i])!r} at per_file_results.{cond.name}.details.{cat}[{i}])")
-            out[cat].append(_need(path, it, "response", f"{where}[{i}]", str, "the response text"))
+            out[cat].append(need_key(path, it, "response", f"{where}[{i}]", str, "the response text"))
     cond.responses, cond.metadata, cond.digest = out, meta, sha256_file(path)
 
 

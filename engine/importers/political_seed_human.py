@@ -31,7 +31,7 @@ from typing import Any
 
 from engine.annotation import get_scale, opaque_codes
 from engine.hashing import json_hash, sha256_file
-from engine.importers import ImportFormatError, claim_study_identity, slug
+from engine.importers import ImportFormatError, claim_study_identity, need_key, slug
 
 FORMAT = "political-seed-human"
 ORIGIN = "import:political-seed-human"
@@ -58,18 +58,6 @@ class HumanImportResult:
         return line + ("; " + "; ".join(self.notes) if self.notes else "")
 
 
-def _need(path: Path, doc: Any, key: str, where: str, kind: type | tuple[type, ...], what: str) -> Any:
-    if not isinstance(doc, dict):
-        raise ImportFormatError(path, where or None, "expected an object")
-    full = f"{where}.{key}" if where else key
-    if key not in doc:
-        raise ImportFormatError(path, full, f"missing key (expected {what})")
-    value = doc[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ImportFormatError(path, full, f"expected {what}, got {type(value).__name__}")
-    return value
-
-
 @dataclass
 class HumanRatingFile:
     """A checked rating file: its path, metadata, evaluation and ratings (id, category, probe, rating, note)."""
@@ -93,13 +81,13 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
         raise ImportFormatError(path, exc.lineno, f"not valid JSON ({exc.msg}, column {exc.colno})") from None
     if not isinstance(doc, dict):
         raise ImportFormatError(path, None, "expected a JSON object with 'metadata' and 'evaluation'")
-    meta = _need(path, doc, "metadata", "", dict, "an object")
-    model = _need(path, meta, "model", "metadata", str, "the rated model's name")
-    evaluator = _need(path, meta, "evaluator", "metadata", str, "the rater's name")
+    meta = need_key(path, doc, "metadata", "", dict, "an object")
+    model = need_key(path, meta, "model", "metadata", str, "the rated model's name")
+    evaluator = need_key(path, meta, "evaluator", "metadata", str, "the rater's name")
     if not model.strip() or not evaluator.strip():
         raise ImportFormatError(path, "metadata.model" if not model.strip() else "metadata.evaluator", "is empty")
-    ev = _need(path, doc, "evaluation", "", dict, "an object")
-    ratings = _need(path, ev, "ratings", "evaluation", list, "a list of ratings")
+    ev = need_key(path, doc, "evaluation", "", dict, "an object")
+    ratings = need_key(path, ev, "ratings", "evaluation", list, "a list of ratings")
     if not ratings:
         raise ImportFormatError(path, "evaluation.ratings", "is empty")
     scale = get_scale(SCALE)
@@ -107,13 +95,13 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
     rows = []
     for i, r in enumerate(ratings):
         where = f"evaluation.ratings[{i}]"
-        rid = _need(path, r, "id", where, (int, str), "the rating's id")
+        rid = need_key(path, r, "id", where, (int, str), "the rating's id")
         if rid in seen:
             raise ImportFormatError(path, f"{where}.id", f"id {rid!r} appears twice")
         seen.add(rid)
-        category = _need(path, r, "category", where, str, "the probe's category")
-        probe = _need(path, r, "probe", where, str, "the probe text")
-        value = _need(path, r, "rating", where, (int, float), "a rating 0..3")
+        category = need_key(path, r, "category", where, str, "the probe's category")
+        probe = need_key(path, r, "probe", where, str, "the probe text")
+        value = need_key(path, r, "rating", where, (int, float), "a rating 0..3")
         if not scale.contains(value):
             raise ImportFormatError(path, f"{where}.rating", f"{value!r} is not on the 0..3 scale")
         note = r.get("note")

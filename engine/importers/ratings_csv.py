@@ -25,11 +25,11 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_file
 from engine.annotation import AnnotationError, campaign_scale, get_campaign
 from engine.importers import ImportFormatError
 
@@ -183,18 +183,6 @@ def export_ratings_csv(store: Any, campaign: str, out: str | os.PathLike[str] | 
         path = Path(out)
         if not path.parent.is_dir():
             raise AnnotationError(f"folder {path.parent} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_file(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
     return text, len(rows) - 1
