@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 import re
 import time
@@ -880,10 +879,6 @@ def _rng(seed: int, *key: object):
     return np.random.default_rng([abs(int(seed)), zlib.crc32("\x1f".join(map(str, key)).encode())])
 
 
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 @dataclass
 class _Ratings:
     """A campaign's human ratings, read once: (item_id, annotator, metric, score, choice) tuples, and per
@@ -955,6 +950,7 @@ def _agreement_rows(store: Any, c: dict[str, Any], data: _Ratings, *, levels: Se
     import numpy as np
 
     from engine.agreement import LEVELS, alpha_with_ci
+    from engine.stats import finite_or_none
 
     sc = campaign_scale(c)
     levels = tuple(levels or c["settings"].get("levels") or sc.levels)
@@ -987,8 +983,8 @@ def _agreement_rows(store: Any, c: dict[str, Any], data: _Ratings, *, levels: Se
             a, lo, hi, n = alpha_with_ci(data[:, cols], level, n_resamples=n_resamples, ci=ci,
                                          seed=_rng(seed, c["name"], metric, raters, level, label))
             out.append({"campaign": c["name"], "condition": label, "metric": metric, "raters": raters,
-                        "level": level, "alpha": _finite(a), "ci_low": _finite(lo), "ci_high": _finite(hi),
-                        "n_items": int(n)})
+                        "level": level, "alpha": finite_or_none(a), "ci_low": finite_or_none(lo),
+                        "ci_high": finite_or_none(hi), "n_items": int(n)})
 
     for metric in sc.metrics:
         m, items, _ = _matrix(rows, metric)
@@ -1037,6 +1033,7 @@ def kappa_rows(store: Any, campaign: str | int | Mapping[str, Any], *, min_items
 
 def _kappa_rows(c: dict[str, Any], data: _Ratings, *, min_items: int) -> list[dict[str, Any]]:
     from engine.agreement import weighted_kappa
+    from engine.stats import finite_or_none
 
     sc = campaign_scale(c)
     weights = None if sc.level == "nominal" else "quadratic"
@@ -1055,7 +1052,7 @@ def _kappa_rows(c: dict[str, Any], data: _Ratings, *, min_items: int) -> list[di
             k = weighted_kappa([by[a][i] for i in shared], [by[b][i] for i in shared], weights=weights,
                                labels=labels)
             out.append({"campaign": c["name"], "metric": metric, "a": a, "b": b,
-                        "weights": weights or "none", "kappa": _finite(k), "n": len(shared)})
+                        "weights": weights or "none", "kappa": finite_or_none(k), "n": len(shared)})
     return out
 
 
@@ -1076,7 +1073,7 @@ def _win_rates(c: dict[str, Any], data: _Ratings, *, n_resamples: int, seed: int
                ci: float) -> list[dict[str, Any]]:
     import numpy as np
 
-    from engine.stats import bootstrap_means, percentile_interval
+    from engine.stats import bootstrap_means, finite_or_none, percentile_interval
 
     seed = int(c["seed"]) if seed is None else int(seed)
     outcomes: dict[str, list[float]] = {}
@@ -1095,7 +1092,7 @@ def _win_rates(c: dict[str, Any], data: _Ratings, *, n_resamples: int, seed: int
         lo, hi = percentile_interval(boot, ci)
         out.append({"campaign": c["name"], "condition": cond, "comparisons": int(x.size),
                     "wins": int((x == 1.0).sum()), "ties": int((x == 0.5).sum()), "losses": int((x == 0.0).sum()),
-                    "win_rate": float(x.mean()), "ci_low": _finite(lo), "ci_high": _finite(hi)})
+                    "win_rate": float(x.mean()), "ci_low": finite_or_none(lo), "ci_high": finite_or_none(hi)})
     return out
 
 

@@ -15,17 +15,12 @@ Per campaign of the study (human raters only — a model rater is never counted 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from engine.annotation import agreement_rows, campaign_scale, get_campaign, kappa_rows, pairwise_win_rates
-from engine.stats import bootstrap_means, percentile_interval
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
+from engine.stats import bootstrap_means, finite_or_none, percentile_interval
 
 
 def study_campaigns(store: Any, study: str) -> list[dict[str, Any]]:
@@ -71,6 +66,6 @@ def _score_rows(study: str, campaign: str, metrics: tuple[str, ...], ratings: li
             boot = bootstrap_means(v, n_resamples, rng_for(cond, "human", campaign, metric))
             low, high = percentile_interval(boot, ci)
             rows.append({"study": study, "condition": cond, "judge": "human", "judge_name": f"humans ({campaign})",
-                         "metric": metric, "mean": _finite(float(v.mean())), "ci_low": _finite(low),
-                         "ci_high": _finite(high), "n": int(v.size), "missing": max(0, items.get(cond, 0) - v.size)})
+                         "metric": metric, "mean": finite_or_none(float(v.mean())), "ci_low": finite_or_none(low),
+                         "ci_high": finite_or_none(high), "n": int(v.size), "missing": max(0, items.get(cond, 0) - v.size)})
     return rows

@@ -43,6 +43,7 @@ __all__ = [
     "bootstrap_means",
     "cohens_d",
     "em_rate",
+    "finite_or_none",
     "mann_whitney",
     "mean_ci",
     "panel_scores",
@@ -132,6 +133,11 @@ def _quantile(sorted_x: np.ndarray, q: float) -> float:
     if np.isinf(a) or np.isinf(b):
         return b if np.isinf(b) else a
     return a + frac * (b - a)
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """A number for JSON: None where it is missing, NaN or infinite (JSON has no NaN)."""
+    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def percentile_interval(boot: np.ndarray, ci: float = 0.95) -> tuple[float, float]:

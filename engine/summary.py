@@ -41,7 +41,7 @@ import numpy as np
 from engine.agreement import stratified_alphas, weighted_kappa
 from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
 from engine.human_rows import human_rows
-from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, mann_whitney, panel_scores,
+from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
                           percentile_interval, ratio_interval)
 
 BREAKDOWN_KEYS = ("study", "by", "condition", "group", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high",
@@ -86,10 +86,6 @@ class _StudyData:
     question_of_answer: np.ndarray | None = None
     trigger_of_answer: np.ndarray | None = None
     refused: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> answers × judges: a REFUSAL verdict
-
-
-def _finite(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def _rng(seed: int, *key: object) -> np.random.Generator:
@@ -155,9 +151,14 @@ def condition_rows(data: _StudyData) -> np.ndarray:
     return keep
 
 
-def condition_masks(data: _StudyData) -> dict[int, np.ndarray]:
-    rows = condition_rows(data)
-    return {c["id"]: (data.cond_of_answer == c["id"]) & rows for c in data.conditions}
+def condition_masks(data: _StudyData, rows: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Per condition id, which answers are its: of ``rows`` (every answer when None)."""
+    return {c["id"]: data.cond_of_answer == c["id"] if rows is None else (data.cond_of_answer == c["id"]) & rows
+            for c in data.conditions}
+
+
+def _study_seed(spec: dict[str, Any], opts: SummaryOptions) -> int:
+    return opts.seed if opts.seed is not None else int(spec.get("seed", 0) or 0)
 
 
 @dataclass
@@ -230,7 +231,7 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     """The summary of one study. ``data`` (already loaded) is read from the store when None;
     ``keep_data``, when given, receives it by study id."""
     spec = json.loads(study.get("spec_json") or "{}")
-    seed = opts.seed if opts.seed is not None else int(spec.get("seed", 0) or 0)
+    seed = _study_seed(spec, opts)
     name = study["name"]
     data = data if data is not None else load_study_data(store, int(study["id"]))
     if keep_data is not None:
@@ -252,7 +253,7 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     # the mean, computed once and reused by every comparison the cell enters
     values: dict[tuple[int, str, str], np.ndarray] = {}
     reps: dict[tuple[int, str, str], np.ndarray] = {}
-    masks = condition_masks(data)
+    masks = condition_masks(data, rows)
     for col in columns:
         for c in data.conditions:
             sel = masks[c["id"]]
@@ -263,8 +264,7 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
                 reps[key] = boot
             out["scores"].append(_score_row(name, c["name"], col.judge, col.judge_name, col.metric, mean, low,
                                             high, int(v.size), int(col.missing[sel].sum())))
-    every = {c["id"]: data.cond_of_answer == c["id"] for c in data.conditions}  # checkpoints included
-    out["breakdowns"] = _breakdowns(store, study, data, columns, every, opts.by, estimate)
+    out["breakdowns"] = _breakdowns(store, study, data, columns, opts.by, estimate)
 
     _comparisons(out, data, values, reps, name, opts)
     if alphas is not None:
@@ -296,12 +296,14 @@ class _Estimator:
 
 
 def _breakdowns(store: Any, study: dict[str, Any], data: _StudyData, columns: list[_Column],
-                masks: dict[int, np.ndarray], by: tuple[str, ...] | None, estimate: _Estimator) -> list[dict]:
+                by: tuple[str, ...] | None, estimate: _Estimator) -> list[dict]:
     """Rows per condition × group of each breakdown dimension (``by``; None = those of
-    :data:`AUTO_BREAKDOWNS` that vary within some condition)."""
+    :data:`AUTO_BREAKDOWNS` that vary within some condition), over every answer of the
+    condition, checkpoint answers included."""
     rows: list[dict[str, Any]] = []
     if not data.answer_ids.size or by == ():
         return rows
+    masks = condition_masks(data)
     labels = store.answer_group_labels(int(study["id"]))
     for dim in (by if by is not None else AUTO_BREAKDOWNS):
         group_of, order = answer_groups(data, labels, dim)
@@ -314,8 +316,8 @@ def _breakdowns(store: Any, study: dict[str, Any], data: _StudyData, columns: li
                 for col in columns:
                     v, _, mean, low, high = estimate(col.values[sel], c["name"], dim, g, col.judge, col.metric)
                     rows.append(dict(zip(BREAKDOWN_KEYS, (
-                        study["name"], dim, c["name"], g, col.judge, col.judge_name, col.metric, _finite(mean),
-                        _finite(low), _finite(high), int(v.size), int(col.missing[sel].sum())))))
+                        study["name"], dim, c["name"], g, col.judge, col.judge_name, col.metric, finite_or_none(mean),
+                        finite_or_none(low), finite_or_none(high), int(v.size), int(col.missing[sel].sum())))))
     return rows
 
 
@@ -327,17 +329,15 @@ def study_breakdowns(store: Any, study_name: str, by: tuple[str, ...], opts: Sum
     if study is None:
         raise ValueError(f"no study named {study_name!r} in {store.path}")
     spec = json.loads(study.get("spec_json") or "{}")
-    seed = opts.seed if opts.seed is not None else int(spec.get("seed", 0) or 0)
     data = load_study_data(store, int(study["id"]))
-    masks = {c["id"]: data.cond_of_answer == c["id"] for c in data.conditions}  # checkpoints included
-    return _breakdowns(store, study, data, study_columns(data, spec.get("em") or {}), masks, by,
-                       _Estimator(seed, study["name"], opts))
+    return _breakdowns(store, study, data, study_columns(data, spec.get("em") or {}), by,
+                       _Estimator(_study_seed(spec, opts), study["name"], opts))
 
 
 def _score_row(*vals: Any) -> dict[str, Any]:
     row = dict(zip(SCORE_KEYS, vals))
     for k in ("mean", "ci_low", "ci_high"):
-        row[k] = _finite(row[k])
+        row[k] = finite_or_none(row[k])
     return row
 
 
@@ -351,7 +351,7 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
                 alpha, low, high, n_items = res.get((metric, level, cid), (math.nan,) * 3 + (0,))
                 row = {"study": study, "campaign": None, "condition": names.get(cid, "all"), "metric": metric,
                        "raters": "judges",
-                       "level": level, "alpha": _finite(alpha), "ci_low": _finite(low), "ci_high": _finite(high),
+                       "level": level, "alpha": finite_or_none(alpha), "ci_low": finite_or_none(low), "ci_high": finite_or_none(high),
                        "n_items": int(n_items)}
                 out["agreement"].append(row)
                 if cid != "all":
@@ -372,7 +372,7 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
                     out["kappa"].append({"study": study, "campaign": None, "metric": metric,
                                          "a": data.judges[i]["model"],
                                          "b": data.judges[j]["model"], "weights": "quadratic",
-                                         "kappa": _finite(weighted_kappa(m[:, i], m[:, j], "quadratic")),
+                                         "kappa": finite_or_none(weighted_kappa(m[:, i], m[:, j], "quadratic")),
                                          "n": int(both.sum())})
 
 
@@ -398,8 +398,8 @@ def _comparisons(out: dict[str, list], data: _StudyData, values: dict, reps: dic
             else:
                 ratio = low = high = p = rb = math.nan
             rows.append({"study": study, "a": a["name"], "b": b["name"], "metric": metric, "judge": judge,
-                         "ratio": _finite(ratio), "ratio_ci_low": _finite(low), "ratio_ci_high": _finite(high),
-                         "p_value": _finite(p), "p_adjusted": None, "effect_size": _finite(rb),
+                         "ratio": finite_or_none(ratio), "ratio_ci_low": finite_or_none(low), "ratio_ci_high": finite_or_none(high),
+                         "p_value": finite_or_none(p), "p_adjusted": None, "effect_size": finite_or_none(rb),
                          "n_a": int(va.size), "n_b": int(vb.size)})
     for judge in {r["judge"] for r in rows}:  # one family per judge (the panel is the primary one)
         family = [r for r in rows if r["judge"] == judge and r["p_value"] is not None]

@@ -9,6 +9,7 @@ disagree on, for a lead to adjudicate.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -64,33 +65,32 @@ class AnnotateScreen(AreaScreen):
     def selected_campaign(self) -> dict[str, Any] | None:
         return self.query_one("#campaigns-table", PagedTable).selected_row()
 
-    def action_who(self) -> None:
+    def ask_name(self, then: Any = None) -> None:
+        """Ask who is rating; with a name, remember it for the session and go on with ``then``."""
         from emtui.screens.rate import AnnotatorNameScreen
 
         def named(name: str | None) -> None:
             if name:
                 self.app.annotator = name  # type: ignore[attr-defined]
                 self.after_reload()
+                if then is not None:
+                    then()
 
         self.app.push_screen(AnnotatorNameScreen(), named)
+
+    def action_who(self) -> None:
+        self.ask_name()
 
     def action_rate(self) -> None:
         campaign = self.selected_campaign()
         if campaign is None:
             self.notify("No campaign to rate: create one with emtui campaign create", severity="warning")
             return
+        start = partial(self.app.start_rating, campaign["name"])  # type: ignore[attr-defined]
         if getattr(self.app, "annotator", None):
-            self.app.start_rating(campaign["name"])  # type: ignore[attr-defined]
-            return
-        from emtui.screens.rate import AnnotatorNameScreen
-
-        def named(name: str | None) -> None:
-            if name:
-                self.app.annotator = name  # type: ignore[attr-defined]
-                self.after_reload()
-                self.app.start_rating(campaign["name"])  # type: ignore[attr-defined]
-
-        self.app.push_screen(AnnotatorNameScreen(), named)
+            start()
+        else:
+            self.ask_name(then=start)
 
     def action_adjudicate(self) -> None:
         campaign = self.selected_campaign()
