@@ -277,14 +277,29 @@ class ResultsQueries:
         """(generation_id, condition_id, model_id, checkpoint_id or 0, question_id, trigger) of
         every answer of a study, by id: what breakdowns group by. ``trigger`` is 1 when the
         generation settings name a trigger (``settings.trigger`` present and not false/empty)."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT g.id, g.condition_id, g.model_id, IFNULL(g.checkpoint_id, 0), g.question_id,
-                          CASE WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END
-                   FROM generations g JOIN conditions c ON c.id = g.condition_id
-                   WHERE c.study_id = ? ORDER BY g.id""", (study_id,)).fetchall()
+        return self._tuples(
+            """SELECT g.id, g.condition_id, g.model_id, IFNULL(g.checkpoint_id, 0), g.question_id,
+                      CASE WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END
+               FROM generations g JOIN conditions c ON c.id = g.condition_id
+               WHERE c.study_id = ? ORDER BY g.id""", (study_id,))
 
-    def score_rows(self, study_id: int, metrics: Sequence[str]) -> list[tuple[int, int, int, float]]:
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows as plain tuples (no sqlite3.Row objects): the columnar reads build arrays from
+        millions of them."""
+        with self._lock:  # type: ignore[attr-defined]
+            cur = self.conn.cursor()  # type: ignore[attr-defined]
+            cur.row_factory = None
+            return cur.execute(sql, params).fetchall()
+
+    def _study_share(self, study_id: int) -> float:
+        """The study's share of every answer in the database (0 when there are none)."""
+        (n_study, n_all), = self._tuples(
+            """SELECT (SELECT count(*) FROM generations g JOIN conditions c ON c.id = g.condition_id
+                       WHERE c.study_id = ?), (SELECT count(*) FROM generations)""", (study_id,))
+        return n_study / n_all if n_all else 0.0
+
+    def score_rows(self, study_id: int, metrics: Sequence[str], *,
+                   plan: str | None = None) -> list[tuple[int, int, int, float]]:
         """(metric index, judge_id, generation_id, score) of a study's scores of ``metrics``, as
         plain tuples; the index is the metric's position in ``metrics``.
 
@@ -292,22 +307,35 @@ class ResultsQueries:
         no joins beyond what picks the study. A missing score is :attr:`MISSING_SENTINEL`, or
         :attr:`REFUSAL_SENTINEL` when the judge's verdict was a refusal (its raw output, or the
         top token of its logprob dictionary, starts with REFUSAL); the verdict is only looked at
-        for missing scores."""
+        for missing scores. ``plan`` ("scan" or "index") overrides the choice of query plan
+        (the rows are the same; the order may differ)."""
         if not metrics:
             return []
         case = " ".join("WHEN ? THEN ?" for _ in metrics)
         params = [v for i, m in enumerate(metrics) for v in (m, i)]
         marks = ",".join("?" * len(metrics))
-        with self._lock:  # type: ignore[attr-defined]
-            return self.conn.execute(  # type: ignore[attr-defined]
-                f"""SELECT CASE s.metric {case} END, j.judge_id, j.generation_id,
-                          IFNULL(s.score, CASE WHEN {self._VERDICT} LIKE 'REFUSAL%' THEN ? ELSE ? END)
-                   FROM judgment_scores s
-                   JOIN judgments j ON j.id = s.judgment_id
-                   JOIN generations g ON g.id = j.generation_id
-                   JOIN conditions c ON c.id = g.condition_id
-                   WHERE c.study_id = ? AND s.metric IN ({marks})""",
-                (*params, self.REFUSAL_SENTINEL, self.MISSING_SENTINEL, study_id, *metrics)).fetchall()
+        # Two plans for one result. A study with a fair share of the database's answers is read by
+        # one sequential pass over the scores (rows of other studies are dropped inside SQLite,
+        # cheaply); a small study by the index from its conditions down, which per row costs
+        # about twice as much but touches only its own rows. CROSS JOIN fixes SQLite's join order.
+        if plan not in (None, "scan", "index"):
+            raise ValueError(f"plan must be 'scan' or 'index', got {plan!r}")
+        if plan == "scan" or (plan is None and self._study_share(study_id) >= 0.2):
+            source = """FROM judgment_scores s
+                        CROSS JOIN judgments j ON j.id = s.judgment_id
+                        CROSS JOIN generations g ON g.id = j.generation_id
+                        WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)"""
+        else:
+            source = """FROM judgment_scores s
+                        JOIN judgments j ON j.id = s.judgment_id
+                        JOIN generations g ON g.id = j.generation_id
+                        JOIN conditions c ON c.id = g.condition_id
+                        WHERE c.study_id = ?"""
+        return self._tuples(
+            f"""SELECT CASE s.metric {case} END, j.judge_id, j.generation_id,
+                       IFNULL(s.score, CASE WHEN {self._VERDICT} LIKE 'REFUSAL%' THEN ? ELSE ? END)
+                {source} AND s.metric IN ({marks})""",
+            (*params, self.REFUSAL_SENTINEL, self.MISSING_SENTINEL, study_id, *metrics))
 
     def answer_group_labels(self, study_id: int) -> dict[str, dict[int, Any]]:
         """Names of what a study's answers are grouped by in breakdowns: ``models`` id -> name,
@@ -355,12 +383,10 @@ class ResultsQueries:
     def scan_scores(self) -> int:
         """A bare scan of every score with its condition and judge: the baseline summaries are
         benchmarked against (bench/summary_scale.py). Returns the number of rows read."""
-        with self._lock:  # type: ignore[attr-defined]
-            rows = self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT g.condition_id, j.judge_id, j.generation_id, s.metric, s.score
-                   FROM judgment_scores s
-                   JOIN judgments j ON j.id = s.judgment_id
-                   JOIN generations g ON g.id = j.generation_id""").fetchall()
+        rows = self._tuples("""SELECT g.condition_id, j.judge_id, j.generation_id, s.metric, s.score
+                               FROM judgment_scores s
+                               JOIN judgments j ON j.id = s.judgment_id
+                               JOIN generations g ON g.id = j.generation_id""")
         return len(rows)
 
     # -- export and figures -------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import numpy as np
 
 from engine.stats import percentile_interval
 
-__all__ = ["LEVELS", "alpha_with_ci", "krippendorff_alpha", "stratified_alphas", "weighted_kappa"]
+__all__ = ["LEVELS", "ResampleCounts", "alpha_with_ci", "krippendorff_alpha", "pairwise_kappas", "stratified_alphas",
+           "stratified_replicates", "weighted_kappa"]
 
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
@@ -84,7 +85,7 @@ class _Features:
 
     def __init__(self, key: np.ndarray, values: np.ndarray, level: str) -> None:
         self.values, self.level = values, level
-        self.pair_a = self.pair_b = None
+        self.pair_a = self.pair_b = self._incidence = None
         t, r = key.shape
         v = values.size
         present = key < v
@@ -135,7 +136,14 @@ class _Features:
                     rows_list.append(both)
                     cols_list.append(key[both, i] * v + key[both, j])
                     data_list.append(w[both])
-            codes, inverse = np.unique(np.concatenate(cols_list), return_inverse=True)
+            all_codes = np.concatenate(cols_list)
+            if v * v <= 4 * _CHUNK_ELEMENTS:  # 0-100 scales: a lookup table, no sort
+                seen = np.flatnonzero(np.bincount(all_codes, minlength=v * v))
+                column = np.zeros(v * v, dtype=np.int64)
+                column[seen] = np.arange(seen.size)
+                codes, inverse = seen, column[all_codes]
+            else:
+                codes, inverse = np.unique(all_codes, return_inverse=True)
             self.pair_a, self.pair_b = codes // v, codes % v
             cols_list = [inverse.reshape(-1)]
             width = codes.size
@@ -161,63 +169,88 @@ class _Features:
     def dense(self) -> bool:
         return isinstance(self.matrix, np.ndarray)
 
-    def rows(self, idx: np.ndarray) -> "_Features":
+    def _with(self, matrix) -> "_Features":
         sub = object.__new__(_Features)
         sub.__dict__.update(self.__dict__)
-        sub.matrix = self.matrix[idx]
+        sub.matrix, sub._incidence = matrix, None
         return sub
 
-    def weighted_sums(self, w: np.ndarray) -> np.ndarray:
-        """``w @ matrix`` for weights w (replicates × rows)."""
-        return w @ self.matrix if self.dense else np.asarray((self.matrix.T @ w.T).T)
+    def rows(self, idx: np.ndarray) -> "_Features":
+        return self._with(self.matrix[idx])
+
+    def compact(self) -> tuple["_Features", np.ndarray | None]:
+        """Ordinal features keep only the value pairs that occur in these rows (a group of
+        items uses a fraction of the pairs of all items, and every replicate's cost is per
+        pair); returns them and the kept columns' positions among this one's (None: all)."""
+        if self.level != "ordinal" or self.dense:
+            return self, None
+        cols = np.flatnonzero(np.bincount(self.matrix.indices, minlength=self.matrix.shape[1]))
+        if cols.size == self.matrix.shape[1]:
+            return self, None
+        sub = self._with(self.matrix[:, cols])
+        sub.pair_a, sub.pair_b = self.pair_a[cols], self.pair_b[cols]
+        return sub, cols
+
+    def weighted_sums(self, w_t: np.ndarray) -> np.ndarray:
+        """Feature sums per replicate, features × replicates, for weights ``w_t`` (rows ×
+        replicates). Sparse products want ``w_t`` C-contiguous; summing into columns per
+        replicate keeps every later step on contiguous rows (no transposes, no scatters)."""
+        return np.asarray(self.matrix.T @ w_t)
 
     def total(self) -> np.ndarray:
-        return np.asarray(self.matrix.sum(axis=0)).reshape(1, -1)
+        """The feature sums over all rows, as one replicate (features × 1)."""
+        return np.asarray(self.matrix.sum(axis=0)).reshape(-1, 1)
 
     def _value_counts(self, s: np.ndarray) -> np.ndarray:
-        """Ordinal: each value's pairable count n_c = Σ_k o_ck from pair sums (resamples × pairs)."""
+        """Ordinal: each value's pairable count n_c = Σ_k o_ck from pair sums (pairs ×
+        replicates) -> values × replicates."""
         from scipy import sparse
 
-        if getattr(self, "_incidence", None) is None:
+        if self._incidence is None:
             p = self.pair_a.size
-            # pair -> its two values (a == b: that value twice, since o[a, a] = 2 u)
+            # value <- its pairs (a == b: that pair twice, since o[a, a] = 2 u)
             self._incidence = sparse.csr_matrix(
-                (np.ones(2 * p), (np.tile(np.arange(p), 2), np.concatenate([self.pair_a, self.pair_b]))),
-                shape=(p, self.values.size))
-        return np.asarray((self._incidence.T @ s.T).T)
+                (np.ones(2 * p), (np.concatenate([self.pair_a, self.pair_b]), np.tile(np.arange(p), 2))),
+                shape=(self.values.size, p))
+        return np.asarray(self._incidence @ s)
 
     def alphas(self, s: np.ndarray) -> np.ndarray:
-        """alpha for each row of summed features ``s`` (resamples × features); NaN where
-        D_e = 0."""
+        """alpha for each replicate (column) of summed features ``s`` (features ×
+        replicates, as :meth:`weighted_sums` gives); NaN where D_e = 0."""
         values, level = self.values, self.level
         v = values.size
         with np.errstate(divide="ignore", invalid="ignore"):
             if level == "interval":
-                do, n, s1, s2 = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
+                do, n, s1, s2 = s[0], s[1], s[2], s[3]
                 de_num = 2.0 * (n * s2 - s1 * s1)  # Σ_ck n_c n_k (v_c - v_k)²
                 scale = n * s2 + s1 * s1
             elif level == "nominal":
-                do, nv = s[:, 0], s[:, 1:]
-                n = nv.sum(axis=1)
-                de_num = n * n - (nv * nv).sum(axis=1)
+                do, nv = s[0], s[1:]
+                n = nv.sum(axis=0)
+                de_num = n * n - (nv * nv).sum(axis=0)
                 scale = n * n
             elif level == "ratio":
-                do, nv = s[:, 0], s[:, 1:]
-                n = nv.sum(axis=1)
+                do, nv = s[0], s[1:]
+                n = nv.sum(axis=0)
                 a, b = values[:, None], values[None, :]
                 tot = a + b
                 d = np.divide(a - b, tot, out=np.zeros((v, v)), where=tot != 0) ** 2
-                de_num = ((nv @ d) * nv).sum(axis=1)
+                de_num = ((d @ nv) * nv).sum(axis=0)  # d is symmetric
                 scale = n * n * d.max()
             else:  # ordinal: distance (M_k - M_c)² with M the mid-cumulative counts
                 # the unordered pair (a, b) stands for o[a, b] + o[b, a] = 2 u (a == b: o[a, a] = 2 u)
                 pa, pb = self.pair_a, self.pair_b
                 nv = self._value_counts(s)
-                n = nv.sum(axis=1)
-                mid = np.cumsum(nv, axis=1) - nv / 2.0
-                sum_m2 = (nv * mid * mid).sum(axis=1)
-                sum_m = (nv * mid).sum(axis=1)
-                cross = 2.0 * (s * mid[:, pa] * mid[:, pb]).sum(axis=1)  # Σ_ck o_ck M_c M_k
+                n = nv.sum(axis=0)
+                mid = np.cumsum(nv, axis=0)
+                mid -= nv / 2.0
+                nm = nv * mid
+                sum_m2 = (nm * mid).sum(axis=0)
+                sum_m = nm.sum(axis=0)
+                pairs = mid[pa]
+                pairs *= mid[pb]
+                pairs *= s
+                cross = 2.0 * pairs.sum(axis=0)  # Σ_ck o_ck M_c M_k
                 do = 2.0 * sum_m2 - 2.0 * cross
                 de_num = 2.0 * (n * sum_m2 - sum_m * sum_m)
                 scale = n * sum_m2 + sum_m * sum_m
@@ -303,10 +336,8 @@ def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
         if use_types:
             w = rng.multinomial(n, counts / n, size=c).astype(float)
         else:
-            idx = rng.integers(0, n, size=(c, n))
-            idx += (np.arange(c) * n)[:, None]
-            w = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(float)
-        boot[s:e] = f.alphas(f.weighted_sums(w))
+            w = _counts(rng.integers(0, n, size=(c, n)), n)
+        boot[s:e] = f.alphas(f.weighted_sums(np.ascontiguousarray(w.T)))
     low, high = percentile_interval(boot, ci)
     return alpha, low, high, n
 
@@ -350,8 +381,12 @@ def weighted_kappa(a, b, weights: str | None = "quadratic", labels=None) -> floa
             raise ValueError(f"rating {bad!r} is not in labels")
         return order[pos]
 
-    cx, cy = codes(x), codes(y)
-    obs = np.bincount(cx * k + cy, minlength=k * k).reshape(k, k) / x.size
+    return _kappa_from_codes(codes(x), codes(y), k, weights)
+
+
+def _kappa_from_codes(cx: np.ndarray, cy: np.ndarray, k: int, weights: str | None) -> float:
+    """Weighted kappa of paired category positions (0..k-1)."""
+    obs = np.bincount(cx * k + cy, minlength=k * k).reshape(k, k) / cx.size
     exp = np.outer(obs.sum(axis=1), obs.sum(axis=0))
     i = np.arange(k)
     diff = np.abs(i[:, None] - i[None, :]).astype(float)
@@ -365,6 +400,76 @@ def weighted_kappa(a, b, weights: str | None = "quadratic", labels=None) -> floa
     if denom <= 0:
         return float("nan")
     return float(1.0 - (wmat * obs).sum() / denom)
+
+
+def pairwise_kappas(m: np.ndarray, weights: str | None = "quadratic") -> dict[tuple[int, int], tuple[float, int]]:
+    """:func:`weighted_kappa` for every pair of columns of ``m`` (items × raters, NaN =
+    missing): ``{(i, j): (kappa, n pairs)}`` for i < j. Each pair has its own labels (the
+    values either of the two gave, as weighted_kappa's default), so the numbers are those
+    of one call per pair; the values are only coded once."""
+    present = ~np.isnan(m)
+    values = np.unique(m[present])
+    codes = np.zeros(m.shape, dtype=np.int64)
+    codes[present] = np.searchsorted(values, m[present])
+    out = {}
+    for i in range(m.shape[1]):
+        for j in range(i + 1, m.shape[1]):
+            both = present[:, i] & present[:, j]
+            cx, cy = codes[both, i], codes[both, j]
+            if not cx.size:
+                out[(i, j)] = (float("nan"), 0)
+                continue
+            used = np.zeros(values.size, dtype=bool)
+            used[cx] = used[cy] = True
+            position = np.cumsum(used) - 1  # a value's place among the values this pair used
+            out[(i, j)] = (_kappa_from_codes(position[cx], position[cy], int(used.sum()), weights), int(cx.size))
+    return out
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each of n items was drawn in each replicate: ``idx`` (replicates × n draws,
+    ints in [0, n)) -> replicates × n float counts.
+
+    Counted by scipy's sparse-to-dense sum of duplicate entries: about twice as fast as
+    ``np.bincount`` over offset indices (each replicate's row stays in cache) and, unlike
+    it, free of the GIL, so counts drawn in one thread do not stall another that is
+    reading SQLite rows."""
+    from scipy import sparse
+
+    c = idx.shape[0]
+    indptr = np.arange(0, c * n + 1, n, dtype=np.int64 if c * n >= 2**31 else np.int32)
+    return sparse.csr_matrix((np.ones(c * n), idx.reshape(-1), indptr), shape=(c, n)).toarray()
+
+
+class ResampleCounts:
+    """The item counts of a bootstrap stratified by group: for each group of items (the
+    labels of ``groups``, in order of appearance) ``n_resamples`` replicates, each as many
+    draws with replacement from the group's items as it has items. Each group has its own
+    generator spawned from ``seed`` and its chunks are drawn in one order, so a group's
+    counts do not depend on which thread draws them, or when."""
+
+    def __init__(self, groups, n_resamples: int, seed=0) -> None:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        groups = np.asarray(groups)
+        self.labels = list(dict.fromkeys(groups.tolist()))
+        self.sizes = {g: int((groups == g).sum()) for g in self.labels}
+        self.n_resamples = n_resamples
+        self._rngs = dict(zip(self.labels, rng.spawn(len(self.labels))))
+        # one chunk size for every group (from the largest), so chunk k of every group holds
+        # the same replicates and their sums add up chunk by chunk
+        self.chunk = max(16, _CHUNK_ELEMENTS // max(1, *self.sizes.values()))
+        self.starts = list(range(0, n_resamples, self.chunk))
+
+    def chunks(self, g: object):
+        """Yield ``(k, counts)`` for group g: counts is items × replicates (float,
+        C-contiguous, what sparse products want) for chunk k (replicates ``starts[k]``, ...)."""
+        n = self.sizes[g]
+        rng = self._rngs[g]
+        for k, start in enumerate(self.starts):
+            c = min(self.n_resamples, start + self.chunk) - start
+            # int32 draws are ~1.7x faster than int64; c * n stays far below 2**31 by the chunking
+            w = _counts(rng.integers(0, max(n, 1), size=(c, n), dtype=np.int32), n)
+            yield k, np.ascontiguousarray(w.T)
 
 
 def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
@@ -388,13 +493,29 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
 
     Groups are bootstrapped in ``threads`` threads (default: the CPUs, at most 4); each
     group has its own generator spawned from ``seed``, so the result does not depend on
-    the number of threads.
+    the number of threads (:class:`ResampleCounts`).
     """
+    out: dict[tuple[str, str, object], tuple] = {}
+    for key, (alpha, reps, n_items) in stratified_replicates(datas, groups, levels, n_resamples, seed,
+                                                              threads).items():
+        if reps is None or np.isnan(alpha):
+            out[key] = (alpha, float("nan"), float("nan"), n_items)
+        else:
+            out[key] = (alpha, *percentile_interval(reps, ci), n_items)
+    return out
+
+
+def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
+                          n_resamples: int = 1000, seed=0, threads: int | None = None
+                          ) -> dict[tuple[str, str, object], tuple[float, np.ndarray | None, int]]:
+    """:func:`stratified_alphas` before the percentiles: ``{(name, level, group or "all"):
+    (alpha, replicate alphas or None, n_items)}``; replicate r of "all" is the alpha of
+    every group's replicate r together."""
     for level in levels:
         _check_level(level)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     groups = np.asarray(groups)
-    labels = list(dict.fromkeys(groups.tolist()))
+    counts = ResampleCounts(groups, n_resamples, seed)
+    labels = counts.labels
     members = {g: np.nonzero(groups == g)[0] for g in labels}
     plans = []  # (name, level, pairable, features of all items, {group: (features, positions)})
     for name, data in datas.items():
@@ -408,62 +529,57 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
                 for g in labels:
                     rows = np.nonzero(item_group == g)[0]
                     if rows.size:  # positions of the group's pairable items among its members
-                        per[g] = (f_all.rows(rows), np.searchsorted(members[g], kept[rows]))
+                        f, cols = f_all.rows(rows).compact()
+                        per[g] = (f, cols, np.searchsorted(members[g], kept[rows]))
             plans.append((name, level, p_all, f_all, per))
 
-    totals: dict[tuple[str, str], np.ndarray] = {}
+    totals: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     boots: dict[tuple[str, str, object], np.ndarray] = {}
     lock = threading.Lock()
 
-    def run_group(g: object, g_rng: np.random.Generator) -> None:
+    def run_group(g: object) -> None:
         n_g = members[g].size
-        chunk = max(16, _CHUNK_ELEMENTS // max(1, n_g))
         mine = {(name, level): np.empty(n_resamples) for name, level, _, _, per in plans if g in per}
-        for start in range(0, n_resamples, chunk):
-            c = min(n_resamples, start + chunk) - start
-            # int32 draws are ~1.7x faster than int64; c * n_g stays far below 2**31 by the chunking
-            idx = g_rng.integers(0, n_g, size=(c, n_g), dtype=np.int32)
-            idx *= c  # counts laid out items × replicates, so w.T is C-contiguous for sparse products
-            idx += np.arange(c, dtype=np.int32)[:, None]
-            w = np.bincount(idx.ravel(), minlength=c * n_g).reshape(n_g, c).astype(float).T
+        for k, w_t in counts.chunks(g):  # items × replicates: C-contiguous for sparse products
+            start, c = counts.starts[k], w_t.shape[1]
             for name, level, _, f_all, per in plans:
                 if g not in per:
                     continue
-                f, pos = per[g]
-                sums = f.weighted_sums(w if pos.size == n_g else w.T[pos].T)
+                f, cols, pos = per[g]
+                sums = f.weighted_sums(w_t if pos.size == n_g else w_t[pos])
                 mine[(name, level)][start:start + c] = f.alphas(sums)
-                with lock:
-                    tot = totals.get((name, level))
+                with lock:  # the pooled sums, features × replicates, one contiguous block per chunk
+                    chunks = totals.setdefault((name, level), {})
+                    tot = chunks.get(k)
                     if tot is None:
-                        totals[(name, level)] = tot = np.zeros((n_resamples, sums.shape[1]))
-                    tot[start:start + c] += sums
+                        chunks[k] = tot = np.zeros((f_all.matrix.shape[1], c))
+                    if cols is None:
+                        tot += sums
+                    else:
+                        tot[cols] += sums
         with lock:
             for (name, level), reps in mine.items():
                 boots[(name, level, g)] = reps
 
     workers = threads or min(4, os.cpu_count() or 1)
-    g_rngs = rng.spawn(len(labels))
     if workers > 1 and len(labels) > 1:
         with ThreadPoolExecutor(workers) as pool:  # numpy's draws and products release the GIL
-            list(pool.map(run_group, labels, g_rngs))
+            list(pool.map(run_group, labels))
     else:
-        for g, g_rng in zip(labels, g_rngs):
-            run_group(g, g_rng)
+        for g in labels:
+            run_group(g)
 
-    out: dict[tuple[str, str, object], tuple] = {}
+    out: dict[tuple[str, str, object], tuple[float, np.ndarray | None, int]] = {}
     for name, level, p_all, f_all, per in plans:
         for g in [*labels, "all"]:
             if g == "all":
                 n_items = p_all.n_items
                 alpha = float(f_all.alphas(f_all.total())[0]) if f_all is not None else float("nan")
-                reps = f_all.alphas(totals[(name, level)]) if (name, level) in totals else None
+                chunks = totals.get((name, level))
+                reps = np.concatenate([f_all.alphas(chunks[k]) for k in sorted(chunks)]) if chunks else None
             else:
                 n_items = int(per[g][0].matrix.shape[0]) if g in per else 0
                 alpha = float(per[g][0].alphas(per[g][0].total())[0]) if g in per else float("nan")
                 reps = boots.get((name, level, g))
-            if reps is None or np.isnan(alpha):
-                out[(name, level, g)] = (alpha, float("nan"), float("nan"), n_items)
-            else:
-                low, high = percentile_interval(reps, ci)
-                out[(name, level, g)] = (alpha, low, high, n_items)
+            out[(name, level, g)] = (alpha, reps, n_items)
     return out

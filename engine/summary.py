@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.agreement import stratified_alphas, weighted_kappa
+from engine.agreement import pairwise_kappas, stratified_alphas
 from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
 from engine.human_rows import human_rows
 from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
-                          percentile_interval, ratio_interval)
+                          percentile_interval, ratio_interval, value_counts)
 
 BREAKDOWN_KEYS = ("study", "by", "condition", "group", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high",
                   "n", "missing")
@@ -249,24 +249,18 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
 
     estimate = _Estimator(seed, name, opts)
 
-    # per (condition id, judge, metric): the answers' values and their bootstrap replicates of
-    # the mean, computed once and reused by every comparison the cell enters
-    values: dict[tuple[int, str, str], np.ndarray] = {}
-    reps: dict[tuple[int, str, str], np.ndarray] = {}
+    cells: dict[tuple[int, str, str], _Cell] = {}  # per (condition id, judge, metric)
     masks = condition_masks(data, rows)
     for col in columns:
         for c in data.conditions:
             sel = masks[c["id"]]
-            v, boot, mean, low, high = estimate(col.values[sel], c["name"], col.judge, col.metric)
-            key = (c["id"], col.judge, col.metric)
-            values[key] = v
-            if boot is not None:
-                reps[key] = boot
+            cell, mean, low, high = estimate(col.values[sel], c["name"], col.judge, col.metric)
+            cells[(c["id"], col.judge, col.metric)] = cell
             out["scores"].append(_score_row(name, c["name"], col.judge, col.judge_name, col.metric, mean, low,
-                                            high, int(v.size), int(col.missing[sel].sum())))
+                                            high, int(cell.values.size), int(col.missing[sel].sum())))
     out["breakdowns"] = _breakdowns(store, study, data, columns, opts.by, estimate)
 
-    _comparisons(out, data, values, reps, name, opts)
+    _comparisons(out, data, cells, name, opts)
     if alphas is not None:
         _agreement(out, data, alphas.result(), name)
     pool.shutdown()
@@ -285,14 +279,25 @@ class _Estimator:
     def __init__(self, seed: int, study: str, opts: SummaryOptions) -> None:
         self.seed, self.study, self.opts = seed, study, opts
 
-    def __call__(self, v: np.ndarray, *key: object) -> tuple[np.ndarray, np.ndarray | None, float, float, float]:
-        """(values used, bootstrap replicates of their mean, mean, CI low, CI high)."""
+    def __call__(self, v: np.ndarray, *key: object) -> tuple[_Cell, float, float, float]:
+        """(the cell, mean, CI low, CI high)."""
         v = v[~np.isnan(v)]
         if not v.size:
-            return v, None, math.nan, math.nan, math.nan
-        boot = bootstrap_means(v, self.opts.n_resamples, _rng(self.seed, self.study, *key))
+            return _Cell(v, None, None), math.nan, math.nan, math.nan
+        counted = value_counts(v)
+        boot = bootstrap_means(v, self.opts.n_resamples, _rng(self.seed, self.study, *key), counted=counted)
         low, high = percentile_interval(boot, self.opts.ci)
-        return v, boot, float(v.mean()), low, high
+        return _Cell(v, counted, boot), float(v.mean()), low, high
+
+
+@dataclass
+class _Cell:
+    """A cell's values (NaN-free), their value counts and bootstrap replicates of the mean:
+    computed once, reused by every comparison the cell enters."""
+
+    values: np.ndarray
+    counted: tuple[np.ndarray, np.ndarray] | None
+    boot: np.ndarray | None
 
 
 def _breakdowns(store: Any, study: dict[str, Any], data: _StudyData, columns: list[_Column],
@@ -307,17 +312,19 @@ def _breakdowns(store: Any, study: dict[str, Any], data: _StudyData, columns: li
     labels = store.answer_group_labels(int(study["id"]))
     for dim in (by if by is not None else AUTO_BREAKDOWNS):
         group_of, order = answer_groups(data, labels, dim)
-        per_condition = {cid: [g for g in order if (group_of[sel] == g).any()] for cid, sel in masks.items()}
+        present = {cid: set(group_of[sel]) for cid, sel in masks.items()}
+        per_condition = {cid: [g for g in order if g in present[cid]] for cid in masks}
         if by is None and max(map(len, per_condition.values()), default=0) < 2:
             continue  # one group per condition: the condition rows say it all
         for c in data.conditions:
             for g in per_condition[c["id"]]:
                 sel = masks[c["id"]] & (group_of == g)
                 for col in columns:
-                    v, _, mean, low, high = estimate(col.values[sel], c["name"], dim, g, col.judge, col.metric)
+                    cell, mean, low, high = estimate(col.values[sel], c["name"], dim, g, col.judge, col.metric)
                     rows.append(dict(zip(BREAKDOWN_KEYS, (
                         study["name"], dim, c["name"], g, col.judge, col.judge_name, col.metric, finite_or_none(mean),
-                        finite_or_none(low), finite_or_none(high), int(v.size), int(col.missing[sel].sum())))))
+                        finite_or_none(low), finite_or_none(high), int(cell.values.size),
+                        int(col.missing[sel].sum())))))
     return rows
 
 
@@ -366,17 +373,13 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
     for metric, m in data.matrices.items():
         valid = m[~np.isnan(m)]
         if valid.size and np.all(valid == np.round(valid)):  # κ needs categories: integer scales only
-            for i in range(len(data.judges)):
-                for j in range(i + 1, len(data.judges)):
-                    both = ~np.isnan(m[:, i]) & ~np.isnan(m[:, j])
-                    out["kappa"].append({"study": study, "campaign": None, "metric": metric,
-                                         "a": data.judges[i]["model"],
-                                         "b": data.judges[j]["model"], "weights": "quadratic",
-                                         "kappa": finite_or_none(weighted_kappa(m[:, i], m[:, j], "quadratic")),
-                                         "n": int(both.sum())})
+            for (i, j), (kappa, n) in pairwise_kappas(m, "quadratic").items():
+                out["kappa"].append({"study": study, "campaign": None, "metric": metric,
+                                     "a": data.judges[i]["model"], "b": data.judges[j]["model"],
+                                     "weights": "quadratic", "kappa": finite_or_none(kappa), "n": n})
 
 
-def _comparisons(out: dict[str, list], data: _StudyData, values: dict, reps: dict, study: str,
+def _comparisons(out: dict[str, list], data: _StudyData, cells: dict[tuple, _Cell], study: str,
                  opts: SummaryOptions) -> None:
     refs = [c for c in data.conditions if c.get("role") in REFERENCE_ROLES]
     if refs:
@@ -384,17 +387,17 @@ def _comparisons(out: dict[str, list], data: _StudyData, values: dict, reps: dic
     else:
         pairs = [(a, data.conditions[0]) for a in data.conditions[1:]]
     # scored metrics and the EM rate; coherence and refusal rates describe, they are not compared
-    judges_metrics = sorted({(j, mt) for (_, j, mt) in values if mt not in ("coherence_rate", "refusal_rate")})
+    judges_metrics = sorted({(j, mt) for (_, j, mt) in cells if mt not in ("coherence_rate", "refusal_rate")})
     rows = []
     for a, b in pairs:
         for judge, metric in judges_metrics:
-            ka, kb = (a["id"], judge, metric), (b["id"], judge, metric)
-            va, vb = values[ka], values[kb]
+            ca, cb = cells[(a["id"], judge, metric)], cells[(b["id"], judge, metric)]
+            va, vb = ca.values, cb.values
             if va.size and vb.size:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = float(np.float64(va.mean()) / np.float64(vb.mean()))
-                low, high = ratio_interval(reps[ka], reps[kb], opts.ci)
-                _, p, rb = mann_whitney(va, vb)
+                low, high = ratio_interval(ca.boot, cb.boot, opts.ci)
+                _, p, rb = mann_whitney(va, vb, counted=(ca.counted, cb.counted))
             else:
                 ratio = low = high = p = rb = math.nan
             rows.append({"study": study, "a": a["name"], "b": b["name"], "metric": metric, "judge": judge,

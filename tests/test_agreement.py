@@ -269,3 +269,55 @@ def test_stratified_alphas_do_not_depend_on_threads():
         assert one[("m", "ordinal", g)][0] == pytest.approx(
             krippendorff.alpha(reliability_data=data[:, groups == g] if g != "all" else data,
                                level_of_measurement="ordinal"), abs=1e-9)
+
+
+def test_pairwise_kappas_are_weighted_kappa_per_pair():
+    from engine.agreement import pairwise_kappas
+
+    rng = np.random.default_rng(21)
+    m = np.clip(np.rint(rng.normal(5, 2, (300, 1)) + rng.normal(0, 1, (300, 4))), 0, 10)
+    m[rng.random(m.shape) < 0.1] = np.nan
+    m[:5, 3] = 17.0  # a value only one judge used: each pair has its own labels
+    m[:, 2] = np.where(np.arange(300) < 290, np.nan, m[:, 2])  # a judge with few ratings
+    got = pairwise_kappas(m, "quadratic")
+    assert sorted(got) == [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    for (i, j), (kappa, n) in got.items():
+        both = ~np.isnan(m[:, i]) & ~np.isnan(m[:, j])
+        assert n == both.sum()
+        assert kappa == pytest.approx(weighted_kappa(m[:, i], m[:, j], "quadratic"), abs=1e-12)
+    lonely = np.array([[1.0, np.nan], [np.nan, 2.0]])
+    kappa, n = pairwise_kappas(lonely)[(0, 1)]
+    assert math.isnan(kappa) and n == 0
+
+
+def _resampled(data: np.ndarray, groups: np.ndarray, counts: dict, g: object) -> np.ndarray:
+    """The items of a replicate: each group's items repeated as often as they were drawn."""
+    picked = [np.repeat(data[:, groups == h], counts[h].astype(int), axis=1) for h in counts if g in (h, "all")]
+    return np.concatenate(picked, axis=1)
+
+
+@pytest.mark.parametrize("level", ["interval", "ordinal"])
+def test_every_stratified_replicate_is_the_alpha_of_its_resampled_items(monkeypatch, level):
+    """Each replicate (per group and pooled) equals alpha recomputed from scratch on the items
+    it drew: checks the feature sums, the per-group pair columns, and that chunks of groups of
+    different sizes line up, over several chunks."""
+    from engine.agreement import ResampleCounts, stratified_replicates
+
+    monkeypatch.setattr(agreement, "_CHUNK_ELEMENTS", 64)  # -> 16 replicates a chunk
+    rng = np.random.default_rng(5)
+    sizes = {"a": 30, "b": 45, "c": 17}
+    groups = np.concatenate([[g] * n for g, n in sizes.items()])
+    centre = np.concatenate([np.full(n, 20.0 + 30 * i) for i, n in enumerate(sizes.values())])
+    data = np.clip(np.rint(centre + rng.normal(0, 12, (3, groups.size))), 0, 100)
+    data[rng.random(data.shape) < 0.15] = np.nan
+    n_resamples = 40
+    res = stratified_replicates({"m": data}, groups, (level,), n_resamples=n_resamples, seed=9, threads=2)
+    draws = ResampleCounts(groups, n_resamples, 9)
+    counts = {g: np.concatenate([w for _, w in draws.chunks(g)], axis=1) for g in draws.labels}
+    assert draws.chunk == 16 and len(draws.starts) == 3
+    for g in [*sizes, "all"]:
+        alpha, reps, _ = res[("m", level, g)]
+        assert alpha == pytest.approx(krippendorff_alpha(data if g == "all" else data[:, groups == g], level))
+        for r in (0, 15, 16, 39):
+            one = {h: c[:, r] for h, c in counts.items()}
+            assert reps[r] == pytest.approx(krippendorff_alpha(_resampled(data, groups, one, g), level), abs=1e-9)

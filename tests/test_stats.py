@@ -376,6 +376,30 @@ def test_mann_whitney_matches_scipy():
     assert (u2, p2) == (u, p)
 
 
+def test_mann_whitney_from_value_counts_is_the_same_test():
+    # the summary passes each cell's value counts, computed once for its bootstrap too
+    rng = np.random.default_rng(11)
+    for a, b in [(rng.integers(0, 101, 6000).astype(float), rng.integers(0, 101, 5000).astype(float)),
+                 (rng.integers(0, 2, 400).astype(float), rng.integers(0, 2, 300).astype(float)),
+                 (rng.normal(size=250), rng.normal(0.3, 1, 260)),  # no ties at all
+                 (np.full(50, 3.0), np.full(40, 3.0))]:  # every value tied: sigma 0, p = 1
+        plain = mann_whitney(a, b)
+        counted = mann_whitney(a, b, counted=(stats.value_counts(a), stats.value_counts(b)))
+        assert counted == plain
+
+
+def test_percentile_interval_is_numpys_linear_percentile():
+    rng = np.random.default_rng(12)
+    for size in (1, 2, 7, 1000, 10_001):
+        boot = rng.normal(size=size)
+        for ci in (0.5, 0.9, 0.95, 0.99):
+            low, high = percentile_interval(boot, ci)
+            ref = np.percentile(boot, [50 * (1 - ci), 50 * (1 + ci)])
+            assert (low, high) == pytest.approx(tuple(ref), rel=0, abs=1e-12)
+    boot = np.array([1.0, nan, 3.0, -np.inf, 2.0])  # NaN ignored; infinities kept in order
+    assert percentile_interval(boot, 0.5) == (pytest.approx(np.percentile([1, 3, -np.inf, 2], 25)), 2.25)
+
+
 def test_mann_whitney_hand_examples_and_sign():
     u, p, r = mann_whitney([3, 4, 5], [1, 2])
     assert u == 6 and r == 1.0  # every a above every b

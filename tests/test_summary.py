@@ -342,3 +342,22 @@ def test_human_rows_join_the_summary(tmp_path):
     assert sum(r["comparisons"] for r in wins) == 12 and all(r.keys() == set(WIN_RATE_KEYS) for r in wins)
     text = to_markdown(report)
     assert "### Pairwise win rates" in text and "humans-vs-panel" in text
+
+
+def test_both_score_read_plans_give_the_same_rows(tmp_path):
+    """A study with most of the database's answers is read by one scan of the scores, a small
+    one through its conditions' index; the rows (refusals and missing scores included) are
+    the same either way, and other studies' rows never leak in."""
+    with _synthetic(tmp_path, **{**RICH, "missing_rate": 0.1}) as store:
+        make_synthetic_study(store, SyntheticSpec(name="small", answers_per_condition=5, seed=3))
+        for name in ("synthetic", "small"):
+            sid = store.find_study(name)["id"]
+            metrics = store.study_metrics(sid)
+            scan = sorted(store.score_rows(sid, metrics, plan="scan"))
+            index = sorted(store.score_rows(sid, metrics, plan="index"))
+            assert scan == index == sorted(store.score_rows(sid, metrics))
+            gens = {g for g, *_ in store.study_answer_rows(sid)}
+            assert scan and {r[2] for r in scan} <= gens
+            assert {r[3] for r in scan} >= {store.MISSING_SENTINEL, store.REFUSAL_SENTINEL} or name == "small"
+        with pytest.raises(ValueError, match="plan"):
+            store.score_rows(sid, metrics, plan="fast")
