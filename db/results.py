@@ -15,8 +15,11 @@ Conventions the writers keep and the readers rely on:
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from db import score_read
 
 if TYPE_CHECKING:
     from db.store import Page
@@ -262,16 +265,8 @@ class ResultsQueries:
 
     # -- columnar reads for statistics ------------------------------------------------------------
 
-    MISSING_SENTINEL = -1.0e308  # a NULL score comes back as this, so rows convert to floats in one go
-    REFUSAL_SENTINEL = -1.5e308  # ... and a NULL score whose judge output was the word REFUSAL as this
-
-    # The judge's verdict when there is no score: the per-metric raw output, else the judgment's.
-    # A logprob dictionary (a JSON object token -> probability) says its most likely token.
-    _VERDICT = """UPPER(TRIM(CASE WHEN json_valid(IFNULL(s.raw, j.raw_output))
-                                   AND json_type(IFNULL(s.raw, j.raw_output)) = 'object'
-                              THEN (SELECT e.key FROM json_each(IFNULL(s.raw, j.raw_output)) e
-                                    ORDER BY e.value DESC LIMIT 1)
-                              ELSE IFNULL(s.raw, j.raw_output) END))"""
+    MISSING_SENTINEL = score_read.MISSING_SENTINEL
+    REFUSAL_SENTINEL = score_read.REFUSAL_SENTINEL
 
     def study_answer_rows(self, study_id: int) -> list[tuple[int, int, int, int, int, int]]:
         """(generation_id, condition_id, model_id, checkpoint_id or 0, question_id, trigger) of
@@ -300,42 +295,35 @@ class ResultsQueries:
 
     def score_rows(self, study_id: int, metrics: Sequence[str], *,
                    plan: str | None = None) -> list[tuple[int, int, int, float]]:
-        """(metric index, judge_id, generation_id, score) of a study's scores of ``metrics``, as
-        plain tuples; the index is the metric's position in ``metrics``.
-
-        The fast path for summaries over millions of judgments: one pass, no dicts, no strings,
-        no joins beyond what picks the study. A missing score is :attr:`MISSING_SENTINEL`, or
-        :attr:`REFUSAL_SENTINEL` when the judge's verdict was a refusal (its raw output, or the
-        top token of its logprob dictionary, starts with REFUSAL); the verdict is only looked at
-        for missing scores. ``plan`` ("scan" or "index") overrides the choice of query plan
-        (the rows are the same; the order may differ)."""
+        """(metric index, judge_id, generation_id, score) of a study's scores of ``metrics`` as
+        plain tuples, read here (see :mod:`db.score_read` for the sentinels). ``plan`` ("scan"
+        or "index") overrides the choice of query plan (the rows are the same; the order may
+        differ)."""
         if not metrics:
             return []
-        case = " ".join("WHEN ? THEN ?" for _ in metrics)
-        params = [v for i, m in enumerate(metrics) for v in (m, i)]
-        marks = ",".join("?" * len(metrics))
-        # Two plans for one result. A study with a fair share of the database's answers is read by
-        # one sequential pass over the scores (rows of other studies are dropped inside SQLite,
-        # cheaply); a small study by the index from its conditions down, which per row costs
-        # about twice as much but touches only its own rows. CROSS JOIN fixes SQLite's join order.
-        if plan not in (None, "scan", "index"):
-            raise ValueError(f"plan must be 'scan' or 'index', got {plan!r}")
-        if plan == "scan" or (plan is None and self._study_share(study_id) >= 0.2):
-            source = """FROM judgment_scores s
-                        CROSS JOIN judgments j ON j.id = s.judgment_id
-                        CROSS JOIN generations g ON g.id = j.generation_id
-                        WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)"""
-        else:
-            source = """FROM judgment_scores s
-                        JOIN judgments j ON j.id = s.judgment_id
-                        JOIN generations g ON g.id = j.generation_id
-                        JOIN conditions c ON c.id = g.condition_id
-                        WHERE c.study_id = ?"""
-        return self._tuples(
-            f"""SELECT CASE s.metric {case} END, j.judge_id, j.generation_id,
-                       IFNULL(s.score, CASE WHEN {self._VERDICT} LIKE 'REFUSAL%' THEN ? ELSE ? END)
-                {source} AND s.metric IN ({marks})""",
-            (*params, self.REFUSAL_SENTINEL, self.MISSING_SENTINEL, study_id, *metrics))
+        return self._tuples(*score_read.score_query(study_id, metrics, plan or self._score_plan(study_id)))
+
+    def _score_plan(self, study_id: int) -> str:
+        return "scan" if self._study_share(study_id) >= 0.2 else "index"
+
+    def read_scores(self, study_id: int, metrics: Sequence[str], *,
+                    processes: int | None = None) -> score_read.ScoreRead:
+        """Start reading a study's scores of ``metrics``; ``.result()`` gives them as packed
+        doubles, (metric index, judge_id, generation_id, score) per score. A large study
+        (scan plan, at least :data:`~db.score_read.PARALLEL_MIN_SCORES` scores expected) is
+        read by ``processes`` reader processes (default: one per CPU, at most 8) while the
+        caller goes on; otherwise the read happens in ``result()``."""
+        plan = self._score_plan(study_id) if metrics else "index"
+        parts: list[tuple[int, int]] = []
+        n = processes if processes is not None else min(8, os.cpu_count() or 1)
+        if metrics and plan == "scan" and n > 1 and str(self.path) != ":memory:":  # type: ignore[attr-defined]
+            (first, last), = self._tuples(  # one aggregate per query: SQLite reads one b-tree end each
+                "SELECT (SELECT min(rowid) FROM judgment_scores), (SELECT max(rowid) FROM judgment_scores)")
+            expected = (last - first + 1) * self._study_share(study_id) if first is not None else 0
+            if expected >= score_read.PARALLEL_MIN_SCORES:
+                parts = score_read.split_rowids(first, last, n)
+        return score_read.ScoreRead(self.conn, self._lock, str(self.path), study_id, metrics, plan,  # type: ignore[attr-defined]
+                                    parts)
 
     def answer_group_labels(self, study_id: int) -> dict[str, dict[int, Any]]:
         """Names of what a study's answers are grouped by in breakdowns: ``models`` id -> name,

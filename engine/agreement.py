@@ -459,10 +459,48 @@ class ResampleCounts:
         # the same replicates and their sums add up chunk by chunk
         self.chunk = max(16, _CHUNK_ELEMENTS // max(1, *self.sizes.values()))
         self.starts = list(range(0, n_resamples, self.chunk))
+        self._kept: dict[object, list[np.ndarray]] = {}
+
+    def draw_ahead(self, budget_bytes: int = 256 << 20, threads: int | None = None) -> "ResampleCounts":
+        """Draw the groups' counts now, in order, while they fit ``budget_bytes`` (kept as
+        uint8), for :meth:`chunks` to hand out later: the draws depend only on the group
+        sizes, so they can be made while the ratings are still being read (by reader
+        processes). Groups are drawn in ``threads`` threads (default: the CPUs, at most 4):
+        the draws and counts release the GIL. Returns self."""
+        ahead, used = [], 0
+        for g in self.labels:
+            used += self.sizes[g] * self.n_resamples
+            if used > budget_bytes:
+                break
+            ahead.append(g)
+
+        def keep(g: object) -> None:
+            # a count above 255 needs 256 draws of one item: never in practice, but then uint16
+            self._kept[g] = [np.ascontiguousarray(w, dtype=np.uint8 if w.max() < 256 else np.uint16)
+                             for _, w in self._draw(g)]
+
+        workers = threads or min(4, os.cpu_count() or 1)
+        if workers > 1 and len(ahead) > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(keep, ahead))
+        else:
+            for g in ahead:
+                keep(g)
+        return self
 
     def chunks(self, g: object):
         """Yield ``(k, counts)`` for group g: counts is items × replicates (float,
-        C-contiguous, what sparse products want) for chunk k (replicates ``starts[k]``, ...)."""
+        C-contiguous, what sparse products want) for chunk k (replicates ``starts[k]``, ...).
+        Each group's counts are handed out once."""
+        kept = self._kept.pop(g, None)
+        if kept is None:
+            yield from self._draw(g)
+            return
+        for k in range(len(kept)):
+            w, kept[k] = kept[k], None  # freed as they are used
+            yield k, w.astype(float)
+
+    def _draw(self, g: object):
         n = self.sizes[g]
         rng = self._rngs[g]
         for k, start in enumerate(self.starts):
@@ -474,7 +512,8 @@ class ResampleCounts:
 
 def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
                       n_resamples: int = 1000, seed=0, ci: float = 0.95,
-                      threads: int | None = None) -> dict[tuple[str, str, object], tuple]:
+                      threads: int | None = None, counts: ResampleCounts | None = None
+                      ) -> dict[tuple[str, str, object], tuple]:
     """Alpha per group and over all items, for several datasets on the same items, with CIs
     from one stratified bootstrap.
 
@@ -493,11 +532,13 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
 
     Groups are bootstrapped in ``threads`` threads (default: the CPUs, at most 4); each
     group has its own generator spawned from ``seed``, so the result does not depend on
-    the number of threads (:class:`ResampleCounts`).
+    the number of threads (:class:`ResampleCounts`). ``counts``: those resample counts,
+    drawn ahead (:meth:`ResampleCounts.draw_ahead`) from the same groups, ``n_resamples``
+    and ``seed``; the result is the same with or without.
     """
     out: dict[tuple[str, str, object], tuple] = {}
     for key, (alpha, reps, n_items) in stratified_replicates(datas, groups, levels, n_resamples, seed,
-                                                              threads).items():
+                                                              threads, counts).items():
         if reps is None or np.isnan(alpha):
             out[key] = (alpha, float("nan"), float("nan"), n_items)
         else:
@@ -506,7 +547,8 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
 
 
 def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
-                          n_resamples: int = 1000, seed=0, threads: int | None = None
+                          n_resamples: int = 1000, seed=0, threads: int | None = None,
+                          counts: ResampleCounts | None = None
                           ) -> dict[tuple[str, str, object], tuple[float, np.ndarray | None, int]]:
     """:func:`stratified_alphas` before the percentiles: ``{(name, level, group or "all"):
     (alpha, replicate alphas or None, n_items)}``; replicate r of "all" is the alpha of
@@ -514,7 +556,11 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
     for level in levels:
         _check_level(level)
     groups = np.asarray(groups)
-    counts = ResampleCounts(groups, n_resamples, seed)
+    if counts is None:
+        counts = ResampleCounts(groups, n_resamples, seed)
+    elif counts.n_resamples != n_resamples or counts.labels != list(dict.fromkeys(groups.tolist())) or any(
+            counts.sizes[g] != int((groups == g).sum()) for g in counts.labels):
+        raise ValueError("the resample counts were drawn for other groups or another number of resamples")
     labels = counts.labels
     members = {g: np.nonzero(groups == g)[0] for g in labels}
     plans = []  # (name, level, pairable, features of all items, {group: (features, positions)})

@@ -34,11 +34,11 @@ import math
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from engine.agreement import pairwise_kappas, stratified_alphas
+from engine.agreement import ResampleCounts, pairwise_kappas, stratified_alphas
 from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
 from engine.human_rows import human_rows
 from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
@@ -98,17 +98,29 @@ def _rows_array(rows: list[tuple], width: int) -> np.ndarray:
                        count=width * len(rows)).reshape(-1, width)
 
 
-def load_study_data(store: Any, study_id: int) -> _StudyData:
-    """A study's answers and scores as arrays (one read of the scores)."""
+def load_study_data(store: Any, study_id: int,
+                    while_reading: Callable[[_StudyData], None] | None = None) -> _StudyData:
+    """A study's answers and scores as arrays (one read of the scores).
+
+    A large study's scores are read by reader processes (``store.read_scores``); meanwhile
+    the answers are read here and ``while_reading`` is called with the data so far (the
+    answers; no scores yet), for work that needs only them."""
     conditions = store.study_condition_rows(study_id)
     judges = list(store.study_judges(study_id))
-    answers = _rows_array(store.study_answer_rows(study_id), 6).astype(np.int64)
-    gens = answers[:, 0]
-    row_of = np.zeros(int(gens.max()) + 1 if gens.size else 0, dtype=np.int64)
-    row_of[gens] = np.arange(gens.size)  # generation id -> row: an O(n) gather, no sorting of scores
-    cond_of_answer = answers[:, 1].astype(float)
     metrics = store.study_metrics(study_id)
-    arr = _rows_array(store.score_rows(study_id, metrics), 4)
+    reading = store.read_scores(study_id, metrics)
+    try:
+        answers = _rows_array(store.study_answer_rows(study_id), 6).astype(np.int64)
+        gens = answers[:, 0]
+        row_of = np.zeros(int(gens.max()) + 1 if gens.size else 0, dtype=np.int64)
+        row_of[gens] = np.arange(gens.size)  # generation id -> row: an O(n) gather, no sorting of scores
+        cond_of_answer = answers[:, 1].astype(float)
+        if while_reading is not None:
+            while_reading(_StudyData(conditions, gens, cond_of_answer, judges, {},
+                                     checkpoint_of_answer=answers[:, 3]))
+        arr = np.frombuffer(reading.result(), dtype=float).reshape(-1, 4)
+    finally:
+        reading.close()
     judge_ids = arr[:, 1].astype(np.int64)
     linked = {int(j["id"]) for j in judges}
     for jid in np.flatnonzero(np.bincount(judge_ids)):
@@ -119,20 +131,20 @@ def load_study_data(store: Any, study_id: int) -> _StudyData:
     scores = arr[:, 3]
     refusal = scores == store.REFUSAL_SENTINEL
     scores[scores <= store.MISSING_SENTINEL] = np.nan
-    rows, cols, which = row_of[arr[:, 2].astype(np.int64)], col_of[judge_ids], arr[:, 0].astype(np.int64)
-    matrices: dict[str, np.ndarray] = {}
-    refused: dict[str, np.ndarray] = {}
-    for i, metric in enumerate(metrics):
-        sel = which == i
-        if sel.any():
-            m = np.full((gens.size, len(judges)), np.nan)
-            m[rows[sel], cols[sel]] = scores[sel]
-            matrices[metric] = m
-            if refusal[sel].any():
-                r = np.zeros((gens.size, len(judges)), dtype=bool)
-                hit = sel & refusal
-                r[rows[hit], cols[hit]] = True
-                refused[metric] = r
+    which = arr[:, 0].astype(np.int64)
+    # every score's place in one metrics × answers × judges block: one scatter for all metrics
+    shape = (len(metrics), gens.size, len(judges))
+    place = (which * gens.size + row_of[arr[:, 2].astype(np.int64)]) * len(judges) + col_of[judge_ids]
+    block = np.full(shape, np.nan)
+    block.reshape(-1)[place] = scores
+    flagged = None
+    if refusal.any():
+        flagged = np.zeros(shape, dtype=bool)
+        flagged.reshape(-1)[place[refusal]] = True
+    scored = np.bincount(which, minlength=len(metrics))
+    matrices = {metric: block[i] for i, metric in enumerate(metrics) if scored[i]}
+    refused = {metric: flagged[i] for i, metric in enumerate(metrics)
+               if flagged is not None and scored[i] and flagged[i].any()}
     return _StudyData(conditions, gens, cond_of_answer, judges, matrices,
                       model_of_answer=answers[:, 2], checkpoint_of_answer=answers[:, 3],
                       question_of_answer=answers[:, 4], trigger_of_answer=answers[:, 5], refused=refused)
@@ -233,7 +245,16 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     spec = json.loads(study.get("spec_json") or "{}")
     seed = _study_seed(spec, opts)
     name = study["name"]
-    data = data if data is not None else load_study_data(store, int(study["id"]))
+    ahead: list[ResampleCounts] = []
+
+    def draw_alpha_resamples(d: _StudyData) -> None:
+        # α's resample counts depend only on the conditions' sizes: drawn while reader
+        # processes read the scores
+        if len(d.judges) > 1:
+            ahead.append(ResampleCounts(d.cond_of_answer[condition_rows(d)], opts.agreement_resamples,
+                                        _rng(seed, name, "alpha")).draw_ahead())
+
+    data = data if data is not None else load_study_data(store, int(study["id"]), draw_alpha_resamples)
     if keep_data is not None:
         keep_data[int(study["id"])] = data
     # α (the costliest part: its bootstrap) runs in a thread beside the means and comparisons;
@@ -242,7 +263,8 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     rows = condition_rows(data)
     alphas = pool.submit(stratified_alphas, {metric: m[rows].T for metric, m in data.matrices.items()},
                          data.cond_of_answer[rows], levels=ALPHA_LEVELS, n_resamples=opts.agreement_resamples,
-                         ci=opts.ci, seed=_rng(seed, name, "alpha")) if len(data.judges) > 1 else None
+                         ci=opts.ci, seed=_rng(seed, name, "alpha"), counts=ahead[0] if ahead else None
+                         ) if len(data.judges) > 1 else None
     out: dict[str, list[dict[str, Any]]] = {"scores": [], "breakdowns": [], "agreement": [], "kappa": [],
                                             "comparisons": []}
     columns = study_columns(data, spec.get("em") or {})

@@ -361,3 +361,41 @@ def test_both_score_read_plans_give_the_same_rows(tmp_path):
             assert {r[3] for r in scan} >= {store.MISSING_SENTINEL, store.REFUSAL_SENTINEL} or name == "small"
         with pytest.raises(ValueError, match="plan"):
             store.score_rows(sid, metrics, plan="fast")
+
+
+def test_scores_read_by_reader_processes_are_the_same(tmp_path, monkeypatch):
+    """A large study is read in parts by reader processes; the rows are those of the
+    in-process read, and a reader that fails has its part read in-process."""
+    from db import score_read
+
+    with _synthetic(tmp_path, **{**RICH, "missing_rate": 0.1}) as store:
+        sid = store.find_study("synthetic")["id"]
+        metrics = store.study_metrics(sid)
+        whole = sorted(store.score_rows(sid, metrics))
+        assert store.read_scores(sid, metrics, processes=3).processes == 0  # small: read in-process
+        monkeypatch.setattr(score_read, "PARALLEL_MIN_SCORES", 1)
+
+        def rows(read):
+            values = read.result()
+            return sorted(tuple(values[i:i + 4]) for i in range(0, len(values), 4))
+
+        read = store.read_scores(sid, metrics, processes=3)
+        assert read.processes == 3
+        assert rows(read) == whole
+        monkeypatch.setattr(score_read.sys, "executable", "/bin/false")  # every reader exits 1
+        read = store.read_scores(sid, metrics, processes=2)
+        assert read.processes == 2 and rows(read) == whole
+        monkeypatch.setattr(score_read.sys, "executable", str(tmp_path / "no-such-python"))
+        read = store.read_scores(sid, metrics, processes=2)
+        assert read.processes == 0 and rows(read) == whole
+        store.read_scores(sid, metrics, processes=2).close()  # readers not waited for: stopped
+
+
+def test_summary_is_the_same_with_reader_processes_and_counts_drawn_ahead(tmp_path, monkeypatch):
+    from db import score_read
+
+    with _synthetic(tmp_path, **RICH) as store:
+        plain = build_summary(store, FAST)
+        monkeypatch.setattr(score_read, "PARALLEL_MIN_SCORES", 1)
+        parallel = build_summary(store, FAST)
+    assert json.dumps(plain, sort_keys=True) == json.dumps(parallel, sort_keys=True)
