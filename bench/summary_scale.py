@@ -3,11 +3,13 @@
 A synthetic study: 20 conditions x 4 judges x 2 metrics x 6,250 answers = 1,000,000 scores
 (500,000 judge calls, each scoring both metrics). Both timings come from this one run:
 
-- baseline: one bare SELECT of every score with its condition, judge and answer (fetchall);
+- baseline: one bare SELECT of every score with its condition, judge and answer (fetchall of
+  plain tuples, one thread: the least Python can do to see every row);
 - summary: `emtui summary --format json` as a person runs it (a fresh process), with the
   default 10,000 bootstrap resamples per CI, agreement, kappa and comparisons.
 
-Prints both and the ratio. Usage: python bench/summary_scale.py [--db PATH] [--answers N]
+Prints both, the ratio, and the CPU time the summary used (its reader processes included): on
+a machine with few cores the summary is bound by that CPU time, not by the read. Usage: python bench/summary_scale.py [--db PATH] [--answers N]
 (the database is built once and reused when --db names an existing file).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -59,18 +62,22 @@ def main() -> None:
             scans.append(time.perf_counter() - t)
     assert rows == n
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = []
+    runs, cpus = [], []
     for _ in range(args.repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "emtui", "--db", str(path), "summary", "--format", "json"],
                              capture_output=True, env=env)
         runs.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if out.returncode != 0:
             sys.exit(out.stderr.decode())
     scan, summary = min(scans), min(runs)
-    print(f"scores: {n:,}")
+    print(f"scores: {n:,}; CPUs: {os.cpu_count()}")
     print(f"bare SQL scan (fetchall of every score row): {scan:.2f} s (best of {args.repeat})")
-    print(f"emtui summary --format json (new process, 10,000 resamples): {summary:.2f} s (best of {args.repeat})")
+    print(f"emtui summary --format json (new process, 10,000 resamples): {summary:.2f} s (best of {args.repeat}); "
+          f"CPU time {cpus[runs.index(summary)]:.2f} s")
     print(f"ratio summary / scan: {summary / scan:.2f}x (target <= 3x)")
 
 

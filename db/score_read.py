@@ -161,7 +161,7 @@ def split_rowids(first: int, last: int, parts: int) -> list[tuple[int, int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Reader process: one part of a study's scores as packed doubles on stdout."""
     args = json.loads((argv if argv is not None else sys.argv[1:])[0])
-    conn = sqlite3.connect(f"file:{args['path']}?mode=ro", uri=True)
+    conn = sqlite3.connect(Path(args["path"]).resolve().as_uri() + "?mode=ro", uri=True)  # escapes ? and #
     try:
         sql, params = score_query(args["study"], args["metrics"], "scan", tuple(args["rowids"]))
         read_part(conn, sql, params, out=sys.stdout.buffer)
