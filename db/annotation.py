@@ -570,43 +570,39 @@ class AnnotationQueries:
         campaign_id, annotator_id, annotator, rater_kind, metric, score, choice, shown_choice, swapped,
         note, flagged, active_ms, source, created_at, updated_at. Only ``rater_kind``'s rows (None: every
         rater; rows keep their kind, humans and models are never merged)."""
-        where, params = "r.campaign_id = ?", [campaign_id]
-        if rater_kind is not None:
-            where += " AND r.rater_kind = ?"
-            params.append(rater_kind)
-        return self._q(  # type: ignore[attr-defined]
-            f"{self._RATING_ROWS} WHERE {where} ORDER BY i.position, an.name, r.metric", params)
+        return self._rating_rows("r.campaign_id = ?", campaign_id, rater_kind, "i.position, an.name, r.metric")
 
     def study_rating_rows(self, study_id: int, *, rater_kind: str | None = "human") -> list[dict[str, Any]]:
         """Every campaign rating of a study's campaigns (columns as :meth:`campaign_rating_rows`)."""
-        where, params = "r.campaign_id IN (SELECT id FROM campaigns WHERE study_id = ?)", [study_id]
+        return self._rating_rows("r.campaign_id IN (SELECT id FROM campaigns WHERE study_id = ?)", study_id,
+                                 rater_kind, "r.campaign_id, i.position, an.name, r.metric")
+
+    def _rating_rows(self, where: str, key: int, rater_kind: str | None, order: str) -> list[dict[str, Any]]:
+        params: list[Any] = [key]
         if rater_kind is not None:
             where += " AND r.rater_kind = ?"
             params.append(rater_kind)
-        return self._q(  # type: ignore[attr-defined]
-            f"{self._RATING_ROWS} WHERE {where} ORDER BY r.campaign_id, i.position, an.name, r.metric", params)
+        return self._q(f"{self._RATING_ROWS} WHERE {where} ORDER BY {order}", params)  # type: ignore[attr-defined]
 
     def campaign_score_rows(self, campaign_id: int, *, rater_kind: str = "human") -> list[tuple[Any, ...]]:
         """The fast path for agreement: (item_id, annotator, metric, score, choice) of every rating of
         ``rater_kind`` with a score, as plain tuples (no other kind's rows, ever)."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT r.item_id, an.name, r.metric, r.score, r.choice
-                   FROM ratings r JOIN annotators an ON an.id = r.annotator_id
-                   WHERE r.campaign_id = ? AND r.rater_kind = ? AND r.score IS NOT NULL AND r.item_id IS NOT NULL
-                     AND an.kind = r.rater_kind""", (campaign_id, rater_kind)).fetchall()
+        return self._tuples(  # type: ignore[attr-defined]
+            """SELECT r.item_id, an.name, r.metric, r.score, r.choice
+               FROM ratings r JOIN annotators an ON an.id = r.annotator_id
+               WHERE r.campaign_id = ? AND r.rater_kind = ? AND r.score IS NOT NULL AND r.item_id IS NOT NULL
+                 AND an.kind = r.rater_kind""", (campaign_id, rater_kind))
 
     def campaign_item_groups(self, campaign_id: int) -> list[tuple[Any, ...]]:
         """(item_id, condition, condition_b, stratum) of every item, as plain tuples."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT i.id, c.name, cb.name, i.stratum
-                   FROM campaign_items i
-                   JOIN generations g ON g.id = i.generation_id
-                   LEFT JOIN conditions c ON c.id = g.condition_id
-                   LEFT JOIN generations gb ON gb.id = i.generation_b_id
-                   LEFT JOIN conditions cb ON cb.id = gb.condition_id
-                   WHERE i.campaign_id = ?""", (campaign_id,)).fetchall()
+        return self._tuples(  # type: ignore[attr-defined]
+            """SELECT i.id, c.name, cb.name, i.stratum
+               FROM campaign_items i
+               JOIN generations g ON g.id = i.generation_id
+               LEFT JOIN conditions c ON c.id = g.condition_id
+               LEFT JOIN generations gb ON gb.id = i.generation_b_id
+               LEFT JOIN conditions cb ON cb.id = gb.condition_id
+               WHERE i.campaign_id = ?""", (campaign_id,))
 
     def campaign_judge_rubrics(self, campaign_id: int) -> list[dict[str, Any]]:
         """The rubrics of the judgments of the campaign items' answers (their metrics carry scale and

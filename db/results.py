@@ -272,55 +272,40 @@ class ResultsQueries:
         """(generation_id, condition_id, model_id, checkpoint_id or 0, question_id, trigger) of
         every answer of a study, by id: what breakdowns group by. ``trigger`` is 1 when the
         generation settings name a trigger (``settings.trigger`` present and not false/empty)."""
-        return self._tuples(
+        return self._tuples(  # type: ignore[attr-defined]
             """SELECT g.id, g.condition_id, g.model_id, IFNULL(g.checkpoint_id, 0), g.question_id,
                       CASE WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END
                FROM generations g JOIN conditions c ON c.id = g.condition_id
                WHERE c.study_id = ? ORDER BY g.id""", (study_id,))
 
-    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Rows as plain tuples (no sqlite3.Row objects): the columnar reads build arrays from
-        millions of them."""
-        with self._lock:  # type: ignore[attr-defined]
-            cur = self.conn.cursor()  # type: ignore[attr-defined]
-            cur.row_factory = None
-            return cur.execute(sql, params).fetchall()
-
     def _study_share(self, study_id: int) -> float:
         """The study's share of every answer in the database (0 when there are none)."""
-        (n_study, n_all), = self._tuples(
+        (n_study, n_all), = self._tuples(  # type: ignore[attr-defined]
             """SELECT (SELECT count(*) FROM generations g JOIN conditions c ON c.id = g.condition_id
                        WHERE c.study_id = ?), (SELECT count(*) FROM generations)""", (study_id,))
         return n_study / n_all if n_all else 0.0
 
-    def score_rows(self, study_id: int, metrics: Sequence[str], *,
-                   plan: str | None = None) -> list[tuple[int, int, int, float]]:
-        """(metric index, judge_id, generation_id, score) of a study's scores of ``metrics`` as
-        plain tuples, read here (see :mod:`db.score_read` for the sentinels). ``plan`` ("scan"
-        or "index") overrides the choice of query plan (the rows are the same; the order may
-        differ)."""
-        if not metrics:
-            return []
-        return self._tuples(*score_read.score_query(study_id, metrics, plan or self._score_plan(study_id)))
-
-    def _score_plan(self, study_id: int) -> str:
-        return "scan" if self._study_share(study_id) >= 0.2 else "index"
-
-    def read_scores(self, study_id: int, metrics: Sequence[str], *,
+    def read_scores(self, study_id: int, metrics: Sequence[str], *, plan: str | None = None,
                     processes: int | None = None) -> score_read.ScoreRead:
         """Start reading a study's scores of ``metrics``; ``.result()`` gives them as packed
-        doubles, (metric index, judge_id, generation_id, score) per score. A large study
-        (scan plan, at least :data:`~db.score_read.PARALLEL_MIN_SCORES` scores expected) is
+        doubles, (metric index, judge_id, generation_id, score) per score (see
+        :mod:`db.score_read` for the sentinels). A study with at least a fifth of the
+        database's answers is read by the scan plan, a smaller one by the index plan
+        (``plan``, "scan" or "index", overrides: the rows are the same, the order may differ).
+        A large scan (at least :data:`~db.score_read.PARALLEL_MIN_SCORES` scores expected) is
         read by ``processes`` reader processes (default: one per CPU, at most 8) while the
         caller goes on; otherwise the read happens in ``result()``."""
-        plan = self._score_plan(study_id) if metrics else "index"
+        share = self._study_share(study_id)
+        plan = plan or ("scan" if share >= 0.2 else "index")
+        if plan not in score_read.PLANS:
+            raise ValueError(f"plan must be 'scan' or 'index', got {plan!r}")
         parts: list[tuple[int, int]] = []
         n = processes if processes is not None else min(8, os.cpu_count() or 1)
         if metrics and plan == "scan" and n > 1 and str(self.path) != ":memory:":  # type: ignore[attr-defined]
-            (first, last), = self._tuples(  # one aggregate per query: SQLite reads one b-tree end each
+            # one aggregate per query: SQLite then reads one end of the b-tree for each
+            (first, last), = self._tuples(  # type: ignore[attr-defined]
                 "SELECT (SELECT min(rowid) FROM judgment_scores), (SELECT max(rowid) FROM judgment_scores)")
-            expected = (last - first + 1) * self._study_share(study_id) if first is not None else 0
-            if expected >= score_read.PARALLEL_MIN_SCORES:
+            if first is not None and (last - first + 1) * share >= score_read.PARALLEL_MIN_SCORES:
                 parts = score_read.split_rowids(first, last, n)
         return score_read.ScoreRead(self.conn, self._lock, str(self.path), study_id, metrics, plan,  # type: ignore[attr-defined]
                                     parts)

@@ -104,7 +104,6 @@ class ScoreRead:
                  plan: str, parts: Sequence[tuple[int, int]] = ()) -> None:
         self._conn, self._lock = conn, lock  # the store's connection and the lock that guards it
         self._study, self._metrics, self._plan = study_id, list(metrics), plan
-        self._parts = list(parts)
         self._readers: list[tuple[tuple[int, int], subprocess.Popen | None, Any]] = []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -136,7 +135,7 @@ class ScoreRead:
     def result(self) -> array:
         if not self._metrics:
             return array("d")
-        if not self._parts:
+        if not self._readers:  # no parts given (or closed): the whole read, here
             with self._lock:
                 return read_part(self._conn, *score_query(self._study, self._metrics, self._plan))
         values = array("d")

@@ -134,6 +134,14 @@ class Store(ResultsQueries, AnnotationQueries):
         with self._lock:
             return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows as plain tuples (no sqlite3.Row objects): the columnar reads build arrays from
+        millions of them."""
+        with self._lock:
+            cur = self.conn.cursor()
+            cur.row_factory = None
+            return cur.execute(sql, params).fetchall()
+
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
         with self._lock:
             row = self.conn.execute(sql, params).fetchone()

@@ -268,6 +268,23 @@ def _allocate(capacity: dict[str, int], n: int, rng: random.Random) -> dict[str,
     return alloc
 
 
+def _stratum_sizes(capacity: dict[str, int], n_items: int | None, per_stratum: int | None, rng: random.Random, *,
+                   short_stratum: Callable[[str, int], str], short_total: Callable[[int], str]) -> dict[str, int]:
+    """How many items each stratum gives: ``per_stratum`` each, or ``n_items`` split by
+    :func:`_allocate`. Too few answers raise AnnotationError with the message of
+    ``short_stratum(label, have)`` or ``short_total(total)``."""
+    if per_stratum is not None:
+        for label, have in capacity.items():
+            if have < per_stratum:
+                raise AnnotationError(short_stratum(label, have))
+        return {label: per_stratum for label in capacity}
+    assert n_items is not None
+    total = sum(capacity.values())
+    if n_items > total:
+        raise AnnotationError(short_total(total))
+    return _allocate(capacity, n_items, rng)
+
+
 _FRAME_INDEX = {"condition": 2, "model": 4, "checkpoint": 5, "category": 7, "question": 6}
 
 
@@ -393,17 +410,11 @@ def _sample_stratified(frame: list[tuple], strata: Sequence[str], n_items: int |
     for row in frame:
         groups.setdefault(_stratum(row, strata), []).append(int(row[0]))
     labels = sorted(groups)
-    if per_stratum is not None:
-        for label in labels:
-            if len(groups[label]) < per_stratum:
-                raise AnnotationError(f"stratum {label!r} of study {study!r} has {len(groups[label])} answers; "
-                                      f"asked for {per_stratum} per stratum")
-        alloc = {label: per_stratum for label in labels}
-    else:
-        assert n_items is not None
-        if n_items > len(frame):
-            raise AnnotationError(f"study {study!r} has {len(frame)} answers{where}; asked for {n_items}")
-        alloc = _allocate({label: len(groups[label]) for label in labels}, n_items, rng)
+    alloc = _stratum_sizes(
+        {label: len(groups[label]) for label in labels}, n_items, per_stratum, rng,
+        short_stratum=lambda label, have: f"stratum {label!r} of study {study!r} has {have} answers; "
+                                          f"asked for {per_stratum} per stratum",
+        short_total=lambda total: f"study {study!r} has {total} answers{where}; asked for {n_items}")
     out: list[dict[str, Any]] = []
     for label in labels:
         for gid in rng.sample(groups[label], alloc[label]):
@@ -438,19 +449,12 @@ def _sample_pairs(frame: list[tuple], n_items: int | None, per_stratum: int | No
         raise AnnotationError(f"study {study!r} has no two conditions with answers to the same question{where}: "
                               "a pairwise campaign needs them")
     labels = sorted(candidates)
-    total = sum(len(v) for v in candidates.values())
-    if per_stratum is not None:
-        for label in labels:
-            if len(candidates[label]) < per_stratum:
-                raise AnnotationError(f"condition pair {label!r} of study {study!r} has {len(candidates[label])} "
-                                      f"pairs of answers to the same question; asked for {per_stratum} per pair")
-        alloc = {label: per_stratum for label in labels}
-    else:
-        assert n_items is not None
-        if n_items > total:
-            raise AnnotationError(f"study {study!r} has {total} pairs of answers to the same question from "
+    alloc = _stratum_sizes(
+        {label: len(candidates[label]) for label in labels}, n_items, per_stratum, rng,
+        short_stratum=lambda label, have: f"condition pair {label!r} of study {study!r} has {have} pairs of "
+                                          f"answers to the same question; asked for {per_stratum} per pair",
+        short_total=lambda total: f"study {study!r} has {total} pairs of answers to the same question from "
                                   f"different conditions{where}; asked for {n_items}")
-        alloc = _allocate({label: len(candidates[label]) for label in labels}, n_items, rng)
     out: list[dict[str, Any]] = []
     for label in labels:
         for a, b in rng.sample(candidates[label], alloc[label]):

@@ -520,7 +520,8 @@ def mann_whitney(a, b, method: str = "auto", counted: tuple | None = None) -> tu
     n1, n2 = xa.size, xb.size
     if method == "asymptotic" or (method == "auto" and (min(n1, n2) > 8 or n1 + n2 > 200)):
         # the large-sample case in numpy: scipy.stats takes ~1 s to import, longer than the tests
-        u, p = mann_whitney_counted(*counted)[:2] if counted is not None else _mann_whitney_asymptotic(xa, xb)
+        # the tie-corrected normal approximation with continuity correction, as scipy's "asymptotic"
+        u, p, _ = mann_whitney_counted(*(counted or (value_counts(xa), value_counts(xb))))
     else:
         from scipy.stats import mannwhitneyu
 
@@ -528,12 +529,6 @@ def mann_whitney(a, b, method: str = "auto", counted: tuple | None = None) -> tu
         u, p = float(res.statistic), float(res.pvalue)
     r = 2.0 * u / (n1 * n2) - 1.0
     return u, p, r
-
-
-def _mann_whitney_asymptotic(xa: np.ndarray, xb: np.ndarray) -> tuple[float, float]:
-    """U and the two-sided p of the tie-corrected normal approximation with continuity
-    correction — what ``scipy.stats.mannwhitneyu(method="asymptotic")`` computes."""
-    return mann_whitney_counted(value_counts(xa), value_counts(xb))[:2]
 
 
 def mann_whitney_counted(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]

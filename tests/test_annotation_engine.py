@@ -83,7 +83,7 @@ def test_scales_parse_typed_keys():
 
 def test_sampling_is_stratified_and_seeded(syn):
     a = make(syn, "a", n_items=30, seed=7)
-    b = make(syn, "b", n_items=30, seed=7)
+    make(syn, "b", n_items=30, seed=7)
     other = make(syn, "other", n_items=30, seed=8)
     items = {n: syn.campaign_items(syn.find_campaign(n)["id"]) for n in ("a", "b", "other")}
     gens = {n: sorted(i["generation_id"] for i in items[n]) for n in items}
@@ -268,7 +268,7 @@ def test_active_time_leaves_out_idle_gaps(syn):
 
 
 def test_undo_and_edit_keep_history(syn):
-    c = make(syn, n_items=12)
+    make(syn, n_items=12)
     clock = Clock(0.0)
     s = AnnotationSession(syn, "c", "ann", clock=clock)
     codes = []
@@ -417,7 +417,7 @@ def test_pairwise_win_rates(syn):
     assert rows["treatment"]["win_rate"] == 1.0 and rows["treatment"]["wins"] == 20
     assert rows["base"]["win_rate"] == 0.0 and rows["base"]["losses"] == 20
     assert (rows["treatment"]["ci_low"], rows["treatment"]["ci_high"]) == (1.0, 1.0)
-    tie = create_campaign(syn, name="tie", study="synthetic", pairwise=True, n_items=10)
+    create_campaign(syn, name="tie", study="synthetic", pairwise=True, n_items=10)
     rate_all(syn, "tie", "ann", 0)
     assert {r["win_rate"] for r in pairwise_win_rates(syn, "tie", n_resamples=200)} == {0.5}
     assert agreement_report(syn, "pw", n_resamples=100)["win_rates"]

@@ -344,6 +344,12 @@ def test_human_rows_join_the_summary(tmp_path):
     assert "### Pairwise win rates" in text and "humans-vs-panel" in text
 
 
+def _score_tuples(read) -> list[tuple]:
+    """A score read's packed doubles as sorted (metric index, judge_id, generation_id, score)."""
+    values = read.result()
+    return sorted(tuple(values[i:i + 4]) for i in range(0, len(values), 4))
+
+
 def test_both_score_read_plans_give_the_same_rows(tmp_path):
     """A study with most of the database's answers is read by one scan of the scores, a small
     one through its conditions' index; the rows (refusals and missing scores included) are
@@ -353,14 +359,14 @@ def test_both_score_read_plans_give_the_same_rows(tmp_path):
         for name in ("synthetic", "small"):
             sid = store.find_study(name)["id"]
             metrics = store.study_metrics(sid)
-            scan = sorted(store.score_rows(sid, metrics, plan="scan"))
-            index = sorted(store.score_rows(sid, metrics, plan="index"))
-            assert scan == index == sorted(store.score_rows(sid, metrics))
+            scan = _score_tuples(store.read_scores(sid, metrics, plan="scan", processes=1))
+            index = _score_tuples(store.read_scores(sid, metrics, plan="index"))
+            assert scan == index == _score_tuples(store.read_scores(sid, metrics))
             gens = {g for g, *_ in store.study_answer_rows(sid)}
             assert scan and {r[2] for r in scan} <= gens
             assert {r[3] for r in scan} >= {store.MISSING_SENTINEL, store.REFUSAL_SENTINEL} or name == "small"
         with pytest.raises(ValueError, match="plan"):
-            store.score_rows(sid, metrics, plan="fast")
+            store.read_scores(sid, metrics, plan="fast")
 
 
 def test_scores_read_by_reader_processes_are_the_same(tmp_path, monkeypatch):
@@ -371,23 +377,18 @@ def test_scores_read_by_reader_processes_are_the_same(tmp_path, monkeypatch):
     with _synthetic(tmp_path, **{**RICH, "missing_rate": 0.1}) as store:
         sid = store.find_study("synthetic")["id"]
         metrics = store.study_metrics(sid)
-        whole = sorted(store.score_rows(sid, metrics))
+        whole = _score_tuples(store.read_scores(sid, metrics, processes=1))
         assert store.read_scores(sid, metrics, processes=3).processes == 0  # small: read in-process
         monkeypatch.setattr(score_read, "PARALLEL_MIN_SCORES", 1)
-
-        def rows(read):
-            values = read.result()
-            return sorted(tuple(values[i:i + 4]) for i in range(0, len(values), 4))
-
         read = store.read_scores(sid, metrics, processes=3)
         assert read.processes == 3
-        assert rows(read) == whole
+        assert _score_tuples(read) == whole
         monkeypatch.setattr(score_read.sys, "executable", "/bin/false")  # every reader exits 1
         read = store.read_scores(sid, metrics, processes=2)
-        assert read.processes == 2 and rows(read) == whole
+        assert read.processes == 2 and _score_tuples(read) == whole
         monkeypatch.setattr(score_read.sys, "executable", str(tmp_path / "no-such-python"))
         read = store.read_scores(sid, metrics, processes=2)
-        assert read.processes == 0 and rows(read) == whole
+        assert read.processes == 0 and _score_tuples(read) == whole
         store.read_scores(sid, metrics, processes=2).close()  # readers not waited for: stopped
 
 
