@@ -265,8 +265,6 @@ class ResultsQueries:
 
     # -- columnar reads for statistics ------------------------------------------------------------
 
-    MISSING_SENTINEL = score_read.MISSING_SENTINEL
-    REFUSAL_SENTINEL = score_read.REFUSAL_SENTINEL
 
     def study_answer_rows(self, study_id: int) -> list[tuple[int, int, int, int, int, int]]:
         """(generation_id, condition_id, model_id, checkpoint_id or 0, question_id, trigger) of
@@ -286,29 +284,29 @@ class ResultsQueries:
         return n_study / n_all if n_all else 0.0
 
     def read_scores(self, study_id: int, metrics: Sequence[str], *, plan: str | None = None,
-                    processes: int | None = None) -> score_read.ScoreRead:
-        """Start reading a study's scores of ``metrics``; ``.result()`` gives them as packed
-        doubles, (metric index, judge_id, generation_id, score) per score (see
-        :mod:`db.score_read` for the sentinels). A study with at least a fifth of the
-        database's answers is read by the scan plan, a smaller one by the index plan
-        (``plan``, "scan" or "index", overrides: the rows are the same, the order may differ).
-        A large scan (at least :data:`~db.score_read.PARALLEL_MIN_SCORES` scores expected) is
-        read by ``processes`` reader processes (default: one per CPU, at most 8) while the
-        caller goes on; otherwise the read happens in ``result()``."""
+                    threads: int | None = None) -> score_read.ScoreRead:
+        """Start reading a study's scores of ``metrics``; ``.result()`` gives them as
+        :class:`~db.score_read.ScoreColumns` (metric index, judge, generation, score, refused).
+        A study with at least a fifth of the database's answers is read by the scan plan, a
+        smaller one by the index plan (``plan``, "scan" or "index", overrides: the rows are the
+        same, the order may differ). A large scan (at least
+        :data:`~db.score_read.PARALLEL_MIN_SCORES` scores expected) is read in parts by
+        ``threads`` threads (default: one per CPU, at most 4) while the caller goes on;
+        otherwise the read happens in ``result()``."""
         share = self._study_share(study_id)
         plan = plan or ("scan" if share >= 0.2 else "index")
         if plan not in score_read.PLANS:
             raise ValueError(f"plan must be 'scan' or 'index', got {plan!r}")
         parts: list[tuple[int, int]] = []
-        n = processes if processes is not None else min(8, os.cpu_count() or 1)
-        if metrics and plan == "scan" and n > 1 and str(self.path) != ":memory:":  # type: ignore[attr-defined]
+        n = threads if threads is not None else score_read.default_threads()
+        if metrics and plan == "scan" and str(self.path) != ":memory:":  # type: ignore[attr-defined]
             # one aggregate per query: SQLite then reads one end of the b-tree for each
             (first, last), = self._tuples(  # type: ignore[attr-defined]
                 "SELECT (SELECT min(rowid) FROM judgment_scores), (SELECT max(rowid) FROM judgment_scores)")
             if first is not None and (last - first + 1) * share >= score_read.PARALLEL_MIN_SCORES:
                 parts = score_read.split_rowids(first, last, n)
         return score_read.ScoreRead(self.conn, self._lock, str(self.path), study_id, metrics, plan,  # type: ignore[attr-defined]
-                                    parts)
+                                    parts, threads=n)
 
     def answer_group_labels(self, study_id: int) -> dict[str, dict[int, Any]]:
         """Names of what a study's answers are grouped by in breakdowns: ``models`` id -> name,

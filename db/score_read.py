@@ -1,34 +1,30 @@
-"""The columnar read of a study's scores, and its parallel form.
+"""The columnar read of a study's scores.
 
-A summary reads every score of a study: (metric index, judge_id, generation_id, score) per
-score, which costs Python about a microsecond a row to turn into tuples — one core's work. A
-large study is therefore read in parts by reader processes (``python -m db.score_read``),
-one per core, each part a range of score rowids written as packed doubles to a temporary
-file; the caller is free meanwhile (the summary draws its agreement resamples). A reader that
-fails to start or exits with an error has its part read in-process instead, so the result
-never depends on the processes.
+A summary reads every score of a study: (metric, judge, answer, score). Fetched as Python
+tuples that costs about a microsecond a row, all of it holding the GIL. Here SQLite builds
+each column as one comma-separated text (``group_concat``, in C; Python's sqlite3 lets go of
+the GIL while a statement runs) and numpy parses it, about a third of the cost, and the
+caller's other threads keep running meanwhile. A large scan is read in parts of score
+rowids, by threads with their own read-only connections; parts also keep each text far
+below SQLite's 1 GB limit on a string.
 
-Missing scores come back as :data:`MISSING_SENTINEL`, or :data:`REFUSAL_SENTINEL` when the
-judge's verdict was a refusal (its raw output, or the top token of its logprob dictionary,
-starts with REFUSAL); the verdict is only looked at for missing scores.
+Whole-number scores travel in that text. The others (a logprob-weighted mean, say) are
+marked there and fetched exactly, as tuples, in the same read transaction. With each score
+comes its kind: a score, missing, or missing with the judge's verdict a refusal (its raw
+output, or the top token of its logprob dictionary, starts with REFUSAL; the verdict is only
+looked at for missing scores).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import sqlite3
-import subprocess
-import sys
-import tempfile
-from array import array
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-MISSING_SENTINEL = -1.0e308  # a NULL score comes back as this, so rows convert to floats in one go
-REFUSAL_SENTINEL = -1.5e308  # ... and a NULL score whose judge output was the word REFUSAL as this
 
 # The judge's verdict when there is no score: the per-metric raw output, else the judgment's.
 # A logprob dictionary (a JSON object token -> probability) says its most likely token.
@@ -38,137 +34,208 @@ VERDICT_SQL = """UPPER(TRIM(CASE WHEN json_valid(IFNULL(s.raw, j.raw_output))
                                ORDER BY e.value DESC LIMIT 1)
                          ELSE IFNULL(s.raw, j.raw_output) END))"""
 
+# A score's kind, carried in the low two bits of its metric code.
+SCORED, MISSING, REFUSED, EXACT = 0, 1, 2, 3  # EXACT: a score that is not a whole number
+_WHOLE = "s.score = CAST(s.score AS INTEGER)"
+
 PLANS = ("scan", "index")
-# below this many expected scores a study is read in-process: a reader costs ~50 ms to start
-PARALLEL_MIN_SCORES = 200_000
-_BATCH = 65_536
+PARALLEL_MIN_SCORES = 200_000  # below this many expected scores, one read in one thread
+PART_ROWIDS = 4_000_000  # at most this many score rowids a part: each column's text stays < 100 MB
 
 
-def score_query(study_id: int, metrics: Sequence[str], plan: str,
-                rowids: tuple[int, int] | None = None) -> tuple[str, tuple[Any, ...]]:
-    """SQL and parameters of a study's scores of ``metrics`` (the index is the metric's
-    position in ``metrics``); ``rowids`` (first, last) restricts the scan plan to a range
-    of score rowids.
+@dataclass
+class ScoreColumns:
+    """A study's scores, one array per column: ``metric`` (index into the metrics asked for),
+    ``judge`` (judge id), ``generation`` (answer id), ``score`` (float, NaN when missing) and
+    ``refused`` (missing, and the judge's verdict was a refusal)."""
+
+    metric: Any
+    judge: Any
+    generation: Any
+    score: Any
+    refused: Any
+
+    def __len__(self) -> int:
+        return len(self.metric)
+
+    @classmethod
+    def concat(cls, parts: Sequence[ScoreColumns], np: Any) -> ScoreColumns:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("metric", "judge", "generation", "score", "refused")))
+
+    def rows(self) -> list[tuple]:
+        """(metric, judge, generation, score or None, refused) per score, sorted: for tests."""
+        return sorted(zip(self.metric.tolist(), self.judge.tolist(), self.generation.tolist(),
+                          [None if s != s else s for s in self.score.tolist()], self.refused.tolist()),
+                      key=repr)
+
+
+def _source(study_id: int, metrics: Sequence[str], plan: str, rowids: tuple[int, int] | None
+            ) -> tuple[str, list[Any]]:
+    """FROM ... WHERE of a study's scores of ``metrics``, and its parameters.
 
     Two plans for one result. "scan": one sequential pass over the scores (rows of other
-    studies are dropped inside SQLite, cheaply), for a study with a fair share of the
-    database; "index": from the study's conditions down, which costs about twice as much a
-    row but touches only the study's rows. CROSS JOIN fixes SQLite's join order."""
+    studies are dropped inside SQLite, cheaply), optionally a range of score rowids, for a
+    study with a fair share of the database; "index": from the study's conditions down,
+    which costs about twice as much a row but touches only the study's rows. CROSS JOIN fixes SQLite's join order."""
     if plan not in PLANS:
         raise ValueError(f"plan must be 'scan' or 'index', got {plan!r}")
-    case = " ".join("WHEN ? THEN ?" for _ in metrics)
-    params: list[Any] = [v for i, m in enumerate(metrics) for v in (m, i)]
-    params += [REFUSAL_SENTINEL, MISSING_SENTINEL, study_id, *metrics]
     marks = ",".join("?" * len(metrics))
     if plan == "scan":
-        source = """FROM judgment_scores s
-                    CROSS JOIN judgments j ON j.id = s.judgment_id
-                    CROSS JOIN generations g ON g.id = j.generation_id
-                    WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)"""
+        sql = """FROM judgment_scores s
+                 CROSS JOIN judgments j ON j.id = s.judgment_id
+                 CROSS JOIN generations g ON g.id = j.generation_id
+                 WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)"""
     else:
-        source = """FROM judgment_scores s
-                    JOIN judgments j ON j.id = s.judgment_id
-                    JOIN generations g ON g.id = j.generation_id
-                    JOIN conditions c ON c.id = g.condition_id
-                    WHERE c.study_id = ?"""
-    sql = f"""SELECT CASE s.metric {case} END, j.judge_id, j.generation_id,
-                     IFNULL(s.score, CASE WHEN {VERDICT_SQL} LIKE 'REFUSAL%' THEN ? ELSE ? END)
-              {source} AND s.metric IN ({marks})"""
+        sql = """FROM judgment_scores s
+                 JOIN judgments j ON j.id = s.judgment_id
+                 JOIN generations g ON g.id = j.generation_id
+                 JOIN conditions c ON c.id = g.condition_id
+                 WHERE c.study_id = ?"""
+    params: list[Any] = [study_id, *metrics]
+    sql += f" AND s.metric IN ({marks})"
     if rowids is not None:
         sql += " AND s.rowid BETWEEN ? AND ?"
         params += list(rowids)
-    return sql, tuple(params)
+    return sql, params
 
 
-def read_part(conn: sqlite3.Connection, sql: str, params: Sequence[Any], out: Any = None) -> array:
-    """The rows of ``sql`` as packed doubles, batch by batch (written to the binary file
-    ``out`` as they come when given, so memory stays flat); returns what was not written."""
-    cur = conn.cursor()
-    cur.row_factory = None
-    cur.execute(sql, params)
-    values = array("d")
-    while rows := cur.fetchmany(_BATCH):
-        values.extend(itertools.chain.from_iterable(rows))
-        if out is not None:
-            values.tofile(out)
-            del values[:]
-    return values
+def _metric_index(metrics: Sequence[str]) -> tuple[str, list[Any]]:
+    return "CASE s.metric " + " ".join("WHEN ? THEN ?" for _ in metrics) + " END", \
+        [v for i, m in enumerate(metrics) for v in (m, i)]
+
+
+def columns_query(study_id: int, metrics: Sequence[str], plan: str, rowids: tuple[int, int] | None = None
+                  ) -> tuple[str, tuple[Any, ...]]:
+    """One row: the count, then the metric codes (index × 4 + kind), judge ids, generation ids
+    and whole-number scores (0 where there is none), each as one comma-separated text."""
+    index, params = _metric_index(metrics)
+    source, where = _source(study_id, metrics, plan, rowids)
+    sql = f"""SELECT count(*), group_concat(code), group_concat(judge), group_concat(gen), group_concat(score)
+              FROM (SELECT {index} * 4 + CASE WHEN s.score IS NULL
+                                              THEN CASE WHEN {VERDICT_SQL} LIKE 'REFUSAL%' THEN {REFUSED}
+                                                        ELSE {MISSING} END
+                                              WHEN {_WHOLE} THEN {SCORED} ELSE {EXACT} END AS code,
+                           j.judge_id AS judge, j.generation_id AS gen,
+                           CASE WHEN {_WHOLE} THEN CAST(s.score AS INTEGER) ELSE 0 END AS score
+                    {source})"""
+    return sql, tuple(params + where)
+
+
+def exact_query(study_id: int, metrics: Sequence[str], plan: str, rowids: tuple[int, int] | None = None
+                ) -> tuple[str, tuple[Any, ...]]:
+    """(metric index, judge id, generation id, score) of the scores that are not whole numbers."""
+    index, params = _metric_index(metrics)
+    source, where = _source(study_id, metrics, plan, rowids)
+    return (f"SELECT {index}, j.judge_id, j.generation_id, s.score {source} AND NOT {_WHOLE}",
+            tuple(params + where))
+
+
+def read_part(conn: sqlite3.Connection, study_id: int, metrics: Sequence[str], plan: str,
+              rowids: tuple[int, int] | None = None) -> ScoreColumns:
+    """One part of a study's scores, read in one transaction of ``conn``."""
+    import numpy as np
+
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")  # the exact scores below come from the same snapshot
+    try:
+        n, *texts = conn.execute(*columns_query(study_id, metrics, plan, rowids)).fetchone()
+        code, judge, gen, whole = (np.fromstring(t, dtype=np.int64, sep=",") if n else np.zeros(0, np.int64)
+                                   for t in texts)
+        if any(len(a) != n for a in (code, judge, gen, whole)):
+            raise RuntimeError(f"score read: {n} rows but columns of {[len(a) for a in (code, judge, gen, whole)]}")
+        kind = code & 3
+        score = whole.astype(float)
+        score[(kind == MISSING) | (kind == REFUSED)] = np.nan
+        out = ScoreColumns(code >> 2, judge, gen, score, kind == REFUSED)
+        exact = kind == EXACT
+        if exact.any():  # those rows are replaced by their exact scores
+            exact_rows = np.array(conn.execute(*exact_query(study_id, metrics, plan, rowids)).fetchall(),
+                                  dtype=float).reshape(-1, 4)
+            keep = ~exact
+            ids = exact_rows[:, :3].astype(np.int64)
+            out = ScoreColumns.concat([
+                ScoreColumns(out.metric[keep], out.judge[keep], out.generation[keep], out.score[keep],
+                             out.refused[keep]),
+                ScoreColumns(ids[:, 0], ids[:, 1], ids[:, 2], exact_rows[:, 3], np.zeros(len(ids), dtype=bool))], np)
+        return out
+    finally:
+        if own:
+            conn.execute("COMMIT")
 
 
 class ScoreRead:
-    """A read of a study's scores under way: :meth:`result` returns them as packed doubles,
-    four per score. ``parts`` are (first, last) score rowid ranges of the scan plan, each
-    given to a reader process; with none, the whole read happens in :meth:`result`."""
+    """A read of a study's scores under way; :meth:`result` returns them as :class:`ScoreColumns`.
+
+    ``parts`` are (first, last) score rowid ranges of the scan plan, each read by a thread with
+    its own read-only connection to ``path``; with none, the whole read happens in
+    :meth:`result` on the store's connection (guarded by its ``lock``)."""
 
     def __init__(self, conn: sqlite3.Connection, lock: Any, path: str, study_id: int, metrics: Sequence[str],
-                 plan: str, parts: Sequence[tuple[int, int]] = ()) -> None:
+                 plan: str, parts: Sequence[tuple[int, int]] = (), threads: int = 1) -> None:
         self._conn, self._lock = conn, lock  # the store's connection and the lock that guards it
         self._study, self._metrics, self._plan = study_id, list(metrics), plan
-        self._readers: list[tuple[tuple[int, int], subprocess.Popen | None, Any]] = []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        for part in parts:
-            out = tempfile.TemporaryFile()
-            args = json.dumps({"path": path, "study": study_id, "metrics": self._metrics, "rowids": part})
-            try:
-                proc = subprocess.Popen([sys.executable, "-m", "db.score_read", args], stdout=out,
-                                        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
-                                        close_fds=False)  # lets Python use posix_spawn: ~10x faster
-            except OSError:
-                proc = None  # read in-process in result()
-            self._readers.append((part, proc, out))
+        self._open: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._closed = False
+        self._pool = ThreadPoolExecutor(max(1, threads)) if parts else None
+        self._futures: list[Future] = [self._pool.submit(self._read_rowids, path, p) for p in parts] if parts else []
+
+    def _read_rowids(self, path: str, rowids: tuple[int, int]) -> ScoreColumns:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True,  # as_uri escapes ? and #
+                               isolation_level=None, check_same_thread=False)
+        with self._guard:
+            if self._closed:
+                conn.close()
+                raise RuntimeError("score read closed")
+            self._open.append(conn)
+        try:
+            return read_part(conn, self._study, self._metrics, "scan", rowids)
+        finally:
+            with self._guard:
+                self._open.remove(conn)
+            conn.close()
 
     @property
-    def processes(self) -> int:
-        """How many reader processes were started."""
-        return sum(proc is not None for _, proc, _ in self._readers)
+    def parts(self) -> int:
+        """How many parts threads read (0: the whole read happens in :meth:`result`)."""
+        return len(self._futures)
 
     def close(self) -> None:
-        """Stop the readers whose result will not be asked for (idempotent)."""
-        for _, proc, out in self._readers:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            out.close()
-        self._readers = []
+        """Stop the parts whose result will not be asked for (idempotent)."""
+        with self._guard:
+            self._closed = True
+            for conn in self._open:
+                conn.interrupt()
+        if self._pool is not None:
+            for f in self._futures:
+                f.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
-    def result(self) -> array:
+    def result(self) -> ScoreColumns:
+        import numpy as np
+
         if not self._metrics:
-            return array("d")
-        if not self._readers:  # no parts given (or closed): the whole read, here
+            return ScoreColumns(*(np.zeros(0, dtype=t) for t in (np.int64, np.int64, np.int64, float, bool)))
+        if self._futures:
+            parts = [f.result() for f in self._futures]
+        else:
             with self._lock:
-                return read_part(self._conn, *score_query(self._study, self._metrics, self._plan))
-        values = array("d")
-        for part, proc, out in self._readers:
-            with out:
-                if proc is not None and proc.wait() == 0 and out.tell() % 32 == 0:
-                    out.seek(0)
-                    values.frombytes(out.read())
-                else:  # the reader failed: its part, here
-                    with self._lock:
-                        values.extend(read_part(self._conn, *score_query(self._study, self._metrics, "scan", part)))
-        self._readers = []
-        return values
+                parts = [read_part(self._conn, self._study, self._metrics, self._plan)]
+        return ScoreColumns.concat(parts, np)
 
 
 def split_rowids(first: int, last: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous (first, last) ranges covering first..last."""
+    """At least ``parts`` contiguous (first, last) ranges covering first..last, none longer than
+    :data:`PART_ROWIDS`."""
+    parts = max(parts, -(-(last - first + 1) // PART_ROWIDS))
     step = -(-(last - first + 1) // parts)
     return [(lo, min(last, lo + step - 1)) for lo in range(first, last + 1, step)]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Reader process: one part of a study's scores as packed doubles on stdout."""
-    args = json.loads((argv if argv is not None else sys.argv[1:])[0])
-    conn = sqlite3.connect(Path(args["path"]).resolve().as_uri() + "?mode=ro", uri=True)  # escapes ? and #
-    try:
-        sql, params = score_query(args["study"], args["metrics"], "scan", tuple(args["rowids"]))
-        read_part(conn, sql, params, out=sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-    finally:
-        conn.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def default_threads() -> int:
+    return min(4, os.cpu_count() or 1)

@@ -102,8 +102,8 @@ def load_study_data(store: Any, study_id: int,
                     while_reading: Callable[[_StudyData], None] | None = None) -> _StudyData:
     """A study's answers and scores as arrays (one read of the scores).
 
-    A large study's scores are read by reader processes (``store.read_scores``); meanwhile
-    the answers are read here and ``while_reading`` is called with the data so far (the
+    A large study's scores are read by threads (``store.read_scores``); meanwhile the
+    answers are read here and ``while_reading`` is called with the data so far (the
     answers; no scores yet), for work that needs only them."""
     conditions = store.study_condition_rows(study_id)
     judges = list(store.study_judges(study_id))
@@ -118,29 +118,26 @@ def load_study_data(store: Any, study_id: int,
         if while_reading is not None:
             while_reading(_StudyData(conditions, gens, cond_of_answer, judges, {},
                                      checkpoint_of_answer=answers[:, 3]))
-        arr = np.frombuffer(reading.result(), dtype=float).reshape(-1, 4)
+        read = reading.result()
     finally:
         reading.close()
-    judge_ids = arr[:, 1].astype(np.int64)
+    judge_ids = read.judge
     linked = {int(j["id"]) for j in judges}
     for jid in np.flatnonzero(np.bincount(judge_ids)):
         if int(jid) not in linked:  # scored without being linked to the study: still shown
             judges.append(store.get_judge(int(jid)))
     col_of = np.zeros(max((int(j["id"]) for j in judges), default=-1) + 1, dtype=np.int64)
     col_of[[int(j["id"]) for j in judges]] = np.arange(len(judges))
-    scores = arr[:, 3]
-    refusal = scores == store.REFUSAL_SENTINEL
-    scores[scores <= store.MISSING_SENTINEL] = np.nan
-    which = arr[:, 0].astype(np.int64)
+    which = read.metric
     # every score's place in one metrics × answers × judges block: one scatter for all metrics
     shape = (len(metrics), gens.size, len(judges))
-    place = (which * gens.size + row_of[arr[:, 2].astype(np.int64)]) * len(judges) + col_of[judge_ids]
+    place = (which * gens.size + row_of[read.generation]) * len(judges) + col_of[judge_ids]
     block = np.full(shape, np.nan)
-    block.reshape(-1)[place] = scores
+    block.reshape(-1)[place] = read.score
     flagged = None
-    if refusal.any():
+    if read.refused.any():
         flagged = np.zeros(shape, dtype=bool)
-        flagged.reshape(-1)[place[refusal]] = True
+        flagged.reshape(-1)[place[read.refused]] = True
     scored = np.bincount(which, minlength=len(metrics))
     matrices = {metric: block[i] for i, metric in enumerate(metrics) if scored[i]}
     refused = {metric: flagged[i] for i, metric in enumerate(metrics)

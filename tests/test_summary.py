@@ -344,12 +344,6 @@ def test_human_rows_join_the_summary(tmp_path):
     assert "### Pairwise win rates" in text and "humans-vs-panel" in text
 
 
-def _score_tuples(read) -> list[tuple]:
-    """A score read's packed doubles as sorted (metric index, judge_id, generation_id, score)."""
-    values = read.result()
-    return sorted(tuple(values[i:i + 4]) for i in range(0, len(values), 4))
-
-
 def test_both_score_read_plans_give_the_same_rows(tmp_path):
     """A study with most of the database's answers is read by one scan of the scores, a small
     one through its conditions' index; the rows (refusals and missing scores included) are
@@ -359,40 +353,69 @@ def test_both_score_read_plans_give_the_same_rows(tmp_path):
         for name in ("synthetic", "small"):
             sid = store.find_study(name)["id"]
             metrics = store.study_metrics(sid)
-            scan = _score_tuples(store.read_scores(sid, metrics, plan="scan", processes=1))
-            index = _score_tuples(store.read_scores(sid, metrics, plan="index"))
-            assert scan == index == _score_tuples(store.read_scores(sid, metrics))
+            scan = store.read_scores(sid, metrics, plan="scan").result().rows()
+            index = store.read_scores(sid, metrics, plan="index").result().rows()
+            assert scan == index == store.read_scores(sid, metrics).result().rows()
             gens = {g for g, *_ in store.study_answer_rows(sid)}
             assert scan and {r[2] for r in scan} <= gens
-            assert {r[3] for r in scan} >= {store.MISSING_SENTINEL, store.REFUSAL_SENTINEL} or name == "small"
+            missing = {(r[3], r[4]) for r in scan if r[3] is None}
+            assert missing == {(None, False), (None, True)} or name == "small"  # missing, and refusals
         with pytest.raises(ValueError, match="plan"):
             store.read_scores(sid, metrics, plan="fast")
 
 
-def test_scores_read_by_reader_processes_are_the_same(tmp_path, monkeypatch):
-    """A large study is read in parts by reader processes; the rows are those of the
-    in-process read, and a reader that fails has its part read in-process."""
+def _tuple_read(store, sid, metrics) -> list[tuple]:
+    """The same rows the plain way (SQLite's tuples), to check the columnar read against."""
+    from db import score_read
+
+    index, params = score_read._metric_index(metrics)
+    source, where = score_read._source(sid, metrics, "scan", None)
+    rows = store._tuples(f"""SELECT {index}, j.judge_id, j.generation_id, s.score,
+                                    s.score IS NULL AND {score_read.VERDICT_SQL} LIKE 'REFUSAL%'
+                             {source}""", (*params, *where))
+    return sorted(((m, j, g, s, bool(r)) for m, j, g, s, r in rows), key=repr)
+
+
+def test_score_read_keeps_scores_that_are_not_whole_numbers_exact(tmp_path):
+    """Whole-number scores travel as text; the others are fetched exactly, so a logprob
+    judge's 83.27164832910234 comes back to the last bit."""
+    with _synthetic(tmp_path, **{**RICH, "missing_rate": 0.1}) as store:
+        sid = store.find_study("synthetic")["id"]
+        metrics = store.study_metrics(sid)
+        ids = [r[0] for r in store._tuples("SELECT rowid FROM judgment_scores WHERE score IS NOT NULL LIMIT 7")]
+        odd = [83.27164832910234, 1e-300, -0.1, 2.0 ** 60, 1e300, 0.1 + 0.2, 99.99999999999999]
+        with store.transaction():
+            for rowid, v in zip(ids, odd):
+                store.conn.execute("UPDATE judgment_scores SET score = ? WHERE rowid = ?", (v, rowid))
+        expected = _tuple_read(store, sid, metrics)
+        assert {r[3] for r in expected} >= set(odd)
+        for plan in ("scan", "index"):
+            assert store.read_scores(sid, metrics, plan=plan).result().rows() == expected
+
+
+def test_scores_read_by_threads_are_the_same(tmp_path, monkeypatch):
+    """A large study is read in rowid parts by threads with their own connections; the rows
+    are those of the in-process read, however many parts."""
     from db import score_read
 
     with _synthetic(tmp_path, **{**RICH, "missing_rate": 0.1}) as store:
         sid = store.find_study("synthetic")["id"]
         metrics = store.study_metrics(sid)
-        whole = _score_tuples(store.read_scores(sid, metrics, processes=1))
-        assert store.read_scores(sid, metrics, processes=3).processes == 0  # small: read in-process
+        whole = store.read_scores(sid, metrics).result().rows()
+        assert whole == _tuple_read(store, sid, metrics)
+        assert store.read_scores(sid, metrics, threads=3).parts == 0  # small: read in result()
         monkeypatch.setattr(score_read, "PARALLEL_MIN_SCORES", 1)
-        read = store.read_scores(sid, metrics, processes=3)
-        assert read.processes == 3
-        assert _score_tuples(read) == whole
-        monkeypatch.setattr(score_read.sys, "executable", "/bin/false")  # every reader exits 1
-        read = store.read_scores(sid, metrics, processes=2)
-        assert read.processes == 2 and _score_tuples(read) == whole
-        monkeypatch.setattr(score_read.sys, "executable", str(tmp_path / "no-such-python"))
-        read = store.read_scores(sid, metrics, processes=2)
-        assert read.processes == 0 and _score_tuples(read) == whole
-        store.read_scores(sid, metrics, processes=2).close()  # readers not waited for: stopped
+        read = store.read_scores(sid, metrics, threads=3)
+        assert read.parts == 3 and read.result().rows() == whole
+        monkeypatch.setattr(score_read, "PART_ROWIDS", 50)  # many parts, fewer threads
+        read = store.read_scores(sid, metrics, threads=2)
+        assert read.parts > 10 and read.result().rows() == whole
+        read = store.read_scores(sid, metrics, threads=2)
+        read.close()  # parts not waited for: stopped
+        read.close()
 
 
-def test_summary_is_the_same_with_reader_processes_and_counts_drawn_ahead(tmp_path, monkeypatch):
+def test_summary_is_the_same_read_by_threads_and_with_counts_drawn_ahead(tmp_path, monkeypatch):
     from db import score_read
 
     with _synthetic(tmp_path, **RICH) as store:
