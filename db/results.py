@@ -15,7 +15,6 @@ Conventions the writers keep and the readers rely on:
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -266,15 +265,23 @@ class ResultsQueries:
     # -- columnar reads for statistics ------------------------------------------------------------
 
 
-    def study_answer_rows(self, study_id: int) -> list[tuple[int, int, int, int, int, int]]:
-        """(generation_id, condition_id, model_id, checkpoint_id or 0, question_id, trigger) of
-        every answer of a study, by id: what breakdowns group by. ``trigger`` is 1 when the
-        generation settings name a trigger (``settings.trigger`` present and not false/empty)."""
-        return self._tuples(  # type: ignore[attr-defined]
-            """SELECT g.id, g.condition_id, g.model_id, IFNULL(g.checkpoint_id, 0), g.question_id,
-                      CASE WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END
-               FROM generations g JOIN conditions c ON c.id = g.condition_id
-               WHERE c.study_id = ? ORDER BY g.id""", (study_id,))
+    def study_answer_columns(self, study_id: int) -> list:
+        """Every answer of a study, by id, as six int64 arrays: generation id, condition id,
+        model id, checkpoint id (0 = none), question id and trigger — what breakdowns group
+        by. ``trigger`` is 1 when the generation settings name a trigger (``settings.trigger``
+        present and not false/empty)."""
+        import numpy as np
+
+        names = ("gen", "cond", "model", "ckpt", "question", "trig")
+        with self._lock:  # type: ignore[attr-defined]
+            columns = score_read.int_columns(self.conn, """
+                SELECT g.id AS gen, g.condition_id AS cond, g.model_id AS model, IFNULL(g.checkpoint_id, 0) AS ckpt,
+                       g.question_id AS question,
+                       CASE WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END AS trig
+                FROM generations g JOIN conditions c ON c.id = g.condition_id WHERE c.study_id = ?""",
+                (study_id,), names)
+        order = np.argsort(columns[0], kind="stable")  # group_concat keeps no promised order
+        return [c[order] for c in columns]
 
     def _study_share(self, study_id: int) -> float:
         """The study's share of every answer in the database (0 when there are none)."""

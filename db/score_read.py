@@ -107,20 +107,32 @@ def _metric_index(metrics: Sequence[str]) -> tuple[str, list[Any]]:
         [v for i, m in enumerate(metrics) for v in (m, i)]
 
 
+def int_columns(conn: sqlite3.Connection, select: str, params: Sequence[Any], names: Sequence[str]) -> list:
+    """The integer columns ``names`` of the query ``select`` (none of them NULL), as int64
+    arrays in one row order: SQLite concatenates each column into one text and numpy parses it."""
+    import numpy as np
+
+    texts = ", ".join(f"group_concat({c})" for c in names)
+    n, *columns = conn.execute(f"SELECT count(*), {texts} FROM ({select})", tuple(params)).fetchone()
+    arrays = [np.fromstring(t, dtype=np.int64, sep=",") if n else np.zeros(0, np.int64) for t in columns]
+    if any(len(a) != n for a in arrays):  # a NULL (left out by group_concat) or a value that is not an integer
+        raise RuntimeError(f"columnar read: {n} rows but columns of {[len(a) for a in arrays]} values")
+    return arrays
+
+
 def columns_query(study_id: int, metrics: Sequence[str], plan: str, rowids: tuple[int, int] | None = None
                   ) -> tuple[str, tuple[Any, ...]]:
-    """One row: the count, then the metric codes (index × 4 + kind), judge ids, generation ids
-    and whole-number scores (0 where there is none), each as one comma-separated text."""
+    """A study's scores as integer columns: ``code`` (metric index × 4 + kind), ``judge``,
+    ``gen`` and ``score`` (whole-number scores; 0 where there is none)."""
     index, params = _metric_index(metrics)
     source, where = _source(study_id, metrics, plan, rowids)
-    sql = f"""SELECT count(*), group_concat(code), group_concat(judge), group_concat(gen), group_concat(score)
-              FROM (SELECT {index} * 4 + CASE WHEN s.score IS NULL
-                                              THEN CASE WHEN {VERDICT_SQL} LIKE 'REFUSAL%' THEN {REFUSED}
-                                                        ELSE {MISSING} END
-                                              WHEN {_WHOLE} THEN {SCORED} ELSE {EXACT} END AS code,
-                           j.judge_id AS judge, j.generation_id AS gen,
-                           CASE WHEN {_WHOLE} THEN CAST(s.score AS INTEGER) ELSE 0 END AS score
-                    {source})"""
+    sql = f"""SELECT {index} * 4 + CASE WHEN s.score IS NULL
+                                        THEN CASE WHEN {VERDICT_SQL} LIKE 'REFUSAL%' THEN {REFUSED}
+                                                  ELSE {MISSING} END
+                                        WHEN {_WHOLE} THEN {SCORED} ELSE {EXACT} END AS code,
+                     j.judge_id AS judge, j.generation_id AS gen,
+                     CASE WHEN {_WHOLE} THEN CAST(s.score AS INTEGER) ELSE 0 END AS score
+              {source}"""
     return sql, tuple(params + where)
 
 
@@ -142,11 +154,8 @@ def read_part(conn: sqlite3.Connection, study_id: int, metrics: Sequence[str], p
     if own:
         conn.execute("BEGIN")  # the exact scores below come from the same snapshot
     try:
-        n, *texts = conn.execute(*columns_query(study_id, metrics, plan, rowids)).fetchone()
-        code, judge, gen, whole = (np.fromstring(t, dtype=np.int64, sep=",") if n else np.zeros(0, np.int64)
-                                   for t in texts)
-        if any(len(a) != n for a in (code, judge, gen, whole)):
-            raise RuntimeError(f"score read: {n} rows but columns of {[len(a) for a in (code, judge, gen, whole)]}")
+        code, judge, gen, whole = int_columns(conn, *columns_query(study_id, metrics, plan, rowids),
+                                              ("code", "judge", "gen", "score"))
         kind = code & 3
         score = whole.astype(float)
         score[(kind == MISSING) | (kind == REFUSED)] = np.nan

@@ -17,7 +17,6 @@ ratings, or all pairable ratings are one single value (no variation, D_e = 0).
 from __future__ import annotations
 
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -334,10 +333,10 @@ def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
         e = min(n_resamples, s + chunk)
         c = e - s
         if use_types:
-            w = rng.multinomial(n, counts / n, size=c).astype(float)
+            w_t = np.ascontiguousarray(rng.multinomial(n, counts / n, size=c).T, dtype=float)
         else:
-            w = _counts(rng.integers(0, n, size=(c, n)), n)
-        boot[s:e] = f.alphas(f.weighted_sums(np.ascontiguousarray(w.T)))
+            w_t = _counts(rng.integers(0, n, size=(c, n)), n)
+        boot[s:e] = f.alphas(f.weighted_sums(w_t))
     low, high = percentile_interval(boot, ci)
     return alpha, low, high, n
 
@@ -428,25 +427,26 @@ def pairwise_kappas(m: np.ndarray, weights: str | None = "quadratic") -> dict[tu
 
 def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     """How often each of n items was drawn in each replicate: ``idx`` (replicates × n draws,
-    ints in [0, n)) -> replicates × n float counts.
+    ints in [0, n)) -> n items × replicates float counts, C-contiguous.
 
-    Counted by scipy's sparse-to-dense sum of duplicate entries: about twice as fast as
-    ``np.bincount`` over offset indices (each replicate's row stays in cache) and, unlike
-    it, free of the GIL, so counts drawn in one thread do not stall another that is
-    reading SQLite rows."""
+    Counted by scipy's sparse-to-dense sum of duplicate entries (a replicate's draws are
+    one column of a CSC matrix, so the dense result comes out items × replicates, with no
+    transpose): about twice as fast as ``np.bincount`` over offset indices and, unlike it,
+    free of the GIL, so counts drawn in one thread do not stall another."""
     from scipy import sparse
 
     c = idx.shape[0]
     indptr = np.arange(0, c * n + 1, n, dtype=np.int64 if c * n >= 2**31 else np.int32)
-    return sparse.csr_matrix((np.ones(c * n), idx.reshape(-1), indptr), shape=(c, n)).toarray()
+    counted = sparse.csc_matrix((np.ones(c * n), idx.reshape(-1), indptr), shape=(n, c)).toarray()
+    return np.ascontiguousarray(counted)  # (toarray of CSC already is, as a rule)
 
 
 class ResampleCounts:
     """The item counts of a bootstrap stratified by group: for each group of items (the
     labels of ``groups``, in order of appearance) ``n_resamples`` replicates, each as many
-    draws with replacement from the group's items as it has items. Each group has its own
-    generator spawned from ``seed`` and its chunks are drawn in one order, so a group's
-    counts do not depend on which thread draws them, or when."""
+    draws with replacement from the group's items as it has items, in chunks of replicates.
+    Each group's chunk has its own generator spawned from ``seed``, so any chunk can be drawn
+    alone, in any thread and order, and the counts never depend on who drew them, or when."""
 
     def __init__(self, groups, n_resamples: int, seed=0) -> None:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -454,60 +454,56 @@ class ResampleCounts:
         self.labels = list(dict.fromkeys(groups.tolist()))
         self.sizes = {g: int((groups == g).sum()) for g in self.labels}
         self.n_resamples = n_resamples
-        self._rngs = dict(zip(self.labels, rng.spawn(len(self.labels))))
         # one chunk size for every group (from the largest), so chunk k of every group holds
-        # the same replicates and their sums add up chunk by chunk
-        self.chunk = max(16, _CHUNK_ELEMENTS // max(1, *self.sizes.values()))
+        # the same replicates and their sums add up chunk by chunk; at least 8 chunks where
+        # there are 128 replicates, for threads to share (fixed: the draws depend on it)
+        self.chunk = max(16, min(_CHUNK_ELEMENTS // max(1, *self.sizes.values()), -(-n_resamples // 8)))
         self.starts = list(range(0, n_resamples, self.chunk))
-        self._kept: dict[object, list[np.ndarray]] = {}
+        self._rngs = {g: r.spawn(len(self.starts)) for g, r in zip(self.labels, rng.spawn(len(self.labels)))}
+        self._kept: dict[tuple[object, int], np.ndarray] = {}
 
     def draw_ahead(self, budget_bytes: int = 256 << 20, threads: int | None = None) -> "ResampleCounts":
-        """Draw the groups' counts now, in order, while they fit ``budget_bytes`` (kept as
-        uint8), for :meth:`chunks` to hand out later: the draws depend only on the group
-        sizes, so they can be made while the ratings are still being read (by reader
-        processes). Groups are drawn in ``threads`` threads (default: the CPUs, at most 4):
-        the draws and counts release the GIL. Returns self."""
+        """Draw the groups' counts now, in order of groups, while they fit ``budget_bytes``
+        (kept as uint8), for :meth:`counts` to hand out later: the draws depend only on the
+        group sizes, so they can be made while the scores are still being read. Drawn in
+        ``threads`` threads (default: the CPUs, at most 4): the draws and counts release the
+        GIL. Returns self."""
         ahead, used = [], 0
         for g in self.labels:
             used += self.sizes[g] * self.n_resamples
             if used > budget_bytes:
                 break
-            ahead.append(g)
+            ahead += [(g, k) for k in range(len(self.starts))]
 
-        def keep(g: object) -> None:
+        def keep(gk: tuple[object, int]) -> None:
+            w = self._draw(*gk)
             # a count above 255 needs 256 draws of one item: never in practice, but then uint16
-            self._kept[g] = [np.ascontiguousarray(w, dtype=np.uint8 if w.max() < 256 else np.uint16)
-                             for _, w in self._draw(g)]
+            self._kept[gk] = np.ascontiguousarray(w, dtype=np.uint8 if w.max(initial=0) < 256 else np.uint16)
 
         workers = threads or min(4, os.cpu_count() or 1)
         if workers > 1 and len(ahead) > 1:
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(keep, ahead))
         else:
-            for g in ahead:
-                keep(g)
+            for gk in ahead:
+                keep(gk)
         return self
 
-    def chunks(self, g: object):
-        """Yield ``(k, counts)`` for group g: counts is items × replicates (float,
-        C-contiguous, what sparse products want) for chunk k (replicates ``starts[k]``, ...).
-        Each group's counts are handed out once."""
-        kept = self._kept.pop(g, None)
-        if kept is None:
-            yield from self._draw(g)
-            return
-        for k in range(len(kept)):
-            w, kept[k] = kept[k], None  # freed as they are used
-            yield k, w.astype(float)
+    def counts(self, g: object, k: int) -> np.ndarray:
+        """Group g's counts for chunk k (replicates ``starts[k]``, ...): items × replicates,
+        float, C-contiguous (what sparse products want). Counts drawn ahead are handed out once."""
+        kept = self._kept.pop((g, k), None)
+        return self._draw(g, k) if kept is None else kept.astype(float)
 
-    def _draw(self, g: object):
+    def replicates(self, k: int) -> int:
+        """How many replicates chunk k holds."""
+        return min(self.n_resamples, self.starts[k] + self.chunk) - self.starts[k]
+
+    def _draw(self, g: object, k: int) -> np.ndarray:
         n = self.sizes[g]
-        rng = self._rngs[g]
-        for k, start in enumerate(self.starts):
-            c = min(self.n_resamples, start + self.chunk) - start
-            # int32 draws are ~1.7x faster than int64; c * n stays far below 2**31 by the chunking
-            w = _counts(rng.integers(0, max(n, 1), size=(c, n), dtype=np.int32), n)
-            yield k, np.ascontiguousarray(w.T)
+        # int32 draws are ~1.7x faster than int64; c * n stays far below 2**31 by the chunking
+        idx = self._rngs[g][k].integers(0, max(n, 1), size=(self.replicates(k), n), dtype=np.int32)
+        return _counts(idx, n)
 
 
 def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
@@ -530,9 +526,10 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
     with fewer than 2 ratings in a dataset carry no features there. Replicates with
     undefined alpha are left out of the percentiles.
 
-    Groups are bootstrapped in ``threads`` threads (default: the CPUs, at most 4); each
-    group has its own generator spawned from ``seed``, so the result does not depend on
-    the number of threads (:class:`ResampleCounts`). ``counts``: those resample counts,
+    Chunks of replicates are bootstrapped in ``threads`` threads (default: the CPUs, at
+    most 4); each group's chunk has its own generator spawned from ``seed``
+    (:class:`ResampleCounts`) and pooled sums are added in group order, so the result is
+    the same to the last bit whatever the number of threads. ``counts``: those resample counts,
     drawn ahead (:meth:`ResampleCounts.draw_ahead`) from the same groups, ``n_resamples``
     and ``seed``; the result is the same with or without.
     """
@@ -579,41 +576,43 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
                         per[g] = (f, cols, np.searchsorted(members[g], kept[rows]))
             plans.append((name, level, p_all, f_all, per))
 
-    totals: dict[tuple[str, str], dict[int, np.ndarray]] = {}
-    boots: dict[tuple[str, str, object], np.ndarray] = {}
-    lock = threading.Lock()
+    reps: dict[tuple[str, str, object], np.ndarray] = {}
+    for name, level, _, f_all, per in plans:
+        for g in [*per, "all"] if per and n_resamples else []:
+            reps[(name, level, g)] = np.empty(n_resamples)
 
-    def run_group(g: object) -> None:
-        n_g = members[g].size
-        mine = {(name, level): np.empty(n_resamples) for name, level, _, _, per in plans if g in per}
-        for k, w_t in counts.chunks(g):  # items × replicates: C-contiguous for sparse products
-            start, c = counts.starts[k], w_t.shape[1]
+    def run_chunk(k: int) -> None:
+        # one chunk of replicates for every group, groups in order: the pooled sums are added
+        # in one order whatever the threads do, so the result is the same to the last bit
+        start, c = counts.starts[k], counts.replicates(k)
+        pooled: dict[tuple[str, str], np.ndarray] = {}
+        for g in labels:
+            w_t = counts.counts(g, k)  # items × replicates
             for name, level, _, f_all, per in plans:
                 if g not in per:
                     continue
                 f, cols, pos = per[g]
-                sums = f.weighted_sums(w_t if pos.size == n_g else w_t[pos])
-                mine[(name, level)][start:start + c] = f.alphas(sums)
-                with lock:  # the pooled sums, features × replicates, one contiguous block per chunk
-                    chunks = totals.setdefault((name, level), {})
-                    tot = chunks.get(k)
-                    if tot is None:
-                        chunks[k] = tot = np.zeros((f_all.matrix.shape[1], c))
-                    if cols is None:
-                        tot += sums
-                    else:
-                        tot[cols] += sums
-        with lock:
-            for (name, level), reps in mine.items():
-                boots[(name, level, g)] = reps
+                sums = f.weighted_sums(w_t if pos.size == members[g].size else w_t[pos])
+                reps[(name, level, g)][start:start + c] = f.alphas(sums)
+                tot = pooled.get((name, level))
+                if tot is None:  # features × replicates
+                    tot = pooled[(name, level)] = np.zeros((f_all.matrix.shape[1], c))
+                if cols is None:
+                    tot += sums
+                else:
+                    tot[cols] += sums
+        for name, level, _, f_all, _ in plans:
+            if (name, level) in pooled:
+                reps[(name, level, "all")][start:start + c] = f_all.alphas(pooled[(name, level)])
 
     workers = threads or min(4, os.cpu_count() or 1)
-    if workers > 1 and len(labels) > 1:
-        with ThreadPoolExecutor(workers) as pool:  # numpy's draws and products release the GIL
-            list(pool.map(run_group, labels))
+    chunks = range(len(counts.starts))
+    if workers > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(workers) as pool:  # numpy's products release the GIL
+            list(pool.map(run_chunk, chunks))
     else:
-        for g in labels:
-            run_group(g)
+        for k in chunks:
+            run_chunk(k)
 
     out: dict[tuple[str, str, object], tuple[float, np.ndarray | None, int]] = {}
     for name, level, p_all, f_all, per in plans:
@@ -621,11 +620,8 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
             if g == "all":
                 n_items = p_all.n_items
                 alpha = float(f_all.alphas(f_all.total())[0]) if f_all is not None else float("nan")
-                chunks = totals.get((name, level))
-                reps = np.concatenate([f_all.alphas(chunks[k]) for k in sorted(chunks)]) if chunks else None
             else:
                 n_items = int(per[g][0].matrix.shape[0]) if g in per else 0
                 alpha = float(per[g][0].alphas(per[g][0].total())[0]) if g in per else float("nan")
-                reps = boots.get((name, level, g))
-            out[(name, level, g)] = (alpha, reps, n_items)
+            out[(name, level, g)] = (alpha, reps.get((name, level, g)), n_items)
     return out

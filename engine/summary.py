@@ -28,7 +28,6 @@ the cell's name, so a number does not change when other cells are added.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import zlib
@@ -92,12 +91,6 @@ def _rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(map(str, key)).encode())])
 
 
-def _rows_array(rows: list[tuple], width: int) -> np.ndarray:
-    """SQLite's tuples as an (n, width) float array, without building an intermediate list."""
-    return np.fromiter(itertools.chain.from_iterable(rows), dtype=float,
-                       count=width * len(rows)).reshape(-1, width)
-
-
 def load_study_data(store: Any, study_id: int,
                     while_reading: Callable[[_StudyData], None] | None = None) -> _StudyData:
     """A study's answers and scores as arrays (one read of the scores).
@@ -110,14 +103,13 @@ def load_study_data(store: Any, study_id: int,
     metrics = store.study_metrics(study_id)
     reading = store.read_scores(study_id, metrics)
     try:
-        answers = _rows_array(store.study_answer_rows(study_id), 6).astype(np.int64)
-        gens = answers[:, 0]
+        gens, conds, models, checkpoints, questions, triggers = store.study_answer_columns(study_id)
         row_of = np.zeros(int(gens.max()) + 1 if gens.size else 0, dtype=np.int64)
         row_of[gens] = np.arange(gens.size)  # generation id -> row: an O(n) gather, no sorting of scores
-        cond_of_answer = answers[:, 1].astype(float)
+        cond_of_answer = conds.astype(float)
         if while_reading is not None:
             while_reading(_StudyData(conditions, gens, cond_of_answer, judges, {},
-                                     checkpoint_of_answer=answers[:, 3]))
+                                     checkpoint_of_answer=checkpoints))
         read = reading.result()
     finally:
         reading.close()
@@ -143,8 +135,8 @@ def load_study_data(store: Any, study_id: int,
     refused = {metric: flagged[i] for i, metric in enumerate(metrics)
                if flagged is not None and scored[i] and flagged[i].any()}
     return _StudyData(conditions, gens, cond_of_answer, judges, matrices,
-                      model_of_answer=answers[:, 2], checkpoint_of_answer=answers[:, 3],
-                      question_of_answer=answers[:, 4], trigger_of_answer=answers[:, 5], refused=refused)
+                      model_of_answer=models, checkpoint_of_answer=checkpoints,
+                      question_of_answer=questions, trigger_of_answer=triggers, refused=refused)
 
 
 def condition_rows(data: _StudyData) -> np.ndarray:

@@ -253,18 +253,23 @@ def test_stratified_alphas_match_the_per_group_bootstrap():
     assert ("m2", "ordinal", "all") in res
 
 
-def test_stratified_alphas_do_not_depend_on_threads():
-    from engine.agreement import stratified_alphas
+def test_stratified_alphas_do_not_depend_on_threads(monkeypatch):
+    """Seeded agreement CIs are the same to the last bit whatever the threads do: each chunk
+    is drawn from its own generator and the pooled sums are added in group order."""
+    from engine.agreement import stratified_alphas, stratified_replicates
 
+    monkeypatch.setattr(agreement, "_CHUNK_ELEMENTS", 400)  # several chunks
     rng = np.random.default_rng(8)
-    data = np.clip(np.rint(rng.normal(50, 20, 400) + rng.normal(0, 10, (3, 400))), 0, 100)
-    data[1, rng.random(400) < 0.2] = np.nan
-    groups = np.repeat([7, 8, 9, 10], 100)
-    one = stratified_alphas({"m": data}, groups, n_resamples=300, seed=2, threads=1)
-    four = stratified_alphas({"m": data}, groups, n_resamples=300, seed=2, threads=4)
-    assert one.keys() == four.keys()
-    for key in one:
-        np.testing.assert_allclose(one[key], four[key], rtol=0, atol=1e-12)
+    # four raters: an item's pairs weigh 1/3, which binary floats round, so the order of sums shows
+    groups = np.repeat([7, 8, 9, 10, 11, 12, 13, 14], 60)
+    data = np.clip(np.rint(rng.normal(50, 25, groups.size) + rng.normal(0, 10, (4, groups.size))), 0, 100)
+    data[rng.random(data.shape) < 0.1] = np.nan
+    one = stratified_alphas({"m": data}, groups, n_resamples=200, seed=2, threads=1)
+    reps = stratified_replicates({"m": data}, groups, n_resamples=200, seed=2, threads=1)
+    for threads in (4, 4, 3):
+        assert stratified_alphas({"m": data}, groups, n_resamples=200, seed=2, threads=threads) == one
+        again = stratified_replicates({"m": data}, groups, n_resamples=200, seed=2, threads=threads)
+        assert all(np.array_equal(again[key][1], reps[key][1]) for key in reps)
     for g in (7, 8, 9, 10, "all"):  # the ordinal closed form on a 0-100 scale against the package
         assert one[("m", "ordinal", g)][0] == pytest.approx(
             krippendorff.alpha(reliability_data=data[:, groups == g] if g != "all" else data,
@@ -313,7 +318,8 @@ def test_every_stratified_replicate_is_the_alpha_of_its_resampled_items(monkeypa
     n_resamples = 40
     res = stratified_replicates({"m": data}, groups, (level,), n_resamples=n_resamples, seed=9, threads=2)
     draws = ResampleCounts(groups, n_resamples, 9)
-    counts = {g: np.concatenate([w for _, w in draws.chunks(g)], axis=1) for g in draws.labels}
+    counts = {g: np.concatenate([draws.counts(g, k) for k in range(len(draws.starts))], axis=1)
+              for g in draws.labels}
     assert draws.chunk == 16 and len(draws.starts) == 3
     for g in [*sizes, "all"]:
         alpha, reps, _ = res[("m", level, g)]
