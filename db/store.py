@@ -6,6 +6,7 @@ No SQL lives outside ``db/``. This module imports neither textual nor torch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -37,8 +38,6 @@ def _import_sqlite_utils():
             del sys.modules["pandas"]
     return sqlite_utils
 
-
-sqlite_utils = _import_sqlite_utils()
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -97,10 +96,15 @@ class Store(ResultsQueries, AnnotationQueries):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
         self._migrate(SCHEMA_VERSION if upto is None else upto)
 
     # -- connection and transactions -------------------------------------------------
+
+    @functools.cached_property
+    def db(self) -> Any:
+        """sqlite-utils over the same connection, for inserts; imported on first use (~40 ms
+        that a summary or the TUI's first screen need not pay)."""
+        return _import_sqlite_utils().Database(self.conn, execute_plugins=False)
 
     def close(self) -> None:
         with self._lock:

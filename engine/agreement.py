@@ -84,7 +84,7 @@ class _Features:
 
     def __init__(self, key: np.ndarray, values: np.ndarray, level: str) -> None:
         self.values, self.level = values, level
-        self.pair_a = self.pair_b = self._incidence = None
+        self.pair_a = self.pair_b = self._incidence = self._transposed = None
         t, r = key.shape
         v = values.size
         present = key < v
@@ -171,7 +171,7 @@ class _Features:
     def _with(self, matrix) -> "_Features":
         sub = object.__new__(_Features)
         sub.__dict__.update(self.__dict__)
-        sub.matrix, sub._incidence = matrix, None
+        sub.matrix, sub._incidence, sub._transposed = matrix, None, None
         return sub
 
     def rows(self, idx: np.ndarray) -> "_Features":
@@ -194,7 +194,9 @@ class _Features:
         """Feature sums per replicate, features × replicates, for weights ``w_t`` (rows ×
         replicates). Sparse products want ``w_t`` C-contiguous; summing into columns per
         replicate keeps every later step on contiguous rows (no transposes, no scatters)."""
-        return np.asarray(self.matrix.T @ w_t)
+        if self._transposed is None:  # a sparse transpose is a new object: made once, not per chunk
+            self._transposed = self.matrix.T
+        return np.asarray(self._transposed @ w_t)
 
     def total(self) -> np.ndarray:
         """The feature sums over all rows, as one replicate (features × 1)."""
@@ -460,55 +462,22 @@ class ResampleCounts:
         self.chunk = max(16, min(_CHUNK_ELEMENTS // max(1, *self.sizes.values()), -(-n_resamples // 8)))
         self.starts = list(range(0, n_resamples, self.chunk))
         self._rngs = {g: r.spawn(len(self.starts)) for g, r in zip(self.labels, rng.spawn(len(self.labels)))}
-        self._kept: dict[tuple[object, int], np.ndarray] = {}
-
-    def draw_ahead(self, budget_bytes: int = 256 << 20, threads: int | None = None) -> "ResampleCounts":
-        """Draw the groups' counts now, in order of groups, while they fit ``budget_bytes``
-        (kept as uint8), for :meth:`counts` to hand out later: the draws depend only on the
-        group sizes, so they can be made while the scores are still being read. Drawn in
-        ``threads`` threads (default: the CPUs, at most 4): the draws and counts release the
-        GIL. Returns self."""
-        ahead, used = [], 0
-        for g in self.labels:
-            used += self.sizes[g] * self.n_resamples
-            if used > budget_bytes:
-                break
-            ahead += [(g, k) for k in range(len(self.starts))]
-
-        def keep(gk: tuple[object, int]) -> None:
-            w = self._draw(*gk)
-            # a count above 255 needs 256 draws of one item: never in practice, but then uint16
-            self._kept[gk] = np.ascontiguousarray(w, dtype=np.uint8 if w.max(initial=0) < 256 else np.uint16)
-
-        workers = threads or min(4, os.cpu_count() or 1)
-        if workers > 1 and len(ahead) > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(keep, ahead))
-        else:
-            for gk in ahead:
-                keep(gk)
-        return self
 
     def counts(self, g: object, k: int) -> np.ndarray:
         """Group g's counts for chunk k (replicates ``starts[k]``, ...): items × replicates,
-        float, C-contiguous (what sparse products want). Counts drawn ahead are handed out once."""
-        kept = self._kept.pop((g, k), None)
-        return self._draw(g, k) if kept is None else kept.astype(float)
-
-    def replicates(self, k: int) -> int:
-        """How many replicates chunk k holds."""
-        return min(self.n_resamples, self.starts[k] + self.chunk) - self.starts[k]
-
-    def _draw(self, g: object, k: int) -> np.ndarray:
+        float, C-contiguous (what sparse products want)."""
         n = self.sizes[g]
         # int32 draws are ~1.7x faster than int64; c * n stays far below 2**31 by the chunking
         idx = self._rngs[g][k].integers(0, max(n, 1), size=(self.replicates(k), n), dtype=np.int32)
         return _counts(idx, n)
 
+    def replicates(self, k: int) -> int:
+        """How many replicates chunk k holds."""
+        return min(self.n_resamples, self.starts[k] + self.chunk) - self.starts[k]
+
 
 def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
-                      n_resamples: int = 1000, seed=0, ci: float = 0.95,
-                      threads: int | None = None, counts: ResampleCounts | None = None
+                      n_resamples: int = 1000, seed=0, ci: float = 0.95, threads: int | None = None
                       ) -> dict[tuple[str, str, object], tuple]:
     """Alpha per group and over all items, for several datasets on the same items, with CIs
     from one stratified bootstrap.
@@ -529,13 +498,11 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
     Chunks of replicates are bootstrapped in ``threads`` threads (default: the CPUs, at
     most 4); each group's chunk has its own generator spawned from ``seed``
     (:class:`ResampleCounts`) and pooled sums are added in group order, so the result is
-    the same to the last bit whatever the number of threads. ``counts``: those resample counts,
-    drawn ahead (:meth:`ResampleCounts.draw_ahead`) from the same groups, ``n_resamples``
-    and ``seed``; the result is the same with or without.
+    the same to the last bit whatever the number of threads.
     """
     out: dict[tuple[str, str, object], tuple] = {}
     for key, (alpha, reps, n_items) in stratified_replicates(datas, groups, levels, n_resamples, seed,
-                                                              threads, counts).items():
+                                                              threads).items():
         if reps is None or np.isnan(alpha):
             out[key] = (alpha, float("nan"), float("nan"), n_items)
         else:
@@ -544,8 +511,7 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
 
 
 def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
-                          n_resamples: int = 1000, seed=0, threads: int | None = None,
-                          counts: ResampleCounts | None = None
+                          n_resamples: int = 1000, seed=0, threads: int | None = None
                           ) -> dict[tuple[str, str, object], tuple[float, np.ndarray | None, int]]:
     """:func:`stratified_alphas` before the percentiles: ``{(name, level, group or "all"):
     (alpha, replicate alphas or None, n_items)}``; replicate r of "all" is the alpha of
@@ -553,11 +519,7 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
     for level in levels:
         _check_level(level)
     groups = np.asarray(groups)
-    if counts is None:
-        counts = ResampleCounts(groups, n_resamples, seed)
-    elif counts.n_resamples != n_resamples or counts.labels != list(dict.fromkeys(groups.tolist())) or any(
-            counts.sizes[g] != int((groups == g).sum()) for g in counts.labels):
-        raise ValueError("the resample counts were drawn for other groups or another number of resamples")
+    counts = ResampleCounts(groups, n_resamples, seed)
     labels = counts.labels
     members = {g: np.nonzero(groups == g)[0] for g in labels}
     plans = []  # (name, level, pairable, features of all items, {group: (features, positions)})

@@ -33,11 +33,11 @@ import math
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from engine.agreement import ResampleCounts, pairwise_kappas, stratified_alphas
+from engine.agreement import pairwise_kappas, stratified_alphas
 from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
 from engine.human_rows import human_rows
 from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
@@ -91,25 +91,19 @@ def _rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("\x1f".join(map(str, key)).encode())])
 
 
-def load_study_data(store: Any, study_id: int,
-                    while_reading: Callable[[_StudyData], None] | None = None) -> _StudyData:
-    """A study's answers and scores as arrays (one read of the scores).
-
-    A large study's scores are read by threads (``store.read_scores``); meanwhile the
-    answers are read here and ``while_reading`` is called with the data so far (the
-    answers; no scores yet), for work that needs only them."""
+def load_study_data(store: Any, study_id: int) -> _StudyData:
+    """A study's answers and scores as arrays (one read of the scores; a large study's is read
+    by threads, see ``store.read_scores``, while the answers are read here)."""
     conditions = store.study_condition_rows(study_id)
     judges = list(store.study_judges(study_id))
     metrics = store.study_metrics(study_id)
     reading = store.read_scores(study_id, metrics)
     try:
+        if len(judges) > 1:
+            import scipy.sparse  # noqa: F401  (agreement's; ~0.15 s of import, better spent while SQLite reads)
         gens, conds, models, checkpoints, questions, triggers = store.study_answer_columns(study_id)
         row_of = np.zeros(int(gens.max()) + 1 if gens.size else 0, dtype=np.int64)
         row_of[gens] = np.arange(gens.size)  # generation id -> row: an O(n) gather, no sorting of scores
-        cond_of_answer = conds.astype(float)
-        if while_reading is not None:
-            while_reading(_StudyData(conditions, gens, cond_of_answer, judges, {},
-                                     checkpoint_of_answer=checkpoints))
         read = reading.result()
     finally:
         reading.close()
@@ -134,7 +128,7 @@ def load_study_data(store: Any, study_id: int,
     matrices = {metric: block[i] for i, metric in enumerate(metrics) if scored[i]}
     refused = {metric: flagged[i] for i, metric in enumerate(metrics)
                if flagged is not None and scored[i] and flagged[i].any()}
-    return _StudyData(conditions, gens, cond_of_answer, judges, matrices,
+    return _StudyData(conditions, gens, conds.astype(float), judges, matrices,
                       model_of_answer=models, checkpoint_of_answer=checkpoints,
                       question_of_answer=questions, trigger_of_answer=triggers, refused=refused)
 
@@ -234,26 +228,16 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     spec = json.loads(study.get("spec_json") or "{}")
     seed = _study_seed(spec, opts)
     name = study["name"]
-    ahead: list[ResampleCounts] = []
-
-    def draw_alpha_resamples(d: _StudyData) -> None:
-        # α's resample counts depend only on the conditions' sizes: drawn while reader
-        # processes read the scores
-        if len(d.judges) > 1:
-            ahead.append(ResampleCounts(d.cond_of_answer[condition_rows(d)], opts.agreement_resamples,
-                                        _rng(seed, name, "alpha")).draw_ahead())
-
-    data = data if data is not None else load_study_data(store, int(study["id"]), draw_alpha_resamples)
+    data = data if data is not None else load_study_data(store, int(study["id"]))
     if keep_data is not None:
         keep_data[int(study["id"])] = data
-    # α (the costliest part: its bootstrap) runs in a thread beside the means and comparisons;
-    # numpy releases the GIL in its draws and products, so the two share the cores
+    # α (the costliest part: its bootstrap) runs in threads beside the means and comparisons;
+    # numpy and scipy release the GIL in its draws and products, so they share the cores
     pool = ThreadPoolExecutor(1)
     rows = condition_rows(data)
     alphas = pool.submit(stratified_alphas, {metric: m[rows].T for metric, m in data.matrices.items()},
                          data.cond_of_answer[rows], levels=ALPHA_LEVELS, n_resamples=opts.agreement_resamples,
-                         ci=opts.ci, seed=_rng(seed, name, "alpha"), counts=ahead[0] if ahead else None
-                         ) if len(data.judges) > 1 else None
+                         ci=opts.ci, seed=_rng(seed, name, "alpha")) if len(data.judges) > 1 else None
     out: dict[str, list[dict[str, Any]]] = {"scores": [], "breakdowns": [], "agreement": [], "kappa": [],
                                             "comparisons": []}
     columns = study_columns(data, spec.get("em") or {})

@@ -327,17 +327,3 @@ def test_every_stratified_replicate_is_the_alpha_of_its_resampled_items(monkeypa
         for r in (0, 15, 16, 39):
             one = {h: c[:, r] for h, c in counts.items()}
             assert reps[r] == pytest.approx(krippendorff_alpha(_resampled(data, groups, one, g), level), abs=1e-9)
-
-
-def test_counts_drawn_ahead_give_the_same_alphas():
-    from engine.agreement import ResampleCounts, stratified_alphas
-
-    rng = np.random.default_rng(6)
-    groups = np.repeat(["x", "y", "z"], [80, 50, 70])
-    data = np.clip(np.rint(rng.normal(50, 20, 200) + rng.normal(0, 8, (3, 200))), 0, 100)
-    plain = stratified_alphas({"m": data}, groups, n_resamples=200, seed=4)
-    for budget in (80 * 200, 1 << 30):  # the first group only; all of them
-        ahead = ResampleCounts(groups, 200, 4).draw_ahead(budget_bytes=budget, threads=2)
-        assert stratified_alphas({"m": data}, groups, n_resamples=200, seed=4, counts=ahead) == plain
-    with pytest.raises(ValueError, match="other groups"):
-        stratified_alphas({"m": data}, groups, n_resamples=100, seed=4, counts=ResampleCounts(groups, 200, 4))

@@ -415,7 +415,7 @@ def test_scores_read_by_threads_are_the_same(tmp_path, monkeypatch):
         read.close()
 
 
-def test_summary_is_the_same_read_by_threads_and_with_counts_drawn_ahead(tmp_path, monkeypatch):
+def test_summary_is_the_same_read_by_threads(tmp_path, monkeypatch):
     from db import score_read
 
     with _synthetic(tmp_path, **RICH) as store:
