@@ -191,10 +191,12 @@ class Store(ResultsQueries, AnnotationQueries):
                     raise
 
     def table_names(self) -> list[str]:
-        return self.db.table_names()
+        return [r[0] for r in self._tuples("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]
 
     def columns(self, table: str) -> list[str]:
-        return [c.name for c in self.db[table].columns]
+        if table not in self.table_names():
+            raise StoreError(f"no table {table!r}")
+        return [r[1] for r in self._tuples(f"PRAGMA table_info([{table}])")]
 
     def count(self, table: str) -> int:
         if table not in self.table_names():

@@ -431,16 +431,15 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     """How often each of n items was drawn in each replicate: ``idx`` (replicates × n draws,
     ints in [0, n)) -> n items × replicates float counts, C-contiguous.
 
-    Counted by scipy's sparse-to-dense sum of duplicate entries (a replicate's draws are
-    one column of a CSC matrix, so the dense result comes out items × replicates, with no
-    transpose): about twice as fast as ``np.bincount`` over offset indices and, unlike it,
-    free of the GIL, so counts drawn in one thread do not stall another."""
+    Counted by scipy's COO-to-dense sum of duplicate entries: it adds each draw straight into
+    a C-ordered items × replicates array (no transpose, no copy), several times faster than
+    ``np.bincount`` over offset indices and, unlike it, free of the GIL."""
     from scipy import sparse
 
     c = idx.shape[0]
-    indptr = np.arange(0, c * n + 1, n, dtype=np.int64 if c * n >= 2**31 else np.int32)
-    counted = sparse.csc_matrix((np.ones(c * n), idx.reshape(-1), indptr), shape=(n, c)).toarray()
-    return np.ascontiguousarray(counted)  # (toarray of CSC already is, as a rule)
+    dtype = np.int64 if c * n >= 2**31 else np.int32
+    replicate = np.repeat(np.arange(c, dtype=dtype), n)  # the replicate of each draw
+    return sparse.coo_matrix((np.ones(c * n), (idx.reshape(-1), replicate)), shape=(n, c)).toarray()
 
 
 class ResampleCounts:
