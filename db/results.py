@@ -283,30 +283,33 @@ class ResultsQueries:
         order = np.argsort(columns[0], kind="stable")  # group_concat keeps no promised order
         return [c[order] for c in columns]
 
-    def _study_share(self, study_id: int) -> float:
-        """The study's share of every answer in the database (0 when there are none)."""
+    def _study_answers(self, study_id: int) -> tuple[int, int]:
+        """(the study's answers, every answer in the database)."""
         (n_study, n_all), = self._tuples(  # type: ignore[attr-defined]
             """SELECT (SELECT count(*) FROM generations g JOIN conditions c ON c.id = g.condition_id
                        WHERE c.study_id = ?), (SELECT count(*) FROM generations)""", (study_id,))
-        return n_study / n_all if n_all else 0.0
+        return n_study, n_all
 
     def read_scores(self, study_id: int, metrics: Sequence[str], *, plan: str | None = None,
                     threads: int | None = None) -> score_read.ScoreRead:
         """Start reading a study's scores of ``metrics``; ``.result()`` gives them as
         :class:`~db.score_read.ScoreColumns` (metric index, judge, generation, score, refused).
-        A study with at least a fifth of the database's answers is read by the scan plan, a
-        smaller one by the index plan (``plan``, "scan" or "index", overrides: the rows are the
-        same, the order may differ). A large scan (at least
+        A study that holds every answer in the database is read by the "all" plan, one with at
+        least a fifth of them by the "scan" plan, a smaller one by the "index" plan (``plan``
+        overrides; see :func:`db.score_read._source`). Under the "all" plan, scores that a
+        concurrent writer adds for another study's new answers come back too: callers keep
+        the scores of the answers they know. A large scan (at least
         :data:`~db.score_read.PARALLEL_MIN_SCORES` scores expected) is read in parts by
         ``threads`` threads (default: one per CPU, at most 4) while the caller goes on;
         otherwise the read happens in ``result()``."""
-        share = self._study_share(study_id)
-        plan = plan or ("scan" if share >= 0.2 else "index")
+        n_study, n_all = self._study_answers(study_id)
+        share = n_study / n_all if n_all else 0.0
+        plan = plan or ("all" if n_study == n_all else "scan" if share >= 0.2 else "index")
         if plan not in score_read.PLANS:
-            raise ValueError(f"plan must be 'scan' or 'index', got {plan!r}")
+            raise ValueError(f"plan must be one of {', '.join(score_read.PLANS)}; got {plan!r}")
         parts: list[tuple[int, int]] = []
         n = threads if threads is not None else score_read.default_threads()
-        if metrics and plan == "scan" and str(self.path) != ":memory:":  # type: ignore[attr-defined]
+        if metrics and plan != "index" and str(self.path) != ":memory:":  # type: ignore[attr-defined]
             # one aggregate per query: SQLite then reads one end of the b-tree for each
             (first, last), = self._tuples(  # type: ignore[attr-defined]
                 "SELECT (SELECT min(rowid) FROM judgment_scores), (SELECT max(rowid) FROM judgment_scores)")

@@ -38,7 +38,7 @@ VERDICT_SQL = """UPPER(TRIM(CASE WHEN json_valid(IFNULL(s.raw, j.raw_output))
 SCORED, MISSING, REFUSED, EXACT = 0, 1, 2, 3  # EXACT: a score that is not a whole number
 _WHOLE = "s.score = CAST(s.score AS INTEGER)"
 
-PLANS = ("scan", "index")
+PLANS = ("scan", "index", "all")
 PARALLEL_MIN_SCORES = 200_000  # below this many expected scores, one read in one thread
 PART_ROWIDS = 4_000_000  # at most this many score rowids a part: each column's text stays < 100 MB
 
@@ -65,6 +65,11 @@ class ScoreColumns:
         return cls(*(np.concatenate([getattr(p, f) for p in parts])
                      for f in ("metric", "judge", "generation", "score", "refused")))
 
+    def select(self, mask: Any) -> ScoreColumns:
+        """The scores where ``mask`` is true."""
+        return ScoreColumns(self.metric[mask], self.judge[mask], self.generation[mask], self.score[mask],
+                            self.refused[mask])
+
     def rows(self) -> list[tuple]:
         """(metric, judge, generation, score or None, refused) per score, sorted: for tests."""
         return sorted(zip(self.metric.tolist(), self.judge.tolist(), self.generation.tolist(),
@@ -74,16 +79,23 @@ class ScoreColumns:
 
 def _source(study_id: int, metrics: Sequence[str], plan: str, rowids: tuple[int, int] | None
             ) -> tuple[str, list[Any]]:
-    """FROM ... WHERE of a study's scores of ``metrics``, and its parameters.
+    """FROM ... WHERE of a study's scores of ``metrics``, and its parameters (``rowids``: a
+    range of score rowids, for the plans that scan).
 
-    Two plans for one result. "scan": one sequential pass over the scores (rows of other
+    Three plans for one result. "scan": one sequential pass over the scores (rows of other
     studies are dropped inside SQLite, cheaply), optionally a range of score rowids, for a
-    study with a fair share of the database; "index": from the study's conditions down,
-    which costs about twice as much a row but touches only the study's rows. CROSS JOIN fixes SQLite's join order."""
+    study with a fair share of the database; "all": the same pass without the study filter,
+    for a study that holds every answer in the database (the usual case; a fifth less work);
+    "index": from the study's conditions down, which costs about twice as much a row but
+    touches only the study's rows. CROSS JOIN fixes SQLite's join order."""
     if plan not in PLANS:
-        raise ValueError(f"plan must be 'scan' or 'index', got {plan!r}")
+        raise ValueError(f"plan must be one of {', '.join(PLANS)}; got {plan!r}")
     marks = ",".join("?" * len(metrics))
-    if plan == "scan":
+    params: list[Any] = [study_id, *metrics]
+    if plan == "all":
+        sql = """FROM judgment_scores s CROSS JOIN judgments j ON j.id = s.judgment_id WHERE 1"""
+        params = list(metrics)
+    elif plan == "scan":
         sql = """FROM judgment_scores s
                  CROSS JOIN judgments j ON j.id = s.judgment_id
                  CROSS JOIN generations g ON g.id = j.generation_id
@@ -94,7 +106,6 @@ def _source(study_id: int, metrics: Sequence[str], plan: str, rowids: tuple[int,
                  JOIN generations g ON g.id = j.generation_id
                  JOIN conditions c ON c.id = g.condition_id
                  WHERE c.study_id = ?"""
-    params: list[Any] = [study_id, *metrics]
     sql += f" AND s.metric IN ({marks})"
     if rowids is not None:
         sql += " AND s.rowid BETWEEN ? AND ?"
@@ -164,11 +175,9 @@ def read_part(conn: sqlite3.Connection, study_id: int, metrics: Sequence[str], p
         if exact.any():  # those rows are replaced by their exact scores
             exact_rows = np.array(conn.execute(*exact_query(study_id, metrics, plan, rowids)).fetchall(),
                                   dtype=float).reshape(-1, 4)
-            keep = ~exact
             ids = exact_rows[:, :3].astype(np.int64)
             out = ScoreColumns.concat([
-                ScoreColumns(out.metric[keep], out.judge[keep], out.generation[keep], out.score[keep],
-                             out.refused[keep]),
+                out.select(~exact),
                 ScoreColumns(ids[:, 0], ids[:, 1], ids[:, 2], exact_rows[:, 3], np.zeros(len(ids), dtype=bool))], np)
         return out
     finally:
@@ -179,7 +188,7 @@ def read_part(conn: sqlite3.Connection, study_id: int, metrics: Sequence[str], p
 class ScoreRead:
     """A read of a study's scores under way; :meth:`result` returns them as :class:`ScoreColumns`.
 
-    ``parts`` are (first, last) score rowid ranges of the scan plan, each read by a thread with
+    ``parts`` are (first, last) score rowid ranges of the "scan" or "all" plan, each read by a thread with
     its own read-only connection to ``path``; with none, the whole read happens in
     :meth:`result` on the store's connection (guarded by its ``lock``)."""
 
@@ -202,7 +211,7 @@ class ScoreRead:
                 raise RuntimeError("score read closed")
             self._open.append(conn)
         try:
-            return read_part(conn, self._study, self._metrics, "scan", rowids)
+            return read_part(conn, self._study, self._metrics, self._plan, rowids)
         finally:
             with self._guard:
                 self._open.remove(conn)

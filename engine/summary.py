@@ -102,11 +102,16 @@ def load_study_data(store: Any, study_id: int) -> _StudyData:
         if len(judges) > 1:
             import scipy.sparse  # noqa: F401  (agreement's; ~0.15 s of import, better spent while SQLite reads)
         gens, conds, models, checkpoints, questions, triggers = store.study_answer_columns(study_id)
-        row_of = np.zeros(int(gens.max()) + 1 if gens.size else 0, dtype=np.int64)
+        row_of = np.full(int(gens.max()) + 1 if gens.size else 0, -1, dtype=np.int64)
         row_of[gens] = np.arange(gens.size)  # generation id -> row: an O(n) gather, no sorting of scores
         read = reading.result()
     finally:
         reading.close()
+    # only the scores of the answers just read (a writer may have added answers since)
+    known = read.generation < row_of.size
+    known[known] = row_of[read.generation[known]] >= 0
+    if not known.all():
+        read = read.select(known)
     judge_ids = read.judge
     linked = {int(j["id"]) for j in judges}
     for jid in np.flatnonzero(np.bincount(judge_ids)):

@@ -349,7 +349,12 @@ def test_both_score_read_plans_give_the_same_rows(tmp_path):
     one through its conditions' index; the rows (refusals and missing scores included) are
     the same either way, and other studies' rows never leak in."""
     with _synthetic(tmp_path, **{**RICH, "missing_rate": 0.1}) as store:
+        sid = store.find_study("synthetic")["id"]
+        metrics = store.study_metrics(sid)
+        alone = store.read_scores(sid, metrics, plan="all").result().rows()  # the study holds every answer
+        assert alone == store.read_scores(sid, metrics, plan="scan").result().rows()
         make_synthetic_study(store, SyntheticSpec(name="small", answers_per_condition=5, seed=3))
+        assert store.read_scores(sid, metrics).result().rows() == alone
         for name in ("synthetic", "small"):
             sid = store.find_study(name)["id"]
             metrics = store.study_metrics(sid)
@@ -413,6 +418,20 @@ def test_scores_read_by_threads_are_the_same(tmp_path, monkeypatch):
         read = store.read_scores(sid, metrics, threads=2)
         read.close()  # parts not waited for: stopped
         read.close()
+
+
+def test_summary_keeps_only_the_scores_of_the_answers_it_read(tmp_path, monkeypatch):
+    """The "all" plan reads every score in the database (no study filter): scores of answers
+    the study does not have (another study's, added by a concurrent writer) are left out."""
+    from db.results import ResultsQueries
+
+    with _synthetic(tmp_path, **RICH) as store:
+        make_synthetic_study(store, SyntheticSpec(name="small", answers_per_condition=5, seed=3))
+        plain = build_summary(store, FAST)
+        read_scores = ResultsQueries.read_scores
+        monkeypatch.setattr(ResultsQueries, "read_scores", lambda self, sid, metrics, **kw: read_scores(
+            self, sid, metrics, **{**kw, "plan": "all"}))
+        assert json.dumps(build_summary(store, FAST), sort_keys=True) == json.dumps(plain, sort_keys=True)
 
 
 def test_summary_is_the_same_read_by_threads(tmp_path, monkeypatch):
