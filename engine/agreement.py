@@ -84,7 +84,7 @@ class _Features:
 
     def __init__(self, key: np.ndarray, values: np.ndarray, level: str) -> None:
         self.values, self.level = values, level
-        self.pair_a = self.pair_b = self._incidence = self._transposed = None
+        self.pair_a = self.pair_b = self._incidence = self._transposed = self._spread = None
         t, r = key.shape
         v = values.size
         present = key < v
@@ -171,7 +171,7 @@ class _Features:
     def _with(self, matrix) -> "_Features":
         sub = object.__new__(_Features)
         sub.__dict__.update(self.__dict__)
-        sub.matrix, sub._incidence, sub._transposed = matrix, None, None
+        sub.matrix, sub._incidence, sub._transposed, sub._spread = matrix, None, None, None
         return sub
 
     def rows(self, idx: np.ndarray) -> "_Features":
@@ -214,6 +214,21 @@ class _Features:
                 (np.ones(2 * p), (np.concatenate([self.pair_a, self.pair_b]), np.tile(np.arange(p), 2))),
                 shape=(self.values.size, p))
         return np.asarray(self._incidence @ s)
+
+    def interval_alphas(self, s: np.ndarray) -> np.ndarray:
+        """Ordinal features' sums -> the *interval* alpha of each replicate: the same
+        coincidences with interval distances (v_a - v_b)², so a bootstrap that needs both
+        levels draws on one product. Equal to the interval features' alphas to rounding."""
+        v = self.values - self.values.mean()  # centred: distances are shift-invariant
+        if self._spread is None:  # a pair column's u stands for o[a, b] + o[b, a] = 2 u
+            self._spread = 2.0 * (v[self.pair_a] - v[self.pair_b]) ** 2
+        nv = self._value_counts(s)
+        n = nv.sum(axis=0)
+        s1, s2 = v @ nv, (v * v) @ nv
+        with np.errstate(divide="ignore", invalid="ignore"):
+            de_num = 2.0 * (n * s2 - s1 * s1)
+            alpha = 1.0 - (n - 1.0) * (self._spread @ s) / de_num
+        return np.where(de_num > 1e-12 * (n * s2 + s1 * s1), alpha, np.nan)
 
     def alphas(self, s: np.ndarray) -> np.ndarray:
         """alpha for each replicate (column) of summed features ``s`` (features ×
@@ -537,6 +552,8 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
                         per[g] = (f, cols, np.searchsorted(members[g], kept[rows]))
             plans.append((name, level, p_all, f_all, per))
 
+    # where both levels are asked for, the interval replicates come from the ordinal sums
+    both = {name for name in datas if "interval" in levels and "ordinal" in levels}
     reps: dict[tuple[str, str, object], np.ndarray] = {}
     for name, level, _, f_all, per in plans:
         for g in [*per, "all"] if per and n_resamples else []:
@@ -550,11 +567,13 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
         for g in labels:
             w_t = counts.counts(g, k)  # items × replicates
             for name, level, _, f_all, per in plans:
-                if g not in per:
+                if g not in per or (level == "interval" and name in both):
                     continue
                 f, cols, pos = per[g]
                 sums = f.weighted_sums(w_t if pos.size == members[g].size else w_t[pos])
                 reps[(name, level, g)][start:start + c] = f.alphas(sums)
+                if level == "ordinal" and name in both:
+                    reps[(name, "interval", g)][start:start + c] = f.interval_alphas(sums)
                 tot = pooled.get((name, level))
                 if tot is None:  # features × replicates
                     tot = pooled[(name, level)] = np.zeros((f_all.matrix.shape[1], c))
@@ -565,6 +584,8 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
         for name, level, _, f_all, _ in plans:
             if (name, level) in pooled:
                 reps[(name, level, "all")][start:start + c] = f_all.alphas(pooled[(name, level)])
+                if level == "ordinal" and name in both:
+                    reps[(name, "interval", "all")][start:start + c] = f_all.interval_alphas(pooled[(name, level)])
 
     workers = threads or min(4, os.cpu_count() or 1)
     chunks = range(len(counts.starts))

@@ -1,6 +1,7 @@
 """engine.agreement: Krippendorff's alpha (package and own path), its bootstrap CI,
 weighted Cohen's kappa."""
 
+import itertools
 import math
 import warnings
 
@@ -301,11 +302,12 @@ def _resampled(data: np.ndarray, groups: np.ndarray, counts: dict, g: object) ->
     return np.concatenate(picked, axis=1)
 
 
-@pytest.mark.parametrize("level", ["interval", "ordinal"])
-def test_every_stratified_replicate_is_the_alpha_of_its_resampled_items(monkeypatch, level):
+@pytest.mark.parametrize("levels", [("interval",), ("ordinal",), ("interval", "ordinal")], ids="+".join)
+def test_every_stratified_replicate_is_the_alpha_of_its_resampled_items(monkeypatch, levels):
     """Each replicate (per group and pooled) equals alpha recomputed from scratch on the items
-    it drew: checks the feature sums, the per-group pair columns, and that chunks of groups of
-    different sizes line up, over several chunks."""
+    it drew: checks the feature sums, the per-group pair columns, that chunks of groups of
+    different sizes line up, over several chunks, and (both levels) the interval replicates
+    taken from the ordinal pair sums."""
     from engine.agreement import ResampleCounts, stratified_replicates
 
     monkeypatch.setattr(agreement, "_CHUNK_ELEMENTS", 64)  # -> 16 replicates a chunk
@@ -316,12 +318,12 @@ def test_every_stratified_replicate_is_the_alpha_of_its_resampled_items(monkeypa
     data = np.clip(np.rint(centre + rng.normal(0, 12, (3, groups.size))), 0, 100)
     data[rng.random(data.shape) < 0.15] = np.nan
     n_resamples = 40
-    res = stratified_replicates({"m": data}, groups, (level,), n_resamples=n_resamples, seed=9, threads=2)
+    res = stratified_replicates({"m": data}, groups, levels, n_resamples=n_resamples, seed=9, threads=2)
     draws = ResampleCounts(groups, n_resamples, 9)
     counts = {g: np.concatenate([draws.counts(g, k) for k in range(len(draws.starts))], axis=1)
               for g in draws.labels}
     assert draws.chunk == 16 and len(draws.starts) == 3
-    for g in [*sizes, "all"]:
+    for level, g in itertools.product(levels, [*sizes, "all"]):
         alpha, reps, _ = res[("m", level, g)]
         assert alpha == pytest.approx(krippendorff_alpha(data if g == "all" else data[:, groups == g], level))
         for r in (0, 15, 16, 39):
