@@ -347,6 +347,11 @@ class ResultsQueries:
 
     def study_rubrics(self, study_id: int) -> list[dict[str, Any]]:
         """The rubrics a study's judgments used (their metrics carry scale and direction)."""
+        n_study, n_all = self._study_answers(study_id)
+        if n_study == n_all:  # every judgment is the study's: a rubric's first one will do
+            return self._q(  # type: ignore[attr-defined]
+                """SELECT r.* FROM rubrics r WHERE EXISTS (SELECT 1 FROM judgments j WHERE j.rubric_id = r.id)
+                   ORDER BY r.id""")
         return self._q(  # type: ignore[attr-defined]
             """SELECT r.* FROM rubrics r WHERE r.id IN (
                  SELECT DISTINCT j.rubric_id FROM judgments j

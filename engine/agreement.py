@@ -440,19 +440,23 @@ def pairwise_kappas(m: np.ndarray, weights: str | None = "quadratic") -> dict[tu
     return out
 
 
-def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+def _counts(idx: np.ndarray, n: int, fixed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """How often each of n items was drawn in each replicate: ``idx`` (replicates × n draws,
     ints in [0, n)) -> n items × replicates float counts, C-contiguous.
 
     Counted by scipy's COO-to-dense sum of duplicate entries: it adds each draw straight into
     a C-ordered items × replicates array (no transpose, no copy), several times faster than
-    ``np.bincount`` over offset indices and, unlike it, free of the GIL."""
+    ``np.bincount`` over offset indices and, unlike it, free of the GIL. ``fixed``: the
+    draws' weights (ones) and replicate numbers, :func:`_count_layout` of idx's shape."""
     from scipy import sparse
 
-    c = idx.shape[0]
-    dtype = np.int64 if c * n >= 2**31 else np.int32
-    replicate = np.repeat(np.arange(c, dtype=dtype), n)  # the replicate of each draw
-    return sparse.coo_matrix((np.ones(c * n), (idx.reshape(-1), replicate)), shape=(n, c)).toarray()
+    ones, replicate = fixed if fixed is not None else _count_layout(*idx.shape)
+    return sparse.coo_matrix((ones, (idx.reshape(-1), replicate)), shape=(n, idx.shape[0])).toarray()
+
+
+def _count_layout(c: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`_counts` adds for c replicates of n draws: a one per draw, and its replicate."""
+    return np.ones(c * n), np.repeat(np.arange(c, dtype=np.int64 if c * n >= 2**31 else np.int32), n)
 
 
 class ResampleCounts:
@@ -474,14 +478,18 @@ class ResampleCounts:
         self.chunk = max(16, min(_CHUNK_ELEMENTS // max(1, *self.sizes.values()), -(-n_resamples // 8)))
         self.starts = list(range(0, n_resamples, self.chunk))
         self._rngs = {g: r.spawn(len(self.starts)) for g, r in zip(self.labels, rng.spawn(len(self.labels)))}
+        self._layouts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def counts(self, g: object, k: int) -> np.ndarray:
         """Group g's counts for chunk k (replicates ``starts[k]``, ...): items × replicates,
         float, C-contiguous (what sparse products want)."""
-        n = self.sizes[g]
+        n, c = self.sizes[g], self.replicates(k)
         # int32 draws are ~1.7x faster than int64; c * n stays far below 2**31 by the chunking
-        idx = self._rngs[g][k].integers(0, max(n, 1), size=(self.replicates(k), n), dtype=np.int32)
-        return _counts(idx, n)
+        idx = self._rngs[g][k].integers(0, max(n, 1), size=(c, n), dtype=np.int32)
+        layout = self._layouts.get((c, n))
+        if layout is None:  # shared by every chunk of that shape (read-only; a race makes two)
+            layout = self._layouts[(c, n)] = _count_layout(c, n)
+        return _counts(idx, n, layout)
 
     def replicates(self, k: int) -> int:
         """How many replicates chunk k holds."""
