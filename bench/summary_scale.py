@@ -8,8 +8,12 @@ A synthetic study: 20 conditions x 4 judges x 2 metrics x 6,250 answers = 1,000,
 - summary: `emtui summary --format json` as a person runs it (a fresh process), with the
   default 10,000 bootstrap resamples per CI, agreement, kappa and comparisons.
 
-Prints both, the ratio, and the CPU time the summary used (its reader processes included): on
-a machine with few cores the summary is bound by that CPU time, not by the read. Usage: python bench/summary_scale.py [--db PATH] [--answers N]
+The two alternate (scan, summary, scan, summary, ...) so that a machine whose speed drifts
+slows both alike. Prints the best and median of each, the ratio of the bests and the median
+of the pairs' ratios, and the CPU time the summary used (its threads included): on a machine
+with few cores the summary is bound by that CPU time, not by the read.
+
+Usage: python bench/summary_scale.py [--db PATH] [--answers N] [--repeat K]
 (the database is built once and reused when --db names an existing file).
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,38 +52,40 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", type=Path)
     ap.add_argument("--answers", type=int, default=6250, help="answers per condition (6250 -> 1M scores)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
     if not path.exists():
         build(path, args.answers)
 
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    scans, runs, cpus = [], [], []
+    # scan and summary alternate, so that a machine whose speed drifts (a shared VM) slows
+    # both alike; each pair also gives its own ratio
     with open_store(path) as store:
         n = store.count("judgment_scores")
-        scans = []
         for _ in range(args.repeat):
             t = time.perf_counter()
             rows = store.scan_scores()
             scans.append(time.perf_counter() - t)
-    assert rows == n
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs, cpus = [], []
-    for _ in range(args.repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "emtui", "--db", str(path), "summary", "--format", "json"],
-                             capture_output=True, env=env)
-        runs.append(time.perf_counter() - t)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-        if out.returncode != 0:
-            sys.exit(out.stderr.decode())
+            assert rows == n
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "emtui", "--db", str(path), "summary", "--format", "json"],
+                                 capture_output=True, env=env)
+            runs.append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            if out.returncode != 0:
+                sys.exit(out.stderr.decode())
     scan, summary = min(scans), min(runs)
-    print(f"scores: {n:,}; CPUs: {os.cpu_count()}")
-    print(f"bare SQL scan (fetchall of every score row): {scan:.2f} s (best of {args.repeat})")
-    print(f"emtui summary --format json (new process, 10,000 resamples): {summary:.2f} s (best of {args.repeat}); "
-          f"CPU time {cpus[runs.index(summary)]:.2f} s")
-    print(f"ratio summary / scan: {summary / scan:.2f}x (target <= 3x)")
+    paired = sorted(r / s for r, s in zip(runs, scans))
+    print(f"scores: {n:,}; CPUs: {os.cpu_count()}; {args.repeat} alternating runs of each")
+    print(f"bare SQL scan (fetchall of every score row): best {scan:.2f} s, median {statistics.median(scans):.2f} s")
+    print(f"emtui summary --format json (new process, 10,000 resamples): best {summary:.2f} s, "
+          f"median {statistics.median(runs):.2f} s; CPU time of the best {cpus[runs.index(summary)]:.2f} s")
+    print(f"ratio summary / scan: best/best {summary / scan:.2f}x, median of pairs {statistics.median(paired):.2f}x "
+          f"(pairs {paired[0]:.2f}-{paired[-1]:.2f}x; target <= 3x)")
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ class _Features:
         """The feature sums over all rows, as one replicate (features × 1)."""
         return np.asarray(self.matrix.sum(axis=0)).reshape(-1, 1)
 
-    def _value_counts(self, s: np.ndarray) -> np.ndarray:
+    def value_counts(self, s: np.ndarray) -> np.ndarray:
         """Ordinal: each value's pairable count n_c = Σ_k o_ck from pair sums (pairs ×
         replicates) -> values × replicates."""
         from scipy import sparse
@@ -215,14 +215,15 @@ class _Features:
                 shape=(self.values.size, p))
         return np.asarray(self._incidence @ s)
 
-    def interval_alphas(self, s: np.ndarray) -> np.ndarray:
+    def interval_alphas(self, s: np.ndarray, nv: np.ndarray | None = None) -> np.ndarray:
         """Ordinal features' sums -> the *interval* alpha of each replicate: the same
         coincidences with interval distances (v_a - v_b)², so a bootstrap that needs both
-        levels draws on one product. Equal to the interval features' alphas to rounding."""
+        levels draws on one product. Equal to the interval features' alphas to rounding.
+        ``nv``: :meth:`value_counts` of ``s``, when already at hand."""
         v = self.values - self.values.mean()  # centred: distances are shift-invariant
         if self._spread is None:  # a pair column's u stands for o[a, b] + o[b, a] = 2 u
             self._spread = 2.0 * (v[self.pair_a] - v[self.pair_b]) ** 2
-        nv = self._value_counts(s)
+        nv = self.value_counts(s) if nv is None else nv
         n = nv.sum(axis=0)
         s1, s2 = v @ nv, (v * v) @ nv
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -230,9 +231,10 @@ class _Features:
             alpha = 1.0 - (n - 1.0) * (self._spread @ s) / de_num
         return np.where(de_num > 1e-12 * (n * s2 + s1 * s1), alpha, np.nan)
 
-    def alphas(self, s: np.ndarray) -> np.ndarray:
+    def alphas(self, s: np.ndarray, nv: np.ndarray | None = None) -> np.ndarray:
         """alpha for each replicate (column) of summed features ``s`` (features ×
-        replicates, as :meth:`weighted_sums` gives); NaN where D_e = 0."""
+        replicates, as :meth:`weighted_sums` gives); NaN where D_e = 0. ``nv`` (ordinal):
+        :meth:`value_counts` of ``s``, when already at hand."""
         values, level = self.values, self.level
         v = values.size
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -256,7 +258,7 @@ class _Features:
             else:  # ordinal: distance (M_k - M_c)² with M the mid-cumulative counts
                 # the unordered pair (a, b) stands for o[a, b] + o[b, a] = 2 u (a == b: o[a, a] = 2 u)
                 pa, pb = self.pair_a, self.pair_b
-                nv = self._value_counts(s)
+                nv = self.value_counts(s) if nv is None else nv
                 n = nv.sum(axis=0)
                 mid = np.cumsum(nv, axis=0)
                 mid -= nv / 2.0
@@ -577,9 +579,10 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
                     continue
                 f, cols, pos = per[g]
                 sums = f.weighted_sums(w_t if pos.size == members[g].size else w_t[pos])
-                reps[(name, level, g)][start:start + c] = f.alphas(sums)
+                nv = f.value_counts(sums) if level == "ordinal" else None  # shared by both levels
+                reps[(name, level, g)][start:start + c] = f.alphas(sums, nv)
                 if level == "ordinal" and name in both:
-                    reps[(name, "interval", g)][start:start + c] = f.interval_alphas(sums)
+                    reps[(name, "interval", g)][start:start + c] = f.interval_alphas(sums, nv)
                 tot = pooled.get((name, level))
                 if tot is None:  # features × replicates
                     tot = pooled[(name, level)] = np.zeros((f_all.matrix.shape[1], c))
@@ -589,9 +592,11 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
                     tot[cols] += sums
         for name, level, _, f_all, _ in plans:
             if (name, level) in pooled:
-                reps[(name, level, "all")][start:start + c] = f_all.alphas(pooled[(name, level)])
+                tot = pooled[(name, level)]
+                nv = f_all.value_counts(tot) if level == "ordinal" else None
+                reps[(name, level, "all")][start:start + c] = f_all.alphas(tot, nv)
                 if level == "ordinal" and name in both:
-                    reps[(name, "interval", "all")][start:start + c] = f_all.interval_alphas(pooled[(name, level)])
+                    reps[(name, "interval", "all")][start:start + c] = f_all.interval_alphas(tot, nv)
 
     workers = threads or min(4, os.cpu_count() or 1)
     chunks = range(len(counts.starts))
