@@ -59,7 +59,9 @@ class ScoreColumns:
         return len(self.metric)
 
     @classmethod
-    def concat(cls, parts: Sequence[ScoreColumns], np: Any) -> ScoreColumns:
+    def concat(cls, parts: Sequence[ScoreColumns]) -> ScoreColumns:
+        import numpy as np
+
         if len(parts) == 1:
             return parts[0]
         return cls(*(np.concatenate([getattr(p, f) for p in parts])
@@ -178,7 +180,7 @@ def read_part(conn: sqlite3.Connection, study_id: int, metrics: Sequence[str], p
             ids = exact_rows[:, :3].astype(np.int64)
             out = ScoreColumns.concat([
                 out.select(~exact),
-                ScoreColumns(ids[:, 0], ids[:, 1], ids[:, 2], exact_rows[:, 3], np.zeros(len(ids), dtype=bool))], np)
+                ScoreColumns(ids[:, 0], ids[:, 1], ids[:, 2], exact_rows[:, 3], np.zeros(len(ids), dtype=bool))])
         return out
     finally:
         if own:
@@ -241,10 +243,11 @@ class ScoreRead:
             return ScoreColumns(*(np.zeros(0, dtype=t) for t in (np.int64, np.int64, np.int64, float, bool)))
         if self._futures:
             parts = [f.result() for f in self._futures]
+            self.close()  # the threads are done: let them go
         else:
             with self._lock:
                 parts = [read_part(self._conn, self._study, self._metrics, self._plan)]
-        return ScoreColumns.concat(parts, np)
+        return ScoreColumns.concat(parts)
 
 
 def split_rowids(first: int, last: int, parts: int) -> list[tuple[int, int]]:

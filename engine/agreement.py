@@ -202,7 +202,7 @@ class _Features:
         """The feature sums over all rows, as one replicate (features × 1)."""
         return np.asarray(self.matrix.sum(axis=0)).reshape(-1, 1)
 
-    def value_counts(self, s: np.ndarray) -> np.ndarray:
+    def pairable_counts(self, s: np.ndarray) -> np.ndarray:
         """Ordinal: each value's pairable count n_c = Σ_k o_ck from pair sums (pairs ×
         replicates) -> values × replicates."""
         from scipy import sparse
@@ -219,11 +219,11 @@ class _Features:
         """Ordinal features' sums -> the *interval* alpha of each replicate: the same
         coincidences with interval distances (v_a - v_b)², so a bootstrap that needs both
         levels draws on one product. Equal to the interval features' alphas to rounding.
-        ``nv``: :meth:`value_counts` of ``s``, when already at hand."""
+        ``nv``: :meth:`pairable_counts` of ``s``, when already at hand."""
         v = self.values - self.values.mean()  # centred: distances are shift-invariant
         if self._spread is None:  # a pair column's u stands for o[a, b] + o[b, a] = 2 u
             self._spread = 2.0 * (v[self.pair_a] - v[self.pair_b]) ** 2
-        nv = self.value_counts(s) if nv is None else nv
+        nv = self.pairable_counts(s) if nv is None else nv
         n = nv.sum(axis=0)
         s1, s2 = v @ nv, (v * v) @ nv
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -234,7 +234,7 @@ class _Features:
     def alphas(self, s: np.ndarray, nv: np.ndarray | None = None) -> np.ndarray:
         """alpha for each replicate (column) of summed features ``s`` (features ×
         replicates, as :meth:`weighted_sums` gives); NaN where D_e = 0. ``nv`` (ordinal):
-        :meth:`value_counts` of ``s``, when already at hand."""
+        :meth:`pairable_counts` of ``s``, when already at hand."""
         values, level = self.values, self.level
         v = values.size
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -258,7 +258,7 @@ class _Features:
             else:  # ordinal: distance (M_k - M_c)² with M the mid-cumulative counts
                 # the unordered pair (a, b) stands for o[a, b] + o[b, a] = 2 u (a == b: o[a, a] = 2 u)
                 pa, pb = self.pair_a, self.pair_b
-                nv = self.value_counts(s) if nv is None else nv
+                nv = self.pairable_counts(s) if nv is None else nv
                 n = nv.sum(axis=0)
                 mid = np.cumsum(nv, axis=0)
                 mid -= nv / 2.0
@@ -561,7 +561,7 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
             plans.append((name, level, p_all, f_all, per))
 
     # where both levels are asked for, the interval replicates come from the ordinal sums
-    both = {name for name in datas if "interval" in levels and "ordinal" in levels}
+    both = "interval" in levels and "ordinal" in levels
     reps: dict[tuple[str, str, object], np.ndarray] = {}
     for name, level, _, f_all, per in plans:
         for g in [*per, "all"] if per and n_resamples else []:
@@ -575,13 +575,13 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
         for g in labels:
             w_t = counts.counts(g, k)  # items × replicates
             for name, level, _, f_all, per in plans:
-                if g not in per or (level == "interval" and name in both):
+                if g not in per or (level == "interval" and both):
                     continue
                 f, cols, pos = per[g]
                 sums = f.weighted_sums(w_t if pos.size == members[g].size else w_t[pos])
-                nv = f.value_counts(sums) if level == "ordinal" else None  # shared by both levels
+                nv = f.pairable_counts(sums) if level == "ordinal" else None  # shared by both levels
                 reps[(name, level, g)][start:start + c] = f.alphas(sums, nv)
-                if level == "ordinal" and name in both:
+                if level == "ordinal" and both:
                     reps[(name, "interval", g)][start:start + c] = f.interval_alphas(sums, nv)
                 tot = pooled.get((name, level))
                 if tot is None:  # features × replicates
@@ -593,9 +593,9 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
         for name, level, _, f_all, _ in plans:
             if (name, level) in pooled:
                 tot = pooled[(name, level)]
-                nv = f_all.value_counts(tot) if level == "ordinal" else None
+                nv = f_all.pairable_counts(tot) if level == "ordinal" else None
                 reps[(name, level, "all")][start:start + c] = f_all.alphas(tot, nv)
-                if level == "ordinal" and name in both:
+                if level == "ordinal" and both:
                     reps[(name, "interval", "all")][start:start + c] = f_all.interval_alphas(tot, nv)
 
     workers = threads or min(4, os.cpu_count() or 1)
