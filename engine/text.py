@@ -13,11 +13,14 @@ _ANSI = re.compile(
     r"|\x1b[@-Z\\-_]"                       # two-byte escapes
     r"|\x9b[0-?]*[ -/]*[@-~]"               # 8-bit CSI
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls but tab and newline, and the bidirectional embeddings, overrides and isolates
+# (U+202A-U+202E, U+2066-U+2069) that can make text display in another order than it reads.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def strip_control(text: str | None) -> str:
-    """Remove terminal control sequences and control characters; keep tabs and newlines.
+    """Remove terminal control sequences, control characters and bidirectional overrides;
+    keep tabs and newlines.
 
     A carriage return becomes a newline (``\\r\\n`` one newline) so overwritten lines stay visible.
     """
