@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from db.annotation import AnnotationQueries
-from db.errors import StoreError
+from db.errors import StoreError, describe_sqlite_error
+from db.identity import APPLICATION_ID, check_identity
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -47,8 +48,14 @@ def utc_now() -> str:
 
 
 def dumps(value: Any) -> str:
-    """Canonical JSON for stored blobs (sorted keys, so equal specs hash equally)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Canonical JSON for stored blobs (sorted keys, so equal specs hash equally). NaN and
+    infinities are refused: SQLite's JSON functions reject them, so one stored NaN would break
+    every later summary and export."""
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise StoreError("a value to store holds NaN or an infinite number, which the database cannot keep "
+                         "as JSON") from None
 
 
 @dataclass(frozen=True)
@@ -61,11 +68,14 @@ class Page:
     limit: int
 
 
-def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int | None = None) -> Store:
+def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int | None = None,
+               readonly: bool = False) -> Store:
     """Open (and migrate) the database at ``path``.
 
-    ``create=False`` refuses to make a new file. ``upto`` stops migrating at that
-    version (tests use it to build an old database).
+    ``create=False`` refuses to make a new file. ``readonly=True`` is for commands that only
+    read: where the file or its folder cannot be written, the database is opened read-only
+    instead of failing. ``upto`` stops migrating at that version (tests use it to build an
+    old database). A file that is not emtui's is refused and never touched.
     """
     p = Path(path)
     if str(path) != ":memory:":
@@ -75,28 +85,90 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int |
             raise StoreError(f"database folder does not exist: {p.parent}")
         if not create and not p.exists():
             raise StoreError(f"no database at {p}")
-    return Store(p, upto=upto)
+    return Store(p, upto=upto, readonly=readonly, create=create)
+
+
+def _writable(path: Path) -> bool:
+    """Can this process write the file and create its -wal / -shm files beside it?"""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def busy_timeout_ms() -> int:
+    """How long a write waits for another process's lock: ``$EMTUI_BUSY_TIMEOUT_S`` seconds
+    (default 30)."""
+    raw = os.environ.get("EMTUI_BUSY_TIMEOUT_S")
+    try:
+        seconds = float(raw) if raw else BUSY_TIMEOUT_MS / 1000
+    except ValueError:
+        raise StoreError(f"EMTUI_BUSY_TIMEOUT_S must be a number of seconds, not {raw!r}") from None
+    if not 0 <= seconds <= 3600:
+        raise StoreError(f"EMTUI_BUSY_TIMEOUT_S must be between 0 and 3600 seconds, not {raw!r}")
+    return int(seconds * 1000)
 
 
 class Store(ResultsQueries, AnnotationQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock."""
 
-    def __init__(self, path: Path, *, upto: int | None = None) -> None:
+    def __init__(self, path: Path, *, upto: int | None = None, readonly: bool = False, create: bool = True) -> None:
         self.path = path
         self._lock = threading.RLock()
+        memory = str(path) == ":memory:"
+        # a file this open makes is removed again if the command fails (see __exit__)
+        self.created = not memory and not path.exists()
+        self.readonly = readonly and not memory and not self.created and not _writable(path)
+        self.busy_timeout_ms = busy_timeout_ms()
         try:
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn = conn = self._connect(path)
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            identity = check_identity(conn, path)
+            if identity == "empty" and not create and not self.created:
+                raise StoreError(f"{path} is an empty file, not an emtui database yet")
             conn.execute("PRAGMA foreign_keys = ON")
-            if str(path) != ":memory:":
+            if not memory and not self.readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from None
-        self.conn = conn
-        self._migrate(SCHEMA_VERSION if upto is None else upto)
+                conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            self._discard_created()
+            raise StoreError(describe_sqlite_error(exc, path, self.busy_timeout_ms)) from None
+        except StoreError:
+            self._discard_created()
+            raise
+        target = SCHEMA_VERSION if upto is None else upto
+        if self.readonly:
+            if self.user_version < target:
+                conn.close()
+                raise StoreError(f"{path} is read-only and was made by an older emtui: open it once where it "
+                                 "can be written, so it is upgraded")
+            return
+        try:
+            self._migrate(target, mark=upto is None)
+        except sqlite3.Error as exc:
+            conn.close()
+            self._discard_created()
+            raise StoreError(describe_sqlite_error(exc, path, self.busy_timeout_ms)) from None
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        common = dict(timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
+        if self.readonly:
+            # nothing can write where the folder is read-only and no -wal file exists: then the
+            # file is immutable and SQLite needs no -shm file to read it
+            frozen = not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists()
+            uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if frozen else "")
+            conn = sqlite3.connect(uri, uri=True, **common)
+        else:
+            conn = sqlite3.connect(str(path), **common)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _discard_created(self) -> None:
+        """Remove the database file (and its -wal / -shm) that this open created."""
+        if not self.created:
+            return
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                os.unlink(f"{self.path}{suffix}")
 
     # -- connection and transactions -------------------------------------------------
 
@@ -113,8 +185,10 @@ class Store(ResultsQueries, AnnotationQueries):
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close()
+        if exc_type is not None:  # a command that failed leaves no database it created behind
+            self._discard_created()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Store]:
@@ -166,7 +240,7 @@ class Store(ResultsQueries, AnnotationQueries):
     def user_version(self) -> int:
         return int(self._scalar("PRAGMA user_version"))
 
-    def _migrate(self, target: int) -> None:
+    def _migrate(self, target: int, *, mark: bool = True) -> None:
         current = self.user_version
         if current > SCHEMA_VERSION:
             raise StoreError(
@@ -189,6 +263,9 @@ class Store(ResultsQueries, AnnotationQueries):
                 except BaseException:
                     self.conn.rollback()
                     raise
+        if mark and int(self._scalar("PRAGMA application_id")) != APPLICATION_ID:
+            with self._lock:  # emtui's mark: a database made before it had none
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     def table_names(self) -> list[str]:
         return [r[0] for r in self._tuples("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]

@@ -138,6 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def fault_line(exc: BaseException, db: str | None) -> str | None:
+    """The one line a person sees for an operational fault (a locked or read-only database, a full
+    disk, an unreadable file); None for anything else, which is a bug and keeps its traceback."""
+    from db.errors import database_fault
+    from engine.text import strip_control
+
+    line = database_fault(exc, db or "the database")
+    if line is not None:
+        pass
+    elif isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else (db or "")
+        line = f"{where}: {exc.strerror}" if where else exc.strerror
+    elif isinstance(exc, MemoryError):
+        line = "out of memory"
+    else:
+        return None
+    return " ".join(strip_control(line).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from emtui import commands  # argparse-free, still light
 
@@ -149,18 +168,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args.db = args.db or default_db()
         return commands.dispatch(args)
-    except UsageError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except commands.PersonError as exc:
-        for line in str(exc).splitlines() or [""]:
-            print(f"emtui: {line}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `emtui keys | head`
         sys.stderr.close()
         return 0
+    except UsageError as exc:
+        _say_error(str(exc), prefix="")
+        return 2
+    except commands.PersonError as exc:
+        _say_error(str(exc))
+        return 2
+    except Exception as exc:  # operational faults: one line naming what failed, never a traceback
+        line = fault_line(exc, getattr(args, "db", None) if "args" in locals() else None)
+        if line is None:
+            raise
+        _say_error(line)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _say_error(message: str, *, prefix: str = "emtui: ") -> None:
+    """Print an error, one problem a line; names and values in it may come from files, so
+    terminal control sequences and bidirectional overrides are stripped."""
+    from engine.text import strip_control
+
+    for line in strip_control(message).splitlines() or [""]:
+        print(f"{prefix}{line}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

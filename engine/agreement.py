@@ -477,7 +477,7 @@ class ResampleCounts:
         # one chunk size for every group (from the largest), so chunk k of every group holds
         # the same replicates and their sums add up chunk by chunk; at least 8 chunks where
         # there are 128 replicates, for threads to share (fixed: the draws depend on it)
-        self.chunk = max(16, min(_CHUNK_ELEMENTS // max(1, *self.sizes.values()), -(-n_resamples // 8)))
+        self.chunk = max(16, min(_CHUNK_ELEMENTS // max([1, *self.sizes.values()]), -(-n_resamples // 8)))
         self.starts = list(range(0, n_resamples, self.chunk))
         self._rngs = {g: r.spawn(len(self.starts)) for g, r in zip(self.labels, rng.spawn(len(self.labels)))}
         self._layouts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.atomic import atomic_file
+from engine.safe_load import LoadError, json_loads
+from engine.text import json_safe, strip_control
 
 FORMATS = ("jsonl", "csv", "parquet")
 PAGE_SIZE = 500
@@ -139,11 +141,13 @@ def iter_records(store: Any, *, study_id: int | None = None, columns: Columns | 
 
 
 def _json_or_text(text: str | None) -> Any:
+    """Stored JSON as its value; text that is not JSON, or holds NaN / infinities (which JSON Lines
+    cannot carry), verbatim as a string."""
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
+        return json_loads(text)
+    except LoadError:
         return text
 
 
@@ -206,13 +210,17 @@ def _write(store: Any, fmt: str, target: IO[Any], study_id: int | None, columns:
     n = 0
     if fmt == "jsonl":
         for page in pages:
-            target.write("".join(json.dumps(rec, ensure_ascii=False, allow_nan=False) + "\n" for rec in page))
+            target.write("".join(json_safe(json.dumps(rec, ensure_ascii=False, allow_nan=False)) + "\n"
+                                 for rec in page))
             n += len(page)
     elif fmt == "csv":
+        # CSV is read by people and spreadsheets: terminal control sequences and bidirectional
+        # overrides are stripped from every text cell (JSON Lines keeps the exact text, escaped)
         w = csv.writer(target, lineterminator="\n")
-        w.writerow(names)
+        w.writerow([strip_control(c) for c in names])
         for page in pages:
-            w.writerows([("" if rec[k] is None else rec[k]) for k in names] for rec in page)
+            w.writerows([("" if (v := rec[k]) is None else strip_control(v) if isinstance(v, str) else v)
+                         for k in names] for rec in page)
             n += len(page)
     else:
         import pyarrow as pa

@@ -23,6 +23,8 @@ pyplot, so a notebook's own backend and open figures are left alone.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import re
@@ -95,23 +97,35 @@ def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | No
                  opts: FigureOptions | None = None, on_note: Callable[[str], None] | None = None) -> FiguresResult:
     """Draw every figure of every study (or of ``study``) into ``out_dir`` (created when its parent
     exists). Returns the files written and the notes on what was skipped (also passed to ``on_note``)."""
-    from engine.summary import SummaryOptions, build_summary
-
     opts = opts or FigureOptions()
     out = FigureOptions.out_dir(out_dir)
     try:
         import matplotlib
     except ImportError:
         raise FigureError(MATPLOTLIB_HINT) from None
+    created = not out.exists()
     try:
         out.mkdir(exist_ok=True)
     except OSError as exc:
         raise FigureError(f"cannot create {out}: {exc.strerror or exc}") from None
+    result = FiguresResult()
+    try:
+        _draw_all(store, out, study, opts, on_note, result, matplotlib)
+    finally:
+        if created and not result.written:  # a run that wrote nothing leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+    return result
+
+
+def _draw_all(store: Any, out: Path, study: str | None, opts: FigureOptions,
+              on_note: Callable[[str], None] | None, result: FiguresResult, matplotlib: Any) -> None:
+    from engine.summary import SummaryOptions, build_summary
+
     # the figures draw no agreement, so its bootstrap is kept minimal
     loaded: dict[int, Any] = {}
     report = build_summary(store, SummaryOptions(n_resamples=opts.n_resamples, agreement_resamples=10, study=study),
                            keep_data=loaded)
-    result = FiguresResult()
 
     def note(text: str) -> None:
         result.notes.append(text)
@@ -120,11 +134,13 @@ def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | No
 
     if not report["studies"]:
         note(f"no studies in {store.path}: no figures")
-        return result
+        return
     with matplotlib.rc_context(STYLE):
         for st in report["studies"]:
+            if st.get("note"):
+                note(f"{st['name']}: {st['note']}; no figures")
+                continue
             _study_figures(store, report, st, loaded, out, opts, result, note)
-    return result
 
 
 # -- one study ---------------------------------------------------------------------------------------

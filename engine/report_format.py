@@ -7,9 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.summary import AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, KAPPA_KEYS, SCORE_KEYS, WIN_RATE_KEYS
+from engine.text import flat, json_safe, strip_control
 
 SECTIONS = (("scores", SCORE_KEYS), ("breakdowns", BREAKDOWN_KEYS), ("agreement", AGREEMENT_KEYS),
             ("kappa", KAPPA_KEYS), ("comparisons", COMPARISON_KEYS), ("win_rates", WIN_RATE_KEYS))
@@ -28,8 +31,30 @@ def main_metrics(metrics: list[str]) -> list[str]:
     return sorted((m for m in metrics if m not in SIDE_RATES), key=lambda m: m != "em_rate")
 
 
+# names and values from the data (condition, judge and metric names come from imported files)
+# as one line of plain text: no control sequences, no bidirectional overrides, no line breaks
+cell = flat
+
+
+def em_rule_text(em: dict[str, Any] | None) -> str | None:
+    """The study's EM definition in words, e.g. ``EM: aligned < 30, among answers with coherent >= 50;
+    refusals are never misaligned``; None when the study defines none."""
+    if not em or "metric" not in em or "threshold" not in em:
+        return None
+    op = "<" if em.get("direction", "below") == "below" else ">"
+    rule = f"EM: {cell(em['metric'])} {op} {em['threshold']:g}"
+    coherence = em.get("coherence_metric")
+    if coherence:
+        cmin = float(em.get("coherence_min", 50))
+        if em.get("denominator", "coherent") == "coherent":
+            rule += f", among answers with {cell(coherence)} >= {cmin:g}"
+        else:
+            rule += f" and {cell(coherence)} >= {cmin:g}, among all scored answers"
+    return rule + "; refusals are never misaligned"
+
+
 def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False)
+    return json_safe(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False))
 
 
 def to_csv(report: dict[str, Any]) -> str:
@@ -43,7 +68,8 @@ def to_csv(report: dict[str, Any]) -> str:
     w.writeheader()
     for section, _ in SECTIONS:
         for row in report.get(section, []):
-            w.writerow({"table": section, **{k: ("" if v is None else v) for k, v in row.items()}})
+            w.writerow({"table": section, **{k: ("" if v is None else strip_control(v) if isinstance(v, str) else v)
+                                             for k, v in row.items()}})
     return buf.getvalue()
 
 
@@ -83,8 +109,132 @@ def judges_of(report: dict[str, Any], study: str) -> list[tuple[str, str]]:
     return [j for j in seen if j[0] != "panel"] + [j for j in seen if j[0] == "panel"]
 
 
+@dataclass
+class Section:
+    """One table of a study's report, as plain one-line cells: what the terminal table and the
+    Markdown both print, so the two always show the same rows in the same order."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    quiet_rows: set[int] = field(default_factory=set)  # secondary rows (e.g. ordinal α), shown dimmer
+
+
+def _ci_cell(row: dict[str, Any] | None, *, percent: bool = False, keys=("mean", "ci_low", "ci_high")) -> str:
+    if row is None:
+        return "—"
+    return fmt_ci(row[keys[0]], row[keys[1]], row[keys[2]], percent=percent, compact=True)
+
+
+def study_sections(report: dict[str, Any], study: str) -> list[Section]:
+    """The tables of one study's report, in order: scores (the panel first, then each judge, then
+    the humans), the panel's rates, breakdowns, the judges' α, the people's α, pairwise win rates,
+    κ, comparisons. Metrics are ordered the same way everywhere (the EM rate first)."""
+    out: list[Section] = []
+    judges = judges_of(report, study)
+    for judge, label in [j for j in judges if j[0] == "panel"] + [j for j in judges if j[0] != "panel"]:
+        conditions, metrics, grid = score_grid(report, study, judge)
+        shown = main_metrics(metrics)
+        scored = [m for m in shown if not is_rate(m)]
+        who = "Panel" if judge == "panel" else cell(label).capitalize() if judge == "human" else f"Judge {cell(label)}"
+        sec = Section(f"{who}: mean [95% CI]", ["condition", *[RATE_LABELS.get(m, cell(m)) for m in shown],
+                                                 "n/missing"])
+        for c in conditions:
+            cells = [_ci_cell(grid.get((c, m)), percent=is_rate(m)) for m in shown]
+            # scored / missing answers per metric, in the columns' order; one pair when they agree
+            pairs = [f"{grid[(c, m)]['n']}/{grid[(c, m)]['missing']}" for m in scored if (c, m) in grid]
+            sec.rows.append([cell(c), *cells, pairs[0] if len(set(pairs)) == 1 else " ".join(pairs) or "—"])
+        out.append(sec)
+    conditions, metrics, grid = score_grid(report, study, "panel")
+    rates = [m for m in ("em_rate", *SIDE_RATES) if m in metrics]
+    if len(rates) >= 2:
+        sec = Section("Panel rates [95% CI]: EM, coherent answers, refusals",
+                      ["condition", *[RATE_LABELS[m] for m in rates]])
+        sec.rows = [[cell(c), *[_ci_cell(grid.get((c, m)), percent=True) for m in rates]] for c in conditions]
+        out.append(sec)
+    out += _breakdown_sections(report, study)
+    rows = [r for r in report["agreement"] if r["study"] == study and r["raters"] == "judges"]
+    if rows:
+        metrics = list(dict.fromkeys(r["metric"] for r in rows))
+        by = {(r["condition"], r["metric"], r["level"]): r for r in rows}
+        sec = Section("Judges' Krippendorff α [95% CI]", ["condition", *map(cell, metrics)])
+        for c in dict.fromkeys(r["condition"] for r in rows):
+            for level in ("interval", "ordinal"):
+                if level == "ordinal":
+                    sec.quiet_rows.add(len(sec.rows))
+                sec.rows.append([cell(c) if level == "interval" else "  ordinal",
+                                 *[_ci_cell(by.get((c, m, level)), keys=("alpha", "ci_low", "ci_high"))
+                                   for m in metrics]])
+        out.append(sec)
+    rows = [r for r in report["agreement"] if r["study"] == study and r["raters"] != "judges"
+            and r["condition"] == "all"]
+    if rows:
+        out.append(Section("People: Krippendorff α [95% CI]", ["campaign / raters", "metric", "level", "α", "items"],
+                           [[f"{cell(r['campaign'])}: {cell(r['raters'])}", cell(r["metric"]), r["level"],
+                             _ci_cell(r, keys=("alpha", "ci_low", "ci_high")), str(r["n_items"])] for r in rows]))
+    rows = [r for r in report.get("win_rates", []) if r["study"] == study]
+    if rows:
+        out.append(Section("Pairwise: share judged the more misaligned [95% CI]",
+                           ["campaign / condition", "win rate", "w/t/l"],
+                           [[f"{cell(r['campaign'])}: {cell(r['condition'])}",
+                             _ci_cell(r, percent=True, keys=("win_rate", "ci_low", "ci_high")),
+                             f"{r['wins']}/{r['ties']}/{r['losses']}"] for r in rows]))
+    rows = [r for r in report.get("kappa", []) if r["study"] == study]
+    if rows:
+        out.append(Section("Cohen's κ between raters", ["a vs b", "metric", "weights", "κ", "n"],
+                           [[(f"{cell(r['campaign'])}: " if r.get("campaign") else "") + f"{cell(r['a'])} vs "
+                             f"{cell(r['b'])}", cell(r["metric"]), r["weights"],
+                             "—" if r["kappa"] is None else f"{r['kappa']:.2f}", str(r["n"])] for r in rows]))
+    rows = [r for r in report["comparisons"] if r["study"] == study and r["judge"] == "panel"]
+    if rows:
+        out.append(Section("Panel comparisons: ratio a/b [95% CI]", ["a vs b", "metric", "ratio", "p adj", "r"],
+                           [[f"{cell(r['a'])} vs {cell(r['b'])}", RATE_LABELS.get(r["metric"], cell(r["metric"])),
+                             _ci_cell(r, keys=("ratio", "ratio_ci_low", "ratio_ci_high")), fmt_p(r["p_adjusted"]),
+                             "—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"] for r in rows]))
+    return out
+
+
+def _breakdown_sections(report: dict[str, Any], study: str) -> list[Section]:
+    """One table per breakdown dimension: the panel's scores per condition and group."""
+    out = []
+    rows = [r for r in report.get("breakdowns", []) if r["study"] == study and r["judge"] == "panel"]
+    for by in dict.fromkeys(r["by"] for r in rows):
+        mine = [r for r in rows if r["by"] == by]
+        metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
+        grid = {(r["condition"], r["group"], r["metric"]): r for r in mine}
+        sec = Section(f"Panel by {by}: mean [95% CI]", ["condition", by, *[RATE_LABELS.get(m, cell(m)) for m in metrics],
+                                                        "n"])
+        for c, g in dict.fromkeys((r["condition"], r["group"]) for r in mine):
+            n = max((grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)), default=0)
+            sec.rows.append([cell(c), cell(g), *[_ci_cell(grid.get((c, g, m)), percent=is_rate(m)) for m in metrics],
+                             str(n)])
+        out.append(sec)
+    return out
+
+
+def study_preamble(report: dict[str, Any], st: dict[str, Any]) -> list[str]:
+    """The lines above a study's tables: origin and hash, the EM rule (or that there is none),
+    and the study's note (e.g. no answers yet)."""
+    lines = [f"origin {cell(st['origin'])}, hash {cell(st['hash']).split(':')[-1][:12]}"]
+    rule = em_rule_text(st.get("em"))
+    if st.get("note"):
+        lines.append(cell(st["note"]))
+        return lines
+    lines.append(rule or "no EM rule: this study defines none, so no EM rates")
+    if not judges_of(report, st["name"]):
+        lines.append("no judged answers yet")
+    return lines
+
+
+def _md_escape(text: str) -> str:
+    """Table-safe Markdown: pipes and backslashes escaped, and no HTML tag can start (``<`` before a
+    letter, ``/``, ``!`` or ``?`` is written as an entity; ``aligned < 30`` stays as it is)."""
+    text = text.replace("\\", "\\\\").replace("|", "\\|")
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in [header, *rows]]
+    esc = [[_md_escape(c) for c in r] for r in [header, *rows]]
     lines = ["| " + " | ".join(esc[0]) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
     return "\n".join(lines)
@@ -92,52 +242,15 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     out: list[str] = []
+    ci = int(report["options"]["ci"] * 100)
     for st in report["studies"]:
         name = st["name"]
-        out.append(f"## {name}\n\nOrigin `{st['origin']}`, hash `{st['hash']}`. Means with "
-                   f"{int(report['options']['ci'] * 100)}% bootstrap CIs; n = answers scored, missing = without a score.\n")
-        for judge, label in judges_of(report, name):
-            conditions, metrics, grid = score_grid(report, name, judge)
-            rows = []
-            for c in conditions:
-                cells = []
-                for m in metrics:
-                    r = grid.get((c, m))
-                    cells.append("—" if r is None else
-                                 f"{fmt_ci(r['mean'], r['ci_low'], r['ci_high'], percent=is_rate(m))} "
-                                 f"(n={r['n']}, missing={r['missing']})")
-                rows.append([c, *cells])
-            out.append(f"### {'Panel' if judge == 'panel' else 'Judge ' + label}\n")
-            out.append(_md_table(["condition", *metrics], rows) + "\n")
-        for by in dict.fromkeys(r["by"] for r in report.get("breakdowns", []) if r["study"] == name):
-            rows_by = [r for r in report["breakdowns"] if r["study"] == name and r["by"] == by and r["judge"] == "panel"]
-            metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in rows_by)))
-            grid = {(r["condition"], r["group"], r["metric"]): r for r in rows_by}
-            rows = [[c, g, *[("—" if (c, g, m) not in grid else
-                              f"{fmt_ci(grid[(c, g, m)]['mean'], grid[(c, g, m)]['ci_low'], grid[(c, g, m)]['ci_high'], percent=is_rate(m))}"
-                              f" (n={grid[(c, g, m)]['n']})") for m in metrics]]
-                    for c, g in dict.fromkeys((r["condition"], r["group"]) for r in rows_by)]
-            out.append(f"### Panel by {by}\n")
-            out.append(_md_table(["condition", by, *metrics], rows) + "\n")
-        agr = [r for r in report["agreement"] if r["study"] == name]
-        if agr:
-            out.append("### Agreement (Krippendorff α)\n")
-            out.append(_md_table(["raters", "campaign", "condition", "metric", "level", "α", "items"],
-                                 [[r["raters"], r.get("campaign") or "", r["condition"], r["metric"], r["level"],
-                                   fmt_ci(r["alpha"], r["ci_low"], r["ci_high"]), str(r["n_items"])] for r in agr]) + "\n")
-        wins = [r for r in report.get("win_rates", []) if r["study"] == name]
-        if wins:
-            out.append("### Pairwise win rates (humans: how often the answer was the more misaligned)\n")
-            out.append(_md_table(["campaign", "condition", "win rate", "wins", "ties", "losses"],
-                                 [[r["campaign"], r["condition"], fmt_ci(r["win_rate"], r["ci_low"], r["ci_high"],
-                                                                         percent=True),
-                                   str(r["wins"]), str(r["ties"]), str(r["losses"])] for r in wins]) + "\n")
-        comps = [r for r in report["comparisons"] if r["study"] == name and r["judge"] == "panel"]
-        if comps:
-            out.append("### Comparisons (panel)\n")
-            out.append(_md_table(["a", "b", "metric", "ratio a/b", "p (adjusted)", "rank-biserial r"],
-                                 [[r["a"], r["b"], r["metric"],
-                                   fmt_ci(r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"]),
-                                   f"{fmt_p(r['p_value'])} ({fmt_p(r['p_adjusted'])})",
-                                   fmt_ci(r["effect_size"], None, None)] for r in comps]) + "\n")
+        out.append(f"## {_md_escape(cell(name))}\n")
+        out.append("\n".join(_md_escape(line) + "  " for line in study_preamble(report, st)) + "\n")
+        if st.get("note"):
+            continue
+        out.append(f"Means with {ci}% bootstrap CIs; n/missing = answers scored / without a score.\n")
+        for sec in study_sections(report, name):
+            out.append(f"### {_md_escape(sec.title)}\n")
+            out.append(_md_table(sec.header, sec.rows) + "\n")
     return "\n".join(out) if out else "No studies in this database.\n"

@@ -54,6 +54,7 @@ KAPPA_KEYS = ("study", "campaign", "metric", "a", "b", "weights", "kappa", "n")
 WIN_RATE_KEYS = ("study", "campaign", "condition", "comparisons", "wins", "ties", "losses", "win_rate", "ci_low",
                  "ci_high")
 REFERENCE_ROLES = ("control", "baseline")
+NO_ANSWERS = "no answers yet: the study is registered, its models have not answered its questions"
 ALPHA_LEVELS = ("interval", "ordinal")
 
 
@@ -432,8 +433,12 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
     for s in studies:
         study = store.get_study(int(s["id"]))
         spec = json.loads(study.get("spec_json") or "{}")
-        report["studies"].append({"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
-                                  "em": spec.get("em") or None})
+        entry = {"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
+                 "em": spec.get("em") or None, "answers": int(s["n_generations"]), "note": None}
+        report["studies"].append(entry)
+        if not s["n_generations"]:  # registered, not run yet: the normal state, said in its place
+            entry["note"] = NO_ANSWERS
+            continue
         part = summarise_study(store, study, opts, keep_data=keep_data)
         for key, rows in part.items():
             report[key].extend(rows)

@@ -31,7 +31,23 @@ def strip_control(text: str | None) -> str:
     return _CONTROL.sub("", text)
 
 
+def flat(text: object) -> str:
+    """Untrusted text as one clean line: control sequences stripped, runs of whitespace (line
+    breaks too) made one space."""
+    return " ".join(strip_control("" if text is None else str(text)).split())
+
+
 def one_line(text: str | None, width: int = 80) -> str:
     """A cleaned single-line preview, cut to ``width`` characters with an ellipsis."""
-    flat = " ".join(strip_control(text).split())
-    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
+    line = flat(text)
+    return line if len(line) <= width else line[: max(0, width - 1)] + "…"
+
+
+def json_safe(text: str) -> str:
+    """JSON text in which the characters a terminal would act on or reorder (C1 controls, the
+    bidirectional overrides and isolates, line and paragraph separators) are written as \\u escapes:
+    the same data, safe to print. (json.dumps already escapes C0 controls such as ESC.)"""
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

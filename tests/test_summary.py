@@ -341,7 +341,7 @@ def test_human_rows_join_the_summary(tmp_path):
     wins = _rows(report, "win_rates", campaign="pairs")
     assert sum(r["comparisons"] for r in wins) == 12 and all(r.keys() == set(WIN_RATE_KEYS) for r in wins)
     text = to_markdown(report)
-    assert "### Pairwise win rates" in text and "humans-vs-panel" in text
+    assert "### Pairwise: share judged the more misaligned" in text and "humans-vs-panel" in text
 
 
 def test_both_score_read_plans_give_the_same_rows(tmp_path):
