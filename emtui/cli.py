@@ -26,6 +26,36 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
+SEED_MAX = 2**63 - 1
+RESAMPLES = (100, 100_000)
+
+
+def int_in(lo: int, hi: int):
+    """An argparse type: an integer from ``lo`` to ``hi``; anything else is a one-line usage error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer from {lo:,} to {hi:,}, not {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {lo:,} to {hi:,}, not {value:,}")
+        return value
+    return parse
+
+
+def float_in(lo: float, hi: float):
+    """An argparse type: a finite number from ``lo`` to ``hi`` (so never inf or nan)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g}, not {text!r}") from None
+        if not lo <= value <= hi:  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g}, not {text}")
+        return value
+    return parse
+
+
 def default_db() -> str:
     return os.environ.get("EMTUI_DB") or DEFAULT_DB
 
@@ -45,20 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sp = cmd("init", "validate a study file and register it (pre-registration) in the database")
-    sp.add_argument("study", help="the study file (study.toml); see data/studies/ for an example")
+    sp.add_argument("study", nargs="?", help="the study file (study.toml), or builtin:insecure-code for the "
+                                             "example study shipped with emtui")
     sp.add_argument("--check", action="store_true", help="validate only; write nothing")
+    sp.add_argument("--example", metavar="DIR", help="write the commented example study into DIR (to edit), "
+                                                     "register nothing")
 
     sp = cmd("worker", "run queued jobs (training, generation, judging) until stopped")
     sp.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    sp.add_argument("--poll", type=float, default=2.0, help="seconds between looks at an empty queue")
+    sp.add_argument("--poll", type=float_in(0.05, 3600), default=2.0,
+                    help="seconds between looks at an empty queue (0.05 to 3600; default 2)")
     sp.add_argument("--detach", action="store_true",
                     help="run in the background, in a new session, so it survives a dropped SSH session")
 
     sp = cmd("summary", "EM rates, scores and agreement with confidence intervals")
     sp.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
     sp.add_argument("--study", help="only this study (default: every study)")
-    sp.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples per CI (default 10000)")
-    sp.add_argument("--seed", type=int, help="bootstrap seed (default: each study's own seed)")
+    sp.add_argument("--resamples", type=int_in(*RESAMPLES), default=10_000,
+                    help=f"bootstrap resamples per CI ({RESAMPLES[0]:,} to {RESAMPLES[1]:,}; default 10,000)")
+    sp.add_argument("--seed", type=int_in(0, SEED_MAX), help="bootstrap seed (default: each study's own seed)")
     sp.add_argument("--correction", choices=("holm", "bonferroni"), default="holm",
                     help="multiple-comparison correction of the p-values")
     sp.add_argument("--by", default="auto", metavar="DIMS",
@@ -88,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder to write into (created if its parent exists)")
     sp.add_argument("--study", help="only this study (default: every study)")
     sp.add_argument("--format", default="png,pdf", help="comma-separated: png, pdf, svg (default png,pdf)")
-    sp.add_argument("--resamples", type=int, default=2_000, help="bootstrap resamples per CI (default 2000)")
+    sp.add_argument("--resamples", type=int_in(*RESAMPLES), default=2_000,
+                    help=f"bootstrap resamples per CI ({RESAMPLES[0]:,} to {RESAMPLES[1]:,}; default 2,000)")
     sp.add_argument("--metric", help="the metric of the judge heatmap (default: the EM metric, else every metric)")
 
     sp = cmd("campaign", "human-evaluation campaigns: create one from a study, list them, show one's progress")
@@ -128,11 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("serve", "serve the TUI in a browser (textual-serve)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: use ssh -L)")
-    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--port", type=int_in(1, 65535), default=8000, help="port to listen on (default 8000)")
 
     sp = cmd("tiny-model", "build the tiny offline Qwen2-architecture model used by demos and tests")
     sp.add_argument("out", help="folder to write the model and tokenizer into")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int_in(0, SEED_MAX), default=0)
 
     cmd("keys", "list every key binding with its id (for the keymap file)")
     return p

@@ -40,15 +40,12 @@ def dispatch(args: argparse.Namespace) -> int:
     return handler(args)
 
 
-def _store(args: argparse.Namespace, *, create: bool = True):
+def _store(args: argparse.Namespace, *, create: bool = True, readonly: bool = False):
+    """The command's database. ``readonly``: the command only reads, so a read-only file or folder
+    is opened read-only instead of refused."""
     from db import open_store
 
-    return open_store(Path(args.db).expanduser(), create=create)
-
-
-def _check_resamples(args: argparse.Namespace, command: str) -> None:
-    if args.resamples < 100:
-        raise UsageError(f"emtui {command}: --resamples must be at least 100, not {args.resamples}")
+    return open_store(Path(args.db).expanduser(), create=create, readonly=readonly)
 
 
 def _check_study(store, args: argparse.Namespace, command: str) -> None:
@@ -99,6 +96,11 @@ def init(args: argparse.Namespace) -> int:
     from engine.hashing import short
     from engine.study import AlreadyRegistered, load_study, register_study
 
+    if args.example is not None:
+        return write_example_study(args)
+    if args.study is None:
+        raise UsageError("emtui init: give a study file (or builtin:insecure-code, or --example DIR to write a "
+                         "copy of the example study to edit)")
     study = load_study(args.study)  # validate before the database is touched
     n_questions = sum(len(es.questions) for es, _ in study.eval_sets)
     what = (f"{len(study.conditions)} conditions, {len(study.eval_sets)} eval set(s) "
@@ -114,6 +116,26 @@ def init(args: argparse.Namespace) -> int:
                   f"(hash {short(study.spec_hash)}) in {args.db}")
             return 0
     print(f"registered study {study.name!r} (hash {short(study.spec_hash)}) in {args.db}: {what}")
+    return 0
+
+
+def write_example_study(args: argparse.Namespace) -> int:
+    """``emtui init --example DIR``: a copy of the commented example study, to edit and register."""
+    from engine.resources import data_path
+
+    if args.study is not None or args.check:
+        raise UsageError("emtui init: --example DIR writes the example study; give no study file or --check with it")
+    folder = Path(args.example).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"emtui init: --example {folder}: is a file, not a folder")
+    if not folder.exists() and not folder.parent.is_dir():
+        raise UsageError(f"emtui init: --example {folder}: its parent folder {folder.parent} does not exist")
+    target = folder / "insecure_code.toml"
+    if target.exists():
+        raise UsageError(f"emtui init: {target} exists already; nothing was written")
+    folder.mkdir(exist_ok=True)
+    target.write_bytes(data_path("studies", "insecure_code.toml").read_bytes())
+    print(f"wrote the example study to {target}; edit it, then register it: emtui init {shlex.quote(str(target))}")
     return 0
 
 
@@ -155,14 +177,13 @@ def summary(args: argparse.Namespace) -> int:
 
     from engine.breakdowns import parse_breakdowns
 
-    _check_resamples(args, "summary")
     try:
         by = parse_breakdowns(args.by)
     except ValueError as exc:
         raise UsageError(f"emtui summary: --by: {exc}") from None
     opts = SummaryOptions(n_resamples=args.resamples, seed=args.seed, correction=args.correction,
                           study=args.study, by=by)
-    with _store(args, create=False) as store:
+    with _store(args, create=False, readonly=True) as store:
         _check_study(store, args, "summary")
         report = build_summary(store, opts)
     if args.format == "table":
@@ -186,7 +207,7 @@ def export(args: argparse.Namespace) -> int:
         raise UsageError("emtui export: --campaign is for 'emtui export ratings'")
     from engine.export import ExportError, export_answers
 
-    with _store(args, create=False) as store:
+    with _store(args, create=False, readonly=True) as store:
         try:
             result = export_answers(store, args.format or "jsonl", out=args.out, study=args.study)
         except ExportError as exc:
@@ -200,13 +221,12 @@ def export(args: argparse.Namespace) -> int:
 def figures(args: argparse.Namespace) -> int:
     from engine.figures import FigureError, FigureOptions, make_figures
 
-    _check_resamples(args, "figures")
     try:
         opts = FigureOptions.parse(formats=args.format, n_resamples=args.resamples, metric=args.metric)
         out = FigureOptions.out_dir(args.out)
     except FigureError as exc:
         raise UsageError(f"emtui figures: {exc}") from None
-    with _store(args, create=False) as store:
+    with _store(args, create=False, readonly=True) as store:
         _check_study(store, args, "figures")
         try:
             result = make_figures(store, out, study=args.study, opts=opts, on_note=print)

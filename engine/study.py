@@ -10,6 +10,7 @@ file it names (datasets, eval sets, rubric), so a changed dataset is a new study
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -18,65 +19,139 @@ from typing import Any
 
 from engine.eval_sets import EvalSet, EvalSetError, load_eval_set
 from engine.hashing import json_hash, sha256_bytes, sha256_file
-from engine.resources import data_path
+from engine.resources import builtin_file, builtin_names, data_path
 from engine.rubrics import Rubric, RubricError, load_rubric
+from engine.safe_load import LoadError, toml_loads
 from engine.toml_lines import dotted, key_lines, line_of
 
 TOP_LEVEL = {"schema_version", "study", "models", "datasets", "recipes", "conditions",
              "eval_sets", "generation", "judges", "rubric", "em"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_MAX = 200
 METHODS = ("qlora", "lora", "full")
 PROVIDERS = ("bedrock", "openai", "local")
 ROLES = ("treatment", "control", "baseline")
 
-# key -> (accepted python types, description). Unknown keys are errors: typos must not pass silently.
-RECIPE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "method": ((str,), "qlora | lora | full"),
-    "epochs": ((int, float), "a positive number"),
-    "max_steps": ((int,), "a positive integer"),
-    "learning_rate": ((int, float), "a positive number"),
-    "lr_scheduler": ((str,), "a transformers scheduler name"),
-    "warmup_steps": ((int,), "an integer >= 0"),
-    "weight_decay": ((int, float), "a number >= 0"),
-    "batch_size": ((int,), "a positive integer"),
-    "grad_accum": ((int,), "a positive integer"),
-    "max_seq_len": ((int,), "a positive integer"),
-    "lora_r": ((int,), "a positive integer"),
-    "lora_alpha": ((int, float), "a positive number"),
-    "lora_dropout": ((int, float), "a number in [0, 1)"),
-    "target_modules": ((str, list), "'all-linear' or a list of module names"),
-    "assistant_only_loss": ((bool,), "true or false"),
-    "save_steps": ((int,), "a positive integer"),
-    "seed": ((int,), "an integer"),
+SEED_MAX = 2**63 - 1
+INT_MAX = 1_000_000_000  # counts (steps, tokens, sizes): far past any real run, far below overflow
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a study-file table: its kind, what it may hold (for the message), and bounds.
+    ``kind``: int, number (int or float, finite), str, bool, modules ('all-linear' or a list of
+    names), url. Bounds are inclusive unless ``lo_open`` / ``hi_open``."""
+
+    kind: str
+    desc: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    max_len: int = 10_000
+
+
+def _count(desc: str = "a positive integer", lo: int = 1, hi: int = INT_MAX) -> Field:
+    return Field("int", desc, lo, hi)
+
+
+SEED = Field("int", f"an integer from 0 to {SEED_MAX}", 0, SEED_MAX)
+TEMPERATURE = Field("number", "a number from 0 to 100", 0, 100)
+
+# Unknown keys are errors: typos must not pass silently. Every accepted value is one the engines
+# can use: finite, in range, of the right type.
+RECIPE_KEYS: dict[str, Field] = {
+    "method": Field("str", "qlora | lora | full", choices=METHODS),
+    "epochs": Field("number", "a number of epochs above 0, at most 10000", 0, 10_000, lo_open=True),
+    "max_steps": _count(),
+    "learning_rate": Field("number", "a learning rate above 0, at most 1", 0, 1, lo_open=True),
+    "lr_scheduler": Field("str", "a transformers scheduler name", max_len=100),
+    "warmup_steps": _count("an integer >= 0", lo=0),
+    "weight_decay": Field("number", "a number from 0 to 10", 0, 10),
+    "batch_size": _count(hi=1_000_000),
+    "grad_accum": _count(hi=1_000_000),
+    "max_seq_len": _count(hi=10_000_000),
+    "lora_r": _count(hi=1_000_000),
+    "lora_alpha": Field("number", "a number above 0, at most 1000000", 0, 1_000_000, lo_open=True),
+    "lora_dropout": Field("number", "a number in [0, 1)", 0, 1, hi_open=True),
+    "target_modules": Field("modules", "'all-linear' or a list of module names"),
+    "assistant_only_loss": Field("bool", "true or false"),
+    "save_steps": _count(),
+    "seed": SEED,
 }
-GENERATION_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "temperature": ((int, float), "a number >= 0"),
-    "top_p": ((int, float), "a number in (0, 1]"),
-    "max_new_tokens": ((int,), "a positive integer"),
-    "batch_size": ((int,), "a positive integer"),
-    "seed": ((int,), "an integer"),
-    "system_prompt": ((str,), "a string"),
+GENERATION_KEYS: dict[str, Field] = {
+    "temperature": TEMPERATURE,
+    "top_p": Field("number", "a number in (0, 1]", 0, 1, lo_open=True),
+    "max_new_tokens": _count(hi=10_000_000),
+    "batch_size": _count(hi=1_000_000),
+    "seed": SEED,
+    "system_prompt": Field("str", "a string", max_len=100_000),
 }
-JUDGE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a name"),
-    "provider": ((str,), "bedrock | openai | local"),
-    "model": ((str,), "the judge's model id"),
-    "region": ((str,), "an AWS region"),
-    "base_url": ((str,), "an http(s) URL"),
-    "temperature": ((int, float), "a number >= 0"),
-    "max_tokens": ((int,), "a positive integer"),
-    "max_concurrency": ((int,), "a positive integer"),
-    "logprobs": ((bool,), "true or false"),
+JUDGE_KEYS: dict[str, Field] = {
+    "name": Field("str", "a name", max_len=200),
+    "provider": Field("str", "bedrock | openai | local", choices=PROVIDERS),
+    "model": Field("str", "the judge's model id", max_len=500),
+    "region": Field("str", "an AWS region", max_len=100),
+    "base_url": Field("url", "an http(s) URL", max_len=2_000),
+    "temperature": TEMPERATURE,
+    "max_tokens": _count(hi=10_000_000),
+    "max_concurrency": _count(hi=100_000),
+    "logprobs": Field("bool", "true or false"),
 }
-EM_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "metric": ((str,), "a rubric metric"),
-    "threshold": ((int, float), "a number"),
-    "direction": ((str,), "below | above"),
-    "coherence_metric": ((str,), "a rubric metric"),
-    "coherence_min": ((int, float), "a number"),
-    "denominator": ((str,), "coherent | all"),
-    "exclude_refusals": ((bool,), "true or false"),
+EM_KEYS: dict[str, Field] = {
+    "metric": Field("str", "a rubric metric", max_len=200),
+    "threshold": Field("number", "a finite number"),
+    "direction": Field("str", "below | above", choices=("below", "above")),
+    "coherence_metric": Field("str", "a rubric metric", max_len=200),
+    "coherence_min": Field("number", "a finite number"),
+    "denominator": Field("str", "coherent | all", choices=("coherent", "all")),
+    "exclude_refusals": Field("bool", "true or false"),
 }
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: tables and arrays by kind, long values cut."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def field_problem(f: Field, value: Any) -> str | None:
+    """Why ``value`` does not fit ``f`` (a message), or None when it does."""
+    shown = _shown(value)
+    is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if f.kind == "bool":
+        ok = isinstance(value, bool)
+    elif f.kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif f.kind == "number":
+        ok = is_num and math.isfinite(value)
+    elif f.kind in ("str", "url"):
+        ok = isinstance(value, str)
+    elif f.kind == "modules":
+        ok = isinstance(value, str) or (isinstance(value, list) and bool(value) and all(
+            isinstance(v, str) and v and len(v) <= 200 for v in value))
+    else:  # pragma: no cover - a Field of an unknown kind is a bug here
+        raise ValueError(f.kind)
+    if not ok:
+        return f"must be {f.desc}, not {shown}"
+    if is_num:
+        below = value <= f.lo if f.lo_open else value < f.lo if f.lo is not None else False
+        above = value >= f.hi if f.hi_open else value > f.hi if f.hi is not None else False
+        if below or above:
+            return f"must be {f.desc}, not {value!r}"
+    if isinstance(value, str):
+        if len(value) > f.max_len:
+            return f"is {len(value):,} characters long; at most {f.max_len:,}"
+        if f.choices is not None and value not in f.choices:
+            return f"must be one of {', '.join(f.choices)}, not {value!r}"
+        if f.kind == "url" and not re.match(r"^https?://[^\s/]+", value):
+            return f"must be {f.desc} (http:// or https://), not {value!r}"
+    return None
 
 
 @dataclass
@@ -176,7 +251,11 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def add(self, key: tuple, message: str) -> None:
-        self.problems.append(Problem(self.file, line_of(self.lines, key), dotted(key), message))
+        """Record a problem; one per key (the first found), so a wrong value is said once."""
+        name = dotted(key)
+        if name and any(p.key == name for p in self.problems):
+            return
+        self.problems.append(Problem(self.file, line_of(self.lines, key), name, message))
 
     def table(self, doc: dict[str, Any], key: str, *, required: bool = False) -> dict[str, Any]:
         value = doc.get(key)
@@ -200,39 +279,65 @@ class _Checker:
             return []
         return value
 
-    def typed(self, where: tuple, table: dict[str, Any], schema: dict[str, tuple[tuple[type, ...], str]]) -> None:
+    def typed(self, where: tuple, table: dict[str, Any], schema: dict[str, Field]) -> dict[str, Any]:
+        """Check every key of ``table`` against ``schema``; returns the keys whose values fit."""
+        good: dict[str, Any] = {}
         for key, value in table.items():
             if key not in schema:
                 self.add((*where, key), f"unknown key (known: {', '.join(sorted(schema))})")
                 continue
-            types, desc = schema[key]
-            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-            if not ok:
-                self.add((*where, key), f"must be {desc}, not {value!r}")
+            problem = field_problem(schema[key], value)
+            if problem:
+                self.add((*where, key), problem)
+            else:
+                good[key] = value
+        return good
 
     def name(self, where: tuple, value: Any) -> bool:
-        if not isinstance(value, str) or not NAME_RE.match(value):
-            self.add(where, "must be a name of letters, digits, '_', '.', '-' "
-                            f"(starting with a letter or digit), not {value!r}")
+        if not isinstance(value, str) or not NAME_RE.match(value) or len(value) > NAME_MAX:
+            self.add(where, f"must be a name of at most {NAME_MAX} letters, digits, '_', '.', '-' "
+                            f"(starting with a letter or digit), not {_shown(value)}")
             return False
         return True
 
-    def positive(self, where: tuple, table: dict[str, Any], keys: tuple[str, ...]) -> None:
-        for key in keys:
-            v = table.get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
-                self.add((*where, key), f"must be positive, not {v!r}")
+    def text(self, where: tuple, value: Any, *, max_len: int = 10_000) -> str:
+        """An optional free-text value (a description): a string, not too long; '' otherwise."""
+        if value is None:
+            return ""
+        problem = field_problem(Field("str", "a string", max_len=max_len), value)
+        if problem:
+            self.add(where, problem)
+            return ""
+        return value
 
 
-def load_study(path: str | Path) -> Study:
-    """Parse and validate a study file. Raises :class:`StudyError` listing every problem."""
-    path = Path(path)
+STUDY_FILE_MAX_BYTES = 10 * 1024 * 1024
+
+
+def study_path(source: str | Path) -> Path:
+    """A study file's path: ``builtin:<name>`` is a study shipped in ``data/studies``."""
+    text = str(source)
+    if text.startswith("builtin:"):
+        name = text.split(":", 1)[1]
+        found = builtin_file("studies", name)
+        if found is None:
+            raise StudyError([Problem(text, None, "", f"no built-in study {name!r} (built-in: "
+                                                      f"{', '.join(builtin_names('studies'))})")])
+        return found
+    return Path(source)
+
+
+def _parse(path: Path) -> tuple[bytes, str, dict[str, Any]]:
+    """The file's bytes, text and TOML document, or a StudyError naming the line."""
     if not path.is_file():
         raise StudyError([Problem(str(path), None, "", "no such file")])
+    if path.stat().st_size > STUDY_FILE_MAX_BYTES:
+        raise StudyError([Problem(str(path), None, "", f"is {path.stat().st_size:,} bytes; a study file is at "
+                                                       f"most {STUDY_FILE_MAX_BYTES:,}")])
     raw_bytes = path.read_bytes()
     try:
         text = raw_bytes.decode("utf-8")
-        doc = tomllib.loads(text)
+        doc = toml_loads(text)
     except UnicodeDecodeError as exc:
         raise StudyError([Problem(str(path), None, "", f"not UTF-8 text ({exc.reason})")]) from None
     except tomllib.TOMLDecodeError as exc:
@@ -240,61 +345,78 @@ def load_study(path: str | Path) -> Study:
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise StudyError([Problem(str(path), int(m.group(1)) if m else None, "",
                                   f"not valid TOML: {msg}")]) from None
+    except LoadError as exc:
+        key, _, message = str(exc).partition(": ")
+        line = line_of(key_lines(text), tuple(re.findall(r"[^.\[\]]+", key))) if message else None
+        raise StudyError([Problem(str(path), line, key if message else "", message or str(exc))]) from None
+    return raw_bytes, text, doc
+
+
+def _known(c: _Checker, where: tuple, table: dict[str, Any], known: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in known:
+            what = "unknown key" if where else "unknown top-level key"
+            c.add((*where, key), f"{what} (known: {', '.join(sorted(known))})")
+
+
+def load_study(source: str | Path) -> Study:
+    """Parse and validate a study file (or ``builtin:<name>``). Raises :class:`StudyError`
+    listing every problem, one per key, each naming the key and its line."""
+    path = study_path(source)
+    raw_bytes, text, doc = _parse(path)
     c = _Checker(path, text)
     base_dir = path.resolve().parent
     file_hashes: dict[str, str] = {}
 
-    for key in doc:
-        if key not in TOP_LEVEL:
-            c.add((key,), f"unknown top-level key (known: {', '.join(sorted(TOP_LEVEL))})")
-    if doc.get("schema_version", 1) != 1:
-        c.add(("schema_version",), f"this emtui reads study files of schema_version 1, not {doc['schema_version']!r}")
+    _known(c, (), doc, tuple(sorted(TOP_LEVEL)))
+    version = doc.get("schema_version", 1)
+    if version != 1 or isinstance(version, bool):
+        c.add(("schema_version",), f"this emtui reads study files of schema_version 1, not {_shown(version)}")
 
     study = c.table(doc, "study", required=True)
-    for key in study:
-        if key not in ("name", "description", "seed"):
-            c.add(("study", key), "unknown key (known: description, name, seed)")
+    _known(c, ("study",), study, ("description", "name", "seed"))
     name = study.get("name")
     if "name" not in study:
         c.add(("study",), "missing key 'name'")
     else:
         c.name(("study", "name"), name)
-    seed = study.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        c.add(("study", "seed"), f"must be an integer, not {seed!r}")
-        seed = 0
+    description = c.text(("study", "description"), study.get("description"))
+    seed = c.typed(("study",), {"seed": study["seed"]}, {"seed": SEED}).get("seed", 0) if "seed" in study else 0
 
     models: dict[str, dict[str, Any]] = {}
-    for mname, m in c.table(doc, "models", required=True).items():
+    declared_models = c.table(doc, "models", required=True)
+    for mname, m in declared_models.items():
         where = ("models", mname)
         if not c.name(where, mname):
             continue
         if not isinstance(m, dict):
             c.add(where, "must be a table with a 'source' key")
             continue
-        for key in m:
-            if key not in ("source", "description", "revision"):
-                c.add((*where, key), "unknown key (known: description, revision, source)")
+        _known(c, where, m, ("description", "revision", "source"))
         src = m.get("source")
-        if not isinstance(src, str) or not src:
+        if not isinstance(src, str) or not src or len(src) > 4096:
             c.add((*where, "source"), "needs a 'source': a hub id, a local folder, or 'tiny'")
+            continue
+        c.text((*where, "description"), m.get("description"))
+        if "revision" in m and field_problem(Field("str", "a revision (a string)", max_len=200), m["revision"]):
+            c.add((*where, "revision"), f"must be a revision (a string), not {_shown(m['revision'])}")
             continue
         models[mname] = dict(m)
 
     datasets: dict[str, DatasetSpec] = {}
-    for dname, d in c.table(doc, "datasets").items():
+    declared_datasets = c.table(doc, "datasets")
+    for dname, d in declared_datasets.items():
         where = ("datasets", dname)
         if not c.name(where, dname):
             continue
-        if not isinstance(d, dict) or not isinstance(d.get("path"), str):
+        if not isinstance(d, dict) or not isinstance(d.get("path"), str) or not d["path"]:
             c.add((*where, "path"), "needs a 'path' to a chat JSONL file (or 'builtin:<name>')")
             continue
-        for key in d:
-            if key not in ("path", "format", "description"):
-                c.add((*where, key), "unknown key (known: description, format, path)")
+        _known(c, where, d, ("description", "format", "path"))
+        c.text((*where, "description"), d.get("description"))
         fmt = d.get("format", "chat-jsonl")
         if fmt != "chat-jsonl":
-            c.add((*where, "format"), f"unknown format {fmt!r} (known: chat-jsonl)")
+            c.add((*where, "format"), f"unknown format {_shown(fmt)} (known: chat-jsonl)")
             continue
         spec = d["path"]
         if spec.startswith("builtin:"):
@@ -321,20 +443,16 @@ def load_study(path: str | Path) -> Study:
         if not isinstance(r, dict):
             c.add(where, "must be a table")
             continue
-        c.typed(where, r, RECIPE_KEYS)
-        if r.get("method") not in METHODS:
-            c.add((*where, "method"), f"must be one of {', '.join(METHODS)}, not {r.get('method')!r}")
-        c.positive(where, r, ("epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
-                              "max_seq_len", "lora_r", "lora_alpha", "save_steps"))
-        recipes[rname] = dict(r)
+        good = c.typed(where, r, RECIPE_KEYS)
+        if "method" not in r:
+            c.add((*where, "method"), f"missing: one of {', '.join(METHODS)}")
+        recipes[rname] = good  # defined, so conditions may name it (a bad key is said once, above)
 
     conditions: list[ConditionSpec] = []
     seen: set[str] = set()
     for i, cond in enumerate(c.array(doc, "conditions", required=True)):
         where = ("conditions", i)
-        for key in cond:
-            if key not in ("name", "description", "base_model", "dataset", "recipe", "role"):
-                c.add((*where, key), "unknown key (known: base_model, dataset, description, name, recipe, role)")
+        _known(c, where, cond, ("base_model", "dataset", "description", "name", "recipe", "role"))
         cname = cond.get("name")
         if not c.name((*where, "name"), cname):
             continue
@@ -342,74 +460,81 @@ def load_study(path: str | Path) -> Study:
             c.add((*where, "name"), f"condition {cname!r} is defined twice")
         seen.add(cname)
         base = cond.get("base_model")
-        if base not in models:
-            c.add((*where, "base_model"), f"unknown model {base!r} (defined: {', '.join(models) or 'none'})")
+        if not isinstance(base, str) or base not in declared_models:
+            c.add((*where, "base_model"), f"unknown model {_shown(base)} "
+                                          f"(defined: {', '.join(declared_models) or 'none'})")
         ds, rc = cond.get("dataset"), cond.get("recipe")
-        if ds is not None and ds not in datasets and ds not in c.table(doc, "datasets"):
-            c.add((*where, "dataset"), f"unknown dataset {ds!r} (defined: {', '.join(datasets) or 'none'})")
-        if rc is not None and rc not in recipes:
-            c.add((*where, "recipe"), f"unknown recipe {rc!r} (defined: {', '.join(recipes) or 'none'})")
+        if ds is not None and (not isinstance(ds, str) or (ds not in datasets and ds not in declared_datasets)):
+            c.add((*where, "dataset"), f"unknown dataset {_shown(ds)} "
+                                       f"(defined: {', '.join(declared_datasets) or 'none'})")
+        if rc is not None and (not isinstance(rc, str) or rc not in recipes):
+            c.add((*where, "recipe"), f"unknown recipe {_shown(rc)} (defined: {', '.join(recipes) or 'none'})")
         if (ds is None) != (rc is None):
             c.add(where, "a trained condition needs both 'dataset' and 'recipe'; "
                          "an untrained one (the base model) has neither")
         role = cond.get("role", "treatment" if ds else "baseline")
-        if role not in ROLES:
-            c.add((*where, "role"), f"must be one of {', '.join(ROLES)}, not {role!r}")
-        conditions.append(ConditionSpec(cname, str(base), ds, rc, role, str(cond.get("description", ""))))
+        if not isinstance(role, str) or role not in ROLES:
+            c.add((*where, "role"), f"must be one of {', '.join(ROLES)}, not {_shown(role)}")
+        description = c.text((*where, "description"), cond.get("description"))
+        conditions.append(ConditionSpec(cname, str(base), ds, rc, str(role), description))
 
     eval_sets: list[tuple[EvalSet, int]] = []
+    set_names: set[str] = set()
     for i, e in enumerate(c.array(doc, "eval_sets", required=True)):
         where = ("eval_sets", i)
-        for key in e:
-            if key not in ("name", "source", "samples_per_question"):
-                c.add((*where, key), "unknown key (known: name, samples_per_question, source)")
-        n = e.get("samples_per_question", 1)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            c.add((*where, "samples_per_question"), f"must be a positive integer, not {n!r}")
+        _known(c, where, e, ("name", "samples_per_question", "source"))
+        good = c.typed(where, {k: v for k, v in e.items() if k == "samples_per_question"},
+                       {"samples_per_question": _count("a positive integer, at most 1000000", hi=1_000_000)})
+        n = good.get("samples_per_question", 1)
+        set_name = e.get("name")
+        if set_name is not None and not c.name((*where, "name"), set_name):
             continue
         src = e.get("source")
-        if not isinstance(src, str):
+        if not isinstance(src, str) or not src:
             c.add((*where, "source"), "needs a 'source': 'builtin:<name>' or a .toml/.yaml/.json file")
             continue
         try:
-            es = load_eval_set(src, base_dir=base_dir, name=e.get("name"))
+            es = load_eval_set(src, base_dir=base_dir, name=set_name)
         except EvalSetError as exc:
             c.add((*where, "source"), str(exc))
             continue
+        if es.name in set_names:
+            c.add((*where, "name"), f"eval set {es.name!r} is named twice; give one a 'name'")
+            continue
+        set_names.add(es.name)
         file_hashes[f"eval_sets.{es.name}"] = es.content_hash
         eval_sets.append((es, n))
 
-    generation = c.table(doc, "generation")
-    c.typed(("generation",), generation, GENERATION_KEYS)
-    c.positive(("generation",), generation, ("max_new_tokens", "batch_size", "top_p"))
+    generation = c.typed(("generation",), c.table(doc, "generation"), GENERATION_KEYS)
 
     judges: list[JudgeSpec] = []
     judge_names: set[str] = set()
     for i, j in enumerate(c.array(doc, "judges")):
         where = ("judges", i)
-        c.typed(where, j, JUDGE_KEYS)
-        provider, model = j.get("provider"), j.get("model")
-        if provider not in PROVIDERS:
-            c.add((*where, "provider"), f"must be one of {', '.join(PROVIDERS)}, not {provider!r}")
-        if not isinstance(model, str) or not model:
+        good = c.typed(where, j, JUDGE_KEYS)
+        provider, model = good.get("provider"), good.get("model")
+        if "provider" not in j:
+            c.add((*where, "provider"), f"missing: one of {', '.join(PROVIDERS)}")
+        if not model and "model" in good:
             c.add((*where, "model"), "needs the judge's model id")
+        if "model" not in j:
+            c.add((*where, "model"), "needs the judge's model id")
+        if len(good) != len(j) or not provider or not model:
             continue
-        jname = j.get("name", model)
+        jname = good.get("name", model)
         if jname in judge_names:
             c.add((*where, "name"), f"judge {jname!r} is defined twice")
         judge_names.add(jname)
         if provider == "openai" and "base_url" not in j:
             c.add(where, "an openai-compatible judge needs 'base_url'")
-        params = {k: v for k, v in j.items() if k not in ("name", "provider", "model")}
+        params = {k: v for k, v in good.items() if k not in ("name", "provider", "model")}
         judges.append(JudgeSpec(str(jname), str(provider), model, params))
 
     rubric: Rubric | None = None
     rub = c.table(doc, "rubric", required=bool(judges))
     if rub:
-        for key in rub:
-            if key != "source":
-                c.add(("rubric", key), "unknown key (known: source)")
-        if not isinstance(rub.get("source"), str):
+        _known(c, ("rubric",), rub, ("source",))
+        if not isinstance(rub.get("source"), str) or not rub["source"]:
             c.add(("rubric", "source"), "needs a 'source': 'builtin:<name>' or a rubric file")
         else:
             try:
@@ -418,15 +543,12 @@ def load_study(path: str | Path) -> Study:
             except RubricError as exc:
                 c.add(("rubric", "source"), str(exc))
 
-    em = c.table(doc, "em")
-    c.typed(("em",), em, EM_KEYS)
-    if em:
-        if "metric" not in em or "threshold" not in em:
-            c.add(("em",), "needs 'metric' and 'threshold'")
-        if em.get("direction", "below") not in ("below", "above"):
-            c.add(("em", "direction"), f"must be 'below' or 'above', not {em['direction']!r}")
-        if em.get("denominator", "coherent") not in ("coherent", "all"):
-            c.add(("em", "denominator"), f"must be 'coherent' or 'all', not {em['denominator']!r}")
+    em_table = c.table(doc, "em")
+    em = c.typed(("em",), em_table, EM_KEYS)
+    if em_table:
+        for key in ("metric", "threshold"):
+            if key not in em_table:
+                c.add(("em", key), "missing (an EM definition needs 'metric' and 'threshold')")
         if rubric is not None:
             for key in ("metric", "coherence_metric"):
                 if key in em and rubric.metric(str(em[key])) is None:
@@ -434,7 +556,7 @@ def load_study(path: str | Path) -> Study:
                                        f"(metrics: {', '.join(rubric.metric_names)})")
             m = rubric.metric(str(em.get("metric")))
             t = em.get("threshold")
-            if m is not None and isinstance(t, (int, float)) and not m.scale[0] <= t <= m.scale[1]:
+            if m is not None and t is not None and not m.scale[0] <= t <= m.scale[1]:
                 c.add(("em", "threshold"), f"{t} lies outside metric {m.name!r}'s scale "
                                            f"{m.scale[0]:g}..{m.scale[1]:g}")
         elif not rub:
@@ -442,7 +564,7 @@ def load_study(path: str | Path) -> Study:
 
     if c.problems:
         raise StudyError(c.problems)
-    result = Study(path=path, text=text, raw=doc, name=str(name), description=str(study.get("description", "")),
+    result = Study(path=path, text=text, raw=doc, name=str(name), description=description,
                    seed=seed, models=models, datasets=datasets, recipes=recipes, conditions=conditions,
                    eval_sets=eval_sets, generation=dict(generation), judges=judges, rubric=rubric,
                    em=dict(em), file_hashes=file_hashes)

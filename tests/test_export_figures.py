@@ -414,7 +414,7 @@ def test_figures_one_study_one_format(synth_db, tmp_path, capsys):
     (["--out", "{tmp}/file.txt"], "is a file, not a folder"),
     (["--out", "{tmp}/figs", "--format", "png,gif"], "--format 'png,gif'"),
     (["--out", "{tmp}/figs", "--study", "nope"], "no study named 'nope'"),
-    (["--out", "{tmp}/figs", "--resamples", "10"], "--resamples must be at least 100"),
+    (["--out", "{tmp}/figs", "--resamples", "10"], "argument --resamples: must be from 100 to 100,000, not 10"),
 ])
 def test_figures_bad_input_is_one_line(synth_db, tmp_path, capsys, args, message):
     (tmp_path / "file.txt").write_text("x")

@@ -143,7 +143,7 @@ VARIANTS = [
     ("unknown-dataset", 'dataset = "insecure"', 'dataset = "insecur"', 'dataset = "insecur"',
      "conditions[0].dataset", "unknown dataset 'insecur' (defined: insecure, secure)"),
     ("wrong-type", "epochs = 1", 'epochs = "one"', 'epochs = "one"',
-     "recipes.qlora.epochs", "must be a positive number, not 'one'"),
+     "recipes.qlora.epochs", "must be a number of epochs above 0, at most 10000, not 'one'"),
     ("recipe-key-typo", "learning_rate = 1e-5", "learning_rat = 1e-5", "learning_rat = 1e-5",
      "recipes.qlora.learning_rat", "unknown key (known: assistant_only_loss, batch_size,"),
     ("unknown-top-level", "schema_version = 1 ", "schema_version = 1\nschedule = 'weekly'\n",
