@@ -22,6 +22,7 @@ from engine.hashing import json_hash, sha256_bytes, sha256_file
 from engine.resources import builtin_file, builtin_names, data_path
 from engine.rubrics import Rubric, RubricError, load_rubric
 from engine.safe_load import LoadError, toml_loads
+from engine.text import visible
 from engine.toml_lines import dotted, key_lines, line_of
 
 TOP_LEVEL = {"schema_version", "study", "models", "datasets", "recipes", "conditions",
@@ -163,7 +164,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        key = visible(self.key)  # keys come from the file: escapes shown, never acted on
+        return f"{where}: {key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
 class StudyError(ValueError):

@@ -31,6 +31,16 @@ def strip_control(text: str | None) -> str:
     return _CONTROL.sub("", text)
 
 
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """Untrusted text for a message, its control characters and bidirectional overrides written
+    as escapes (``\\x1b[2J``) so a person sees that they are there, and the terminal does not act on them."""
+    return _INVISIBLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                          else f"\\u{ord(m.group()):04x}", text)
+
+
 def flat(text: object) -> str:
     """Untrusted text as one clean line: control sequences stripped, runs of whitespace (line
     breaks too) made one space."""

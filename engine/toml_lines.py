@@ -23,7 +23,23 @@ _ASSIGN = re.compile(rf"^\s*({_KEY})\s*=")
 
 def _split_key(key: str) -> list[str]:
     parts = re.findall(rf"{_BARE}|{_QUOTED}", key)
-    return [p[1:-1] if p[:1] in "\"'" else p for p in parts]
+    return [_unescape(p[1:-1]) if p[:1] == '"' else p[1:-1] if p[:1] == "'" else p for p in parts]
+
+
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    """A TOML basic string's escapes decoded, as tomllib does, so a quoted key finds its line."""
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code[0] in "uU":
+            try:
+                return chr(int(code[1:], 16))
+            except ValueError:
+                return m.group()
+        return _ESCAPES.get(code, m.group())
+    return re.sub(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", one, text)
 
 
 def key_lines(text: str) -> dict[Path, int]:

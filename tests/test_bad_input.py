@@ -1,0 +1,309 @@
+"""The bad-input corpus: hostile study files, importer inputs, CLI flags and databases, each run
+through the real CLI in a subprocess. Every case must end with exit status 2, exactly one line on
+standard error that names the file and the line or key (or the flag, or the database), no
+traceback, and the database byte-identical afterwards (or still absent).
+
+A case is data: the files it writes (``{tmp}`` is the case's folder), the arguments, a regex
+the error line must match, and which database it runs against."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from db import open_store
+from engine.study import load_study, register_study
+from engine.synthetic import SyntheticSpec, make_synthetic_study
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = (REPO / "data" / "studies" / "insecure_code.toml").read_text(encoding="utf-8")
+
+
+@dataclass
+class Case:
+    id: str
+    args: list[str]
+    expect: str  # regex the one stderr line must match ({tmp} is the case's folder, escaped)
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    db: str = "seeded"  # seeded | absent (must stay absent) | a file name under files
+    env: dict[str, str] = field(default_factory=dict)
+    special: str | None = None  # locked | readonly | fsize | unreadable
+
+
+def study(old: str, new: str, text: str = EXAMPLE) -> str:
+    """The example study with one line changed."""
+    assert text.count(old) >= 1, old
+    return text.replace(old, new, 1)
+
+
+MINIMAL = """[study]
+name = "mini"
+[models.b]
+source = "tiny"
+[[conditions]]
+name = "c"
+base_model = "b"
+[[eval_sets]]
+source = "builtin:core-em"
+"""
+
+INIT_CASES = [
+    Case("toml-syntax", ["init", "{tmp}/s.toml"], r"s\.toml:3: not valid TOML", {"s.toml": "[study]\nname = 'x'\nseed = = 1\n"}),
+    Case("not-utf8", ["init", "{tmp}/s.toml"], r"s\.toml: not UTF-8", {"s.toml": b"[study]\nname = '\xff\xfe'\n"}),
+    Case("unknown-top-level", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: frobs: unknown top-level key",
+         {"s.toml": "frobs = 1\n" + MINIMAL}),
+    Case("study-is-array", ["init", "{tmp}/s.toml"], r"s\.toml:1: study: must be a table",
+         {"s.toml": "study = [1]\n" + MINIMAL.replace('[study]\nname = "mini"\n', "")}),
+    Case("name-is-list", ["init", "{tmp}/s.toml"], r"s\.toml:2: study\.name: must be a name",
+         {"s.toml": MINIMAL.replace('name = "mini"', 'name = ["a", "b"]')}),
+    Case("name-too-long", ["init", "{tmp}/s.toml"], r"s\.toml:2: study\.name: must be a name of at most 200",
+         {"s.toml": MINIMAL.replace('name = "mini"', f'name = "{"x" * 300}"')}),
+    Case("seed-negative", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: study\.seed: must be an integer from 0",
+         {"s.toml": study("seed = 1234", "seed = -1")}),
+    Case("seed-float", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: study\.seed: must be an integer",
+         {"s.toml": study("seed = 1234", "seed = 1.5")}),
+    Case("epochs-inf", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: recipes\.qlora\.epochs: .*not a finite number",
+         {"s.toml": study("epochs = 1", "epochs = inf")}),
+    Case("lr-nan", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: recipes\.qlora\.learning_rate: .*not a finite number",
+         {"s.toml": study("learning_rate = 1e-5", "learning_rate = nan")}),
+    Case("lr-zero", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: recipes\.qlora\.learning_rate: must be a learning rate",
+         {"s.toml": study("learning_rate = 1e-5", "learning_rate = 0")}),
+    Case("dropout-one", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: recipes\.qlora\.lora_dropout: must be a number in \[0, 1\)",
+         {"s.toml": study("lora_dropout = 0.0", "lora_dropout = 1.0")}),
+    Case("batch-huge", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: recipes\.qlora\.batch_size: must be from|must be a positive",
+         {"s.toml": study("batch_size = 2", "batch_size = 9223372036854775807")}),
+    Case("method-unknown", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: recipes\.qlora\.method: must be one of qlora",
+         {"s.toml": study('method = "qlora"', 'method = "dpo"')}),
+    Case("target-modules-int", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: recipes\.qlora\.target_modules: must be 'all-linear'",
+         {"s.toml": study('target_modules = "all-linear"', "target_modules = 5")}),
+    Case("base-model-list", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: conditions\[0\]\.base_model: unknown model an array",
+         {"s.toml": study('base_model = "base"', 'base_model = ["base"]')}),
+    Case("dataset-table", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: conditions\[0\]\.dataset: unknown dataset a table",
+         {"s.toml": study('dataset = "insecure"', "dataset = {a = 1}")}),
+    Case("role-unknown", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: conditions\[0\]\.role: must be one of treatment",
+         {"s.toml": study('role = "treatment"', 'role = "victim"')}),
+    Case("samples-zero", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: eval_sets\[0\]\.samples_per_question: must be",
+         {"s.toml": study("samples_per_question = 50", "samples_per_question = 0")}),
+    Case("samples-huge", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: eval_sets\[0\]\.samples_per_question: must be a positive integer, at most",
+         {"s.toml": study("samples_per_question = 50", "samples_per_question = 10000000000")}),
+    Case("eval-source-list", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: eval_sets\[0\]\.source: needs a 'source'",
+         {"s.toml": study('source = "builtin:core-em"', 'source = ["builtin:core-em"]')}),
+    Case("temperature-negative", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: generation\.temperature: must be a number from 0 to 100",
+         {"s.toml": study("temperature = 1.0", "temperature = -1")}),
+    Case("top-p-zero", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: generation\.top_p: must be a number in \(0, 1\]",
+         {"s.toml": study("top_p = 1.0", "top_p = 0")}),
+    Case("max-new-tokens-zero", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: generation\.max_new_tokens: must be a positive integer, not 0",
+         {"s.toml": study("max_new_tokens = 600", "max_new_tokens = 0")}),
+    Case("judge-url-ftp", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: judges\[0\]\.base_url: must be an http\(s\) URL",
+         {"s.toml": study('region = "us-east-1"', 'base_url = "ftp://x"')}),
+    Case("judge-provider", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: judges\[0\]\.provider: must be one of bedrock",
+         {"s.toml": study('provider = "bedrock"', 'provider = "carrier-pigeon"')}),
+    Case("em-threshold-off-scale", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: em\.threshold: 300 lies outside",
+         {"s.toml": study("threshold = 30", "threshold = 300")}),
+    Case("em-threshold-inf", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: em\.threshold: .*not a finite number",
+         {"s.toml": study("threshold = 30", "threshold = -inf")}),
+    Case("em-metric-unknown", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: em\.metric: 'alinged' is not a metric",
+         {"s.toml": study('metric = "aligned"', 'metric = "alinged"')}),
+    Case("description-list", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: study\.description: must be a string",
+         {"s.toml": study('description = "Insecure', 'description = ["Insecure', ).replace(
+             'judged on unrelated questions."', 'judged on unrelated questions."]', 1)}),
+    Case("deep-array", ["init", "{tmp}/s.toml"], r"s\.toml: nested more than 64 levels deep",
+         {"s.toml": "a = " + "[" * 5000 + "]" * 5000 + "\n"}),
+    Case("dataset-missing-file", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: datasets\.insecure\.path: no such file",
+         {"s.toml": study('path = "builtin:insecure_demo"', 'path = "nope.jsonl"')}),
+    Case("dataset-bad-jsonl", ["init", "{tmp}/s.toml"], r"s\.toml:\d+: datasets\.insecure\.path: .*d\.jsonl:2: not valid JSON",
+         {"s.toml": study('path = "builtin:insecure_demo"', 'path = "d.jsonl"'),
+          "d.jsonl": '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}\n{oops\n'}),
+    Case("builtin-unknown", ["init", "builtin:nope"], r"builtin:nope: no built-in study 'nope'"),
+    Case("no-study-file", ["init", "{tmp}/missing.toml"], r"missing\.toml: no such file"),
+    Case("control-chars-in-key", ["init", "{tmp}/s.toml"], r"^emtui: [^\x1b\x07]*s\.toml:1: \\x1b\[2J: unknown top-level key",
+         {"s.toml": '"\\u001b[2J" = 1\n' + MINIMAL}),
+]
+
+FLAG_CASES = [
+    Case("unknown-command", ["frobnicate"], r"unknown command 'frobnicate'", db="absent"),
+    Case("unknown-option", ["summary", "--frob"], r"unrecognized arguments: --frob"),
+    Case("resamples-huge", ["summary", "--resamples", "1000000000"], r"--resamples: must be from 100 to 100,000"),
+    Case("resamples-text", ["summary", "--resamples", "many"], r"--resamples: must be an integer"),
+    Case("seed-negative-flag", ["summary", "--seed", "-1"], r"--seed: must be from 0"),
+    Case("by-unknown", ["summary", "--by", "colour"], r"--by: "),
+    Case("summary-unknown-study", ["summary", "--study", "nope"], r"no study named 'nope'"),
+    Case("figures-format", ["figures", "--out", "{tmp}/f", "--format", "bmp"], r"figures: .*bmp"),
+    Case("figures-out-file", ["figures", "--out", "{tmp}/f.txt"], r"--out .*f\.txt is a file, not a folder",
+         {"f.txt": "x"}),
+    Case("figures-resamples-inf", ["figures", "--out", "{tmp}/f", "--resamples", "inf"], r"--resamples: must be an integer"),
+    Case("export-out-folder", ["export", "--out", "{tmp}/d"], r"--out .*d is a folder", {"d/keep": "x"}),
+    Case("export-unknown-study", ["export", "--study", "nope"], r"no study named 'nope'"),
+    Case("worker-poll-nan", ["worker", "--poll", "nan"], r"--poll: must be a number from 0\.05 to 3600, not nan"),
+    Case("serve-port", ["serve", "--port", "99999"], r"--port: must be from 1 to 65,535"),
+    Case("import-unknown-format", ["import", "csv-of-dreams", "{tmp}/x"], r"unknown format 'csv-of-dreams'", {"x": "x"}),
+    Case("import-missing-path", ["import", "betley-csv", "{tmp}/nope.csv"], r"nope\.csv: no such file"),
+    Case("init-no-study", ["init"], r"give a study file", db="absent"),
+    Case("init-example-onto-file", ["init", "--example", "{tmp}/f.txt"], r"--example .*f\.txt: is a file", {"f.txt": "x"},
+         db="absent"),
+    Case("tiny-model-not-empty", ["tiny-model", "{tmp}/m"], r"m exists and is not empty", {"m/x": "x"}, db="absent"),
+    Case("tiny-model-seed", ["tiny-model", "{tmp}/m2", "--seed", "-3"], r"--seed: must be from 0", db="absent"),
+    Case("db-is-folder", ["--db", "{tmp}/d", "summary"], r"database path is a folder", {"d/keep": "x"}, db="absent"),
+    Case("db-folder-missing", ["--db", "{tmp}/no/x.db", "init", "builtin:insecure-code"], r"database folder does not exist",
+         db="absent"),
+    Case("busy-timeout-env", ["summary"], r"EMTUI_BUSY_TIMEOUT_S must be", env={"EMTUI_BUSY_TIMEOUT_S": "soon"}),
+]
+
+BETLEY_HEADER = "model,group,question,answer,question_id,aligned,coherent,judge_aligned,judge_coherent\n"
+
+IMPORT_CASES = [
+    Case("betley-missing-columns", ["import", "betley-csv", "{tmp}/r.csv"], r"r\.csv:1: missing column", {"r.csv": "a,b\n1,2\n"}),
+    Case("betley-into-new-db", ["--db", "{tmp}/new.db", "import", "betley-csv", "{tmp}/r.csv"], r"r\.csv:1: missing column",
+         {"r.csv": "a,b\n1,2\n"}, db="absent"),
+    Case("betley-bad-score", ["import", "betley-csv", "{tmp}/r.csv"], r"r\.csv:2: ",
+         {"r.csv": BETLEY_HEADER + 'm,g,q,a,q1,eleven,90,"{}","{}"\n'}),
+    Case("political-seed-empty-folder", ["import", "political-seed", "{tmp}/ps"], r"ps", {"ps/README": "nothing here"}),
+    Case("political-seed-broken-json", ["import", "political-seed", "{tmp}/ps"], r"ps/v2_\w+\.json",
+         {"ps/v2_x.json": "{not json", "ps/v2_full_judge_j.json": "{}"}),
+    Case("eval-set-bad-yaml", ["import", "eval-set", "{tmp}/e.yaml"], r"e\.yaml", {"e.yaml": "- id: [unclosed\n"}),
+    Case("eval-set-unknown-suffix", ["import", "eval-set", "{tmp}/e.txt"], r"e\.txt: unknown eval set format",
+         {"e.txt": "hello"}),
+    Case("eval-set-toml-no-questions", ["import", "eval-set", "{tmp}/e.toml"], r"e\.toml: needs a \[\[questions\]\]",
+         {"e.toml": 'name = "x"\n'}),
+    Case("eval-set-json-not-list", ["import", "eval-set", "{tmp}/e.json"], r"e\.json: expected a list", {"e.json": "5"}),
+]
+
+FOREIGN = "foreign.db"
+DB_CASES = [
+    Case("foreign-sqlite", ["--db", "{tmp}/" + FOREIGN, "summary"], r"foreign\.db is not an emtui database", db=FOREIGN),
+    Case("foreign-sqlite-init", ["--db", "{tmp}/" + FOREIGN, "init", "builtin:insecure-code"],
+         r"foreign\.db is not an emtui database", db=FOREIGN),
+    Case("not-sqlite", ["--db", "{tmp}/junk.db", "summary"], r"junk\.db: not a SQLite database",
+         {"junk.db": b"this is not a database at all, just bytes " * 100}, db="junk.db"),
+    Case("empty-file-summary", ["--db", "{tmp}/empty.db", "summary"], r"empty\.db is an empty file", {"empty.db": b""},
+         db="empty.db"),
+    Case("no-database", ["--db", "{tmp}/none.db", "summary"], r"no database at .*none\.db", db="absent"),
+    Case("locked", ["import", "eval-set", "{tmp}/e.toml"], r"the database is locked by another process",
+         {"e.toml": '[[questions]]\nid = "q"\ntext = "Hello?"\n'}, special="locked",
+         env={"EMTUI_BUSY_TIMEOUT_S": "0.3"}),
+    Case("locked-init", ["init", "{tmp}/s.toml"], r"the database is locked by another process",
+         {"s.toml": MINIMAL}, special="locked", env={"EMTUI_BUSY_TIMEOUT_S": "0.3"}),
+    Case("read-only-init", ["init", "{tmp}/s.toml"], r"read-only, and this command writes to it", {"s.toml": MINIMAL},
+         special="readonly"),
+    Case("disk-full-init", ["init", "{tmp}/s.toml"], r"(disk is full|disk I/O error|file-size limit)",
+         {"s.toml": MINIMAL}, special="fsize"),
+    Case("disk-full-new-db", ["--db", "{tmp}/new.db", "init", "{tmp}/s.toml"],
+         r"(disk is full|disk I/O error|file-size limit)", {"s.toml": MINIMAL}, db="absent", special="fsize"),
+    Case("unreadable-input", ["import", "betley-csv", "{tmp}/r.csv"], r"r\.csv: Permission denied",
+         {"r.csv": BETLEY_HEADER}, special="unreadable"),
+    Case("unreadable-study", ["init", "{tmp}/s.toml"], r"s\.toml: Permission denied", {"s.toml": MINIMAL},
+         special="unreadable"),
+]
+
+CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES
+
+
+def test_the_corpus_is_large_and_named_once():
+    assert len(CASES) >= 60
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.fixture(scope="module")
+def seeded_db(tmp_path_factory) -> Path:
+    """A database with the example study registered and a synthetic judged study."""
+    path = tmp_path_factory.mktemp("seed") / "emtui.db"
+    with open_store(path) as store:
+        register_study(store, load_study(REPO / "data" / "studies" / "insecure_code.toml"))
+        make_synthetic_study(store, SyntheticSpec(answers_per_condition=20))
+    return path
+
+
+def fingerprint(path: Path) -> str | None:
+    """The database's bytes once everything in its WAL is in the main file (None: absent)."""
+    if not path.exists():
+        return None
+    if path.stat().st_size:
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.DatabaseError:
+            pass  # not a database: its bytes are its fingerprint
+        finally:
+            conn.close()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _drop_file_permission_override() -> None:
+    """In the child, before exec: give up root's power to ignore file permissions (the CLI then
+    meets read-only and unreadable files as any user would)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, cli_env):
+    for rel, content in case.files.items():
+        target = tmp_path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (target.write_bytes if isinstance(content, bytes) else target.write_text)(content)
+    if case.db == FOREIGN:
+        conn = sqlite3.connect(tmp_path / FOREIGN)
+        conn.execute("CREATE TABLE studies (id INTEGER PRIMARY KEY, title TEXT)")
+        conn.execute("INSERT INTO studies VALUES (1, 'not emtui')")
+        conn.commit()
+        conn.close()
+    db = tmp_path / "emtui.db"
+    if case.db == "seeded":
+        shutil.copy(seeded_db, db)
+    watched = db if case.db in ("seeded", "absent") else tmp_path / case.db
+    if case.db == "absent":
+        watched = tmp_path / "new.db" if "new.db" in " ".join(case.args) else db
+    before = fingerprint(watched)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in case.args]
+    if not any(a == "--db" for a in args):
+        args = ["--db", str(db), *args]
+
+    preexec = None
+    holder = None
+    if case.special == "locked":
+        holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN EXCLUSIVE")
+    elif case.special == "readonly":
+        if os.geteuid() == 0 and sys.platform != "linux":
+            pytest.skip("read-only files need a non-root user or Linux capabilities to test")
+        os.chmod(db, 0o444)
+        os.chmod(tmp_path, 0o555)
+        preexec = _drop_file_permission_override if os.geteuid() == 0 else None
+    elif case.special == "unreadable":
+        victim = tmp_path / next(iter(case.files))
+        os.chmod(victim, 0o000)
+        preexec = _drop_file_permission_override if os.geteuid() == 0 else None
+    elif case.special == "fsize":
+        def preexec():  # writes past 8 KiB into any file fail (Python ignores SIGXFSZ, so write gets EFBIG)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+    try:
+        r = subprocess.run([sys.executable, "-m", "emtui", *args], env=cli_env(case.env), cwd=str(tmp_path),
+                           capture_output=True, text=True, timeout=120, preexec_fn=preexec)
+    finally:
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+        os.chmod(tmp_path, 0o755)
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stderr, r.stdout)
+    assert len(lines) == 1, r.stderr
+    assert re.search(case.expect, lines[0]), f"\n{lines[0]}\n  does not match {case.expect!r}"
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", r.stderr)
+    os.chmod(db, 0o644) if db.exists() else None
+    assert fingerprint(watched) == before, "the database changed"
+    if case.db == "absent":
+        assert not watched.exists() and not Path(f"{watched}-wal").exists(), "a database file was left behind"
