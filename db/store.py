@@ -81,6 +81,8 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int |
     if str(path) != ":memory:":
         if p.is_dir():
             raise StoreError(f"database path is a folder, not a file: {p}")
+        if p.exists() and not p.is_file():
+            raise StoreError(f"database path is not a regular file (a device, a pipe?): {p}")
         if not p.parent.exists():
             raise StoreError(f"database folder does not exist: {p.parent}")
         if not create and not p.exists():

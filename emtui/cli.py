@@ -202,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from emtui import __version__
             print(f"emtui {__version__}")
             return 0
+        if args.db == "":
+            raise UsageError("emtui: --db needs a file name")
         args.db = args.db or default_db()
         return commands.dispatch(args)
     except BrokenPipeError:  # `emtui keys | head`

@@ -157,6 +157,8 @@ FLAG_CASES = [
     Case("db-is-folder", ["--db", "{tmp}/d", "summary"], r"database path is a folder", {"d/keep": "x"}, db="absent"),
     Case("db-folder-missing", ["--db", "{tmp}/no/x.db", "init", "builtin:insecure-code"], r"database folder does not exist",
          db="absent"),
+    Case("db-is-device", ["--db", "/dev/null", "summary"], r"database path is not a regular file", db="absent"),
+    Case("db-empty-name", ["--db", "", "summary"], r"--db needs a file name", db="absent"),
     Case("busy-timeout-env", ["summary"], r"EMTUI_BUSY_TIMEOUT_S must be", env={"EMTUI_BUSY_TIMEOUT_S": "soon"}),
 ]
 
