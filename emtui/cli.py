@@ -30,30 +30,26 @@ SEED_MAX = 2**63 - 1
 RESAMPLES = (100, 100_000)
 
 
-def int_in(lo: int, hi: int):
-    """An argparse type: an integer from ``lo`` to ``hi``; anything else is a one-line usage error."""
-    def parse(text: str) -> int:
+def _ranged(convert, what: str, lo: float, hi: float, show):
+    """An argparse type: ``convert(text)`` within ``lo``..``hi`` (a NaN fails every comparison);
+    anything else is a one-line usage error."""
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo:,} to {hi:,}, not {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {what} from {show(lo)} to {show(hi)}, not {text!r}") from None
         if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be from {lo:,} to {hi:,}, not {value:,}")
+            raise argparse.ArgumentTypeError(f"must be from {show(lo)} to {show(hi)}, not {text}")
         return value
     return parse
+
+
+def int_in(lo: int, hi: int):
+    return _ranged(int, "an integer", lo, hi, lambda v: f"{v:,}")
 
 
 def float_in(lo: float, hi: float):
-    """An argparse type: a finite number from ``lo`` to ``hi`` (so never inf or nan)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g}, not {text!r}") from None
-        if not lo <= value <= hi:  # NaN fails every comparison
-            raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g}, not {text}")
-        return value
-    return parse
+    return _ranged(float, "a number", lo, hi, lambda v: f"{v:g}")
 
 
 def default_db() -> str:

@@ -145,7 +145,7 @@ FLAG_CASES = [
     Case("figures-resamples-inf", ["figures", "--out", "{tmp}/f", "--resamples", "inf"], r"--resamples: must be an integer"),
     Case("export-out-folder", ["export", "--out", "{tmp}/d"], r"--out .*d is a folder", {"d/keep": "x"}),
     Case("export-unknown-study", ["export", "--study", "nope"], r"no study named 'nope'"),
-    Case("worker-poll-nan", ["worker", "--poll", "nan"], r"--poll: must be a number from 0\.05 to 3600, not nan"),
+    Case("worker-poll-nan", ["worker", "--poll", "nan"], r"--poll: must be from 0\.05 to 3600, not nan"),
     Case("serve-port", ["serve", "--port", "99999"], r"--port: must be from 1 to 65,535"),
     Case("import-unknown-format", ["import", "csv-of-dreams", "{tmp}/x"], r"unknown format 'csv-of-dreams'", {"x": "x"}),
     Case("import-missing-path", ["import", "betley-csv", "{tmp}/nope.csv"], r"nope\.csv: no such file"),
