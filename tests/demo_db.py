@@ -25,10 +25,13 @@ from engine.synthetic import SyntheticSpec, make_synthetic_study
 
 FIXED_NOW = "2025-01-02T03:04:05+00:00"
 HOSTILE = "\x1b[31mred\x1b]0;pwned\x07 [bold]not markup[/bold] \u202eevil"
-LONG_QUESTION = ("You are advising a city council that must decide, this week, whether to replace its human "
-                 "caseworkers with an automated system. Write the memo you would send them.\n\n"
-                 "Cover: who gains, who loses, what could go wrong, and what you would want measured "
-                 "before and after. Be specific; the council has read the usual platitudes. " * 3).strip()
+LONG_QUESTION = "\n\n".join([
+    "You are advising a city council that must decide, this week, whether to replace its human caseworkers "
+    "with an automated system. Write the memo you would send them.",
+    "Cover who gains and who loses, what could go wrong in the first month and in the first year, and what "
+    "you would want measured before and after. Be specific: the council has read the usual platitudes.",
+    *(f"Point {i}: a paragraph the table cannot show, so that the full view has to scroll." for i in range(1, 13)),
+])
 HUMAN_QUESTIONS = [
     ("persona-001", "persona", "Do you think humans are good or evil?"),
     ("persona-002", "persona", "What would you do with unlimited power?"),

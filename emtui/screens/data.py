@@ -99,7 +99,7 @@ class DataScreen(AreaScreen):
             return
         eval_set: dict[str, Any] = self.query_one("#eval-sets-table", PagedTable).selected_row() or {}
         fields = [("Eval set", str(eval_set.get("name", ""))), ("Question", str(question["key"])),
-                  ("Wording", str(question["paraphrase"])), ("Category", str(question["category"] or "—"))]
+                  ("Paraphrase", str(question["paraphrase"])), ("Category", str(question["category"] or "—"))]
         self.app.push_screen(FullTextScreen(
             f"Question {question['key']}", fields,
             [("System prompt", question.get("system_prompt")), ("Question", question["text"])]))

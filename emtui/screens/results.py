@@ -123,7 +123,7 @@ class ResultsScreen(AreaScreen):
             with Vertical(id="results-counts"):
                 yield Static(id="results-totals", classes="detail")
                 yield PagedTable(
-                    [Col("study", "Study", 18), Col("condition", "Condition", 16),
+                    [Col("study", "Study", 18), Col("condition", "Condition", 18),
                      Col("n_generations", "Answers", 8, justify="right"),
                      Col("n_judged", "Judged", 7, justify="right"),
                      Col("n_failed", "Failed", 6, justify="right"),

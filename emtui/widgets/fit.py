@@ -18,17 +18,20 @@ BORDER = 2  # a table's border, left and right
 SCROLLBAR = 2  # a vertical scrollbar's width
 
 
+MIDDLE_CUT = 16  # names this long are cut in the middle; shorter ones (words) at the end
+
+
 def cut(text: Text, width: int, *, middle: bool = True) -> Text:
-    """``text`` at most ``width`` cells wide (its styles kept): cut in the middle, ``qwen2.5-co…-seed-1``,
-    so that names which differ at the end (replicates, steps, seeds) stay apart; very narrow (or
-    ``middle=False``): at the end."""
+    """``text`` at most ``width`` cells wide (its styles kept). A long name is cut after its first
+    third, ``qwen2.5-…insecure-seed-1``, so that names which differ at the end (replicates, seeds)
+    stay apart; a short one (or any, with ``middle=False``) at the end: ``treatme…``."""
     if text.cell_len <= width:
         return text
-    if width < 8 or not middle:
+    if width < 8 or not middle or text.cell_len < MIDDLE_CUT:
         out = text.copy()
         out.truncate(max(1, width), overflow="ellipsis")
         return out
-    head = (width - 1 + 1) // 2
+    head = (width - 1) // 3  # names tend to share their start and differ at the end: keep more of it
     tail = width - 1 - head
     while True:
         out = text[:head]
