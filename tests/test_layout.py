@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 import db
 from demo_db import HOSTILE, LONG_QUESTION, REPLICATE_MODELS, build

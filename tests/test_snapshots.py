@@ -63,10 +63,11 @@ def demo_db(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def stable_env(monkeypatch):
-    """The help screen names the keymap file: the same path everywhere."""
+    """The help screen names the keymap file: the same path everywhere; and colours whatever the
+    terminal running the tests asks for."""
     monkeypatch.setenv("HOME", "/home/researcher")
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.delenv("EMTUI_KEYMAP", raising=False)
+    for name in ("XDG_CONFIG_HOME", "EMTUI_KEYMAP", "NO_COLOR", "TEXTUAL"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def open_app(path: Path):

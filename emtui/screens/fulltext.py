@@ -1,4 +1,5 @@
-"""A text in full (``Enter`` on a question of the Data screen): what a table cell cuts to one line.
+"""A text in full — ``Enter`` on a question of the Data screen, or on a job of the Eval queue:
+what a table cell cuts to one line.
 
 The text comes from a file or a model: it is shown verbatim — line breaks and all — with terminal
 control sequences stripped, never read as markup, in a box that scrolls (↑ ↓ PgUp PgDn Home End).
