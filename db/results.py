@@ -538,6 +538,29 @@ class ResultsQueries:
                FROM ratings r JOIN annotators a ON a.id = r.annotator_id
                WHERE r.generation_id = ? ORDER BY r.rater_kind, a.name, r.metric, r.id""", (generation_id,))
 
+    def study_human_metrics(self, study_id: int) -> list[str]:
+        """The metrics people (not model raters) have scored any of the study's answers on, by name."""
+        return [r["metric"] for r in self._q(  # type: ignore[attr-defined]
+            """SELECT DISTINCT r.metric FROM ratings r JOIN generations g ON g.id = r.generation_id
+               JOIN conditions c ON c.id = g.condition_id
+               WHERE c.study_id = ? AND r.rater_kind = 'human' AND r.score IS NOT NULL
+               ORDER BY r.metric""", (study_id,))]
+
+    def human_rating_means(self, generation_ids: Sequence[int], metric: str) -> dict[int, float]:
+        """generation id -> the mean of its human ratings on ``metric`` (answers without one: absent)."""
+        ids = [int(i) for i in generation_ids]
+        out: dict[int, float] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._q(  # type: ignore[attr-defined]
+                    f"""SELECT generation_id, avg(score) AS mean FROM ratings
+                        WHERE generation_id IN ({marks}) AND metric = ? AND rater_kind = 'human'
+                          AND score IS NOT NULL
+                        GROUP BY generation_id""", (*chunk, metric)):
+                out[int(r["generation_id"])] = float(r["mean"])
+        return out
+
     def study_checkpoint_count(self, study_id: int) -> int:
         """How many checkpoints the study's training runs saved."""
         return int(self._scalar(  # type: ignore[attr-defined]

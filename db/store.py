@@ -572,16 +572,20 @@ class Store(ResultsQueries, AnnotationQueries):
     # -- results overview ---------------------------------------------------------------------------
 
     def condition_overview(self, *, limit: int = 200, offset: int = 0) -> Page:
-        """Per condition: answers, judgments (ok / failed), ratings — what the Results screen lists."""
+        """Per condition, counted in answers (so none exceeds ``n_generations``): answers, answers
+        with an ok judgment (``n_judged``), with a failed judgment (``n_failed``), and with a human
+        rating (``n_rated``) — what the Results screen's counts view lists."""
         rows = self._q(
             """SELECT c.id, s.name AS study, c.name AS condition,
                       (SELECT count(*) FROM generations g WHERE g.condition_id = c.id) AS n_generations,
-                      (SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id
-                        WHERE g.condition_id = c.id AND j.status = 'ok') AS n_judgments,
-                      (SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id
-                        WHERE g.condition_id = c.id AND j.status = 'failed') AS n_failed,
-                      (SELECT count(*) FROM ratings r JOIN generations g ON g.id = r.generation_id
-                        WHERE g.condition_id = c.id AND r.rater_kind = 'human') AS n_human_ratings
+                      (SELECT count(*) FROM generations g WHERE g.condition_id = c.id AND EXISTS
+                         (SELECT 1 FROM judgments j WHERE j.generation_id = g.id AND j.status = 'ok')) AS n_judged,
+                      (SELECT count(*) FROM generations g WHERE g.condition_id = c.id AND EXISTS
+                         (SELECT 1 FROM judgments j WHERE j.generation_id = g.id AND j.status = 'failed'))
+                        AS n_failed,
+                      (SELECT count(*) FROM generations g WHERE g.condition_id = c.id AND EXISTS
+                         (SELECT 1 FROM ratings r WHERE r.generation_id = g.id AND r.rater_kind = 'human'))
+                        AS n_rated
                FROM conditions c JOIN studies s ON s.id = c.study_id
                ORDER BY s.id, c.id LIMIT ? OFFSET ?""", (limit, offset))
         return Page(rows, self.count("conditions"), offset, limit)

@@ -75,6 +75,9 @@ def all_bindings() -> list[tuple[str, str, str, str]]:
         rows += binding_rows(area.name, area.screen.BINDINGS)
     rows += binding_rows("answers", AnswersScreen.BINDINGS) + binding_rows("answer", AnswerScreen.BINDINGS)
     rows += binding_rows("help", HelpScreen.BINDINGS)
+    from emtui.screens.fulltext import FullTextScreen
+
+    rows += binding_rows("fulltext", FullTextScreen.BINDINGS)
     from emtui.screens.adjudicate import AdjudicationScreen
     from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, NoteScreen, RatingScreen
 

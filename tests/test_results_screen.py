@@ -280,7 +280,13 @@ async def test_breakdowns_by_category_and_question_on_request(political_store):
         rows = [row(by, i) for i in range(by.row_count)]
         assert len(rows) == len(CONDITIONS) * 3  # persona, freeform, safety per condition
         assert rows[0][0] == "v2_base" and {r[1] for r in rows} == {"freeform", "persona", "safety"}
-        assert all(r[-1] == "50" for r in rows)  # 50 probes per category and condition
+        assert all(r[2] == "50" for r in rows)  # 50 probes per category and condition
+        # at 80 columns n and every number are on screen: the label columns give way
+        drawn = ["".join(s.text for s in by.render_line(y)) for y in range(by.size.height)]
+        assert drawn[0].split()[:3] == ["condition", "category", "n"]
+        for line in drawn[1:len(rows) + 1]:
+            assert line.split()[1 if line.startswith(" ") else 2] == "50", line
+            assert line.rstrip().endswith("]"), line
         # the panel's drift per category comes from the same answers as the condition's
         report = screen.report
         base = [r for r in report["breakdowns"] if r["condition"] == "v2_base" and r["judge"] == "panel"
@@ -523,5 +529,116 @@ async def test_rates_and_checkpoint_curves(tmp_path):
             await pilot.press("m")  # the curves follow the chart's metric
             await pilot.pause()
             assert "aligned" in static_text(screen.query_one("#results-curves", Static)).splitlines()[0]
+    finally:
+        store.close()
+
+
+# -- a study only people rated: the summary's human rows on the screen --------------------------------
+
+
+HUMAN_FILE = FIXTURES / "human_eval_reformed_political_rerun.json"
+
+
+def counts_rows(app) -> list[dict[str, str]]:
+    t = app.screen.query_one("#results-table", PagedTable)
+    labels = [plain(c.label).strip() for c in t.columns.values()]
+    return [dict(zip(labels, row(t, i))) for i in range(t.row_count)]
+
+
+@pytest.mark.fixtures
+async def test_political_seed_human_study_shows_the_human_mean(tmp_path):
+    """`emtui summary` reports the author's mean 1.80 [1.27, 2.33]; Results said "No judged answers"."""
+    if not HUMAN_FILE.is_file():
+        pytest.skip(f"{HUMAN_FILE} is absent")
+    from engine.importers.political_seed_human import import_political_seed_human
+    from engine.summary import SummaryOptions, build_summary
+
+    store = db.open_store(tmp_path / "h.db")
+    try:
+        import_political_seed_human(store, HUMAN_FILE)
+        summary = [r for r in build_summary(store, SummaryOptions())["scores"] if r["judge"] == "human"]
+        assert [(round(r["mean"], 2), round(r["ci_low"], 2), round(r["ci_high"], 2)) for r in summary] == \
+            [(1.80, 1.27, 2.33)]
+        app = create_app(store, keymap={})
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_results(pilot)
+            status = static_text(screen.query_one("#results-status", Static))
+            assert "judge humans (" in status
+            assert title(grid(app)).startswith("humans (")
+            cells = grid_cells(app)
+            assert list(cells) == ["rerun_reformed_political"]
+            shown = cells["rerun_reformed_political"]
+            assert shown["misalignment"].startswith("1.80 [") and shown["n/miss"] == "15/0"
+            low, high = (float(x) for x in shown["misalignment"].split("[")[1].rstrip("]").split(","))
+            assert low == pytest.approx(1.27, abs=0.07) and high == pytest.approx(2.33, abs=0.07)  # 2,000 resamples
+            assert "misalignment" in title(screen.query_one("#results-chart-box"))
+            await pilot.press(*"vvvvv")  # counts: 15 answers, none judged, 15 rated
+            await pilot.pause()
+            [counts] = counts_rows(app)
+            assert {k: counts[k] for k in ("Answers", "Judged", "Failed", "Rated")} == \
+                {"Answers": "15", "Judged": "0", "Failed": "0", "Rated": "15"}
+    finally:
+        store.close()
+
+
+@pytest.mark.fixtures
+async def test_counts_view_counts_answers_judged_not_judgments(political_store):
+    """Two judges judged each of 150 answers: Judged is 150, not the 300 judgments."""
+    app = create_app(political_store, keymap={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_results(pilot)
+        await pilot.press(*"vvvvv")
+        await pilot.pause()
+        rows = counts_rows(app)
+        assert [r["Answers"] for r in rows] == ["150"] * 6
+        assert [r["Judged"] for r in rows] == ["150"] * 6
+        assert political_store.count("judgments") == 1800  # two per answer
+
+
+async def test_human_only_study_and_its_answers(tmp_path):
+    """A study no judge scored, rated by two people: Results shows the human rows (and drills into
+    the ratings), and the counts view counts answers, each no more than there are."""
+    from demo_db import HUMAN_SCORES, build
+
+    store = db.open_store(build(tmp_path / "demo.db"))
+    try:
+        app = create_app(store, keymap={})
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_results(pilot)
+            await pilot.press("n", "n")  # synthetic -> replicates -> human-only
+            await settle(pilot)
+            assert "Study 3/3 human-only" in static_text(screen.query_one("#results-status", Static))
+            assert title(grid(app)).startswith("humans (human-pilot)")
+            per_answer = [sum(s) / len(s) for s in zip(*HUMAN_SCORES.values())]
+            mean = sum(per_answer) / len(per_answer)
+            cells = grid_cells(app)["reformed-political"]
+            assert cells["misalignment"].startswith(f"{mean:.2f} [") and cells["n/miss"] == "6/0"
+            await pilot.press("j")  # the only "judge" is the people: j stays there
+            await pilot.pause()
+            assert title(grid(app)).startswith("humans (human-pilot)")
+
+            grid(app).move_cursor(row=0, column=1)
+            await pilot.press("enter")  # the answers behind the cell: each one's mean human rating
+            await pilot.pause()
+            answers = app.screen
+            assert isinstance(answers, AnswersScreen) and answers.metric == "misalignment"
+            table = answers.query_one("#answers-table", PagedTable)
+            labels = [plain(c.label) for c in table.columns.values()]
+            assert labels == ["Question", "Answer", "Panel", "Humans"]
+            shown = sorted(float(row(table, i)[3]) for i in range(table.row_count))
+            assert shown == sorted(per_answer)
+            await pilot.press("escape")
+            await settle(pilot)
+
+            await pilot.press(*"vvvvv")
+            await pilot.pause()
+            rows = counts_rows(app)
+            assert [r["Condition"] for r in rows] == ["base", "control", "treatment", "insecure", "secure",
+                                                      "reformed-political"]
+            for r in rows:
+                assert int(r["Judged"]) <= int(r["Answers"]) and int(r["Rated"]) <= int(r["Answers"]), r
+            assert rows[-1] == {"Study": "human-only", "Condition": "reformed-political", "Answers": "6", "Judged": "0",
+                                "Failed": "0", "Rated": "6"}
+            assert rows[0]["Judged"] == rows[0]["Answers"] == "40"  # two judges, 40 answers judged
     finally:
         store.close()

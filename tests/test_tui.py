@@ -192,6 +192,15 @@ async def test_area_reachable_by_key_and_shows_the_database(study_store, area):
         CHECKS[area.name](app, study_store)
 
 
+def screen_lines(app) -> list[str]:
+    """What the terminal shows, line by line (borders included)."""
+    return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+def squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
 async def test_empty_database_every_screen_shows_its_empty_message(empty_store):
     app = create_app(empty_store, keymap={})
     async with app.run_test(size=(80, 24)) as pilot:
@@ -204,11 +213,43 @@ async def test_empty_database_every_screen_shows_its_empty_message(empty_store):
                 assert t.row_count == 0, t.id
                 assert t.empty and subtitle(t) == t.empty, t.id
             if area.name == "studies":
-                assert static_text(app.screen.query_one("#study-info", Static)) == \
-                    "Select a study to see its design."
+                info = static_text(app.screen.query_one("#study-info", Static))
+                assert "emtui init builtin:insecure-code" in info and "emtui init --example DIR" in info
             if area.name == "results":
                 assert subtitle(table(app, "results-table")).startswith("No conditions yet")
     # leaving the context re-raises anything that crashed inside the app
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_empty_hints_are_shown_whole(empty_store, size):
+    """Every empty table's hint can be read whole: in its border where it fits, else wrapped
+    under the table's header (a hint cut at 80 columns tells nobody what to type)."""
+    app = create_app(empty_store, keymap={})
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        for area in AREAS:
+            await goto(pilot, area.name)
+            seen = 0
+            # the Data screen's tabs and the Results screen's counts view: v
+            for keys in {"data": ["", "v", "v"], "results": ["vvvvv"]}.get(area.name, [""]):
+                await pilot.press(*keys)
+                await pilot.pause()
+                for t in app.screen.query(PagedTable):
+                    if not t.region.area:  # on another tab or view
+                        continue
+                    seen += 1
+                    body = squeeze(" ".join(shown_lines(t)))
+                    border = screen_lines(app)[t.region.bottom - 1]
+                    assert t.empty in body or t.empty in border, (area.name, t.id, body, border)
+            assert seen, area.name
+            if area.name == "results":
+                assert "No studies yet — emtui init STUDY.toml, or emtui import FORMAT PATH" in screen_lines(app)[2]
+        # the Studies screen's border says the example's command, whole, and its detail says the rest
+        await goto(pilot, "studies")
+        drawn = "\n".join(screen_lines(app))
+        assert "No studies yet — emtui init builtin:insecure-code" in drawn
+        info = squeeze(" ".join(shown_lines(app.screen.query_one("#study-info", Static))))
+        assert "emtui init --example DIR writes a copy to edit" in info
 
 
 async def test_help_lists_every_binding_and_escape_closes(study_store):
@@ -325,11 +366,8 @@ async def test_paging_through_eval_sets_at_120x40(empty_store):
         await goto(pilot, "data")
         eval_sets = table(app, "eval-sets-table")
         questions = table(app, "questions-table")
-        for _ in range(6):
-            if app.focused is eval_sets:
-                break
-            await pilot.press("tab")
-            await pilot.pause()
+        await pilot.press("v", "v")  # the third tab: the eval sets over their questions
+        await pilot.pause()
         assert app.focused is eval_sets
 
         assert subtitle(eval_sets).startswith(f"1–100 of {n}")
@@ -373,6 +411,8 @@ async def test_untrusted_text_is_cleaned_and_shown_verbatim(empty_store):
     app = create_app(empty_store, keymap={})
     async with app.run_test(size=(80, 24)) as pilot:
         await goto(pilot, "data")
+        await pilot.press("v", "v")
+        await pilot.pause()
         questions = table(app, "questions-table")
         assert questions.row_count == 1
         cells = questions.get_row_at(0)
@@ -416,7 +456,11 @@ async def test_untrusted_text_in_tables_of_a_registered_study(empty_store, tmp_p
         for area, table_id, col, expected in (("data", "eval-sets-table", 1, "setred"),
                                               ("judges", "judges-table", 0, "jblink")):
             await goto(pilot, area)
+            if area == "data":
+                await pilot.press("v", "v")  # the eval sets' tab
+                await pilot.pause()
             t = table(app, table_id)
+            assert t.region.area, table_id  # drawn, so the check below sees what is shown
             assert row(t, 0)[col] == expected
             assert "\x1b" not in "\n".join(shown_lines(t))
 

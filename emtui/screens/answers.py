@@ -69,7 +69,10 @@ class AnswersScreen(AreaScreen):
         self.condition_id = condition_id
         self.condition = condition
         self.em = em or None
-        self.metrics = self.store.study_metrics(study_id)
+        # the judges' metrics, then those only people rated (a human-rated study may have no judges)
+        self.human_metrics = self.store.study_human_metrics(study_id)
+        judged = self.store.study_metrics(study_id)
+        self.metrics = judged + [m for m in self.human_metrics if m not in judged]
         # an EM rate is computed from one metric (and coherence): list that metric's scores
         self.metric = (em or {}).get("metric", metric) if metric == EM else metric
         if self.metric not in self.metrics and self.metrics:
@@ -84,13 +87,15 @@ class AnswersScreen(AreaScreen):
         longest = max((len(one_line(v, 200)) for v in self.labels.values()), default=8)
         judge_w = 8 if width < 100 else min(16, max(8, longest))  # wider terminals: whole names
         cols = [Col("question_key", "Question", 14)]
-        # borders 2, question 14 + 2, judges, panel 6 + 2, answer's padding 2, scrollbar 2
-        fixed = 2 + 16 + (judge_w + 2) * len(self.judges) + 8 + 2 + 2
+        # borders 2, question 14 + 2, judges, panel 6 + 2, humans 6 + 2, answer's padding 2, scrollbar 2
+        fixed = 2 + 16 + (judge_w + 2) * len(self.judges) + 8 + (8 if self.human_metrics else 0) + 2 + 2
         cols.append(Col("preview", "Answer", max(16, width - fixed)))
         # labels are Text: a judge's name is never read as markup
         cols += [Col(f"j{j['id']}", Text(one_line(self.labels[int(j["id"])], judge_w)),  # type: ignore[arg-type]
                      judge_w, justify="right") for j in self.judges]
         cols.append(Col("panel", "Panel", 6, justify="right"))
+        if self.human_metrics:  # the mean of the people's ratings, apart from the judges
+            cols.append(Col("humans", "Humans", 6, justify="right"))
         yield PagedTable(cols, self.fetch, id="answers-table", page_size=PAGE_SIZE,
                          empty="No answers in this condition")
 
@@ -114,6 +119,11 @@ class AnswersScreen(AreaScreen):
                 if score is not None:
                     values.append(float(score))
             r["panel"] = fmt_score(round(sum(values) / len(values), 2)) if values else None
+        if self.human_metrics:
+            humans = self.store.human_rating_means([r["id"] for r in page.rows], self.metric)
+            for r in page.rows:
+                mean = humans.get(int(r["id"]))
+                r["humans"] = None if mean is None else fmt_score(round(mean, 2))
         return page
 
     def after_reload(self) -> None:
@@ -129,6 +139,9 @@ class AnswersScreen(AreaScreen):
         else:
             text.append("\nJudges: ", style="dim")
             text.append(strip_control(", ".join(self.labels.values()) or "none"))
+            if self.human_metrics:
+                text.append("  Humans: ", style="dim")
+                text.append("the mean of the people's ratings")
             text.append("  · m: next metric", style="dim")
         self.query_one("#answers-info", Static).update(text)
 

@@ -24,6 +24,11 @@ def static_page(rows: list[dict[str, Any]]) -> Page:
     return Page(rows, len(rows), 0, len(rows))
 
 
+def minute(stamp: str) -> str:
+    """A stored UTC time to the minute: ``2025-01-02T03:04:05+00:00`` -> ``2025-01-02 03:04``."""
+    return stamp[:16].replace("T", " ")
+
+
 def lines(*parts: tuple[str, str]) -> Text:
     """``label: value`` lines; values are untrusted: control sequences stripped, never read as markup."""
     text = Text()

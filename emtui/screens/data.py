@@ -1,45 +1,65 @@
-"""Data: training datasets, models, evaluation sets and their questions."""
+"""Data: training datasets, models, evaluation sets and their questions.
+
+Three tabs, one table (or the eval sets over their questions) at a time, so that each table has
+the screen's height: at 80x24 four tables side by side showed one row each. ``v`` moves to the
+next tab; ``Enter`` on a question opens it in full.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
-from textual.containers import Grid
-from textual.widgets import DataTable
+from textual.binding import Binding
+from textual.widgets import DataTable, TabbedContent, TabPane
 
 from db import Page
 from emtui.screens.base import AreaScreen
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.hashing import short
 
+TABS = (("tab-datasets", "Datasets", "datasets-table"), ("tab-models", "Models", "models-table"),
+        ("tab-eval-sets", "Eval sets & questions", "eval-sets-table"))
+
 
 class DataScreen(AreaScreen):
     AREA = "data"
-    BINDINGS = []
+    BINDINGS = [
+        Binding("v", "next_tab", "Next tab", id="data.tab"),
+        # the questions table takes Enter first (RowSelected, below); the id lets a keymap add keys
+        Binding("enter", "read_question", "Read question", show=False, id="data.read"),
+    ]
 
     def body(self) -> ComposeResult:
-        with Grid(id="data-grid"):
-            yield PagedTable(
-                [Col("name", "Dataset", 16), Col("n_rows", "Rows", 6, justify="right"),
-                 Col("n_conditions", "Used", 4, justify="right"), Col("content_hash", "Hash", 12, short)],
-                self.store.list_datasets, id="datasets-table",
-                empty="No datasets — a study file names them (emtui init)")
-            yield PagedTable(
-                [Col("name", "Model", 14), Col("kind", "Kind", 8), Col("source", "Source", 30)],
-                self.store.list_models, id="models-table", empty="No models")
-            yield PagedTable(
-                [Col("id", "#", 4, justify="right"), Col("name", "Eval set", 18),
-                 Col("n_keys", "Questions", 9, justify="right"), Col("n_questions", "Wordings", 8, justify="right"),
-                 Col("source", "Source", 28)],
-                self.store.list_eval_sets, id="eval-sets-table",
-                empty="No eval sets — emtui init STUDY, or emtui import eval-set FILE")
-            yield PagedTable(
-                [Col("key", "Id", 18), Col("paraphrase", "#", 2, justify="right"),
-                 Col("category", "Category", 10), Col("text", "Question", 60)],
-                self._questions, id="questions-table", empty="Select an eval set to list its questions")
+        width = self.app.size.width or 80
+        with TabbedContent(id="data-tabs"):
+            with TabPane("Datasets", id="tab-datasets"):
+                yield PagedTable(
+                    [Col("name", "Dataset", 30), Col("n_rows", "Rows", 8, justify="right"),
+                     Col("n_conditions", "Used by", 7, justify="right"), Col("content_hash", "Hash", 12, short)],
+                    self.store.list_datasets, id="datasets-table",
+                    empty="No datasets — a study file names them (emtui init)")
+            with TabPane("Models", id="tab-models"):
+                yield PagedTable(
+                    [Col("name", "Model", 24), Col("kind", "Kind", 8), Col("base", "Base", 14),
+                     Col("source", "Source", max(20, width - 58))],
+                    self.store.list_models, id="models-table", empty="No models")
+            with TabPane("Eval sets & questions", id="tab-eval-sets"):
+                yield PagedTable(
+                    [Col("id", "#", 4, justify="right"), Col("name", "Eval set", 24),
+                     Col("n_keys", "Questions", 9, justify="right"), Col("n_questions", "Wordings", 8, justify="right"),
+                     Col("source", "Source", max(16, width - 59))],
+                    self.store.list_eval_sets, id="eval-sets-table",
+                    empty="No eval sets — emtui init STUDY, or emtui import eval-set FILE")
+                # borders 2, scrollbar 2, Id 18 + 2, # 2 + 2, category 10 + 2, question's padding 2
+                yield PagedTable(
+                    [Col("key", "Id", 18), Col("paraphrase", "#", 2, justify="right"),
+                     Col("category", "Category", 10), Col("text", "Question", max(20, width - 42))],
+                    self._questions, id="questions-table", empty="Select an eval set to list its questions")
 
     def on_mount(self) -> None:
         for table_id, title in (("datasets-table", "Datasets"), ("models-table", "Models"),
-                                ("eval-sets-table", "Eval sets"), ("questions-table", "Questions")):
+                                ("eval-sets-table", "Eval sets"), ("questions-table", "Questions (Enter: read)")):
             self.query_one(f"#{table_id}").border_title = title
 
     def _questions(self, limit: int, offset: int) -> Page:
@@ -53,3 +73,33 @@ class DataScreen(AreaScreen):
             questions = self.query_one("#questions-table", PagedTable)
             questions.page_offset = 0
             questions.reload()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "questions-table":
+            event.stop()
+            self.action_read_question()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        table = next(t for pane, _, t in TABS if pane == event.pane.id)
+        self.query_one(f"#{table}").focus()
+
+    def action_next_tab(self) -> None:
+        tabs = self.query_one("#data-tabs", TabbedContent)
+        panes = [pane for pane, _, _ in TABS]
+        tabs.active = panes[(panes.index(tabs.active) + 1) % len(panes)] if tabs.active in panes else panes[0]
+
+    def action_read_question(self) -> None:
+        """The highlighted question in full: its eval set, id, wording, category, system prompt, text."""
+        from emtui.screens.fulltext import FullTextScreen
+
+        tabs = self.query_one("#data-tabs", TabbedContent)
+        question = self.query_one("#questions-table", PagedTable).selected_row()
+        if tabs.active != "tab-eval-sets" or question is None:
+            self.notify("No question highlighted: v to Eval sets & questions", severity="warning")
+            return
+        eval_set: dict[str, Any] = self.query_one("#eval-sets-table", PagedTable).selected_row() or {}
+        fields = [("Eval set", str(eval_set.get("name", ""))), ("Question", str(question["key"])),
+                  ("Paraphrase", str(question["paraphrase"])), ("Category", str(question["category"] or "—"))]
+        self.app.push_screen(FullTextScreen(
+            f"Question {question['key']}", fields,
+            [("System prompt", question.get("system_prompt")), ("Question", question["text"])]))

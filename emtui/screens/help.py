@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+
+
+def home_short(path: Path) -> str:
+    """``/home/me/.config/emtui/keymap.toml`` -> ``~/.config/emtui/keymap.toml`` (fits 80 columns)."""
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except (ValueError, RuntimeError):  # elsewhere, or no home
+        return str(path)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -21,7 +31,7 @@ class HelpScreen(ModalScreen[None]):
 
         keymap = getattr(self.app, "keymap", {})
         with Vertical(id="help-box"):
-            yield Static(Text(f"Keys — remap any id in {keymap_path()}  (Esc closes)", style="bold"))
+            yield Static(Text(f"Keys — remap any id in {home_short(keymap_path())}  (Esc closes)", style="bold"))
             table = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("Where", "Key", "What", "Id")
             for area, binding_id, key, description in all_bindings():

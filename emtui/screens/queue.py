@@ -6,12 +6,17 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
-from emtui.screens.base import AreaScreen
+from emtui.screens.base import AreaScreen, minute
 from emtui.widgets.paged_table import Col, PagedTable
 
 STATUS_STYLE = {"queued": "yellow", "running": "cyan", "done": "green", "failed": "red", "cancelled": "dim"}
+
+
+def _short_minute(stamp: str) -> str:
+    """``2025-01-02T03:04:05+00:00`` -> ``01-02 03:04`` (UTC)."""
+    return minute(stamp)[5:]
 
 
 def _progress(row: dict) -> str:
@@ -24,18 +29,27 @@ class QueueScreen(AreaScreen):
     BINDINGS = [
         Binding("c", "cancel_job", "Cancel job", id="queue.cancel"),
         Binding("t", "retry_job", "Retry job", id="queue.retry"),
+        # the table takes Enter first (RowSelected, below); the id lets a keymap add keys
+        Binding("enter", "read_job", "Read job", show=False, id="queue.read"),
     ]
     POLL_S = 2.0
 
     def body(self) -> ComposeResult:
+        width = self.app.size.width or 80
+        cols = [Col("id", "#", 5, justify="right"), Col("kind", "Kind", 9), Col("status", "Status", 9),
+                Col("progress", "Progress", 9)]
+        if width >= 100:  # room for who holds it and how often it was tried
+            cols += [Col("attempts", "Tries", 5, justify="right"), Col("lease_owner", "Worker", 16),
+                     Col("created_at", "Queued (UTC)", 16, minute)]
+        else:  # 80 columns: the error needs the room (Enter shows the whole job)
+            cols.append(Col("created_at", "Queued", 11, _short_minute))
+        # borders 2, scrollbar 2, each column's padding 2, and the error's own padding
+        used = 4 + sum((c.width or 0) + 2 for c in cols) + 2
+        cols.append(Col("error", "Error", max(16, width - used)))
         with Vertical():
             yield Static(id="queue-counts")
-            yield PagedTable(
-                [Col("id", "#", 5, justify="right"), Col("kind", "Kind", 10), Col("status", "Status", 9),
-                 Col("progress", "Progress", 10), Col("attempts", "Tries", 5, justify="right"),
-                 Col("lease_owner", "Worker", 16), Col("created_at", "Queued", 20), Col("error", "Error", 30)],
-                self._jobs, id="jobs-table",
-                empty="The queue is empty — training, generation and judging jobs appear here")
+            yield PagedTable(cols, self._jobs, id="jobs-table",
+                             empty="The queue is empty — training, generation and judging jobs appear here")
 
     def _jobs(self, limit: int, offset: int):
         page = self.store.list_jobs(limit=limit, offset=offset)
@@ -80,3 +94,24 @@ class QueueScreen(AreaScreen):
             self.notify(f"Job {job['id']} is {job['status']}: only failed or cancelled jobs retry",
                         severity="warning")
         self.reload()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "jobs-table":
+            event.stop()
+            self.action_read_job()
+
+    def action_read_job(self) -> None:
+        """The highlighted job in full: every field, its payload, and its error whole."""
+        from emtui.screens.fulltext import FullTextScreen
+
+        row = self._selected()
+        job = self.store.get_job(int(row["id"])) if row else None
+        if job is None:
+            self.notify("No job highlighted", severity="warning")
+            return
+        fields = [(label, "—" if job.get(key) is None else str(job[key])) for key, label in (
+            ("kind", "Kind"), ("status", "Status"), ("attempts", "Tries"), ("lease_owner", "Worker"),
+            ("created_at", "Queued"), ("started_at", "Started"), ("finished_at", "Finished"))]
+        fields.insert(3, ("Progress", _progress(job) or "—"))
+        self.app.push_screen(FullTextScreen(f"Job {job['id']}", fields,
+                                            [("Error", job.get("error")), ("Payload", job.get("payload"))]))

@@ -21,6 +21,7 @@ from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
 from emtui.screens.base import AreaScreen, lines
 from emtui.widgets.bar_chart import Bar, BarChart
+from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
 from engine.text import one_line, strip_control
@@ -56,6 +57,11 @@ def ci_text(row: dict[str, Any] | None, metric: str) -> str:
 
 def ci_text_plain(value: float, metric: str) -> str:
     return fmt_ci(value, None, None, percent=is_rate(metric))
+
+
+def judge_label(judge: tuple[str, str], panel: str) -> str:
+    """The judge shown, short enough for a table's title at 80 columns."""
+    return panel if judge[0] == "panel" else one_line(judge[1], 20)
 
 
 def sparkline(values: list[float | None], low: float, high: float) -> str:
@@ -117,17 +123,18 @@ class ResultsScreen(AreaScreen):
             with Vertical(id="results-counts"):
                 yield Static(id="results-totals", classes="detail")
                 yield PagedTable(
-                    [Col("study", "Study", 18), Col("condition", "Condition", 16),
+                    [Col("study", "Study", 18), Col("condition", "Condition", 18),
                      Col("n_generations", "Answers", 8, justify="right"),
-                     Col("n_judgments", "Judged", 7, justify="right"),
+                     Col("n_judged", "Judged", 7, justify="right"),
                      Col("n_failed", "Failed", 6, justify="right"),
-                     Col("n_human_ratings", "Human", 6, justify="right")],
+                     Col("n_rated", "Rated", 6, justify="right")],
                     self.store.condition_overview, id="results-table",
-                    empty="No conditions yet — register a study (emtui init) or import results (emtui import)")
+                    empty="No conditions yet — emtui init STUDY.toml, or emtui import FORMAT PATH")
 
     def on_mount(self) -> None:
         self.query_one(Footer).compact = True  # eight keys in 80 columns
-        self.query_one("#results-table").border_title = "Answers, judgments and ratings per condition"
+        # every column counts answers: judged (by one judge or more), with a failed judgment, rated by a person
+        self.query_one("#results-table").border_title = "Answers per condition: judged, failed, rated by people"
 
     # -- what is shown ----------------------------------------------------------------------------
 
@@ -180,11 +187,12 @@ class ResultsScreen(AreaScreen):
         self.show()
 
     def scored(self, study_id: int | None) -> bool:
-        """Whether a study has any judged answers (remembered once it has)."""
+        """Whether a study has any judged or human-rated answers (remembered once it has)."""
         if study_id is None:
             return False
         if study_id not in self.has_scores:
-            self.has_scores[study_id] = bool(self.store.study_metrics(int(study_id)))
+            self.has_scores[study_id] = bool(self.store.study_metrics(int(study_id))
+                                             or self.store.study_human_metrics(int(study_id)))
         return self.has_scores[study_id]
 
     def action_reload(self) -> None:
@@ -238,6 +246,19 @@ class ResultsScreen(AreaScreen):
 
     # -- drawing ----------------------------------------------------------------------------------
 
+    def table_width(self, rows: int, share: float = 1.0) -> int:
+        """The cells a results table of ``rows`` rows can use: the screen's width less the table's
+        border, and less a scrollbar when the rows are more than the table (``share`` of the
+        view's height) shows."""
+        width, height = self.size if self.size.width else self.app.size
+        # the view: less header, area bar, two status lines, footer; the table: less border, header row
+        scrolls = rows > int((height - 5) * share) - 3
+        return max(20, width - BORDER - (SCROLLBAR if scrolls else 0))
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.show()
+
     def show(self) -> None:
         self.ensure_report()
         self.show_status()
@@ -263,7 +284,7 @@ class ResultsScreen(AreaScreen):
         second = Text(no_wrap=True, overflow="ellipsis")
         judge = self.judge()
         second.append("judge ", style="dim")
-        second.append_text(clean(judge[1] if judge else "—"))
+        second.append_text(clean(one_line(judge[1], 28) if judge else "—"))
         second.append("  view ", style="dim")
         second.append(VIEWS[self.view_index][0])
         dim = self.breakdown()
@@ -297,21 +318,22 @@ class ResultsScreen(AreaScreen):
             table.border_subtitle = None
             return
         conditions, metrics, cells = self.grid()
-        who = "Panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        who = judge_label(judge, "Panel")
         table.border_title = Text(f"{who} · mean [95% CI] · {RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,})")
         table.border_subtitle = Text("n/miss: answers scored/missing (per metric if unequal) · Enter: answers")
-        table.add_column(Text("condition"), key="condition")
-        for m in metrics:
-            table.add_column(Text(" " + strip_control(m), justify="right"), key=m)
-        table.add_column(Text(" n/miss", justify="right"), key="n")
+        header = [(Text("condition"), "condition"),
+                  *((Text(" " + strip_control(m), justify="right"), m) for m in metrics),
+                  (Text(" n/miss", justify="right"), "n")]
+        rows = []
         for c in conditions:
             # one n/missing when the metrics agree, else one per metric in the columns' order
             ns = list(dict.fromkeys(f"{r['n']}/{r['missing']}" for m in metrics if m != EM
                                     for r in [cells.get((c, m))] if r is not None))
             if not ns:  # only an EM rate: its own denominator
                 ns = [f"{r['n']}/{r['missing']}" for r in [cells.get((c, EM))] if r is not None]
-            table.add_row(clean(c), *(num(ci_text(cells.get((c, m)), m)) for m in metrics),
-                          num(", ".join(ns) or "—"), key=c)
+            rows.append((c, [clean(c), *(num(ci_text(cells.get((c, m)), m)) for m in metrics),
+                             num(", ".join(ns) or "—")]))
+        fill_table(table, header, rows, labels=1, width=self.table_width(len(rows), 0.6))  # the grid: max 60%
         if table.row_count:
             table.move_cursor(row=min(cursor.row, table.row_count - 1),
                               column=min(cursor.column, len(metrics) + 1))
@@ -331,7 +353,7 @@ class ResultsScreen(AreaScreen):
                 for c in conditions]
         chart.set_bars(bars, percent=metric == EM)
         what = "EM rate" if metric == EM else f"mean {one_line(metric, 20)}"
-        who = "panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        who = judge_label(judge, "panel")
         box.border_title = Text(f"{what} by condition · {who} · ├─┤ 95% CI")
         box.border_subtitle = Text("m: metric")
 
@@ -352,11 +374,10 @@ class ResultsScreen(AreaScreen):
             return
         table.border_subtitle = Text("all: α over every answer · mean: mean of the conditions' α (no CI)")
         by = {(r["condition"], r["metric"], r["level"]): r for r in rows}
-        table.add_column(Text("condition"), key="condition")
-        table.add_column(Text(" metric"), key="metric")
-        table.add_column(Text(" interval α [CI]", justify="right"), key="interval")
-        table.add_column(Text(" ordinal α [CI]", justify="right"), key="ordinal")
-        table.add_column(Text(" items", justify="right"), key="items")
+        header = [(Text("condition"), "condition"), (Text(" metric"), "metric"),
+                  (Text(" interval α [CI]", justify="right"), "interval"),
+                  (Text(" ordinal α [CI]", justify="right"), "ordinal"), (Text(" items", justify="right"), "items")]
+        out: list[tuple[str, list[Text]]] = []
         metrics = list(dict.fromkeys(r["metric"] for r in rows))
         for c in dict.fromkeys(r["condition"] for r in rows):
             for i, m in enumerate(metrics):
@@ -364,8 +385,8 @@ class ResultsScreen(AreaScreen):
                 cells = [num(fmt_ci(r["alpha"], r["ci_low"], r["ci_high"], compact=True) if r else "—")
                          for r in found]
                 items = max((r["n_items"] for r in found if r), default=0)
-                table.add_row(clean(c) if i == 0 else Text(""), clean(" " + m), *cells, num(str(items)),
-                              key=f"{c}\x1f{m}")
+                out.append((f"{c}\x1f{m}", [clean(c) if i == 0 else Text(""), clean(" " + m), *cells,
+                                              num(str(items))]))
         # people (rating campaigns): α among the humans, and of their consensus against the judges
         for r in people:
             levels = [r if r["level"] == level else None for level in ("interval", "ordinal")]
@@ -374,11 +395,12 @@ class ResultsScreen(AreaScreen):
             label = Text(no_wrap=True, overflow="ellipsis")
             label.append_text(clean(f"{r['campaign']}: ", "dim"))
             label.append_text(clean(r["raters"]))
-            table.add_row(label, clean(" " + r["metric"] + ("" if r["level"] in ("interval", "ordinal")
-                                                             else f" ({r['level']})")),
-                          *[num(fmt_ci(x["alpha"], x["ci_low"], x["ci_high"], compact=True)) if x else Text("")
-                            for x in levels], num(str(r["n_items"])),
-                          key=f"people\x1f{r['campaign']}\x1f{r['raters']}\x1f{r['metric']}\x1f{r['level']}")
+            out.append((f"people\x1f{r['campaign']}\x1f{r['raters']}\x1f{r['metric']}\x1f{r['level']}",
+                          [label, clean(" " + r["metric"] + ("" if r["level"] in ("interval", "ordinal")
+                                                              else f" ({r['level']})")),
+                           *[num(fmt_ci(x["alpha"], x["ci_low"], x["ci_high"], compact=True)) if x else Text("")
+                             for x in levels], num(str(r["n_items"]))]))
+        fill_table(table, header, out, labels=2, width=self.table_width(len(out)))
 
     def show_comparisons(self) -> None:
         table = self.query_one("#results-comparisons", DataTable)
@@ -389,25 +411,35 @@ class ResultsScreen(AreaScreen):
             return
         rows = [r for r in report["comparisons"] if r["study"] == study["name"] and r["judge"] == judge[0]]
         correction = report["options"]["correction"]
-        who = "panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        who = judge_label(judge, "panel")
         table.border_title = Text(f"Comparisons · {who} · ratio a/b [95% CI] · p ({correction}) · rank-biserial r")
         table.border_subtitle = Text(f"{RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,}) · j: judge" if rows
-                                     else "No comparisons: the study has one condition")
-        table.add_column(Text("a vs b"), key="pair")
-        table.add_column(Text(" metric"), key="metric")
-        table.add_column(Text(" ratio a/b [CI]", justify="right"), key="ratio")
-        table.add_column(Text(" p adj", justify="right"), key="p")
-        table.add_column(Text(" r", justify="right"), key="r")
-        table.add_column(Text(" n a/b", justify="right"), key="n")
+                                     else self.no_comparisons(judge))
+        header = [(Text("a vs b"), "pair"), (Text(" metric"), "metric"),
+                  (Text(" ratio a/b [CI]", justify="right"), "ratio"), (Text(" p adj", justify="right"), "p"),
+                  (Text(" r", justify="right"), "r"), (Text(" n a/b", justify="right"), "n")]
+        out = []
         for i, r in enumerate(rows):
             pair = Text(strip_control(r["a"]))
             pair.append(" vs ", style="dim")
             pair.append(strip_control(r["b"]))
-            table.add_row(pair, clean(" " + r["metric"]),
-                          num(fmt_ci(r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"], compact=True)),
-                          num(fmt_p(r["p_adjusted"])),
-                          num("—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"),
-                          num(f"{r['n_a']}/{r['n_b']}"), key=str(i))
+            out.append((str(i), [pair, clean(" " + r["metric"]),
+                                   num(fmt_ci(r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"], compact=True)),
+                                   num(fmt_p(r["p_adjusted"])),
+                                   num("—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"),
+                                   num(f"{r['n_a']}/{r['n_b']}")]))
+        if out:
+            fill_table(table, header, out, labels=2, width=self.table_width(len(out)))
+
+    def no_comparisons(self, judge: tuple[str, str]) -> str:
+        """Why the comparisons table is empty for the study and judge shown."""
+        study = self.study
+        n = len(self.store.study_condition_rows(int(study["id"]))) if study else 0
+        if n < 2:
+            return "No comparisons: the study has one condition"
+        if judge[0] == "human":
+            return "No comparisons of human ratings (j: a judge's)"
+        return "No comparisons for this judge"
 
     def show_rates(self) -> None:
         table = self.query_one("#results-rates", DataTable)
@@ -419,22 +451,23 @@ class ResultsScreen(AreaScreen):
             return
         conditions, metrics, cells = score_grid(report, study["name"], judge[0])
         rates = [m for m in (EM, *SIDE_RATES) if m in metrics]
-        who = "Panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        who = judge_label(judge, "Panel")
         table.border_title = Text(f"{who} · EM, coherent and refusal rates [95% CI]")
         if not rates:
             table.border_subtitle = Text("The study defines no EM rule (study file [em]): no rates")
             return
         table.border_subtitle = Text("each rate over the answers with the verdicts it needs · n: its denominator")
-        table.add_column(Text("condition"), key="condition")
+        header = [(Text("condition"), "condition")]
         for m in rates:
-            table.add_column(Text(" " + RATE_LABELS[m], justify="right"), key=m)
-            table.add_column(Text(" n", justify="right"), key=f"{m}-n")
+            header += [(Text(" " + RATE_LABELS[m], justify="right"), m), (Text(" n", justify="right"), f"{m}-n")]
+        out = []
         for c in conditions:
             row: list[Text] = [clean(c)]
             for m in rates:
                 r = cells.get((c, m))
                 row += [num(ci_text(r, m)), num("—" if r is None else str(r["n"]), "dim")]
-            table.add_row(*row, key=c)
+            out.append((c, row))
+        fill_table(table, header, out, labels=1, width=self.table_width(len(out)))
 
     def breakdowns_available(self) -> list[str]:
         """The dimensions `b` cycles through: those the summary found, then the on-request ones."""
@@ -494,7 +527,7 @@ class ResultsScreen(AreaScreen):
             table.border_subtitle = None
             return
         rows = self.breakdown_rows(dim)
-        who = "Panel" if judge[0] == "panel" else one_line(judge[1], 24)
+        who = judge_label(judge, "Panel")
         table.border_title = Text(f"{who} by {dim} · mean [95% CI] · {RESAMPLES:,} resamples")
         if rows is None:
             table.border_subtitle = Text(f"Computing the breakdown by {dim}…")
@@ -507,19 +540,20 @@ class ResultsScreen(AreaScreen):
         table.border_subtitle = Text("b: by model / checkpoint / category / trigger / question · j: judge")
         metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
         grid = {(r["condition"], r["group"], r["metric"]): r for r in mine}
-        table.add_column(Text("condition"), key="condition")
-        table.add_column(Text(" " + dim), key="group")
-        for m in metrics:
-            table.add_column(Text(" " + RATE_LABELS.get(m, m), justify="right"), key=m)
-        table.add_column(Text(" n", justify="right"), key="n")
+        # n comes right after the labels: with many metrics the last columns scroll, n does not
+        header = [(Text("condition"), "condition"), (Text(" " + dim), "group"), (Text(" n", justify="right"), "n"),
+                  *((Text(" " + RATE_LABELS.get(m, m), justify="right"), m) for m in metrics)]
         pairs = list(dict.fromkeys((r["condition"], r["group"]) for r in mine))
+        out = []
         last = None
         for c, g in pairs:
             ns = [grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)]
-            table.add_row(clean(c) if c != last else Text(""), clean(" " + g),
-                          *(num(ci_text(grid.get((c, g, m)), m)) for m in metrics),
-                          num(str(max(ns, default=0))), key=f"{c}\x1f{g}")
+            out.append((f"{c}\x1f{g}", [clean(c) if c != last else Text(""), clean(" " + g),
+                                          num(str(max(ns, default=0))),
+                                          *(num(ci_text(grid.get((c, g, m)), m)) for m in metrics)]))
             last = c
+        fill_table(table, header, out, labels=2, width=self.table_width(len(out)),
+                   keep=(6, 12))  # a group (step 100, a model) keeps its name
         if dim == "checkpoint":
             curves.update(self.curves_text(mine, pairs))
             curves.display = True

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from emtui.screens.base import AreaScreen, lines, static_page
+from emtui.screens.base import AreaScreen, lines, minute, static_page
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.hashing import short
 
@@ -20,6 +20,12 @@ def _role(recipe: str) -> str:
         return ""
 
 
+# the detail pane wraps: room for the whole of what to do (the table's border has one line)
+NO_STUDIES = ("No studies yet. Register the example study: emtui init builtin:insecure-code "
+              "(emtui init --example DIR writes a copy to edit; then emtui init that file). "
+              "Or import a study's results: emtui import FORMAT PATH.")
+
+
 class StudiesScreen(AreaScreen):
     AREA = "studies"
     BINDINGS = []
@@ -29,14 +35,16 @@ class StudiesScreen(AreaScreen):
             yield PagedTable(
                 [Col("id", "#", 4, justify="right"), Col("name", "Study", 24), Col("origin", "Origin", 14),
                  Col("spec_hash", "Hash", 12, short), Col("n_conditions", "Conds", 5, justify="right"),
-                 Col("n_generations", "Answers", 8, justify="right"), Col("created_at", "Created", 20)],
+                 Col("n_generations", "Answers", 8, justify="right"), Col("created_at", "Created (UTC)", 16, minute)],
                 self.store.list_studies, id="studies-table",
-                empty="No studies yet — register one: emtui init data/studies/insecure_code.toml")
+                empty="No studies yet — emtui init builtin:insecure-code")
             with Horizontal(id="study-detail"):
                 yield Static(id="study-info", classes="detail")
                 yield PagedTable(
-                    [Col("name", "Condition", 14), Col("role", "Role", 9), Col("dataset", "Dataset", 10),
-                     Col("base_model", "Base", 10), Col("n_generations", "Answers", 7, justify="right")],
+                    # the answers before dataset and base: at 80 columns this half holds three columns
+                    [Col("name", "Condition", 14), Col("role", "Role", 9),
+                     Col("n_generations", "Answers", 7, justify="right"), Col("dataset", "Dataset", 10),
+                     Col("base_model", "Base", 10)],
                     self._conditions, id="conditions-table", empty="No conditions")
 
     def on_mount(self) -> None:
@@ -67,7 +75,8 @@ class StudiesScreen(AreaScreen):
         self.query_one("#conditions-table", PagedTable).reload()
         study = self.store.get_study(sid) if sid is not None else None
         if study is None:
-            info.update("Select a study to see its design.")
+            page = self.query_one("#studies-table", PagedTable).current_page
+            info.update(NO_STUDIES if page is not None and page.total == 0 else "Select a study to see its design.")
             return
         sets = self.store.study_eval_sets(sid)
         judges = self.store.study_judges(sid)

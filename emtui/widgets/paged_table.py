@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.strip import Strip
 from textual.widgets import DataTable
 
 from db import Page
@@ -81,6 +82,20 @@ class PagedTable(DataTable):
         first, last = page.offset + 1, page.offset + len(page.rows)
         more = "  ([ ] pages)" if page.total > len(page.rows) else ""
         return f"{first}–{last} of {page.total}{more}"
+
+    def render_line(self, y: int) -> Strip:
+        """An empty table says why, and what to do, under its header: the whole hint, wrapped
+        (the border has one line for it, cut at 80 columns when it is long)."""
+        page = self.current_page
+        if self.row_count or page is None or page.total or not self.empty:
+            return super().render_line(y)
+        line = y - (self.header_height if self.show_header else 0) - 1  # a blank line first
+        width = self.size.width
+        wrapped = Text(self.empty).wrap(self.app.console, max(10, width - 2))
+        if not 0 <= line < len(wrapped):
+            return super().render_line(y)
+        segments = list(Text(" ").append_text(wrapped[line]).render(self.app.console))
+        return Strip(segments).adjust_cell_length(width).apply_style(self.rich_style)
 
     def selected_row(self) -> dict[str, Any] | None:
         if not self.current_page or not self.current_page.rows or self.cursor_row < 0:
