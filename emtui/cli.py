@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pairs of answers to the same question from two conditions (scale pairwise)")
     cp.add_argument("--conditions", help="comma-separated: only these conditions (default: all)")
     cp.add_argument("--metric", help="a name for the rated metric of a one-metric scale")
-    cp.add_argument("--judge-metric", help="the judges' metric the ratings are compared with")
+    cp.add_argument("--compare-to", "--judge-metric", dest="compare_to", metavar="METRIC",
+                    help="the judges' metric the ratings are compared with (one of the study's rubrics' metrics; "
+                         "default: the same name, or the EM metric for a misalignment scale)")
     lp = csub.add_parser("list", help="every campaign with its progress", description="Every campaign with its progress.")
     lp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     shp = csub.add_parser("show", help="one campaign: settings, progress, per-annotator counts",
