@@ -144,20 +144,68 @@ def campaign_show(args: argparse.Namespace) -> int:
 
 
 def check_annotate(args: argparse.Namespace) -> None:
-    """``emtui annotate``'s checks before the TUI opens: the annotator name is not a model rater's,
-    and the campaign (when given) exists."""
-    name = (args.annotator or "").strip()
-    if not name:
-        raise UsageError("emtui annotate: --annotator needs a name")
-    args.annotator = name
+    """``emtui annotate``'s checks before the room opens: a name (``--annotator``) or ``--ask-name``, not
+    both; the name is plain text and not a model rater's; the campaign (when given) exists."""
+    from engine.annotation import AnnotationError, check_annotator_name
+
+    where = "emtui annotate"
+    if args.ask_name and args.annotator is not None:
+        raise UsageError(f"{where}: give --annotator NAME or --ask-name, not both")
+    if not args.ask_name:
+        if args.annotator is None:
+            raise UsageError(f"{where}: --annotator needs a name (or --ask-name: the room asks for it)")
+        try:
+            args.annotator = check_annotator_name(args.annotator)
+        except AnnotationError as exc:
+            raise UsageError(f"{where}: --annotator: {exc}") from None
     with _store(args) as store:
-        found = store.find_annotator(name)
+        found = store.find_annotator(args.annotator) if args.annotator else None
         if found is not None and found["kind"] != "human":
-            raise UsageError(f"emtui annotate: annotator {name!r} is registered as a {found['kind']} rater; "
+            raise UsageError(f"{where}: annotator {args.annotator!r} is registered as a {found['kind']} rater; "
                              "a person rates under another name")
         if args.campaign is not None and store.find_campaign(args.campaign) is None:
-            known = ", ".join(r["name"] for r in store.list_campaigns()) or "none yet"
-            raise UsageError(f"emtui annotate: no campaign named {args.campaign!r} in {args.db} (campaigns: {known})")
+            raise UsageError(f"{where}: no campaign named {args.campaign!r} in {args.db} (a lead lists them with "
+                             "emtui campaign list)")
+
+
+def annotate(args: argparse.Namespace) -> int:
+    """The closed room (:mod:`emtui.room`): the campaigns, the blind rating screen, the guidelines, quit."""
+    from emtui.bindings import KeymapError, load_keymap
+    from emtui.room import create_annotator_app
+
+    check_annotate(args)
+    try:
+        keymap = load_keymap()
+    except KeymapError as exc:
+        raise UsageError(str(exc)) from None
+    with _store(args) as store:
+        create_annotator_app(store, annotator=args.annotator, campaign=args.campaign, keymap=keymap).run()
+    return 0
+
+
+def room_command(db: Path, campaign: str | None = None) -> str:
+    """The shell command ``emtui serve --annotate`` runs per browser session: the closed room on ``db``,
+    asking for the rater's name first."""
+    import shlex
+
+    words = [sys.executable, "-m", "emtui", "--db", str(db), "annotate", "--ask-name"]
+    if campaign is not None:
+        words += ["--campaign", campaign]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def serve_room(args: argparse.Namespace) -> int:
+    """``emtui serve --annotate``: the closed room in the browser, each session asking for a name."""
+    db = Path(args.db).expanduser().resolve()
+    with _store(args):  # the database must exist: one line here rather than one per browser session
+        pass
+    from textual_serve.server import Server
+
+    print(f"serving the rating room of {db} on http://{args.host}:{args.port} (a name is asked for first; "
+          f"nothing of the workbench is reachable); from another machine: ssh -L "
+          f"{args.port}:127.0.0.1:{args.port} <this host>")
+    Server(room_command(db), host=args.host, port=args.port, title="emtui annotate").serve()
+    return 0
 
 
 def import_ratings(args: argparse.Namespace) -> int:

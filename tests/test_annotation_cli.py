@@ -155,26 +155,18 @@ def test_annotate_checks_before_opening_the_tui(run_cli, db):
     assert r.returncode == 2 and "--annotator" in one_line(r.stderr)
 
 
-def test_annotate_passes_annotator_and_campaign_to_the_app_factory(db):
-    """``emtui annotate`` puts the names on args; ``open_tui`` hands them to ``create_app`` once it takes them."""
+def test_annotate_checks_the_name_before_the_room_opens(db):
+    """``emtui annotate``'s checks put the cleaned name on args; the room (emtui.room) gets it from there."""
     import argparse
 
     from emtui.annotate_commands import check_annotate
-    from emtui.commands import _annotate_target
 
-    args = argparse.Namespace(db=str(db), annotator=" alice ", campaign="c")
+    args = argparse.Namespace(db=str(db), annotator=" alice ", campaign="c", ask_name=False)
     check_annotate(args)
     assert (args.annotator, args.campaign) == ("alice", "c")
-
-    def factory(store, *, keymap=None, annotator=None, campaign=None):
-        raise AssertionError("not called")
-
-    def old_factory(store, *, keymap=None):
-        raise AssertionError("not called")
-
-    assert _annotate_target(factory, args) == {"annotator": "alice", "campaign": "c"}
-    assert _annotate_target(old_factory, args) == {}
-    assert _annotate_target(factory, argparse.Namespace(db="x")) == {}
+    asked = argparse.Namespace(db=str(db), annotator=None, campaign=None, ask_name=True)
+    check_annotate(asked)
+    assert asked.annotator is None
 
 
 # -- the ratings CSV -------------------------------------------------------------------------------------------
