@@ -573,8 +573,9 @@ class AnnotationQueries:
                                         (row["item_id"], campaign_id)).fetchone()
                     if item is None:
                         raise StoreError(f"item {row['item_id']} is not in campaign {campaign_id}")
-                    mine = conn.execute("SELECT status, lease_expires FROM assignments WHERE item_id = ? AND annotator_id = ?",
-                                        (row["item_id"], row["annotator_id"])).fetchone()
+                    mine = conn.execute(
+                        "SELECT status, lease_expires FROM assignments WHERE item_id = ? AND annotator_id = ?",
+                        (row["item_id"], row["annotator_id"])).fetchone()
                     if mine is not None and mine["status"] == "done":
                         raise AssignmentError(f"item {item['code']} is rated by this annotator already")
                     live = mine is not None and mine["status"] == "leased" and (mine["lease_expires"] or 0) > now

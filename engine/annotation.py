@@ -40,12 +40,10 @@ from typing import Any
 from engine.text import strip_control
 
 __all__ = [
-    "SCALES", "AnnotationError", "AnnotationSession", "ItemView", "LeaseLost", "RecentRating", "Scale",
+    "LIMITS", "SCALES", "AnnotationError", "AnnotationSession", "ItemView", "LeaseLost", "RecentRating", "Scale",
     "adjudicate", "agreement_report", "agreement_rows", "annotator_order", "campaign_scale", "check_annotator_name",
-    "create_campaign",
-    "opaque_codes",
-    "check_lease_s", "check_whole", "disagreements", "get_campaign", "get_scale", "judge_comparison", "kappa_rows",
-    "pairwise_win_rates", "study_judge_metrics",
+    "check_lease_s", "check_note", "check_whole", "create_campaign", "disagreements", "get_campaign", "get_scale",
+    "judge_comparison", "kappa_rows", "opaque_codes", "pairwise_win_rates", "study_judge_metrics",
 ]
 
 DEFAULT_LEASE_S = 600.0
@@ -254,6 +252,28 @@ def check_annotator_name(name: object) -> str:
     return text
 
 
+NOTE_MAX = 10_000
+
+
+def check_note(note: object) -> str | None:
+    """A rater's note, stripped (None when empty); AnnotationError when it is longer than 10,000 characters
+    or holds a terminal control character or bidi override (tabs and line breaks are fine): notes are
+    shown to leads and written to exports."""
+    text = note.strip() if isinstance(note, str) else ""
+    if not text:
+        return None
+    if len(text) > NOTE_MAX:
+        raise AnnotationError(f"the note is {len(text)} characters long; at most {NOTE_MAX}")
+    bad = next((ch for ch in text if (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r") or ch in _BIDI),
+               None)
+    if bad is not None:
+        raise AnnotationError(f"the note holds a control character (U+{ord(bad):04X})")
+    return text
+
+
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 # --------------------------------------------------------------------------- campaigns
 
 
@@ -345,16 +365,24 @@ def _stratum(row: tuple, strata: Sequence[str]) -> str:
     return " / ".join(str(row[_FRAME_INDEX[s]]) for s in strata)
 
 
+GUIDELINES_MAX = 1_000_000  # characters (bytes of a file): guidelines are read, not a data dump
+
+
 def _read_guidelines(guidelines: str | Path | None) -> str:
     if guidelines is None:
         return ""
     if isinstance(guidelines, Path):
         try:
+            if guidelines.stat().st_size > GUIDELINES_MAX:
+                raise AnnotationError(f"guidelines file {guidelines}: {guidelines.stat().st_size} bytes; at most "
+                                      f"{GUIDELINES_MAX}")
             return guidelines.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise AnnotationError(f"guidelines file {guidelines}: not UTF-8 text") from None
         except OSError as exc:
             raise AnnotationError(f"guidelines file {guidelines}: cannot read ({exc.strerror or exc})") from None
+    if len(str(guidelines)) > GUIDELINES_MAX:
+        raise AnnotationError(f"the guidelines are {len(str(guidelines))} characters; at most {GUIDELINES_MAX}")
     return str(guidelines)
 
 
@@ -377,7 +405,8 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
     ``judge_metric``) names the judges' metric the human ratings are compared with, one of the
     study's rubrics' metrics (default: the same name, or, for a misalignment scale, the study's
     EM metric; :func:`judge_comparison` says what a campaign is compared with, or why nothing).
-    Numbers outside :data:`LIMITS` and leases outside 1 minute to 7 days are refused. ``guidelines``: markdown text, or a :class:`Path` to read.
+    Numbers outside :data:`LIMITS` and leases outside 1 minute to 7 days are refused.
+    ``guidelines``: markdown text, or a :class:`Path` to read.
     Bad input raises :class:`AnnotationError` with one line."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise AnnotationError(f"campaign name {name!r} is not valid (letters, digits, '_', '.', '-'; "
@@ -825,13 +854,14 @@ class AnnotationSession:
                                     flagged=_KEEP if flagged is None else flagged)
         cur = self._require_item()
         scores = self._scores(value, cur.swap)
+        note = cur.note if note is None else check_note(note)
         self.touch()
         from db.annotation import AssignmentError, NoRoom
 
         try:
             ids = self.store.record_rating(
                 cur.assignment_id, self.annotator_id, scores=scores, overlap=self.overlap,
-                note=cur.note if note is None else note, flagged=cur.flagged if flagged is None else flagged,
+                note=note, flagged=cur.flagged if flagged is None else flagged,
                 active_ms=int(round(cur.active_s * 1000)), started_at=cur.started_at, source=self.source,
                 now=self.wall())
         except NoRoom as exc:  # only an expired lease can lose its place: imports count live leases
@@ -854,8 +884,8 @@ class AnnotationSession:
             self._edit = None
             return
         cur = self._require_item()
-        self.store.skip_item(cur.assignment_id, self.annotator_id, note=cur.note if note is None else note,
-                             flagged=cur.flagged)
+        note = cur.note if note is None else check_note(note)
+        self.store.skip_item(cur.assignment_id, self.annotator_id, note=note, flagged=cur.flagged)
         self._item = None
 
     def flag(self, on: bool = True) -> None:
@@ -864,9 +894,10 @@ class AnnotationSession:
         cur.flagged = bool(on)
 
     def set_note(self, text: str | None) -> None:
-        """A free-text note on the item on screen, kept with its rating or skip."""
+        """A free-text note on the item on screen, kept with its rating or skip (:func:`check_note`:
+        AnnotationError for one with control characters or over 10,000 characters)."""
         cur = self._edit or self._require_item()
-        cur.note = text or None
+        cur.note = check_note(text)
 
     def release(self) -> None:
         """Give the leased item back (the annotator stops); others may take it at once."""
@@ -943,6 +974,8 @@ class AnnotationSession:
         by_metric: dict[str, dict[str, Any]] = {}
         if value is not None:
             by_metric = {s["metric"]: s for s in self._scores(value, cur.swap)}
+        if note is not _KEEP:
+            note = check_note(note)
         if note is _KEEP and cur.note != cur.recent.note:
             note = cur.note  # set with set_note() while reopened
         if flagged is _KEEP and cur.flagged != cur.recent.flagged:
@@ -1257,6 +1290,7 @@ def adjudicate(store: Any, campaign: str | int | Mapping[str, Any], code: str, *
     if item is None:
         raise AnnotationError(f"campaign {c['name']!r} has no item {code!r}")
     lead = check_annotator_name(lead)
+    note = check_note(note)
     try:
         score = sc.parse(value, metric)
     except ValueError as exc:

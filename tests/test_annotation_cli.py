@@ -240,6 +240,9 @@ def test_ratings_csv_multi_metric_and_pairwise(run_cli, db, tmp_path):
     ("junk", 'rater_id,item_id,score,note\na,{c0},1,"quoted"tail\n', 2, "not valid CSV"),
     ("control", "rater_id,item_id,score,note\nev\x1b[2Jil,{c0},1,\n", 2, "control or invisible character (U+001B)"),
     ("bidi", "rater_id,item_id,score,note\nev\u202eil,{c0},1,\n", 2, "(U+202E)"),
+    ("note", "rater_id,item_id,score,note\na,{c0},1,fine\nb,{c0},1,\"red\x1b[31m\nnote\"\n", 3,
+     "note: the note holds a control character (U+001B)"),
+    ("long", "rater_id,item_id,score,note\na,{c0},1," + "x" * 10_001 + "\n", 2, "at most 10000"),
 ])
 def test_ratings_csv_errors(run_cli, db, tmp_path, name, content, where, message):
     c = codes(db, "c")

@@ -537,7 +537,8 @@ def test_a_rater_cannot_adjudicate_a_disagreement_they_are_part_of(syn):
 
 @pytest.mark.parametrize("name, why", [
     ("", "needs a name"), ("   ", "needs a name"), ("a\x1b[2Jb", "control or invisible character (U+001B)"),
-    ("evil\u202egnp", "U+202E"), ("zero\u200bwidth", "U+200B"), ("two\nlines", "U+000A"), ("x" * 101, "longer than 100"),
+    ("evil\u202egnp", "U+202E"), ("zero\u200bwidth", "U+200B"), ("two\nlines", "U+000A"),
+    ("x" * 101, "longer than 100"),
 ])
 def test_annotator_names_are_plain_text(syn, name, why):
     make(syn, "d", n_items=2)
@@ -546,3 +547,22 @@ def test_annotator_names_are_plain_text(syn, name, why):
         AnnotationSession(syn, "d", name)
     assert syn.counts() == before
     assert AnnotationSession(syn, "d", "Zoë Ng (lab 2)").annotator["name"] == "Zoë Ng (lab 2)"
+
+
+def test_notes_are_plain_text_of_sensible_length(syn, tmp_path):
+    make(syn, "d", n_items=2)
+    s = AnnotationSession(syn, "d", "a")
+    s.next_item()
+    for bad, why in (("\x1b]52;c;aGk=\x07copy", "control character (U+001B)"), ("a\u202eb", "(U+202E)"),
+                     ("x" * 10_001, "at most 10000")):
+        with pytest.raises(AnnotationError, match=re.escape(why)):
+            s.set_note(bad)
+        with pytest.raises(AnnotationError, match=re.escape(why)):
+            s.rate(1, note=bad)
+    s.set_note("two\nlines\twith a tab")
+    s.rate(1)
+    assert s.recent()[0].note == "two\nlines\twith a tab"
+    big = tmp_path / "big.md"
+    big.write_text("x" * 1_000_001, encoding="utf-8")
+    with pytest.raises(AnnotationError, match="at most 1000000"):
+        make(syn, "g", n_items=2, guidelines=big)

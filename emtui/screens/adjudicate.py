@@ -132,8 +132,7 @@ class AdjudicationScreen(Screen):
         text = Text()
         row = self.current()
         if row is not None and self.lead_rated(row):
-            text.append("You rated this item: another lead resolves it (nobody resolves their own disagreement)",
-                        style="bold yellow")
+            text.append("You rated this item: another lead resolves it", style="bold yellow")
         elif row is not None:
             what = "(1 = a, 2 = b, 0 = tie)" if self.scale.pairwise else f"({self.scale.range_text})"
             text.append(f"Resolved {row['metric']} {what}: ", style="bold")
@@ -160,7 +159,7 @@ class AdjudicationScreen(Screen):
         if row is None:
             return
         if not lead:
-            self.notify("Say who you are first: w on the Annotate screen, or emtui annotate --annotator NAME",
+            self.notify("Say who you are first: w on the Annotate screen",
                         severity="warning")
             return
         try:

@@ -294,8 +294,14 @@ class RatingScreen(Screen):
             return
 
         def done(text: str | None) -> None:
+            from engine.annotation import AnnotationError
+
             if text is not None:
-                self.session.set_note(text)
+                try:
+                    self.session.set_note(text)
+                except AnnotationError as exc:
+                    self.say(str(exc))
+                    return
                 self.note = text or None
                 self.remember()
                 self.show_status()
@@ -328,7 +334,7 @@ class NoteScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="note-box"):
             yield Static(Text("Note on this item — Enter keeps it, Esc cancels (empty: no note)", style="bold"))
-            yield Input(value=self.current, id="note-input", placeholder="e.g. answer is cut off")
+            yield Input(value=self.current, id="note-input", placeholder="e.g. answer is cut off", max_length=2000)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_file
-from engine.annotation import AnnotationError, campaign_scale, check_annotator_name, get_campaign
+from engine.annotation import AnnotationError, campaign_scale, check_annotator_name, check_note, get_campaign
 from engine.importers import ImportFormatError
 
 HEADER = ("rater_id", "item_id", "score", "note")
@@ -127,7 +127,11 @@ def _parse(path: Path, rows: list[tuple[int, list[str]]], sc: Any, codes: set[st
         if key in seen:
             raise ImportFormatError(path, line, f"rater {rater!r} rated item {code} already on line {seen[key]}")
         seen[key] = line
-        out.append(_Line(line=line, rater=rater, code=code, scores=scores, note=note.strip() or None))
+        try:
+            note = check_note(note)
+        except AnnotationError as exc:
+            raise ImportFormatError(path, line, f"note: {exc}") from None
+        out.append(_Line(line=line, rater=rater, code=code, scores=scores, note=note))
     return out
 
 
@@ -170,7 +174,8 @@ def import_ratings_csv(store: Any, path: str | os.PathLike[str], *, campaign: st
                 found = store.find_annotator(ln.rater)
                 kinds[ln.rater] = None if found is None else found["kind"]
             if kinds[ln.rater] == "model":
-                raise ImportFormatError(path, ln.line, f"rater {ln.rater!r} is registered as a model rater, not a human")
+                raise ImportFormatError(path, ln.line,
+                                        f"rater {ln.rater!r} is registered as a model rater, not a human")
             before = stored.get((ln.rater, ln.code))
             if before is not None:
                 if before["scores"] == ln.scores and (before["note"] or None) == ln.note:
