@@ -203,7 +203,7 @@ def serve_room(args: argparse.Namespace) -> int:
 
     print(f"serving the rating room of {db} on http://{args.host}:{args.port} (a name is asked for first; "
           f"nothing of the workbench is reachable); from another machine: ssh -L "
-          f"{args.port}:127.0.0.1:{args.port} <this host>")
+          f"{args.port}:127.0.0.1:{args.port} <this host>", flush=True)
     Server(room_command(db), host=args.host, port=args.port, title="emtui annotate").serve()
     return 0
 

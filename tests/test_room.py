@@ -424,3 +424,31 @@ def test_emtui_annotate_in_a_terminal_is_the_room(room_db, cli_env):
     assert b"Rating" in plain and b"Studies" not in plain and b"Results" not in plain
     for secret in SECRETS:
         assert secret.encode() not in plain
+
+
+def test_serve_annotate_serves_the_room(room_db, tmp_path, cli_env):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(room_db), "serve", "--annotate", "--port",
+                             str(port)], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.monotonic() + 15, None
+        while time.monotonic() < deadline and status is None:
+            if proc.poll() is not None:
+                pytest.fail(f"serve --annotate exited with {proc.returncode}: {proc.stdout.read()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                    status, body = resp.status, resp.read().decode("utf-8", "replace")
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        assert status == 200 and "emtui annotate" in body  # the page's title is the room's
+    finally:
+        proc.kill()
+        out = proc.communicate(timeout=10)[0]
+    assert f"serving the rating room of {room_db} on http://127.0.0.1:{port}" in out
