@@ -604,13 +604,6 @@ class AnnotationQueries:
                     n += 1
         return n
 
-    def item_done_counts(self, campaign_id: int, *, rater_kind: str = "human") -> dict[int, int]:
-        """item id -> number of done ratings of ``rater_kind`` (items with none are absent)."""
-        with self._lock:  # type: ignore[attr-defined]
-            return dict(self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT item_id, count(*) FROM assignments WHERE campaign_id = ? AND status = 'done'
-                   AND rater_kind = ? GROUP BY item_id""", (campaign_id, rater_kind)).fetchall())
-
     # -- reading ratings ----------------------------------------------------------------------------
 
     _RATING_ROWS = """SELECT r.id AS rating_id, r.item_id, i.code, i.position, i.generation_id, i.generation_b_id,
