@@ -8,13 +8,16 @@ The rules the writers keep and the readers rely on:
 
 - a campaign's items are fixed at creation (one transaction); an item has an opaque code,
   unique in its campaign, and a place (``position``) in the campaign's shuffled list;
+- exactly k: an item has ``overlap`` places per rater kind. A done rating holds one, a live
+  lease holds one, an expired lease or a skip holds none. :func:`item_has_room` is the one
+  rule every way a rating enters obeys — :meth:`claim_next_item` (the rating screen, a
+  notebook), :meth:`record_rating` and :meth:`import_campaign_ratings` (CSV and file
+  imports) — each inside one ``BEGIN IMMEDIATE`` transaction, so two writers never take the
+  last place of an item at once, an import never takes a place someone is rating in, and an
+  item never reaches more than ``overlap`` annotators;
 - an annotator joins a campaign with their own order of the items (``annotator_orders``);
   :meth:`claim_next_item` gives them (1) their own unexpired lease if they hold one, else
-  (2) the first item in their order that they have not rated or skipped and that fewer than
-  ``overlap`` annotators of their kind hold (a done rating, or a live lease); an expired
-  lease holds nothing. Claims run in ``BEGIN IMMEDIATE`` transactions, so two annotators
-  never take the last place of an item at once, and a rating is accepted only while the
-  item has room for it: an item never reaches more than ``overlap`` annotators;
+  (2) the first item in their order that they have not rated or skipped and that has room;
 - human and model raters never mix: an annotator's kind is fixed by its first use, every
   assignment and rating records ``rater_kind``, and counts are per kind;
 - a rating is never overwritten without a trace: :meth:`edit_rating` writes the old and new
@@ -37,6 +40,32 @@ class RaterKindError(StoreError):
 class AssignmentError(StoreError):
     """A rating, skip or edit that the assignment's state does not allow (not yours, already done,
     or the item went to other annotators after your lease expired)."""
+
+
+class LeadIsRater(StoreError):
+    """An adjudication by one of the item's own raters (refused: nobody resolves their own disagreement)."""
+
+
+class NoRoom(AssignmentError):
+    """The item's places are taken: ``done`` other annotators of the kind rated it and ``leased``
+    others are rating it now (live leases), ``overlap`` in all. ``row``: the import row refused."""
+
+    def __init__(self, message: str, *, code: str, done: int, leased: int, overlap: int,
+                 row: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.done, self.leased, self.overlap, self.row = code, done, leased, overlap, row
+
+
+def item_has_room(done_others: int, leased_others: int, overlap: int, *, holds_live_lease: bool) -> bool:
+    """The claim rule of exactly k, the one every way a rating enters goes through.
+
+    An annotator may rate an item (take a place, or turn their place into a rating) when the
+    other annotators of their kind who rated it (``done_others``) and who hold a live lease on it
+    (``leased_others``) leave a place: their own live lease is a place already theirs, so then
+    only finished ratings can have filled the item."""
+    if holds_live_lease:
+        return done_others < overlap
+    return done_others + leased_others < overlap
 
 
 _KEEP = object()  # "leave this field as it is" in edit_rating
@@ -245,7 +274,7 @@ class AnnotationQueries:
                                     cursor = rank + 1
                                 continue
                             contiguous = False
-                            if n_done + n_leased < overlap:
+                            if item_has_room(n_done, n_leased, overlap, holds_live_lease=False):
                                 hit = item_id
                                 break
                 finally:
@@ -313,19 +342,26 @@ class AnnotationQueries:
 
     # -- rating -------------------------------------------------------------------------------------
 
-    def _room_check(self, conn: Any, a: Any, overlap: int, now: float) -> None:
-        """Raise unless this assignment may become a done rating without the item going over ``overlap``."""
-        others_done, others_leased = conn.execute(
-            """SELECT
-                 (SELECT count(*) FROM assignments WHERE item_id = :item AND rater_kind = :kind AND status = 'done'
-                    AND annotator_id != :me),
-                 (SELECT count(*) FROM assignments WHERE item_id = :item AND rater_kind = :kind AND status = 'leased'
-                    AND lease_expires > :now AND annotator_id != :me)""",
-            {"item": a["item_id"], "kind": a["rater_kind"], "me": a["annotator_id"], "now": now}).fetchone()
-        live = a["status"] == "leased" and a["lease_expires"] is not None and a["lease_expires"] > now
-        if others_done >= overlap or (not live and others_done + others_leased >= overlap):
-            raise AssignmentError(f"item {a['code']}: your lease expired and the item went to other annotators "
-                                  "(it has all its ratings); your rating was not recorded")
+    _PLACES = """SELECT
+                   (SELECT count(*) FROM assignments WHERE item_id = :item AND rater_kind = :kind AND status = 'done'
+                      AND annotator_id != :me),
+                   (SELECT count(*) FROM assignments WHERE item_id = :item AND rater_kind = :kind AND status = 'leased'
+                      AND lease_expires > :now AND annotator_id != :me)"""
+
+    def _require_room(self, conn: Any, *, item_id: int, code: str, annotator_id: int, rater_kind: str, overlap: int,
+                      holds_live_lease: bool, now: float, row: dict[str, Any] | None = None) -> None:
+        """Raise :class:`NoRoom` unless :func:`item_has_room` lets this annotator rate the item now
+        (call inside the write transaction)."""
+        done, leased = conn.execute(self._PLACES, {"item": item_id, "kind": rater_kind, "me": annotator_id,
+                                                   "now": now}).fetchone()
+        if item_has_room(done, leased, overlap, holds_live_lease=holds_live_lease):
+            return
+        if leased and not holds_live_lease and done < overlap:
+            why = f"{done} rated it and {leased} other annotator(s) are rating it now"
+        else:
+            why = f"{done} other annotator(s) rated it"
+        raise NoRoom(f"item {code} has all its {overlap} place(s) taken ({why})", code=code, done=done,
+                     leased=leased, overlap=overlap, row=row)
 
     def _assignment(self, conn: Any, assignment_id: int, annotator_id: int) -> Any:
         a = conn.execute(
@@ -347,7 +383,7 @@ class AnnotationQueries:
         ``scores``: one dict per metric: ``metric``, ``score``, and for pairwise ``choice`` ('a' | 'b' |
         'tie'), ``shown_choice`` (the key as typed) and ``swapped``. Raises :class:`AssignmentError`
         when the assignment is not the annotator's, is done or skipped, or its lease expired and the
-        item has no room left."""
+        item has no room left (:class:`NoRoom`, by :func:`item_has_room`)."""
         from db.store import utc_now
 
         now = time.time() if now is None else float(now)
@@ -356,7 +392,15 @@ class AnnotationQueries:
             with self._lock:  # type: ignore[attr-defined]
                 conn = self.conn  # type: ignore[attr-defined]
                 a = self._assignment(conn, assignment_id, annotator_id)
-                self._room_check(conn, a, overlap, now)
+                live = a["status"] == "leased" and a["lease_expires"] is not None and a["lease_expires"] > now
+                try:
+                    self._require_room(conn, item_id=a["item_id"], code=a["code"], annotator_id=annotator_id,
+                                       rater_kind=a["rater_kind"], overlap=overlap, holds_live_lease=live, now=now)
+                except NoRoom as exc:
+                    why = ("has all its ratings" if live else
+                           "your lease expired and the item went to other annotators")
+                    raise NoRoom(f"item {a['code']}: {why}; your rating was not recorded", code=exc.code,
+                                 done=exc.done, leased=exc.leased, overlap=exc.overlap) from None
                 ids = []
                 for s in scores:
                     cur = conn.execute(
@@ -503,23 +547,41 @@ class AnnotationQueries:
 
     # -- bulk writes (imports) ----------------------------------------------------------------------
 
-    def import_campaign_ratings(self, campaign_id: int, rows: Iterable[dict[str, Any]], *, source: str) -> int:
-        """Write finished ratings gathered elsewhere (a CSV, a study's file), in one transaction; returns
-        how many items were rated. Each row: annotator_id, rater_kind, item_id, scores (as for
-        :meth:`record_rating`), note, flagged. The item gets a done assignment for the annotator
-        (the caller has checked the campaign's overlap)."""
+    def import_campaign_ratings(self, campaign_id: int, rows: Iterable[dict[str, Any]], *, source: str,
+                                now: float | None = None) -> int:
+        """Write finished ratings gathered elsewhere (a CSV, a study's file), in one ``BEGIN IMMEDIATE``
+        transaction; returns how many items were rated. Each row: annotator_id, rater_kind, item_id,
+        scores (as for :meth:`record_rating`), note, flagged (other keys are kept for the caller: a
+        refused row comes back on the error). Every row goes through :func:`item_has_room`, in order,
+        against the campaign's overlap, the ratings stored and being written, and the live leases of
+        annotators rating the item now: a row that would take a place someone holds raises
+        :class:`NoRoom` and nothing is written. A row for an item the annotator rated already raises
+        :class:`AssignmentError` (ratings change by :meth:`edit_rating`, which keeps the history)."""
         from db.store import utc_now
 
+        now = time.time() if now is None else float(now)
         stamp = utc_now()
         n = 0
         with self.transaction():  # type: ignore[attr-defined]
             with self._lock:  # type: ignore[attr-defined]
                 conn = self.conn  # type: ignore[attr-defined]
+                overlap = conn.execute("SELECT overlap FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+                if overlap is None:
+                    raise StoreError(f"no campaign with id {campaign_id}")
                 for row in rows:
                     item = conn.execute("SELECT generation_id, code FROM campaign_items WHERE id = ? AND campaign_id = ?",
                                         (row["item_id"], campaign_id)).fetchone()
                     if item is None:
                         raise StoreError(f"item {row['item_id']} is not in campaign {campaign_id}")
+                    mine = conn.execute(
+                        "SELECT status, lease_expires FROM assignments WHERE item_id = ? AND annotator_id = ?",
+                        (row["item_id"], row["annotator_id"])).fetchone()
+                    if mine is not None and mine["status"] == "done":
+                        raise AssignmentError(f"item {item['code']} is rated by this annotator already")
+                    live = mine is not None and mine["status"] == "leased" and (mine["lease_expires"] or 0) > now
+                    self._require_room(conn, item_id=row["item_id"], code=item["code"],
+                                       annotator_id=row["annotator_id"], rater_kind=row["rater_kind"],
+                                       overlap=int(overlap[0]), holds_live_lease=live, now=now, row=row)
                     conn.execute(
                         """INSERT INTO assignments (campaign_id, generation_id, annotator_id, code, status, created_at,
                                                     item_id, rater_kind, claims, finished_at, note, flagged)
@@ -541,13 +603,6 @@ class AnnotationQueries:
                              int(bool(row.get("flagged"))), source, stamp, row["item_id"], s.get("choice")))
                     n += 1
         return n
-
-    def item_done_counts(self, campaign_id: int, *, rater_kind: str = "human") -> dict[int, int]:
-        """item id -> number of done ratings of ``rater_kind`` (items with none are absent)."""
-        with self._lock:  # type: ignore[attr-defined]
-            return dict(self.conn.execute(  # type: ignore[attr-defined]
-                """SELECT item_id, count(*) FROM assignments WHERE campaign_id = ? AND status = 'done'
-                   AND rater_kind = ? GROUP BY item_id""", (campaign_id, rater_kind)).fetchall())
 
     # -- reading ratings ----------------------------------------------------------------------------
 
@@ -655,16 +710,35 @@ class AnnotationQueries:
         return rows
 
     def add_adjudication(self, campaign_id: int, item_id: int, *, metric: str, score: float | None,
-                         lead_annotator_id: int, note: str | None = None, choice: str | None = None) -> int:
-        """A lead annotator's resolution of an item's metric (a new row; the ratings are kept as they are)."""
+                         lead_annotator_id: int, note: str | None = None, choice: str | None = None,
+                         now: float | None = None) -> int:
+        """A lead annotator's resolution of an item's metric (a new row; the ratings are kept as they are).
+
+        Refused (:class:`LeadIsRater`) when the lead rated the item or is rating it now (a live lease):
+        nobody resolves a disagreement they are part of. Checked and written in one transaction."""
         from db.store import utc_now
 
-        with self._lock:  # type: ignore[attr-defined]
-            cur = self.conn.execute(  # type: ignore[attr-defined]
-                """INSERT INTO adjudications (campaign_id, item_id, metric, score, choice, lead_annotator_id, note,
-                                              created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (campaign_id, item_id, metric, score, choice, lead_annotator_id, note or None, utc_now()))
-            return int(cur.lastrowid)
+        now = time.time() if now is None else float(now)
+        with self.transaction():  # type: ignore[attr-defined]
+            with self._lock:  # type: ignore[attr-defined]
+                conn = self.conn  # type: ignore[attr-defined]
+                part = conn.execute(
+                    """SELECT a.status, a.lease_expires, i.code,
+                              EXISTS (SELECT 1 FROM ratings r WHERE r.item_id = a.item_id
+                                      AND r.annotator_id = a.annotator_id) AS rated
+                       FROM assignments a JOIN campaign_items i ON i.id = a.item_id
+                       WHERE a.item_id = ? AND a.annotator_id = ?""", (item_id, lead_annotator_id)).fetchone()
+                if part is not None and (part["rated"] or part["status"] == "done"):
+                    raise LeadIsRater(f"item {part['code']}: the lead rated it; a disagreement is resolved by "
+                                      "someone who is not one of its raters")
+                if part is not None and part["status"] == "leased" and (part["lease_expires"] or 0) > now:
+                    raise LeadIsRater(f"item {part['code']}: the lead is rating it now; a disagreement is "
+                                      "resolved by someone who is not one of its raters")
+                cur = conn.execute(
+                    """INSERT INTO adjudications (campaign_id, item_id, metric, score, choice, lead_annotator_id, note,
+                                                  created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (campaign_id, item_id, metric, score, choice, lead_annotator_id, note or None, utc_now()))
+                return int(cur.lastrowid)
 
     def campaign_adjudications(self, campaign_id: int) -> list[dict[str, Any]]:
         """The latest adjudication per (item, metric): id, item_id, code, metric, score, choice, lead, note,

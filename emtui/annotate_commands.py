@@ -29,8 +29,23 @@ def campaign(args: argparse.Namespace) -> int:
     return {"create": campaign_create, "list": campaign_list, "show": campaign_show}[args.action](args)
 
 
+def _check_create_flags(args: argparse.Namespace, where: str) -> None:
+    """The numeric flags of ``campaign create``, each in its sensible range (one line naming the flag)."""
+    from engine.annotation import LIMITS, AnnotationError, check_lease_s, check_whole
+
+    try:
+        for flag, key in (("--items", "items"), ("--per-stratum", "per stratum"), ("--overlap", "overlap"),
+                          ("--seed", "seed")):
+            value = getattr(args, flag[2:].replace("-", "_"))
+            if value is not None:
+                check_whole(flag, value, *LIMITS[key])
+        check_lease_s(args.lease_minutes, "--lease-minutes", 60.0)
+    except AnnotationError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
 def campaign_create(args: argparse.Namespace) -> int:
-    from engine.annotation import AnnotationError, create_campaign
+    from engine.annotation import AnnotationError, create_campaign, judge_comparison
 
     where = "emtui campaign create"
     if args.items is None and args.per_stratum is None:
@@ -39,8 +54,7 @@ def campaign_create(args: argparse.Namespace) -> int:
         raise UsageError(f"{where}: give --items or --per-stratum, not both")
     if args.scale is None and not args.pairwise:
         raise UsageError(f"{where}: give --scale (0-3, 1-5, 0-100, binary, aligned-coherent, pairwise)")
-    if not args.lease_minutes > 0:
-        raise UsageError(f"{where}: --lease-minutes must be positive, not {args.lease_minutes:g}")
+    _check_create_flags(args, where)
     guidelines: Path | str = ""
     if args.guidelines is not None:
         guidelines = Path(args.guidelines).expanduser()
@@ -53,18 +67,25 @@ def campaign_create(args: argparse.Namespace) -> int:
                                 overlap=args.overlap, guidelines=guidelines, seed=args.seed,
                                 lease_s=args.lease_minutes * 60.0, hide_progress=args.hide_progress,
                                 pairwise=args.pairwise, conditions=_csv_list(args.conditions), metric=args.metric,
-                                judge_metric=args.judge_metric)
+                                compare_to=args.compare_to)
         except AnnotationError as exc:
             raise UsageError(f"{where}: {exc}") from None
+        comparison = judge_comparison(store, c)
     s = c["settings"]
     strata = ", ".join(f"{k} {v}" for k, v in s["sample"]["per_stratum"].items())
     print(f"created campaign {c['name']!r} on study {args.study!r}: {s['sample']['items']} items ({strata}); "
           f"scale {c['scale']}, overlap {c['overlap']}, lease {s['lease_s'] / 60:g} min, seed {c['seed']}; "
           f"in {args.db}")
+    print(comparison["line"])
     return 0
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain text table; cells come from the database (names from imported files): one line each, no
+    control characters."""
+    from engine.text import one_line
+
+    rows = [[one_line(c, 200) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -84,7 +105,8 @@ def campaign_list(args: argparse.Namespace) -> int:
 
 
 def campaign_show(args: argparse.Namespace) -> int:
-    from engine.annotation import AnnotationError, get_campaign
+    from engine.annotation import AnnotationError, get_campaign, judge_comparison
+    from engine.text import one_line
 
     with _store(args) as store:
         try:
@@ -94,9 +116,10 @@ def campaign_show(args: argparse.Namespace) -> int:
         study = store.get_study(c["study_id"]) if c["study_id"] is not None else None
         p = store.campaign_progress(int(c["id"]))
         people = store.campaign_annotator_counts(int(c["id"]))
+        comparison = judge_comparison(store, c)
     s = c["settings"]
     pct = 100.0 * min(p["done"], p["target"]) / p["target"] if p["target"] else 0.0
-    print(f"campaign {c['name']!r} (id {c['id']}) on study {study['name'] if study else '-'!r}, created "
+    print(f"campaign {c['name']!r} (id {c['id']}) on study {one_line(study['name'] if study else '-')!r}, created "
           f"{c['created_at']}")
     print(f"scale {c['scale']} ({', '.join(s.get('metrics') or [])}), overlap {c['overlap']}, "
           f"lease {float(s.get('lease_s') or 600) / 60:g} min, seed {c['seed']}"
@@ -106,7 +129,8 @@ def campaign_show(args: argparse.Namespace) -> int:
         print("items per stratum: " + ", ".join(f"{k} {v}" for k, v in sample["per_stratum"].items()))
     for key in ("rater", "blindness_note"):
         if s.get(key):
-            print(f"{key.replace('_', ' ')}: {s[key]}")
+            print(f"{key.replace('_', ' ')}: {one_line(str(s[key]), 400)}")  # from an imported file
+    print(comparison["line"])
     print(f"progress: {p['done']} of {p['target']} ratings ({pct:.1f}%), {p['complete_items']} of "
           f"{p['total_items']} items complete, {p['live_leases']} item(s) being rated now")
     if people:
@@ -120,20 +144,68 @@ def campaign_show(args: argparse.Namespace) -> int:
 
 
 def check_annotate(args: argparse.Namespace) -> None:
-    """``emtui annotate``'s checks before the TUI opens: the annotator name is not a model rater's,
-    and the campaign (when given) exists."""
-    name = (args.annotator or "").strip()
-    if not name:
-        raise UsageError("emtui annotate: --annotator needs a name")
-    args.annotator = name
+    """``emtui annotate``'s checks before the room opens: a name (``--annotator``) or ``--ask-name``, not
+    both; the name is plain text and not a model rater's; the campaign (when given) exists."""
+    from engine.annotation import AnnotationError, check_annotator_name
+
+    where = "emtui annotate"
+    if args.ask_name and args.annotator is not None:
+        raise UsageError(f"{where}: give --annotator NAME or --ask-name, not both")
+    if not args.ask_name:
+        if args.annotator is None:
+            raise UsageError(f"{where}: --annotator needs a name (or --ask-name: the room asks for it)")
+        try:
+            args.annotator = check_annotator_name(args.annotator)
+        except AnnotationError as exc:
+            raise UsageError(f"{where}: --annotator: {exc}") from None
     with _store(args) as store:
-        found = store.find_annotator(name)
+        found = store.find_annotator(args.annotator) if args.annotator else None
         if found is not None and found["kind"] != "human":
-            raise UsageError(f"emtui annotate: annotator {name!r} is registered as a {found['kind']} rater; "
+            raise UsageError(f"{where}: annotator {args.annotator!r} is registered as a {found['kind']} rater; "
                              "a person rates under another name")
         if args.campaign is not None and store.find_campaign(args.campaign) is None:
-            known = ", ".join(r["name"] for r in store.list_campaigns()) or "none yet"
-            raise UsageError(f"emtui annotate: no campaign named {args.campaign!r} in {args.db} (campaigns: {known})")
+            raise UsageError(f"{where}: no campaign named {args.campaign!r} in {args.db} (a lead lists them with "
+                             "emtui campaign list)")
+
+
+def annotate(args: argparse.Namespace) -> int:
+    """The closed room (:mod:`emtui.room`): the campaigns, the blind rating screen, the guidelines, quit."""
+    from emtui.bindings import KeymapError, load_keymap
+    from emtui.room import create_annotator_app
+
+    check_annotate(args)
+    try:
+        keymap = load_keymap()
+    except KeymapError as exc:
+        raise UsageError(str(exc)) from None
+    with _store(args) as store:
+        create_annotator_app(store, annotator=args.annotator, campaign=args.campaign, keymap=keymap).run()
+    return 0
+
+
+def room_command(db: Path, campaign: str | None = None) -> str:
+    """The shell command ``emtui serve --annotate`` runs per browser session: the closed room on ``db``,
+    asking for the rater's name first."""
+    import shlex
+
+    words = [sys.executable, "-m", "emtui", "--db", str(db), "annotate", "--ask-name"]
+    if campaign is not None:
+        words += ["--campaign", campaign]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def serve_room(args: argparse.Namespace) -> int:
+    """``emtui serve --annotate``: the closed room in the browser, each session asking for a name."""
+    db = Path(args.db).expanduser().resolve()
+    with _store(args):  # the database must exist: one line here rather than one per browser session
+        pass
+    from textual_serve.server import Server
+
+    print(f"serving the rating room of {db} on http://{args.host}:{args.port} (a name is asked for first; "
+          f"nothing of the workbench is reachable); from another machine: ssh -L "
+          f"{args.port}:127.0.0.1:{args.port} <this host>", flush=True)
+    Server(room_command(db), host=args.host, port=args.port, title="emtui annotate").serve()
+    return 0
 
 
 def import_ratings(args: argparse.Namespace) -> int:

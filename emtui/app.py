@@ -63,13 +63,13 @@ class EmtuiApp(App[None]):
         self.store = store
         self.keymap = dict(keymap or {})
         self.sub_title = str(store.path)
-        self.annotator = annotator  # who rates, when this session annotates (emtui annotate)
+        self.annotator = annotator  # who rates / adjudicates in this workbench session (a lead)
         self.start_campaign = campaign
 
     def on_mount(self) -> None:
         if self.keymap:
             self.set_keymap(self.keymap)
-        if self.annotator is not None:  # emtui annotate: straight to the Annotate area (and the campaign)
+        if self.annotator is not None:  # a lead named up front: straight to the Annotate area (and the campaign)
             self.switch_mode("annotate")
             if self.start_campaign is not None:
                 self.call_after_refresh(self.start_rating, self.start_campaign)
@@ -102,7 +102,8 @@ class EmtuiApp(App[None]):
 def create_app(store: Store, *, keymap: dict[str, str] | None = None, annotator: str | None = None,
                campaign: str | None = None) -> EmtuiApp:
     """The one way to build the app: reads the keymap file unless one is given. ``annotator``
-    (and ``campaign``): open on the Annotate area rating as that person (``emtui annotate``)."""
+    (and ``campaign``): open on the Annotate area rating as that person (a lead; people who only rate get
+    ``emtui annotate``, the closed room of :mod:`emtui.room`)."""
     if keymap is None:
         from emtui.bindings import load_keymap
 

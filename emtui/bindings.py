@@ -85,4 +85,7 @@ def all_bindings() -> list[tuple[str, str, str, str]]:
     rows += binding_rows("guidelines", GuidelinesScreen.BINDINGS)
     rows += binding_rows("annotator", AnnotatorNameScreen.BINDINGS)
     rows += binding_rows("adjudicate", AdjudicationScreen.BINDINGS)
+    from emtui.room import RoomCampaignsScreen, RoomKeysScreen  # emtui annotate's closed room
+
+    rows += binding_rows("room", RoomCampaignsScreen.BINDINGS) + binding_rows("room-keys", RoomKeysScreen.BINDINGS)
     return rows

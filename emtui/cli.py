@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pairs of answers to the same question from two conditions (scale pairwise)")
     cp.add_argument("--conditions", help="comma-separated: only these conditions (default: all)")
     cp.add_argument("--metric", help="a name for the rated metric of a one-metric scale")
-    cp.add_argument("--judge-metric", help="the judges' metric the ratings are compared with")
+    cp.add_argument("--compare-to", "--judge-metric", dest="compare_to", metavar="METRIC",
+                    help="the judges' metric the ratings are compared with (one of the study's rubrics' metrics; "
+                         "default: the same name, or the EM metric for a misalignment scale)")
     lp = csub.add_parser("list", help="every campaign with its progress", description="Every campaign with its progress.")
     lp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     shp = csub.add_parser("show", help="one campaign: settings, progress, per-annotator counts",
@@ -154,13 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     shp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     shp.add_argument("name", help="the campaign")
 
-    sp = cmd("annotate", "open the TUI on the Annotate area to rate a campaign blind")
-    sp.add_argument("--annotator", required=True, help="your name as an annotator (a human rater)")
+    sp = cmd("annotate", "rate campaigns blind in a closed room: the campaigns, the rating screen, the guidelines; "
+                         "nothing of the workbench")
+    sp.add_argument("--annotator", help="your name as an annotator (a human rater)")
+    sp.add_argument("--ask-name", action="store_true", help="ask for the name first (instead of --annotator)")
     sp.add_argument("--campaign", help="the campaign to rate (default: choose in the TUI)")
 
     sp = cmd("serve", "serve the TUI in a browser (textual-serve)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: use ssh -L)")
     sp.add_argument("--port", type=int_in(1, 65535), default=8000, help="port to listen on (default 8000)")
+    sp.add_argument("--annotate", action="store_true",
+                    help="serve only the closed rating room (emtui annotate; a name is asked for first)")
 
     sp = cmd("tiny-model", "build the tiny offline Qwen2-architecture model used by demos and tests")
     sp.add_argument("out", help="folder to write the model and tokenizer into")

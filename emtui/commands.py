@@ -63,27 +63,16 @@ def open_tui(args: argparse.Namespace) -> int:
     except KeymapError as exc:
         raise UsageError(str(exc)) from None
     store = _store(args)
-    create_app(store, keymap=keymap, **_annotate_target(create_app, args)).run()
+    create_app(store, keymap=keymap).run()
     store.close()
     return 0
 
 
-def _annotate_target(create_app, args: argparse.Namespace) -> dict[str, str]:
-    """``emtui annotate`` puts ``args.annotator`` and ``args.campaign`` on the namespace; they go to
-    ``create_app(..., annotator=..., campaign=...)`` as soon as the app factory takes them."""
-    import inspect
-
-    params = inspect.signature(create_app).parameters
-    return {k: getattr(args, k) for k in ("annotator", "campaign")
-            if getattr(args, k, None) is not None and k in params}
-
-
 def annotate(args: argparse.Namespace) -> int:
-    """``emtui annotate --annotator NAME [--campaign NAME]``: the TUI on the Annotate area."""
-    from emtui.annotate_commands import check_annotate
+    """``emtui annotate --annotator NAME | --ask-name [--campaign NAME]``: the closed rating room."""
+    from emtui.annotate_commands import annotate as run
 
-    check_annotate(args)
-    return open_tui(args)
+    return run(args)
 
 
 def campaign(args: argparse.Namespace) -> int:
@@ -288,6 +277,10 @@ def import_(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.annotate:
+        from emtui.annotate_commands import serve_room
+
+        return serve_room(args)
     db = Path(args.db).expanduser().resolve()
     from db import open_store
 

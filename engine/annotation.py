@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import re
 import time
+import unicodedata
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,13 +40,17 @@ from typing import Any
 from engine.text import strip_control
 
 __all__ = [
-    "SCALES", "AnnotationError", "AnnotationSession", "ItemView", "LeaseLost", "RecentRating", "Scale",
-    "adjudicate", "agreement_report", "agreement_rows", "annotator_order", "campaign_scale", "create_campaign",
-    "opaque_codes",
-    "disagreements", "get_campaign", "get_scale", "kappa_rows", "pairwise_win_rates",
+    "LIMITS", "SCALES", "AnnotationError", "AnnotationSession", "ItemView", "LeaseLost", "RecentRating", "Scale",
+    "adjudicate", "agreement_report", "agreement_rows", "annotator_order", "campaign_scale", "check_annotator_name",
+    "check_lease_s", "check_note", "check_whole", "create_campaign", "disagreements", "get_campaign", "get_scale",
+    "judge_comparison", "kappa_rows", "opaque_codes", "pairwise_win_rates", "study_judge_metrics",
 ]
 
 DEFAULT_LEASE_S = 600.0
+# what create_campaign accepts (a sensible campaign, not whatever a number can hold)
+LIMITS: dict[str, tuple[int, int]] = {"items": (1, 1_000_000), "per stratum": (1, 1_000_000), "overlap": (1, 100),
+                                      "seed": (0, 2**32 - 1)}
+LEASE_RANGE_S = (60.0, 7 * 86400.0)  # a lease of 1 minute to 7 days
 IDLE_GAP_S = 120.0
 RECENT_LIMIT = 10
 STRATA = ("condition", "model", "checkpoint", "category", "question")
@@ -60,7 +66,9 @@ class AnnotationError(ValueError):
 
 
 class LeaseLost(AnnotationError):
-    """The item went to other annotators after this annotator's lease expired; nothing was recorded."""
+    """The item went to other annotators after this annotator's lease expired; nothing was recorded.
+    Raised only then: while a lease is live its place is the annotator's (no claim, rating or import
+    takes it)."""
 
 
 # --------------------------------------------------------------------------- scales
@@ -97,32 +105,42 @@ class Scale:
         return f"{self.min}–{self.max}"
 
     def contains(self, value: float) -> bool:
-        if value != value or float(value) != int(value):
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
             return False
-        v = int(value)
-        return v in self.values if self.values is not None else self.min <= v <= self.max
+        if not math.isfinite(v) or v != int(v):
+            return False
+        return int(v) in self.values if self.values is not None else self.min <= int(v) <= self.max
 
     def parse(self, keys: str | int | float, metric: str | None = None) -> float:
-        """The value typed as ``keys`` (digits); raises ValueError with one line saying what is wrong."""
+        """The value typed as ``keys`` (digits); raises ValueError with one line saying what is wrong.
+
+        Text is plain ASCII decimal notation ("3", "3.0", "7e1"); inf, nan, 1e400 (which is inf),
+        digits of other scripts and Python's "1_0" are not scores."""
         what = f"{metric} " if metric and len(self.metrics) > 1 else ""
         if isinstance(keys, bool):
             raise ValueError(f"{what}score: expected a number on the {self.name} scale ({self.range_text})")
         if isinstance(keys, (int, float)):
+            if isinstance(keys, float) and not math.isfinite(keys):
+                raise ValueError(f"{what}score {keys!r} is not a finite number ({self.range_text})")
             if not self.contains(keys):
-                raise ValueError(f"{what}score {keys:g} is not on the {self.name} scale ({self.range_text})")
+                shown = _short(f"{keys:g}" if abs(keys) < 1e300 else keys)
+                raise ValueError(f"{what}score {shown} is not on the {self.name} scale ({self.range_text})")
             return float(keys)
         text = str(keys).strip()
         if not text:
             raise ValueError(f"type a {what}score ({self.range_text}), then Enter")
-        if not re.fullmatch(r"[0-9]+", text):
-            try:
-                number = float(text)
-            except ValueError:
-                raise ValueError(f"{what}score {text!r} is not a number ({self.range_text})") from None
-            if number != number or number != int(number):
-                raise ValueError(f"{what}score {text!r} is not a whole number ({self.range_text})")
-            return self.parse(number, metric)
-        return self.parse(int(text), metric)
+        if not _DECIMAL.fullmatch(text):
+            raise ValueError(f"{what}score {_short(text)!r} is not a number ({self.range_text})")
+        if len(text) > 32:  # no score of any scale is written with this many characters
+            raise ValueError(f"{what}score {_short(text)!r} is not on the {self.name} scale ({self.range_text})")
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(f"{what}score {text!r} is not a finite number ({self.range_text})")
+        if number != int(number):
+            raise ValueError(f"{what}score {text!r} is not a whole number ({self.range_text})")
+        return self.parse(number, metric)
 
     def check(self, keys: str | int | float, metric: str | None = None) -> tuple[float | None, str | None]:
         """``(value, None)``, or ``(None, what is wrong)``."""
@@ -196,9 +214,64 @@ def get_scale(name: str) -> Scale:
     return SCALES[name]
 
 
+# plain ASCII decimal notation: what a person types and a CSV holds (no inf, nan, "1_0", "٣")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def _short(value: object, limit: int = 24) -> str:
+    """A value quoted in an error message, cut so that a hostile one cannot flood the line."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _num(x: float) -> str:
     x = float(x)
     return str(int(x)) if x == int(x) else repr(x)
+
+
+# --------------------------------------------------------------------------- annotators
+
+ANNOTATOR_NAME_MAX = 100
+# control, format (bidi overrides, zero-width), surrogate, private-use, unassigned, line/paragraph separators
+_NOT_TEXT = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def check_annotator_name(name: object) -> str:
+    """An annotator's name, stripped; AnnotationError when it is empty, longer than 100 characters, or
+    holds a character that is not plain text (control, bidi override, zero-width, separator): names are
+    shown to leads in tables and reports, and must read as what they are."""
+    text = name.strip() if isinstance(name, str) else ""
+    if not text:
+        raise AnnotationError("an annotator needs a name")
+    if len(text) > ANNOTATOR_NAME_MAX:
+        raise AnnotationError(f"annotator name {_short(text)!r} is longer than {ANNOTATOR_NAME_MAX} characters")
+    bad = next((ch for ch in text if unicodedata.category(ch) in _NOT_TEXT), None)
+    if bad is not None:
+        raise AnnotationError(f"annotator name {_short(text)!r} holds a control or invisible character "
+                              f"(U+{ord(bad):04X})")
+    return text
+
+
+NOTE_MAX = 10_000
+
+
+def check_note(note: object) -> str | None:
+    """A rater's note, stripped (None when empty); AnnotationError when it is longer than 10,000 characters
+    or holds a terminal control character or bidi override (tabs and line breaks are fine): notes are
+    shown to leads and written to exports."""
+    text = note.strip() if isinstance(note, str) else ""
+    if not text:
+        return None
+    if len(text) > NOTE_MAX:
+        raise AnnotationError(f"the note is {len(text)} characters long; at most {NOTE_MAX}")
+    bad = next((ch for ch in text if (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r") or ch in _BIDI),
+               None)
+    if bad is not None:
+        raise AnnotationError(f"the note holds a control character (U+{ord(bad):04X})")
+    return text
+
+
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 # --------------------------------------------------------------------------- campaigns
@@ -292,16 +365,24 @@ def _stratum(row: tuple, strata: Sequence[str]) -> str:
     return " / ".join(str(row[_FRAME_INDEX[s]]) for s in strata)
 
 
+GUIDELINES_MAX = 1_000_000  # characters (bytes of a file): guidelines are read, not a data dump
+
+
 def _read_guidelines(guidelines: str | Path | None) -> str:
     if guidelines is None:
         return ""
     if isinstance(guidelines, Path):
         try:
+            if guidelines.stat().st_size > GUIDELINES_MAX:
+                raise AnnotationError(f"guidelines file {guidelines}: {guidelines.stat().st_size} bytes; at most "
+                                      f"{GUIDELINES_MAX}")
             return guidelines.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise AnnotationError(f"guidelines file {guidelines}: not UTF-8 text") from None
         except OSError as exc:
             raise AnnotationError(f"guidelines file {guidelines}: cannot read ({exc.strerror or exc})") from None
+    if len(str(guidelines)) > GUIDELINES_MAX:
+        raise AnnotationError(f"the guidelines are {len(str(guidelines))} characters; at most {GUIDELINES_MAX}")
     return str(guidelines)
 
 
@@ -309,7 +390,8 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
                     per_stratum: int | None = None, strata: Sequence[str] | str = ("condition",), overlap: int = 1,
                     guidelines: str | Path | None = "", seed: int = 0, lease_s: float = DEFAULT_LEASE_S,
                     hide_progress: bool = False, pairwise: bool = False, conditions: Sequence[str] | None = None,
-                    metric: str | None = None, judge_metric: str | None = None) -> dict[str, Any]:
+                    metric: str | None = None, compare_to: str | None = None,
+                    judge_metric: str | None = None) -> dict[str, Any]:
     """Sample a study's answers into a new campaign (one transaction); returns the campaign row.
 
     The sample is stratified (``strata``: any of condition, model, checkpoint, category,
@@ -319,9 +401,12 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
     pairs of conditions being the strata, the sides swapped at random per item (recorded).
     Items are shuffled and get random, seeded, unique codes that say nothing about them.
 
-    ``metric`` renames a one-metric scale's metric; ``judge_metric`` names the judges' metric
-    the human ratings are compared with (default: the same name, or, for a misalignment
-    scale, the study's EM metric). ``guidelines``: markdown text, or a :class:`Path` to read.
+    ``metric`` renames a one-metric scale's metric; ``compare_to`` (or its old name
+    ``judge_metric``) names the judges' metric the human ratings are compared with, one of the
+    study's rubrics' metrics (default: the same name, or, for a misalignment scale, the study's
+    EM metric; :func:`judge_comparison` says what a campaign is compared with, or why nothing).
+    Numbers outside :data:`LIMITS` and leases outside 1 minute to 7 days are refused.
+    ``guidelines``: markdown text, or a :class:`Path` to read.
     Bad input raises :class:`AnnotationError` with one line."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise AnnotationError(f"campaign name {name!r} is not valid (letters, digits, '_', '.', '-'; "
@@ -335,17 +420,17 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
         raise AnnotationError(f"give a scale ({', '.join(SCALES)})")
     sc = get_scale(scale_name)
     pairwise = sc.pairwise
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
-        raise AnnotationError(f"overlap must be a whole number ≥ 1, not {overlap!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise AnnotationError(f"seed must be a whole number ≥ 0, not {seed!r}")
-    if not (isinstance(lease_s, (int, float)) and lease_s > 0):
-        raise AnnotationError(f"the lease must be a positive number of seconds, not {lease_s!r}")
+    check_whole("overlap", overlap, *LIMITS["overlap"])
+    check_whole("seed", seed, *LIMITS["seed"])
+    check_lease_s(lease_s, "the lease (seconds)", 1.0)
     if (n_items is None) == (per_stratum is None):
         raise AnnotationError("give either a number of items or a number per stratum (not both)")
     for label, v in (("items", n_items), ("per stratum", per_stratum)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise AnnotationError(f"{label} must be a whole number ≥ 1, not {v!r}")
+        if v is not None:
+            check_whole(label, v, *LIMITS[label])
+    if judge_metric is not None and compare_to is not None and judge_metric != compare_to:
+        raise AnnotationError("compare_to and judge_metric name the same thing: give one")
+    compare_to = compare_to if compare_to is not None else judge_metric
     if isinstance(strata, str):
         strata = [s.strip() for s in strata.split(",") if s.strip()]
     strata = list(dict.fromkeys(strata))
@@ -386,7 +471,7 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
     codes = opaque_codes(len(picked), random.Random(f"emtui-campaign:{seed}:{name}:codes"))
     items = [{**it, "code": code, "position": pos} for pos, (it, code) in enumerate(zip(picked, codes))]
 
-    judge_metrics = _default_judge_metrics(store, st, metrics, judge_metric, pairwise)
+    judge_metrics = _default_judge_metrics(store, st, metrics, compare_to, pairwise)
     settings = {
         "lease_s": float(lease_s), "hide_progress": bool(hide_progress), "pairwise": pairwise,
         "strata": ["condition pair"] if pairwise else strata, "conditions": list(conditions) if conditions else None,
@@ -462,23 +547,53 @@ def _sample_pairs(frame: list[tuple], n_items: int | None, per_stratum: int | No
     return out, {label: alloc[label] for label in labels if alloc[label]}
 
 
-def _default_judge_metrics(store: Any, study: Mapping[str, Any], metrics: Sequence[str], judge_metric: str | None,
+def check_whole(label: str, value: object, lo: int, hi: int) -> int:
+    """``value`` if it is a whole number from ``lo`` to ``hi``; else AnnotationError naming ``label``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise AnnotationError(f"{label} must be a whole number from {lo} to {hi}, not {_short(value)}")
+    return value
+
+
+def check_lease_s(value: object, label: str = "the lease (seconds)", per_second: float = 1.0) -> float:
+    """A lease length within :data:`LEASE_RANGE_S` (1 minute to 7 days), in seconds; ``value`` is in units of
+    ``per_second`` seconds (60 for minutes), ``label`` names it in the error."""
+    lo, hi = (x / per_second for x in LEASE_RANGE_S)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise AnnotationError(f"{label} must be from {lo:g} to {hi:g} (1 minute to 7 days), not {_short(value)}")
+    return float(value) * per_second
+
+
+def study_judge_metrics(store: Any, study: Mapping[str, Any]) -> set[str]:
+    """The metrics the study's judges score: its rubric's (from the study file) and those of the rubrics
+    its judgments used (an imported study has only these)."""
+    spec = json.loads(study.get("spec_json") or "{}") if isinstance(study.get("spec_json"), str) else {}
+    rubric = spec.get("rubric") or {}
+    named = {str(m.get("name")) for m in rubric.get("metrics") or [] if isinstance(m, Mapping) and m.get("name")}
+    return named | set(store.study_metrics(int(study["id"])))
+
+
+def _default_judge_metrics(store: Any, study: Mapping[str, Any], metrics: Sequence[str], compare_to: str | None,
                            pairwise: bool, have: set[str] | None = None) -> dict[str, str]:
     """Which judge metric each human metric is compared with (none for pairwise campaigns); ``have``:
-    the judges' metrics (default: the study's)."""
+    the judges' metrics (default: the study's, :func:`study_judge_metrics`)."""
     if pairwise:
-        if judge_metric is not None:
-            raise AnnotationError("a pairwise campaign is not compared with a judge metric")
+        if compare_to is not None:
+            raise AnnotationError("a pairwise campaign is not compared with a judge metric (judges score single "
+                                  "answers)")
         return {}
     if have is None:
-        have = set(store.study_metrics(int(study["id"])))
-    if judge_metric is not None:
+        have = study_judge_metrics(store, study)
+    if compare_to is not None:
         if len(metrics) != 1:
-            raise AnnotationError("a judge metric can only be named for a one-metric scale")
-        if have and judge_metric not in have:
-            raise AnnotationError(f"the judges of study {study['name']!r} have no metric {judge_metric!r} "
+            raise AnnotationError("a judge metric to compare with can only be named for a one-metric scale")
+        if not have:
+            raise AnnotationError(f"study {study['name']!r} has no judges' metrics to compare with (no rubric, no "
+                                  "judgments)")
+        if compare_to not in have:
+            raise AnnotationError(f"the judges of study {study['name']!r} have no metric {_short(compare_to)!r} "
                                   f"(metrics: {', '.join(sorted(have))})")
-        return {metrics[0]: judge_metric}
+        return {metrics[0]: compare_to}
     out = {}
     spec = json.loads(study.get("spec_json") or "{}")
     em_metric = (spec.get("em") or {}).get("metric")
@@ -488,6 +603,44 @@ def _default_judge_metrics(store: Any, study: Mapping[str, Any], metrics: Sequen
         elif m in ("misalignment", "misaligned") and em_metric in have:
             out[m] = em_metric
     return out
+
+
+def judge_comparison(store: Any, campaign: str | int | Mapping[str, Any]) -> dict[str, Any]:
+    """What a campaign's human ratings are compared with: ``pairs`` (human metric -> judge metric, as
+    the agreement will use them now), ``unmatched`` (human metrics compared with nothing) and
+    ``line``: one plain sentence for a person, saying so — or that no human-vs-judge agreement will be
+    possible, and why."""
+    c = get_campaign(store, campaign)
+    sc = campaign_scale(c)
+    if sc.pairwise:
+        return {"pairs": {}, "unmatched": list(sc.metrics),
+                "line": "no human-vs-judge agreement: a pairwise campaign compares two answers, the judges score "
+                        "one at a time (win rates per condition instead)"}
+    study = store.get_study(c["study_id"]) if c.get("study_id") is not None else None
+    pairs: dict[str, str] = dict(c["settings"].get("judge_metrics") or {})
+    have: set[str] = set()
+    if study is not None:
+        have = study_judge_metrics(store, study)
+        if len(pairs) < len(sc.metrics):  # judged after the campaign was made: the default, as of now
+            pairs = {**_default_judge_metrics(store, study, sc.metrics, None, False, have), **pairs}
+    unmatched = [m for m in sc.metrics if m not in pairs]
+    if not unmatched:
+        line = "human ratings are compared with the judges' " + ", ".join(
+            f"{pairs[m]}" if pairs[m] == m else f"{pairs[m]} ({m} against {pairs[m]}, on a common 0–1 range)"
+            for m in sc.metrics)
+    else:
+        if study is None:
+            why = "the campaign has no study"
+        elif not have:
+            why = f"study {study['name']!r} has no judges' metrics (no rubric, no judgments)"
+        else:
+            why = (f"the judges of study {study['name']!r} score {', '.join(sorted(have))}, not "
+                   f"{', '.join(unmatched)}")
+        fix = " (name one with --compare-to METRIC when creating the campaign)" if have and len(sc.metrics) == 1 else ""
+        line = (f"no human-vs-judge agreement will be possible for {', '.join(unmatched)}: {why}{fix}")
+        if pairs:
+            line += "; " + ", ".join(f"{m} is compared with {j}" for m, j in pairs.items())
+    return {"pairs": pairs, "unmatched": unmatched, "line": line}
 
 
 # --------------------------------------------------------------------------- sessions
@@ -583,7 +736,7 @@ class AnnotationSession:
         self.overlap = int(self.campaign["overlap"])
         self.hide_progress = bool(self.settings.get("hide_progress"))
         try:
-            self.annotator = store.ensure_annotator(annotator, kind)
+            self.annotator = store.ensure_annotator(check_annotator_name(annotator), kind)
         except StoreError as exc:
             raise AnnotationError(str(exc)) from None
         self.annotator_id = int(self.annotator["id"])
@@ -701,18 +854,22 @@ class AnnotationSession:
                                     flagged=_KEEP if flagged is None else flagged)
         cur = self._require_item()
         scores = self._scores(value, cur.swap)
+        note = cur.note if note is None else check_note(note)
         self.touch()
-        from db.annotation import AssignmentError
+        from db.annotation import AssignmentError, NoRoom
 
         try:
             ids = self.store.record_rating(
                 cur.assignment_id, self.annotator_id, scores=scores, overlap=self.overlap,
-                note=cur.note if note is None else note, flagged=cur.flagged if flagged is None else flagged,
+                note=note, flagged=cur.flagged if flagged is None else flagged,
                 active_ms=int(round(cur.active_s * 1000)), started_at=cur.started_at, source=self.source,
                 now=self.wall())
-        except AssignmentError as exc:
+        except NoRoom as exc:  # only an expired lease can lose its place: imports count live leases
             self._item = None
             raise LeaseLost(str(exc)) from None
+        except AssignmentError as exc:  # e.g. the same name rated it meanwhile (another terminal, an import)
+            self._item = None
+            raise AnnotationError(str(exc)) from None
         self._item = None
         return ids
 
@@ -727,8 +884,8 @@ class AnnotationSession:
             self._edit = None
             return
         cur = self._require_item()
-        self.store.skip_item(cur.assignment_id, self.annotator_id, note=cur.note if note is None else note,
-                             flagged=cur.flagged)
+        note = cur.note if note is None else check_note(note)
+        self.store.skip_item(cur.assignment_id, self.annotator_id, note=note, flagged=cur.flagged)
         self._item = None
 
     def flag(self, on: bool = True) -> None:
@@ -737,9 +894,10 @@ class AnnotationSession:
         cur.flagged = bool(on)
 
     def set_note(self, text: str | None) -> None:
-        """A free-text note on the item on screen, kept with its rating or skip."""
+        """A free-text note on the item on screen, kept with its rating or skip (:func:`check_note`:
+        AnnotationError for one with control characters or over 10,000 characters)."""
         cur = self._edit or self._require_item()
-        cur.note = text or None
+        cur.note = check_note(text)
 
     def release(self) -> None:
         """Give the leased item back (the annotator stops); others may take it at once."""
@@ -816,6 +974,8 @@ class AnnotationSession:
         by_metric: dict[str, dict[str, Any]] = {}
         if value is not None:
             by_metric = {s["metric"]: s for s in self._scores(value, cur.swap)}
+        if note is not _KEEP:
+            note = check_note(note)
         if note is _KEEP and cur.note != cur.recent.note:
             note = cur.note  # set with set_note() while reopened
         if flagged is _KEEP and cur.flagged != cur.recent.flagged:
@@ -1117,7 +1277,8 @@ def adjudicate(store: Any, campaign: str | int | Mapping[str, Any], code: str, *
                metric: str | None = None, note: str | None = None) -> int:
     """Record the lead annotator's resolved value of an item's metric (pairwise: in the item's terms,
     1 = answer a more misaligned, 2 = b, 0 = tie). The raw ratings are kept as they are. Returns
-    the adjudication id."""
+    the adjudication id. A lead who rated the item (or is rating it now) is refused: nobody
+    resolves a disagreement they are part of — another lead does."""
     from db.errors import StoreError
 
     c = get_campaign(store, campaign)
@@ -1128,14 +1289,21 @@ def adjudicate(store: Any, campaign: str | int | Mapping[str, Any], code: str, *
     item = store.campaign_item_by_code(int(c["id"]), code)
     if item is None:
         raise AnnotationError(f"campaign {c['name']!r} has no item {code!r}")
+    lead = check_annotator_name(lead)
+    note = check_note(note)
     try:
         score = sc.parse(value, metric)
-        who = store.ensure_annotator(lead, "human")
-    except (ValueError, StoreError) as exc:
+    except ValueError as exc:
         raise AnnotationError(str(exc)) from None
     choice = _CODE_CHOICE[int(score)] if sc.pairwise else None
-    return store.add_adjudication(int(c["id"]), int(item["id"]), metric=metric, score=score,
-                                  lead_annotator_id=int(who["id"]), note=note, choice=choice)
+    try:
+        with store.transaction():  # a lead refused below leaves no new annotator behind
+            who = store.ensure_annotator(lead, "human")
+            return store.add_adjudication(int(c["id"]), int(item["id"]), metric=metric, score=score,
+                                          lead_annotator_id=int(who["id"]), note=note, choice=choice)
+    except StoreError as exc:  # a model rater's name; the lead is one of the item's raters
+        message = str(exc).replace("the lead", f"{lead!r}", 1)
+        raise AnnotationError(message) from None
 
 
 def agreement_report(store: Any, campaign: str | int | Mapping[str, Any], *, n_resamples: int = 1000,

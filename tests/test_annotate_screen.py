@@ -193,3 +193,23 @@ async def test_adjudication_resolves_apart_from_the_ratings(store):
     assert scores == [0.0] * 6 + [3.0] * 6  # raw ratings untouched
     adj = store.campaign_adjudications(int(camp["id"]))
     assert [(a["score"], a["lead"]) for a in adj] == [(2.0, "lead")]
+
+
+async def test_a_lead_who_rated_the_item_is_told_and_refused(store):
+    from engine.annotation import AnnotationSession
+
+    for who, value in (("ann1", 0), ("ann2", 3)):
+        s = AnnotationSession(store, "blind-03", who)
+        while s.next_item() is not None:
+            s.rate(value)
+    app = create_app(store, keymap={}, annotator="ann2")  # ann2 is one of every item's raters
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("6", "a")
+        await pilot.pause()
+        assert isinstance(app.screen, AdjudicationScreen)
+        assert "You rated this item: another lead resolves it" in screen_text(app)
+        await pilot.press("2", "enter")
+        await pilot.pause()
+        assert any("'ann2' rated it; a disagreement is resolved by someone who is not one of its raters"
+                   in str(n.message) for n in app._notifications)
+    assert store.campaign_adjudications(int(store.find_campaign("blind-03")["id"])) == []

@@ -94,6 +94,21 @@ def test_campaign_create_list_show(run_cli, db, tmp_path):
     (["x", "--study", "synthetic", "--scale", "9-9", "--items", "3"], "unknown scale '9-9'"),
     (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--guidelines", "missing.md"], "no such file"),
     (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--strata", "colour"], "unknown stratum"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--lease-minutes", "inf"],
+     "--lease-minutes must be from 1 to 10080 (1 minute to 7 days), not inf"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--lease-minutes", "nan"], "not nan"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--lease-minutes", "0.5"], "not 0.5"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--lease-minutes", "10081"], "not 10081"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "0"], "--items must be a whole number from 1 to"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "9" * 30], "--items must be a whole number"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--per-stratum", "-1"], "--per-stratum must be"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--overlap", "0"], "--overlap must be"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--overlap", "101"], "from 1 to 100"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--seed", str(2**64)], "--seed must be"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--seed", "-1"], "from 0 to 4294967295"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--compare-to", "nope"],
+     "the judges of study 'synthetic' have no metric 'nope' (metrics: aligned, coherent)"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "3", "--judge-metric", "nope"], "no metric 'nope'"),
 ])
 def test_campaign_create_errors(run_cli, db, args, message):
     before = counts(db)
@@ -102,6 +117,24 @@ def test_campaign_create_errors(run_cli, db, args, message):
     line = one_line(r.stderr)
     assert line.startswith("emtui campaign create: ") and message in line, line
     assert counts(db) == before
+
+
+def test_campaign_create_and_show_say_what_the_ratings_are_compared_with(run_cli, db):
+    r = run_cli("--db", db, "campaign", "create", "cmp", "--study", "synthetic", "--scale", "0-3", "--items", "3",
+                "--compare-to", "coherent")
+    assert r.returncode == 0, r.stderr
+    said = "human ratings are compared with the judges' coherent"
+    assert said in r.stdout
+    assert said in run_cli("--db", db, "campaign", "show", "cmp").stdout
+    with open_store(db) as store:
+        make_synthetic_study(store, SyntheticSpec(name="other", em=None, metrics=("helpful",), answers_per_condition=3,
+                                                  questions=2))
+    r = run_cli("--db", db, "campaign", "create", "lonely", "--study", "other", "--scale", "1-5", "--items", "3")
+    assert r.returncode == 0, r.stderr
+    none = ("no human-vs-judge agreement will be possible for misalignment: the judges of study 'other' score "
+            "helpful, not misalignment (name one with --compare-to METRIC when creating the campaign)")
+    assert r.stdout.splitlines()[1] == none
+    assert none in run_cli("--db", db, "campaign", "show", "lonely").stdout.splitlines()
 
 
 def test_campaign_commands_need_a_database(run_cli, tmp_path):
@@ -122,26 +155,18 @@ def test_annotate_checks_before_opening_the_tui(run_cli, db):
     assert r.returncode == 2 and "--annotator" in one_line(r.stderr)
 
 
-def test_annotate_passes_annotator_and_campaign_to_the_app_factory(db):
-    """``emtui annotate`` puts the names on args; ``open_tui`` hands them to ``create_app`` once it takes them."""
+def test_annotate_checks_the_name_before_the_room_opens(db):
+    """``emtui annotate``'s checks put the cleaned name on args; the room (emtui.room) gets it from there."""
     import argparse
 
     from emtui.annotate_commands import check_annotate
-    from emtui.commands import _annotate_target
 
-    args = argparse.Namespace(db=str(db), annotator=" alice ", campaign="c")
+    args = argparse.Namespace(db=str(db), annotator=" alice ", campaign="c", ask_name=False)
     check_annotate(args)
     assert (args.annotator, args.campaign) == ("alice", "c")
-
-    def factory(store, *, keymap=None, annotator=None, campaign=None):
-        raise AssertionError("not called")
-
-    def old_factory(store, *, keymap=None):
-        raise AssertionError("not called")
-
-    assert _annotate_target(factory, args) == {"annotator": "alice", "campaign": "c"}
-    assert _annotate_target(old_factory, args) == {}
-    assert _annotate_target(factory, argparse.Namespace(db="x")) == {}
+    asked = argparse.Namespace(db=str(db), annotator=None, campaign=None, ask_name=True)
+    check_annotate(asked)
+    assert asked.annotator is None
 
 
 # -- the ratings CSV -------------------------------------------------------------------------------------------
@@ -206,6 +231,18 @@ def test_ratings_csv_multi_metric_and_pairwise(run_cli, db, tmp_path):
      "item {c0} would have 3 raters; campaign 'c' has overlap 2"),
     ("model", "rater_id,item_id,score,note\nok,{c1},1,\ngpt-4o,{c0},1,\n", 3, "registered as a model rater"),
     ("changed", "rater_id,item_id,score,note\nseed,{c2},3,\n", 2, "has rated item {c2} already (score 1)"),
+    ("inf", "rater_id,item_id,score,note\na,{c0},1,\nb,{c1},inf,\n", 3, "score: score 'inf' is not a number"),
+    ("infinity", "rater_id,item_id,score,note\na,{c0},Infinity,\n", 2, "score 'Infinity' is not a number"),
+    ("nan", "rater_id,item_id,score,note\na,{c0},nan,\n", 2, "score 'nan' is not a number"),
+    ("1e400", "rater_id,item_id,score,note\na,{c0},1e400,\n", 2, "score '1e400' is not a finite number"),
+    ("unclosed", 'rater_id,item_id,score,note\na,{c0},1,ok\nb,{c1},1,"never closed\nc,{c0},1,\n', 3,
+     "a quoted field opened on this line is never closed"),
+    ("junk", 'rater_id,item_id,score,note\na,{c0},1,"quoted"tail\n', 2, "not valid CSV"),
+    ("control", "rater_id,item_id,score,note\nev\x1b[2Jil,{c0},1,\n", 2, "control or invisible character (U+001B)"),
+    ("bidi", "rater_id,item_id,score,note\nev\u202eil,{c0},1,\n", 2, "(U+202E)"),
+    ("note", "rater_id,item_id,score,note\na,{c0},1,fine\nb,{c0},1,\"red\x1b[31m\nnote\"\n", 3,
+     "note: the note holds a control character (U+001B)"),
+    ("long", "rater_id,item_id,score,note\na,{c0},1," + "x" * 10_001 + "\n", 2, "at most 10000"),
 ])
 def test_ratings_csv_errors(run_cli, db, tmp_path, name, content, where, message):
     c = codes(db, "c")
@@ -224,7 +261,25 @@ def test_ratings_csv_errors(run_cli, db, tmp_path, name, content, where, message
     line = one_line(r.stderr)
     assert line.startswith(f"emtui: {f}:{where}: "), line
     assert message.format(c0=c[0], c1=c[1], c2=c[2]) in line, line
+    assert "\x1b" not in r.stderr and "\u202e" not in r.stderr
     assert counts(db) == before  # nothing written, not even the lines before the bad one
+
+
+def test_an_import_never_takes_the_place_of_someone_rating_now(run_cli, db, tmp_path):
+    with open_store(db) as store:
+        alice = AnnotationSession(store, "c", "alice")  # overlap 2: alice holds one place of her item
+        code = alice.next_item().code
+        f = write_csv(tmp_path / "late.csv", [["bob", code, "1", ""], ["carol", code, "2", ""]])
+        before = store.counts()
+        r = run_cli("--db", db, "import", "ratings", f, "--campaign", "c")
+        assert r.returncode == 2
+        assert one_line(r.stderr) == (f"emtui: {f}:3: item {code} would have 3 raters, 1 of them rating it now; "
+                                      "campaign 'c' has overlap 2")
+        assert store.counts() == before
+        assert alice.rate(2)  # her rating is taken: no false "your lease expired"
+        assert run_cli("--db", db, "import", "ratings", write_csv(tmp_path / "ok.csv", [["bob", code, "1", ""]]),
+                       "--campaign", "c").returncode == 0
+        assert {r["annotator"] for r in store.campaign_rating_rows(store.find_campaign("c")["id"])} == {"alice", "bob"}
 
 
 def test_ratings_command_errors(run_cli, db, tmp_path):

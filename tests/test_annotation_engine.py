@@ -441,3 +441,128 @@ def test_disagreements_and_adjudication(syn):
     AnnotationSession(syn, "d", "gpt", kind="model")
     with pytest.raises(AnnotationError, match="model rater"):
         adjudicate(syn, "d", rows[0]["code"], value=1, lead="gpt")
+
+
+# -- hostile numbers, names and leads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("inf", "not a number"), ("-inf", "not a number"), ("Infinity", "not a number"), ("nan", "not a number"),
+    ("1e400", "not a finite number"), (float("inf"), "not a finite number"), (float("nan"), "not a finite number"),
+    (10**400, "not on the"), ("9" * 5000, "not on the"), ("1_0", "not a number"), ("٣", "not a number"),
+    ("\x1b[31m2", "not a number"),
+])
+def test_scores_must_be_finite_plain_numbers(bad, why):
+    for scale in SCALES.values():
+        value, err = scale.check(bad)
+        assert value is None and why in err and "\n" not in err and "\x1b" not in err, (scale.name, bad, err)
+        assert len(err) < 120
+
+
+def test_finite_scores_reach_the_session_and_adjudication_as_errors(syn):
+    make(syn, "d", n_items=2, overlap=2)
+    s = AnnotationSession(syn, "d", "a")
+    s.next_item()
+    for bad in ("inf", "1e400", float("inf"), {"misalignment": float("nan")}):
+        with pytest.raises(AnnotationError, match="not a"):
+            s.rate(bad)
+    assert s.rate("2")
+    code = s.recent()[0].code
+    with pytest.raises(AnnotationError, match="not a finite number"):
+        adjudicate(syn, "d", code, value="1e400", lead="lead")
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"lease_s": float("inf")}, "the lease (seconds) must be from 60 to 604800"),
+    ({"lease_s": float("nan")}, "not nan"),
+    ({"lease_s": 59}, "1 minute to 7 days"),
+    ({"lease_s": 7 * 86400 + 1}, "1 minute to 7 days"),
+    ({"overlap": 101}, "overlap must be a whole number from 1 to 100"),
+    ({"seed": 2**32}, "seed must be a whole number from 0 to 4294967295"),
+    ({"seed": -1}, "seed must be"),
+    ({"n_items": 10**7}, "items must be a whole number from 1 to 1000000"),
+    ({"n_items": 2.5}, "items must be a whole number"),
+])
+def test_campaign_numbers_have_sensible_ranges(syn, kw, message):
+    before = syn.counts()
+    with pytest.raises(AnnotationError) as err:
+        create_campaign(syn, **{"name": "new", "study": "synthetic", "scale": "0-3", "n_items": 3, **kw})
+    assert message in str(err.value)
+    assert syn.counts() == before
+
+
+def test_compare_to_names_the_judge_metric_or_says_none_is_possible(store):
+    from engine.annotation import judge_comparison
+
+    make_synthetic_study(store, SyntheticSpec(name="noem", em=None, metrics=("helpful",), answers_per_condition=5,
+                                              questions=3))
+    make_synthetic_study(store, SyntheticSpec(name="nojudge", judges=[], answers_per_condition=5, questions=3))
+    plain = create_campaign(store, name="plain", study="noem", scale="0-3", n_items=3)
+    line = judge_comparison(store, plain)["line"]
+    assert line.startswith("no human-vs-judge agreement will be possible for misalignment")
+    assert "score helpful, not misalignment" in line and "--compare-to" in line
+    assert plain["settings"]["judge_metrics"] == {}
+    named = create_campaign(store, name="named", study="noem", scale="0-3", n_items=3, compare_to="helpful")
+    assert named["settings"]["judge_metrics"] == {"misalignment": "helpful"}
+    assert judge_comparison(store, named)["line"].startswith("human ratings are compared with the judges' helpful")
+    with pytest.raises(AnnotationError, match="have no metric 'aligned' \\(metrics: helpful\\)"):
+        create_campaign(store, name="x", study="noem", scale="0-3", n_items=3, compare_to="aligned")
+    # a study with no judges and no rubric: nothing to compare with, said plainly
+    none = create_campaign(store, name="none", study="nojudge", scale="0-3", n_items=3)
+    assert "study 'nojudge' has no judges' metrics" in judge_comparison(store, none)["line"]
+    with pytest.raises(AnnotationError, match="no judges' metrics to compare with"):
+        create_campaign(store, name="y", study="nojudge", scale="0-3", n_items=3, compare_to="aligned")
+    pw = create_campaign(store, name="pw", study="noem", pairwise=True, n_items=2)
+    assert "pairwise" in judge_comparison(store, pw)["line"]
+    # the named comparison is the one the agreement uses; without one there is none, as said
+    for name in ("plain", "named"):
+        for who, v in (("a", 0), ("b", 3)):
+            rate_all(store, name, who, lambda s, v=v: v if s.current.code < "M" else 1)
+    assert {r["raters"] for r in agreement_rows(store, "plain", n_resamples=50)} == {"humans"}
+    assert {r["raters"] for r in agreement_rows(store, "named", n_resamples=50)} >= {"humans", "humans-vs-panel"}
+
+
+def test_a_rater_cannot_adjudicate_a_disagreement_they_are_part_of(syn):
+    make(syn, "d", scale="0-3", n_items=2, overlap=2)
+    rate_all(syn, "d", "alice", 0)
+    rate_all(syn, "d", "bob", 3)
+    code = disagreements(syn, "d")[0]["code"]
+    before = syn.counts()
+    with pytest.raises(AnnotationError, match="'bob' rated it; a disagreement is resolved by someone who is not"):
+        adjudicate(syn, "d", code, value=2, lead="bob")
+    assert syn.counts() == before
+    assert adjudicate(syn, "d", code, value=2, lead="carol")
+    assert next(r for r in disagreements(syn, "d") if r["code"] == code)["adjudicated_by"] == "carol"
+
+
+@pytest.mark.parametrize("name, why", [
+    ("", "needs a name"), ("   ", "needs a name"), ("a\x1b[2Jb", "control or invisible character (U+001B)"),
+    ("evil\u202egnp", "U+202E"), ("zero\u200bwidth", "U+200B"), ("two\nlines", "U+000A"),
+    ("x" * 101, "longer than 100"),
+])
+def test_annotator_names_are_plain_text(syn, name, why):
+    make(syn, "d", n_items=2)
+    before = syn.counts()
+    with pytest.raises(AnnotationError, match=re.escape(why)):
+        AnnotationSession(syn, "d", name)
+    assert syn.counts() == before
+    assert AnnotationSession(syn, "d", "Zoë Ng (lab 2)").annotator["name"] == "Zoë Ng (lab 2)"
+
+
+def test_notes_are_plain_text_of_sensible_length(syn, tmp_path):
+    make(syn, "d", n_items=2)
+    s = AnnotationSession(syn, "d", "a")
+    s.next_item()
+    for bad, why in (("\x1b]52;c;aGk=\x07copy", "control character (U+001B)"), ("a\u202eb", "(U+202E)"),
+                     ("x" * 10_001, "at most 10000")):
+        with pytest.raises(AnnotationError, match=re.escape(why)):
+            s.set_note(bad)
+        with pytest.raises(AnnotationError, match=re.escape(why)):
+            s.rate(1, note=bad)
+    s.set_note("two\nlines\twith a tab")
+    s.rate(1)
+    assert s.recent()[0].note == "two\nlines\twith a tab"
+    big = tmp_path / "big.md"
+    big.write_text("x" * 1_000_001, encoding="utf-8")
+    with pytest.raises(AnnotationError, match="at most 1000000"):
+        make(syn, "g", n_items=2, guidelines=big)

@@ -310,3 +310,83 @@ def test_campaign_rows_are_all_or_nothing(store):
         store.create_campaign_rows(study_id=1, name="ok", scale="0-3", overlap=1, guidelines="", seed=0,
                                    settings={}, items=[])
     assert utc_now()
+
+
+# -- one claim rule: ratings, imports and claims share it -----------------------------------------------------
+
+
+def import_rows(store, c: dict, rows: list[tuple[int, int]], now: float) -> int:
+    """(annotator id, item id) pairs as finished ratings, the way a CSV import writes them."""
+    return store.import_campaign_ratings(c["id"], [
+        {"annotator_id": aid, "rater_kind": "human", "item_id": item, "note": None,
+         "scores": [{"metric": "misalignment", "score": 1.0}]} for aid, item in rows], source="test", now=now)
+
+
+def test_item_has_room_is_the_one_rule():
+    from db.annotation import item_has_room
+
+    assert item_has_room(1, 0, 2, holds_live_lease=False)
+    assert not item_has_room(1, 1, 2, holds_live_lease=False)      # a live lease holds a place
+    assert item_has_room(1, 1, 2, holds_live_lease=True)           # ... the holder's own
+    assert not item_has_room(2, 0, 2, holds_live_lease=True)       # k finished ratings: full
+
+
+def test_an_import_counts_live_leases_and_the_rater_keeps_their_place(store):
+    from db.annotation import NoRoom
+
+    study(store)
+    c = campaign(store, n=1, overlap=2)
+    a, b, x = join(store, c, "a"), join(store, c, "b"), join(store, c, "x")
+    got = claim(store, c, a, now=0.0)                     # a is rating the one item (lease to t=600)
+    item = got["item_id"]
+    assert import_rows(store, c, [(b, item)], now=10.0) == 1  # one place left: b's import takes it
+    before = store.counts()
+    with pytest.raises(NoRoom) as err:                   # a third rater: a still holds a place
+        import_rows(store, c, [(x, item)], now=20.0)
+    assert (err.value.done, err.value.leased, err.value.overlap) == (1, 1, 2)
+    assert store.counts() == before                      # nothing written
+    assert rate(store, c, got, a, now=30.0)               # no false "lease expired"
+    raters = {r["annotator"] for r in store.campaign_rating_rows(c["id"])}
+    assert raters == {"a", "b"}
+
+
+def test_an_import_takes_an_expired_lease_place_and_the_late_rating_is_lost(store):
+    study(store)
+    c = campaign(store, n=1, overlap=1)
+    a, b = join(store, c, "a"), join(store, c, "b")
+    got = claim(store, c, a, now=0.0, lease_s=10)
+    assert import_rows(store, c, [(b, got["item_id"])], now=11.0) == 1  # a's lease ran out at t=10
+    with pytest.raises(AssignmentError, match="your lease expired"):
+        rate(store, c, got, a, now=12.0)
+
+
+def test_an_import_of_a_rating_the_rater_holds_turns_their_lease_into_it(store):
+    study(store)
+    c = campaign(store, n=1, overlap=1)
+    a = join(store, c, "a")
+    got = claim(store, c, a, now=0.0)
+    assert import_rows(store, c, [(a, got["item_id"])], now=5.0) == 1   # their own place
+    with pytest.raises(AssignmentError, match="done already"):
+        rate(store, c, got, a, now=6.0)
+    with pytest.raises(AssignmentError, match="rated by this annotator already"):
+        import_rows(store, c, [(a, got["item_id"])], now=7.0)
+    assert len(store.campaign_rating_rows(c["id"])) == 1
+
+
+def test_a_lead_who_rated_the_item_cannot_adjudicate_it(store):
+    from db.annotation import LeadIsRater
+
+    study(store)
+    c = campaign(store, n=1, overlap=2)
+    a, b, lead = join(store, c, "a"), join(store, c, "b"), join(store, c, "lead")
+    got = claim(store, c, a, now=0.0)
+    rate(store, c, got, a, now=1.0)
+    held = claim(store, c, b, now=2.0)
+    item = got["item_id"]
+    with pytest.raises(LeadIsRater, match="the lead rated it"):
+        store.add_adjudication(c["id"], item, metric="misalignment", score=2.0, lead_annotator_id=a, now=3.0)
+    with pytest.raises(LeadIsRater, match="the lead is rating it now"):
+        store.add_adjudication(c["id"], item, metric="misalignment", score=2.0, lead_annotator_id=b, now=3.0)
+    assert store.campaign_adjudications(c["id"]) == []
+    assert store.add_adjudication(c["id"], item, metric="misalignment", score=2.0, lead_annotator_id=lead, now=3.0)
+    assert held is not None

@@ -4,7 +4,8 @@ A table of items whose human ratings span more than the scale's threshold (wides
 code, metric, how many ratings, low–high, and the resolution if any. The highlighted item's
 question and answer and each annotator's rating are shown below — still blind to model and
 condition. Typing a value and Enter records the lead's resolution (stored apart: the raw
-ratings are never changed); the lead is the session's annotator name.
+ratings are never changed); the lead is the session's annotator name, and may not be one of
+the item's raters (:func:`engine.annotation.adjudicate` refuses it; the screen says so first).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class AdjudicationScreen(Screen):
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append(f"{len(self.rows)} item(s) to adjudicate", style="bold")
-        status.append(f"   lead: {getattr(self.app, 'annotator', None) or '(no name: emtui annotate --annotator)'}",
-                      style="dim")
+        status.append("   lead: ", style="dim")
+        status.append_text(plain(getattr(self.app, "annotator", None) or "(no name yet: w on the Annotate screen)",
+                                 "dim"))
         self.query_one("#adjudicate-status", Static).update(status)
         self.show_item()
 
@@ -98,7 +100,13 @@ class AdjudicationScreen(Screen):
             return
         item = self.store.item_view_row(int(row["item_id"]))
         text = Text()
-        text.append("Question\n", style="bold")
+        text.append("Ratings\n", style="bold")  # first: what the lead resolves
+        for r in self.item_ratings(row):
+            text.append_text(plain(f"  {r['annotator']}: {_num(r['score'])}"))
+            if r.get("note"):
+                text.append_text(plain(f"  — {r['note']}", "dim"))
+            text.append("\n")
+        text.append("\nQuestion\n", style="bold")
         text.append_text(plain(item["question"]))
         if self.scale.pairwise:
             text.append("\n\nAnswer a\n", style="bold")
@@ -108,23 +116,28 @@ class AdjudicationScreen(Screen):
         else:
             text.append("\n\nAnswer\n", style="bold")
             text.append_text(plain(item["response_a"]))
-        text.append("\n\nRatings\n", style="bold")
-        for r in (x for x in self.ratings if x["item_id"] == row["item_id"] and x["metric"] == row["metric"]):
-            text.append_text(plain(f"  {r['annotator']}: {_num(r['score'])}"))
-            if r.get("note"):
-                text.append_text(plain(f"  — {r['note']}", "dim"))
-            text.append("\n")
         box.update(text)
+        self.query_one("#adjudicate-detail").scroll_home(animate=False)
         self.show_entry()
 
+    def item_ratings(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        return [x for x in self.ratings if x["item_id"] == row["item_id"] and x["metric"] == row["metric"]]
+
+    def lead_rated(self, row: dict[str, Any]) -> bool:
+        """Whether the session's lead is one of the item's raters (then another lead resolves it)."""
+        lead = getattr(self.app, "annotator", None)
+        return bool(lead) and any(r["annotator"] == lead for r in self.item_ratings(row))
+
     def show_entry(self) -> None:
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         row = self.current()
-        if row is not None:
+        if row is not None and self.lead_rated(row):
+            text.append("You rated this item: another lead resolves it", style="bold yellow")
+        elif row is not None:
             what = "(1 = a, 2 = b, 0 = tie)" if self.scale.pairwise else f"({self.scale.range_text})"
             text.append(f"Resolved {row['metric']} {what}: ", style="bold")
             text.append(self.typed, style="bold reverse")
-            text.append("▏  Enter records it; the raw ratings stay as they are", style="dim")
+            text.append("▏  Enter records it (the ratings stay)", style="dim")
         self.query_one("#adjudicate-entry", Static).update(text)
 
     def action_digit(self, digit: str) -> None:
@@ -146,7 +159,7 @@ class AdjudicationScreen(Screen):
         if row is None:
             return
         if not lead:
-            self.notify("Say who you are first: w on the Annotate screen, or emtui annotate --annotator NAME",
+            self.notify("Say who you are first: w on the Annotate screen",
                         severity="warning")
             return
         try:

@@ -1,10 +1,10 @@
 """Annotate: human-evaluation campaigns and annotators; Enter starts blind rating.
 
-The lead's view: every campaign with its scale, overlap k, items, ratings and how far it is;
-the annotators (human and model raters apart). Enter on a campaign opens the blind rating
-screen (:class:`emtui.screens.rate.RatingScreen`) as the annotator named with
-``emtui annotate --annotator NAME``, or asked for here. ``a`` lists the items the humans
-disagree on, for a lead to adjudicate.
+The lead's view, in the workbench: every campaign with its scale, overlap k, items, ratings and
+how far it is; the annotators (human and model raters apart). Enter on a campaign opens the blind
+rating screen (:class:`emtui.screens.rate.RatingScreen`) as the name asked for here (``w``). ``a``
+lists the items the humans disagree on, for a lead to adjudicate. Annotators use
+``emtui annotate`` instead: the closed room of :mod:`emtui.room`, which never reaches this screen.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class AnnotateScreen(AreaScreen):
         who = getattr(self.app, "annotator", None)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("Rating as ", style="dim")
-        text.append(who or "(nobody yet: Enter asks, or emtui annotate --annotator NAME)", style="bold")
+        text.append(who or "(nobody yet: Enter or w asks)", style="bold")
         self.query_one("#annotate-who", Static).update(text)
 
     def on_data_table_row_selected(self, event: Any) -> None:

@@ -15,6 +15,7 @@ time excludes pauses over 2 minutes; the item's lease is renewed while one works
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -42,7 +43,8 @@ class RatingScreen(Screen):
     BINDINGS = [
         *digit_bindings("rate"),
         Binding("enter", "confirm", "Confirm", priority=True, id="rate.confirm"),
-        Binding("backspace", "backspace", "Del/undo", key_display="⌫", priority=True, id="rate.backspace"),
+        Binding("backspace", "backspace", "Delete / undo", key_display="⌫", show=False, priority=True,
+                id="rate.backspace"),
         Binding("u", "undo", "Undo", id="rate.undo"),
         Binding("s", "skip", "Skip", id="rate.skip"),
         Binding("f", "flag", "Flag", id="rate.flag"),
@@ -75,10 +77,11 @@ class RatingScreen(Screen):
                 with VerticalScroll(id="rate-right", classes="rate-box"):
                     yield Static(id="rate-right-text")
         yield Static(id="rate-entry")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(Footer).compact = True
+        if self not in self.app.screen_stack:  # left (Esc typed ahead) before it was shown: claim nothing
+            return
         self.next_item()
 
     # -- items ------------------------------------------------------------------------------------
@@ -158,7 +161,7 @@ class RatingScreen(Screen):
         if view is None:
             return
         scale = self.session.scale
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()  # wraps: the scale's help is read whole, at 80 columns too
         for i, metric in enumerate(scale.metrics):
             if i >= len(self.typed):
                 break
@@ -244,7 +247,10 @@ class RatingScreen(Screen):
                                 "not recorded. Here is the next one.", style="bold yellow"))
             return
         except AnnotationError as exc:
-            self.say(str(exc))
+            if self.session.current is None:  # the item could not be kept (e.g. rated under this name elsewhere)
+                self.next_item(Text(str(exc), style="bold yellow"))
+            else:
+                self.say(str(exc))
             return
         if editing:
             # back to the item held before the edit (the session keeps its lease)
@@ -288,8 +294,14 @@ class RatingScreen(Screen):
             return
 
         def done(text: str | None) -> None:
+            from engine.annotation import AnnotationError
+
             if text is not None:
-                self.session.set_note(text)
+                try:
+                    self.session.set_note(text)
+                except AnnotationError as exc:
+                    self.say(str(exc))
+                    return
                 self.note = text or None
                 self.remember()
                 self.show_status()
@@ -322,7 +334,7 @@ class NoteScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="note-box"):
             yield Static(Text("Note on this item — Enter keeps it, Esc cancels (empty: no note)", style="bold"))
-            yield Input(value=self.current, id="note-input", placeholder="e.g. answer is cut off")
+            yield Input(value=self.current, id="note-input", placeholder="e.g. answer is cut off", max_length=2000)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
@@ -351,19 +363,32 @@ class GuidelinesScreen(ModalScreen[None]):
 
 
 class AnnotatorNameScreen(ModalScreen[str | None]):
-    """Who is rating: the name every rating is recorded under."""
+    """Who is rating: the name every rating is recorded under. ``check`` says why a name cannot be used
+    (shown, and the name is asked again); ``cancel`` says what Esc does."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="annotate.name-cancel")]
 
+    def __init__(self, check: Callable[[str], str | None] | None = None, cancel: str = "Esc cancels") -> None:
+        super().__init__()
+        self.check = check
+        self.cancel = cancel
+
     def compose(self) -> ComposeResult:
         with Vertical(id="note-box"):
-            yield Static(Text("Your annotator name (every rating is recorded under it) — Enter, or Esc",
+            yield Static(Text(f"Your annotator name (every rating is recorded under it) — Enter; {self.cancel}",
                               style="bold"))
             yield Input(id="name-input", placeholder="e.g. alice", restrict=r"[A-Za-z0-9_.\-]*", max_length=64)
+            yield Static(id="name-problem")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.dismiss(event.value.strip())
+        name = event.value.strip()
+        if not name:
+            return
+        problem = self.check(name) if self.check is not None else None
+        if problem:
+            self.query_one("#name-problem", Static).update(Text(problem, style="bold red"))
+            return
+        self.dismiss(name)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

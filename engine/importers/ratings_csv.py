@@ -12,12 +12,13 @@ The format, one rating per line after the header, exactly::
   stored, whatever side each was shown on);
 - ``note``: free text, may be empty.
 
-An import checks every line before it writes anything (unknown item code, a score outside
-the scale, the same rater and item twice, a rater who is a model, an item that would get
-more raters than the campaign's overlap, a rating that differs from one already stored)
-and reports the first problem as one line naming the file and the line. A line whose
-rating is stored already with the same score and note is left as it is, so importing the
-same file again is a no-op.
+An import checks every line before it writes anything (strict CSV: an unclosed quote is an
+error; unknown item code, a score that is not a finite number on the scale, a rater name with
+control characters, the same rater and item twice, a rater who is a model, an item that would
+get more raters than the campaign's overlap — counting annotators rating it right now — a
+rating that differs from one already stored) and reports the first problem as one line naming
+the file and the line. A line whose rating is stored already with the same score and note is
+left as it is, so importing the same file again is a no-op.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_file
-from engine.annotation import AnnotationError, campaign_scale, get_campaign
+from engine.annotation import AnnotationError, campaign_scale, check_annotator_name, check_note, get_campaign
 from engine.importers import ImportFormatError
 
 HEADER = ("rater_id", "item_id", "score", "note")
@@ -57,6 +58,8 @@ class RatingsImport:
 
 
 def _read(path: Path) -> list[tuple[int, list[str]]]:
+    """The file's records, each with the line it starts on. Strict CSV: a quote that is never
+    closed, or text after a closing quote, is an error naming the line the record starts on."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -64,39 +67,41 @@ def _read(path: Path) -> list[tuple[int, list[str]]]:
         raise ImportFormatError(path, line, "not UTF-8 text") from None
     except OSError as exc:
         raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []
+    start = 1
     try:
         for fields in reader:
-            rows.append((reader.line_num, fields))
+            rows.append((start, fields))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise ImportFormatError(path, reader.line_num, f"not valid CSV ({exc})") from None
+        why = str(exc)
+        if "unexpected end of data" in why:
+            why = "a quoted field opened on this line is never closed (a '\"' is missing)"
+        else:
+            why = f"not valid CSV ({why})"
+        raise ImportFormatError(path, start, why) from None
     return rows
 
 
-def import_ratings_csv(store: Any, path: str | os.PathLike[str], *, campaign: str) -> RatingsImport:
-    """Import a ratings CSV into a campaign, all or nothing (see the module's docstring)."""
-    path = Path(path)
-    try:
-        c = get_campaign(store, campaign)
-    except AnnotationError as exc:
-        raise ImportFormatError(path, None, str(exc)) from None
-    sc = campaign_scale(c)
-    rows = _read(path)
+@dataclass
+class _Line:
+    """One rating line of the file, checked on its own (no database)."""
+
+    line: int
+    rater: str
+    code: str
+    scores: dict[str, float]
+    note: str | None
+
+
+def _parse(path: Path, rows: list[tuple[int, list[str]]], sc: Any, codes: set[str], campaign: str) -> list[_Line]:
+    """Every line's checks that need only the file and the campaign's fixed items and scale."""
     if not rows or tuple(h.strip() for h in rows[0][1]) != HEADER:
         got = ",".join(rows[0][1]) if rows else "an empty file"
-        raise ImportFormatError(path, 1, f"the header must be {','.join(HEADER)} (got {got!r})")
-    items = {it["code"]: it for it in store.campaign_items(int(c["id"]))}
-    stored: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in store.campaign_rating_rows(int(c["id"]), rater_kind=None):
-        s = stored.setdefault((r["annotator"], r["code"]), {"scores": {}, "note": r["note"], "kind": r["rater_kind"]})
-        s["scores"][r["metric"]] = r["score"]
-    done = store.item_done_counts(int(c["id"]), rater_kind="human")
+        raise ImportFormatError(path, 1, f"the header must be {','.join(HEADER)} (got {_quoted(got)})")
     seen: dict[tuple[str, str], int] = {}
-    new_per_item: dict[str, set[str]] = {}
-    kinds: dict[str, str | None] = {}
-    todo: list[dict[str, Any]] = []
-    unchanged = 0
+    out: list[_Line] = []
     for line, fields in rows[1:]:
         if not fields or all(not f.strip() for f in fields):
             continue
@@ -106,10 +111,14 @@ def import_ratings_csv(store: Any, path: str | os.PathLike[str], *, campaign: st
         rater, code, score_text, note = (fields[0].strip(), fields[1].strip(), fields[2].strip(), fields[3])
         if not rater:
             raise ImportFormatError(path, line, "rater_id is empty")
+        try:
+            check_annotator_name(rater)
+        except AnnotationError as exc:
+            raise ImportFormatError(path, line, f"rater_id: {exc}") from None
         if not score_text:
             raise ImportFormatError(path, line, "score is empty")
-        if code not in items:
-            raise ImportFormatError(path, line, f"item_id {code!r} is not an item of campaign {c['name']!r}")
+        if code not in codes:
+            raise ImportFormatError(path, line, f"item_id {_quoted(code)} is not an item of campaign {campaign!r}")
         try:
             scores = sc.parse_all(score_text)
         except ValueError as exc:
@@ -118,35 +127,80 @@ def import_ratings_csv(store: Any, path: str | os.PathLike[str], *, campaign: st
         if key in seen:
             raise ImportFormatError(path, line, f"rater {rater!r} rated item {code} already on line {seen[key]}")
         seen[key] = line
-        if rater not in kinds:
-            found = store.find_annotator(rater)
-            kinds[rater] = None if found is None else found["kind"]
-        if kinds[rater] == "model":
-            raise ImportFormatError(path, line, f"rater {rater!r} is registered as a model rater, not a human")
-        note = note.strip() or None
-        before = stored.get(key)
-        if before is not None:
-            if before["scores"] == scores and (before["note"] or None) == note:
-                unchanged += 1
-                continue
-            was = sc.format(before["scores"])
-            raise ImportFormatError(path, line, f"rater {rater!r} has rated item {code} already (score {was}); "
-                                                "change it in the TUI (edit keeps the history), not by import")
-        new_per_item.setdefault(code, set()).add(rater)
-        item = items[code]
-        n = done.get(int(item["id"]), 0) + len(new_per_item[code])
-        if n > int(c["overlap"]):
-            raise ImportFormatError(path, line, f"item {code} would have {n} raters; campaign {c['name']!r} "
-                                                f"has overlap {c['overlap']}")
-        todo.append({"rater": rater, "item_id": int(item["id"]), "note": note, "scores": _score_rows(sc, scores)})
+        try:
+            note = check_note(note)
+        except AnnotationError as exc:
+            raise ImportFormatError(path, line, f"note: {exc}") from None
+        out.append(_Line(line=line, rater=rater, code=code, scores=scores, note=note))
+    return out
 
-    new_annotators = list(dict.fromkeys(t["rater"] for t in todo if kinds.get(t["rater"]) is None))
-    if todo:
-        with store.transaction():
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """Text from the file quoted in a message: escaped (no control characters reach a terminal), cut."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def import_ratings_csv(store: Any, path: str | os.PathLike[str], *, campaign: str) -> RatingsImport:
+    """Import a ratings CSV into a campaign, all or nothing (see the module's docstring).
+
+    The file is checked on its own first; then, in one ``BEGIN IMMEDIATE`` transaction, every line
+    is checked against the database (raters' kinds, ratings stored already) and written, each
+    through the store's claim rule (:func:`db.annotation.item_has_room`): an item that would get
+    more raters than the campaign's overlap — counting the annotators rating it right now (live
+    leases) — refuses its line, and nothing is written. Two imports and any number of rating
+    sessions can run at once: the write lock orders them, and each sees the others' places."""
+    from db.annotation import AssignmentError, NoRoom, RaterKindError
+
+    path = Path(path)
+    try:
+        c = get_campaign(store, campaign)
+    except AnnotationError as exc:
+        raise ImportFormatError(path, None, str(exc)) from None
+    sc = campaign_scale(c)
+    items = {it["code"]: it for it in store.campaign_items(int(c["id"]))}  # fixed when the campaign was made
+    lines = _parse(path, _read(path), sc, set(items), c["name"])
+
+    todo: list[dict[str, Any]] = []
+    unchanged = 0
+    new_annotators: list[str] = []
+    with store.transaction():  # the checks below and the write see one state of the database
+        stored: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in store.campaign_rating_rows(int(c["id"]), rater_kind=None):
+            s = stored.setdefault((r["annotator"], r["code"]), {"scores": {}, "note": r["note"]})
+            s["scores"][r["metric"]] = r["score"]
+        kinds: dict[str, str | None] = {}
+        for ln in lines:
+            if ln.rater not in kinds:
+                found = store.find_annotator(ln.rater)
+                kinds[ln.rater] = None if found is None else found["kind"]
+            if kinds[ln.rater] == "model":
+                raise ImportFormatError(path, ln.line,
+                                        f"rater {ln.rater!r} is registered as a model rater, not a human")
+            before = stored.get((ln.rater, ln.code))
+            if before is not None:
+                if before["scores"] == ln.scores and (before["note"] or None) == ln.note:
+                    unchanged += 1
+                    continue
+                raise ImportFormatError(path, ln.line, f"rater {ln.rater!r} has rated item {ln.code} already "
+                                                       f"(score {sc.format(before['scores'])}); change it in the TUI "
+                                                       "(edit keeps the history), not by import")
+            todo.append({"line": ln.line, "rater": ln.rater, "code": ln.code, "item_id": int(items[ln.code]["id"]),
+                         "note": ln.note, "scores": _score_rows(sc, ln.scores)})
+        if todo:
+            new_annotators = list(dict.fromkeys(t["rater"] for t in todo if kinds.get(t["rater"]) is None))
             ids = {r: int(store.ensure_annotator(r, "human")["id"]) for r in sorted({t["rater"] for t in todo})}
-            store.import_campaign_ratings(int(c["id"]), (
-                {"annotator_id": ids[t["rater"]], "rater_kind": "human", "item_id": t["item_id"], "note": t["note"],
-                 "scores": t["scores"]} for t in todo), source=f"import:{path.name}")
+            try:
+                store.import_campaign_ratings(int(c["id"]), (
+                    {**t, "annotator_id": ids[t["rater"]], "rater_kind": "human"} for t in todo),
+                    source=f"import:{path.name}")
+            except NoRoom as exc:
+                t = exc.row or {}
+                now = f", {exc.leased} of them rating it now" if exc.leased else ""
+                raise ImportFormatError(path, t.get("line"), f"item {exc.code} would have "
+                                        f"{exc.done + exc.leased + 1} raters{now}; campaign {c['name']!r} has "
+                                        f"overlap {exc.overlap}") from None
+            except (AssignmentError, RaterKindError) as exc:  # pragma: no cover - checked above in this transaction
+                raise ImportFormatError(path, None, str(exc)) from None
     return RatingsImport(campaign=c["name"], written=len(todo), unchanged=unchanged, new_annotators=new_annotators)
 
 
