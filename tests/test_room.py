@@ -355,9 +355,9 @@ def one_line(stderr: str) -> str:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["serve", "--port", "99999"], "emtui serve: --port must be from 1 to 65535, not 99999"),
-    (["serve", "--port", "0"], "emtui serve: --port must be from 1 to 65535, not 0"),
-    (["serve", "--annotate", "--port", "-1"], "emtui serve: --port must be from 1 to 65535, not -1"),
+    (["serve", "--port", "99999"], "emtui serve: argument --port: must be from 1 to 65,535, not 99999"),
+    (["serve", "--port", "0"], "emtui serve: argument --port: must be from 1 to 65,535, not 0"),
+    (["serve", "--annotate", "--port", "-1"], "emtui serve: argument --port: must be from 1 to 65,535, not -1"),
     (["annotate"], "emtui annotate: --annotator needs a name (or --ask-name: the room asks for it)"),
     (["annotate", "--annotator", "bob", "--ask-name"], "give --annotator NAME or --ask-name, not both"),
     (["annotate", "--annotator", "b\x1b[2Jo"], "control or invisible character (U+001B)"),
