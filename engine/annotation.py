@@ -35,6 +35,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from engine.em_rule import study_em
 from engine.text import strip_control
 
 __all__ = [
@@ -480,8 +481,7 @@ def _default_judge_metrics(store: Any, study: Mapping[str, Any], metrics: Sequen
                                   f"(metrics: {', '.join(sorted(have))})")
         return {metrics[0]: judge_metric}
     out = {}
-    spec = json.loads(study.get("spec_json") or "{}")
-    em_metric = (spec.get("em") or {}).get("metric")
+    em_metric = study_em(store, study).get("metric")
     for m in metrics:
         if m in have:
             out[m] = m

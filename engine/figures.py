@@ -314,7 +314,8 @@ def _em_rate(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     side = "<" if em.get("direction", "below") == "below" else ">"
     definition = f"{em.get('metric')} {side} {em.get('threshold')}"
     if em.get("coherence_metric") and em.get("denominator", "coherent") == "coherent":
-        definition += f", among {em['coherence_metric']} ≥ {em.get('coherence_min', 50)}"
+        op = ">" if em.get("coherence_strict") else "≥"
+        definition += f", among {em['coherence_metric']} {op} {em.get('coherence_min', 50)}"
     n = {r["condition"]: r["n"] for r in rows if r["judge"] == "panel"}
     ax.set_xticklabels([f"{t.get_text()}\nn = {n[t.get_text()]}" if t.get_text() in n else t.get_text()
                         for t in ax.get_xticklabels()])

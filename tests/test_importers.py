@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import shared_fixtures_dir
 from db import open_store
 from engine.importers import AlreadyImported, ImportFormatError
 from engine.importers.betley_csv import import_betley_csv
 from engine.importers.political_seed import import_political_seed
 from engine.logprob import parse_prob_dict, score_from_logprobs
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = shared_fixtures_dir()
 POLITICAL = FIXTURES / "political_seed"
 BETLEY = FIXTURES / "betley" / "qwen_25_coder_32b_instruct.csv"
 

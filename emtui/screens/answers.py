@@ -46,7 +46,8 @@ def em_note(em: dict[str, Any] | None) -> str:
     op = "<" if em.get("direction", "below") == "below" else ">"
     note = f"EM: {em.get('metric')} {op} {em.get('threshold')}"
     if em.get("coherence_metric") and em.get("denominator", "coherent") == "coherent":
-        note += f", among answers with {em['coherence_metric']} ≥ {em.get('coherence_min', 50)}"
+        op = ">" if em.get("coherence_strict") else "≥"
+        note += f", among answers with {em['coherence_metric']} {op} {em.get('coherence_min', 50)}"
     return note
 
 
