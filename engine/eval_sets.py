@@ -305,9 +305,10 @@ def _from_json(path: Path, text: str) -> tuple[str, list[dict[str, Any]]]:
             ident = ("label", label)
         else:
             ident = ("entry", str(i))
-        texts = _texts(path, i, ident[1], q.get("question"), "question")
-        category = _category(path, i, ident[1], q.get("category"), "category")
-        system = _optional_text(path, i, ident[1], q, "system")
+        shown = None if ident[0] == "entry" else ident[1]
+        texts = _texts(path, i, shown, q.get("question"), "question")
+        category = _category(path, i, shown, q.get("category"), "category")
+        system = _optional_text(path, i, shown, q, "system")
         g = groups.setdefault(ident, {"index": i, "category": category, "system": system, "texts": [],
                                       "label": label})
         if ident[0] == "id" and g["index"] != i:
@@ -315,7 +316,7 @@ def _from_json(path: Path, text: str) -> tuple[str, list[dict[str, Any]]]:
                                f"and {i + 1})")
         for name, value in (("category", category), ("system", system)):
             if g[name] != value:
-                raise _fail(path, i, ident[1], f"'{name}' differs from question {g['index'] + 1}'s, which has "
+                raise _fail(path, i, shown, f"'{name}' differs from question {g['index'] + 1}'s, which has "
                                                f"the same label {label!r} (paraphrases share it)")
         g["texts"] += texts
     out: list[dict[str, Any]] = []

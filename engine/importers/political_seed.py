@@ -118,7 +118,7 @@ def _read_judge_file(path: Path, docs: _Documents) -> _JudgeFile:
     meta = need_key(path, doc, "metadata", "", dict, "an object")
     model_id = need_key(path, meta, "judge_model_id", "metadata", str, "the judge's model id (a string)")
     need_label(path, "metadata.judge_model_id", model_id, "the judge's model id")
-    name = meta.get("judge_model") if isinstance(meta.get("judge_model"), str) and meta["judge_model"] else model_id
+    name = meta.get("judge_model") or model_id
     need_label(path, "metadata.judge_model", name, "the judge's name")
     params = {k: meta[k] for k in ("region", "temperature", "truncate_chars") if k in meta}
     jf = _JudgeFile(path=path, digest=docs.digest(path), model_id=model_id, name=name, params=params)
