@@ -28,8 +28,8 @@ from typing import Any
 from engine.hashing import sha256_bytes
 from engine.resources import builtin_file, builtin_names
 from engine.safe_load import LoadError
-from engine.untrusted import (decode, label_problem, parse_json, parse_toml, parse_yaml, placeholders,
-                              read_bytes)
+from engine.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml,
+                              placeholders, read_bytes)
 
 TOML_TOP_KEYS = ("name", "description", "version", "questions")
 TOML_QUESTION_KEYS = ("id", "text", "paraphrases", "category", "system")
@@ -63,6 +63,8 @@ def load_eval_set(source: str, *, base_dir: Path | None = None, name: str | None
         path = Path(source).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
+        if path.is_dir():
+            raise EvalSetError(f"{path}: a folder, not an eval set file")
         if not path.is_file():
             raise EvalSetError(f"{path}: no such file")
     if name is not None and label_problem(name):
@@ -241,7 +243,7 @@ def judge_prompts_of(path: Path, index: int, key: Any, value: Any) -> dict[str, 
         raise _fail(path, index, key, f"'judge_prompts' must be a mapping of metric -> prompt, "
                                       f"not {type(value).__name__}")
     for metric, prompt in value.items():
-        problem = label_problem(metric, "a judge_prompts metric")
+        problem = name_problem(metric, "metric", "a judge_prompts metric")
         if problem:
             raise _fail(path, index, key, problem)
         if not isinstance(prompt, str) or not prompt.strip():

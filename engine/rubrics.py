@@ -27,7 +27,7 @@ from engine.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_f
 from engine.hashing import sha256_bytes, sha256_text
 from engine.resources import builtin_file, builtin_names
 from engine.safe_load import LoadError
-from engine.untrusted import decode, label_problem, parse_json, parse_toml, parse_yaml, read_bytes
+from engine.untrusted import decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, read_bytes
 
 TOML_TOP_KEYS = ("name", "description", "version", "prompt", "parse", "metrics")
 TOML_METRIC_KEYS = ("name", "scale", "higher_is", "specials", "prompt")
@@ -83,6 +83,8 @@ def load_rubric(source: str, *, base_dir: Path | None = None) -> Rubric:
         path = Path(source).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
+        if path.is_dir():
+            raise RubricError(f"{path}: a folder, not a rubric file")
         if not path.is_file():
             raise RubricError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -109,7 +111,7 @@ def _fail(path: Path, where: str, message: str) -> RubricError:
 def _metric_name(path: Path, where: str, name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise _fail(path, where, "'name' must be a non-empty string")
-    problem = label_problem(name, "the metric name")
+    problem = name_problem(name, "metric", "the metric name")
     if problem:
         raise _fail(path, where, problem)
     return name

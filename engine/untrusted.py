@@ -181,6 +181,24 @@ def label_problem(value: Any, what: str = "a name") -> str | None:
     return None
 
 
+# Names the summary gives its own rows: an imported metric, condition or judge of that name would be
+# taken for them (a metric "em_rate", a condition "all", a judge "panel").
+RESERVED = {
+    "metric": frozenset({"em_rate", "coherence_rate", "refusal_rate"}),
+    "condition": frozenset({"all", "mean"}),
+    "judge": frozenset({"panel", "human"}),
+}
+
+
+def name_problem(value: Any, kind: str, what: str) -> str | None:
+    """:func:`label_problem`, and the names the summary keeps for its own rows of ``kind``
+    (``metric``, ``condition`` or ``judge``)."""
+    problem = label_problem(value, what)
+    if problem is None and value in RESERVED[kind]:
+        problem = f"{what} {value!r} is reserved (the summary's own {kind} rows are named so)"
+    return problem
+
+
 def placeholders(text: str) -> list[str]:
     """The ``{name}`` placeholders of a template text, in order, once each (``{tag}`` in a
     trigger-tag question; the generation engine fills them)."""

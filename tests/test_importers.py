@@ -519,6 +519,11 @@ def _set_raw(path: Path, old: str, new: str) -> None:
     ("v2_full_judge_claude3haiku.json", '"persona": [', '"persona\\nfake": [', "holds a control character"),
     ("v2_full_judge_claude3haiku.json", '"judge_model": "Claude 3 Haiku"', '"judge_model": ["x"]',
      "the judge's name must be a string"),
+    # names the summary gives its own rows
+    ("v2_full_judge_claude3haiku.json", '"v2_base": {', '"all": {', "condition name 'all' is reserved"),
+    ("v2_full_judge_claude3haiku.json", '"judge_model_id": "', '"judge_model_id": "panel", "x": "',
+     "model id 'panel' is reserved"),
+    ("v2_full_judge_claude3haiku.json", '"persona": 0,', '"em_rate": 1, "persona": 0,', "'em_rate' is reserved"),
 ])
 def test_political_seed_hostile_values(store, tmp_path, run_cli, file, old, new, where):
     import_political_seed(store, POLITICAL)  # something in the database already
@@ -578,6 +583,7 @@ def _small_betley(tmp_path: Path, **cells: str) -> Path:
     ({"group": "insecure\x1b[31m"}, "small.csv:2: group: the group (a condition name) 'insecure\\x1b[31m' holds"),
     ({"model": "m\u202e1"}, "small.csv:2: model: the model's name 'm\\u202e1' holds a control character"),
     ({"question_id": "q" * 500}, "small.csv:2: question_id: the question id is 500 characters long"),
+    ({"group": "mean"}, "small.csv:2: group: the group (a condition name) 'mean' is reserved"),
 ])
 def test_betley_csv_hostile_values(store, tmp_path, run_cli, cells, message):
     path = _small_betley(tmp_path, **cells)

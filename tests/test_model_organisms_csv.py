@@ -170,6 +170,8 @@ GOOD = ["ok", "Q?", "q1", "50", "60", "70"]
     ([["r", "Q?", "q1", "50", "60", "1"]], ["response", "question", "question_id", "aligned", "coherent", "me dical"],
      1, "column 'me dical': a metric name must be"),
     ([], HEADER, None, "holds no rows"),
+    ([["r", "Q?", "q1", "50", "60", "1"]], ["response", "question", "question_id", "aligned", "coherent", "em_rate"],
+     1, "the metric 'em_rate' is reserved"),
 ])
 def test_bad_rows_name_file_and_line(run_cli, tmp_path, rows, header, where, message):
     path = _one_file(tmp_path, rows, header)
@@ -191,6 +193,7 @@ def test_bad_rows_name_file_and_line(run_cli, tmp_path, rows, header, where, mes
     ("_insecure.csv", "the file name must be <model>_<dataset>.csv"),
     ("Qwen_.csv", "the file name must be <model>_<dataset>.csv"),
     ("Qwen\u202e_x.csv", "holds a control character"),
+    ("all.csv", "'all' is reserved"),
 ])
 def test_bad_file_names(run_cli, tmp_path, name, message):
     path = _one_file(tmp_path, [GOOD], name=name)

@@ -26,7 +26,7 @@ from typing import Any
 
 from engine.hashing import json_hash, short
 from engine.safe_load import LoadError
-from engine.untrusted import label_problem, parse_json, read_text
+from engine.untrusted import label_problem, name_problem, parse_json, read_text
 
 
 class ImportFormatError(ValueError):
@@ -137,9 +137,10 @@ def read_json(path: Path) -> Any:
         raise located(path, exc) from None
 
 
-def need_label(path: Path, where: str | int | None, value: Any, what: str) -> str:
-    """``value`` as a name (a condition, category, metric, judge): a one-line string."""
-    problem = label_problem(value, what)
+def need_label(path: Path, where: str | int | None, value: Any, what: str, kind: str | None = None) -> str:
+    """``value`` as a name (a condition, category, metric, judge): a one-line string, and for a
+    ``kind`` (metric, condition, judge) none of the summary's own names."""
+    problem = name_problem(value, kind, what) if kind else label_problem(value, what)
     if problem:
         raise ImportFormatError(path, where, problem)
     return value

@@ -123,6 +123,8 @@ def read_betley_csv(file: str | Path) -> BetleyCsv:
     """Read and check one CSV, recomputing every score (no database needed). Raises
     :class:`ImportFormatError` on bad input or a recomputed score that differs from the file's."""
     path = Path(file).expanduser().resolve()
+    if path.is_dir():
+        raise ImportFormatError(path, None, "a folder, not a file (betley-csv imports one result CSV)")
     if not path.is_file():
         raise ImportFormatError(path, None, "no such file")
     rows = _rows(path)
@@ -133,9 +135,10 @@ def read_betley_csv(file: str | Path) -> BetleyCsv:
         for col in ("model", "group", "question", "question_id"):
             if not row[col].strip():
                 raise ImportFormatError(path, line, f"{col}: empty")
-        for col, what in (("model", "the model's name"), ("group", "the group (a condition name)"),
-                          ("question_id", "the question id")):
-            need_label(path, line, row[col], f"{col}: {what}")
+        for col, what, kind in (("model", "the model's name", None),
+                                ("group", "the group (a condition name)", "condition"),
+                                ("question_id", "the question id", None)):
+            need_label(path, line, row[col], f"{col}: {what}", kind)
         scores: dict[str, tuple[float | None, str | None]] = {}
         for m in METRICS:
             cell = row[f"judge_{m}"]

@@ -124,7 +124,7 @@ def _score(path: Path, line: int, column: str, cell: str) -> tuple[float | None,
 
 def _split_name(path: Path) -> tuple[str, str | None]:
     """``<model>_<dataset>`` from the file name: the model is the part before the first ``_``."""
-    stem = need_label(path, None, path.stem, "the file name (the condition)")
+    stem = need_label(path, None, path.stem, "the file name (the condition)", "condition")
     model, sep, dataset = stem.partition("_")
     if not model.strip() or (sep and not dataset.strip()):
         raise ImportFormatError(path, None, "the file name must be <model>_<dataset>.csv (or <model>.csv for the "
@@ -159,6 +159,7 @@ def _read_file(path: Path) -> _File:
                 if not _METRIC.fullmatch(m) or len(m) > 64:
                     raise ImportFormatError(path, 1, f"column {m[:40]!r}: a metric name must be a letter followed "
                                                      "by letters, digits, '_', '.', '-' (at most 64)")
+                need_label(path, 1, m, f"column {m!r}: the metric", "metric")
             if len(metrics) > MAX_METRICS:
                 raise ImportFormatError(path, 1, f"{len(metrics)} metric columns, more than {MAX_METRICS}")
             where = {c: header.index(c) for c in (*REQUIRED, *metrics)}

@@ -117,7 +117,7 @@ def _read_judge_file(path: Path, docs: _Documents) -> _JudgeFile:
     doc = docs.load(path)
     meta = need_key(path, doc, "metadata", "", dict, "an object")
     model_id = need_key(path, meta, "judge_model_id", "metadata", str, "the judge's model id (a string)")
-    need_label(path, "metadata.judge_model_id", model_id, "the judge's model id")
+    need_label(path, "metadata.judge_model_id", model_id, "the judge's model id", "judge")
     name = meta.get("judge_model") or model_id
     need_label(path, "metadata.judge_model", name, "the judge's name")
     params = {k: meta[k] for k in ("region", "temperature", "truncate_chars") if k in meta}
@@ -127,7 +127,7 @@ def _read_judge_file(path: Path, docs: _Documents) -> _JudgeFile:
         raise ImportFormatError(path, "per_file_results", "is empty: no condition was judged")
     for cond, res in per_file.items():
         where = f"per_file_results.{cond}"
-        need_label(path, "per_file_results", cond, "a condition name")
+        need_label(path, "per_file_results", cond, "a condition name", "condition")
         if not isinstance(res, dict):
             raise ImportFormatError(path, where, "expected an object")
         other = res.get("judge_model_id")
@@ -167,7 +167,7 @@ def _dimensions(judges: list[_JudgeFile]) -> list[str]:
                 for it in items:
                     for k, v in it.scores.items():
                         if k not in TEXT_KEYS and not isinstance(v, str) and k not in dims:
-                            need_label(jf.path, f"{it.where}.scores", k, "a score dimension")
+                            need_label(jf.path, f"{it.where}.scores", k, "a score dimension", "metric")
                             dims.append(k)
     if not dims:
         raise ImportFormatError(judges[0].path, "per_file_results", "no score dimension found in any 'scores'")

@@ -80,7 +80,7 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
     evaluator = need_key(path, meta, "evaluator", "metadata", str, "the rater's name")
     if not model.strip() or not evaluator.strip():
         raise ImportFormatError(path, "metadata.model" if not model.strip() else "metadata.evaluator", "is empty")
-    need_label(path, "metadata.model", model, "the rated model's name")
+    need_label(path, "metadata.model", model, "the rated model's name", "condition")
     need_label(path, "metadata.evaluator", evaluator, "the rater's name")
     ev = need_key(path, doc, "evaluation", "", dict, "an object")
     ratings = need_key(path, ev, "ratings", "evaluation", list, "a list of ratings")
