@@ -317,6 +317,8 @@ def test_training_file_given_as_eval_set(shared_fixtures, run_cli, tmp_path, rel
     ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\n[[questions]]\nid = "a"\ntext = "y"\n',
      "question id 'a' appears twice (questions 1 and 2)"),
     ("q.toml", '[[questions]]\nid = "a\\u001b[31m"\ntext = "x"\n', "question 1: 'id' 'a\\x1b[31m' holds a control"),
+    ("q.toml", 'name = "set\\u001b]0;pwned\\u0007"\n[[questions]]\nid = "a"\ntext = "x"\n',
+     "name: the name 'set\\x1b]0;pwned\\x07' holds a control character"),
     ("q.toml", "x = inf\n[[questions]]\nid = \"a\"\ntext = \"x\"\n", "x: inf is not a finite number"),
     ("q.toml", "x = " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),
     ("q.yaml", "- id: a\n  paraphrases: [[x], y]\n", "question 1 (a): paraphrases[0] must be a string, not list"),
