@@ -74,7 +74,7 @@ def import_eval_set(args: argparse.Namespace) -> int:
     from engine.hashing import short
 
     es = load_eval_set(str(Path(args.path).resolve()), name=args.name)
-    with _store(args) as store:
+    with _store(args) as store, store.transaction():  # look and write under one write lock
         # the same questions are the same eval set, whatever the file's name; --name asks for a copy
         same = store.find_eval_sets(content_hash=es.content_hash, name=args.name)
         if same:
@@ -107,7 +107,7 @@ def import_rubric(args: argparse.Namespace) -> int:
     if label_problem(wanted):
         raise RubricError(f"{args.path}: the file's name can't name a rubric ({label_problem(wanted, 'the name')}); "
                           "give it another name (--name)")
-    with _store(args) as store:
+    with _store(args) as store, store.transaction():  # look and write under one write lock
         same = store.find_rubric(content_hash=rubric.content_hash)
         if same is not None:
             print(f"{args.path}: already imported as rubric {same['name']!r} (hash {short(rubric.content_hash)}) "

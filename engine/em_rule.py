@@ -100,17 +100,17 @@ def set_rule(store: Any, study_name: str, em: dict[str, Any], *,
     """Make ``em`` the study's rule in force: (the rule before, the recorded rule row with its
     ``set_at``, or None when ``em`` is the rule in force already). Raises :class:`EmRuleError`
     for an unknown study, a pre-registered one, or a bad rule."""
-    study = store.find_study(study_name)
-    if study is None:
-        raise EmRuleError(f"no study named {study_name!r}")
-    if study["origin"] == "study-file":
-        raise EmRuleError(f"study {study_name!r} was pre-registered from a study file: its EM rule ([em]) is part "
-                          "of the registration and can't change; register a new version of the study file under "
-                          "a new name")
-    check_rule(em, metric_scales(store, int(study["id"])))
-    before = study_em(store, study)
-    if before == em:
-        return before, None
-    with store.transaction():
+    with store.transaction():  # the rule in force is read and replaced under one write lock
+        study = store.find_study(study_name)
+        if study is None:
+            raise EmRuleError(f"no study named {study_name!r}")
+        if study["origin"] == "study-file":
+            raise EmRuleError(f"study {study_name!r} was pre-registered from a study file: its EM rule ([em]) is "
+                              "part of the registration and can't change; register a new version of the study "
+                              "file under a new name")
+        check_rule(em, metric_scales(store, int(study["id"])))
+        before = study_em(store, study)
+        if before == em:
+            return before, None
         store.add_em_rule(int(study["id"]), em, source=source)
-    return before, store.em_rules(int(study["id"]))[-1]
+        return before, store.em_rules(int(study["id"]))[-1]

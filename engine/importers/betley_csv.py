@@ -173,6 +173,11 @@ def import_betley_csv(store: Any, file: str | Path, *, name: str | None = None) 
 
 def write_betley_csv(store: Any, checked: BetleyCsv, *, name: str | None = None) -> ImportResult:
     """Write a checked file, all or nothing; :class:`AlreadyImported` when it is in the store already."""
+    with store.transaction():  # the identity check and the writes under one write lock: two imports can't race
+        return _write(store, checked, name)
+
+
+def _write(store: Any, checked: BetleyCsv, name: str | None) -> ImportResult:
     path, parsed = checked.path, checked.parsed
     digest = sha256_file(path)
     spec_hash, study_name = claim_study_identity(

@@ -224,7 +224,13 @@ def import_model_organisms_csv(store: Any, source: str | Path, *, name: str | No
 
 
 def write_model_organisms_csv(store: Any, checked: ModelOrganismsCsv, *, name: str | None = None) -> ImportResult:
-    """Write checked files as one study, all or nothing."""
+    """Write checked files as one study, all or nothing; :class:`AlreadyImported` when they are in the
+    store already."""
+    with store.transaction():  # the identity check and the writes under one write lock: two imports can't race
+        return _write(store, checked, name)
+
+
+def _write(store: Any, checked: ModelOrganismsCsv, name: str | None) -> ImportResult:
     source, files = checked.source, checked.files
     digests = {f.path.name: f.digest for f in files}
     stem = source.name if source.is_dir() else source.stem

@@ -378,6 +378,11 @@ def import_political_seed(store: Any, folder: str | Path, *, name: str | None = 
 
 def write_political_seed(store: Any, parsed: PoliticalSeed, *, name: str | None = None) -> ImportResult:
     """Write a checked folder, all or nothing; :class:`AlreadyImported` when it is in the store already."""
+    with store.transaction():  # the identity check and the writes under one write lock: two imports can't race
+        return _write(store, parsed, name)
+
+
+def _write(store: Any, parsed: PoliticalSeed, name: str | None) -> ImportResult:
     folder, judges, dims, conditions = parsed.folder, parsed.judges, parsed.dims, parsed.conditions
     questions, qlist, notes = parsed.questions, parsed.qlist, parsed.notes
     files = {jf.path.name: jf.digest for jf in judges}

@@ -114,6 +114,11 @@ def import_political_seed_human(store: Any, file: str | Path, *, name: str | Non
     """Import the rating file, all or nothing. Raises :class:`ImportFormatError` on bad input and
     :class:`~engine.importers.AlreadyImported` when this file is in the store already."""
     parsed = read_human_file(file)
+    with store.transaction():  # the identity check and the writes under one write lock: two imports can't race
+        return _write(store, parsed, name)
+
+
+def _write(store: Any, parsed: HumanRatingFile, name: str | None) -> HumanImportResult:
     path, meta, ev, rows = parsed.path, parsed.meta, parsed.evaluation, parsed.rows
     model, evaluator = meta["model"], meta["evaluator"]
     scale = get_scale(SCALE)
