@@ -173,6 +173,10 @@ def _from_toml(path: Path, text: str) -> tuple[str, list[dict[str, Any]]]:
     set_name = doc.get("name")
     if set_name is not None and label_problem(set_name):
         raise EvalSetError(f"{path}: name: {label_problem(set_name, 'the name')}")
+    if not isinstance(doc.get("description", ""), str):
+        raise EvalSetError(f"{path}: description: must be a string, not {type(doc['description']).__name__}")
+    if isinstance(doc.get("version", 1), bool) or not isinstance(doc.get("version", 1), int):
+        raise EvalSetError(f"{path}: version: must be an integer, not {doc['version']!r}")
     out: list[dict[str, Any]] = []
     ids = []
     for i, q in enumerate(items):

@@ -147,6 +147,10 @@ def _from_toml(path: Path, raw: bytes, doc: dict[str, Any]) -> Rubric:
     rubric_name = doc.get("name")
     if rubric_name is not None and label_problem(rubric_name):
         raise _fail(path, "name", label_problem(rubric_name, "the name"))
+    if not isinstance(doc.get("description", ""), str):
+        raise _fail(path, "description", f"must be a string, not {type(doc['description']).__name__}")
+    if isinstance(doc.get("version", 1), bool) or not isinstance(doc.get("version", 1), int):
+        raise _fail(path, "version", f"must be an integer, not {doc['version']!r}")
     metrics = []
     for i, m in enumerate(items):
         if not isinstance(m, dict):

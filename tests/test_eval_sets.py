@@ -314,6 +314,8 @@ def test_training_file_given_as_eval_set(shared_fixtures, run_cli, tmp_path, rel
     ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\nsystem = 3\n', "(a): 'system' must be a string, not int"),
     ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\ncatgory = "c"\n', "(a): catgory: unknown key"),
     ("q.toml", 'title = "x"\n[[questions]]\nid = "a"\ntext = "x"\n', "title: unknown key"),
+    ("q.toml", 'description = ["x"]\n[[questions]]\nid = "a"\ntext = "x"\n', "description: must be a string"),
+    ("q.toml", 'version = "2"\n[[questions]]\nid = "a"\ntext = "x"\n', "version: must be an integer"),
     ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\n[[questions]]\nid = "a"\ntext = "y"\n',
      "question id 'a' appears twice (questions 1 and 2)"),
     ("q.toml", '[[questions]]\nid = "a\\u001b[31m"\ntext = "x"\n', "question 1: 'id' 'a\\x1b[31m' holds a control"),

@@ -129,6 +129,8 @@ def test_different_prompts_for_one_metric_are_an_error(run_cli, tmp_path):
     ("r.toml", 'prompt = 1\n[[metrics]]\nname = "a"\nscale = [0, 1]\n', "prompt: must be a non-empty string"),
     ("r.toml", '[[metrics]]\nname = "a"\nscale = [0, 1]\nprompt = "p"\nweight = 2\n', "weight: unknown key"),
     ("r.toml", 'owner = "me"\n[[metrics]]\nname = "a"\nscale = [0, 1]\nprompt = "p"\n', "owner: unknown key"),
+    ("r.toml", 'description = 3\n[[metrics]]\nname = "a"\nscale = [0, 1]\nprompt = "p"\n', "description: must be"),
+    ("r.toml", '[[metrics]]\nname = "em_rate"\nscale = [0, 1]\nprompt = "p"\n', "'em_rate' is reserved"),
     ("r.json", '{"aligned": NaN}', "nan is not a finite number"),
     ("r.jsonl", '{"messages": []}\n', "unknown rubric format '.jsonl' (a training file?)"),
 ])
