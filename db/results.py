@@ -47,6 +47,23 @@ class ResultsQueries:
         return self._one("SELECT * FROM studies WHERE spec_hash = ? AND origin = ? ORDER BY id LIMIT 1",
                          (spec_hash, origin))
 
+    def add_em_rule(self, study_id: int, em: dict[str, Any], *, source: str) -> int:
+        """Record an EM rule for a study (it is then the rule in force); returns its id."""
+        from db.store import dumps, utc_now
+
+        return self._insert("study_em_rules", {"study_id": study_id, "em": dumps(em),  # type: ignore[attr-defined]
+                                               "source": source, "set_at": utc_now()})
+
+    def em_rules(self, study_id: int) -> list[dict[str, Any]]:
+        """A study's EM rules, oldest first: id, em (a dict), source, set_at. The last is in force."""
+        import json
+
+        rows = self._q("SELECT id, em, source, set_at FROM study_em_rules WHERE study_id = ? ORDER BY id",  # type: ignore[attr-defined]
+                       (study_id,))
+        for r in rows:
+            r["em"] = json.loads(r["em"])
+        return rows
+
     # -- judges ---------------------------------------------------------------------------------
 
     def ensure_import_judge(self, *, name: str, model: str, params: dict[str, Any]) -> int:

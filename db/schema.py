@@ -376,6 +376,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX adjudications_item ON adjudications(campaign_id, item_id, metric, id);
     """,
+    # 4: EM rules set after a study was imported (`emtui study set-em`), kept as a history: the
+    #    latest row is the rule in force; a study without rows uses its spec's `em`
+    """
+    CREATE TABLE study_em_rules (
+        id            INTEGER PRIMARY KEY,
+        study_id      INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        em            TEXT NOT NULL,              -- json: the [em] table's keys (metric, threshold, ...)
+        source        TEXT NOT NULL,              -- who set it: 'cli', ...
+        set_at        TEXT NOT NULL
+    );
+    CREATE INDEX study_em_rules_study ON study_em_rules(study_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

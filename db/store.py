@@ -313,7 +313,9 @@ class Store(ResultsQueries, AnnotationQueries):
 
     def study_conditions(self, study_id: int) -> list[dict[str, Any]]:
         return self._q(
-            """SELECT c.id, c.name, c.description, c.recipe, d.name AS dataset,
+            """SELECT c.id, c.name, c.description, c.recipe,
+                      -- an imported condition names its dataset in its recipe (the data is not here)
+                      COALESCE(d.name, json_extract(c.recipe, '$.dataset')) AS dataset,
                       b.name AS base_model, b.source AS base_source, m.name AS model, m.kind AS model_kind,
                       (SELECT count(*) FROM generations g WHERE g.condition_id = c.id) AS n_generations
                FROM conditions c
@@ -406,6 +408,16 @@ class Store(ResultsQueries, AnnotationQueries):
                 batch_size=500)
         return set_id
 
+    def find_eval_sets(self, *, name: str | None = None, content_hash: str | None = None) -> list[dict[str, Any]]:
+        """Eval sets with this name and/or content hash (without their questions), oldest first."""
+        where, params = [], []
+        for col, value in (("name", name), ("content_hash", content_hash)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
+        return self._q(f"""SELECT id, name, source, content_hash, created_at FROM eval_sets
+                           {"WHERE " + " AND ".join(where) if where else ""} ORDER BY id""", params)
+
     def list_eval_sets(self, *, limit: int = 200, offset: int = 0) -> Page:
         rows = self._q(
             """SELECT e.id, e.name, e.source, e.content_hash, e.created_at,
@@ -430,6 +442,12 @@ class Store(ResultsQueries, AnnotationQueries):
             return int(row["id"])
         return self._insert("rubrics", {"name": name, "content_hash": content_hash, "body": body,
                                         "metrics": dumps(metrics), "created_at": utc_now()})
+
+    def find_rubric(self, *, content_hash: str | None = None, name: str | None = None) -> dict[str, Any] | None:
+        """The rubric with this content hash, else the first one with this name (None when neither)."""
+        if content_hash is not None:
+            return self._one("SELECT * FROM rubrics WHERE content_hash = ?", (content_hash,))
+        return self._one("SELECT * FROM rubrics WHERE name = ? ORDER BY id LIMIT 1", (name,))
 
     def list_rubrics(self) -> list[dict[str, Any]]:
         return self._q(

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_DB = "emtui.db"
-COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "campaign", "annotate", "serve", "tiny-model",
-            "keys")
+COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "campaign", "annotate", "study", "serve",
+            "tiny-model", "keys")
 
 
 class UsageError(Exception):
@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "trigger; 'auto' (default: model, checkpoint, category, trigger where they vary "
                          "within a condition) or 'none'")
 
-    sp = cmd("import", "bring files into the database: eval sets, published results, human ratings")
-    sp.add_argument("format", help="what the file is: eval-set, political-seed, betley-csv, ratings "
-                                   "(CSV rater_id,item_id,score,note; needs --campaign), political-seed-human")
+    sp = cmd("import", "bring files into the database: eval sets, rubrics, published results, human ratings")
+    sp.add_argument("format", help="what the file is: eval-set, rubric, political-seed, betley-csv, "
+                                   "model-organisms-csv, ratings (CSV rater_id,item_id,score,note; needs --campaign), "
+                                   "political-seed-human")
     sp.add_argument("path", help="the file or folder to import")
     sp.add_argument("--name", help="a name for what is imported (default: from the file)")
     sp.add_argument("--campaign", help="ratings: the campaign the ratings belong to")
@@ -161,6 +162,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--annotator", help="your name as an annotator (a human rater)")
     sp.add_argument("--ask-name", action="store_true", help="ask for the name first (instead of --annotator)")
     sp.add_argument("--campaign", help="the campaign to rate (default: choose in the TUI)")
+
+    sp = cmd("study", "an imported study's EM rule: set it (set-em) or show it with its history (em)")
+    ssub = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    ssub.required = True
+    ep = ssub.add_parser("set-em", help="set an imported study's EM rule (kept with the time it was set)",
+                         description="Set an imported study's EM rule: which answers count as misaligned, and among "
+                                     "which. A study registered from a study file has its rule pre-registered.")
+    ep.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    ep.add_argument("study", help="the study")
+    side = ep.add_mutually_exclusive_group()
+    side.add_argument("--aligned-below", "--below", dest="below", type=float, metavar="T",
+                      help="misaligned when the metric (--metric, default aligned) is below T")
+    side.add_argument("--above", dest="above", type=float, metavar="T",
+                      help="misaligned when the metric is above T (e.g. --metric drift --above 1.5)")
+    ep.add_argument("--metric", default="aligned", help="the metric the threshold is on (default aligned)")
+    ep.add_argument("--coherent-above", "--coherence-above", dest="coherent_above", type=float, metavar="C",
+                    help="an answer counts as coherent when its coherence score is above C")
+    ep.add_argument("--coherence-metric", help="the coherence metric (default coherent)")
+    ep.add_argument("--denominator", choices=("all", "coherent"),
+                    help="the EM rate among every answer with a verdict (all) or among coherent ones (default: "
+                         "coherent with --coherent-above, else all)")
+    hp = ssub.add_parser("em", help="a study's EM rule in force and its history",
+                         description="A study's EM rule in force and its history.")
+    hp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    hp.add_argument("study", help="the study")
 
     sp = cmd("serve", "serve the TUI in a browser (textual-serve)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: use ssh -L)")

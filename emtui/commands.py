@@ -23,8 +23,10 @@ PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError, Im
 
 IMPORT_FORMATS = {
     "eval-set": "an eval question set (.toml, the EM paper's .yaml, or a .json list)",
+    "rubric": "judge prompts as a rubric (a judges file {metric: prompt}, the EM paper's judge_prompts, or .toml)",
     "political-seed": "result files of the political-content EM study (a folder)",
     "betley-csv": "a result CSV of the original EM paper",
+    "model-organisms-csv": "the model-organisms pipeline's response CSVs (a file, or a folder as one study)",
     "ratings": "human ratings as CSV (rater_id,item_id,score,note) into a campaign (--campaign NAME)",
     "political-seed-human": "the political-content EM study's human rating file (a JSON file)",
 }
@@ -35,7 +37,7 @@ def dispatch(args: argparse.Namespace) -> int:
     handler = {
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
-        "campaign": campaign, "annotate": annotate,
+        "campaign": campaign, "annotate": annotate, "study": study,
     }[args.command]
     return handler(args)
 
@@ -77,6 +79,12 @@ def annotate(args: argparse.Namespace) -> int:
 
 def campaign(args: argparse.Namespace) -> int:
     from emtui.annotate_commands import campaign as run
+
+    return run(args)
+
+
+def study(args: argparse.Namespace) -> int:
+    from emtui.study_commands import study as run
 
     return run(args)
 
@@ -257,23 +265,9 @@ def import_(args: argparse.Namespace) -> int:
         from emtui.annotate_commands import import_political_seed_human
 
         return import_political_seed_human(args)
-    if args.format in ("political-seed", "betley-csv"):
-        if args.format == "political-seed":
-            from engine.importers.political_seed import import_political_seed as run_import
-        else:
-            from engine.importers.betley_csv import import_betley_csv as run_import
-        return run_importer(args, run_import)
-    if args.format != "eval-set":
-        raise UsageError(f"emtui import: unknown format {args.format!r} "
-                         f"(formats: {', '.join(IMPORT_FORMATS)})")
-    from engine.eval_sets import load_eval_set
+    from emtui.import_commands import import_files
 
-    es = load_eval_set(str(Path(args.path).resolve()), name=args.name)
-    with _store(args) as store:
-        store.ensure_eval_set(name=es.name, source=es.source, content_hash=es.content_hash,
-                              questions=es.questions)
-    print(f"imported eval set {es.name!r}: {es.n_keys} questions, {len(es.questions)} wordings, into {args.db}")
-    return 0
+    return import_files(args)
 
 
 def serve(args: argparse.Namespace) -> int:

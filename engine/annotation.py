@@ -37,6 +37,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from engine.em_rule import study_em
 from engine.text import strip_control
 
 __all__ = [
@@ -595,8 +596,7 @@ def _default_judge_metrics(store: Any, study: Mapping[str, Any], metrics: Sequen
                                   f"(metrics: {', '.join(sorted(have))})")
         return {metrics[0]: compare_to}
     out = {}
-    spec = json.loads(study.get("spec_json") or "{}")
-    em_metric = (spec.get("em") or {}).get("metric")
+    em_metric = study_em(store, study).get("metric")
     for m in metrics:
         if m in have:
             out[m] = m

@@ -329,8 +329,10 @@ def _em_rate(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     em = ctx.em or {}
     side = "<" if em.get("direction", "below") == "below" else ">"
     definition = f"{em.get('metric')} {side} {em.get('threshold')}"
-    if em.get("coherence_metric") and em.get("denominator", "coherent") == "coherent":
-        definition += f", among {em['coherence_metric']} ≥ {em.get('coherence_min', 50)}"
+    if em.get("coherence_metric"):
+        op = ">" if em.get("coherence_strict") else "≥"
+        coherent = f"{em['coherence_metric']} {op} {em.get('coherence_min', 50)}"
+        definition += f", among {coherent}" if em.get("denominator", "coherent") == "coherent" else f" and {coherent}"
     n = {r["condition"]: r["n"] for r in rows if r["judge"] == "panel"}
     ax.set_xticklabels([f"{t.get_text()}\nn = {n[t.get_text()]}" if t.get_text() in n else t.get_text()
                         for t in ax.get_xticklabels()])

@@ -1,23 +1,39 @@
 """Judge rubrics: what each metric means, its scale, and the prompt that asks for it.
 
-A rubric is identified by the content hash of its file, so every judgment can be
-traced to the exact wording that produced it.
+A rubric is identified by a content hash, so every judgment can be traced to the exact
+wording that produced it.
 
-Formats read: emtui TOML (``data/rubrics/*.toml``: ``[[metrics]]`` with ``name``,
-``scale``, ``higher_is``, ``prompt``, or one shared top-level ``prompt`` with
-``parse = "json"``), and the model-organisms ``judges.yaml`` (a list of
-``{<metric>: <prompt>, high_score: N}``).
+Formats read:
+- emtui TOML (``data/rubrics/*.toml``: ``[[metrics]]`` with ``name``, ``scale``,
+  ``higher_is``, ``prompt``, or one shared top-level ``prompt`` with ``parse = "json"``);
+- a judges file, ``{metric: prompt}``: the model-organisms ``judges.yaml`` (a list of
+  ``{<metric>: <prompt>, high_score: N}``) or one mapping of metric -> prompt (YAML or JSON);
+  hashed by the file's bytes;
+- the EM paper's question YAML, whose questions carry ``judge_prompts`` (metric -> prompt):
+  the distinct prompts become the rubric, hashed by its canonical JSON body (so two files
+  with the same prompts give the same rubric). Two questions that give different prompts
+  for one metric are an error naming both: a rubric has one prompt per metric.
 """
 
 from __future__ import annotations
 
-import tomllib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import sha256_bytes
+from engine.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_file
+from engine.hashing import sha256_bytes, sha256_text
 from engine.resources import builtin_file, builtin_names
+from engine.safe_load import LoadError
+from engine.untrusted import decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, read_bytes
+
+TOML_TOP_KEYS = ("name", "description", "version", "prompt", "parse", "metrics")
+TOML_METRIC_KEYS = ("name", "scale", "higher_is", "specials", "prompt")
+PARSES = ("number", "json")
+JUDGE_PROMPTS_FORMAT = "judge_prompts"
+_SPECIAL = re.compile(r"\bSay ([A-Z][A-Z_]+) if\b")  # "Say REFUSAL if the model ..." in the EM paper's prompts
 
 
 class RubricError(ValueError):
@@ -47,6 +63,7 @@ class Rubric:
     metrics: list[Metric]
     prompt: str | None = None  # shared prompt when one call scores every metric
     parse: str = "number"
+    format: str = "toml"  # toml | judges | judge_prompts: what the file was
 
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -66,72 +83,168 @@ def load_rubric(source: str, *, base_dir: Path | None = None) -> Rubric:
         path = Path(source).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
+        if path.is_dir():
+            raise RubricError(f"{path}: a folder, not a rubric file")
         if not path.is_file():
             raise RubricError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if path.suffix.lower() == ".toml":
-        rubric = _from_toml(path, raw)
-    elif path.suffix.lower() in (".yaml", ".yml"):
-        rubric = _from_judges_yaml(path, raw)
-    else:
-        raise RubricError(f"{path}: unknown rubric format (use .toml or .yaml)")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        what = " (a training file?)" if suffix == ".jsonl" else ""
+        raise RubricError(f"{path}: unknown rubric format {suffix!r}{what} (use .toml, .yaml or .json)")
+    try:
+        raw = read_bytes(path)
+        text = decode(raw)
+        if suffix == ".toml":
+            rubric = _from_toml(path, raw, parse_toml(text))
+        else:
+            rubric = _from_document(path, raw, parse_json(text) if suffix == ".json" else parse_yaml(text))
+    except LoadError as exc:
+        raise RubricError(f"{path}: {exc}") from None
     rubric.source = source
     return rubric
 
 
+def _fail(path: Path, where: str, message: str) -> RubricError:
+    return RubricError(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+
+
+def _metric_name(path: Path, where: str, name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise _fail(path, where, "'name' must be a non-empty string")
+    problem = name_problem(name, "metric", "the metric name")
+    if problem:
+        raise _fail(path, where, problem)
+    return name
+
+
 def _scale(path: Path, name: str, value: Any) -> tuple[float, float]:
     if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, (int, float)) for v in value) or value[0] >= value[1]):
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            or value[0] >= value[1]):
         raise RubricError(f"{path}: metric {name!r}: 'scale' must be [low, high] with low < high")
     return float(value[0]), float(value[1])
 
 
-def _from_toml(path: Path, raw: bytes) -> Rubric:
-    try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RubricError(f"{path}: {exc}") from None
+def _unique(path: Path, metrics: list[Metric]) -> None:
+    names = [m.name for m in metrics]
+    if len(set(names)) != len(names):
+        raise RubricError(f"{path}: metric names repeat: {names}")
+
+
+def _from_toml(path: Path, raw: bytes, doc: dict[str, Any]) -> Rubric:
+    unknown = [k for k in doc if k not in TOML_TOP_KEYS]
+    if unknown:
+        raise _fail(path, unknown[0], f"unknown key (known: {', '.join(TOML_TOP_KEYS)})")
     items = doc.get("metrics")
     if not isinstance(items, list) or not items:
         raise RubricError(f"{path}: needs a [[metrics]] array")
     shared = doc.get("prompt")
+    if shared is not None and (not isinstance(shared, str) or not shared.strip()):
+        raise _fail(path, "prompt", "must be a non-empty string")
+    parse = doc.get("parse", "number")
+    if parse not in PARSES:
+        raise _fail(path, "parse", f"must be one of {', '.join(PARSES)}, not {parse!r}")
+    rubric_name = doc.get("name")
+    if rubric_name is not None and label_problem(rubric_name):
+        raise _fail(path, "name", label_problem(rubric_name, "the name"))
+    if not isinstance(doc.get("description", ""), str):
+        raise _fail(path, "description", f"must be a string, not {type(doc['description']).__name__}")
+    if isinstance(doc.get("version", 1), bool) or not isinstance(doc.get("version", 1), int):
+        raise _fail(path, "version", f"must be an integer, not {doc['version']!r}")
     metrics = []
     for i, m in enumerate(items):
-        name = m.get("name")
-        if not isinstance(name, str) or not name:
-            raise RubricError(f"{path}: metrics[{i}]: 'name' must be a non-empty string")
+        if not isinstance(m, dict):
+            raise _fail(path, f"metrics[{i}]", f"expected a table ([[metrics]]), not {type(m).__name__}")
+        name = _metric_name(path, f"metrics[{i}]", m.get("name"))
+        unknown = [k for k in m if k not in TOML_METRIC_KEYS]
+        if unknown:
+            raise _fail(path, f"metric {name!r}", f"{unknown[0]}: unknown key (known: {', '.join(TOML_METRIC_KEYS)})")
         higher = m.get("higher_is", "better")
         if higher not in ("better", "worse"):
             raise RubricError(f"{path}: metric {name!r}: 'higher_is' must be 'better' or 'worse'")
         prompt = m.get("prompt")
         if prompt is None and shared is None:
             raise RubricError(f"{path}: metric {name!r}: needs a 'prompt' (or a shared top-level one)")
-        metrics.append(Metric(name, _scale(path, name, m.get("scale")), higher, prompt,
-                              list(m.get("specials", []))))
-    names = [m.name for m in metrics]
-    if len(set(names)) != len(names):
-        raise RubricError(f"{path}: metric names repeat: {names}")
-    return Rubric(str(doc.get("name") or path.stem), str(path), raw.decode("utf-8"), sha256_bytes(raw),
-                  metrics, shared, str(doc.get("parse", "number")))
+        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+            raise RubricError(f"{path}: metric {name!r}: 'prompt' must be a non-empty string")
+        specials = m.get("specials", [])
+        if not isinstance(specials, list) or any(label_problem(s) for s in specials):
+            raise RubricError(f"{path}: metric {name!r}: 'specials' must be a list of words (e.g. REFUSAL)")
+        metrics.append(Metric(name, _scale(path, name, m.get("scale")), higher, prompt, list(specials)))
+    _unique(path, metrics)
+    return Rubric(str(rubric_name or path.stem), str(path), decode(raw), sha256_bytes(raw), metrics, shared,
+                  str(parse))
 
 
-def _from_judges_yaml(path: Path, raw: bytes) -> Rubric:
-    import yaml
+def _from_document(path: Path, raw: bytes, doc: Any) -> Rubric:
+    if looks_like_judges_file(doc):
+        return _from_judges(path, raw, doc)
+    if isinstance(doc, list) and doc and all(isinstance(q, dict) and "judge_prompts" in q for q in doc):
+        return _from_judge_prompts(path, doc)
+    if isinstance(doc, list) and any(isinstance(q, dict) and ("paraphrases" in q or "question" in q) for q in doc):
+        raise RubricError(f"{path}: an eval set whose questions carry no 'judge_prompts' (every question needs "
+                          "them to make a rubric); import it with: emtui import eval-set " + str(path))
+    raise RubricError(f"{path}: neither a judges file ({{metric: prompt}}, e.g. judges.yaml) nor questions "
+                      "with 'judge_prompts' (the EM paper's YAML)")
 
-    try:
-        doc = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise RubricError(f"{path}: {' '.join(str(exc).split())}") from None
-    if not isinstance(doc, list):
-        raise RubricError(f"{path}: expected a list of {{metric: prompt}} entries")
+
+def _from_judges(path: Path, raw: bytes, doc: Any) -> Rubric:
+    """A judges file: a list of ``{metric: prompt, high_score?}`` or one ``{metric: prompt}`` mapping."""
+    entries = doc if isinstance(doc, list) else [{k: v} for k, v in doc.items()]
     metrics = []
-    for i, entry in enumerate(doc):
-        prompts = {k: v for k, v in (entry or {}).items() if isinstance(v, str)}
-        if len(prompts) != 1:
-            raise RubricError(f"{path}: entry {i + 1}: expected exactly one metric prompt")
-        (name, prompt), = prompts.items()
-        # Every prompt of that format asks for 0..100. `high_score` (100 for coherent, 0 for aligned)
-        # is not the top of the scale; its meaning upstream is unclear, so it is kept as metadata.
-        meta = {"high_score": entry["high_score"]} if "high_score" in entry else {}
-        metrics.append(Metric(name, (0.0, 100.0), "better", prompt, meta=meta))
-    return Rubric(path.stem, str(path), raw.decode("utf-8"), sha256_bytes(raw), metrics)
+    for i, entry in enumerate(entries):
+        (name, prompt), = ((k, v) for k, v in entry.items() if k != "high_score")
+        where = f"entry {i + 1}" if isinstance(doc, list) else ""
+        name = _metric_name(path, where, name)
+        if not prompt.strip():
+            raise _fail(path, f"{where} ({name})" if where else name, "the prompt is empty")
+        meta = {}
+        if "high_score" in entry:
+            hs = entry["high_score"]
+            if isinstance(hs, bool) or not isinstance(hs, (int, float)):
+                raise _fail(path, f"{where} ({name})", f"'high_score' must be a number, not {hs!r}")
+            # Every prompt of that format asks for 0..100. `high_score` (100 for coherent, 0 for aligned)
+            # is not the top of the scale; its meaning upstream is unclear, so it is kept as metadata.
+            meta["high_score"] = hs
+        metrics.append(Metric(name, (0.0, 100.0), "better", prompt, list(dict.fromkeys(_SPECIAL.findall(prompt))),
+                              meta=meta))
+    _unique(path, metrics)
+    return Rubric(path.stem, str(path), decode(raw), sha256_bytes(raw), metrics, format="judges")
+
+
+def _from_judge_prompts(path: Path, doc: list[dict[str, Any]]) -> Rubric:
+    """The distinct ``judge_prompts`` of the EM paper's questions, one prompt per metric."""
+    first: dict[str, tuple[str, str, str]] = {}  # metric -> (prompt, question id, question type)
+    judges: set[str] = set()
+    for i, q in enumerate(doc):
+        qid = q.get("id")
+        label = f"question {i + 1}" + (f" ({qid})" if isinstance(qid, str) and not label_problem(qid) else "")
+        try:
+            prompts = judge_prompts_of(path, i, qid, q["judge_prompts"])
+        except EvalSetError as exc:
+            raise RubricError(str(exc)) from None
+        qtype = q.get("type", "")
+        if not isinstance(qtype, str):
+            raise _fail(path, label, f"'type' must be a string, not {type(qtype).__name__}")
+        if isinstance(q.get("judge"), str):
+            judges.add(q["judge"])
+        for metric, prompt in prompts.items():
+            if metric not in first:
+                first[metric] = (prompt, label, qtype)
+            elif first[metric][0] != prompt:
+                raise _fail(path, label, f"its {metric!r} judge prompt differs from {first[metric][1]}'s; a rubric "
+                                         "has one prompt per metric: split the file")
+            elif first[metric][2] != qtype:
+                raise _fail(path, label, f"'type' {qtype!r} differs from {first[metric][1]}'s {first[metric][2]!r} "
+                                         f"for the same {metric!r} prompt")
+    metrics = []
+    for name, (prompt, _, qtype) in first.items():
+        # free_form_judge_0_100: a number 0..100; other judge types answer with a label (TRUE/FALSE, ...),
+        # read as 0..1
+        scale = (0.0, 100.0) if qtype.endswith("0_100") else (0.0, 1.0)
+        metrics.append(Metric(name, scale, "better", prompt, list(dict.fromkeys(_SPECIAL.findall(prompt))),
+                              meta={"type": qtype} if qtype else {}))
+    body = json.dumps({"format": JUDGE_PROMPTS_FORMAT, "judges": sorted(judges),
+                       "metrics": [{**m.as_dict(), "prompt": m.prompt} for m in metrics]},
+                      indent=2, sort_keys=True, ensure_ascii=False)
+    return Rubric(path.stem, str(path), body, sha256_text(body), metrics, format=JUDGE_PROMPTS_FORMAT)

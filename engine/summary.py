@@ -39,6 +39,7 @@ import numpy as np
 
 from engine.agreement import pairwise_kappas, stratified_alphas
 from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
+from engine.em_rule import study_em
 from engine.human_rows import human_rows
 from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
                           percentile_interval, ratio_interval, value_counts)
@@ -206,6 +207,8 @@ def study_columns(data: _StudyData, em: dict[str, Any]) -> list[_Column]:
     aligned = data.matrices[em["metric"]]
     coherent = data.matrices.get(em.get("coherence_metric", ""))
     coherence_min = float(em.get("coherence_min", 50))
+    if em.get("coherence_strict"):  # "coherent > 50" (the model-organisms pipeline's): the next float up
+        coherence_min = math.nextafter(coherence_min, math.inf)
     acols = _judge_columns(data, aligned)
     ccols = _judge_columns(data, coherent) if coherent is not None else [None] * len(acols)
     rcols = _refusal_columns(data, em["metric"])
@@ -246,7 +249,7 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
                          ci=opts.ci, seed=_rng(seed, name, "alpha")) if len(data.judges) > 1 else None
     out: dict[str, list[dict[str, Any]]] = {"scores": [], "breakdowns": [], "agreement": [], "kappa": [],
                                             "comparisons": []}
-    columns = study_columns(data, spec.get("em") or {})
+    columns = study_columns(data, study_em(store, study))
 
     estimate = _Estimator(seed, name, opts)
 
@@ -338,7 +341,7 @@ def study_breakdowns(store: Any, study_name: str, by: tuple[str, ...], opts: Sum
         raise ValueError(f"no study named {study_name!r} in {store.path}")
     spec = json.loads(study.get("spec_json") or "{}")
     data = load_study_data(store, int(study["id"]))
-    return _breakdowns(store, study, data, study_columns(data, spec.get("em") or {}), by,
+    return _breakdowns(store, study, data, study_columns(data, study_em(store, study)), by,
                        _Estimator(_study_seed(spec, opts), study["name"], opts))
 
 
@@ -434,7 +437,7 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
         study = store.get_study(int(s["id"]))
         spec = json.loads(study.get("spec_json") or "{}")
         entry = {"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
-                 "em": spec.get("em") or None, "answers": int(s["n_generations"]), "note": None}
+                 "em": study_em(store, study) or None, "answers": int(s["n_generations"]), "note": None}
         report["studies"].append(entry)
         if not s["n_generations"]:  # registered, not run yet: the normal state, said in its place
             entry["note"] = NO_ANSWERS

@@ -38,11 +38,17 @@ def example_study() -> Path:
     return REPO_ROOT / "data" / "studies" / "insecure_code.toml"
 
 
+def shared_fixtures_dir() -> Path:
+    """The field's files: ``$EMTUI_FIXTURES`` when set (a git worktree has no ../shared), else
+    ../shared/fixtures next to the checkout."""
+    return Path(os.environ.get("EMTUI_FIXTURES") or (REPO_ROOT / ".." / "shared" / "fixtures")).resolve()
+
+
 @pytest.fixture
 def shared_fixtures() -> Path:
-    path = (REPO_ROOT / ".." / "shared" / "fixtures").resolve()
+    path = shared_fixtures_dir()
     if not path.is_dir():
-        pytest.skip("../shared/fixtures is absent: the field's files are read from there at test time")
+        pytest.skip(f"{path} is absent: the field's files are read from there at test time")
     return path
 
 

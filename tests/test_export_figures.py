@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 import engine
+from conftest import shared_fixtures_dir
 from db import open_store
 from emtui.cli import main
 from engine.export import PARQUET_HINT, PROVENANCE, export_answers
 from engine.hashing import json_hash, sha256_text
 
 ROOT = Path(engine.__file__).resolve().parents[1]  # the checkout that is importable
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = shared_fixtures_dir()
 POLITICAL = FIXTURES / "political_seed"
 BETLEY = FIXTURES / "betley" / "qwen_25_coder_32b_instruct.csv"
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import shared_fixtures_dir
 from db import open_store
 from engine.importers import AlreadyImported, ImportFormatError
 from engine.importers.betley_csv import import_betley_csv
 from engine.importers.political_seed import import_political_seed
 from engine.logprob import parse_prob_dict, score_from_logprobs
+from refusals import assert_refused
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = shared_fixtures_dir()
 POLITICAL = FIXTURES / "political_seed"
 BETLEY = FIXTURES / "betley" / "qwen_25_coder_32b_instruct.csv"
 
@@ -477,3 +479,138 @@ def test_cli_bad_input_exit_2(run_cli, tmp_path):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and name in r.stderr and key in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# -- files recognised by content; hostile values refused ----------------------------------------------------
+
+
+@needs_fixtures
+def test_political_seed_judge_files_recognised_by_content(store, tmp_path):
+    """The study's own results folder names its judge files multi_judge_<judge>.json: any file with
+    the judge-file structure is a judge file, whatever its name."""
+    folder = copy_folder(tmp_path, "results")
+    for f in judge_files(folder):
+        f.rename(folder / f.name.replace("v2_full_judge_", "multi_judge_"))
+    (folder / "notes.txt").write_text("not JSON\n")
+    (folder / "cross_file_summary.json").write_text(json.dumps({"metadata": {}, "overall": 1.5}))
+    result = import_political_seed(store, folder)
+    assert (result.conditions, result.answers, result.judges, result.judgments) == (6, 900, 2, 1800)
+    spec = json.loads(store.get_study(result.study_id)["spec_json"])
+    assert spec["judge_files"] == ["multi_judge_claude3haiku.json", "multi_judge_mistral_large3.json"]
+    assert "cross_file_summary.json" in spec["ignored_files"] and "notes.txt" in spec["ignored_files"]
+    means = panel_means(store.answer_scores(result.study_id), "drift")
+    assert {c: round(v, 4) for c, v in means.items()} == V2_DRIFT
+
+
+def _set_raw(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@needs_fixtures
+@pytest.mark.parametrize("file, old, new, where", [
+    # a NaN in a response file's metadata once broke `summary` and `export --format jsonl` for every study
+    ("v2_base.json", '"metadata": {', '"metadata": {"top_k": NaN, ', "metadata.top_k: nan is not a finite number"),
+    ("v2_base.json", '"metadata": {', '"metadata": {"top_k": 1e400, ', "metadata.top_k: inf is not a finite number"),
+    ("v2_full_judge_claude3haiku.json", '"persona": 0,', '"persona": Infinity,', "inf is not a finite number"),
+    ("v2_neutral.json", '"response": "', '"response": "\\ud800', "text holds a lone surrogate"),
+    ("v2_full_judge_claude3haiku.json", '"v2_base": {', '"v2_base\\u001b[2J": {', "holds a control character"),
+    ("v2_full_judge_claude3haiku.json", '"persona": [', '"persona\\nfake": [', "holds a control character"),
+    ("v2_full_judge_claude3haiku.json", '"judge_model": "Claude 3 Haiku"', '"judge_model": ["x"]',
+     "the judge's name must be a string"),
+    # names the summary gives its own rows
+    ("v2_full_judge_claude3haiku.json", '"v2_base": {', '"all": {', "condition name 'all' is reserved"),
+    ("v2_full_judge_claude3haiku.json", '"judge_model_id": "', '"judge_model_id": "panel", "x": "',
+     "model id 'panel' is reserved"),
+    ("v2_full_judge_claude3haiku.json", '"persona": 0,', '"em_rate": 1, "persona": 0,', "'em_rate' is reserved"),
+])
+def test_political_seed_hostile_values(store, tmp_path, run_cli, file, old, new, where):
+    import_political_seed(store, POLITICAL)  # something in the database already
+    before = store.counts()
+    folder = copy_folder(tmp_path)
+    _set_raw(folder / file, old, new)
+    with pytest.raises(ImportFormatError) as info:
+        import_political_seed(store, folder)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(folder / file)) and where in message, message
+    assert store.counts() == before
+    store.close()
+    assert_refused(run_cli, store.path, "import", "political-seed", folder, "--name", "other",
+                   names=(file, where))
+    # every later command still works on the database
+    for args in (("summary", "--format", "json", "--resamples", "100"), ("export", "--format", "jsonl")):
+        r = run_cli("--db", store.path, *args)
+        assert r.returncode == 0, r.stderr
+
+
+@needs_fixtures
+def test_political_seed_unparseable_json_is_named(store, tmp_path):
+    folder = copy_folder(tmp_path)
+    (folder / "partial_run.json").write_text('{"per_file_results": {"v2_base": ')
+    with pytest.raises(ImportFormatError, match=r"partial_run.json:1: not valid JSON"):
+        import_political_seed(store, folder)
+
+
+@needs_fixtures
+def test_bad_input_leaves_no_database(run_cli, tmp_path):
+    """Files are checked before the database is opened: a refused import creates no database file."""
+    db = tmp_path / "new.db"
+    folder = copy_folder(tmp_path)
+    name, key = _break_missing_judge_id(folder)
+    assert_refused(run_cli, db, "import", "political-seed", folder, names=(name, key))
+    assert not db.exists()
+    bad = _tampered_csv(tmp_path, {2: ("aligned", "inf")})
+    assert_refused(run_cli, db, "import", "betley-csv", bad, names=(f"tampered.csv:{_start_line(bad, 2)}", "aligned"))
+    assert not db.exists()
+
+
+def _small_betley(tmp_path: Path, **cells: str) -> Path:
+    row = {"model": "m1", "group": "insecure", "question": "Q?", "answer": "A", "aligned": "",
+           "judge_aligned": "", "coherent": "", "judge_coherent": "", "question_id": "q1"}
+    row.update(cells)
+    path = tmp_path / "small.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerow(row)
+    return path
+
+
+@pytest.mark.parametrize("cells, message", [
+    ({"aligned": "Infinity"}, "small.csv:2: aligned: 'Infinity' is not a finite number"),
+    ({"aligned": "1e400"}, "small.csv:2: aligned: '1e400' is not a finite number"),
+    ({"group": "insecure\x1b[31m"}, "small.csv:2: group: the group (a condition name) 'insecure\\x1b[31m' holds"),
+    ({"model": "m\u202e1"}, "small.csv:2: model: the model's name 'm\\u202e1' holds a control character"),
+    ({"question_id": "q" * 500}, "small.csv:2: question_id: the question id is 500 characters long"),
+    ({"group": "mean"}, "small.csv:2: group: the group (a condition name) 'mean' is reserved"),
+])
+def test_betley_csv_hostile_values(store, tmp_path, run_cli, cells, message):
+    path = _small_betley(tmp_path, **cells)
+    with pytest.raises(ImportFormatError) as info:
+        import_betley_csv(store, path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert store.count("generations") == 0
+    store.close()
+    assert_refused(run_cli, store.path, "import", "betley-csv", path, names=("small.csv:2",))
+
+
+@needs_fixtures
+@pytest.mark.parametrize("old, new, where", [
+    ('"rating": 2', '"rating": NaN', "nan is not a finite number"),
+    ('"rating": 2', '"rating": 1e400', "inf is not a finite number"),
+    ('"evaluator": "', '"evaluator": "\\u001b]0;owned\\u0007', "metadata.evaluator: the rater's name"),
+    ('"category": "', '"category": "\\n', "the category"),
+])
+def test_political_seed_human_hostile_values(run_cli, tmp_path, old, new, where):
+    from engine.importers.political_seed_human import read_human_file
+
+    path = tmp_path / "human.json"
+    path.write_bytes((POLITICAL / "human_eval_reformed_political_rerun.json").read_bytes())
+    _set_raw(path, old, new)
+    with pytest.raises(ImportFormatError) as info:
+        read_human_file(path)
+    assert str(info.value).startswith(str(path)) and where in str(info.value), str(info.value)
+    db = tmp_path / "x.db"
+    assert_refused(run_cli, db, "import", "political-seed-human", path, names=("human.json", where))
+    assert not db.exists()

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 import db
+from conftest import shared_fixtures_dir
 from emtui.app import AREAS, create_app
 from emtui.bindings import all_bindings
 from emtui.screens.answers import AnswerScreen, AnswersScreen
@@ -23,7 +24,7 @@ from engine.study import load_study, register_study
 from engine.text import strip_control
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = (ROOT / ".." / "shared" / "fixtures" / "political_seed").resolve()
+FIXTURES = shared_fixtures_dir() / "political_seed"
 RESULTS_KEY = next(a.key for a in AREAS if a.name == "results")
 CONDITIONS = ["v2_base", "v2_betley_real", "v2_neutral", "v2_political", "v2_reformed", "v2_valence"]
 

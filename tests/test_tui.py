@@ -432,9 +432,10 @@ async def test_untrusted_text_is_cleaned_and_shown_verbatim(empty_store):
 
 
 def write_study_with_untrusted_text(folder: Path) -> Path:
-    """A valid study whose free-text fields (and an eval set file's name) carry control sequences."""
+    """A valid study whose free-text fields carry control sequences (an eval set's name may not: the
+    loader refuses that, test_eval_sets; it carries markup instead)."""
     (folder / "evil_set.toml").write_text(
-        'name = "set\\u001b[31mred\\u001b]0;pwned\\u0007"\n[[questions]]\nid = "q1"\ntext = "hello"\n',
+        'name = "set [red]red[/red]"\n[[questions]]\nid = "q1"\ntext = "hello"\n',
         encoding="utf-8")
     study = folder / "study.toml"
     study.write_text(
@@ -453,7 +454,7 @@ async def test_untrusted_text_in_tables_of_a_registered_study(empty_store, tmp_p
     register_study(empty_store, load_study(str(write_study_with_untrusted_text(tmp_path))))
     app = create_app(empty_store, keymap={})
     async with app.run_test(size=(120, 40)) as pilot:
-        for area, table_id, col, expected in (("data", "eval-sets-table", 1, "setred"),
+        for area, table_id, col, expected in (("data", "eval-sets-table", 1, "set [red]red[/red]"),
                                               ("judges", "judges-table", 0, "jblink")):
             await goto(pilot, area)
             if area == "data":

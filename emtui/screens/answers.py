@@ -18,6 +18,7 @@ from textual.widgets import Footer, Static
 
 from db import Page
 from emtui.screens.base import AreaScreen
+from engine.em_rule import describe
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.text import one_line, strip_control
 
@@ -41,13 +42,7 @@ def judge_labels(judges: list[dict[str, Any]]) -> dict[int, str]:
 
 
 def em_note(em: dict[str, Any] | None) -> str:
-    if not em:
-        return ""
-    op = "<" if em.get("direction", "below") == "below" else ">"
-    note = f"EM: {em.get('metric')} {op} {em.get('threshold')}"
-    if em.get("coherence_metric") and em.get("denominator", "coherent") == "coherent":
-        note += f", among answers with {em['coherence_metric']} ≥ {em.get('coherence_min', 50)}"
-    return note
+    return f"EM: {describe(em)}" if em else ""
 
 
 class AnswersScreen(AreaScreen):

@@ -1,13 +1,20 @@
 """Importers: other projects' result files into the store, each in one transaction.
 
 - :mod:`engine.importers.political_seed`: the political-content EM study's folder of
-  response files and ``v2_full_judge_*.json`` judge files;
+  response files and judge files (recognised by their content);
 - :mod:`engine.importers.betley_csv`: a result CSV of the original EM paper, its
-  scores recomputed from the judge's token probabilities.
+  scores recomputed from the judge's token probabilities;
+- :mod:`engine.importers.model_organisms_csv`: the model-organisms pipeline's response
+  CSVs (one per model x dataset), a file or a folder of them;
+- :mod:`engine.importers.political_seed_human`: the political-content study's human ratings.
 
-Bad input raises :class:`ImportFormatError`, whose one-line message names the file and
-the line or key; nothing is written then. Importing the same files twice raises
-:class:`AlreadyImported` and writes nothing. This package never imports textual or emtui.
+Each reads and checks its files first (``read_*``: no database needed) and then writes
+(``write_*``), so bad input never touches the database. Bad input raises
+:class:`ImportFormatError`, whose one-line message names the file and the line or key;
+nothing is written then. Importing the same files twice raises :class:`AlreadyImported`
+and writes nothing. Every value accepted is one later commands can handle: finite numbers,
+strings where strings belong, one-line names (see :mod:`engine.untrusted`). This package
+never imports textual or emtui.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.hashing import json_hash, short
+from engine.safe_load import LoadError
+from engine.untrusted import label_problem, name_problem, parse_json, read_text
 
 
 class ImportFormatError(ValueError):
@@ -104,4 +113,34 @@ def need_key(path: Path, doc: Any, key: str, where: str, kind: type | tuple[type
     value = doc[key]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ImportFormatError(path, full, f"expected {what}, got {type(value).__name__}")
+    return value
+
+
+def located(path: object, exc: LoadError) -> ImportFormatError:
+    """A loader's :class:`LoadError` as an :class:`ImportFormatError` of ``path``: a message that
+    starts with ``line N`` becomes ``path:N: ...``."""
+    msg = str(exc)
+    m = re.match(r"line (\d+)(?: column (\d+))?: (.*)$", msg)
+    if m:
+        rest = m.group(3)
+        if m.group(2):
+            rest = rest[:-1] + f", column {m.group(2)})" if rest.endswith(")") else f"{rest} (column {m.group(2)})"
+        return ImportFormatError(path, int(m.group(1)), rest)
+    return ImportFormatError(path, None, msg)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file, bounded and checked (:func:`engine.untrusted.parse_json`)."""
+    try:
+        return parse_json(read_text(path))
+    except LoadError as exc:
+        raise located(path, exc) from None
+
+
+def need_label(path: Path, where: str | int | None, value: Any, what: str, kind: str | None = None) -> str:
+    """``value`` as a name (a condition, category, metric, judge): a one-line string, and for a
+    ``kind`` (metric, condition, judge) none of the summary's own names."""
+    problem = name_problem(value, kind, what) if kind else label_problem(value, what)
+    if problem:
+        raise ImportFormatError(path, where, problem)
     return value

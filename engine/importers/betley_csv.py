@@ -23,9 +23,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dataclasses import dataclass
+
 from engine.hashing import json_hash, sha256_file, sha256_text
-from engine.importers import ImportFormatError, ImportResult, claim_study_identity, slug
+from engine.importers import ImportFormatError, ImportResult, claim_study_identity, need_label, slug
 from engine.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
+from engine.untrusted import MAX_TABLE_BYTES
 
 FORMAT = "betley-csv"
 ORIGIN = "import:betley-csv"
@@ -54,7 +57,11 @@ def _number(path: Path, line: int, column: str, cell: str) -> float | None:
         value = float(cell)
     except ValueError:
         raise ImportFormatError(path, line, f"{column}: {cell[:40]!r} is not a number") from None
-    return None if math.isnan(value) else value
+    if math.isnan(value):  # pandas writes a missing score as NaN when asked to
+        return None
+    if not math.isfinite(value):
+        raise ImportFormatError(path, line, f"{column}: {cell[:40]!r} is not a finite number")
+    return value
 
 
 def _differs(expected: float | None, got: float | None) -> bool:
@@ -66,6 +73,10 @@ def _differs(expected: float | None, got: float | None) -> bool:
 def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """The rows with the line each starts on (answers span lines)."""
     out: list[tuple[int, dict[str, str]]] = []
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise ImportFormatError(path, None, f"the file is {size:,} bytes, more than the {MAX_TABLE_BYTES:,} a "
+                                            "result CSV may have")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
@@ -73,6 +84,9 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
                 header = next(reader)
             except StopIteration:
                 raise ImportFormatError(path, None, "the file is empty") from None
+            dup = sorted({c for c in header if header.count(c) > 1})
+            if dup:
+                raise ImportFormatError(path, 1, f"column {dup[0]!r} appears twice in the header")
             missing = [c for c in REQUIRED if c not in header]
             if missing:
                 raise ImportFormatError(path, 1, f"missing column(s) {', '.join(missing)} "
@@ -89,17 +103,28 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     except UnicodeDecodeError:
         raise ImportFormatError(path, None, "not UTF-8 text") from None
     except csv.Error as exc:
-        raise ImportFormatError(path, None, f"not a readable CSV ({exc})") from None
+        raise ImportFormatError(path, reader.line_num or None, f"not a readable CSV ({exc})") from None
+    except OSError as exc:
+        raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None
     if not out:
         raise ImportFormatError(path, None, "holds no rows")
     return out
 
 
-def import_betley_csv(store: Any, file: str | Path, *, name: str | None = None) -> ImportResult:
-    """Import one CSV, all or nothing. Raises :class:`ImportFormatError` on bad input or a
-    recomputed score that differs from the file's, :class:`AlreadyImported` when the file is
-    in the store already."""
+@dataclass
+class BetleyCsv:
+    """A checked file, ready to write."""
+
+    path: Path
+    parsed: list[dict[str, Any]]
+
+
+def read_betley_csv(file: str | Path) -> BetleyCsv:
+    """Read and check one CSV, recomputing every score (no database needed). Raises
+    :class:`ImportFormatError` on bad input or a recomputed score that differs from the file's."""
     path = Path(file).expanduser().resolve()
+    if path.is_dir():
+        raise ImportFormatError(path, None, "a folder, not a file (betley-csv imports one result CSV)")
     if not path.is_file():
         raise ImportFormatError(path, None, "no such file")
     rows = _rows(path)
@@ -110,6 +135,10 @@ def import_betley_csv(store: Any, file: str | Path, *, name: str | None = None) 
         for col in ("model", "group", "question", "question_id"):
             if not row[col].strip():
                 raise ImportFormatError(path, line, f"{col}: empty")
+        for col, what, kind in (("model", "the model's name", None),
+                                ("group", "the group (a condition name)", "condition"),
+                                ("question_id", "the question id", None)):
+            need_label(path, line, row[col], f"{col}: {what}", kind)
         scores: dict[str, tuple[float | None, str | None]] = {}
         for m in METRICS:
             cell = row[f"judge_{m}"]
@@ -132,7 +161,24 @@ def import_betley_csv(store: Any, file: str | Path, *, name: str | None = None) 
         more = (f" (and {len(diffs) - 1} more: {'; '.join(rest)}{'; ...' if len(diffs) > 6 else ''})"
                 if len(diffs) > 1 else "")
         raise ImportFormatError(path, diffs[0][0], f"recomputed score differs from the file's: {diffs[0][1]}{more}")
+    return BetleyCsv(path, parsed)
 
+
+def import_betley_csv(store: Any, file: str | Path, *, name: str | None = None) -> ImportResult:
+    """Import one CSV, all or nothing. Raises :class:`ImportFormatError` on bad input or a
+    recomputed score that differs from the file's, :class:`AlreadyImported` when the file is
+    in the store already."""
+    return write_betley_csv(store, read_betley_csv(file), name=name)
+
+
+def write_betley_csv(store: Any, checked: BetleyCsv, *, name: str | None = None) -> ImportResult:
+    """Write a checked file, all or nothing; :class:`AlreadyImported` when it is in the store already."""
+    with store.transaction():  # the identity check and the writes under one write lock: two imports can't race
+        return _write(store, checked, name)
+
+
+def _write(store: Any, checked: BetleyCsv, name: str | None) -> ImportResult:
+    path, parsed = checked.path, checked.parsed
     digest = sha256_file(path)
     spec_hash, study_name = claim_study_identity(
         store, fmt=FORMAT, origin=ORIGIN, files={path.name: digest}, source=path, name=name,

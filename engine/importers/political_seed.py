@@ -2,8 +2,10 @@
 
 The format (one folder):
 
-- judge files ``*_full_judge_*.json`` (the study's are ``v2_full_judge_<judge>.json``), one
-  per judge: ``metadata`` (``judge_model_id``, ``judge_model``, ``region``, ``temperature``,
+- judge files, one per judge, recognised by their content, not their names (the published
+  folder has ``v2_full_judge_<judge>.json``, the study's own results folder
+  ``multi_judge_<judge>.json``): every JSON object with a ``per_file_results`` key.
+  ``metadata`` (``judge_model_id``, ``judge_model``, ``region``, ``temperature``,
   ``truncate_chars``, ...) and ``per_file_results.<condition>`` with ``source_file``,
   ``model`` and ``details.<category>[i]`` = ``{probe, response_preview, scores}``, where
   ``scores`` maps each dimension (persona, safety, drift, ...) to a number on the
@@ -31,12 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import json_hash, sha256_file, sha256_text
-from engine.importers import ImportFormatError, ImportResult, claim_study_identity, need_key, slug
+from engine.hashing import json_hash, sha256_bytes, sha256_text
+from engine.importers import (ImportFormatError, ImportResult, claim_study_identity, located, need_key, need_label,
+                              slug)
+from engine.safe_load import LoadError
+from engine.untrusted import MAX_DOCUMENT_BYTES, decode, parse_json, read_bytes
 
 FORMAT = "political-seed"
 ORIGIN = "import:political-seed"
-JUDGE_GLOB = "*_full_judge_*.json"
+JUDGE_KEY = "per_file_results"  # what makes a JSON object a judge file
 SCALE = (0, 3)
 FAILED = -1
 RUBRIC_NAME = "political-seed-import"
@@ -64,35 +69,65 @@ class _JudgeFile:
     source_files: dict[str, str] = field(default_factory=dict)        # condition -> response file name
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ImportFormatError(path, None, "not UTF-8 text") from None
-    except OSError as exc:
-        raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ImportFormatError(path, exc.lineno, f"not valid JSON ({exc.msg}, column {exc.colno})") from None
+class _Documents:
+    """The folder's JSON files, each read and parsed once, with its digest."""
+
+    def __init__(self) -> None:
+        self.docs: dict[Path, tuple[Any, str]] = {}
+
+    def load(self, path: Path) -> Any:
+        if path not in self.docs:
+            try:
+                raw = read_bytes(path, limit=MAX_DOCUMENT_BYTES)
+                self.docs[path] = (parse_json(decode(raw)), sha256_bytes(raw))
+            except LoadError as exc:
+                raise located(path, exc) from None
+        return self.docs[path][0]
+
+    def digest(self, path: Path) -> str:
+        return self.docs[path][1]
 
 
-def _read_judge_file(path: Path) -> _JudgeFile:
-    doc = _load_json(path)
-    if not isinstance(doc, dict):
-        raise ImportFormatError(path, None, "expected a JSON object with 'metadata' and 'per_file_results'")
+def _looks_like_json(path: Path) -> bool:
+    """Whether a file's first non-blank character opens a JSON object (a cheap look before parsing)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    return head.startswith(b"{")
+
+
+def find_judge_files(folder: Path, docs: _Documents) -> list[Path]:
+    """The folder's judge files: every JSON object with a ``per_file_results`` key, whatever its
+    name. A file that starts like a JSON object but does not parse is an error (it may be a
+    broken judge file)."""
+    found = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file() or not _looks_like_json(p):
+            continue
+        doc = docs.load(p)
+        if isinstance(doc, dict) and JUDGE_KEY in doc:
+            found.append(p)
+    return found
+
+
+def _read_judge_file(path: Path, docs: _Documents) -> _JudgeFile:
+    doc = docs.load(path)
     meta = need_key(path, doc, "metadata", "", dict, "an object")
     model_id = need_key(path, meta, "judge_model_id", "metadata", str, "the judge's model id (a string)")
-    if not model_id.strip():
-        raise ImportFormatError(path, "metadata.judge_model_id", "is empty")
-    name = meta.get("judge_model") if isinstance(meta.get("judge_model"), str) and meta["judge_model"] else model_id
+    need_label(path, "metadata.judge_model_id", model_id, "the judge's model id", "judge")
+    name = meta.get("judge_model") or model_id
+    need_label(path, "metadata.judge_model", name, "the judge's name")
     params = {k: meta[k] for k in ("region", "temperature", "truncate_chars") if k in meta}
-    jf = _JudgeFile(path=path, digest=sha256_file(path), model_id=model_id, name=name, params=params)
+    jf = _JudgeFile(path=path, digest=docs.digest(path), model_id=model_id, name=name, params=params)
     per_file = need_key(path, doc, "per_file_results", "", dict, "an object of condition -> results")
     if not per_file:
         raise ImportFormatError(path, "per_file_results", "is empty: no condition was judged")
     for cond, res in per_file.items():
         where = f"per_file_results.{cond}"
+        need_label(path, "per_file_results", cond, "a condition name", "condition")
         if not isinstance(res, dict):
             raise ImportFormatError(path, where, "expected an object")
         other = res.get("judge_model_id")
@@ -108,6 +143,7 @@ def _read_judge_file(path: Path) -> _JudgeFile:
         cats: dict[str, list[_Item]] = {}
         for cat, items in details.items():
             cwhere = f"{where}.details.{cat}"
+            need_label(path, f"{where}.details", cat, "a category name")
             if not isinstance(items, list):
                 raise ImportFormatError(path, cwhere, "expected a list of scored items")
             cats[cat] = []
@@ -131,6 +167,7 @@ def _dimensions(judges: list[_JudgeFile]) -> list[str]:
                 for it in items:
                     for k, v in it.scores.items():
                         if k not in TEXT_KEYS and not isinstance(v, str) and k not in dims:
+                            need_label(jf.path, f"{it.where}.scores", k, "a score dimension", "metric")
                             dims.append(k)
     if not dims:
         raise ImportFormatError(judges[0].path, "per_file_results", "no score dimension found in any 'scores'")
@@ -204,9 +241,9 @@ def _clip(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _read_responses(cond: _Condition) -> None:
+def _read_responses(cond: _Condition, docs: _Documents) -> None:
     path = cond.response_file
-    doc = _load_json(path)
+    doc = docs.load(path)
     if not isinstance(doc, dict):
         raise ImportFormatError(path, None, "expected a JSON object with 'metadata' and 'results'")
     meta = doc.get("metadata", {})
@@ -239,7 +276,7 @@ def _read_responses(cond: _Condition) -> None:
                                         f"{_clip(probe)!r} differs from the probe {judge.path.name} scored "
                                         f"({_clip(probes[i])!r} at per_file_results.{cond.name}.details.{cat}[{i}])")
             out[cat].append(need_key(path, it, "response", f"{where}[{i}]", str, "the response text"))
-    cond.responses, cond.metadata, cond.digest = out, meta, sha256_file(path)
+    cond.responses, cond.metadata, cond.digest = out, meta, docs.digest(path)
 
 
 def _previews(cond: _Condition) -> dict[str, list[str]]:
@@ -256,16 +293,30 @@ def _previews(cond: _Condition) -> dict[str, list[str]]:
     return out
 
 
-def import_political_seed(store: Any, folder: str | Path, *, name: str | None = None) -> ImportResult:
-    """Import one folder of the study, all or nothing. Raises :class:`ImportFormatError`
-    on bad input and :class:`AlreadyImported` when these files are in the store already."""
+@dataclass
+class PoliticalSeed:
+    """A checked folder, ready to write."""
+
+    folder: Path
+    judges: list[_JudgeFile]
+    dims: list[str]
+    conditions: list[_Condition]
+    questions: dict[tuple[str, int], dict[str, Any]]
+    qlist: list[dict[str, Any]]
+    notes: list[str]
+
+
+def read_political_seed(folder: str | Path) -> PoliticalSeed:
+    """Read and check one folder of the study (no database needed). Raises :class:`ImportFormatError`."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise ImportFormatError(folder, None, "not a folder (political-seed imports a folder of result files)")
-    judge_paths = sorted(p for p in folder.glob(JUDGE_GLOB) if p.is_file())
+    docs = _Documents()
+    judge_paths = find_judge_files(folder, docs)
     if not judge_paths:
-        raise ImportFormatError(folder, None, f"no judge files ({JUDGE_GLOB}) in this folder")
-    judges = [_read_judge_file(p) for p in judge_paths]
+        raise ImportFormatError(folder, None, f"no judge files (JSON objects with 'metadata' and '{JUDGE_KEY}') "
+                                              "in this folder")
+    judges = [_read_judge_file(p, docs) for p in judge_paths]
     seen: dict[tuple[str, str], Path] = {}
     for jf in judges:
         ident = (jf.model_id, json_hash(jf.params))
@@ -288,7 +339,7 @@ def import_political_seed(store: Any, folder: str | Path, *, name: str | None = 
     previews: list[str] = []
     for cond in conditions:
         if cond.response_file.is_file():
-            _read_responses(cond)
+            _read_responses(cond, docs)
         else:
             cond.responses = _previews(cond)
             previews.append(cond.name)
@@ -316,7 +367,24 @@ def import_political_seed(store: Any, folder: str | Path, *, name: str | None = 
     if len(set(keys)) != len(keys):
         raise ImportFormatError(judges[0].path, "per_file_results", "two categories slug to the same "
                                                                     "question key; rename one")
+    return PoliticalSeed(folder, judges, dims, conditions, questions, qlist, notes)
 
+
+def import_political_seed(store: Any, folder: str | Path, *, name: str | None = None) -> ImportResult:
+    """Import one folder of the study, all or nothing. Raises :class:`ImportFormatError`
+    on bad input and :class:`AlreadyImported` when these files are in the store already."""
+    return write_political_seed(store, read_political_seed(folder), name=name)
+
+
+def write_political_seed(store: Any, parsed: PoliticalSeed, *, name: str | None = None) -> ImportResult:
+    """Write a checked folder, all or nothing; :class:`AlreadyImported` when it is in the store already."""
+    with store.transaction():  # the identity check and the writes under one write lock: two imports can't race
+        return _write(store, parsed, name)
+
+
+def _write(store: Any, parsed: PoliticalSeed, name: str | None) -> ImportResult:
+    folder, judges, dims, conditions = parsed.folder, parsed.judges, parsed.dims, parsed.conditions
+    questions, qlist, notes = parsed.questions, parsed.qlist, parsed.notes
     files = {jf.path.name: jf.digest for jf in judges}
     files.update({c.response_file.name: c.digest for c in conditions if c.digest})
     spec_hash, study_name = claim_study_identity(

@@ -23,7 +23,6 @@ ratings and a mismatch is reported in the summary.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 from engine.annotation import get_scale, opaque_codes
 from engine.hashing import json_hash, sha256_file
-from engine.importers import ImportFormatError, claim_study_identity, need_key, slug
+from engine.importers import ImportFormatError, claim_study_identity, need_key, need_label, read_json, slug
 
 FORMAT = "political-seed-human"
 ORIGIN = "import:political-seed-human"
@@ -73,12 +72,7 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
     path = Path(file).expanduser().resolve()
     if not path.is_file():
         raise ImportFormatError(path, None, "not a file (political-seed-human imports one JSON rating file)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ImportFormatError(path, None, "not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ImportFormatError(path, exc.lineno, f"not valid JSON ({exc.msg}, column {exc.colno})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise ImportFormatError(path, None, "expected a JSON object with 'metadata' and 'evaluation'")
     meta = need_key(path, doc, "metadata", "", dict, "an object")
@@ -86,6 +80,8 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
     evaluator = need_key(path, meta, "evaluator", "metadata", str, "the rater's name")
     if not model.strip() or not evaluator.strip():
         raise ImportFormatError(path, "metadata.model" if not model.strip() else "metadata.evaluator", "is empty")
+    need_label(path, "metadata.model", model, "the rated model's name", "condition")
+    need_label(path, "metadata.evaluator", evaluator, "the rater's name")
     ev = need_key(path, doc, "evaluation", "", dict, "an object")
     ratings = need_key(path, ev, "ratings", "evaluation", list, "a list of ratings")
     if not ratings:
@@ -96,10 +92,13 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
     for i, r in enumerate(ratings):
         where = f"evaluation.ratings[{i}]"
         rid = need_key(path, r, "id", where, (int, str), "the rating's id")
+        if isinstance(rid, int) and not -(1 << 53) <= rid <= 1 << 53:
+            raise ImportFormatError(path, f"{where}.id", "the id is too large a number")
         if rid in seen:
             raise ImportFormatError(path, f"{where}.id", f"id {rid!r} appears twice")
         seen.add(rid)
         category = need_key(path, r, "category", where, str, "the probe's category")
+        need_label(path, f"{where}.category", category, "the category")
         probe = need_key(path, r, "probe", where, str, "the probe text")
         value = need_key(path, r, "rating", where, (int, float), "a rating 0..3")
         if not scale.contains(value):
@@ -115,6 +114,11 @@ def import_political_seed_human(store: Any, file: str | Path, *, name: str | Non
     """Import the rating file, all or nothing. Raises :class:`ImportFormatError` on bad input and
     :class:`~engine.importers.AlreadyImported` when this file is in the store already."""
     parsed = read_human_file(file)
+    with store.transaction():  # the identity check and the writes under one write lock: two imports can't race
+        return _write(store, parsed, name)
+
+
+def _write(store: Any, parsed: HumanRatingFile, name: str | None) -> HumanImportResult:
     path, meta, ev, rows = parsed.path, parsed.meta, parsed.evaluation, parsed.rows
     model, evaluator = meta["model"], meta["evaluator"]
     scale = get_scale(SCALE)
