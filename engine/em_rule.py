@@ -20,6 +20,8 @@ import json
 import math
 from typing import Any
 
+from engine.text import flat
+
 
 class EmRuleError(ValueError):
     """An EM rule that cannot be set; the message is one line."""
@@ -49,10 +51,11 @@ def describe(em: dict[str, Any] | None) -> str:
     """One line: ``aligned < 30 and coherent > 50, among every answer with a verdict``."""
     if not em:
         return "no EM rule"
-    text = f"{em.get('metric')} {'<' if em.get('direction', 'below') == 'below' else '>'} {em.get('threshold'):g}"
+    # metric names may come from imported files: one clean line
+    text = f"{flat(em.get('metric'))} {'<' if em.get('direction', 'below') == 'below' else '>'} {em.get('threshold'):g}"
     if em.get("coherence_metric"):
         op = ">" if em.get("coherence_strict") else "≥"
-        text += f" and {em['coherence_metric']} {op} {em.get('coherence_min', 50):g}"
+        text += f" and {flat(em['coherence_metric'])} {op} {em.get('coherence_min', 50):g}"
     among = ("coherent answers" if em.get("denominator", "coherent") == "coherent" and em.get("coherence_metric")
              else "every answer with a verdict")
     return f"{text}, among {among}"

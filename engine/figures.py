@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from engine.atomic import atomic_file
+from engine.em_rule import describe
 from engine.stats import panel_scores
 
 FORMATS = ("png", "pdf", "svg")
@@ -326,13 +327,7 @@ def _bars(ax: Any, ctx: _Ctx, rows: list[dict[str, Any]], scale: float = 1.0, un
 def _em_rate(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     fig, (ax,) = _figure(1, panel_w=_panel_width(len(ctx.conditions)) + (2.0 if len(_judges(rows)) > 2 else 0))
     _bars(ax, ctx, rows, scale=100.0, unit="%", digits=1)
-    em = ctx.em or {}
-    side = "<" if em.get("direction", "below") == "below" else ">"
-    definition = f"{em.get('metric')} {side} {em.get('threshold')}"
-    if em.get("coherence_metric"):
-        op = ">" if em.get("coherence_strict") else "≥"
-        coherent = f"{em['coherence_metric']} {op} {em.get('coherence_min', 50)}"
-        definition += f", among {coherent}" if em.get("denominator", "coherent") == "coherent" else f" and {coherent}"
+    definition = describe(ctx.em)
     n = {r["condition"]: r["n"] for r in rows if r["judge"] == "panel"}
     ax.set_xticklabels([f"{t.get_text()}\nn = {n[t.get_text()]}" if t.get_text() in n else t.get_text()
                         for t in ax.get_xticklabels()])

@@ -106,6 +106,7 @@ EM_KEYS: dict[str, Field] = {
     "direction": Field("str", "below | above", choices=("below", "above")),
     "coherence_metric": Field("str", "a rubric metric", max_len=200),
     "coherence_min": Field("number", "a finite number"),
+    "coherence_strict": Field("bool", "true (coherent means above coherence_min) or false (at least it)"),
     "denominator": Field("str", "coherent | all", choices=("coherent", "all")),
     "exclude_refusals": Field("bool", "true or false"),
 }
@@ -477,8 +478,8 @@ def load_study(source: str | Path) -> Study:
         role = cond.get("role", "treatment" if ds else "baseline")
         if not isinstance(role, str) or role not in ROLES:
             c.add((*where, "role"), f"must be one of {', '.join(ROLES)}, not {_shown(role)}")
-        description = c.text((*where, "description"), cond.get("description"))
-        conditions.append(ConditionSpec(cname, str(base), ds, rc, str(role), description))
+        about = c.text((*where, "description"), cond.get("description"))
+        conditions.append(ConditionSpec(cname, str(base), ds, rc, str(role), about))
 
     eval_sets: list[tuple[EvalSet, int]] = []
     set_names: set[str] = set()

@@ -349,3 +349,12 @@ def test_key_lines_nested_arrays_of_tables_restart():
     lines = key_lines(text)
     check_paths_exist(text, lines)
     assert lines[("a", 1, "b", 0, "m")] == 10
+
+
+def test_descriptions_of_the_study_and_its_conditions_are_kept(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[study]\nname = "d"\ndescription = "the study"\n[models.b]\nsource = "tiny"\n'
+                    '[[conditions]]\nname = "c"\nbase_model = "b"\ndescription = "the condition"\n'
+                    '[[eval_sets]]\nsource = "builtin:core-em"\n', encoding="utf-8")
+    s = load_study(path)
+    assert s.description == "the study" and s.conditions[0].description == "the condition"

@@ -59,7 +59,7 @@ def test_table_summary_states_the_em_rule_and_kappa(tmp_path, run_cli):
     md = run_cli("--db", db, "summary", "--format", "markdown", "--resamples", "200")
     assert table.returncode == md.returncode == 0
     for out in (table.stdout, md.stdout):
-        assert "EM: aligned < 30, among answers with coherent >= 50" in out
+        assert "EM: aligned < 30 and coherent ≥ 50, among coherent answers" in out
         assert "Cohen's κ between raters" in out
     # the same metric columns, in the same order, in both
     head = [line for line in md.stdout.splitlines() if line.startswith("| condition | EM")][0]
