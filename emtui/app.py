@@ -75,16 +75,10 @@ class EmtuiApp(App[None]):
                 self.call_after_refresh(self.start_rating, self.start_campaign)
 
     def start_rating(self, campaign: str) -> None:
-        """Open blind rating of ``campaign`` as :attr:`annotator`; a problem is said, not raised."""
-        from emtui.screens.rate import RatingScreen
-        from engine.annotation import AnnotationError, AnnotationSession
+        """Blind rating of ``campaign`` as :attr:`annotator`; a problem is said, not raised."""
+        from emtui.screens.rate import open_rating
 
-        try:
-            session = AnnotationSession(self.store, campaign, self.annotator or "", kind="human")
-        except AnnotationError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
-            return
-        self.push_screen(RatingScreen(session))
+        open_rating(self, campaign)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

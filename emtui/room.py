@@ -28,7 +28,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
-from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, plain
+from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating, plain
 
 if TYPE_CHECKING:
     from db import Store
@@ -209,14 +209,7 @@ class AnnotatorApp(App[None]):
 
     def start_rating(self, campaign: str) -> None:
         """Blind rating of ``campaign`` as :attr:`annotator`; a problem is said, not raised."""
-        from engine.annotation import AnnotationError, AnnotationSession
-
-        try:
-            session = AnnotationSession(self.store, campaign, self.annotator or "", kind="human")
-        except AnnotationError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
-            return
-        self.push_screen(RatingScreen(session))
+        open_rating(self, campaign)
 
     def show_guidelines(self, campaign: dict[str, Any]) -> None:
         from engine.annotation import campaign_scale

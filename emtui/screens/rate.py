@@ -392,3 +392,16 @@ class AnnotatorNameScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def open_rating(app: Any, campaign: str) -> None:
+    """Open blind rating of ``campaign`` as ``app.annotator`` (the workbench and the annotator's
+    room both do); a problem is said, not raised."""
+    from engine.annotation import AnnotationError, AnnotationSession
+
+    try:
+        session = AnnotationSession(app.store, campaign, app.annotator or "", kind="human")
+    except AnnotationError as exc:
+        app.notify(str(exc), severity="error", timeout=8)
+        return
+    app.push_screen(RatingScreen(session))

@@ -19,7 +19,10 @@ never imports textual or emtui.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,3 +147,17 @@ def need_label(path: Path, where: str | int | None, value: Any, what: str, kind:
     if problem:
         raise ImportFormatError(path, where, problem)
     return value
+
+
+@contextlib.contextmanager
+def csv_faults(path: Path, line: Callable[[], int | None]) -> Iterator[None]:
+    """Reading a CSV file: a decoding error, a CSV error (at ``line()``, the reader's line) and an
+    unreadable file become one-line :class:`ImportFormatError`s naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise ImportFormatError(path, None, "not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ImportFormatError(path, line() or None, f"not a readable CSV ({exc})") from None
+    except OSError as exc:
+        raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None

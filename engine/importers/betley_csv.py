@@ -26,7 +26,7 @@ from typing import Any
 from dataclasses import dataclass
 
 from engine.hashing import json_hash, sha256_file, sha256_text
-from engine.importers import ImportFormatError, ImportResult, claim_study_identity, need_label, slug
+from engine.importers import ImportFormatError, ImportResult, claim_study_identity, csv_faults, need_label, slug
 from engine.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
 from engine.untrusted import MAX_TABLE_BYTES
 
@@ -77,7 +77,7 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     if size > MAX_TABLE_BYTES:
         raise ImportFormatError(path, None, f"the file is {size:,} bytes, more than the {MAX_TABLE_BYTES:,} a "
                                             "result CSV may have")
-    try:
+    with csv_faults(path, lambda: reader.line_num):
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
             try:
@@ -100,12 +100,6 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
                     raise ImportFormatError(path, start, f"has {len(cells)} fields, the header {len(header)}")
                 out.append((start, dict(zip(header, cells))))
                 start = reader.line_num + 1
-    except UnicodeDecodeError:
-        raise ImportFormatError(path, None, "not UTF-8 text") from None
-    except csv.Error as exc:
-        raise ImportFormatError(path, reader.line_num or None, f"not a readable CSV ({exc})") from None
-    except OSError as exc:
-        raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None
     if not out:
         raise ImportFormatError(path, None, "holds no rows")
     return out

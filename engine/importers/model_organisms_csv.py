@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.hashing import json_hash, sha256_file, sha256_text
-from engine.importers import ImportFormatError, ImportResult, claim_study_identity, need_label, slug
+from engine.importers import ImportFormatError, ImportResult, claim_study_identity, csv_faults, need_label, slug
 from engine.untrusted import MAX_TABLE_BYTES
 
 FORMAT = "model-organisms-csv"
@@ -139,7 +139,7 @@ def _read_file(path: Path) -> _File:
                                             "response CSV may have")
     model, dataset = _split_name(path)
     rows: list[dict[str, Any]] = []
-    try:
+    with csv_faults(path, lambda: reader.line_num):
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
             try:
@@ -178,12 +178,6 @@ def _read_file(path: Path) -> _File:
                 rows.append({"line": line, "question_id": qid, "question": question,
                              "response": cells[where["response"]],
                              "scores": {m: _score(path, line, m, cells[where[m]]) for m in metrics}})
-    except UnicodeDecodeError:
-        raise ImportFormatError(path, None, "not UTF-8 text") from None
-    except csv.Error as exc:
-        raise ImportFormatError(path, reader.line_num or None, f"not a readable CSV ({exc})") from None
-    except OSError as exc:
-        raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None
     if not rows:
         raise ImportFormatError(path, None, "holds no rows")
     return _File(path, model, dataset, metrics, rows, sha256_file(path))
