@@ -435,7 +435,6 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
                               "win_rates": []}
     for s in studies:
         study = store.get_study(int(s["id"]))
-        spec = json.loads(study.get("spec_json") or "{}")
         entry = {"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
                  "em": study_em(store, study) or None, "answers": int(s["n_generations"]), "note": None}
         report["studies"].append(entry)

@@ -161,3 +161,35 @@ def csv_faults(path: Path, line: Callable[[], int | None]) -> Iterator[None]:
         raise ImportFormatError(path, line() or None, f"not a readable CSV ({exc})") from None
     except OSError as exc:
         raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None
+
+
+@dataclass
+class ImportedStudy:
+    """What :func:`add_imported_study` made: the study, its questions by (key, paraphrase), the
+    rubric and the one judge the file's scores are recorded under."""
+
+    study_id: int
+    question_ids: dict[tuple[str, int], int]
+    rubric_id: int
+    judge_id: int
+
+
+def add_imported_study(store: Any, *, name: str, origin: str, source: object, spec_hash: str, spec: dict[str, Any],
+                       set_name: str, questions: list[dict[str, Any]], rubric_name: str, rubric_body: str,
+                       rubric_metrics: list[dict[str, Any]], judge_model: str,
+                       judge_params: dict[str, Any]) -> ImportedStudy:
+    """The frame every result importer writes first (inside its transaction): the study, its
+    eval set, the rubric (content-hashed) and the importing judge, linked to the study."""
+    from engine.hashing import sha256_text
+
+    study_id = store.add_study(name=name, description=f"imported from {source}", origin=origin,
+                               spec_hash=spec_hash, spec=spec, source_path=str(source))
+    set_id = store.ensure_eval_set(name=set_name, source=f"{origin}:{source}", content_hash=json_hash(questions),
+                                   questions=questions)
+    store.link_study_eval_set(study_id, set_id, 1)
+    qids = {(r["key"], r["paraphrase"]): r["id"] for r in store.list_questions(set_id, limit=len(questions) + 1).rows}
+    rubric_id = store.ensure_rubric(name=rubric_name, content_hash=sha256_text(rubric_body), body=rubric_body,
+                                    metrics=rubric_metrics)
+    judge_id = store.ensure_import_judge(name=judge_model, model=judge_model, params=judge_params)
+    store.link_study_judge(study_id, judge_id)
+    return ImportedStudy(study_id, qids, rubric_id, judge_id)

@@ -25,8 +25,8 @@ from typing import Any
 
 from dataclasses import dataclass
 
-from engine.hashing import json_hash, sha256_file, sha256_text
-from engine.importers import ImportFormatError, ImportResult, claim_study_identity, csv_faults, need_label, slug
+from engine.hashing import json_hash, sha256_file
+from engine.importers import ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults, need_label, slug
 from engine.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
 from engine.untrusted import MAX_TABLE_BYTES
 
@@ -203,17 +203,11 @@ def _write(store: Any, checked: BetleyCsv, name: str | None) -> ImportResult:
             "em": PAPER_EM}
 
     with store.transaction():
-        study_id = store.add_study(name=study_name, description=f"imported from {path}", origin=ORIGIN,
-                                   spec_hash=spec_hash, spec=spec, source_path=str(path))
-        set_id = store.ensure_eval_set(name=path.stem, source=f"{ORIGIN}:{path}", content_hash=json_hash(questions),
-                                       questions=questions)
-        store.link_study_eval_set(study_id, set_id, 1)
-        qids = {(r["key"], r["paraphrase"]): r["id"]
-                for r in store.list_questions(set_id, limit=len(questions) + 1).rows}
-        rubric_id = store.ensure_rubric(name=RUBRIC_NAME, content_hash=sha256_text(rubric_body), body=rubric_body,
-                                        metrics=RUBRIC_METRICS)
-        judge_id = store.ensure_import_judge(name=JUDGE_MODEL, model=JUDGE_MODEL, params=JUDGE_PARAMS)
-        store.link_study_judge(study_id, judge_id)
+        made = add_imported_study(store, name=study_name, origin=ORIGIN, source=path, spec_hash=spec_hash, spec=spec,
+                                  set_name=path.stem, questions=questions, rubric_name=RUBRIC_NAME,
+                                  rubric_body=rubric_body, rubric_metrics=RUBRIC_METRICS, judge_model=JUDGE_MODEL,
+                                  judge_params=JUDGE_PARAMS)
+        study_id, qids, rubric_id, judge_id = made.study_id, made.question_ids, made.rubric_id, made.judge_id
         model_ids: dict[str, int] = {}
         for p in parsed:
             m = p["row"]["model"]

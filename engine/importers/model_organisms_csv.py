@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import json_hash, sha256_file, sha256_text
-from engine.importers import ImportFormatError, ImportResult, claim_study_identity, csv_faults, need_label, slug
+from engine.hashing import json_hash, sha256_file
+from engine.importers import ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults, need_label, slug
 from engine.untrusted import MAX_TABLE_BYTES
 
 FORMAT = "model-organisms-csv"
@@ -258,17 +258,11 @@ def _write(store: Any, checked: ModelOrganismsCsv, name: str | None) -> ImportRe
     verdicts = sum(1 for f in files for r in f.rows for s, raw in r["scores"].values() if s is None and raw)
 
     with store.transaction():
-        study_id = store.add_study(name=study_name, description=f"imported from {source}", origin=ORIGIN,
-                                   spec_hash=spec_hash, spec=spec, source_path=str(source))
-        set_id = store.ensure_eval_set(name=study_name, source=f"{ORIGIN}:{source}",
-                                       content_hash=json_hash(questions), questions=questions)
-        store.link_study_eval_set(study_id, set_id, 1)
-        qids = {(r["key"], r["paraphrase"]): r["id"]
-                for r in store.list_questions(set_id, limit=len(questions) + 1).rows}
-        rubric_id = store.ensure_rubric(name=RUBRIC_NAME, content_hash=sha256_text(rubric_body), body=rubric_body,
-                                        metrics=rubric_metrics)
-        judge_id = store.ensure_import_judge(name=JUDGE_MODEL, model=JUDGE_MODEL, params=JUDGE_PARAMS)
-        store.link_study_judge(study_id, judge_id)
+        made = add_imported_study(store, name=study_name, origin=ORIGIN, source=source, spec_hash=spec_hash, spec=spec,
+                                  set_name=study_name, questions=questions, rubric_name=RUBRIC_NAME,
+                                  rubric_body=rubric_body, rubric_metrics=rubric_metrics, judge_model=JUDGE_MODEL,
+                                  judge_params=JUDGE_PARAMS)
+        study_id, qids, rubric_id, judge_id = made.study_id, made.question_ids, made.rubric_id, made.judge_id
         gen_rows, scored = [], []
         for f in files:
             base_id = store.ensure_model(name=f.model, kind="external", source=ORIGIN,
