@@ -8,7 +8,6 @@ It lives at ``$EMTUI_KEYMAP`` or ``$XDG_CONFIG_HOME/emtui/keymap.toml``
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 from textual.binding import Binding
@@ -27,14 +26,19 @@ def keymap_path() -> Path:
 
 def load_keymap(path: Path | None = None) -> dict[str, str]:
     """Read the keymap file (absent file: empty keymap). Unknown ids are errors, so typos show."""
+    from engine.safe_load import LoadError
+    from engine.untrusted import parse_toml, read_text
+
     path = path or keymap_path()
-    if not path.is_file():
+    if not path.exists():
         return {}
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise KeymapError(f"{path}: not valid TOML: {exc}") from None
+    try:  # bounded like every file emtui reads: a pipe, a 5,000-deep array or a huge file is one line
+        doc = parse_toml(read_text(path, limit=1 << 20))
+    except LoadError as exc:
+        raise KeymapError(f"{path}: {exc}") from None
     keymap = doc.get("keys", doc)
+    if not isinstance(keymap, dict):
+        raise KeymapError(f"{path}: keys: must be a table of binding-id = \"key[,key]\"")
     known = {binding_id for _, binding_id, _, _ in all_bindings()}
     for binding_id, keys in keymap.items():
         if binding_id not in known:

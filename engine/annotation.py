@@ -39,6 +39,7 @@ from typing import Any
 
 from engine.em_rule import study_em
 from engine.text import strip_control
+from engine.untrusted import MAX_LABEL_CHARS, RESERVED
 
 __all__ = [
     "LIMITS", "SCALES", "AnnotationError", "AnnotationSession", "ItemView", "LeaseLost", "RecentRating", "Scale",
@@ -409,9 +410,9 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
     Numbers outside :data:`LIMITS` and leases outside 1 minute to 7 days are refused.
     ``guidelines``: markdown text, or a :class:`Path` to read.
     Bad input raises :class:`AnnotationError` with one line."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise AnnotationError(f"campaign name {name!r} is not valid (letters, digits, '_', '.', '-'; "
-                              "starting with a letter or digit)")
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_LABEL_CHARS:
+        raise AnnotationError(f"campaign name {_short(name)!r} is not valid (at most {MAX_LABEL_CHARS} letters, "
+                              "digits, '_', '.', '-'; starting with a letter or digit)")
     if store.find_campaign(name) is not None:
         raise AnnotationError(f"campaign {name!r} exists")
     if pairwise and scale not in (None, "pairwise"):
@@ -444,8 +445,10 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
     if metric is not None:
         if len(sc.metrics) != 1:
             raise AnnotationError(f"the {sc.name} scale's metrics are fixed ({', '.join(sc.metrics)})")
-        if not _NAME.match(metric):
-            raise AnnotationError(f"metric name {metric!r} is not valid")
+        if not _NAME.match(metric) or len(metric) > MAX_LABEL_CHARS:
+            raise AnnotationError(f"metric name {_short(metric)!r} is not valid")
+        if metric in RESERVED["metric"]:  # human scores join the summary's rows under the metric's name
+            raise AnnotationError(f"metric name {metric!r} is reserved (the summary's own rows are named so)")
         metrics = (metric,)
     text = _read_guidelines(guidelines)
     st = store.find_study(study)

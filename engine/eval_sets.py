@@ -28,8 +28,8 @@ from typing import Any
 from engine.hashing import sha256_bytes
 from engine.resources import builtin_file, builtin_names
 from engine.safe_load import LoadError
-from engine.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml,
-                              placeholders, read_bytes)
+from engine.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
+                              path_text, placeholders, read_bytes)
 
 TOML_TOP_KEYS = ("name", "description", "version", "questions")
 TOML_QUESTION_KEYS = ("id", "text", "paraphrases", "category", "system")
@@ -67,6 +67,8 @@ def load_eval_set(source: str, *, base_dir: Path | None = None, name: str | None
             raise EvalSetError(f"{path}: a folder, not an eval set file")
         if not path.is_file():
             raise EvalSetError(f"{path}: no such file")
+        if path_problem(path.resolve()):
+            raise EvalSetError(f"{path_text(path)}: {path_problem(path.resolve())}")
     if name is not None and label_problem(name):
         raise EvalSetError(f"{path}: --name: {label_problem(name, 'the name')}")
     suffix = path.suffix.lower()

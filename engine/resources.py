@@ -24,5 +24,9 @@ def builtin_names(folder: str, suffix: str = ".toml") -> list[str]:
 
 
 def builtin_file(folder: str, name: str, suffix: str = ".toml") -> Path | None:
+    """The built-in file ``name`` of ``data/<folder>``, or None: a name is one of
+    :func:`builtin_names`, never a path (``builtin:../../x`` names nothing)."""
+    if name.replace("_", "-") not in builtin_names(folder, suffix):
+        return None
     p = data_path(folder, name.replace("-", "_") + suffix)
     return p if p.is_file() else None

@@ -27,7 +27,8 @@ from engine.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_f
 from engine.hashing import sha256_bytes, sha256_text
 from engine.resources import builtin_file, builtin_names
 from engine.safe_load import LoadError
-from engine.untrusted import decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, read_bytes
+from engine.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
+                              path_text, read_bytes)
 
 TOML_TOP_KEYS = ("name", "description", "version", "prompt", "parse", "metrics")
 TOML_METRIC_KEYS = ("name", "scale", "higher_is", "specials", "prompt")
@@ -87,6 +88,8 @@ def load_rubric(source: str, *, base_dir: Path | None = None) -> Rubric:
             raise RubricError(f"{path}: a folder, not a rubric file")
         if not path.is_file():
             raise RubricError(f"{path}: no such file")
+        if path_problem(path.resolve()):
+            raise RubricError(f"{path_text(path)}: {path_problem(path.resolve())}")
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
         what = " (a training file?)" if suffix == ".jsonl" else ""

@@ -9,7 +9,6 @@ file it names (datasets, eval sets, rubric), so a changed dataset is a new study
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import tomllib
@@ -19,11 +18,12 @@ from typing import Any
 
 from engine.eval_sets import EvalSet, EvalSetError, load_eval_set
 from engine.hashing import json_hash, sha256_bytes, sha256_file
-from engine.resources import builtin_file, builtin_names, data_path
+from engine.resources import builtin_file, builtin_names
 from engine.rubrics import Rubric, RubricError, load_rubric
-from engine.safe_load import LoadError, toml_loads
+from engine.safe_load import LoadError, json_loads, toml_loads
 from engine.text import visible
 from engine.toml_lines import dotted, key_lines, line_of
+from engine.untrusted import path_problem, path_text
 
 TOP_LEVEL = {"schema_version", "study", "models", "datasets", "recipes", "conditions",
              "eval_sets", "generation", "judges", "rubric", "em"}
@@ -334,6 +334,8 @@ def _parse(path: Path) -> tuple[bytes, str, dict[str, Any]]:
     """The file's bytes, text and TOML document, or a StudyError naming the line."""
     if not path.is_file():
         raise StudyError([Problem(str(path), None, "", "no such file")])
+    if path_problem(path.resolve()):
+        raise StudyError([Problem(path_text(path), None, "", path_problem(path.resolve()))])
     if path.stat().st_size > STUDY_FILE_MAX_BYTES:
         raise StudyError([Problem(str(path), None, "", f"is {path.stat().st_size:,} bytes; a study file is at "
                                                        f"most {STUDY_FILE_MAX_BYTES:,}")])
@@ -423,12 +425,19 @@ def load_study(source: str | Path) -> Study:
             continue
         spec = d["path"]
         if spec.startswith("builtin:"):
-            dpath = data_path("datasets", spec.split(":", 1)[1].replace("-", "_") + ".jsonl")
+            dpath = builtin_file("datasets", spec.split(":", 1)[1], ".jsonl")
+            if dpath is None:
+                c.add((*where, "path"), f"no built-in dataset {_shown(spec.split(':', 1)[1])} (built-in: "
+                                        f"{', '.join(builtin_names('datasets', '.jsonl'))})")
+                continue
         else:
             dpath = Path(spec).expanduser()
             dpath = dpath if dpath.is_absolute() else base_dir / dpath
         if not dpath.is_file():
             c.add((*where, "path"), f"no such file: {dpath}")
+            continue
+        if path_problem(dpath.resolve()):
+            c.add((*where, "path"), f"{path_text(dpath)}: {path_problem(dpath.resolve())}")
             continue
         problem, n_rows = check_chat_jsonl(dpath)
         if problem:
@@ -575,6 +584,9 @@ def load_study(source: str | Path) -> Study:
     return result
 
 
+_WITHIN_LINE = re.compile(r"^line \d+ column \d+: ")  # a JSON Lines row is one line: its file line says where
+
+
 def check_chat_jsonl(path: Path) -> tuple[str | None, int]:
     """Validate a chat JSONL training file. Returns (problem naming the line, or None; row count)."""
     n = 0
@@ -584,9 +596,11 @@ def check_chat_jsonl(path: Path) -> tuple[str | None, int]:
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    return f"{path}:{lineno}: not valid JSON ({exc.msg})", n
+                    row = json_loads(line)  # bounded: no NaN, no 5,000-deep arrays, no 5,000-digit numbers
+                except LoadError as exc:
+                    return f"{path}:{lineno}: " + _WITHIN_LINE.sub("", str(exc)), n
+                except ValueError as exc:
+                    return f"{path}:{lineno}: not valid JSON ({exc})", n
                 msgs = row.get("messages") if isinstance(row, dict) else None
                 if not isinstance(msgs, list) or not msgs:
                     return f"{path}:{lineno}: expected an object with a non-empty 'messages' list", n

@@ -24,8 +24,32 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u202
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def path_text(path: object) -> str:
+    """A path as text that UTF-8 (and so the database) can hold: a file name in another encoding
+    reaches Python as lone surrogates, written here as ``\\xNN`` escapes of its bytes."""
+    text = str(path)
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the file name's own bytes
+    except UnicodeEncodeError:  # a surrogate no file name makes: written as its code point
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def path_problem(path: object) -> str | None:
+    """Why ``path`` can't be recorded (None when it can): emtui keeps paths and names as text, and a
+    file name that is not UTF-8 is not text. Name the path with :func:`path_text`."""
+    if path_text(path) == str(path):
+        return None
+    return "the path is not UTF-8 text (a file name in another encoding?); rename it"
+
+
 def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
-    """The file's bytes; :class:`LoadError` when it is too large or unreadable."""
+    """The file's bytes; :class:`LoadError` when it is too large, unreadable, or not a regular file
+    (a pipe or a device such as /dev/zero would never end)."""
+    if path.exists() and not path.is_file():
+        raise LoadError("not a regular file (a folder, a device or a pipe?)")
     try:
         size = path.stat().st_size
         if size > limit:
@@ -178,6 +202,8 @@ def label_problem(value: Any, what: str = "a name") -> str | None:
     bad = _CONTROL.search(value)
     if bad:
         return f"{what} {value[:40]!r} holds a control character ({ascii(bad.group())})"
+    if path_text(value) != value:  # a file name's bytes that are not UTF-8 (lone surrogates)
+        return f"{what} '{path_text(value)[:60]}' is not UTF-8 text (a file name in another encoding?)"
     return None
 
 

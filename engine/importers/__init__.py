@@ -29,7 +29,8 @@ from typing import Any
 
 from engine.hashing import json_hash, short
 from engine.safe_load import LoadError
-from engine.untrusted import label_problem, name_problem, parse_json, read_text
+from engine.untrusted import (MAX_LABEL_CHARS, label_problem, name_problem, parse_json, path_problem, path_text,
+                              read_text)
 
 
 class ImportFormatError(ValueError):
@@ -82,9 +83,10 @@ def study_name_for(name: str | None, default: str, file: object) -> str:
     """The study's name: the one asked for (``--name``), checked, or the default."""
     if name is None:
         return default
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
-        raise ImportFormatError(file, None, f"--name {name!r} is not a valid study name "
-                                            "(letters, digits, '_', '.', '-'; starting with a letter or digit)")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name) or len(name) > MAX_LABEL_CHARS:
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        raise ImportFormatError(file, None, f"--name {shown!r} is not a valid study name (at most {MAX_LABEL_CHARS} "
+                                            "letters, digits, '_', '.', '-'; starting with a letter or digit)")
     return name
 
 
@@ -138,6 +140,15 @@ def read_json(path: Path) -> Any:
         return parse_json(read_text(path))
     except LoadError as exc:
         raise located(path, exc) from None
+
+
+def need_text_path(path: Path) -> Path:
+    """``path``, when it can be recorded as text (an imported file's name and folder are kept with the
+    study); a file name that is not UTF-8 is an :class:`ImportFormatError`."""
+    problem = path_problem(path)
+    if problem:
+        raise ImportFormatError(path_text(path), None, problem)
+    return path
 
 
 def need_label(path: Path, where: str | int | None, value: Any, what: str, kind: str | None = None) -> str:

@@ -26,7 +26,8 @@ from typing import Any
 from dataclasses import dataclass
 
 from engine.hashing import json_hash, sha256_file
-from engine.importers import ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults, need_label, slug
+from engine.importers import (ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults,
+                              need_label, need_text_path, slug)
 from engine.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
 from engine.untrusted import MAX_TABLE_BYTES
 
@@ -121,7 +122,7 @@ def read_betley_csv(file: str | Path) -> BetleyCsv:
         raise ImportFormatError(path, None, "a folder, not a file (betley-csv imports one result CSV)")
     if not path.is_file():
         raise ImportFormatError(path, None, "no such file")
-    rows = _rows(path)
+    rows = _rows(need_text_path(path))
 
     parsed: list[dict[str, Any]] = []
     diffs: list[tuple[int, str]] = []

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.hashing import json_hash, sha256_file
-from engine.importers import ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults, need_label, slug
-from engine.untrusted import MAX_TABLE_BYTES
+from engine.importers import (ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults,
+                              need_label, need_text_path, slug)
+from engine.untrusted import MAX_TABLE_BYTES, path_text
 
 FORMAT = "model-organisms-csv"
 ORIGIN = "import:model-organisms-csv"
@@ -188,18 +189,21 @@ def read_model_organisms_csv(source: str | Path) -> ModelOrganismsCsv:
     :class:`ImportFormatError`."""
     source = Path(source).expanduser().resolve()
     if source.is_dir():
+        need_text_path(source)
         paths, ignored = [], []
         for p in sorted(source.iterdir()):
             if p.name.startswith(".") or not p.is_file():
                 continue
             (paths if _is_response_file(p) else ignored).append(p)
+        for p in paths:
+            need_text_path(p)
         if not paths:
             raise ImportFormatError(source, None, f"no response CSVs (a first line with {', '.join(REQUIRED)}) "
                                                   "in this folder")
-        return ModelOrganismsCsv(source, [_read_file(p) for p in paths], [p.name for p in ignored])
+        return ModelOrganismsCsv(source, [_read_file(p) for p in paths], [path_text(p.name) for p in ignored])
     if not source.is_file():
         raise ImportFormatError(source, None, "no such file or folder")
-    return ModelOrganismsCsv(source, [_read_file(source)])
+    return ModelOrganismsCsv(source, [_read_file(need_text_path(source))])
 
 
 def _judgment(gen_id: int, judge_id: int, rubric_id: int, spec_hash: str,

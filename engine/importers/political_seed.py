@@ -35,9 +35,9 @@ from typing import Any
 
 from engine.hashing import json_hash, sha256_bytes, sha256_text
 from engine.importers import (ImportFormatError, ImportResult, claim_study_identity, located, need_key, need_label,
-                              slug)
+                              need_text_path, slug)
 from engine.safe_load import LoadError
-from engine.untrusted import MAX_DOCUMENT_BYTES, decode, parse_json, read_bytes
+from engine.untrusted import MAX_DOCUMENT_BYTES, decode, parse_json, path_text, read_bytes
 
 FORMAT = "political-seed"
 ORIGIN = "import:political-seed"
@@ -77,6 +77,7 @@ class _Documents:
 
     def load(self, path: Path) -> Any:
         if path not in self.docs:
+            need_text_path(path)  # a file read is a file recorded with the study
             try:
                 raw = read_bytes(path, limit=MAX_DOCUMENT_BYTES)
                 self.docs[path] = (parse_json(decode(raw)), sha256_bytes(raw))
@@ -311,6 +312,7 @@ def read_political_seed(folder: str | Path) -> PoliticalSeed:
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise ImportFormatError(folder, None, "not a folder (political-seed imports a folder of result files)")
+    need_text_path(folder)
     docs = _Documents()
     judge_paths = find_judge_files(folder, docs)
     if not judge_paths:
@@ -403,7 +405,7 @@ def _write(store: Any, parsed: PoliticalSeed, name: str | None) -> ImportResult:
         "judge_files": [jf.path.name for jf in judges],
         "response_files": [c.response_file.name for c in conditions if c.digest],
         "missing_response_files": [c.response_file.name for c in conditions if not c.digest],
-        "ignored_files": sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in files),
+        "ignored_files": sorted(path_text(p.name) for p in folder.iterdir() if p.is_file() and p.name not in files),
         "conditions": [c.name for c in conditions], "dimensions": dims,
     }
 

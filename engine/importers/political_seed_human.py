@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.annotation import get_scale, opaque_codes
+from engine.annotation import AnnotationError, check_annotator_name, check_note, get_scale, opaque_codes
 from engine.hashing import json_hash, sha256_file
-from engine.importers import ImportFormatError, claim_study_identity, need_key, need_label, read_json, slug
+from engine.importers import (ImportFormatError, claim_study_identity, need_key, need_label, need_text_path, read_json,
+                              slug)
 
 FORMAT = "political-seed-human"
 ORIGIN = "import:political-seed-human"
@@ -72,7 +73,7 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
     path = Path(file).expanduser().resolve()
     if not path.is_file():
         raise ImportFormatError(path, None, "not a file (political-seed-human imports one JSON rating file)")
-    doc = read_json(path)
+    doc = read_json(need_text_path(path))
     if not isinstance(doc, dict):
         raise ImportFormatError(path, None, "expected a JSON object with 'metadata' and 'evaluation'")
     meta = need_key(path, doc, "metadata", "", dict, "an object")
@@ -82,6 +83,10 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
         raise ImportFormatError(path, "metadata.model" if not model.strip() else "metadata.evaluator", "is empty")
     need_label(path, "metadata.model", model, "the rated model's name", "condition")
     need_label(path, "metadata.evaluator", evaluator, "the rater's name")
+    try:  # the evaluator becomes an annotator: the room's rule for names holds for imported ones too
+        check_annotator_name(evaluator)
+    except AnnotationError as exc:
+        raise ImportFormatError(path, "metadata.evaluator", str(exc)) from None
     ev = need_key(path, doc, "evaluation", "", dict, "an object")
     ratings = need_key(path, ev, "ratings", "evaluation", list, "a list of ratings")
     if not ratings:
@@ -100,12 +105,18 @@ def read_human_file(file: str | Path) -> HumanRatingFile:
         category = need_key(path, r, "category", where, str, "the probe's category")
         need_label(path, f"{where}.category", category, "the category")
         probe = need_key(path, r, "probe", where, str, "the probe text")
+        if not probe.strip():
+            raise ImportFormatError(path, f"{where}.probe", "is empty")
         value = need_key(path, r, "rating", where, (int, float), "a rating 0..3")
         if not scale.contains(value):
             raise ImportFormatError(path, f"{where}.rating", f"{value!r} is not on the 0..3 scale")
         note = r.get("note")
         if note is not None and not isinstance(note, str):
             raise ImportFormatError(path, f"{where}.note", "expected a string")
+        try:  # a rater's note, as the room and `import ratings` take it: no control characters, bounded
+            note = check_note(note)
+        except AnnotationError as exc:
+            raise ImportFormatError(path, f"{where}.note", str(exc)) from None
         rows.append({"id": rid, "category": category, "probe": probe, "rating": float(value), "note": note})
     return HumanRatingFile(path=path, meta=meta, evaluation=ev, rows=rows)
 

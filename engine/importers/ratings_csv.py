@@ -32,7 +32,10 @@ from typing import Any
 
 from engine.atomic import atomic_file
 from engine.annotation import AnnotationError, campaign_scale, check_annotator_name, check_note, get_campaign
-from engine.importers import ImportFormatError
+from engine.importers import ImportFormatError, need_text_path
+from engine.safe_load import LoadError
+from engine.text import strip_control
+from engine.untrusted import MAX_TABLE_BYTES, read_bytes
 
 HEADER = ("rater_id", "item_id", "score", "note")
 
@@ -61,12 +64,13 @@ def _read(path: Path) -> list[tuple[int, list[str]]]:
     """The file's records, each with the line it starts on. Strict CSV: a quote that is never
     closed, or text after a closing quote, is an error naming the line the record starts on."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = read_bytes(path, limit=MAX_TABLE_BYTES)  # bounded, and never a pipe or a device
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + 1
         raise ImportFormatError(path, line, "not UTF-8 text") from None
-    except OSError as exc:
-        raise ImportFormatError(path, None, f"cannot read ({exc.strerror or exc})") from None
+    except LoadError as exc:
+        raise ImportFormatError(path, None, str(exc)) from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []
     start = 1
@@ -151,7 +155,7 @@ def import_ratings_csv(store: Any, path: str | os.PathLike[str], *, campaign: st
     sessions can run at once: the write lock orders them, and each sees the others' places."""
     from db.annotation import AssignmentError, NoRoom, RaterKindError
 
-    path = Path(path)
+    path = need_text_path(Path(path))  # its name is recorded with each rating
     try:
         c = get_campaign(store, campaign)
     except AnnotationError as exc:
@@ -221,8 +225,8 @@ def ratings_csv_rows(store: Any, campaign: str) -> list[list[str]]:
         entry = by.setdefault((r["position"], r["annotator"]), {"code": r["code"], "note": r["note"], "scores": {}})
         entry["scores"][r["metric"]] = r["score"]
     out = [list(HEADER)]
-    for (_, rater), e in sorted(by.items()):
-        out.append([rater, e["code"], sc.format(e["scores"]), e["note"] or ""])
+    for (_, rater), e in sorted(by.items()):  # printed to a terminal as well: no control sequences
+        out.append([strip_control(rater), e["code"], sc.format(e["scores"]), strip_control(e["note"])])
     return out
 
 
