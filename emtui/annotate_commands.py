@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 
 from emtui.cli import UsageError
+from emtui.streams import say
 
 
-def _store(args: argparse.Namespace, *, create: bool = False):
+def _store(args: argparse.Namespace, *, create: bool = False, readonly: bool = False):
+    """The command's database; ``readonly``: the command only reads (a read-only file is opened read-only)."""
     from db import open_store
 
-    return open_store(Path(args.db).expanduser(), create=create)
+    return open_store(Path(args.db).expanduser(), create=create, readonly=readonly)
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -73,10 +75,10 @@ def campaign_create(args: argparse.Namespace) -> int:
         comparison = judge_comparison(store, c)
     s = c["settings"]
     strata = ", ".join(f"{k} {v}" for k, v in s["sample"]["per_stratum"].items())
-    print(f"created campaign {c['name']!r} on study {args.study!r}: {s['sample']['items']} items ({strata}); "
-          f"scale {c['scale']}, overlap {c['overlap']}, lease {s['lease_s'] / 60:g} min, seed {c['seed']}; "
-          f"in {args.db}")
-    print(comparison["line"])
+    say(f"created campaign {c['name']!r} on study {args.study!r}: {s['sample']['items']} items ({strata}); "
+        f"scale {c['scale']}, overlap {c['overlap']}, lease {s['lease_s'] / 60:g} min, seed {c['seed']}; "
+        f"in {args.db}")
+    say(comparison["line"])
     return 0
 
 
@@ -93,14 +95,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def campaign_list(args: argparse.Namespace) -> int:
-    with _store(args) as store:
+    with _store(args, readonly=True) as store:
         rows = store.list_campaigns()
     if not rows:
-        print(f"no campaigns in {args.db} (emtui campaign create NAME --study S --scale 0-3 --items N)")
+        say(f"no campaigns in {args.db} (emtui campaign create NAME --study S --scale 0-3 --items N)")
         return 0
-    print(_table(["id", "name", "study", "scale", "k", "items", "ratings", "done"],
-                 [[str(r["id"]), r["name"], r["study"] or "", r["scale"], str(r["overlap"]), str(r["n_items"]),
-                   str(r["n_ratings"]), f"{r['done_pct']:.1f}%"] for r in rows]))
+    say(_table(["id", "name", "study", "scale", "k", "items", "ratings", "done"],
+               [[str(r["id"]), r["name"], r["study"] or "", r["scale"], str(r["overlap"]), str(r["n_items"]),
+                 str(r["n_ratings"]), f"{r['done_pct']:.1f}%"] for r in rows]))
     return 0
 
 
@@ -108,7 +110,7 @@ def campaign_show(args: argparse.Namespace) -> int:
     from engine.annotation import AnnotationError, get_campaign, judge_comparison
     from engine.text import one_line
 
-    with _store(args) as store:
+    with _store(args, readonly=True) as store:
         try:
             c = get_campaign(store, args.name)
         except AnnotationError as exc:
@@ -119,27 +121,27 @@ def campaign_show(args: argparse.Namespace) -> int:
         comparison = judge_comparison(store, c)
     s = c["settings"]
     pct = 100.0 * min(p["done"], p["target"]) / p["target"] if p["target"] else 0.0
-    print(f"campaign {c['name']!r} (id {c['id']}) on study {one_line(study['name'] if study else '-')!r}, created "
-          f"{c['created_at']}")
-    print(f"scale {c['scale']} ({', '.join(s.get('metrics') or [])}), overlap {c['overlap']}, "
-          f"lease {float(s.get('lease_s') or 600) / 60:g} min, seed {c['seed']}"
-          + (", progress hidden from annotators" if s.get("hide_progress") else ""))
+    say(f"campaign {c['name']!r} (id {c['id']}) on study {one_line(study['name'] if study else '-')!r}, created "
+        f"{c['created_at']}")
+    say(f"scale {c['scale']} ({', '.join(s.get('metrics') or [])}), overlap {c['overlap']}, "
+        f"lease {float(s.get('lease_s') or 600) / 60:g} min, seed {c['seed']}"
+        + (", progress hidden from annotators" if s.get("hide_progress") else ""))
     sample = s.get("sample") or {}
     if sample.get("per_stratum"):
-        print("items per stratum: " + ", ".join(f"{k} {v}" for k, v in sample["per_stratum"].items()))
+        say("items per stratum: " + ", ".join(f"{k} {v}" for k, v in sample["per_stratum"].items()))
     for key in ("rater", "blindness_note"):
         if s.get(key):
-            print(f"{key.replace('_', ' ')}: {one_line(str(s[key]), 400)}")  # from an imported file
-    print(comparison["line"])
-    print(f"progress: {p['done']} of {p['target']} ratings ({pct:.1f}%), {p['complete_items']} of "
-          f"{p['total_items']} items complete, {p['live_leases']} item(s) being rated now")
+            say(f"{key.replace('_', ' ')}: {one_line(str(s[key]), 400)}")  # from an imported file
+    say(comparison["line"])
+    say(f"progress: {p['done']} of {p['target']} ratings ({pct:.1f}%), {p['complete_items']} of "
+        f"{p['total_items']} items complete, {p['live_leases']} item(s) being rated now")
     if people:
-        print(_table(["annotator", "kind", "done", "skipped", "leased", "flagged", "last"],
-                     [[r["name"], r["kind"], str(r["done"] or 0), str(r["skipped"] or 0), str(r["leased"] or 0),
-                       str(r["flagged"] or 0), r["last"] or ""] for r in people]))
+        say(_table(["annotator", "kind", "done", "skipped", "leased", "flagged", "last"],
+                   [[r["name"], r["kind"], str(r["done"] or 0), str(r["skipped"] or 0), str(r["leased"] or 0),
+                     str(r["flagged"] or 0), r["last"] or ""] for r in people]))
     else:
-        print("no annotator has started yet (emtui annotate --annotator NAME --campaign "
-              f"{json.dumps(c['name'])})")
+        say("no annotator has started yet (emtui annotate --annotator NAME --campaign "
+            f"{json.dumps(c['name'])})")
     return 0
 
 
@@ -201,10 +203,12 @@ def serve_room(args: argparse.Namespace) -> int:
         pass
     from textual_serve.server import Server
 
-    print(f"serving the rating room of {db} on http://{args.host}:{args.port} (a name is asked for first; "
-          f"nothing of the workbench is reachable); from another machine: ssh -L "
-          f"{args.port}:127.0.0.1:{args.port} <this host>", flush=True)
-    Server(room_command(db), host=args.host, port=args.port, title="emtui annotate").serve()
+    say(f"serving the rating room of {db} on http://{args.host}:{args.port} (a name is asked for first; "
+        f"nothing of the workbench is reachable); from another machine: ssh -L "
+        f"{args.port}:127.0.0.1:{args.port} <this host>", flush=True)
+    from emtui.commands import run_server
+
+    run_server(Server(room_command(db), host=args.host, port=args.port, title="emtui annotate"), args)
     return 0
 
 
@@ -215,7 +219,7 @@ def import_ratings(args: argparse.Namespace) -> int:
         raise UsageError("emtui import ratings: give --campaign NAME (the campaign the ratings belong to)")
     with _store(args) as store:
         result = import_ratings_csv(store, args.path, campaign=args.campaign)
-    print(f"{args.path}: {result.summary()}; in {args.db}")
+    say(f"{args.path}: {result.summary()}; in {args.db}")
     return 0
 
 
@@ -239,7 +243,7 @@ def export_ratings(args: argparse.Namespace) -> int:
         raise UsageError(f"{where}: ratings are exported as CSV only, not {args.format}")
     if args.study is not None:
         raise UsageError(f"{where}: --study is for answers; ratings are exported per --campaign")
-    with _store(args) as store:
+    with _store(args, readonly=True) as store:
         try:
             text, n = export_ratings_csv(store, args.campaign, out=args.out)
         except AnnotationError as exc:
@@ -247,5 +251,5 @@ def export_ratings(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        print(f"exported {n} rating(s) of campaign {args.campaign!r} to {args.out}")
+        say(f"exported {n} rating(s) of campaign {args.campaign!r} to {args.out}")
     return 0

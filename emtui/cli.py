@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_DB = "emtui.db"
+INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
 COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "campaign", "annotate", "study", "serve",
             "tiny-model", "keys")
 
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 def fault_line(exc: BaseException, db: str | None) -> str | None:
     """The one line a person sees for an operational fault (a locked or read-only database, a full
     disk, an unreadable file); None for anything else, which is a bug and keeps its traceback."""
+    import json
+
     from db.errors import database_fault
     from engine.text import strip_control
 
@@ -216,6 +219,8 @@ def fault_line(exc: BaseException, db: str | None) -> str | None:
         line = f"{where}: {exc.strerror}" if where else exc.strerror
     elif isinstance(exc, MemoryError):
         line = "out of memory"
+    elif isinstance(exc, json.JSONDecodeError):  # files are parsed by loaders that name them: this is stored JSON
+        line = f"{db or 'the database'}: a value stored in the database is not valid JSON (a damaged database?)"
     else:
         return None
     return " ".join(strip_control(line).split())
@@ -223,7 +228,9 @@ def fault_line(exc: BaseException, db: str | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from emtui import commands  # argparse-free, still light
+    from emtui.streams import ending_signals, named_stdout, tolerant_stdout
 
+    tolerant_stdout()
     try:
         args = build_parser().parse_args(argv)
         if args.version:
@@ -233,15 +240,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.db == "":
             raise UsageError("emtui: --db needs a file name")
         args.db = args.db or default_db()
-        return commands.dispatch(args)
+        if args.command in INTERACTIVE:
+            return commands.dispatch(args)
+        with ending_signals(), named_stdout():
+            return commands.dispatch(args)
     except BrokenPipeError:  # `emtui keys | head`
         sys.stderr.close()
         return 0
     except UsageError as exc:
-        _say_error(str(exc), prefix="")
+        _say_error(exc, prefix="")
         return 2
     except commands.PersonError as exc:
-        _say_error(str(exc))
+        _say_error(exc)
         return 2
     except Exception as exc:  # operational faults: one line naming what failed, never a traceback
         line = fault_line(exc, getattr(args, "db", None) if "args" in locals() else None)
@@ -253,12 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _say_error(message: str, *, prefix: str = "emtui: ") -> None:
+def _say_error(error: BaseException | str, *, prefix: str = "emtui: ") -> None:
     """Print an error, one problem a line; names and values in it may come from files, so
-    terminal control sequences and bidirectional overrides are stripped."""
-    from engine.text import strip_control
+    terminal control sequences and bidirectional overrides are stripped (see emtui.streams)."""
+    from emtui.streams import error_lines
 
-    for line in strip_control(message).splitlines() or [""]:
+    for line in error_lines(error) or [""]:
         print(f"{prefix}{line}", file=sys.stderr)
 
 

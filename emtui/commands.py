@@ -4,7 +4,9 @@ that needs them, never at module level."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from db import StoreError
 from emtui.cli import UsageError
+from emtui.streams import say
 from engine.annotation import AnnotationError
 from engine.eval_sets import EvalSetError
 from engine.importers import ImportFormatError
@@ -103,21 +106,22 @@ def init(args: argparse.Namespace) -> int:
     what = (f"{len(study.conditions)} conditions, {len(study.eval_sets)} eval set(s) "
             f"({n_questions} questions), {len(study.judges)} judge(s)")
     if args.check:
-        print(f"{args.study}: valid study {study.name!r} (hash {short(study.spec_hash)}): {what}")
+        say(f"{args.study}: valid study {study.name!r} (hash {short(study.spec_hash)}): {what}")
         return 0
     with _store(args) as store:
         try:
             register_study(store, study)
         except AlreadyRegistered:
-            print(f"study {study.name!r} is already registered with this exact content "
-                  f"(hash {short(study.spec_hash)}) in {args.db}")
+            say(f"study {study.name!r} is already registered with this exact content "
+                f"(hash {short(study.spec_hash)}) in {args.db}")
             return 0
-    print(f"registered study {study.name!r} (hash {short(study.spec_hash)}) in {args.db}: {what}")
+    say(f"registered study {study.name!r} (hash {short(study.spec_hash)}) in {args.db}: {what}")
     return 0
 
 
 def write_example_study(args: argparse.Namespace) -> int:
     """``emtui init --example DIR``: a copy of the commented example study, to edit and register."""
+    from engine.atomic import atomic_file
     from engine.resources import data_path
 
     if args.study is not None or args.check:
@@ -130,9 +134,17 @@ def write_example_study(args: argparse.Namespace) -> int:
     target = folder / "insecure_code.toml"
     if target.exists():
         raise UsageError(f"emtui init: {target} exists already; nothing was written")
+    created = not folder.exists()
     folder.mkdir(exist_ok=True)
-    target.write_bytes(data_path("studies", "insecure_code.toml").read_bytes())
-    print(f"wrote the example study to {target}; edit it, then register it: emtui init {shlex.quote(str(target))}")
+    try:
+        with atomic_file(target, "wb") as f:  # whole or not at all
+            f.write(data_path("studies", "insecure_code.toml").read_bytes())
+    except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
+    say(f"wrote the example study to {target}; edit it, then register it: emtui init {shlex.quote(str(target))}")
     return 0
 
 
@@ -152,14 +164,14 @@ def worker(args: argparse.Namespace) -> int:
             with open(log, "ab") as out:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
-            print(f"worker started in the background (pid {proc.pid}); log: {log}")
+            say(f"worker started in the background (pid {proc.pid}); log: {log}")
             return 0
         name = worker_name()
-        print(f"worker {name} on {args.db}: kinds {', '.join(sorted(handlers()))}; Ctrl+C stops it")
+        say(f"worker {name} on {args.db}: kinds {', '.join(sorted(handlers()))}; Ctrl+C stops it")
         ran = run_worker(store, owner=name, once=args.once, poll_s=args.poll,
-                         on_job=lambda j: print(f"job {j['id']} ({j['kind']}): {j['status']}"
+                         on_job=lambda j: say(f"job {j['id']} ({j['kind']}): {j['status']}"
                                                 + (f": {j['error']}" if j["error"] else ""), flush=True))
-        print(f"worker stopped after {ran} job(s)")
+        say(f"worker stopped after {ran} job(s)")
     return 0
 
 
@@ -211,7 +223,7 @@ def export(args: argparse.Namespace) -> int:
             raise UsageError(f"emtui export: {exc}") from None
     if result.path is not None:
         n_scores = sum(c.startswith("score.") for c in result.columns)
-        print(f"exported {result.rows} answer(s) with {n_scores} score column(s) to {result.path}")
+        say(f"exported {result.rows} answer(s) with {n_scores} score column(s) to {result.path}")
     return 0
 
 
@@ -226,12 +238,12 @@ def figures(args: argparse.Namespace) -> int:
     with _store(args, create=False, readonly=True) as store:
         _check_study(store, args, "figures")
         try:
-            result = make_figures(store, out, study=args.study, opts=opts, on_note=print)
+            result = make_figures(store, out, study=args.study, opts=opts, on_note=say)
         except FigureError as exc:
             raise UsageError(f"emtui figures: {exc}") from None
     for path in result.written:
-        print(path)
-    print(f"{len(result.written)} file(s) written to {out}")
+        say(path)
+    say(f"{len(result.written)} file(s) written to {out}")
     return 0
 
 
@@ -243,9 +255,9 @@ def run_importer(args: argparse.Namespace, run_import) -> int:
         try:
             result = run_import(store, args.path, name=args.name)
         except AlreadyImported as exc:
-            print(f"{args.path}: {exc} in {args.db}; nothing was done")
+            say(f"{args.path}: {exc} in {args.db}; nothing was done")
             return 0
-    print(f"{result.summary()}; into {args.db}")
+    say(f"{result.summary()}; into {args.db}")
     return 0
 
 
@@ -282,30 +294,49 @@ def serve(args: argparse.Namespace) -> int:
     from textual_serve.server import Server
 
     command = f"{shlex.quote(sys.executable)} -m emtui --db {shlex.quote(str(db))}"
-    print(f"serving emtui on http://{args.host}:{args.port} (database {db}); "
-          f"from your machine: ssh -L {args.port}:127.0.0.1:{args.port} <this host>")
-    Server(command, host=args.host, port=args.port, title="emtui").serve()
+    say(f"serving emtui on http://{args.host}:{args.port} (database {db}); "
+        f"from your machine: ssh -L {args.port}:127.0.0.1:{args.port} <this host>")
+    run_server(Server(command, host=args.host, port=args.port, title="emtui"), args)
     return 0
+
+
+def run_server(server, args: argparse.Namespace) -> None:
+    """Serve until stopped; an address that can't be bound (a host that does not resolve, a port in
+    use) is one line naming --host and --port, not the database."""
+    try:
+        server.serve()
+    except OSError as exc:
+        raise UsageError(f"emtui serve: --host {args.host} --port {args.port}: {exc.strerror or exc}") from None
 
 
 def tiny_model(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"emtui tiny-model: {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"emtui tiny-model: {out} exists and is not empty")
     if not out.parent.exists():
         raise UsageError(f"emtui tiny-model: folder {out.parent} does not exist")
+    from engine.atomic import atomic_folder
     from engine.tiny_model import build_tiny_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    build_tiny_model(out, seed=args.seed)
-    print(f"tiny model written to {out}")
+    try:
+        with atomic_folder(out) as folder:  # the model appears whole or not at all
+            build_tiny_model(folder, seed=args.seed)
+    except Exception as exc:  # the tokenizer and safetensors write in Rust: "... (os error 27)"
+        code = re.search(r"\(os error (\d+)\)", str(exc))
+        if code is None or isinstance(exc, OSError):
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(out)) from None
+    say(f"tiny model written to {out}")
     return 0
 
 
 def keys(args: argparse.Namespace) -> int:
     from emtui.bindings import all_bindings, key_label, keymap_path
 
-    print(f"# keymap file: {keymap_path()}  (TOML: binding-id = \"key[,key]\")")
+    say(f"# keymap file: {keymap_path()}  (TOML: binding-id = \"key[,key]\")")
     for area, binding_id, key, description in all_bindings():
-        print(f"{binding_id:22} {key_label(key):10} {area:9} {description}")
+        say(f"{binding_id:22} {key_label(key):10} {area:9} {description}")
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emtui.cli import UsageError
+from emtui.streams import say
 
 # format -> (module, reader, writer): read(path) checks the files, write(store, checked, name=) stores them
 RESULT_IMPORTERS = {
@@ -50,9 +51,9 @@ def run_results_importer(args: argparse.Namespace, read: Any, write: Any) -> int
         try:
             result = write(store, checked, name=args.name)
         except AlreadyImported as exc:
-            print(f"{args.path}: {exc} in {args.db}; nothing was done")
+            say(f"{args.path}: {exc} in {args.db}; nothing was done")
             return 0
-    print(f"{result.summary()}; into {args.db}")
+    say(f"{result.summary()}; into {args.db}")
     return 0
 
 
@@ -78,8 +79,8 @@ def import_eval_set(args: argparse.Namespace) -> int:
         # the same questions are the same eval set, whatever the file's name; --name asks for a copy
         same = store.find_eval_sets(content_hash=es.content_hash, name=args.name)
         if same:
-            print(f"{args.path}: already imported as eval set {same[0]['name']!r} (hash {short(es.content_hash)}) "
-                  f"in {args.db}; nothing was done")
+            say(f"{args.path}: already imported as eval set {same[0]['name']!r} (hash {short(es.content_hash)}) "
+                f"in {args.db}; nothing was done")
             return 0
         if args.name is not None and store.find_eval_sets(name=es.name):
             raise UsageError(f"emtui import: an eval set named {es.name!r} already holds other questions in "
@@ -90,8 +91,8 @@ def import_eval_set(args: argparse.Namespace) -> int:
                f"content hash)") if name != es.name else ""
     templates = sum(1 for q in es.questions if q["meta"].get("placeholders"))
     extra = f", {templates} of them templates with placeholders" if templates else ""
-    print(f"imported eval set {name!r}{renamed}: {es.n_keys} questions, {len(es.questions)} wordings{extra}, "
-          f"into {args.db}")
+    say(f"imported eval set {name!r}{renamed}: {es.n_keys} questions, {len(es.questions)} wordings{extra}, "
+        f"into {args.db}")
     return 0
 
 
@@ -110,8 +111,8 @@ def import_rubric(args: argparse.Namespace) -> int:
     with _store(args) as store, store.transaction():  # look and write under one write lock
         same = store.find_rubric(content_hash=rubric.content_hash)
         if same is not None:
-            print(f"{args.path}: already imported as rubric {same['name']!r} (hash {short(rubric.content_hash)}) "
-                  f"in {args.db}; nothing was done")
+            say(f"{args.path}: already imported as rubric {same['name']!r} (hash {short(rubric.content_hash)}) "
+                f"in {args.db}; nothing was done")
             return 0
         if args.name is not None and store.find_rubric(name=wanted) is not None:
             raise UsageError(f"emtui import: a rubric named {wanted!r} already exists with other contents in "
@@ -122,5 +123,5 @@ def import_rubric(args: argparse.Namespace) -> int:
     renamed = (f" (a rubric named {wanted!r} already exists with other contents, so this one is named after "
                "its content hash)") if name != wanted else ""
     metrics = ", ".join(f"{m.name} ({m.scale[0]:g}-{m.scale[1]:g})" for m in rubric.metrics)
-    print(f"imported rubric {name!r}{renamed} (hash {short(rubric.content_hash)}): metrics {metrics}; into {args.db}")
+    say(f"imported rubric {name!r}{renamed} (hash {short(rubric.content_hash)}): metrics {metrics}; into {args.db}")
     return 0

@@ -8,12 +8,13 @@ import argparse
 from pathlib import Path
 
 from emtui.cli import UsageError
+from emtui.streams import say
 
 
-def _store(args: argparse.Namespace):
+def _store(args: argparse.Namespace, *, readonly: bool = False):
     from db import open_store
 
-    return open_store(Path(args.db).expanduser(), create=False)
+    return open_store(Path(args.db).expanduser(), create=False, readonly=readonly)
 
 
 def study(args: argparse.Namespace) -> int:
@@ -38,10 +39,10 @@ def set_em(args: argparse.Namespace) -> int:
         except EmRuleError as exc:
             raise UsageError(f"{where}: {exc}") from None
     if row is None:
-        print(f"study {args.study!r}: the EM rule is already {describe(em)}; nothing was done")
+        say(f"study {args.study!r}: the EM rule is already {describe(em)}; nothing was done")
         return 0
-    print(f"study {args.study!r}: EM rule set at {row['set_at']}: {describe(em)} (before: {describe(before)}); "
-          f"in {args.db}")
+    say(f"study {args.study!r}: EM rule set at {row['set_at']}: {describe(em)} (before: {describe(before)}); "
+        f"in {args.db}")
     return 0
 
 
@@ -50,16 +51,16 @@ def show_em(args: argparse.Namespace) -> int:
 
     from engine.em_rule import describe, study_em
 
-    with _store(args) as store:
+    with _store(args, readonly=True) as store:
         study = store.find_study(args.study)
         if study is None:
             raise UsageError(f"emtui study em: no study named {args.study!r} in {args.db}")
         rules = store.em_rules(int(study["id"]))
         spec_em = json.loads(study.get("spec_json") or "{}").get("em") or {}
         current = study_em(store, study)
-    print(f"study {args.study!r}: {describe(current)}")
+    say(f"study {args.study!r}: {describe(current)}")
     origin = "the study file" if study["origin"] == "study-file" else f"the import ({study['origin']})"
-    print(f"  {study['created_at']}  {origin}: {describe(spec_em)}")
+    say(f"  {study['created_at']}  {origin}: {describe(spec_em)}")
     for r in rules:
-        print(f"  {r['set_at']}  set-em ({r['source']}): {describe(r['em'])}")
+        say(f"  {r['set_at']}  set-em ({r['source']}): {describe(r['em'])}")
     return 0

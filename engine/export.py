@@ -184,6 +184,8 @@ def export_answers(store: Any, fmt: str, *, out: str | os.PathLike[str] | None =
         study_id = int(row["id"])
     columns = columns_for(store, study_id)
     if out is None:
+        if fmt == "parquet" and stream is None and sys.stdout.isatty():  # binary bytes would drive the terminal
+            raise ExportError("parquet is binary: give --out FILE (or redirect standard output to a file)")
         target = stream if stream is not None else (sys.stdout.buffer if fmt == "parquet" else sys.stdout)
         n = _write(store, fmt, target, study_id, columns, page_size)
         target.flush()
