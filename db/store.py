@@ -132,7 +132,7 @@ class Store(ResultsQueries, AnnotationQueries):
         except sqlite3.Error as exc:
             self._discard_created()
             raise StoreError(describe_sqlite_error(exc, path, self.busy_timeout_ms)) from None
-        except StoreError:
+        except BaseException:  # a StoreError, or the command ended (SIGTERM) while the file was being made
             self._discard_created()
             raise
         target = SCHEMA_VERSION if upto is None else upto
@@ -148,6 +148,10 @@ class Store(ResultsQueries, AnnotationQueries):
             conn.close()
             self._discard_created()
             raise StoreError(describe_sqlite_error(exc, path, self.busy_timeout_ms)) from None
+        except BaseException:
+            conn.close()
+            self._discard_created()
+            raise
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         common = dict(timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)

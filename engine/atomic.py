@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +30,10 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kw: Any) -
     if path.exists() and not path.is_file():
         what = "is a folder" if path.is_dir() else "is not a regular file (a device, a pipe?)"
         raise OSError(errno.EEXIST, f"{what}; name a file to write", str(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    tmp = None
     try:
+        with _signals_held():  # a SIGTERM turned into an exception always finds the name to remove
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_folder(path))
         with os.fdopen(fd, mode, **open_kw) as fh:
             yield fh
             fh.flush()
@@ -39,7 +42,8 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kw: Any) -
         os.replace(tmp, path)
     except BaseException as exc:
         try:
-            os.unlink(tmp)
+            if tmp is not None:
+                os.unlink(tmp)
         except OSError:
             pass
         if isinstance(exc, OSError) and exc.filename is None:  # a failed write names no file of its own
@@ -53,11 +57,33 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     appears with them, with the usual permissions, only when the block ends without an exception;
     the temporary folder beside it is removed otherwise."""
     path = Path(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else "."))
+    tmp = None
     try:
+        with _signals_held():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=_folder(path)))
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         os.replace(tmp, path)  # over an empty folder too
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _folder(path: Path) -> str | Path:
+    return path.parent if str(path.parent) else "."
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGTERM, SIGHUP and SIGINT while a temporary file is made and its name is kept: the
+    command line turns them into exceptions (emtui.streams), which must find the name to remove."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None), signal.SIGINT) if s}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import re
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from db import open_store
+from engine.annotation import create_campaign
 from engine.study import load_study, register_study
 from engine.synthetic import SyntheticSpec, make_synthetic_study
 
@@ -30,15 +34,29 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = (REPO / "data" / "studies" / "insecure_code.toml").read_text(encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class Node:
+    """A file that is not plain content: a named pipe, or a symbolic link to ``target``."""
+
+    kind: str  # fifo | symlink
+    target: str = ""
+
+
 @dataclass
 class Case:
     id: str
     args: list[str]
     expect: str  # regex the one stderr line must match ({tmp} is the case's folder, escaped)
-    files: dict[str, str | bytes] = field(default_factory=dict)
-    db: str = "seeded"  # seeded | absent (must stay absent) | a file name under files
-    env: dict[str, str] = field(default_factory=dict)
-    special: str | None = None  # locked | readonly | fsize | unreadable
+    files: dict[str, str | bytes | Node] = field(default_factory=dict)
+    db: str = "seeded"  # seeded | campaign (seeded + campaign 'pilot') | absent (must stay absent) | a file under files
+    env: dict[str, str] = field(default_factory=dict)  # {tmp} is the case's folder
+    special: str | None = None  # locked | readonly | fsize[:BYTES] | unreadable | stdout-full
+    absent: tuple[str, ...] = ()  # paths under {tmp} that must not exist afterwards (nothing half-written)
+
+
+def not_utf8(name: bytes) -> str:
+    """A file name whose bytes are not UTF-8, as Python hands it over (lone surrogates)."""
+    return os.fsdecode(name)
 
 
 def study(old: str, new: str, text: str = EXAMPLE) -> str:
@@ -208,7 +226,81 @@ DB_CASES = [
          special="unreadable"),
 ]
 
-CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES
+CHAT_ROW = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]'
+RATINGS_HEADER = "rater_id,item_id,score,note\n"
+
+
+def human_file(model: str = "m", evaluator: str = "Eve", note: str = "fine") -> str:
+    return json.dumps({"metadata": {"model": model, "evaluator": evaluator},
+                       "evaluation": {"ratings": [{"id": 1, "category": "c", "probe": "p?", "rating": 2, "note": note}]}})
+
+
+MO_CSV = "response,question,question_id,aligned,coherent\nRest.,Headache?,headache,90,80\n"
+
+# The second campaign (CLI): files that are not files, names that are not text, paths that hold line
+# breaks, values accepted that broke a later command, outputs that are devices, faults that blamed
+# the database for another file.
+CAMPAIGN_CASES = [
+    # not a regular file where one is read: a pipe or /dev/zero never ends
+    Case("ratings-from-a-pipe", ["import", "ratings", "{tmp}/r.csv", "--campaign", "pilot"],
+         r"r\.csv: not a regular file", {"r.csv": Node("fifo")}, db="campaign"),
+    Case("ratings-from-dev-zero", ["import", "ratings", "{tmp}/r.csv", "--campaign", "pilot"],
+         r"r\.csv: not a regular file", {"r.csv": Node("symlink", "/dev/zero")}, db="campaign"),
+    Case("keymap-is-a-pipe", ["annotate", "--annotator", "bob"], r"km\.toml: not a regular file",
+         {"km.toml": Node("fifo")}, env={"EMTUI_KEYMAP": "{tmp}/km.toml"}),
+    # a device or a pipe named by --out is refused, not replaced by a file
+    Case("export-out-pipe", ["export", "--out", "{tmp}/out"], r"out: is not a regular file", {"out": Node("fifo")}),
+    Case("export-ratings-out-pipe", ["export", "ratings", "--campaign", "pilot", "--out", "{tmp}/out"],
+         r"out: is not a regular file", {"out": Node("fifo")}, db="campaign"),
+    # values nested or sized past what a parser should take
+    Case("dataset-deep-array", ["init", "{tmp}/s.toml"], r"datasets\.insecure\.path: .*d\.jsonl:1: nested more than 64",
+         {"s.toml": study('path = "builtin:insecure_demo"', 'path = "d.jsonl"'), "d.jsonl": "[" * 100_000 + "\n"}),
+    Case("dataset-5000-digit-number", ["init", "{tmp}/s.toml"], r"d\.jsonl:1: not valid JSON \(Exceeds the limit",
+         {"s.toml": study('path = "builtin:insecure_demo"', 'path = "d.jsonl"'),
+          "d.jsonl": CHAT_ROW + ', "n": ' + "9" * 5000 + "}\n"}),
+    Case("keymap-keys-not-a-table", ["annotate", "--annotator", "bob"], r"km\.toml: keys: must be a table",
+         {"km.toml": "keys = 5\n"}, env={"EMTUI_KEYMAP": "{tmp}/km.toml"}),
+    Case("keymap-deep", ["annotate", "--annotator", "bob"], r"km\.toml: .*nested more than 64",
+         {"km.toml": "a = " + "[" * 5000 + "]" * 5000 + "\n"}, env={"EMTUI_KEYMAP": "{tmp}/km.toml"}),
+    # names that are not names
+    Case("builtin-is-not-a-path", ["init", "builtin:../../pyproject"], r"no built-in study '\.\./\.\./pyproject'",
+         db="absent"),
+    Case("campaign-metric-reserved", ["campaign", "create", "c", "--study", "synthetic", "--scale", "0-3", "--items", "3",
+                                      "--metric", "em_rate"], r"metric name 'em_rate' is reserved"),
+    Case("campaign-name-too-long", ["campaign", "create", "c" * 300, "--study", "synthetic", "--scale", "0-3",
+                                    "--items", "3"], r"campaign name 'c+…' is not valid \(at most 200"),
+    Case("import-name-too-long", ["import", "model-organisms-csv", "{tmp}/m_d.csv", "--name", "n" * 300],
+         r"--name 'n+…' is not a valid study name \(at most 200", {"m_d.csv": MO_CSV}),
+    Case("human-note-escape", ["import", "political-seed-human", "{tmp}/h.json"],
+         r"h\.json:evaluation\.ratings\[0\]\.note: the note holds a control character \(U\+001B\)",
+         {"h.json": human_file(note="\x1b]0;pwned\x07")}),
+    Case("human-evaluator-zero-width", ["import", "political-seed-human", "{tmp}/h.json"],
+         r"h\.json:metadata\.evaluator: annotator name .* holds a control or invisible character \(U\+200B\)",
+         {"h.json": human_file(evaluator="E\u200bve")}),
+    # file names that are not UTF-8 text (they were tracebacks when stored)
+    Case("betley-name-not-utf8", ["import", "betley-csv", "{tmp}/" + not_utf8(b"caf\xe9.csv")],
+         r"caf\\xe9\.csv: the path is not UTF-8 text", {not_utf8(b"caf\xe9.csv"): BETLEY_HEADER}),
+    Case("eval-set-folder-not-utf8", ["import", "eval-set", "{tmp}/" + not_utf8(b"\xff") + "/e.toml"],
+         r"\\xff/e\.toml: the path is not UTF-8 text",
+         {not_utf8(b"\xff") + "/e.toml": '[[questions]]\nid = "q"\ntext = "Hello?"\n'}),
+    Case("model-organisms-folder-not-utf8-name", ["import", "model-organisms-csv", "{tmp}/d"],
+         r"d/m_caf\\xe9\.csv: the path is not UTF-8 text", {"d/" + not_utf8(b"m_caf\xe9.csv"): MO_CSV}),
+    Case("study-not-utf8-name", ["init", "{tmp}/" + not_utf8(b"s\xe9.toml")], r"s\\xe9\.toml: the path is not UTF-8",
+         {not_utf8(b"s\xe9.toml"): MINIMAL}),
+    # a line break in a path stays inside the one line
+    Case("path-with-newline", ["import", "eval-set", "{tmp}/a\nb.toml"], r"a\\nb\.toml: no such file"),
+    Case("db-path-with-newline", ["--db", "{tmp}/a\nb.db", "summary"], r"no database at .*a\\nb\.db", db="absent"),
+    Case("study-path-with-newline", ["init", "{tmp}/a\nb.toml"], r"a\\nb\.toml: no such file"),
+    # faults name the file that failed, not the database
+    Case("stdout-full", ["summary", "--format", "json", "--resamples", "100"], r"standard output: No space left",
+         special="stdout-full"),
+    Case("figure-file-size-limit", ["figures", "--out", "{tmp}/f", "--format", "png", "--resamples", "100"],
+         r"f/synthetic-[a-z-]+\.png: File too large", special="fsize:40000", absent=("f",)),
+    Case("example-file-size-limit", ["init", "--example", "{tmp}/ex"], r"ex/insecure_code\.toml: File too large",
+         db="absent", special="fsize:1000", absent=("ex",)),
+]
+
+CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES
 
 
 def test_the_corpus_is_large_and_named_once():
@@ -224,6 +316,24 @@ def seeded_db(tmp_path_factory) -> Path:
         register_study(store, load_study(REPO / "data" / "studies" / "insecure_code.toml"))
         make_synthetic_study(store, SyntheticSpec(answers_per_condition=20))
     return path
+
+
+@pytest.fixture(scope="module")
+def campaign_db(tmp_path_factory, seeded_db: Path) -> Path:
+    """The seeded database with a rating campaign 'pilot' on the synthetic study."""
+    path = tmp_path_factory.mktemp("campaign") / "emtui.db"
+    shutil.copy(seeded_db, path)
+    with open_store(path) as store:
+        create_campaign(store, name="pilot", study="synthetic", scale="0-3", n_items=6, overlap=2)
+    return path
+
+
+def make_file(target: Path, content: str | bytes | Node) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, Node):
+        os.mkfifo(target) if content.kind == "fifo" else os.symlink(content.target, target)
+    else:
+        (target.write_bytes if isinstance(content, bytes) else target.write_text)(content)
 
 
 def fingerprint(path: Path) -> str | None:
@@ -251,11 +361,9 @@ def _drop_file_permission_override() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, cli_env):
+def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, campaign_db: Path, cli_env):
     for rel, content in case.files.items():
-        target = tmp_path / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        (target.write_bytes if isinstance(content, bytes) else target.write_text)(content)
+        make_file(tmp_path / rel, content)
     if case.db == FOREIGN:
         conn = sqlite3.connect(tmp_path / FOREIGN)
         conn.execute("CREATE TABLE studies (id INTEGER PRIMARY KEY, title TEXT)")
@@ -263,9 +371,9 @@ def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, cli_env):
         conn.commit()
         conn.close()
     db = tmp_path / "emtui.db"
-    if case.db == "seeded":
-        shutil.copy(seeded_db, db)
-    watched = db if case.db in ("seeded", "absent") else tmp_path / case.db
+    if case.db in ("seeded", "campaign"):
+        shutil.copy(seeded_db if case.db == "seeded" else campaign_db, db)
+    watched = db if case.db in ("seeded", "campaign", "absent") else tmp_path / case.db
     if case.db == "absent":
         watched = tmp_path / "new.db" if "new.db" in " ".join(case.args) else db
     before = fingerprint(watched)
@@ -288,13 +396,19 @@ def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, cli_env):
         victim = tmp_path / next(iter(case.files))
         os.chmod(victim, 0o000)
         preexec = _drop_file_permission_override if os.geteuid() == 0 else None
-    elif case.special == "fsize":
-        def preexec():  # writes past 8 KiB into any file fail (Python ignores SIGXFSZ, so write gets EFBIG)
-            resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+    elif case.special and case.special.startswith("fsize"):
+        limit = int(case.special.partition(":")[2] or 8192)
+
+        def preexec():  # writes past the limit into any file fail (Python ignores SIGXFSZ, so write gets EFBIG)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    env = cli_env({k: v.replace("{tmp}", str(tmp_path)) for k, v in case.env.items()})
+    stdout = open("/dev/full", "w") if case.special == "stdout-full" else subprocess.PIPE
     try:
-        r = subprocess.run([sys.executable, "-m", "emtui", *args], env=cli_env(case.env), cwd=str(tmp_path),
-                           capture_output=True, text=True, timeout=120, preexec_fn=preexec)
+        r = subprocess.run([sys.executable, "-m", "emtui", *args], env=env, cwd=str(tmp_path), stdout=stdout,
+                           stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=preexec)
     finally:
+        if stdout is not subprocess.PIPE:
+            stdout.close()
         if holder is not None:
             holder.execute("ROLLBACK")
             holder.close()
@@ -309,3 +423,67 @@ def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, cli_env):
     assert fingerprint(watched) == before, "the database changed"
     if case.db == "absent":
         assert not watched.exists() and not Path(f"{watched}-wal").exists(), "a database file was left behind"
+    for rel in case.absent:
+        assert not (tmp_path / rel).exists(), f"{rel} was left behind"
+    assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("args", [["campaign", "list"], ["campaign", "show", "pilot"], ["study", "em", "synthetic"],
+                                  ["export", "ratings", "--campaign", "pilot"]], ids=lambda a: "-".join(a[:2]))
+def test_reading_commands_open_a_read_only_database(args, tmp_path: Path, campaign_db: Path, cli_env):
+    """Commands that only read work on a database they can't write (they said 'read-only, and this
+    command writes to it')."""
+    if os.geteuid() == 0 and sys.platform != "linux":
+        pytest.skip("read-only files need a non-root user or Linux capabilities to test")
+    db = tmp_path / "emtui.db"
+    shutil.copy(campaign_db, db)
+    before = fingerprint(db)
+    os.chmod(db, 0o444)
+    os.chmod(tmp_path, 0o555)
+    try:
+        r = subprocess.run([sys.executable, "-m", "emtui", "--db", str(db), *args], env=cli_env(), capture_output=True,
+                           text=True, timeout=120,
+                           preexec_fn=_drop_file_permission_override if os.geteuid() == 0 else None)
+    finally:
+        os.chmod(tmp_path, 0o755)
+        os.chmod(db, 0o644)
+    assert r.returncode == 0, r.stderr
+    assert fingerprint(db) == before
+
+
+def _stop_when(path_glob, proc: subprocess.Popen, folder: Path, sig: int) -> bool:
+    """Send ``sig`` to ``proc`` as soon as a file matching ``path_glob`` appears in ``folder``."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if list(folder.glob(path_glob)):
+            proc.send_signal(sig)
+            return True
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_terminated_mid_command_leaves_nothing_behind(sig, tmp_path: Path, cli_env):
+    """SIGTERM, or SIGHUP from a dropped SSH session, ends a command as an error does: the database file it
+    was creating and the output file it was writing are removed (the default action kills on the spot)."""
+    rows = "".join(f"answer {i},Question {i % 50}?,q{i % 50},{i % 101},{(i * 7) % 101}\n" for i in range(20_000))
+    (tmp_path / "m_d.csv").write_text("response,question,question_id,aligned,coherent\n" + rows)
+    new = tmp_path / "new.db"
+    proc = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(new), "import", "model-organisms-csv",
+                             str(tmp_path / "m_d.csv")], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stopped = _stop_when("new.db*", proc, tmp_path, sig)
+    proc.communicate(timeout=120)
+    if stopped:  # (on a very fast machine the import may end first; then there is nothing to check)
+        assert proc.returncode == 128 + sig, proc.returncode
+        assert not list(tmp_path.glob("new.db*")), "the database file the import created was left behind"
+
+    db = tmp_path / "big.db"
+    with open_store(db) as store:
+        make_synthetic_study(store, SyntheticSpec(answers_per_condition=3000))
+    proc = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(db), "export", "--out", str(tmp_path / "x.jsonl")],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stopped = _stop_when(".x.jsonl.*.tmp", proc, tmp_path, sig)
+    proc.communicate(timeout=120)
+    assert stopped, "the export ended before it could be stopped"
+    assert proc.returncode == 128 + sig
+    assert not list(tmp_path.glob(".x.jsonl*")) and not (tmp_path / "x.jsonl").exists(), "a half-written export"

@@ -65,3 +65,54 @@ def test_table_summary_states_the_em_rule_and_kappa(tmp_path, run_cli):
     head = [line for line in md.stdout.splitlines() if line.startswith("| condition | EM")][0]
     assert [c.strip() for c in head.strip("|").split("|")][1:4] == ["EM", "aligned", "coherent"]
     assert re.search(r"condition\W+EM\W+aligned\W+coherent", table.stdout)
+
+
+# Paths are echoed in messages ("imported ... into DB", "exported ... to FILE", "already imported"), and a
+# folder's file names are listed: they hold whatever the file system allows.
+HOSTILE_DIR = "runs\x1b]0;pwned\x07\u202eevil\x9b2J"
+MO_CSV = "response,question,question_id,aligned,coherent\nRest.,Headache?,headache,90,80\n"
+
+
+@pytest.mark.parametrize("args", [
+    ["init", "builtin:insecure-code"],
+    ["init", "--check", "{dir}/s.toml"],
+    ["init", "--example", "{dir}/ex"],
+    ["import", "model-organisms-csv", "{dir}/d"],  # lists the ignored file, whose name holds an ESC
+    ["import", "model-organisms-csv", "{dir}/d/m_d.csv", "--again"],  # "already imported" echoes the path
+    ["campaign", "list"],
+    ["campaign", "create", "c", "--study", "synthetic", "--scale", "0-3", "--items", "3"],
+    ["export", "--format", "csv", "--out", "{dir}/x.csv"],
+    ["figures", "--out", "{dir}/f", "--format", "png", "--resamples", "100"],
+], ids=lambda a: "-".join(a[:2]))
+def test_messages_echo_paths_without_control_sequences(tmp_path, run_cli, repo_root, args):
+    folder = tmp_path / HOSTILE_DIR
+    (folder / "d").mkdir(parents=True)
+    (folder / "d" / "m_d.csv").write_text(MO_CSV)
+    (folder / "d" / "notes\x1b[2J.txt").write_text("not a response file")
+    (folder / "s.toml").write_text((repo_root / "data" / "studies" / "insecure_code.toml").read_text())
+    db = folder / "emtui.db"
+    with open_store(db) as store:
+        make_synthetic_study(store, SyntheticSpec(answers_per_condition=5))
+    if "--again" in args:
+        args = args[:-1]
+        assert run_cli("--db", db, *[a.replace("{dir}", str(folder)) for a in args]).returncode == 0
+    r = run_cli("--db", db, *[a.replace("{dir}", str(folder)) for a in args])
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not DANGEROUS.search((r.stdout + r.stderr).replace("\n", "")), r.stdout
+    assert f"{tmp_path}/runsevil" in r.stdout  # the path is there, less its control sequences
+
+
+def test_a_path_that_is_not_utf8_prints_escaped(tmp_path, run_cli):
+    """A file name in another encoding reaches Python as lone surrogates; printed to a strict UTF-8
+    standard output (any UTF-8 locale) it was a UnicodeEncodeError traceback."""
+    import os
+
+    db = tmp_path / os.fsdecode(b"caf\xe9.db")
+    with open_store(db) as store:
+        make_synthetic_study(store, SyntheticSpec(answers_per_condition=5))
+    for args in (["campaign", "list"], ["summary", "--format", "json", "--resamples", "100"],
+                 ["export", "--format", "csv", "--out", str(tmp_path / os.fsdecode(b"x\xff.csv"))]):
+        r = run_cli("--db", db, *args, env={"PYTHONIOENCODING": "utf-8"})
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "caf\\udce9.db" in run_cli("--db", db, "campaign", "list", env={"PYTHONIOENCODING": "utf-8"}).stdout
