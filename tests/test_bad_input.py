@@ -12,6 +12,7 @@ import ctypes
 import hashlib
 import json
 import os
+import pty
 import re
 import resource
 import shutil
@@ -50,7 +51,7 @@ class Case:
     files: dict[str, str | bytes | Node] = field(default_factory=dict)
     db: str = "seeded"  # seeded | campaign (seeded + campaign 'pilot') | absent (must stay absent) | a file under files
     env: dict[str, str] = field(default_factory=dict)  # {tmp} is the case's folder
-    special: str | None = None  # locked | readonly | fsize[:BYTES] | unreadable | stdout-full
+    special: str | None = None  # locked | readonly | fsize[:BYTES] | unreadable | stdout-full | stdout-tty | damaged-json
     absent: tuple[str, ...] = ()  # paths under {tmp} that must not exist afterwards (nothing half-written)
 
 
@@ -298,6 +299,12 @@ CAMPAIGN_CASES = [
          r"f/synthetic-[a-z-]+\.png: File too large", special="fsize:40000", absent=("f",)),
     Case("example-file-size-limit", ["init", "--example", "{tmp}/ex"], r"ex/insecure_code\.toml: File too large",
          db="absent", special="fsize:1000", absent=("ex",)),
+    Case("serve-host-unresolvable", ["serve", "--host", "no such host", "--port", "18765"],
+         r"^emtui serve: --host no such host --port 18765: "),
+    Case("stored-json-damaged", ["summary", "--resamples", "100"], r"emtui\.db: a value stored in the database is not "
+                                                                    r"valid JSON", special="damaged-json"),
+    Case("parquet-to-a-terminal", ["export", "--format", "parquet"], r"parquet is binary: give --out FILE",
+         special="stdout-tty"),
 ]
 
 CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES
@@ -373,6 +380,10 @@ def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, campaign_db: Pat
     db = tmp_path / "emtui.db"
     if case.db in ("seeded", "campaign"):
         shutil.copy(seeded_db if case.db == "seeded" else campaign_db, db)
+    if case.special == "damaged-json":  # a stored JSON value edited by hand (or by a failing disk)
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE studies SET spec_json = '{not json' WHERE name = 'synthetic'")
+        conn.close()
     watched = db if case.db in ("seeded", "campaign", "absent") else tmp_path / case.db
     if case.db == "absent":
         watched = tmp_path / "new.db" if "new.db" in " ".join(case.args) else db
@@ -402,13 +413,16 @@ def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, campaign_db: Pat
         def preexec():  # writes past the limit into any file fail (Python ignores SIGXFSZ, so write gets EFBIG)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     env = cli_env({k: v.replace("{tmp}", str(tmp_path)) for k, v in case.env.items()})
-    stdout = open("/dev/full", "w") if case.special == "stdout-full" else subprocess.PIPE
+    terminal = pty.openpty() if case.special == "stdout-tty" else None
+    stdout = open("/dev/full", "w") if case.special == "stdout-full" else terminal[1] if terminal else subprocess.PIPE
     try:
         r = subprocess.run([sys.executable, "-m", "emtui", *args], env=env, cwd=str(tmp_path), stdout=stdout,
                            stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=preexec)
     finally:
-        if stdout is not subprocess.PIPE:
+        if case.special == "stdout-full":
             stdout.close()
+        for fd in terminal or ():
+            os.close(fd)
         if holder is not None:
             holder.execute("ROLLBACK")
             holder.close()
