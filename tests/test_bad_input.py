@@ -413,15 +413,14 @@ def test_bad_input(case: Case, tmp_path: Path, seeded_db: Path, campaign_db: Pat
         def preexec():  # writes past the limit into any file fail (Python ignores SIGXFSZ, so write gets EFBIG)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     env = cli_env({k: v.replace("{tmp}", str(tmp_path)) for k, v in case.env.items()})
-    terminal = pty.openpty() if case.special == "stdout-tty" else None
-    stdout = open("/dev/full", "w") if case.special == "stdout-full" else terminal[1] if terminal else subprocess.PIPE
+    fds = {"stdout-tty": pty.openpty, "stdout-full": lambda: (os.open("/dev/full", os.O_WRONLY),)}.get(
+        case.special, tuple)()  # standard output is a terminal, or a full disk
     try:
-        r = subprocess.run([sys.executable, "-m", "emtui", *args], env=env, cwd=str(tmp_path), stdout=stdout,
-                           stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=preexec)
+        r = subprocess.run([sys.executable, "-m", "emtui", *args], env=env, cwd=str(tmp_path),
+                           stdout=fds[-1] if fds else subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+                           preexec_fn=preexec, check=False)
     finally:
-        if case.special == "stdout-full":
-            stdout.close()
-        for fd in terminal or ():
+        for fd in fds:
             os.close(fd)
         if holder is not None:
             holder.execute("ROLLBACK")
@@ -456,7 +455,7 @@ def test_reading_commands_open_a_read_only_database(args, tmp_path: Path, campai
     os.chmod(tmp_path, 0o555)
     try:
         r = subprocess.run([sys.executable, "-m", "emtui", "--db", str(db), *args], env=cli_env(), capture_output=True,
-                           text=True, timeout=120,
+                           text=True, timeout=120, check=False,
                            preexec_fn=_drop_file_permission_override if os.geteuid() == 0 else None)
     finally:
         os.chmod(tmp_path, 0o755)
