@@ -184,6 +184,9 @@ class AnnotatorApp(SaysFaults, App[None]):
         self.annotator = annotator
         self.start_campaign = campaign
         self.keymap = dict(keymap or {})
+        # a name typed here is trusted as it is: anyone may type another rater's name, so only ratings made
+        # after the room opened can be reopened (undo) — never that person's earlier ones
+        self.reopen_after: int | None = store.last_rating_id() if annotator is None else None
 
     def get_default_screen(self) -> Screen:
         return RoomCampaignsScreen()

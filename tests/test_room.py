@@ -452,3 +452,36 @@ def test_serve_annotate_serves_the_room(room_db, tmp_path, cli_env):
         proc.kill()
         out = proc.communicate(timeout=10)[0]
     assert f"serving the rating room of {room_db} on http://127.0.0.1:{port}" in out
+
+
+async def test_a_name_typed_in_the_room_never_reopens_that_persons_earlier_ratings(room_db):
+    """``--ask-name`` (``serve --annotate``) trusts the name typed: typing another rater's name must not show
+    (or let anyone change) their ratings and notes through undo; what is rated in this visit can be undone."""
+    with db.open_store(room_db) as s:
+        alice = OTHERS[0]
+        before = {r["code"]: r["score"] for r in s.campaign_rating_rows(int(s.find_campaign("blind-03")["id"]))
+                  if r["annotator"] == alice}
+        assert before  # alice rated some items of blind-03, each with the note noteQXother
+        app = create_annotator_app(s, annotator=None, campaign="blind-03", keymap={})
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press(*alice, "enter")
+            await pilot.pause()
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, RatingScreen)
+            for key in ("u", "u", "backspace", "n"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert "noteQXother" not in all_text(app), key
+                assert not (isinstance(app.screen, RatingScreen) and app.screen.view and app.screen.view.editing), key
+            await pilot.press("escape")  # the note box
+            assert "Nothing (more) to undo: the last 10 made since the room opened" in screen_text(app)
+            code = screen.view.code
+            await pilot.press("2", "enter", "u")  # this visit's own rating: reopened
+            await pilot.pause()
+            assert screen.view.editing and screen.view.code == code and "was 2" in screen_text(app)
+            await pilot.press("escape")
+        after = {r["code"]: r["score"] for r in s.campaign_rating_rows(int(s.find_campaign("blind-03")["id"]))
+                 if r["annotator"] == alice}
+        assert after == {**before, code: 2.0}

@@ -337,7 +337,8 @@ class RatingScreen(Screen):
                 raise
             return
         if view is None:
-            self.say("Nothing (more) to undo: the last 10 ratings can be changed", style="bold yellow")
+            which = "the last 10" if self.session.reopen_after is None else "the last 10 made since the room opened"
+            self.say(f"Nothing (more) to undo: {which} ratings can be changed", style="bold yellow")
             return
         self.show(view, Text("Type the new rating and Enter; u again: the one before; Esc: keep it",
                              style="bold"))
@@ -480,7 +481,8 @@ def open_rating(app: Any, campaign: str) -> None:
     from engine.annotation import AnnotationError, AnnotationSession
 
     try:
-        session = AnnotationSession(app.store, campaign, app.annotator or "", kind="human")
+        session = AnnotationSession(app.store, campaign, app.annotator or "", kind="human",
+                                    reopen_after=getattr(app, "reopen_after", None))
     except AnnotationError as exc:
         app.notify(str(exc), severity="error", timeout=8, markup=False)
         return
