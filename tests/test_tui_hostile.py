@@ -229,3 +229,25 @@ async def test_a_question_taller_than_its_box_scrolls_in_the_rating_room(tmp_pat
             await pilot.press("2", "enter")  # typing rates whatever has the focus
             await pilot.pause()
             assert screen.view is None
+
+
+async def test_an_empty_answer_says_so_in_the_rating_room(hostile_db):
+    """The hostile study's answers include an empty one and one of only spaces: a blank box would read as
+    one still loading."""
+    with db.open_store(hostile_db) as store:
+        app = create_annotator_app(store, annotator="bob", campaign="camp", keymap={})
+        seen = set()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            while screen.view is not None:
+                answer = "\n".join(drawn(app)[screen.query_one("#rate-answer").region.y:][:3])
+                if not screen.view.answer:
+                    seen.add("empty")
+                    assert "(an empty answer)" in answer, answer
+                elif not screen.view.answer.strip():
+                    seen.add("spaces")
+                    assert "(an answer of only spaces or line breaks)" in answer, answer
+                await pilot.press("0", "enter")
+                await pilot.pause()
+        assert seen == {"empty", "spaces"}

@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from emtui.faults import says_faults
-from emtui.screens.rate import digit_bindings, plain
+from emtui.screens.rate import answer_text, digit_bindings, plain
 from engine.text import flat
 
 
@@ -114,12 +114,12 @@ class AdjudicationScreen(Screen):
         text.append_text(plain(item["question"]))
         if self.scale.pairwise:
             text.append("\n\nAnswer a\n", style="bold")
-            text.append_text(plain(item["response_a"]))
+            text.append_text(answer_text(item["response_a"]))
             text.append("\n\nAnswer b\n", style="bold")
-            text.append_text(plain(item["response_b"]))
+            text.append_text(answer_text(item["response_b"]))
         else:
             text.append("\n\nAnswer\n", style="bold")
-            text.append_text(plain(item["response_a"]))
+            text.append_text(answer_text(item["response_a"]))
         box.update(text)
         self.query_one("#adjudicate-detail").scroll_home(animate=False)
         self.show_entry()

@@ -23,7 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Markdown, Static
+from textual.widgets import Footer, Input, Static
 
 from emtui.faults import fault_line
 from engine.text import flat, strip_control
@@ -36,6 +36,16 @@ def digit_bindings(prefix: str) -> list[Binding]:
 
 def plain(value: Any, style: str = "") -> Text:
     return Text(strip_control("" if value is None else str(value)), style=style)
+
+
+def answer_text(value: Any) -> Text:
+    """An answer to rate, as plain text; an empty one (or only spaces) says so, so that a blank box is never
+    taken for one still loading."""
+    text = plain(value)
+    if not text.plain.strip():
+        return Text("(an empty answer)" if not text.plain else "(an answer of only spaces or line breaks)",
+                    style="dim italic")
+    return text
 
 
 class RatingScreen(Screen):
@@ -170,13 +180,13 @@ class RatingScreen(Screen):
         self.call_after_refresh(self.mark_long_question)
         if pairwise:
             for side, key, text in (("left", "1", view.left), ("right", "2", view.right)):
-                self.query_one(f"#rate-{side}-text", Static).update(plain(text))
+                self.query_one(f"#rate-{side}-text", Static).update(answer_text(text))
                 scroll = self.query_one(f"#rate-{side}")
                 scroll.border_title = f"{key} · {side} answer"
                 scroll.scroll_home(animate=False)
             self.query_one("#rate-left").focus()
         else:
-            self.query_one("#rate-answer-text", Static).update(plain(view.answer))
+            self.query_one("#rate-answer-text", Static).update(answer_text(view.answer))
             scroll = self.query_one("#rate-answer")
             scroll.border_title = "Answer"
             scroll.border_subtitle = "↑ ↓ PgUp PgDn scroll"
@@ -424,6 +434,24 @@ class NoteScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class MarkdownText(Static):
+    """Markdown drawn by Rich in one widget. Textual's Markdown widget mounts a widget per block and keeps
+    the app from answering keys meanwhile: guidelines with 1,000 bullet points took 10 s to open (0.8 s
+    here). Links are not links: each shows its address after its text, and nothing can be followed (on a
+    server that would open a browser in the rater's terminal). A text longer than :attr:`MAX_MARKDOWN`
+    is shown as plain text (laid out as Markdown, the 1 MB campaigns may hold took minutes).
+    ``source``: the Markdown, as given."""
+
+    MAX_MARKDOWN = 100_000
+
+    def __init__(self, source: str, **kwargs: Any) -> None:
+        from rich.markdown import Markdown as RichMarkdown
+
+        shown = RichMarkdown(source, hyperlinks=False) if len(source) <= self.MAX_MARKDOWN else Text(source)
+        super().__init__(shown, **kwargs)
+        self.source = source
+
+
 class GuidelinesScreen(ModalScreen[None]):
     """The campaign's guidelines (Markdown) and the scale; Esc or ? closes."""
 
@@ -440,7 +468,7 @@ class GuidelinesScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="guidelines-box"):
             yield Static(Text(f"Scale: {self.scale_help}   (Esc closes)", style="bold"))
-            yield Markdown(self.guidelines or "*This campaign has no guidelines.*", id="guidelines-text")
+            yield MarkdownText(self.guidelines or "*This campaign has no guidelines.*", id="guidelines-text")
 
 
 class AnnotatorNameScreen(ModalScreen[str | None]):
