@@ -226,6 +226,10 @@ async def test_a_question_taller_than_its_box_scrolls_in_the_rating_room(tmp_pat
             assert screen.focused is box
             lines = check(app, "scrolled")
             assert "Question line 40." in "\n".join(lines) and "An answer." in "\n".join(lines)
+            await pilot.resize_terminal(120, 120)  # room for the whole question: the hint goes
+            await pilot.pause()
+            await pilot.pause()
+            assert box.max_scroll_y == 0 and not box.border_subtitle
             await pilot.press("2", "enter")  # typing rates whatever has the focus
             await pilot.pause()
             assert screen.view is None

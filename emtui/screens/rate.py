@@ -198,11 +198,16 @@ class RatingScreen(Screen):
     def mark_long_question(self) -> None:
         """A question taller than its box says how to read the rest."""
         box = self.query_one("#rate-question")
-        if box.display and box.max_scroll_y > 0:
+        if not (box.display and box.max_scroll_y > 0):
+            box.border_subtitle = ""
+        else:
             box.border_subtitle = "more: Tab to it, ↑ ↓" if self.focused is not box else "↑ ↓ scroll · Tab: the answer"
 
     def on_descendant_focus(self) -> None:
         self.mark_long_question()
+
+    def on_resize(self) -> None:  # the box's height, and so whether the question fits, changed
+        self.call_after_refresh(self.mark_long_question)
 
     def done_text(self) -> Text:
         p = self.session.progress()
