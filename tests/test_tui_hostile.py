@@ -196,22 +196,25 @@ async def test_long_campaign_names_give_way_to_the_scale_and_counts_in_the_room(
             assert "…" in row and "-end" in row and "aligned-coherent" in row and row.rstrip(" │").endswith("0"), row
 
 
+def make_one_item_study(s, question: str, answer: str) -> None:
+    """A study of one question and one answer, and a campaign "one" of that item."""
+    with s.transaction():
+        sid = s.add_study(name="st", description="", origin="demo", spec_hash="h", spec={})
+        set_id = s.ensure_eval_set(name="e", source="demo", content_hash="e", questions=[{"key": "q", "text": question}])
+        qid = s.list_questions(set_id).rows[0]["id"]
+        model = s.ensure_model(name="m", kind="external", source="demo")
+        cid = s.add_condition(study_id=sid, name="c", model_id=model, recipe={"role": "treatment"})
+        s.insert_generations([{"question_id": qid, "condition_id": cid, "model_id": model, "settings": {},
+                               "settings_hash": "h", "seed": 0, "sample_index": 0, "response": answer}])
+    create_campaign(s, name="one", study="st", scale="0-3", n_items=1)
+
+
 async def test_a_question_taller_than_its_box_scrolls_in_the_rating_room(tmp_path):
     question = "\n".join(f"Question line {i}." for i in range(1, 41))
     path = tmp_path / "q.db"
     with db.open_store(path) as s:
-        with s.transaction():
-            sid = s.add_study(name="st", description="", origin="demo", spec_hash="h", spec={})
-            set_id = s.ensure_eval_set(name="e", source="demo", content_hash="e",
-                                       questions=[{"key": "long", "text": question}])
-            qid = s.list_questions(set_id).rows[0]["id"]
-            model = s.ensure_model(name="m", kind="external", source="demo")
-            cid = s.add_condition(study_id=sid, name="c", model_id=model, recipe={"role": "treatment"})
-            s.insert_generations([{"question_id": qid, "condition_id": cid, "model_id": model, "settings": {},
-                                   "settings_hash": "h",
-                                   "seed": 0, "sample_index": 0, "response": "An answer."}])
-        create_campaign(s, name="long", study="st", scale="0-3", n_items=1)
-        app = create_annotator_app(s, annotator="bob", campaign="long", keymap={})
+        make_one_item_study(s, question, "An answer.")
+        app = create_annotator_app(s, annotator="bob", campaign="one", keymap={})
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             await pilot.pause()
@@ -255,3 +258,27 @@ async def test_an_empty_answer_says_so_in_the_rating_room(hostile_db):
                 await pilot.press("0", "enter")
                 await pilot.pause()
         assert seen == {"empty", "spaces"}
+
+
+async def test_an_answer_too_long_to_lay_out_is_shown_in_part_and_says_so(tmp_path):
+    """A 100,000-line answer (3.7 million characters) kept the room from answering keys for 14 s; the first
+    500,000 characters are shown, and the box says how many more there are."""
+    from emtui.screens.rate import SHOWN_CHARS
+
+    answer = "\n".join(f"line {i} of an answer that goes on" for i in range(100_000))
+    path = tmp_path / "long.db"
+    with db.open_store(path) as s:
+        make_one_item_study(s, "A question.", answer)
+        app = create_annotator_app(s, annotator="bob", campaign="one", keymap={})
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, RatingScreen) and screen.view.answer == answer
+            await pilot.press("end")
+            await pilot.pause()
+            text = "\n".join(check(app, "end of the answer"))
+            assert f"and {len(answer) - SHOWN_CHARS:,} more characters, not shown" in text, text
+            assert "line 99999 " not in text
+            await pilot.press("f", "1", "enter")
+            await pilot.pause()
+            assert screen.view is None
