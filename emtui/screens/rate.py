@@ -206,6 +206,8 @@ class RatingScreen(Screen):
 
     def mark_long_question(self) -> None:
         """A question taller than its box says how to read the rest."""
+        if not self.is_mounted or self not in self.app.screen_stack:  # left before this ran
+            return
         box = self.query_one("#rate-question")
         if not (box.display and box.max_scroll_y > 0):
             box.border_subtitle = ""
