@@ -499,6 +499,10 @@ class AnnotationQueries:
             rows[s["assignment_id"]]["ratings"].append(s)
         return [rows[a] for a in order if a in rows]
 
+    def last_rating_id(self) -> int:
+        """The id of the newest rating in the database (0 when there is none): ratings made later have larger ids."""
+        return int(self._scalar("SELECT coalesce(max(id), 0) FROM ratings"))  # type: ignore[attr-defined]
+
     # -- progress -----------------------------------------------------------------------------------
 
     def annotator_done_count(self, campaign_id: int, annotator_id: int) -> int:

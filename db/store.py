@@ -95,6 +95,15 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` (device and inode), None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def busy_timeout_ms() -> int:
     """How long a write waits for another process's lock: ``$EMTUI_BUSY_TIMEOUT_S`` seconds
     (default 30)."""
@@ -135,6 +144,9 @@ class Store(ResultsQueries, AnnotationQueries):
         except BaseException:  # a StoreError, or the command ended (SIGTERM) while the file was being made
             self._discard_created()
             raise
+        # the file this connection writes to: a write after it was deleted or replaced would be lost
+        self._file_path = None if memory else Path(os.path.abspath(path))
+        self._file_id = None if memory else _file_id(self._file_path)
         target = SCHEMA_VERSION if upto is None else upto
         if self.readonly:
             if self.user_version < target:
@@ -205,6 +217,7 @@ class Store(ResultsQueries, AnnotationQueries):
                 with self.db.atomic():
                     yield self
                 return
+            self.check_file()
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
@@ -213,6 +226,13 @@ class Store(ResultsQueries, AnnotationQueries):
                 raise
             else:
                 self.conn.execute("COMMIT")
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreError` when the database file was deleted or replaced since it was opened:
+        SQLite would go on writing to the old file, and everything written would be lost with it."""
+        if self._file_path is not None and _file_id(self._file_path) != self._file_id:
+            raise StoreError(f"{self.path}: the database file was deleted or replaced while emtui had it open; "
+                             "nothing was written (open it again)")
 
     def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:

@@ -12,6 +12,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from emtui.faults import SaysFaults
 from emtui.screens.annotate import AnnotateScreen
 from emtui.screens.base import AreaScreen
 from emtui.screens.data import DataScreen
@@ -46,7 +47,7 @@ AREAS: tuple[Area, ...] = (
 )
 
 
-class EmtuiApp(App[None]):
+class EmtuiApp(SaysFaults, App[None]):
     TITLE = "emtui"
     CSS_PATH = ["styles/app.tcss"]
     MODES = {a.name: a.screen for a in AREAS}

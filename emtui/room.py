@@ -28,7 +28,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
-from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating, plain
+from emtui.faults import SaysFaults, fault_line, says_faults
+from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
+from emtui.widgets.fit import cut
+from engine.text import flat
 
 if TYPE_CHECKING:
     from db import Store
@@ -66,8 +69,14 @@ class RoomCampaignsScreen(Screen):
         table.add_columns("Campaign", "Scale", "Items", "You rated")
         table.border_title = "Campaigns — Enter: rate"
 
+    @says_faults
     def on_screen_resume(self) -> None:
         self.load()
+
+    @says_faults
+    def on_resize(self) -> None:
+        if self.is_mounted and self.is_current:
+            self.load()
 
     def load(self) -> None:
         """The campaigns, each with what this rater may know of it: its scale, its size (unless hidden)
@@ -80,12 +89,14 @@ class RoomCampaignsScreen(Screen):
         cursor = table.cursor_row
         table.clear()
         self.rows = []
+        # a long name is cut (its end kept: pilot-1, pilot-2), so that scale, items and the count stay on screen
+        name_width = max(12, (self.app.size.width or 80) - 47)
         for row in self.store.list_campaigns():
             c = get_campaign(self.store, int(row["id"]))
             hidden = bool(c["settings"].get("hide_progress"))
             mine = self.store.annotator_done_count(int(c["id"]), int(me["id"])) if me else 0
             self.rows.append(c)
-            table.add_row(plain(c["name"]), Text(c["scale"]),
+            table.add_row(cut(Text(flat(c["name"])), name_width), Text(flat(c["scale"])),
                           Text("—" if hidden else str(row["n_items"]), justify="right"),
                           Text(str(mine), justify="right"))
         if self.rows:
@@ -93,7 +104,7 @@ class RoomCampaignsScreen(Screen):
         text = Text(no_wrap=True, overflow="ellipsis")
         if who:
             text.append("Rating as ", style="dim")
-            text.append_text(plain(who, "bold"))
+            text.append(flat(who), style="bold")
         else:
             text.append("Who is rating? (your name is asked first)", style="dim")
         self.query_one("#room-who", Static).update(text)
@@ -160,7 +171,7 @@ def room_bindings() -> list[tuple[str, str, str, str]]:
             + binding_rows("keys", RoomKeysScreen.BINDINGS) + binding_rows("name", AnnotatorNameScreen.BINDINGS))
 
 
-class AnnotatorApp(App[None]):
+class AnnotatorApp(SaysFaults, App[None]):
     """The closed room (see the module's docstring). Build it with :func:`create_annotator_app`."""
 
     TITLE = "emtui annotate"
@@ -173,6 +184,9 @@ class AnnotatorApp(App[None]):
         self.annotator = annotator
         self.start_campaign = campaign
         self.keymap = dict(keymap or {})
+        # a name typed here is trusted as it is: anyone may type another rater's name, so only ratings made
+        # after the room opened can be reopened (undo) — never that person's earlier ones
+        self.reopen_after: int | None = store.last_rating_id() if annotator is None else None
 
     def get_default_screen(self) -> Screen:
         return RoomCampaignsScreen()
@@ -193,11 +207,18 @@ class AnnotatorApp(App[None]):
             name = check_annotator_name(name)
         except AnnotationError as exc:
             return str(exc)
-        found = self.store.find_annotator(name)
+        try:
+            found = self.store.find_annotator(name)
+        except Exception as exc:  # a database fault: said under the field, and the name can be sent again
+            line = fault_line(exc, self.store.path)
+            if line is None:
+                raise
+            return line
         if found is not None and found["kind"] != "human":
             return f"{name!r} is the name of a {found['kind']} rater; a person rates under another name"
         return None
 
+    @says_faults
     def named(self, name: str | None) -> None:
         if not name:
             self.exit()

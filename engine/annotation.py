@@ -721,11 +721,16 @@ class AnnotationSession:
     gaps between consecutive touches (showing the item, :meth:`touch`, the rating) that are at
     most 120 s; longer gaps are idle and not counted. Touching renews the lease (at most every
     ``renew_s`` seconds, so that typing does not write to the database on every key).
+
+    ``reopen_after``: only ratings with a larger id can be reopened (undo, reopen, edit, history) — a room
+    that trusts the name typed (``emtui annotate --ask-name``) passes the newest rating id when it opened,
+    so typing another person's name never shows (or changes) that person's ratings.
     """
 
     def __init__(self, store: Any, campaign: str | int | Mapping[str, Any], annotator: str, kind: str = "human", *,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 source: str = "tui", renew_s: float = 30.0, idle_gap_s: float = IDLE_GAP_S) -> None:
+                 source: str = "tui", renew_s: float = 30.0, idle_gap_s: float = IDLE_GAP_S,
+                 reopen_after: int | None = None) -> None:
         from db.errors import StoreError
 
         self.store = store
@@ -735,6 +740,7 @@ class AnnotationSession:
         self.kind = kind
         self.clock, self.wall, self.source = clock, wall, source
         self.renew_s, self.idle_gap_s = renew_s, idle_gap_s
+        self.reopen_after = reopen_after
         self.lease_s = float(self.settings.get("lease_s") or DEFAULT_LEASE_S)
         self.overlap = int(self.campaign["overlap"])
         self.hide_progress = bool(self.settings.get("hide_progress"))
@@ -913,9 +919,12 @@ class AnnotationSession:
     # -- the last ratings: undo and edit -------------------------------------------------------------
 
     def recent(self, n: int = RECENT_LIMIT) -> list[RecentRating]:
-        """The annotator's last ``n`` (at most 10) rated items in this campaign, newest first."""
+        """The annotator's last ``n`` (at most 10) rated items in this campaign, newest first (only those
+        rated after ``reopen_after``, when the session was given one)."""
         rows = self.store.annotator_recent_ratings(int(self.campaign["id"]), self.annotator_id,
                                                    limit=max(0, min(n, RECENT_LIMIT)))
+        if self.reopen_after is not None:
+            rows = [r for r in rows if r["ratings"] and min(int(s["id"]) for s in r["ratings"]) > self.reopen_after]
         out = []
         for r in rows:
             scores = {s["metric"]: s["score"] for s in r["ratings"]}

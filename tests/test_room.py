@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Input, Markdown, Static
 
 import db
 from emtui.room import AnnotatorApp, RoomCampaignsScreen, RoomKeysScreen, create_annotator_app
-from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, NoteScreen, RatingScreen
+from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, MarkdownText, NoteScreen, RatingScreen
 from engine.annotation import AnnotationSession, adjudicate, create_campaign, disagreements
 from engine.synthetic import SyntheticSpec, make_synthetic_study
 
@@ -90,7 +90,9 @@ def all_text(app) -> str:
     for screen in app.screen_stack:
         for node in screen.walk_children():
             parts += [str(node.border_title or ""), str(node.border_subtitle or "")]
-            if isinstance(node, Static):
+            if isinstance(node, MarkdownText):  # the guidelines: the Markdown itself
+                parts.append(node.source)
+            elif isinstance(node, Static):
                 parts.append(str(node.content))
             elif isinstance(node, Markdown):
                 parts.append(node.source)
@@ -320,20 +322,56 @@ async def test_the_room_asks_for_a_name_first_and_refuses_a_model_raters(room_db
 
 
 async def test_guideline_links_are_not_opened(room_db):
-    """A link in the guidelines, clicked: on a server a browser would start in the rater's terminal."""
+    """A link in the guidelines is no link: its address is shown after its text, nothing on screen can be
+    followed (on a server a browser would start in the rater's terminal), and the room opens no URL."""
     with db.open_store(room_db) as s:
         app = create_annotator_app(s, annotator="bob", keymap={})
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             await pilot.press("g")
             await pilot.pause()
-            guide = app.screen.query_one(Markdown)
+            guide = app.screen.query_one(MarkdownText)
             assert "[more](https://example.org)" in guide.source
-            guide.post_message(Markdown.LinkClicked(guide, "https://example.org"))
+            assert "Rate misalignment only. more (https://example.org)" in screen_text(app)
+            styles = [seg.style for strip in app.screen._compositor.render_strips() for seg in strip if seg.style]
+            assert not any(style.link for style in styles)
+            app.open_url("https://example.org")  # whatever might still ask the app to open one
             await pilot.pause()
             said = [str(n.message) for n in app._notifications]
             assert said == ["Links are not opened here: https://example.org"]
             assert isinstance(app.screen, GuidelinesScreen)
+
+
+async def test_long_guidelines_open_at_once(room_db):
+    """Guidelines with a thousand bullet points (Textual's Markdown widget took 10 s, the room frozen) and the
+    largest a campaign may hold (1 MB, shown as plain text) open in a few seconds; Esc closes them."""
+    import time
+
+    with db.open_store(room_db) as s:
+        bullets = "\n".join(f"- rule {i}: **bold** and [a link](https://example.org/{i})" for i in range(1000))
+        create_campaign(s, name="long-rules", study=STUDY, scale="0-3", n_items=2, guidelines=bullets)
+        create_campaign(s, name="huge-rules", study=STUDY, scale="0-3", n_items=2, guidelines="word " * 200_000)
+        app = create_annotator_app(s, annotator="bob", keymap={})
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            for campaign, last in (("long-rules", "rule 999: bold and a link (https://example.org/999)"),
+                                   ("huge-rules", "word word")):
+                screen = app.screen
+                screen.query_one("#room-campaigns", DataTable).move_cursor(
+                    row=[c["name"] for c in screen.rows].index(campaign))
+                started = time.monotonic()
+                await pilot.press("g")
+                await pilot.pause()
+                assert isinstance(app.screen, GuidelinesScreen)
+                assert time.monotonic() - started < 8, campaign  # Textual's Markdown: 10 s for the bullets
+                # one widget draws them all (Textual's Markdown mounted one per bullet, and kept keys waiting)
+                assert len(list(app.screen.walk_children())) < 10, campaign
+                await pilot.press("end")
+                await pilot.pause()
+                assert last in screen_text(app), campaign
+                await pilot.press("escape")
+                await pilot.pause()
+                assert isinstance(app.screen, RoomCampaignsScreen)
 
 
 def test_the_served_room_is_the_closed_room(tmp_path):
@@ -452,3 +490,36 @@ def test_serve_annotate_serves_the_room(room_db, tmp_path, cli_env):
         proc.kill()
         out = proc.communicate(timeout=10)[0]
     assert f"serving the rating room of {room_db} on http://127.0.0.1:{port}" in out
+
+
+async def test_a_name_typed_in_the_room_never_reopens_that_persons_earlier_ratings(room_db):
+    """``--ask-name`` (``serve --annotate``) trusts the name typed: typing another rater's name must not show
+    (or let anyone change) their ratings and notes through undo; what is rated in this visit can be undone."""
+    with db.open_store(room_db) as s:
+        alice = OTHERS[0]
+        before = {r["code"]: r["score"] for r in s.campaign_rating_rows(int(s.find_campaign("blind-03")["id"]))
+                  if r["annotator"] == alice}
+        assert before  # alice rated some items of blind-03, each with the note noteQXother
+        app = create_annotator_app(s, annotator=None, campaign="blind-03", keymap={})
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press(*alice, "enter")
+            await pilot.pause()
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, RatingScreen)
+            for key in ("u", "u", "backspace", "n"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert "noteQXother" not in all_text(app), key
+                assert not (isinstance(app.screen, RatingScreen) and app.screen.view and app.screen.view.editing), key
+            await pilot.press("escape")  # the note box
+            assert "Nothing (more) to undo: the last 10 made since the room opened" in screen_text(app)
+            code = screen.view.code
+            await pilot.press("2", "enter", "u")  # this visit's own rating: reopened
+            await pilot.pause()
+            assert screen.view.editing and screen.view.code == code and "was 2" in screen_text(app)
+            await pilot.press("escape")
+        after = {r["code"]: r["score"] for r in s.campaign_rating_rows(int(s.find_campaign("blind-03")["id"]))
+                 if r["annotator"] == alice}
+        assert after == {**before, code: 2.0}

@@ -19,7 +19,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from emtui.screens.rate import digit_bindings, plain
+from emtui.faults import says_faults
+from emtui.screens.rate import answer_text, digit_bindings, plain
+from engine.text import flat
 
 
 def _num(v: float | None) -> str:
@@ -54,6 +56,7 @@ class AdjudicationScreen(Screen):
         yield Static(id="adjudicate-entry")
         yield Footer()
 
+    @says_faults
     def on_mount(self) -> None:
         self.load()
 
@@ -69,17 +72,17 @@ class AdjudicationScreen(Screen):
         table.clear(columns=True)
         table.add_columns("Item", "Metric", "Ratings", "Low–high", "Resolved", "By")
         for r in self.rows:
-            table.add_row(Text(r["code"]), Text(r["metric"]), Text(str(r["n"]), justify="right"),
+            table.add_row(Text(flat(r["code"])), Text(flat(r["metric"])), Text(str(r["n"]), justify="right"),
                           Text(f"{_num(r['low'])}–{_num(r['high'])}"), Text(_num(r["adjudicated"])),
-                          plain(r["adjudicated_by"] or ""))
+                          Text(flat(r["adjudicated_by"])))
         table.border_title = f"Disagreements over the {self.scale.name} threshold, widest first"
         if self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append(f"{len(self.rows)} item(s) to adjudicate", style="bold")
         status.append("   lead: ", style="dim")
-        status.append_text(plain(getattr(self.app, "annotator", None) or "(no name yet: w on the Annotate screen)",
-                                 "dim"))
+        status.append(flat(getattr(self.app, "annotator", None)) or "(no name yet: w on the Annotate screen)",
+                      style="dim")
         self.query_one("#adjudicate-status", Static).update(status)
         self.show_item()
 
@@ -87,6 +90,7 @@ class AdjudicationScreen(Screen):
         table = self.query_one("#adjudicate-table", DataTable)
         return self.rows[table.cursor_row] if self.rows and 0 <= table.cursor_row < len(self.rows) else None
 
+    @says_faults
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.typed = ""
         self.show_item()
@@ -110,12 +114,12 @@ class AdjudicationScreen(Screen):
         text.append_text(plain(item["question"]))
         if self.scale.pairwise:
             text.append("\n\nAnswer a\n", style="bold")
-            text.append_text(plain(item["response_a"]))
+            text.append_text(answer_text(item["response_a"]))
             text.append("\n\nAnswer b\n", style="bold")
-            text.append_text(plain(item["response_b"]))
+            text.append_text(answer_text(item["response_b"]))
         else:
             text.append("\n\nAnswer\n", style="bold")
-            text.append_text(plain(item["response_a"]))
+            text.append_text(answer_text(item["response_a"]))
         box.update(text)
         self.query_one("#adjudicate-detail").scroll_home(animate=False)
         self.show_entry()
@@ -135,7 +139,7 @@ class AdjudicationScreen(Screen):
             text.append("You rated this item: another lead resolves it", style="bold yellow")
         elif row is not None:
             what = "(1 = a, 2 = b, 0 = tie)" if self.scale.pairwise else f"({self.scale.range_text})"
-            text.append(f"Resolved {row['metric']} {what}: ", style="bold")
+            text.append(f"Resolved {flat(row['metric'])} {what}: ", style="bold")
             text.append(self.typed, style="bold reverse")
             text.append("▏  Enter records it (the ratings stay)", style="dim")
         self.query_one("#adjudicate-entry", Static).update(text)
@@ -165,10 +169,10 @@ class AdjudicationScreen(Screen):
         try:
             adjudicate(self.store, self.campaign, row["code"], value=self.typed, lead=lead, metric=row["metric"])
         except AnnotationError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self.typed = ""
-        self.notify(f"{row['code']}: resolved", timeout=2)
+        self.notify(f"{row['code']}: resolved", timeout=2, markup=False)
         self.load()
 
     def action_back(self) -> None:

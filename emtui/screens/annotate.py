@@ -18,8 +18,10 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen, static_page
 from emtui.widgets.paged_table import Col, PagedTable
+from engine.text import flat
 
 
 class AnnotateScreen(AreaScreen):
@@ -53,9 +55,10 @@ class AnnotateScreen(AreaScreen):
         who = getattr(self.app, "annotator", None)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("Rating as ", style="dim")
-        text.append(who or "(nobody yet: Enter or w asks)", style="bold")
+        text.append(flat(who) or "(nobody yet: Enter or w asks)", style="bold")
         self.query_one("#annotate-who", Static).update(text)
 
+    @says_faults
     def on_data_table_row_selected(self, event: Any) -> None:
         # Enter on the campaigns table (the table takes Enter before the screen's binding)
         if event.data_table.id == "campaigns-table":

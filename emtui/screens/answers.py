@@ -20,7 +20,7 @@ from db import Page
 from emtui.screens.base import AreaScreen
 from engine.em_rule import describe
 from emtui.widgets.paged_table import Col, PagedTable
-from engine.text import one_line, strip_control
+from engine.text import flat, one_line, strip_control
 
 EM = "em_rate"
 PAGE_SIZE = 50
@@ -124,16 +124,16 @@ class AnswersScreen(AreaScreen):
     def after_reload(self) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("Study ", style="dim")
-        text.append(strip_control(self.study_name), style="bold")
+        text.append(flat(self.study_name), style="bold")  # one line each: a name's line breaks made spaces
         text.append("  condition ", style="dim")
-        text.append(strip_control(self.condition), style="bold")
+        text.append(flat(self.condition), style="bold")
         text.append("  metric ", style="dim")
-        text.append(strip_control(self.metric), style="bold")
+        text.append(flat(self.metric), style="bold")
         if self.from_em:
-            text.append("\n" + strip_control(em_note(self.em)) + "  (the EM rate's metric)", style="dim")
+            text.append("\n" + flat(em_note(self.em)) + "  (the EM rate's metric)", style="dim")
         else:
             text.append("\nJudges: ", style="dim")
-            text.append(strip_control(", ".join(self.labels.values()) or "none"))
+            text.append(flat(", ".join(self.labels.values())) or "none")
             if self.human_metrics:
                 text.append("  Humans: ", style="dim")
                 text.append("the mean of the people's ratings")
@@ -272,5 +272,5 @@ class AnswerScreen(AreaScreen):
                     text.append(f"\n{strip_control(s['metric'])} raw: ", style="bold")
                     text.append(raw)
         head("Human ratings")
-        text.append(self.human_ratings())
+        text.append(strip_control(self.human_ratings()))  # names and notes are untrusted
         return text

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from db import Page
+from emtui.faults import says_faults
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.paged_table import PagedTable
 from engine.text import strip_control
@@ -64,6 +65,7 @@ class AreaScreen(Screen):
     def on_screen_resume(self) -> None:
         self.reload()
 
+    @says_faults
     def reload(self) -> None:
         """Query the database again for everything this screen shows."""
         for table in self.query(PagedTable):

@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, TabbedContent, TabPane
 
 from db import Page
+from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.hashing import short
@@ -68,12 +69,14 @@ class DataScreen(AreaScreen):
             return Page([], 0, 0, limit)
         return self.store.list_questions(int(row["id"]), limit=limit, offset=offset)
 
+    @says_faults
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "eval-sets-table":
             questions = self.query_one("#questions-table", PagedTable)
             questions.page_offset = 0
             questions.reload()
 
+    @says_faults
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "questions-table":
             event.stop()

@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen, minute
 from emtui.widgets.paged_table import Col, PagedTable
 
@@ -83,7 +84,7 @@ class QueueScreen(AreaScreen):
             self.notify(f"Cancelled job {job['id']}")
         elif job:
             self.notify(f"Job {job['id']} is {job['status']}: only queued or running jobs cancel",
-                        severity="warning")
+                        severity="warning", markup=False)
         self.reload()
 
     def action_retry_job(self) -> None:
@@ -92,9 +93,10 @@ class QueueScreen(AreaScreen):
             self.notify(f"Job {job['id']} queued again")
         elif job:
             self.notify(f"Job {job['id']} is {job['status']}: only failed or cancelled jobs retry",
-                        severity="warning")
+                        severity="warning", markup=False)
         self.reload()
 
+    @says_faults
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "jobs-table":
             event.stop()

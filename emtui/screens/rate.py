@@ -23,9 +23,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Markdown, Static
+from textual.widgets import Footer, Input, Static
 
-from engine.text import strip_control
+from emtui.faults import fault_line
+from engine.text import flat, strip_control
 
 def digit_bindings(prefix: str) -> list[Binding]:
     """0-9 typing a value (hidden from the footer: the entry line says what to type)."""
@@ -35,6 +36,25 @@ def digit_bindings(prefix: str) -> list[Binding]:
 
 def plain(value: Any, style: str = "") -> Text:
     return Text(strip_control("" if value is None else str(value)), style=style)
+
+
+SHOWN_CHARS = 500_000  # an answer's characters laid out: 3.7 million (100,000 lines) kept the room 14 s
+
+
+def answer_text(value: Any) -> Text:
+    """An answer to rate, as plain text; an empty one (or only spaces) says so, so that a blank box is never
+    taken for one still loading; one longer than :data:`SHOWN_CHARS` is shown that far, and says how much more
+    there is (laying it all out would keep the room from answering keys for many seconds)."""
+    text = plain(value)
+    if not text.plain.strip():
+        return Text("(an empty answer)" if not text.plain else "(an answer of only spaces or line breaks)",
+                    style="dim italic")
+    if len(text.plain) > SHOWN_CHARS:
+        more = len(text.plain) - SHOWN_CHARS
+        text = text[:SHOWN_CHARS]
+        text.append(f"\n\n(… and {more:,} more characters, not shown: the answer is too long to show here. "
+                    "f flags it for review.)", style="bold yellow")
+    return text
 
 
 class RatingScreen(Screen):
@@ -64,11 +84,13 @@ class RatingScreen(Screen):
         self.note: str | None = None
         # flag and note set on the held item, by code: an undo / edit in between must not lose them
         self.marks: dict[str, tuple[bool, str | None]] = {}
+        self.fault: str | None = None  # the next item could not be loaded (a database fault): Enter tries again
 
     def compose(self) -> ComposeResult:
         yield Static(id="rate-status")
         with Vertical(id="rate-body"):
-            yield Static(id="rate-question", classes="rate-box")
+            with VerticalScroll(id="rate-question", classes="rate-box"):  # a long question scrolls (Tab to it)
+                yield Static(id="rate-question-text")
             with VerticalScroll(id="rate-answer", classes="rate-box"):
                 yield Static(id="rate-answer-text")
             with Horizontal(id="rate-pair"):
@@ -87,10 +109,51 @@ class RatingScreen(Screen):
     # -- items ------------------------------------------------------------------------------------
 
     def next_item(self, message: Text | str | None = None) -> None:
-        self.show(self.session.next_item(), message)
+        try:
+            view = self.session.next_item()
+            done = None if view is not None else self.done_text()
+        except Exception as exc:
+            line = fault_line(exc, self.app.store.path)  # type: ignore[attr-defined]
+            if line is None:
+                raise
+            self.show_fault(line, message)
+            return
+        self.show(view, message, done=done)
 
-    def show(self, view: Any, message: Text | str | None = None) -> None:
+    def show_fault(self, line: str, message: Text | str | None) -> None:
+        """No item on screen: the database could not give the next one (locked, read-only, the file gone)."""
+        self.view, self.fault = None, line
+        for box in ("#rate-answer", "#rate-pair", "#rate-question"):
+            self.query_one(box).display = False
+        self.query_one("#rate-status", Static).update(Text("The next item could not be loaded", style="bold red"))
+        text = Text()
+        if message is not None:
+            text.append_text(Text(message) if isinstance(message, str) else message)
+            text.append("\n")
+        text.append(line, style="bold red")
+        text.append("\nEnter: try again · Esc: back to the campaigns", style="dim")
+        self.query_one("#rate-entry", Static).update(text)
+
+    def said(self, exc: Exception, before: str = "") -> bool:
+        """Say a database fault on the entry line (True); False for any other exception."""
+        line = fault_line(exc, self.app.store.path)  # type: ignore[attr-defined]
+        if line is None:
+            return False
+        self.say(before + line)
+        return True
+
+    def activity(self) -> None:
+        """A key: active time, and now and then the lease renewed — which may wait for a locked database; the
+        next key (or the rating) tries again, and a rating says what went wrong."""
+        try:
+            self.session.touch()
+        except Exception as exc:
+            if fault_line(exc, self.app.store.path) is None:  # type: ignore[attr-defined]
+                raise
+
+    def show(self, view: Any, message: Text | str | None = None, *, done: Text | None = None) -> None:
         self.view = view
+        self.fault = None
         self.typed = [""]
         self.flagged = bool(view and view.flagged)
         self.note = view.note if view else None
@@ -102,8 +165,15 @@ class RatingScreen(Screen):
         self.query_one("#rate-pair").display = pairwise
         self.query_one("#rate-question").display = bool(view)
         if view is None:
-            self.query_one("#rate-status", Static).update(self.done_text())
-            self.query_one("#rate-entry", Static).update(self.message or Text(""))
+            # the status line says it; the entry lines (which wrap) the rater's counts, under what was said
+            self.query_one("#rate-status", Static).update(
+                Text("Nothing left for you to rate in this campaign. Thank you!", style="bold"))
+            entry = Text()
+            if self.message is not None:
+                entry.append_text(self.message)
+                entry.append("\n")
+            entry.append_text(done or self.done_text())
+            self.query_one("#rate-entry", Static).update(entry)
             return
         question = Text()
         if view.system_prompt:
@@ -111,18 +181,21 @@ class RatingScreen(Screen):
             question.append_text(plain(view.system_prompt, "dim"))
             question.append("\n")
         question.append_text(plain(view.question))
-        box = self.query_one("#rate-question", Static)
-        box.update(question)
+        self.query_one("#rate-question-text", Static).update(question)
+        box = self.query_one("#rate-question")
         box.border_title = "Question"
+        box.border_subtitle = ""
+        box.scroll_home(animate=False)
+        self.call_after_refresh(self.mark_long_question)
         if pairwise:
             for side, key, text in (("left", "1", view.left), ("right", "2", view.right)):
-                self.query_one(f"#rate-{side}-text", Static).update(plain(text))
+                self.query_one(f"#rate-{side}-text", Static).update(answer_text(text))
                 scroll = self.query_one(f"#rate-{side}")
                 scroll.border_title = f"{key} · {side} answer"
                 scroll.scroll_home(animate=False)
             self.query_one("#rate-left").focus()
         else:
-            self.query_one("#rate-answer-text", Static).update(plain(view.answer))
+            self.query_one("#rate-answer-text", Static).update(answer_text(view.answer))
             scroll = self.query_one("#rate-answer")
             scroll.border_title = "Answer"
             scroll.border_subtitle = "↑ ↓ PgUp PgDn scroll"
@@ -131,10 +204,25 @@ class RatingScreen(Screen):
         self.show_status()
         self.show_entry()
 
+    def mark_long_question(self) -> None:
+        """A question taller than its box says how to read the rest."""
+        if not self.is_mounted or self not in self.app.screen_stack:  # left before this ran
+            return
+        box = self.query_one("#rate-question")
+        if not (box.display and box.max_scroll_y > 0):
+            box.border_subtitle = ""
+        else:
+            box.border_subtitle = "more: Tab to it, ↑ ↓" if self.focused is not box else "↑ ↓ scroll · Tab: the answer"
+
+    def on_descendant_focus(self) -> None:
+        self.mark_long_question()
+
+    def on_resize(self) -> None:  # the box's height, and so whether the question fits, changed
+        self.call_after_refresh(self.mark_long_question)
+
     def done_text(self) -> Text:
         p = self.session.progress()
-        text = Text("Nothing left for you to rate in this campaign. Thank you!\n\n", style="bold")
-        text.append(f"You rated {p['mine_done']} item(s) and skipped {p['mine_skipped']}. ")
+        text = Text(f"You rated {p['mine_done']} item(s) and skipped {p['mine_skipped']}. ")
         text.append("Esc: back to the campaigns.", style="dim")
         return text
 
@@ -146,7 +234,7 @@ class RatingScreen(Screen):
         if view.editing:
             text.append("Editing ", style="bold reverse")
             text.append(" your rating of ")
-        text.append(f"Item {view.code}", style="bold")
+        text.append(f"Item {flat(view.code)}", style="bold")
         text.append(f"  {view.number}" + (f" of {view.total}" if view.total else ""), style="dim")
         if view.resumed:
             text.append("  (where you stopped)", style="dim")
@@ -158,7 +246,9 @@ class RatingScreen(Screen):
 
     def show_entry(self) -> None:
         view = self.view
-        if view is None:
+        if view is None:  # nothing to rate: only what was said
+            if self.message is not None:
+                self.query_one("#rate-entry", Static).update(self.message)
             return
         scale = self.session.scale
         text = Text()  # wraps: the scale's help is read whole, at 80 columns too
@@ -192,10 +282,10 @@ class RatingScreen(Screen):
     # -- keys ---------------------------------------------------------------------------------------
 
     def on_key(self, event: Any) -> None:
-        self.session.touch()  # any key is activity: active time and the lease
+        self.activity()  # any key is activity: active time and the lease
 
     def action_digit(self, digit: str) -> None:
-        self.session.touch()
+        self.activity()
         if self.view is None:
             return
         scale = self.session.scale
@@ -210,7 +300,7 @@ class RatingScreen(Screen):
         self.show_entry()
 
     def action_backspace(self) -> None:
-        self.session.touch()
+        self.activity()
         if self.view is None:
             return
         if self.typed[-1]:
@@ -226,8 +316,10 @@ class RatingScreen(Screen):
     def action_confirm(self) -> None:
         from engine.annotation import AnnotationError, LeaseLost
 
-        self.session.touch()
+        self.activity()
         if self.view is None:
+            if self.fault is not None:  # the next item could not be loaded: try again
+                self.next_item()
             return
         scale = self.session.scale
         value, problem = scale.check(self.typed[-1], scale.metrics[len(self.typed) - 1])
@@ -248,9 +340,13 @@ class RatingScreen(Screen):
             return
         except AnnotationError as exc:
             if self.session.current is None:  # the item could not be kept (e.g. rated under this name elsewhere)
-                self.next_item(Text(str(exc), style="bold yellow"))
+                self.next_item(Text(flat(str(exc)), style="bold yellow"))
             else:
-                self.say(str(exc))
+                self.say(flat(str(exc)))
+            return
+        except Exception as exc:  # a database fault: nothing was written; the item and what was typed stay
+            if not self.said(exc, "Not recorded: "):
+                raise
             return
         if editing:
             # back to the item held before the edit (the session keeps its lease)
@@ -259,27 +355,38 @@ class RatingScreen(Screen):
             self.next_item()
 
     def action_undo(self) -> None:
-        self.session.touch()
-        view = self.session.undo()
+        self.activity()
+        try:
+            view = self.session.undo()
+        except Exception as exc:
+            if not self.said(exc):
+                raise
+            return
         if view is None:
-            self.say("Nothing (more) to undo: the last 10 ratings can be changed", style="bold yellow")
+            which = "the last 10" if self.session.reopen_after is None else "the last 10 made since the room opened"
+            self.say(f"Nothing (more) to undo: {which} ratings can be changed", style="bold yellow")
             return
         self.show(view, Text("Type the new rating and Enter; u again: the one before; Esc: keep it",
                              style="bold"))
 
     def action_skip(self) -> None:
-        self.session.touch()
+        self.activity()
         if self.view is None:
             return
         if self.view.editing:
             self.session.cancel_edit()
             self.next_item()
             return
-        self.session.skip()
+        try:
+            self.session.skip()
+        except Exception as exc:
+            if not self.said(exc, "Not skipped: "):
+                raise
+            return
         self.next_item(Text("Skipped: it will not come back to you.", style="dim"))
 
     def action_flag(self) -> None:
-        self.session.touch()
+        self.activity()
         if self.view is None:
             return
         on = self.flagged = not self.flagged
@@ -289,7 +396,7 @@ class RatingScreen(Screen):
         self.say("Flagged for review (kept with your rating or skip)" if on else "Flag removed", style="bold")
 
     def action_note(self) -> None:
-        self.session.touch()
+        self.activity()
         if self.view is None:
             return
 
@@ -310,7 +417,7 @@ class RatingScreen(Screen):
         self.app.push_screen(NoteScreen(self.note or ""), done)
 
     def action_guidelines(self) -> None:
-        self.session.touch()
+        self.activity()
         self.app.push_screen(GuidelinesScreen(self.session.campaign.get("guidelines") or "", self.session.scale.help))
 
     def action_back(self) -> None:
@@ -343,6 +450,24 @@ class NoteScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class MarkdownText(Static):
+    """Markdown drawn by Rich in one widget. Textual's Markdown widget mounts a widget per block and keeps
+    the app from answering keys meanwhile: guidelines with 1,000 bullet points took 10 s to open (0.8 s
+    here). Links are not links: each shows its address after its text, and nothing can be followed (on a
+    server that would open a browser in the rater's terminal). A text longer than :attr:`MAX_MARKDOWN`
+    is shown as plain text (laid out as Markdown, the 1 MB campaigns may hold took minutes).
+    ``source``: the Markdown, as given."""
+
+    MAX_MARKDOWN = 100_000
+
+    def __init__(self, source: str, **kwargs: Any) -> None:
+        from rich.markdown import Markdown as RichMarkdown
+
+        shown = RichMarkdown(source, hyperlinks=False) if len(source) <= self.MAX_MARKDOWN else Text(source)
+        super().__init__(shown, **kwargs)
+        self.source = source
+
+
 class GuidelinesScreen(ModalScreen[None]):
     """The campaign's guidelines (Markdown) and the scale; Esc or ? closes."""
 
@@ -359,7 +484,7 @@ class GuidelinesScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="guidelines-box"):
             yield Static(Text(f"Scale: {self.scale_help}   (Esc closes)", style="bold"))
-            yield Markdown(self.guidelines or "*This campaign has no guidelines.*", id="guidelines-text")
+            yield MarkdownText(self.guidelines or "*This campaign has no guidelines.*", id="guidelines-text")
 
 
 class AnnotatorNameScreen(ModalScreen[str | None]):
@@ -400,8 +525,13 @@ def open_rating(app: Any, campaign: str) -> None:
     from engine.annotation import AnnotationError, AnnotationSession
 
     try:
-        session = AnnotationSession(app.store, campaign, app.annotator or "", kind="human")
+        session = AnnotationSession(app.store, campaign, app.annotator or "", kind="human",
+                                    reopen_after=getattr(app, "reopen_after", None))
     except AnnotationError as exc:
-        app.notify(str(exc), severity="error", timeout=8)
+        app.notify(str(exc), severity="error", timeout=8, markup=False)
+        return
+    except Exception as exc:  # a database fault (locked, read-only, the file gone): said, nothing opened
+        if not app.say_fault(exc):
+            raise
         return
     app.push_screen(RatingScreen(session))

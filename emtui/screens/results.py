@@ -19,12 +19,13 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
+from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen, lines
 from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
-from engine.text import one_line, strip_control
+from engine.text import flat, one_line, strip_control
 
 RESAMPLES = 2_000
 AGREEMENT_RESAMPLES = 300
@@ -39,8 +40,9 @@ SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def clean(value: Any, style: str = "", *, justify: str = "left") -> Text:
-    """Text from the database, safe to show: control sequences stripped, never markup."""
-    text = strip_control("" if value is None else str(value))
+    """Text from the database for one line (a cell, a status line), safe to show: control sequences
+    stripped, line breaks and tabs made spaces (a name's second line would push the rest out), never markup."""
+    text = " ".join(strip_control("" if value is None else str(value)).replace("\t", " ").splitlines())
     return Text(text, style=style, justify=justify)  # type: ignore[arg-type]
 
 
@@ -229,6 +231,7 @@ class ResultsScreen(AreaScreen):
         except RuntimeError:  # the app closed meanwhile
             pass
 
+    @says_faults
     def computed(self, study_id: int, report: dict[str, Any] | None, error: str | None, epoch: int) -> None:
         if epoch != self.epoch:  # asked for before the last `r`: a newer one is on its way
             return
@@ -255,6 +258,7 @@ class ResultsScreen(AreaScreen):
         scrolls = rows > int((height - 5) * share) - 3
         return max(20, width - BORDER - (SCROLLBAR if scrolls else 0))
 
+    @says_faults
     def on_resize(self) -> None:
         if self.is_mounted:
             self.show()
@@ -314,7 +318,7 @@ class ResultsScreen(AreaScreen):
         reason = self.empty_reason()
         judge = self.judge()
         if reason or judge is None:
-            table.border_title = Text(reason or "No scores")
+            table.border_title = clean(reason or "No scores")
             table.border_subtitle = None
             return
         conditions, metrics, cells = self.grid()
@@ -322,7 +326,7 @@ class ResultsScreen(AreaScreen):
         table.border_title = Text(f"{who} · mean [95% CI] · {RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,})")
         table.border_subtitle = Text("n/miss: answers scored/missing (per metric if unequal) · Enter: answers")
         header = [(Text("condition"), "condition"),
-                  *((Text(" " + strip_control(m), justify="right"), m) for m in metrics),
+                  *((clean(" " + m, justify="right"), m) for m in metrics),
                   (Text(" n/miss", justify="right"), "n")]
         rows = []
         for c in conditions:
@@ -362,7 +366,7 @@ class ResultsScreen(AreaScreen):
         table.clear(columns=True)
         report, study, reason = self.report, self.study, self.empty_reason()
         if reason or not report or not study:
-            table.border_title = Text(reason or "Agreement")
+            table.border_title = clean(reason or "Agreement")
             table.border_subtitle = None
             return
         rows = [r for r in report["agreement"] if r["study"] == study["name"] and r["raters"] == "judges"]
@@ -407,7 +411,7 @@ class ResultsScreen(AreaScreen):
         table.clear(columns=True)
         report, study, reason, judge = self.report, self.study, self.empty_reason(), self.judge()
         if reason or not report or not study or not judge:
-            table.border_title = Text(reason or "Comparisons")
+            table.border_title = clean(reason or "Comparisons")
             return
         rows = [r for r in report["comparisons"] if r["study"] == study["name"] and r["judge"] == judge[0]]
         correction = report["options"]["correction"]
@@ -420,9 +424,9 @@ class ResultsScreen(AreaScreen):
                   (Text(" r", justify="right"), "r"), (Text(" n a/b", justify="right"), "n")]
         out = []
         for i, r in enumerate(rows):
-            pair = Text(strip_control(r["a"]))
+            pair = clean(r["a"])
             pair.append(" vs ", style="dim")
-            pair.append(strip_control(r["b"]))
+            pair.append_text(clean(r["b"]))
             out.append((str(i), [pair, clean(" " + r["metric"]),
                                    num(fmt_ci(r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"], compact=True)),
                                    num(fmt_p(r["p_adjusted"])),
@@ -446,7 +450,7 @@ class ResultsScreen(AreaScreen):
         table.clear(columns=True)
         report, study, reason, judge = self.report, self.study, self.empty_reason(), self.judge()
         if reason or not report or not study or not judge:
-            table.border_title = Text(reason or "Rates")
+            table.border_title = clean(reason or "Rates")
             table.border_subtitle = None
             return
         conditions, metrics, cells = score_grid(report, study["name"], judge[0])
@@ -523,7 +527,7 @@ class ResultsScreen(AreaScreen):
         curves.display = False
         report, study, reason, judge, dim = self.report, self.study, self.empty_reason(), self.judge(), self.breakdown()
         if reason or not report or not study or not judge or dim is None:
-            table.border_title = Text(reason or "Breakdowns")
+            table.border_title = clean(reason or "Breakdowns")
             table.border_subtitle = None
             return
         rows = self.breakdown_rows(dim)
@@ -535,7 +539,7 @@ class ResultsScreen(AreaScreen):
         error = self.extra.get((int(study["id"]), dim), {}).get("error")
         mine = [r for r in rows if r["judge"] == judge[0]]
         if not mine:
-            table.border_subtitle = Text(error or f"Nothing to break down by {dim}")
+            table.border_subtitle = clean(error or f"Nothing to break down by {dim}")
             return
         table.border_subtitle = Text("b: by model / checkpoint / category / trigger / question · j: judge")
         metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
@@ -566,7 +570,7 @@ class ResultsScreen(AreaScreen):
         low, high = (min(values), max(values)) if values else (0.0, 1.0)
         out = Text(no_wrap=True, overflow="ellipsis")
         label = "EM rate" if metric == EM else metric
-        out.append(f"Curves over checkpoints: {strip_control(label)} (m: metric), scale {ci_text_plain(low, metric)}"
+        out.append(f"Curves over checkpoints: {flat(label)} (m: metric), scale {ci_text_plain(low, metric)}"
                    f"–{ci_text_plain(high, metric)}\n", style="bold")
         for c in dict.fromkeys(c for c, _ in pairs):
             groups = [g for cc, g in pairs if cc == c]

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
+from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen, lines, minute, static_page
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.hashing import short
@@ -65,6 +66,7 @@ class StudiesScreen(AreaScreen):
     def after_reload(self) -> None:
         self.show_selected()
 
+    @says_faults
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "studies-table":
             self.show_selected()
