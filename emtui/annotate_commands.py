@@ -181,8 +181,9 @@ def annotate(args: argparse.Namespace) -> int:
     except KeymapError as exc:
         raise UsageError(str(exc)) from None
     with _store(args) as store:
-        create_annotator_app(store, annotator=args.annotator, campaign=args.campaign, keymap=keymap).run()
-    return 0
+        app = create_annotator_app(store, annotator=args.annotator, campaign=args.campaign, keymap=keymap)
+        app.run()
+    return app.return_code or 0  # non-zero when the room ended on an error (Textual printed it)
 
 
 def room_command(db: Path, campaign: str | None = None) -> str:

@@ -68,9 +68,10 @@ def open_tui(args: argparse.Namespace) -> int:
     except KeymapError as exc:
         raise UsageError(str(exc)) from None
     store = _store(args)
-    create_app(store, keymap=keymap).run()
+    app = create_app(store, keymap=keymap)
+    app.run()
     store.close()
-    return 0
+    return app.return_code or 0  # non-zero when the app ended on an error (Textual printed it)
 
 
 def annotate(args: argparse.Namespace) -> int:
