@@ -197,11 +197,9 @@ def summary(args: argparse.Namespace) -> int:
         _check_study(store, args, "summary")
         report = build_summary(store, opts)
     if args.format == "table":
-        from rich.console import Console
+        from emtui.summary_table import PipeConsole, render
 
-        from emtui.summary_table import render
-
-        render(report, Console())  # COLUMNS is respected; 80 when piped
+        render(report, PipeConsole())  # COLUMNS is respected; 80 when piped
         return 0
     text = {"json": to_json, "csv": to_csv, "markdown": to_markdown}[args.format](report)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

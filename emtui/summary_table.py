@@ -25,6 +25,18 @@ def _table(sec: Section) -> Table:
     return t
 
 
+class PipeConsole(Console):
+    """A Console for standard output that ends quietly when the reader goes away (``| head``), as
+    every other emtui command does, instead of Rich's exit status 1."""
+
+    def on_broken_pipe(self) -> None:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # the interpreter's last flush then goes nowhere, quietly
+        raise SystemExit(0)
+
+
 def render(report: dict[str, Any], console: Console) -> None:
     if not report["studies"]:
         console.print(Text("No studies in this database: emtui init STUDY.toml, or emtui import ..."))

@@ -272,3 +272,21 @@ def test_serve(tmp_path, cli_env):
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_summary_table_into_a_closed_pipe_ends_quietly(tmp_path, cli_env):
+    """``emtui summary | head -1``: the reader goes away; the summary stops with status 0 and says
+    nothing (Rich's own handling exits 1)."""
+    from engine.synthetic import SyntheticSpec, make_synthetic_study
+
+    db = tmp_path / "x.db"
+    with open_store(db) as store:
+        make_synthetic_study(store, SyntheticSpec(answers_per_condition=400, questions=400))
+    # by question: far more than a pipe's buffer, so the writer meets the closed pipe
+    proc = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(db), "summary", "--resamples", "200",
+                             "--by", "question"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    assert proc.stdout.readline()  # one line read, then the pipe closes
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
