@@ -263,7 +263,7 @@ async def test_an_empty_answer_says_so_in_the_rating_room(hostile_db):
 async def test_an_answer_too_long_to_lay_out_is_shown_in_part_and_says_so(tmp_path):
     """A 100,000-line answer (3.7 million characters) kept the room from answering keys for 14 s; the first
     500,000 characters are shown, and the box says how many more there are."""
-    from emtui.screens.rate import SHOWN_CHARS
+    from emtui.screens.base import SHOWN_CHARS
 
     answer = "\n".join(f"line {i} of an answer that goes on" for i in range(100_000))
     path = tmp_path / "long.db"
@@ -282,3 +282,15 @@ async def test_an_answer_too_long_to_lay_out_is_shown_in_part_and_says_so(tmp_pa
             await pilot.press("f", "1", "enter")
             await pilot.pause()
             assert screen.view is None
+
+
+def test_workbench_full_text_shows_a_huge_text_in_part_and_says_so():
+    """The workbench's full-text view lays out at most SHOWN_CHARS characters of a text (a 3.7 MB
+    answer kept it from answering keys for 14 s) and says how much more there is."""
+    from emtui.screens.base import SHOWN_CHARS
+    from emtui.screens.fulltext import FullTextScreen
+
+    body = "x" * (SHOWN_CHARS + 1234)
+    text = FullTextScreen("q", [], [("Answer", body)]).content().plain
+    assert len(text) < SHOWN_CHARS + 200
+    assert "and 1,234 more characters, not shown" in text

@@ -17,7 +17,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
 from db import Page
-from emtui.screens.base import AreaScreen
+from emtui.screens.base import AreaScreen, shown_text
 from engine.em_rule import describe
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.text import flat, one_line, strip_control
@@ -258,14 +258,15 @@ class AnswerScreen(AreaScreen):
                 text.append("  error: ", style="bold red")
                 text.append(strip_control(first["error"]) + "\n")
         head("Question")
-        text.append(strip_control(r.get("question")) or "—")
+        text.append(shown_text(r.get("question")) if r.get("question") else Text("—"))
         head("Response")
-        text.append(strip_control(r.get("response")) or "—")
+        text.append(shown_text(r.get("response")) if r.get("response") else Text("—"))
         for rows in by_judgment.values():
             first = rows[0]
             model = "" if first["judge_model"] == first["judge"] else f" ({one_line(first['judge_model'], 40)})"
             head(f"Raw output: {one_line(first['judge'], 30)}{model}")
-            text.append(strip_control(first.get("raw_output")) or "— (none recorded)")
+            raw_output = first.get("raw_output")
+            text.append(shown_text(raw_output) if raw_output else Text("— (none recorded)"))
             for s in rows:  # long per-score raw values (e.g. a logprob distribution) go here
                 raw = "" if s.get("raw") is None else strip_control(str(s["raw"]))
                 if s["metric"] is not None and len(raw) > SHORT_RAW:

@@ -20,6 +20,22 @@ if TYPE_CHECKING:
     from db import Store
 
 
+SHOWN_CHARS = 500_000  # characters of one text laid out: 3.7 million (100,000 lines) kept a screen 14 s
+
+
+def shown_text(value: Any, *, hint: str = "") -> Text:
+    """Untrusted text (an answer, a question, a judge's output) as plain Text — control sequences
+    stripped, never markup — laid out at most :data:`SHOWN_CHARS` far; a longer one says how much
+    more there is (and ``hint``), so a screen never stops answering keys to lay out megabytes."""
+    text = Text(strip_control("" if value is None else str(value)))
+    if len(text.plain) > SHOWN_CHARS:
+        more = len(text.plain) - SHOWN_CHARS
+        text = text[:SHOWN_CHARS]
+        text.append(f"\n\n(… and {more:,} more characters, not shown: too long to show here.{hint})",
+                    style="bold yellow")
+    return text
+
+
 def static_page(rows: list[dict[str, Any]]) -> Page:
     """A short list already in memory, shown through the same paged table."""
     return Page(rows, len(rows), 0, len(rows))

@@ -14,8 +14,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from emtui.screens.base import lines
-from engine.text import one_line, strip_control
+from emtui.screens.base import lines, shown_text
+from engine.text import one_line
 
 
 class FullTextScreen(Screen[None]):
@@ -51,5 +51,5 @@ class FullTextScreen(Screen[None]):
             text.append("\n\n" if text.plain else "")
             text.append(heading, style="bold underline")
             text.append("\n")
-            text.append(strip_control(body) or "—")  # verbatim: never markup
+            text.append(shown_text(body) if body and body.strip() else Text("—"))  # verbatim: never markup
         return text

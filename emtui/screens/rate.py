@@ -26,6 +26,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Static
 
 from emtui.faults import fault_line
+from emtui.screens.base import shown_text
 from engine.text import flat, strip_control
 
 def digit_bindings(prefix: str) -> list[Binding]:
@@ -38,22 +39,13 @@ def plain(value: Any, style: str = "") -> Text:
     return Text(strip_control("" if value is None else str(value)), style=style)
 
 
-SHOWN_CHARS = 500_000  # an answer's characters laid out: 3.7 million (100,000 lines) kept the room 14 s
-
-
 def answer_text(value: Any) -> Text:
     """An answer to rate, as plain text; an empty one (or only spaces) says so, so that a blank box is never
-    taken for one still loading; one longer than :data:`SHOWN_CHARS` is shown that far, and says how much more
-    there is (laying it all out would keep the room from answering keys for many seconds)."""
-    text = plain(value)
+    taken for one still loading; a very long one is shown in part and says so (:func:`shown_text`)."""
+    text = shown_text(value, hint=" f flags it for review.")
     if not text.plain.strip():
         return Text("(an empty answer)" if not text.plain else "(an answer of only spaces or line breaks)",
                     style="dim italic")
-    if len(text.plain) > SHOWN_CHARS:
-        more = len(text.plain) - SHOWN_CHARS
-        text = text[:SHOWN_CHARS]
-        text.append(f"\n\n(… and {more:,} more characters, not shown: the answer is too long to show here. "
-                    "f flags it for review.)", style="bold yellow")
     return text
 
 
