@@ -29,7 +29,7 @@ FAKE_AWS = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_S
 
 def cli_environment(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EMTUI_"))}
-    env.update(extra, HF_HUB_OFFLINE="1")
+    env.update(extra, HF_HUB_OFFLINE="1", EMTUI_CONFIG=os.devnull)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return env
 

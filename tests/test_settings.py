@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def home(tmp_path: Path) -> dict[str, str]:
     """An environment whose config folder is empty and whose EMTUI_* variables are unset."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMTUI_")}
+    env["EMTUI_CONFIG"] = ""  # empty is unset (conftest sets /dev/null for the rest of the suite)
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
     (tmp_path / "xdg" / "emtui").mkdir(parents=True)
     return env
@@ -302,3 +303,9 @@ def test_settings_load_without_heavy_imports():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_emtui_config_dev_null_reads_no_file(home):
+    write_config(home, "job_max_attempts = 7\n")
+    home["EMTUI_CONFIG"] = os.devnull
+    assert load_settings(home).job_max_attempts == 3
