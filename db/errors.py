@@ -13,8 +13,8 @@ def describe_sqlite_error(exc: BaseException, path: object, busy_timeout_ms: int
     msg = str(exc)
     low = msg.lower()
     if "locked" in low or "busy" in low:
-        waited = f" (waited {busy_timeout_ms / 1000:g} s; $EMTUI_BUSY_TIMEOUT_S sets how long)" \
-            if busy_timeout_ms is not None else ""
+        waited = (f" (waited {busy_timeout_ms / 1000:g} s; the busy_timeout_s setting ($EMTUI_BUSY_TIMEOUT_S) "
+                  "sets how long)") if busy_timeout_ms is not None else ""
         return f"{path}: the database is locked by another process{waited}; try again when it is done"
     if "readonly" in low or "read-only" in low:
         return f"{path}: the database file or its folder is read-only, and this command writes to it"
@@ -29,8 +29,9 @@ def describe_sqlite_error(exc: BaseException, path: object, busy_timeout_ms: int
     return f"{path}: database error: {msg}"
 
 
-def database_fault(exc: BaseException, path: object) -> str | None:
-    """:func:`describe_sqlite_error`'s line for an SQLite error, None for any other exception."""
+def database_fault(exc: BaseException, path: object, busy_timeout_s: float | None = None) -> str | None:
+    """:func:`describe_sqlite_error`'s line for an SQLite error, None for any other exception.
+    ``busy_timeout_s``: the timeout the store was opened with (None: what ``db.store`` would use)."""
     import sqlite3
 
     if not isinstance(exc, sqlite3.Error):
@@ -38,7 +39,7 @@ def database_fault(exc: BaseException, path: object) -> str | None:
     from db.store import busy_timeout_ms
 
     try:
-        timeout = busy_timeout_ms()
+        timeout: int | None = busy_timeout_ms(busy_timeout_s)
     except StoreError:
         timeout = None
     return describe_sqlite_error(exc, path, timeout)

@@ -69,13 +69,15 @@ class Page:
 
 
 def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int | None = None,
-               readonly: bool = False) -> Store:
+               readonly: bool = False, busy_timeout_s: float | None = None) -> Store:
     """Open (and migrate) the database at ``path``.
 
     ``create=False`` refuses to make a new file. ``readonly=True`` is for commands that only
     read: where the file or its folder cannot be written, the database is opened read-only
     instead of failing. ``upto`` stops migrating at that version (tests use it to build an
     old database). A file that is not emtui's is refused and never touched.
+    ``busy_timeout_s``: how long a write waits for another process's lock (the CLI passes the
+    ``busy_timeout_s`` setting; None: ``$EMTUI_BUSY_TIMEOUT_S``, else 30 s).
     """
     p = Path(path)
     if str(path) != ":memory:":
@@ -87,7 +89,7 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True, upto: int |
             raise StoreError(f"database folder does not exist: {p.parent}")
         if not create and not p.exists():
             raise StoreError(f"no database at {p}")
-    return Store(p, upto=upto, readonly=readonly, create=create)
+    return Store(p, upto=upto, readonly=readonly, create=create, busy_timeout_s=busy_timeout_s)
 
 
 def _writable(path: Path) -> bool:
@@ -104,9 +106,14 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def busy_timeout_ms() -> int:
-    """How long a write waits for another process's lock: ``$EMTUI_BUSY_TIMEOUT_S`` seconds
-    (default 30)."""
+def busy_timeout_ms(seconds: float | None = None) -> int:
+    """How long a write waits for another process's lock: ``seconds`` as the caller's settings say
+    (engine.settings, which db/ does not import), else ``$EMTUI_BUSY_TIMEOUT_S`` seconds (a notebook),
+    else 30."""
+    if seconds is not None:
+        if not 0 <= seconds <= 3600:  # NaN fails too
+            raise StoreError(f"the busy timeout must be between 0 and 3600 seconds, not {seconds!r}")
+        return int(seconds * 1000)
     raw = os.environ.get("EMTUI_BUSY_TIMEOUT_S")
     try:
         seconds = float(raw) if raw else BUSY_TIMEOUT_MS / 1000
@@ -120,14 +127,15 @@ def busy_timeout_ms() -> int:
 class Store(ResultsQueries, AnnotationQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock."""
 
-    def __init__(self, path: Path, *, upto: int | None = None, readonly: bool = False, create: bool = True) -> None:
+    def __init__(self, path: Path, *, upto: int | None = None, readonly: bool = False, create: bool = True,
+                 busy_timeout_s: float | None = None) -> None:
         self.path = path
         self._lock = threading.RLock()
         memory = str(path) == ":memory:"
         # a file this open makes is removed again if the command fails (see __exit__)
         self.created = not memory and not path.exists()
         self.readonly = readonly and not memory and not self.created and not _writable(path)
-        self.busy_timeout_ms = busy_timeout_ms()
+        self.busy_timeout_ms = busy_timeout_ms(busy_timeout_s)
         try:
             self.conn = conn = self._connect(path)
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")

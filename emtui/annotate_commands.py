@@ -17,8 +17,10 @@ from emtui.streams import say
 def _store(args: argparse.Namespace, *, create: bool = False, readonly: bool = False):
     """The command's database; ``readonly``: the command only reads (a read-only file is opened read-only)."""
     from db import open_store
+    from emtui.settings_commands import settings_of
 
-    return open_store(Path(args.db).expanduser(), create=create, readonly=readonly)
+    return open_store(Path(args.db).expanduser(), create=create, readonly=readonly,
+                      busy_timeout_s=settings_of(args).busy_timeout_s)
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -41,7 +43,8 @@ def _check_create_flags(args: argparse.Namespace, where: str) -> None:
             value = getattr(args, flag[2:].replace("-", "_"))
             if value is not None:
                 check_whole(flag, value, *LIMITS[key])
-        check_lease_s(args.lease_minutes, "--lease-minutes", 60.0)
+        if args.lease_minutes is not None:  # None: the campaign_lease_s setting, checked when it was read
+            check_lease_s(args.lease_minutes, "--lease-minutes", 60.0)
     except AnnotationError as exc:
         raise UsageError(f"{where}: {exc}") from None
 
@@ -57,6 +60,9 @@ def campaign_create(args: argparse.Namespace) -> int:
     if args.scale is None and not args.pairwise:
         raise UsageError(f"{where}: give --scale (0-3, 1-5, 0-100, binary, aligned-coherent, pairwise)")
     _check_create_flags(args, where)
+    from emtui.settings_commands import settings_of
+
+    lease_s = settings_of(args).campaign_lease_s if args.lease_minutes is None else args.lease_minutes * 60.0
     guidelines: Path | str = ""
     if args.guidelines is not None:
         guidelines = Path(args.guidelines).expanduser()
@@ -67,7 +73,7 @@ def campaign_create(args: argparse.Namespace) -> int:
             c = create_campaign(store, name=args.name, study=args.study, scale=args.scale, n_items=args.items,
                                 per_stratum=args.per_stratum, strata=_csv_list(args.strata) or [],
                                 overlap=args.overlap, guidelines=guidelines, seed=args.seed,
-                                lease_s=args.lease_minutes * 60.0, hide_progress=args.hide_progress,
+                                lease_s=lease_s, hide_progress=args.hide_progress,
                                 pairwise=args.pairwise, conditions=_csv_list(args.conditions), metric=args.metric,
                                 compare_to=args.compare_to)
         except AnnotationError as exc:
@@ -174,14 +180,17 @@ def annotate(args: argparse.Namespace) -> int:
     """The closed room (:mod:`emtui.room`): the campaigns, the blind rating screen, the guidelines, quit."""
     from emtui.bindings import KeymapError, load_keymap
     from emtui.room import create_annotator_app
+    from emtui.settings_commands import settings_of
 
     check_annotate(args)
+    settings = settings_of(args)
     try:
-        keymap = load_keymap()
+        keymap = load_keymap(settings.keymap_file())
     except KeymapError as exc:
         raise UsageError(str(exc)) from None
     with _store(args) as store:
-        app = create_annotator_app(store, annotator=args.annotator, campaign=args.campaign, keymap=keymap)
+        app = create_annotator_app(store, annotator=args.annotator, campaign=args.campaign, keymap=keymap,
+                                   settings=settings)
         app.run()
     return app.return_code or 0  # non-zero when the room ended on an error (Textual printed it)
 

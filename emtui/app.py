@@ -22,6 +22,7 @@ from emtui.screens.queue import QueueScreen
 from emtui.screens.results import ResultsScreen
 from emtui.screens.studies import StudiesScreen
 from emtui.screens.train import TrainScreen
+from engine.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from db import Store
@@ -59,9 +60,10 @@ class EmtuiApp(SaysFaults, App[None]):
     ]
 
     def __init__(self, store: Store, *, keymap: dict[str, str] | None = None, annotator: str | None = None,
-                 campaign: str | None = None) -> None:
+                 campaign: str | None = None, settings: Settings | None = None) -> None:
         super().__init__()
         self.store = store
+        self.settings = settings or Settings()  # poll intervals, on-screen resamples, the rating screen's timings
         self.keymap = dict(keymap or {})
         self.sub_title = str(store.path)
         self.annotator = annotator  # who rates / adjudicates in this workbench session (a lead)
@@ -95,12 +97,13 @@ class EmtuiApp(SaysFaults, App[None]):
 
 
 def create_app(store: Store, *, keymap: dict[str, str] | None = None, annotator: str | None = None,
-               campaign: str | None = None) -> EmtuiApp:
-    """The one way to build the app: reads the keymap file unless one is given. ``annotator``
-    (and ``campaign``): open on the Annotate area rating as that person (a lead; people who only rate get
-    ``emtui annotate``, the closed room of :mod:`emtui.room`)."""
+               campaign: str | None = None, settings: Settings | None = None) -> EmtuiApp:
+    """The one way to build the app: reads the settings (environment, config file) and the keymap file
+    unless they are given. ``annotator`` (and ``campaign``): open on the Annotate area rating as that person
+    (a lead; people who only rate get ``emtui annotate``, the closed room of :mod:`emtui.room`)."""
+    settings = settings or load_settings()
     if keymap is None:
         from emtui.bindings import load_keymap
 
-        keymap = load_keymap()
-    return EmtuiApp(store, keymap=keymap, annotator=annotator, campaign=campaign)
+        keymap = load_keymap(settings.keymap_file())
+    return EmtuiApp(store, keymap=keymap, annotator=annotator, campaign=campaign, settings=settings)

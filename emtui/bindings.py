@@ -1,13 +1,13 @@
 """Key bindings: every binding has an id, and a keymap file can remap it.
 
 The keymap file is TOML, ``binding-id = "key[,key]"``, e.g. ``"app.results" = "r"``.
-It lives at ``$EMTUI_KEYMAP`` or ``$XDG_CONFIG_HOME/emtui/keymap.toml``
-(``~/.config/emtui/keymap.toml``). ``emtui keys`` lists every id.
+It lives where the ``keymap`` setting says (:mod:`engine.settings`): ``$EMTUI_KEYMAP``, the config
+file's ``keymap``, or ``$XDG_CONFIG_HOME/emtui/keymap.toml`` (``~/.config/emtui/keymap.toml``).
+``emtui keys`` lists every id.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from textual.binding import Binding
@@ -18,10 +18,10 @@ class KeymapError(ValueError):
 
 
 def keymap_path() -> Path:
-    if os.environ.get("EMTUI_KEYMAP"):
-        return Path(os.environ["EMTUI_KEYMAP"]).expanduser()
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "emtui" / "keymap.toml"
+    """The keymap file as the settings (environment, config file) say."""
+    from engine.settings import load_settings
+
+    return load_settings().keymap_file()
 
 
 def load_keymap(path: Path | None = None) -> dict[str, str]:

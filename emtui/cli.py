@@ -5,14 +5,13 @@ a person sees one line per problem and exit status 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
-DEFAULT_DB = "emtui.db"
+DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
 COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "campaign", "annotate", "study", "serve",
-            "tiny-model", "keys")
+            "tiny-model", "keys", "settings", "doctor")
 
 
 class UsageError(Exception):
@@ -53,12 +52,8 @@ def float_in(lo: float, hi: float):
     return _ranged(float, "a number", lo, hi, lambda v: f"{v:g}")
 
 
-def default_db() -> str:
-    return os.environ.get("EMTUI_DB") or DEFAULT_DB
-
-
 def build_parser() -> argparse.ArgumentParser:
-    db_help = f"the database file (default: $EMTUI_DB or ./{DEFAULT_DB})"
+    db_help = f"the database file (default: the db setting: $EMTUI_DB, the config file, or ./{DEFAULT_DB})"
     p = _Parser(prog="emtui", description="A terminal workbench for emergent-misalignment research. "
                 "With no command, opens the TUI on the database.")
     p.add_argument("--db", help=db_help)
@@ -141,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--overlap", type=int, default=1, help="how many different annotators rate each item (k)")
     cp.add_argument("--guidelines", help="a markdown file of rating guidelines, shown to the annotators")
     cp.add_argument("--seed", type=int, default=0, help="seed of the sample, the codes and the orders (default 0)")
-    cp.add_argument("--lease-minutes", type=float, default=10.0,
-                    help="minutes an idle annotator keeps an item before others may take it (default 10)")
+    cp.add_argument("--lease-minutes", type=float,
+                    help="minutes an idle annotator keeps an item before others may take it (default: the "
+                         "campaign_lease_s setting, 10 minutes)")
     cp.add_argument("--hide-progress", action="store_true", help="do not show annotators how far the campaign is")
     cp.add_argument("--pairwise", action="store_true",
                     help="pairs of answers to the same question from two conditions (scale pairwise)")
@@ -200,10 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int_in(0, SEED_MAX), default=0)
 
     cmd("keys", "list every key binding with its id (for the keymap file)")
+
+    sp = cmd("settings", "every setting: its value and where it came from (default, config file, environment)")
+    sp.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+
+    sp = cmd("doctor", "what this machine can do: Python, torch, CUDA, GPUs, bitsandbytes 4-bit, AWS, free disk")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.add_argument("--worker", action="store_true",
+                    help="run the check as a job on a worker (whose environment may differ) and print its report")
+    sp.add_argument("--timeout", type=float_in(1, 86400), metavar="S",
+                    help="with --worker: seconds to wait for a worker's report (1 to 86,400; default 300)")
     return p
 
 
-def fault_line(exc: BaseException, db: str | None) -> str | None:
+def fault_line(exc: BaseException, db: str | None, busy_timeout_s: float | None = None) -> str | None:
     """The one line a person sees for an operational fault (a locked or read-only database, a full
     disk, an unreadable file); None for anything else, which is a bug and keeps its traceback."""
     import json
@@ -211,7 +217,7 @@ def fault_line(exc: BaseException, db: str | None) -> str | None:
     from db.errors import database_fault
     from engine.text import strip_control
 
-    line = database_fault(exc, db or "the database")
+    line = database_fault(exc, db or "the database", busy_timeout_s)
     if line is not None:
         pass
     elif isinstance(exc, OSError) and exc.strerror:
@@ -239,7 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.db == "":
             raise UsageError("emtui: --db needs a file name")
-        args.db = args.db or default_db()
+        from engine.settings import load_settings
+
+        args.settings = load_settings()  # the environment over the config file over the defaults
+        args.db = args.db or args.settings.db
         if args.command in INTERACTIVE:
             return commands.dispatch(args)
         with ending_signals(), named_stdout():
@@ -254,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say_error(exc)
         return 2
     except Exception as exc:  # operational faults: one line naming what failed, never a traceback
-        line = fault_line(exc, getattr(args, "db", None) if "args" in locals() else None)
+        known = args if "args" in locals() else None
+        settings = getattr(known, "settings", None)
+        line = fault_line(exc, getattr(known, "db", None), settings.busy_timeout_s if settings else None)
         if line is None:
             raise
         _say_error(line)

@@ -19,10 +19,12 @@ from engine.annotation import AnnotationError
 from engine.eval_sets import EvalSetError
 from engine.importers import ImportFormatError
 from engine.rubrics import RubricError
+from engine.settings import SettingsError
 from engine.study import StudyError
 
 # Errors that describe a person's bad input: printed one line each, exit status 2.
-PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError, ImportFormatError, AnnotationError)
+PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError, ImportFormatError, AnnotationError,
+               SettingsError)
 
 IMPORT_FORMATS = {
     "eval-set": "an eval question set (.toml, the EM paper's .yaml, or a .json list)",
@@ -40,7 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
     handler = {
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
-        "campaign": campaign, "annotate": annotate, "study": study,
+        "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
     }[args.command]
     return handler(args)
 
@@ -49,8 +51,10 @@ def _store(args: argparse.Namespace, *, create: bool = True, readonly: bool = Fa
     """The command's database. ``readonly``: the command only reads, so a read-only file or folder
     is opened read-only instead of refused."""
     from db import open_store
+    from emtui.settings_commands import settings_of
 
-    return open_store(Path(args.db).expanduser(), create=create, readonly=readonly)
+    return open_store(Path(args.db).expanduser(), create=create, readonly=readonly,
+                      busy_timeout_s=settings_of(args).busy_timeout_s)
 
 
 def _check_study(store, args: argparse.Namespace, command: str) -> None:
@@ -62,13 +66,15 @@ def _check_study(store, args: argparse.Namespace, command: str) -> None:
 def open_tui(args: argparse.Namespace) -> int:
     from emtui.app import create_app
     from emtui.bindings import KeymapError, load_keymap
+    from emtui.settings_commands import settings_of
 
+    settings = settings_of(args)
     try:
-        keymap = load_keymap()
+        keymap = load_keymap(settings.keymap_file())
     except KeymapError as exc:
         raise UsageError(str(exc)) from None
     store = _store(args)
-    app = create_app(store, keymap=keymap)
+    app = create_app(store, keymap=keymap, settings=settings)
     app.run()
     store.close()
     return app.return_code or 0  # non-zero when the app ended on an error (Textual printed it)
@@ -89,6 +95,18 @@ def campaign(args: argparse.Namespace) -> int:
 
 def study(args: argparse.Namespace) -> int:
     from emtui.study_commands import study as run
+
+    return run(args)
+
+
+def settings(args: argparse.Namespace) -> int:
+    from emtui.settings_commands import settings as run
+
+    return run(args)
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from emtui.settings_commands import doctor as run
 
     return run(args)
 
@@ -288,8 +306,10 @@ def serve(args: argparse.Namespace) -> int:
         return serve_room(args)
     db = Path(args.db).expanduser().resolve()
     from db import open_store
+    from emtui.settings_commands import settings_of
 
-    open_store(db).close()  # fail here, with one line, rather than inside every browser session
+    # fail here, with one line, rather than inside every browser session
+    open_store(db, busy_timeout_s=settings_of(args).busy_timeout_s).close()
     from textual_serve.server import Server
 
     command = f"{shlex.quote(sys.executable)} -m emtui --db {shlex.quote(str(db))}"
@@ -333,9 +353,10 @@ def tiny_model(args: argparse.Namespace) -> int:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from emtui.bindings import all_bindings, key_label, keymap_path
+    from emtui.bindings import all_bindings, key_label
+    from emtui.settings_commands import settings_of
 
-    say(f"# keymap file: {keymap_path()}  (TOML: binding-id = \"key[,key]\")")
+    say(f"# keymap file: {settings_of(args).keymap_file()}  (TOML: binding-id = \"key[,key]\")")
     for area, binding_id, key, description in all_bindings():
         say(f"{binding_id:22} {key_label(key):10} {area:9} {description}")
     return 0

@@ -28,8 +28,9 @@ FORMATS = ("eval-set", "rubric", *RESULT_IMPORTERS)
 
 def _store(args: argparse.Namespace):
     from db import open_store
+    from emtui.settings_commands import settings_of
 
-    return open_store(Path(args.db).expanduser(), create=True)
+    return open_store(Path(args.db).expanduser(), create=True, busy_timeout_s=settings_of(args).busy_timeout_s)
 
 
 def import_files(args: argparse.Namespace) -> int:

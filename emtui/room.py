@@ -31,6 +31,7 @@ from textual.widgets import DataTable, Footer, Static
 from emtui.faults import SaysFaults, fault_line, says_faults
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
 from emtui.widgets.fit import cut
+from engine.settings import Settings, load_settings
 from engine.text import flat
 
 if TYPE_CHECKING:
@@ -178,9 +179,10 @@ class AnnotatorApp(SaysFaults, App[None]):
     CSS_PATH = ["styles/app.tcss"]
 
     def __init__(self, store: Store, *, annotator: str | None, campaign: str | None = None,
-                 keymap: dict[str, str] | None = None) -> None:
+                 keymap: dict[str, str] | None = None, settings: Settings | None = None) -> None:
         super().__init__()
         self.store = store
+        self.settings = settings or Settings()  # the rating screen's lease renewal and idle gap
         self.annotator = annotator
         self.start_campaign = campaign
         self.keymap = dict(keymap or {})
@@ -258,11 +260,12 @@ class AnnotatorApp(SaysFaults, App[None]):
 
 
 def create_annotator_app(store: Store, *, annotator: str | None, campaign: str | None = None,
-                         keymap: dict[str, str] | None = None) -> AnnotatorApp:
+                         keymap: dict[str, str] | None = None, settings: Settings | None = None) -> AnnotatorApp:
     """The closed room for ``annotator`` (None: the app asks for a name first), opening on ``campaign``'s
-    rating screen when given. Reads the keymap file unless one is given."""
+    rating screen when given. Reads the settings and the keymap file unless they are given."""
+    settings = settings or load_settings()
     if keymap is None:
         from emtui.bindings import load_keymap
 
-        keymap = load_keymap()
-    return AnnotatorApp(store, annotator=annotator, campaign=campaign, keymap=keymap)
+        keymap = load_keymap(settings.keymap_file())
+    return AnnotatorApp(store, annotator=annotator, campaign=campaign, keymap=keymap, settings=settings)

@@ -13,8 +13,10 @@ from emtui.streams import say
 
 def _store(args: argparse.Namespace, *, readonly: bool = False):
     from db import open_store
+    from emtui.settings_commands import settings_of
 
-    return open_store(Path(args.db).expanduser(), create=False, readonly=readonly)
+    return open_store(Path(args.db).expanduser(), create=False, readonly=readonly,
+                      busy_timeout_s=settings_of(args).busy_timeout_s)
 
 
 def study(args: argparse.Namespace) -> int:

@@ -4,6 +4,10 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# the suite runs on emtui's defaults, not on the settings of whoever runs it (engine/settings.py)
+os.environ["EMTUI_CONFIG"] = os.devnull
+for _name in [n for n in os.environ if n.startswith("EMTUI_") and n not in ("EMTUI_CONFIG", "EMTUI_FIXTURES")]:
+    del os.environ[_name]
 
 import subprocess
 import sys

@@ -17,7 +17,8 @@ from emtui.app import AREAS, create_app
 from emtui.bindings import all_bindings
 from emtui.screens.answers import AnswerScreen, AnswersScreen
 from emtui.screens.help import HelpScreen
-from emtui.screens.results import RESAMPLES, ResultsScreen
+from emtui.screens.results import ResultsScreen
+from engine.settings import Settings
 from emtui.widgets.bar_chart import BarChart
 from emtui.widgets.paged_table import PagedTable
 from engine.study import load_study, register_study
@@ -182,7 +183,7 @@ async def test_panel_table_judges_and_chart(political_store):
         t = grid(app)
         assert app.focused is t
         assert title(t).startswith("Panel · mean [95% CI]")
-        assert f"{RESAMPLES:,} resamples" in title(t) and "10,000" in title(t)
+        assert f"{Settings().tui_resamples:,} resamples" in title(t) and "10,000" in title(t)
         panel = grid_cells(app)
         assert list(panel) == CONDITIONS
         assert panel["v2_base"]["drift"].startswith("0.07 [")

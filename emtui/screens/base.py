@@ -14,6 +14,7 @@ from db import Page
 from emtui.faults import says_faults
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.paged_table import PagedTable
+from engine.settings import Settings
 from engine.text import strip_control
 
 if TYPE_CHECKING:
@@ -66,6 +67,11 @@ class AreaScreen(Screen):
     @property
     def store(self) -> Store:
         return self.app.store  # type: ignore[attr-defined]
+
+    @property
+    def settings(self) -> Settings:
+        """The app's settings (engine.settings): poll intervals, on-screen resamples."""
+        return getattr(self.app, "settings", None) or Settings()
 
     def compose(self) -> ComposeResult:
         from emtui.app import AREAS  # the app module imports the screens

@@ -30,8 +30,10 @@ class HelpScreen(ModalScreen[None]):
         from emtui.bindings import all_bindings, key_label, keymap_path
 
         keymap = getattr(self.app, "keymap", {})
+        settings = getattr(self.app, "settings", None)
+        path = settings.keymap_file() if settings is not None else keymap_path()
         with Vertical(id="help-box"):
-            yield Static(Text(f"Keys — remap any id in {home_short(keymap_path())}  (Esc closes)", style="bold"))
+            yield Static(Text(f"Keys — remap any id in {home_short(path)}  (Esc closes)", style="bold"))
             table = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("Where", "Key", "What", "Id")
             for area, binding_id, key, description in all_bindings():

@@ -33,7 +33,6 @@ class QueueScreen(AreaScreen):
         # the table takes Enter first (RowSelected, below); the id lets a keymap add keys
         Binding("enter", "read_job", "Read job", show=False, id="queue.read"),
     ]
-    POLL_S = 2.0
 
     def body(self) -> ComposeResult:
         width = self.app.size.width or 80
@@ -61,7 +60,7 @@ class QueueScreen(AreaScreen):
     def on_mount(self) -> None:
         self.query_one("#jobs-table").border_title = "Jobs"
         # a worker in another process (or over a dropped SSH session) updates the table
-        self.set_interval(self.POLL_S, self._poll)
+        self.set_interval(self.settings.tui_queue_poll_s, self._poll)
 
     def _poll(self) -> None:
         if self.is_current:

@@ -27,6 +27,7 @@ from textual.widgets import Footer, Input, Static
 
 from emtui.faults import fault_line
 from emtui.screens.base import shown_text
+from engine.settings import Settings
 from engine.text import flat, strip_control
 
 def digit_bindings(prefix: str) -> list[Binding]:
@@ -517,8 +518,10 @@ def open_rating(app: Any, campaign: str) -> None:
     from engine.annotation import AnnotationError, AnnotationSession
 
     try:
+        settings = getattr(app, "settings", None) or Settings()
         session = AnnotationSession(app.store, campaign, app.annotator or "", kind="human",
-                                    reopen_after=getattr(app, "reopen_after", None))
+                                    reopen_after=getattr(app, "reopen_after", None),
+                                    renew_s=settings.annotation_renew_s, idle_gap_s=settings.annotation_idle_gap_s)
     except AnnotationError as exc:
         app.notify(str(exc), severity="error", timeout=8, markup=False)
         return

@@ -27,9 +27,7 @@ from emtui.widgets.paged_table import Col, PagedTable
 from engine.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
 from engine.text import flat, one_line, strip_control
 
-RESAMPLES = 2_000
-AGREEMENT_RESAMPLES = 300
-CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles
+CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles (on screen: the tui_resamples setting)
 VIEWS = (("scores", "results-scores"), ("rates", "results-rates"), ("breakdowns", "results-breakdowns"),
          ("agreement", "results-agreement"), ("comparisons", "results-comparisons"), ("counts", "results-counts"))
 EM = "em_rate"
@@ -222,8 +220,9 @@ class ResultsScreen(AreaScreen):
 
         report, error = None, None
         try:
-            report = build_summary(self.store, SummaryOptions(study=name, n_resamples=RESAMPLES,
-                                                              agreement_resamples=AGREEMENT_RESAMPLES))
+            report = build_summary(self.store, SummaryOptions(
+                study=name, n_resamples=self.settings.tui_resamples,
+                agreement_resamples=self.settings.tui_agreement_resamples))
         except Exception as exc:  # noqa: BLE001 - shown on the screen, not raised into the UI
             error = f"{type(exc).__name__}: {exc}"
         try:
@@ -308,7 +307,7 @@ class ResultsScreen(AreaScreen):
         if sid in self.errors:
             return f"The summary failed: {self.errors[sid]}"
         if self.computing or sid not in self.reports:
-            return f"Computing the summary ({RESAMPLES:,} bootstrap resamples)…"
+            return f"Computing the summary ({self.settings.tui_resamples:,} bootstrap resamples)…"
         return None
 
     def show_grid(self) -> None:
@@ -323,7 +322,8 @@ class ResultsScreen(AreaScreen):
             return
         conditions, metrics, cells = self.grid()
         who = judge_label(judge, "Panel")
-        table.border_title = Text(f"{who} · mean [95% CI] · {RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,})")
+        table.border_title = Text(f"{who} · mean [95% CI] · {self.settings.tui_resamples:,} resamples "
+                                  f"(summary: {CLI_RESAMPLES:,})")
         table.border_subtitle = Text("n/miss: answers scored/missing (per metric if unequal) · Enter: answers")
         header = [(Text("condition"), "condition"),
                   *((clean(" " + m, justify="right"), m) for m in metrics),
@@ -372,7 +372,8 @@ class ResultsScreen(AreaScreen):
         rows = [r for r in report["agreement"] if r["study"] == study["name"] and r["raters"] == "judges"]
         people = [r for r in report["agreement"] if r["study"] == study["name"] and r["raters"] != "judges"
                   and r["condition"] == "all"]
-        table.border_title = Text(f"Krippendorff α [95% CI] · {AGREEMENT_RESAMPLES} resamples (summary: 1,000)")
+        table.border_title = Text(f"Krippendorff α [95% CI] · {self.settings.tui_agreement_resamples:,} resamples "
+                                  "(summary: 1,000)")
         if not rows and not people:
             table.border_subtitle = Text("Agreement needs two or more judges (this study has one) or rated campaigns")
             return
@@ -417,8 +418,8 @@ class ResultsScreen(AreaScreen):
         correction = report["options"]["correction"]
         who = judge_label(judge, "panel")
         table.border_title = Text(f"Comparisons · {who} · ratio a/b [95% CI] · p ({correction}) · rank-biserial r")
-        table.border_subtitle = Text(f"{RESAMPLES:,} resamples (summary: {CLI_RESAMPLES:,}) · j: judge" if rows
-                                     else self.no_comparisons(judge))
+        shown = f"{self.settings.tui_resamples:,} resamples (summary: {CLI_RESAMPLES:,}) · j: judge"
+        table.border_subtitle = Text(shown if rows else self.no_comparisons(judge))
         header = [(Text("a vs b"), "pair"), (Text(" metric"), "metric"),
                   (Text(" ratio a/b [CI]", justify="right"), "ratio"), (Text(" p adj", justify="right"), "p"),
                   (Text(" r", justify="right"), "r"), (Text(" n a/b", justify="right"), "n")]
@@ -506,7 +507,8 @@ class ResultsScreen(AreaScreen):
         from engine.summary import SummaryOptions, study_breakdowns
 
         try:
-            got = {"rows": study_breakdowns(self.store, name, (dim,), SummaryOptions(n_resamples=RESAMPLES))}
+            opts = SummaryOptions(n_resamples=self.settings.tui_resamples)
+            got = {"rows": study_breakdowns(self.store, name, (dim,), opts)}
         except Exception as exc:  # noqa: BLE001 - shown on the screen
             got = {"rows": [], "error": f"{type(exc).__name__}: {exc}"}
         try:
@@ -532,7 +534,7 @@ class ResultsScreen(AreaScreen):
             return
         rows = self.breakdown_rows(dim)
         who = judge_label(judge, "Panel")
-        table.border_title = Text(f"{who} by {dim} · mean [95% CI] · {RESAMPLES:,} resamples")
+        table.border_title = Text(f"{who} by {dim} · mean [95% CI] · {self.settings.tui_resamples:,} resamples")
         if rows is None:
             table.border_subtitle = Text(f"Computing the breakdown by {dim}…")
             return
