@@ -17,7 +17,13 @@ import pytest
 
 from db import open_store
 from engine.runs.job_progress import JobProgress
-from engine.runs.progress import ConsoleProgress, JobCancelled, Progress, console_progress, eta_text
+from engine.runs.progress import (
+    ConsoleProgress,
+    JobCancelled,
+    Progress,
+    console_progress,
+    eta_text,
+)
 
 
 def test_the_no_op_progress():
@@ -40,7 +46,7 @@ def test_check_raises_job_cancelled_which_except_exception_does_not_catch():
     with pytest.raises(JobCancelled):
         try:
             Cancelled().check()
-        except Exception:  # a handler's broad except must not swallow it
+        except Exception:  # noqa: BLE001 - a handler's broad except must not swallow it
             pytest.fail("JobCancelled was caught as an Exception")
 
 

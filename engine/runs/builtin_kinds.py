@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import time
@@ -80,8 +81,10 @@ def crash(ctx: JobContext) -> None:
 def doctor(ctx: JobContext) -> dict[str, Any]:
     """What this machine can do, as the worker sees it: ``engine.doctor.report(db_path)``."""
     try:
-        from engine import doctor as machine
-    except ImportError:
+        machine = importlib.import_module("engine.doctor")
+    except ModuleNotFoundError as exc:
+        if exc.name != "engine.doctor":
+            raise
         raise RuntimeError("engine.doctor is not in this emtui yet: the doctor job cannot run") from None
     ctx.progress.note("checking this machine")
     return dict(machine.report(ctx.db_path))
