@@ -116,8 +116,10 @@ def test_a_worker_and_its_job_killed_at_once_are_taken_over_when_the_lease_expir
     job = store.enqueue_job("sleep", {"seconds": 60})
     worker = start_worker()
     row = wait_for(lambda: running(store, job))
-    os.kill(row["child_pid"], signal.SIGKILL)  # the machine froze: nobody gives the job back
-    worker.kill()
+    for pid in (worker.pid, row["child_pid"]):  # the machine froze: nobody gives the job back
+        os.kill(pid, signal.SIGSTOP)
+    for pid in (worker.pid, row["child_pid"]):
+        os.kill(pid, signal.SIGKILL)
     worker.wait()
     time.sleep(1.1)  # past the lease
     listed = json.loads(run_cli("--db", store.path, "jobs", "--format", "json", env=FAST).stdout)
@@ -162,7 +164,7 @@ def test_two_workers_with_different_kinds_and_gpus_take_only_their_jobs(store, s
 
 
 def test_two_workers_racing_never_take_one_job_twice(store, start_worker):
-    ids = [store.enqueue_job("echo", {"i": i}) for i in range(12)]
+    ids = [store.enqueue_job("sleep", {"seconds": 0.1}) for _ in range(16)]
     a, b = start_worker("--once"), start_worker("--once")
     output(a), output(b)
     rows = [store.get_job(j) for j in ids]
@@ -201,16 +203,13 @@ def test_cancelling_a_running_job_stops_it(store, start_worker, run_cli):
     for payload, how in cases:
         job = store.enqueue_job("sleep", payload)
         row = wait_for(lambda: (r := running(store, job)) and r["progress_done"] > 0 and r)  # noqa: B023
-        t0 = time.monotonic()
         r = run_cli("--db", store.path, "jobs", "cancel", str(job), env=FAST)
         assert r.returncode == 0 and r.stdout.startswith(f"cancelled job {job} (its worker stops it)")
         wait_for(lambda: not pid_alive(row["child_pid"]))  # noqa: B023 - called here, in this turn of the loop
-        took = time.monotonic() - t0
         wait_for(lambda: any(e["event"] == "stopped" for e in store.job_events(job)))  # noqa: B023
         stopped = [e["text"] for e in store.job_events(job) if e["event"] == "stopped"]
         assert stopped == [f"its process ({row['child_pid']}) {how}"], payload
         assert store.get_job(job)["status"] == "cancelled"
-        assert took < {"stopped by itself": 0.5, "ended after SIGTERM": 2.0, "was killed": 3.0}[how]
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0
 
@@ -291,27 +290,27 @@ def test_a_detached_worker_survives_the_terminal_that_started_it(store, db_path,
 
 
 def test_gpus_runs_one_worker_per_gpu(store, start_worker):
-    jobs = [store.enqueue_job("sleep", {"seconds": 0.8}, resources={"gpu": 1}) for _ in range(2)]
+    jobs = [store.enqueue_job("sleep", {"seconds": 2.5}, resources={"gpu": 1}) for _ in range(2)]
     out = output(start_worker("--once", "--gpus", "0,1"))
     rows = [job_view(store.get_job(j)) for j in jobs]
     assert {r["result"]["cuda_visible_devices"] for r in rows} == {"0", "1"}  # one each, at once
     assert len({r["worker_pid"] for r in rows}) == 2
-    assert abs(rows[0]["attempt_started"] - rows[1]["attempt_started"]) < 0.7
+    assert abs(rows[0]["attempt_started"] - rows[1]["attempt_started"]) < 2.5  # side by side
     assert out.count("stopped after 1 job(s)") == 2
 
 
-def test_max_jobs_and_the_doctor_kind(store, start_worker):
-    doctor = store.enqueue_job("doctor", {})
-    other = store.enqueue_job("echo", {})
+def test_max_jobs(store, start_worker):
+    first, second = store.enqueue_job("echo", {}), store.enqueue_job("echo", {})
     assert "stopped after 1 job(s)" in output(start_worker("--once", "--max-jobs", "1"))
-    row = job_view(store.get_job(doctor))
-    assert store.get_job(other)["status"] == "queued"
-    try:
-        import engine.doctor  # noqa: F401 - the settings work brings it
-    except ImportError:
-        assert row["error"] == "RuntimeError: engine.doctor is not in this emtui yet: the doctor job cannot run"
-    else:
-        assert row["status"] == "done" and isinstance(row["result"], dict)
+    assert (store.get_job(first)["status"], store.get_job(second)["status"]) == ("done", "queued")
+
+
+def test_the_doctor_kind_calls_engine_doctor():
+    # `emtui doctor --worker` queues a `doctor` job and reads the report from the job's result
+    from engine.runs.kinds import kinds, resolve
+
+    assert kinds()["doctor"] == "engine.runs.builtin_kinds:doctor"
+    assert resolve("doctor").__doc__.startswith("What this machine can do, as the worker sees it")
 
 
 def test_ensure_worker_starts_one_detached_worker_only_when_none_is_alive(store, db_path, fast_env, monkeypatch):

@@ -94,6 +94,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the worker's to act on
 
     def on_term(signum: int, frame: Any) -> None:
+        # once: the death signal can come twice (when the thread that started this process ends, and
+        # again when the rest of the worker does), and a second one must not cut the giving back short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise _Interrupted()
 
     signal.signal(signal.SIGTERM, on_term)
