@@ -94,7 +94,8 @@ def worker_run(args: argparse.Namespace) -> int:
     _open(args).close()  # no database, or not emtui's: one line now, not in a log later
     if args.detach:
         for group in ([[g] for g in gpus] if gpus else [None]):
-            started = start_detached(db, gpus=group, kinds=kinds, once=args.once, max_jobs=args.max_jobs)
+            started = start_detached(db, gpus=group, kinds=kinds, once=args.once, max_jobs=args.max_jobs,
+                                     poll_s=args.poll)
             if started.already:
                 say(f"a worker already runs as {started.slot} (pid {started.pid}); log: {started.log}")
             else:

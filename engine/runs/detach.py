@@ -42,7 +42,7 @@ class Detached:
 
 
 def worker_command(db_path: Path, *, gpus: list[str] | None = None, kinds: list[str] | None = None,
-                   once: bool = False, max_jobs: int | None = None) -> list[str]:
+                   once: bool = False, max_jobs: int | None = None, poll_s: float | None = None) -> list[str]:
     """The command line of one detached worker (``emtui worker``, which takes its pidfile)."""
     cmd = [sys.executable, "-m", "emtui", "--db", str(db_path), "worker", "--as-detached"]
     if gpus:
@@ -53,11 +53,13 @@ def worker_command(db_path: Path, *, gpus: list[str] | None = None, kinds: list[
         cmd.append("--once")
     if max_jobs is not None:
         cmd += ["--max-jobs", str(max_jobs)]
+    if poll_s is not None:
+        cmd += ["--poll", repr(poll_s)]
     return cmd
 
 
 def start_detached(db_path: str | Path, *, gpus: list[str] | None = None, kinds: list[str] | None = None,
-                   once: bool = False, max_jobs: int | None = None,
+                   once: bool = False, max_jobs: int | None = None, poll_s: float | None = None,
                    timeout_s: float = START_TIMEOUT_S) -> Detached:
     """Start a worker in a new session and wait until it holds its pidfile. A worker already
     running for the same slot (GPUs and kinds) is left alone (``already``)."""
@@ -71,7 +73,8 @@ def start_detached(db_path: str | Path, *, gpus: list[str] | None = None, kinds:
     with open(log, "ab") as out:
         out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting a detached worker ({slot})\n".encode())
         out.flush()
-        proc = subprocess.Popen(worker_command(db, gpus=gpus, kinds=kinds, once=once, max_jobs=max_jobs),
+        proc = subprocess.Popen(worker_command(db, gpus=gpus, kinds=kinds, once=once, max_jobs=max_jobs,
+                                               poll_s=poll_s),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=child_env(),
                                 cwd=str(db.parent), start_new_session=True, close_fds=True)
     # reap it when it ends, so a long-lived caller (the TUI) keeps no zombie
