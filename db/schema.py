@@ -388,6 +388,65 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX study_em_rules_study ON study_em_rules(study_id, id);
     """,
+    # 5: the run layer (engine/runs): attempts with a limit, resources, results, tracebacks, who ran a
+    #    job and where its log is, progress with a note, metrics and a rate, cancellation of a running
+    #    job, dependencies between jobs, a history of each job, and the workers with their heartbeats
+    """
+    ALTER TABLE jobs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
+    ALTER TABLE jobs ADD COLUMN attempts_before INTEGER NOT NULL DEFAULT 0; -- attempts made before the last retry
+    ALTER TABLE jobs ADD COLUMN gpu INTEGER NOT NULL DEFAULT 0;           -- GPUs the job needs (resources.gpu)
+    ALTER TABLE jobs ADD COLUMN resources TEXT NOT NULL DEFAULT '{}';     -- json: what the job needs
+    ALTER TABLE jobs ADD COLUMN result TEXT;                              -- json: what the job produced
+    ALTER TABLE jobs ADD COLUMN traceback TEXT;     -- of the failure, or of the last interrupted attempt
+    ALTER TABLE jobs ADD COLUMN note TEXT;          -- the latest progress note
+    ALTER TABLE jobs ADD COLUMN metrics TEXT;       -- json: the latest metrics reported
+    ALTER TABLE jobs ADD COLUMN rate REAL;          -- progress per second, recent
+    ALTER TABLE jobs ADD COLUMN progress_at REAL;   -- unix time of the last progress write
+    ALTER TABLE jobs ADD COLUMN attempt_started REAL; -- unix time the current attempt was claimed
+    ALTER TABLE jobs ADD COLUMN heartbeat_at REAL;  -- unix time its worker last renewed the lease
+    ALTER TABLE jobs ADD COLUMN worker_host TEXT;
+    ALTER TABLE jobs ADD COLUMN worker_pid INTEGER;
+    ALTER TABLE jobs ADD COLUMN child_pid INTEGER;  -- the process running the handler
+    ALTER TABLE jobs ADD COLUMN log_path TEXT;      -- the job's log file (its handler's output)
+    ALTER TABLE jobs ADD COLUMN cancel_requested REAL; -- unix time a running job was cancelled
+    ALTER TABLE jobs ADD COLUMN failed_because_of INTEGER REFERENCES jobs(id); -- the dependency that failed it
+
+    -- a job waits until every job it depends on is done; one failed or cancelled fails it
+    CREATE TABLE job_deps (
+        job_id        INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        depends_on    INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        PRIMARY KEY (job_id, depends_on)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_deps_depends_on ON job_deps(depends_on);
+
+    -- what happened to a job, one line each: claimed, notes, interruptions, the outcome
+    CREATE TABLE job_events (
+        id            INTEGER PRIMARY KEY,
+        job_id        INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at            REAL NOT NULL,              -- unix time
+        event         TEXT NOT NULL,              -- 'queued' | 'claimed' | 'note' | 'released' | 'done' | ...
+        text          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX job_events_job ON job_events(job_id, id);
+
+    -- the workers of this database, each renewing its heartbeat; a row is removed when its worker stops
+    CREATE TABLE workers (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,              -- host:pid, the lease owner it claims as
+        host          TEXT NOT NULL,
+        pid           INTEGER NOT NULL,
+        slot          TEXT NOT NULL,              -- 'worker', 'worker-gpu0', ...: names its pidfile and log
+        gpus          TEXT,                       -- CUDA_VISIBLE_DEVICES it runs under (NULL: not set)
+        n_gpus        INTEGER NOT NULL DEFAULT 0, -- GPUs it offers to jobs
+        kinds         TEXT NOT NULL DEFAULT '[]', -- json: the job kinds it runs
+        log_path      TEXT,
+        status        TEXT NOT NULL DEFAULT 'idle' CHECK (status IN ('idle', 'running', 'stopping')),
+        job_id        INTEGER,                    -- the job it runs now
+        started_at    TEXT NOT NULL,
+        heartbeat_at  REAL NOT NULL               -- unix time
+    );
+    CREATE INDEX workers_host ON workers(host, pid);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

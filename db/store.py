@@ -12,7 +12,6 @@ import os
 import sqlite3
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from typing import Any
 from db.annotation import AnnotationQueries
 from db.errors import StoreError, describe_sqlite_error
 from db.identity import APPLICATION_ID, check_identity
+from db.jobs import JobQueries
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -124,7 +124,7 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
     return int(seconds * 1000)
 
 
-class Store(ResultsQueries, AnnotationQueries):
+class Store(ResultsQueries, AnnotationQueries, JobQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock."""
 
     def __init__(self, path: Path, *, upto: int | None = None, readonly: bool = False, create: bool = True,
@@ -540,84 +540,7 @@ class Store(ResultsQueries, AnnotationQueries):
                ORDER BY r.id DESC LIMIT ? OFFSET ?""", (limit, offset))
         return Page(rows, self.count("train_runs"), offset, limit)
 
-    # -- the job queue ---------------------------------------------------------------------------
-
-    def enqueue_job(self, kind: str, payload: dict[str, Any], *, study_hash: str | None = None,
-                    priority: int = 0, progress_total: int | None = None) -> int:
-        return self._insert("jobs", {"kind": kind, "payload": dumps(payload), "status": "queued",
-                                     "priority": priority, "study_hash": study_hash,
-                                     "progress_total": progress_total, "created_at": utc_now()})
-
-    def claim_job(self, owner: str, *, kinds: Sequence[str], lease_s: float = 60.0) -> dict[str, Any] | None:
-        """Atomically take the next queued job of one of ``kinds`` (or one whose lease expired)."""
-        if not kinds:
-            return None
-        marks = ",".join("?" * len(kinds))
-        now = time.time()
-        with self.transaction():
-            row = self._one(
-                f"""SELECT * FROM jobs WHERE kind IN ({marks})
-                      AND (status = 'queued' OR (status = 'running' AND lease_expires < ?))
-                    ORDER BY priority DESC, id LIMIT 1""", (*kinds, now))
-            if row is None:
-                return None
-            self.conn.execute(
-                """UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires = ?,
-                          attempts = attempts + 1, started_at = COALESCE(started_at, ?)
-                   WHERE id = ?""", (owner, now + lease_s, utc_now(), row["id"]))
-        return self._one("SELECT * FROM jobs WHERE id = ?", (row["id"],))
-
-    def renew_lease(self, job_id: int, owner: str, *, lease_s: float = 60.0,
-                    progress_done: int | None = None) -> bool:
-        """Extend a lease; False when the job is no longer ours (cancelled or reclaimed)."""
-        with self._lock:
-            cur = self.conn.execute(
-                """UPDATE jobs SET lease_expires = ?, progress_done = COALESCE(?, progress_done)
-                   WHERE id = ? AND lease_owner = ? AND status = 'running'""",
-                (time.time() + lease_s, progress_done, job_id, owner))
-            return cur.rowcount == 1
-
-    def finish_job(self, job_id: int, *, owner: str, error: str | None = None) -> bool:
-        """Record a job's outcome — only by the worker that holds it, and only while it runs, so a
-        worker whose lease was taken over (or whose job was cancelled) cannot overwrite the result."""
-        with self._lock:
-            cur = self.conn.execute(
-                """UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires = NULL
-                   WHERE id = ? AND lease_owner = ? AND status = 'running'""",
-                ("failed" if error else "done", error, utc_now(), job_id, owner))
-            return cur.rowcount == 1
-
-    def cancel_job(self, job_id: int) -> bool:
-        with self._lock:
-            cur = self.conn.execute(
-                """UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires = NULL
-                   WHERE id = ? AND status IN ('queued', 'running')""", (utc_now(), job_id))
-            return cur.rowcount == 1
-
-    def retry_job(self, job_id: int) -> bool:
-        with self._lock:
-            cur = self.conn.execute(
-                """UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL, lease_owner = NULL
-                   WHERE id = ? AND status IN ('failed', 'cancelled')""", (job_id,))
-            return cur.rowcount == 1
-
-    def get_job(self, job_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-
-    def list_jobs(self, *, status: str | None = None, limit: int = 200, offset: int = 0) -> Page:
-        where, params = ("WHERE status = ?", [status]) if status else ("", [])
-        rows = self._q(
-            f"""SELECT id, kind, status, priority, attempts, progress_done, progress_total,
-                       lease_owner, created_at, started_at, finished_at, error
-                FROM jobs {where} ORDER BY id DESC LIMIT ? OFFSET ?""", (*params, limit, offset))
-        total = int(self._scalar(f"SELECT count(*) FROM jobs {where}", params))
-        return Page(rows, total, offset, limit)
-
-    def job_status_counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in ("queued", "running", "done", "failed", "cancelled")}
-        for r in self._q("SELECT status, count(*) AS n FROM jobs GROUP BY status"):
-            counts[r["status"]] = r["n"]
-        return counts
+    # -- the job queue and the workers: db/jobs.py (JobQueries) ---------------------------------------
 
     # -- results overview ---------------------------------------------------------------------------
 

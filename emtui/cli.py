@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
-COMMANDS = ("init", "worker", "summary", "import", "export", "figures", "campaign", "annotate", "study", "serve",
-            "tiny-model", "keys", "settings", "doctor")
+COMMANDS = ("init", "worker", "jobs", "summary", "import", "export", "figures", "campaign", "annotate", "study",
+            "serve", "tiny-model", "keys", "settings", "doctor")
 
 
 class UsageError(Exception):
@@ -73,12 +73,40 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--example", metavar="DIR", help="write the commented example study into DIR (to edit), "
                                                      "register nothing")
 
-    sp = cmd("worker", "run queued jobs (training, generation, judging) until stopped")
-    sp.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    sp.add_argument("--poll", type=float_in(0.05, 3600), default=2.0,
-                    help="seconds between looks at an empty queue (0.05 to 3600; default 2)")
+    sp = cmd("worker", "run queued jobs, each in a process of its own (run, the default); status; stop")
+    sp.add_argument("action", nargs="?", choices=("run", "status", "stop"),
+                    help="run (default): run jobs until stopped; status: every worker of the database; stop: "
+                         "stop this host's workers of the database (each queues its job again)")
+    sp.add_argument("--once", action="store_true", help="run what is queued and runnable, then exit")
+    sp.add_argument("--max-jobs", type=int_in(1, 10**9), metavar="N", help="exit after N jobs")
+    sp.add_argument("--kinds", metavar="K,...", help="only these job kinds (default: every kind known)")
+    sp.add_argument("--gpus", metavar="0,1,...", help="one worker per GPU, each with CUDA_VISIBLE_DEVICES set "
+                    "(default: one worker offering the GPUs it finds)")
+    sp.add_argument("--poll", type=float_in(0.01, 3600), default=None,
+                    help="seconds between looks at an empty queue (default: $EMTUI_WORKER_POLL_S or 2)")
     sp.add_argument("--detach", action="store_true",
-                    help="run in the background, in a new session, so it survives a dropped SSH session")
+                    help="run in the background, in a new session, so it survives a dropped SSH session "
+                         "(pidfile and log next to the database)")
+    sp.add_argument("--as-detached", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--format", choices=("table", "json"), default="table", help="status: table or json")
+    sp.add_argument("--wait", type=float_in(0, 86_400), metavar="S",
+                    help="stop: seconds to wait for the workers to end (default: twice the cancel grace + 10)")
+
+    sp = cmd("jobs", "the job queue: list it (default), cancel, retry or read a job (log), queue one (add)")
+    sp.add_argument("action", nargs="?", choices=("list", "cancel", "retry", "log", "add"),
+                    help="list (default); cancel ID; retry ID; log ID (history, traceback, log tail); add KIND")
+    sp.add_argument("target", nargs="?", metavar="ID|KIND", help="the job's id, or the kind of job to add")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"),
+                    help="list: only jobs in this state")
+    sp.add_argument("--limit", type=int_in(1, 1_000_000), default=50, help="list: the newest N jobs (default 50)")
+    sp.add_argument("--lines", type=int_in(0, 100_000), default=40, help="log: lines of the job's log (default 40)")
+    sp.add_argument("--payload", metavar="JSON", help="add: the job's payload, a JSON object")
+    sp.add_argument("--after", metavar="ID,...", help="add: run after these jobs are done (fail if one fails)")
+    sp.add_argument("--gpu", type=int_in(0, 64), default=0, help="add: GPUs the job needs (default 0)")
+    sp.add_argument("--priority", type=int_in(-10**6, 10**6), default=0, help="add: higher runs first")
+    sp.add_argument("--max-attempts", type=int_in(1, 1000), metavar="N",
+                    help="add: tries when its worker dies (default: $EMTUI_JOB_MAX_ATTEMPTS or 3)")
 
     sp = cmd("summary", "EM rates, scores and agreement with confidence intervals")
     sp.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")

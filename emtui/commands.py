@@ -8,7 +8,6 @@ import contextlib
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
+        "jobs": jobs,
     }[args.command]
     return handler(args)
 
@@ -168,30 +168,15 @@ def write_example_study(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    from engine.jobs import handlers, run_worker, worker_name
+    from emtui.run_commands import worker as run
 
-    with _store(args) as store:
-        queued = store.job_status_counts()["queued"]
-        if not handlers():
-            print(f"emtui worker: no job kind can run yet: training, generation and judging engines "
-                  f"arrive in later issues ({queued} job(s) queued in {args.db})", file=sys.stderr)
-            return NOT_YET
-        if args.detach:
-            log = Path(args.db).expanduser().resolve().with_suffix(".worker.log")
-            cmd = [sys.executable, "-m", "emtui", "--db", str(Path(args.db).resolve()), "worker",
-                   "--poll", str(args.poll)] + (["--once"] if args.once else [])
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
-            say(f"worker started in the background (pid {proc.pid}); log: {log}")
-            return 0
-        name = worker_name()
-        say(f"worker {name} on {args.db}: kinds {', '.join(sorted(handlers()))}; Ctrl+C stops it")
-        ran = run_worker(store, owner=name, once=args.once, poll_s=args.poll,
-                         on_job=lambda j: say(f"job {j['id']} ({j['kind']}): {j['status']}"
-                                                + (f": {j['error']}" if j["error"] else ""), flush=True))
-        say(f"worker stopped after {ran} job(s)")
-    return 0
+    return run(args)
+
+
+def jobs(args: argparse.Namespace) -> int:
+    from emtui.run_commands import jobs as run
+
+    return run(args)
 
 
 def _not_yet(what: str, issue: str) -> int:
@@ -211,9 +196,12 @@ def summary(args: argparse.Namespace) -> int:
         raise UsageError(f"emtui summary: --by: {exc}") from None
     opts = SummaryOptions(n_resamples=args.resamples, seed=args.seed, correction=args.correction,
                           study=args.study, by=by)
+    from engine.runs.progress import console_progress
+
     with _store(args, create=False, readonly=True) as store:
         _check_study(store, args, "summary")
-        report = build_summary(store, opts)
+        with console_progress("summary", plain=False) as progress:  # a bar on a terminal's stderr only
+            report = build_summary(store, opts, progress=progress)
     if args.format == "table":
         from emtui.summary_table import PipeConsole, render
 

@@ -46,14 +46,19 @@ def import_files(args: argparse.Namespace) -> int:
 def run_results_importer(args: argparse.Namespace, read: Any, write: Any) -> int:
     """Check the files, then write them as a study: all or nothing, a no-op the second time."""
     from engine.importers import AlreadyImported
+    from engine.runs.progress import console_progress
 
-    checked = read(args.path)  # bad input is reported before the database is touched
-    with _store(args) as store:
-        try:
-            result = write(store, checked, name=args.name)
-        except AlreadyImported as exc:
-            say(f"{args.path}: {exc} in {args.db}; nothing was done")
-            return 0
+    with console_progress(f"import {args.format}", plain=False) as progress:  # a bar on a terminal's stderr only
+        progress.note(f"reading {args.path}")
+        checked = read(args.path)  # bad input is reported before the database is touched
+        progress.note(f"writing into {args.db}")
+        with _store(args) as store:
+            try:
+                result = write(store, checked, name=args.name)
+            except AlreadyImported as exc:
+                progress.close()
+                say(f"{args.path}: {exc} in {args.db}; nothing was done")
+                return 0
     say(f"{result.summary()}; into {args.db}")
     return 0
 

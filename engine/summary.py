@@ -41,6 +41,7 @@ from engine.agreement import pairwise_kappas, stratified_alphas
 from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
 from engine.em_rule import study_em
 from engine.human_rows import human_rows
+from engine.runs.progress import Progress
 from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
                           percentile_interval, ratio_interval, value_counts)
 
@@ -231,13 +232,18 @@ def study_columns(data: _StudyData, em: dict[str, Any]) -> list[_Column]:
 
 
 def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, data: _StudyData | None = None, *,
-                    keep_data: dict[int, _StudyData] | None = None) -> dict[str, list[dict[str, Any]]]:
+                    keep_data: dict[int, _StudyData] | None = None,
+                    progress: Progress | None = None) -> dict[str, list[dict[str, Any]]]:
     """The summary of one study. ``data`` (already loaded) is read from the store when None;
-    ``keep_data``, when given, receives it by study id."""
+    ``keep_data``, when given, receives it by study id. ``progress`` hears each phase, and its
+    cancellation stops the work between phases (:class:`~engine.runs.progress.JobCancelled`)."""
+    progress = progress or Progress()
     spec = json.loads(study.get("spec_json") or "{}")
     seed = _study_seed(spec, opts)
     name = study["name"]
+    progress.note(f"{name}: reading the scores")
     data = data if data is not None else load_study_data(store, int(study["id"]))
+    progress.check()
     if keep_data is not None:
         keep_data[int(study["id"])] = data
     # α (the costliest part: its bootstrap) runs in threads beside the means and comparisons;
@@ -255,6 +261,7 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
 
     cells: dict[tuple[int, str, str], _Cell] = {}  # per (condition id, judge, metric)
     masks = condition_masks(data, rows)
+    progress.note(f"{name}: means and intervals")
     for col in columns:
         for c in data.conditions:
             sel = masks[c["id"]]
@@ -262,12 +269,17 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
             cells[(c["id"], col.judge, col.metric)] = cell
             out["scores"].append(_score_row(name, c["name"], col.judge, col.judge_name, col.metric, mean, low,
                                             high, int(cell.values.size), int(col.missing[sel].sum())))
+    progress.check()
+    progress.note(f"{name}: breakdowns")
     out["breakdowns"] = _breakdowns(store, study, data, columns, opts.by, estimate)
-
+    progress.check()
+    progress.note(f"{name}: comparisons and agreement")
     _comparisons(out, data, cells, name, opts)
     if alphas is not None:
         _agreement(out, data, alphas.result(), name)
     pool.shutdown()
+    progress.check()
+    progress.note(f"{name}: human ratings")
     # rating campaigns: human scores, α among humans and against the judges, κ, win rates
     human = human_rows(store, name, n_resamples=opts.n_resamples, agreement_resamples=opts.agreement_resamples,
                        ci=opts.ci, rng_for=lambda *key: _rng(seed, name, *key))
@@ -418,12 +430,14 @@ def _comparisons(out: dict[str, list], data: _StudyData, cells: dict[tuple, _Cel
 
 
 def build_summary(store: Any, opts: SummaryOptions | None = None, *,
-                  keep_data: dict[int, _StudyData] | None = None) -> dict[str, Any]:
+                  keep_data: dict[int, _StudyData] | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """The summary of every study in the database (or of ``opts.study``).
 
     ``keep_data``, when given, receives each study's score arrays by study id, so a caller that
-    also draws from them (figures) does not read the scores a second time."""
+    also draws from them (figures) does not read the scores a second time. ``progress`` counts
+    the studies and hears each one's phases (engine/runs/progress.py)."""
     opts = opts or SummaryOptions()
+    progress = progress or Progress()
     studies = store.list_studies(limit=1_000_000).rows
     if opts.study is not None:
         studies = [s for s in studies if s["name"] == opts.study]
@@ -433,6 +447,7 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
                               "options": asdict(opts), "studies": [],
                               "scores": [], "breakdowns": [], "agreement": [], "kappa": [], "comparisons": [],
                               "win_rates": []}
+    progress.set_total(len(studies))
     for s in studies:
         study = store.get_study(int(s["id"]))
         entry = {"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
@@ -440,8 +455,10 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
         report["studies"].append(entry)
         if not s["n_generations"]:  # registered, not run yet: the normal state, said in its place
             entry["note"] = NO_ANSWERS
+            progress.advance()
             continue
-        part = summarise_study(store, study, opts, keep_data=keep_data)
+        part = summarise_study(store, study, opts, keep_data=keep_data, progress=progress)
         for key, rows in part.items():
             report[key].extend(rows)
+        progress.advance()
     return report

@@ -164,7 +164,7 @@ FLAG_CASES = [
     Case("figures-resamples-inf", ["figures", "--out", "{tmp}/f", "--resamples", "inf"], r"--resamples: must be an integer"),
     Case("export-out-folder", ["export", "--out", "{tmp}/d"], r"--out .*d is a folder", {"d/keep": "x"}),
     Case("export-unknown-study", ["export", "--study", "nope"], r"no study named 'nope'"),
-    Case("worker-poll-nan", ["worker", "--poll", "nan"], r"--poll: must be from 0\.05 to 3600, not nan"),
+    Case("worker-poll-nan", ["worker", "--poll", "nan"], r"--poll: must be from 0\.01 to 3600, not nan"),
     Case("serve-port", ["serve", "--port", "99999"], r"--port: must be from 1 to 65,535"),
     Case("import-unknown-format", ["import", "csv-of-dreams", "{tmp}/x"], r"unknown format 'csv-of-dreams'", {"x": "x"}),
     Case("import-missing-path", ["import", "betley-csv", "{tmp}/nope.csv"], r"nope\.csv: no such file"),
@@ -307,7 +307,35 @@ CAMPAIGN_CASES = [
          special="stdout-tty"),
 ]
 
-CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES
+# the run layer: emtui jobs and emtui worker
+RUN_CASES = [
+    Case("jobs-cancel-missing", ["jobs", "cancel", "99"], r"^emtui jobs cancel: no job 99 in .*emtui\.db$"),
+    Case("jobs-retry-missing", ["jobs", "retry", "99"], r"^emtui jobs retry: no job 99 in "),
+    Case("jobs-log-not-a-number", ["jobs", "log", "x1"], r"^emtui jobs log: a job id is a number, not 'x1'$"),
+    Case("jobs-cancel-no-id", ["jobs", "cancel"], r"^emtui jobs cancel: give the job's id$"),
+    Case("jobs-unknown-action", ["jobs", "delete", "1"], r"argument action: invalid choice: 'delete'"),
+    Case("jobs-add-unknown-kind", ["jobs", "add", "nope"], r"^emtui jobs add: unknown job kind 'nope' \(known: .*echo"),
+    Case("jobs-add-payload-not-json", ["jobs", "add", "echo", "--payload", "{x"], r"--payload is not JSON: "),
+    Case("jobs-add-payload-list", ["jobs", "add", "echo", "--payload", "[1]"], r"--payload must be a JSON object"),
+    Case("jobs-add-after-missing", ["jobs", "add", "echo", "--after", "7"],
+         r"^emtui: job 'echo' depends on job 7, which does not exist$"),
+    Case("jobs-add-after-text", ["jobs", "add", "echo", "--after", "1,two"], r"--after takes job ids"),
+    Case("jobs-list-option-of-add", ["jobs", "--gpu", "1"], r"^emtui jobs: --gpu does not go with this command$"),
+    Case("jobs-kinds-env-bad", ["jobs", "add", "echo"], r"EMTUI_JOB_KINDS: 'oops' is not kind=module:function",
+         env={"EMTUI_JOB_KINDS": "oops"}),
+    Case("worker-gpus-text", ["worker", "--gpus", "0,gpu1"], r"--gpus must be GPU indexes"),
+    Case("worker-gpus-twice", ["worker", "--gpus", "1,1"], r"--gpus names a GPU twice"),
+    Case("worker-unknown-kind", ["worker", "--kinds", "echo,nope", "--once"], r"^emtui worker: unknown job kind 'nope'"),
+    Case("worker-status-once", ["worker", "status", "--once"], r"^emtui worker: --once does not go with status$"),
+    Case("worker-lease-env", ["worker", "--once"], r"EMTUI_JOB_LEASE_S must be a number from 0\.2 to 86400, not 'soon'",
+         env={"EMTUI_JOB_LEASE_S": "soon"}),
+    Case("worker-heartbeat-over-lease", ["worker", "--once"], r"EMTUI_JOB_HEARTBEAT_S \(90\) must be at most half",
+         env={"EMTUI_JOB_HEARTBEAT_S": "90"}),
+    Case("worker-no-database", ["--db", "{tmp}/none.db", "worker", "--once"], r"^emtui: no database at .*none\.db$",
+         db="absent"),
+]
+
+CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES + RUN_CASES
 
 
 def test_the_corpus_is_large_and_named_once():
