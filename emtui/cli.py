@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gpus", metavar="0,1,...", help="one worker per GPU, each with CUDA_VISIBLE_DEVICES set "
                     "(default: one worker offering the GPUs it finds)")
     sp.add_argument("--poll", type=float_in(0.01, 3600), default=None,
-                    help="seconds between looks at an empty queue (default: $EMTUI_WORKER_POLL_S or 2)")
+                    help="seconds between looks at an empty queue (default: the worker_poll_s setting, 2)")
     sp.add_argument("--detach", action="store_true",
                     help="run in the background, in a new session, so it survives a dropped SSH session "
                          "(pidfile and log next to the database)")

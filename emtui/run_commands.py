@@ -36,8 +36,10 @@ def _person_errors(command: str) -> Iterator[None]:
 
 def _open(args: argparse.Namespace, *, readonly: bool = False) -> Any:
     from db import open_store
+    from emtui.settings_commands import settings_of
 
-    return open_store(Path(args.db).expanduser(), create=False, readonly=readonly)
+    return open_store(Path(args.db).expanduser(), create=False, readonly=readonly,
+                      busy_timeout_s=settings_of(args).busy_timeout_s)
 
 
 def _dumps(value: Any) -> str:

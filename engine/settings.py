@@ -60,13 +60,16 @@ class Settings:
                                      unit="s")
     # -- the job queue and its workers
     job_lease_s: float = _setting(120.0, "a running job's lease: a job whose worker fell silent this long is "
-                                  "taken over", lo=10, hi=86400, unit="s")
-    job_heartbeat_s: float = _setting(30.0, "how often a worker renews its running job's lease (shorter than "
-                                      "job_lease_s)", lo=1, hi=3600, unit="s")
-    job_max_attempts: int = _setting(3, "a job whose worker died this many times fails", lo=1, hi=100)
-    job_cancel_grace_s: float = _setting(10.0, "time a cancelled running job has to stop before SIGTERM", lo=0,
-                                         hi=3600, unit="s")
-    worker_poll_s: float = _setting(2.0, "how often an idle worker looks at the queue", lo=0.05, hi=3600, unit="s")
+                                  "taken over", lo=0.2, hi=86400, unit="s")
+    job_heartbeat_s: float = _setting(15.0, "how often a worker renews its running job's lease and its own "
+                                      "heartbeat (at most half of job_lease_s)", lo=0.05, hi=3600, unit="s")
+    job_max_attempts: int = _setting(3, "a job whose worker (or job process) died this many times fails", lo=1,
+                                     hi=1000)
+    job_cancel_grace_s: float = _setting(30.0, "time a cancelled running job has to stop by itself; then SIGTERM, "
+                                         "as long again, then SIGKILL", lo=0, hi=86400, unit="s")
+    job_progress_flush_s: float = _setting(0.5, "a running job writes its progress to the database at most this "
+                                           "often", lo=0.01, hi=60, unit="s")
+    worker_poll_s: float = _setting(2.0, "how often an idle worker looks at the queue", lo=0.01, hi=3600, unit="s")
     # -- the TUI
     tui_queue_poll_s: float = _setting(2.0, "how often the Eval queue screen re-reads the jobs", lo=0.2, hi=3600,
                                        unit="s")
@@ -233,9 +236,13 @@ def load_settings(environ: Mapping[str, str] | None = None, *, path: Path | None
     if not values.get("keymap"):
         values["keymap"] = str(default_keymap_path(env))
     settings = Settings(**values, sources=sources, config_file=str(path))
-    if not problems and settings.job_heartbeat_s >= settings.job_lease_s:
-        problems.append(f"{_where(settings, 'job_heartbeat_s')} ({_number(settings.job_heartbeat_s)} s) must be "
-                        f"shorter than {_where(settings, 'job_lease_s')} ({_number(settings.job_lease_s)} s)")
+    if not problems and settings.job_heartbeat_s * 2 > settings.job_lease_s:
+        lease = f"{_where(settings, 'job_lease_s')} ({_number(settings.job_lease_s)} s)"
+        beat = f"{_where(settings, 'job_heartbeat_s')} ({_number(settings.job_heartbeat_s)} s)"
+        if settings.source("job_heartbeat_s") == "default":  # name first what the person set
+            problems.append(f"{lease} must be at least twice {beat}, so a lease is renewed in time")
+        else:
+            problems.append(f"{beat} must be at most half of {lease}, so a lease is renewed in time")
     if problems:
         raise SettingsError(problems)
     return settings

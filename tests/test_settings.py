@@ -96,16 +96,16 @@ def test_the_queue_settings_exist():
     """The run layer wires these (engine/runs): they must be here, with these names."""
     s = Settings()
     assert (s.job_lease_s, s.job_heartbeat_s, s.job_max_attempts, s.job_cancel_grace_s, s.worker_poll_s) == \
-        (120.0, 30.0, 3, 10.0, 2.0)
+        (120.0, 15.0, 3, 30.0, 2.0)
 
 
 # -- bad values: one line naming the file and key, or the variable --------------------------------------
 
 FILE_CASES = [
-    ("job_lease_s = \"soon\"\n", r"job_lease_s must be a number from 10 to 86,400 \(seconds\), not 'soon'"),
-    ("job_lease_s = 5\n", r"job_lease_s must be a number from 10 to 86,400 \(seconds\), not 5"),
-    ("job_max_attempts = 2.5\n", r"job_max_attempts must be a whole number from 1 to 100, not 2\.5"),
-    ("job_max_attempts = true\n", r"job_max_attempts must be a whole number from 1 to 100, not True"),
+    ("job_lease_s = \"soon\"\n", r"job_lease_s must be a number from 0.2 to 86,400 \(seconds\), not 'soon'"),
+    ("job_lease_s = 5\n", r"job_lease_s \(5 s\) must be at least twice job_heartbeat_s \(15 s\)"),
+    ("job_max_attempts = 2.5\n", r"job_max_attempts must be a whole number from 1 to 1,000, not 2\.5"),
+    ("job_max_attempts = true\n", r"job_max_attempts must be a whole number from 1 to 1,000, not True"),
     ("tui_resamples = 99\n", r"tui_resamples must be a whole number from 100 to 100,000, not 99"),
     ("worker_poll_s = nan\n", r"worker_poll_s: nan is not a finite number"),
     ("worker_poll_s = inf\n", r"worker_poll_s: inf is not a finite number"),
@@ -115,7 +115,7 @@ FILE_CASES = [
     ("job_leese_s = 60\n", r"job_leese_s: unknown setting"),
     ("job_lease_s = \n", r"line 1: not valid TOML"),
     ("a = " + "[" * 5000 + "]" * 5000 + "\n", r"nested more than 64 levels deep"),
-    ("job_heartbeat_s = 200\n", r"job_heartbeat_s \(200 s\) must be shorter than job_lease_s \(120 s\)"),
+    ("job_heartbeat_s = 200\n", r"job_heartbeat_s \(200 s\) must be at most half of job_lease_s \(120 s\)"),
 ]
 
 
@@ -138,12 +138,12 @@ def test_a_bad_config_file_is_one_line_naming_file_and_key(run_cli, home, tmp_pa
 ENV_CASES = [
     ("EMTUI_BUSY_TIMEOUT_S", "soon", "EMTUI_BUSY_TIMEOUT_S must be a number from 0 to 3,600 (seconds), not 'soon'"),
     ("EMTUI_BUSY_TIMEOUT_S", "-1", "not '-1'"),
-    ("EMTUI_JOB_LEASE_S", "nan", "EMTUI_JOB_LEASE_S must be a number from 10 to 86,400 (seconds), not 'nan'"),
+    ("EMTUI_JOB_LEASE_S", "nan", "EMTUI_JOB_LEASE_S must be a number from 0.2 to 86,400 (seconds), not 'nan'"),
     ("EMTUI_JOB_LEASE_S", "1e400", "not '1e400'"),
-    ("EMTUI_JOB_MAX_ATTEMPTS", "3.0", "EMTUI_JOB_MAX_ATTEMPTS must be a whole number from 1 to 100, not '3.0'"),
+    ("EMTUI_JOB_MAX_ATTEMPTS", "3.0", "EMTUI_JOB_MAX_ATTEMPTS must be a whole number from 1 to 1,000, not '3.0'"),
     ("EMTUI_TUI_RESAMPLES", "9" * 5000, "EMTUI_TUI_RESAMPLES must be a whole number"),
     ("EMTUI_ANNOTATION_RENEW_S", "60", "EMTUI_ANNOTATION_RENEW_S must be a number from 1 to 55 (seconds), not '60'"),
-    ("EMTUI_JOB_HEARTBEAT_S", "500", "EMTUI_JOB_HEARTBEAT_S (500 s) must be shorter than job_lease_s (120 s)"),
+    ("EMTUI_JOB_HEARTBEAT_S", "500", "EMTUI_JOB_HEARTBEAT_S (500 s) must be at most half of job_lease_s (120 s)"),
 ]
 
 
@@ -164,7 +164,7 @@ def test_every_bad_value_is_a_line_of_its_own(home):
     with pytest.raises(SettingsError) as got:
         load_settings(home)
     assert got.value.problems == [
-        f"{path}: job_lease_s must be a number from 10 to 86,400 (seconds), not 'x'",
+        f"{path}: job_lease_s must be a number from 0.2 to 86,400 (seconds), not 'x'",
         f"{path}: foo: unknown setting (see 'emtui settings')",
         "EMTUI_TUI_RESAMPLES must be a whole number from 100 to 100,000, not '5'",
     ]

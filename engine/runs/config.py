@@ -1,19 +1,15 @@
-"""The run layer's tunables, one object.
-
-Each is read from its environment variable (``EMTUI_JOB_LEASE_S`` ...), else its default. The
-names are those of the settings object (engine/settings.py, built in parallel): when it lands,
-:func:`run_settings` reads them from there instead (config file, then environment).
+"""The run layer's tunables: the part of the settings object (:mod:`engine.settings`: environment
+over config file over defaults, each checked) that the queue, the worker and a job's process read.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
 
+from engine.settings import SettingsError, load_settings
 
-class RunSettingsError(ValueError):
-    """A run-layer setting with a bad value (one line, naming the variable)."""
+RunSettingsError = SettingsError  # a bad run-layer setting: one line naming the variable or file and key
 
 
 @dataclass(frozen=True)
@@ -25,38 +21,8 @@ class RunSettings:
     job_cancel_grace_s: float = 30.0  # a cancelled job's time to stop by itself; then SIGTERM, as long again, SIGKILL
     job_progress_flush_s: float = 0.5  # a job writes its progress at most this often
 
-    def check(self) -> RunSettings:
-        if not self.job_heartbeat_s * 2 <= self.job_lease_s:
-            raise RunSettingsError(f"EMTUI_JOB_HEARTBEAT_S ({self.job_heartbeat_s:g}) must be at most half of "
-                                   f"EMTUI_JOB_LEASE_S ({self.job_lease_s:g}), so a lease is renewed in time")
-        return self
 
-
-_RANGES = {
-    "job_lease_s": (0.2, 86_400.0), "job_heartbeat_s": (0.05, 3_600.0), "worker_poll_s": (0.01, 3_600.0),
-    "job_max_attempts": (1, 1_000), "job_cancel_grace_s": (0.0, 86_400.0), "job_progress_flush_s": (0.01, 60.0),
-}
-
-
-def env_name(field: str) -> str:
-    return f"EMTUI_{field.upper()}"
-
-
-def run_settings(environ: dict[str, str] | None = None) -> RunSettings:
-    """The settings in force: each from its environment variable, else its default."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for f in fields(RunSettings):
-        raw = env.get(env_name(f.name))
-        if raw is None or raw.strip() == "":
-            continue
-        convert = int if f.type in (int, "int") else float
-        lo, hi = _RANGES[f.name]
-        try:
-            value = convert(raw)
-        except ValueError:
-            raise RunSettingsError(f"{env_name(f.name)} must be a number from {lo:g} to {hi:g}, not {raw!r}") from None
-        if not lo <= value <= hi:
-            raise RunSettingsError(f"{env_name(f.name)} must be from {lo:g} to {hi:g}, not {raw}")
-        values[f.name] = value
-    return RunSettings(**values).check()
+def run_settings(environ: Mapping[str, str] | None = None) -> RunSettings:
+    """The run settings in force (:func:`engine.settings.load_settings`, which checks them all)."""
+    settings = load_settings(environ)
+    return RunSettings(**{f.name: getattr(settings, f.name) for f in fields(RunSettings)})
