@@ -309,6 +309,18 @@ class Store(ResultsQueries, AnnotationQueries):
     def counts(self) -> dict[str, int]:
         return {t: self.count(t) for t in self.table_names()}
 
+    def data_version(self) -> dict[str, int]:
+        """What a summary's numbers come from, as counters that change with every write of it, by this
+        process or another: per table (``generations``, ``judgments``, ``judgment_scores``, ``ratings``,
+        ``adjudications``, ``study_em_rules``, ``conditions``) its highest rowid — they are written by
+        inserts — and ``changes``, every update or delete of those tables (counted by trigger, migration
+        5). Cheap: one index lookup each. Equal versions: nothing a summary reads has changed."""
+        tables = ("generations", "judgments", "judgment_scores", "ratings", "adjudications", "study_em_rules",
+                  "conditions")
+        row = self._tuples("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in tables)
+                           + ", (SELECT n FROM data_changes)")[0]
+        return dict(zip((*tables, "changes"), (int(v or 0) for v in row)))
+
     # -- studies -------------------------------------------------------------------------
 
     def find_study(self, name: str) -> dict[str, Any] | None:
