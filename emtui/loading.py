@@ -84,8 +84,10 @@ class Loads:
         return bool(loads) if group is None else group in loads
 
     def forget_load(self, group: str) -> None:
-        """Drop the load of ``group`` still out (its result is not taken): what it asked no longer matters."""
-        self._loads().pop(group, None)
+        """Drop the load of ``group`` still out (its result is not taken, its worker is cancelled): what it
+        asked no longer matters."""
+        if self._loads().pop(group, None) is not None:
+            self.app.workers.cancel_group(self, f"read:{group}")  # type: ignore[attr-defined]
 
     def on_database_read(self, message: DatabaseRead) -> None:
         message.stop()

@@ -29,6 +29,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
 from emtui.faults import SaysFaults, fault_line, says_faults
+from emtui.idle_gc import CollectsWhenIdle
 from emtui.loading import Loads
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
 from emtui.widgets.fit import cut
@@ -182,7 +183,7 @@ def room_bindings() -> list[tuple[str, str, str, str]]:
             + binding_rows("keys", RoomKeysScreen.BINDINGS) + binding_rows("name", AnnotatorNameScreen.BINDINGS))
 
 
-class AnnotatorApp(Loads, SaysFaults, App[None]):
+class AnnotatorApp(Loads, SaysFaults, CollectsWhenIdle, App[None]):
     """The closed room (see the module's docstring). Build it with :func:`create_annotator_app`."""
 
     TITLE = "emtui annotate"

@@ -3,8 +3,9 @@ judge), a bar chart with CI whiskers, EM / coherence / refusal rates, breakdowns
 checkpoint (with curves), question, category and trigger, agreement among judges, comparisons
 between conditions, and drill-down to the answers behind a cell.
 
-The numbers are :func:`engine.summary.build_summary`'s, computed in a thread (the screen never
-waits on them) with fewer bootstrap resamples than ``emtui summary`` (the tables say how many),
+The numbers are :func:`engine.summary.build_summary`'s, computed in a child process (the screen never
+waits on them, and its numpy never holds the UI's GIL: :mod:`emtui.summary_process`) with fewer
+bootstrap resamples than ``emtui summary`` (the tables say how many),
 and kept per study until ``r`` asks the database again. Every other read (the counts, the
 studies, a study's conditions and metrics) runs in a thread too (:mod:`emtui.loading`).
 
@@ -25,6 +26,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
 from emtui.faults import fault_line, says_faults
+from emtui.summary_process import ComputeFailed
 from emtui.screens.base import AreaScreen, lines
 from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
@@ -93,6 +95,25 @@ def sparkline(values: list[float | None], low: float, high: float) -> str:
         frac = 0.0 if high <= low else (v - low) / (high - low)
         out.append(SPARKS[min(len(SPARKS) - 1, max(0, int(round(frac * (len(SPARKS) - 1)))))])
     return "".join(out)
+
+
+def elsewhere(store: Any, what: str, *args: Any) -> Any:
+    """A summary or breakdowns (:mod:`emtui.summary_process`), in a child process; called in a thread
+    worker, whose cancellation kills the child. An in-memory database (no file to share) is computed
+    here instead."""
+    from textual.worker import get_current_worker
+
+    from emtui import summary_process
+
+    if str(store.path) == ":memory:":
+        try:
+            return summary_process.WHAT[what](store, *args)
+        except Exception as exc:  # noqa: BLE001 - a database fault is raised, anything else shown
+            if fault_line(exc, store.path) is not None:
+                raise
+            raise summary_process.ComputeFailed(f"{type(exc).__name__}: {exc}") from None
+    worker = get_current_worker()
+    return summary_process.compute(store.path, what, *args, cancelled=lambda: worker.is_cancelled)
 
 
 def study_facts(store: Any, study_id: int) -> dict[str, Any]:
@@ -318,17 +339,13 @@ class ResultsScreen(AreaScreen):
         store, name = self.store, study["name"]
 
         def compute() -> tuple[dict[str, Any] | None, str | None, dict[str, int]]:
-            from engine.summary import SummaryOptions, build_summary  # numpy: only once results are wanted
-
             version = store.data_version()  # before: what is written while it computes makes it stale
-            try:
-                report = build_summary(store, SummaryOptions(study=name, n_resamples=RESAMPLES,
-                                                             agreement_resamples=AGREEMENT_RESAMPLES))
-            except Exception as exc:  # noqa: BLE001 - shown on the screen, not raised into the UI
-                if fault_line(exc, store.path) is not None:
-                    raise  # a database fault: said in one line (the next visit tries again)
-                return None, f"{type(exc).__name__}: {exc}", version
-            return report, None, version
+            # engine.summary's SummaryOptions, built in the child (importing it here would import numpy)
+            options = {"study": name, "n_resamples": RESAMPLES, "agreement_resamples": AGREEMENT_RESAMPLES}
+            try:  # a database fault is raised: said in one line (the next visit tries again)
+                return elsewhere(store, "summary", options), None, version
+            except ComputeFailed as exc:  # shown on the screen, not raised into the UI
+                return None, str(exc), version
 
         def failed(exc: BaseException) -> bool:
             self.pending.discard(sid)
@@ -372,12 +389,18 @@ class ResultsScreen(AreaScreen):
         if self.ensure_facts():
             self.ensure_report()
         self.show_status()
-        self.show_grid()
-        self.show_chart()
-        self.show_rates()
-        self.show_breakdowns()
-        self.show_agreement()
-        self.show_comparisons()
+        self.show_view()
+
+    def show_view(self) -> None:
+        """Draw the view on screen (only it: the others are drawn when they are switched to — drawing all six
+        each time the numbers came or a key changed the judge cost the UI thread up to 0.1 s at 1M scores)."""
+        view = VIEWS[self.view_index][0]
+        if view == "scores":
+            self.show_grid()
+            self.show_chart()
+        elif view != "counts":
+            {"rates": self.show_rates, "breakdowns": self.show_breakdowns, "agreement": self.show_agreement,
+             "comparisons": self.show_comparisons}[view]()
 
     def show_status(self) -> None:
         status = self.query_one("#results-status", Static)
@@ -624,18 +647,17 @@ class ResultsScreen(AreaScreen):
         store = self.store
 
         def compute() -> dict[str, Any]:
-            from engine.summary import SummaryOptions, study_breakdowns
-
             try:
-                return {"rows": study_breakdowns(store, name, (dim,), SummaryOptions(n_resamples=RESAMPLES))}
-            except Exception as exc:  # noqa: BLE001 - shown on the screen
-                return {"rows": [], "error": f"{type(exc).__name__}: {exc}"}
+                return {"rows": elsewhere(store, "breakdowns", name, (dim,), {"n_resamples": RESAMPLES})}
+            except ComputeFailed as exc:  # shown on the screen
+                return {"rows": [], "error": str(exc)}
 
         self.load(f"breakdown-{study_id}-{dim}", compute, lambda got: self.breakdown_computed((study_id, dim), got))
 
     def breakdown_computed(self, key: tuple[int, str], got: dict[str, Any]) -> None:
         self.extra[key] = got
-        self.show_breakdowns()
+        if VIEWS[self.view_index][0] == "breakdowns":
+            self.show_breakdowns()
 
     def show_breakdowns(self) -> None:
         table = self.query_one("#results-by", DataTable)
@@ -732,8 +754,7 @@ class ResultsScreen(AreaScreen):
         _, metrics, _ = self.grid()
         if metrics:
             self.metric_index = (self.metric_index + 1) % len(metrics)
-        self.show_chart()
-        self.show_breakdowns()
+        self.show_view()
 
     def action_next_breakdown(self) -> None:
         """``b``: the next breakdown dimension (and the breakdowns view)."""
@@ -743,10 +764,10 @@ class ResultsScreen(AreaScreen):
             return
         if VIEWS[self.view_index][0] == "breakdowns":
             self.breakdown_index = (self.breakdown_index + 1) % len(dims)
+            self.show_breakdowns()
+            self.show_status()
         else:
             self.set_view("breakdowns")
-        self.show_breakdowns()
-        self.show_status()
 
     def set_view(self, name: str) -> None:
         self.view_index = [v[0] for v in VIEWS].index(name)
@@ -756,6 +777,7 @@ class ResultsScreen(AreaScreen):
                  "counts": "#results-table"}[name]
         self.query_one(focus).focus()
         self.show_status()
+        self.show_view()
         self.refresh_bindings()
 
     def action_next_view(self) -> None:
