@@ -20,7 +20,7 @@ from typing import Any
 
 from textual import events
 
-IDLE_S = 3.0
+IDLE_S = 5.0
 EVERY_S = 30.0
 NEVER = 1_000_000_000  # the full collection's threshold: not automatic
 

@@ -170,7 +170,7 @@ def fmt_duration(seconds: float | None) -> str:
     """``45s``, ``4m05s``, ``2h13m``, ``3d04h``, ``—``."""
     if seconds is None or math.isnan(seconds) or math.isinf(seconds):
         return "—"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:

@@ -30,8 +30,6 @@ from emtui.app import create_app
 from emtui.room import create_annotator_app
 from emtui.screens import queue as queue_screen
 from emtui.screens import results as results_screen
-from emtui.screens.answers import AnswerScreen, AnswersScreen
-from emtui.screens.fulltext import FullTextScreen
 from emtui.screens.rate import RatingScreen
 from emtui.screens.results import ResultsScreen
 from emtui.widgets.paged_table import Col, PagedTable

@@ -20,8 +20,8 @@ from textual.widgets import Footer, Static
 
 from db import Page
 from emtui.screens.base import AreaScreen
-from engine.em_rule import describe
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
+from engine.em_rule import describe
 from engine.text import flat, one_line, strip_control
 
 EM = "em_rate"

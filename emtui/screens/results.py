@@ -26,8 +26,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
 from emtui.faults import fault_line, says_faults
-from emtui.summary_process import ComputeFailed
 from emtui.screens.base import AreaScreen, lines
+from emtui.summary_process import ComputeFailed
 from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
