@@ -393,25 +393,24 @@ MIGRATIONS: list[str] = [
     #    the insert. Updates and deletes (rare: a rating edited) count here, by trigger, so that they show
     #    too — and a deleted last row followed by an insert reusing its rowid cannot go unseen.
     """
-    CREATE TABLE data_changes (
+    CREATE TABLE data_changes (                   -- one row (id 1) once anything was updated or deleted
         id            INTEGER PRIMARY KEY CHECK (id = 1),
         n             INTEGER NOT NULL
     );
-    INSERT INTO data_changes (id, n) VALUES (1, 0);
-    CREATE TRIGGER generations_updated AFTER UPDATE ON generations BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER generations_deleted AFTER DELETE ON generations BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER judgments_updated AFTER UPDATE ON judgments BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER judgments_deleted AFTER DELETE ON judgments BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER judgment_scores_updated AFTER UPDATE ON judgment_scores BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER judgment_scores_deleted AFTER DELETE ON judgment_scores BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER ratings_updated AFTER UPDATE ON ratings BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER ratings_deleted AFTER DELETE ON ratings BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER adjudications_updated AFTER UPDATE ON adjudications BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER adjudications_deleted AFTER DELETE ON adjudications BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER study_em_rules_updated AFTER UPDATE ON study_em_rules BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER study_em_rules_deleted AFTER DELETE ON study_em_rules BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER conditions_updated AFTER UPDATE ON conditions BEGIN UPDATE data_changes SET n = n + 1; END;
-    CREATE TRIGGER conditions_deleted AFTER DELETE ON conditions BEGIN UPDATE data_changes SET n = n + 1; END;
+    CREATE TRIGGER generations_updated AFTER UPDATE ON generations BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER generations_deleted AFTER DELETE ON generations BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgments_updated AFTER UPDATE ON judgments BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgments_deleted AFTER DELETE ON judgments BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgment_scores_updated AFTER UPDATE ON judgment_scores BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgment_scores_deleted AFTER DELETE ON judgment_scores BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER ratings_updated AFTER UPDATE ON ratings BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER ratings_deleted AFTER DELETE ON ratings BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER adjudications_updated AFTER UPDATE ON adjudications BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER adjudications_deleted AFTER DELETE ON adjudications BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER study_em_rules_updated AFTER UPDATE ON study_em_rules BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER study_em_rules_deleted AFTER DELETE ON study_em_rules BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER conditions_updated AFTER UPDATE ON conditions BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER conditions_deleted AFTER DELETE ON conditions BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
     """,
 ]
 

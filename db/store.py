@@ -138,16 +138,17 @@ class Store(ResultsQueries, AnnotationQueries):
             if not memory and not self.readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+            # the file this connection writes to: a write after it was deleted or replaced would be lost
+            # (inside the try: a SIGTERM here, too, removes the file just made)
+            self._file_path = None if memory else Path(os.path.abspath(path))
+            self._file_id = None if memory else _file_id(self._file_path)
+            target = SCHEMA_VERSION if upto is None else upto
         except sqlite3.Error as exc:
             self._discard_created()
             raise StoreError(describe_sqlite_error(exc, path, self.busy_timeout_ms)) from None
         except BaseException:  # a StoreError, or the command ended (SIGTERM) while the file was being made
             self._discard_created()
             raise
-        # the file this connection writes to: a write after it was deleted or replaced would be lost
-        self._file_path = None if memory else Path(os.path.abspath(path))
-        self._file_id = None if memory else _file_id(self._file_path)
-        target = SCHEMA_VERSION if upto is None else upto
         if self.readonly:
             if self.user_version < target:
                 conn.close()

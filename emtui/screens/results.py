@@ -759,6 +759,9 @@ class ResultsScreen(AreaScreen):
     def action_next_breakdown(self) -> None:
         """``b``: the next breakdown dimension (and the breakdowns view)."""
         dims = self.breakdowns_available()
+        if not dims and self.computing:  # the numbers are on their way: the view says so, then shows them
+            self.set_view("breakdowns")
+            return
         if not dims:
             self.notify("Nothing to break down yet", severity="warning")
             return
