@@ -447,6 +447,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX workers_host ON workers(host, pid);
     """,
+    # 6: the data version the TUI watches to know its numbers are stale (Store.data_version). The tables
+    #    results come from are append-only in practice: an insert shows in their max(rowid), at no cost to
+    #    the insert. Updates and deletes (rare: a rating edited) count here, by trigger, so that they show
+    #    too — and a deleted last row followed by an insert reusing its rowid cannot go unseen.
+    """
+    CREATE TABLE data_changes (                   -- one row (id 1) once anything was updated or deleted
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        n             INTEGER NOT NULL
+    );
+    CREATE TRIGGER generations_updated AFTER UPDATE ON generations BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER generations_deleted AFTER DELETE ON generations BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgments_updated AFTER UPDATE ON judgments BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgments_deleted AFTER DELETE ON judgments BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgment_scores_updated AFTER UPDATE ON judgment_scores BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER judgment_scores_deleted AFTER DELETE ON judgment_scores BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER ratings_updated AFTER UPDATE ON ratings BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER ratings_deleted AFTER DELETE ON ratings BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER adjudications_updated AFTER UPDATE ON adjudications BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER adjudications_deleted AFTER DELETE ON adjudications BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER study_em_rules_updated AFTER UPDATE ON study_em_rules BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER study_em_rules_deleted AFTER DELETE ON study_em_rules BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER conditions_updated AFTER UPDATE ON conditions BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    CREATE TRIGGER conditions_deleted AFTER DELETE ON conditions BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -146,16 +146,17 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
             if not memory and not self.readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+            # the file this connection writes to: a write after it was deleted or replaced would be lost
+            # (inside the try: a SIGTERM here, too, removes the file just made)
+            self._file_path = None if memory else Path(os.path.abspath(path))
+            self._file_id = None if memory else _file_id(self._file_path)
+            target = SCHEMA_VERSION if upto is None else upto
         except sqlite3.Error as exc:
             self._discard_created()
             raise StoreError(describe_sqlite_error(exc, path, self.busy_timeout_ms)) from None
         except BaseException:  # a StoreError, or the command ended (SIGTERM) while the file was being made
             self._discard_created()
             raise
-        # the file this connection writes to: a write after it was deleted or replaced would be lost
-        self._file_path = None if memory else Path(os.path.abspath(path))
-        self._file_id = None if memory else _file_id(self._file_path)
-        target = SCHEMA_VERSION if upto is None else upto
         if self.readonly:
             if self.user_version < target:
                 conn.close()
@@ -316,6 +317,18 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
 
     def counts(self) -> dict[str, int]:
         return {t: self.count(t) for t in self.table_names()}
+
+    def data_version(self) -> dict[str, int]:
+        """What a summary's numbers come from, as counters that change with every write of it, by this
+        process or another: per table (``generations``, ``judgments``, ``judgment_scores``, ``ratings``,
+        ``adjudications``, ``study_em_rules``, ``conditions``) its highest rowid — they are written by
+        inserts — and ``changes``, every update or delete of those tables (counted by trigger, migration
+        5). Cheap: one index lookup each. Equal versions: nothing a summary reads has changed."""
+        tables = ("generations", "judgments", "judgment_scores", "ratings", "adjudications", "study_em_rules",
+                  "conditions")
+        row = self._tuples("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in tables)
+                           + ", (SELECT n FROM data_changes)")[0]
+        return dict(zip((*tables, "changes"), (int(v or 0) for v in row)))
 
     # -- studies -------------------------------------------------------------------------
 

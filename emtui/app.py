@@ -13,6 +13,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from emtui.faults import SaysFaults
+from emtui.idle_gc import CollectsWhenIdle
+from emtui.loading import Loads
 from emtui.screens.annotate import AnnotateScreen
 from emtui.screens.base import AreaScreen
 from emtui.screens.data import DataScreen
@@ -48,7 +50,7 @@ AREAS: tuple[Area, ...] = (
 )
 
 
-class EmtuiApp(SaysFaults, App[None]):
+class EmtuiApp(Loads, SaysFaults, CollectsWhenIdle, App[None]):
     TITLE = "emtui"
     CSS_PATH = ["styles/app.tcss"]
     MODES = {a.name: a.screen for a in AREAS}

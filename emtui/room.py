@@ -29,6 +29,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Static
 
 from emtui.faults import SaysFaults, fault_line, says_faults
+from emtui.idle_gc import CollectsWhenIdle
+from emtui.loading import Loads
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
 from emtui.widgets.fit import cut
 from engine.settings import Settings, load_settings
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from db import Store
 
 
-class RoomCampaignsScreen(Screen):
+class RoomCampaignsScreen(Loads, Screen):
     """The campaigns a rater can rate, and nothing about anyone else's work."""
 
     BINDINGS = [
@@ -72,30 +74,40 @@ class RoomCampaignsScreen(Screen):
 
     @says_faults
     def on_screen_resume(self) -> None:
-        self.load()
+        self.read_campaigns()
 
     @says_faults
     def on_resize(self) -> None:
         if self.is_mounted and self.is_current:
-            self.load()
+            self.read_campaigns()
 
-    def load(self) -> None:
+    def read_campaigns(self) -> None:
         """The campaigns, each with what this rater may know of it: its scale, its size (unless hidden)
-        and their own count."""
+        and their own count (read in a thread)."""
         from engine.annotation import get_campaign
 
+        store, who = self.store, getattr(self.app, "annotator", None)
+
+        def read() -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+            me = store.find_annotator(who) if who else None
+            out = []
+            for row in store.list_campaigns():
+                c = get_campaign(store, int(row["id"]))
+                out.append((row, c, store.annotator_done_count(int(c["id"]), int(me["id"])) if me else 0))
+            return out
+
+        self.load("campaigns", read, self.show_campaigns)
+
+    def show_campaigns(self, campaigns: list[tuple[dict[str, Any], dict[str, Any], int]]) -> None:
         who = getattr(self.app, "annotator", None)
-        me = self.store.find_annotator(who) if who else None
         table = self.query_one("#room-campaigns", DataTable)
         cursor = table.cursor_row
         table.clear()
         self.rows = []
         # a long name is cut (its end kept: pilot-1, pilot-2), so that scale, items and the count stay on screen
         name_width = max(12, (self.app.size.width or 80) - 47)
-        for row in self.store.list_campaigns():
-            c = get_campaign(self.store, int(row["id"]))
+        for row, c, mine in campaigns:
             hidden = bool(c["settings"].get("hide_progress"))
-            mine = self.store.annotator_done_count(int(c["id"]), int(me["id"])) if me else 0
             self.rows.append(c)
             table.add_row(cut(Text(flat(c["name"])), name_width), Text(flat(c["scale"])),
                           Text("—" if hidden else str(row["n_items"]), justify="right"),
@@ -172,7 +184,7 @@ def room_bindings() -> list[tuple[str, str, str, str]]:
             + binding_rows("keys", RoomKeysScreen.BINDINGS) + binding_rows("name", AnnotatorNameScreen.BINDINGS))
 
 
-class AnnotatorApp(SaysFaults, App[None]):
+class AnnotatorApp(Loads, SaysFaults, CollectsWhenIdle, App[None]):
     """The closed room (see the module's docstring). Build it with :func:`create_annotator_app`."""
 
     TITLE = "emtui annotate"
@@ -226,7 +238,7 @@ class AnnotatorApp(SaysFaults, App[None]):
             self.exit()
             return
         self.annotator = name
-        self.screen.load()  # type: ignore[attr-defined]
+        self.screen.read_campaigns()  # type: ignore[attr-defined]
         if self.start_campaign is not None:
             self.start_rating(self.start_campaign)
 

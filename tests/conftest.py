@@ -9,15 +9,47 @@ os.environ["EMTUI_CONFIG"] = os.devnull
 for _name in [n for n in os.environ if n.startswith("EMTUI_") and n not in ("EMTUI_CONFIG", "EMTUI_FIXTURES")]:
     del os.environ[_name]
 
+import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from db import open_store
+from emtui.loading import pending_loads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+LOADS_TIMEOUT_S = 60.0
+
+
+async def wait_for_loads(pilot: Pilot, pause) -> None:
+    """Until no database read of the app is out (a read's result may start the next one: a detail pane)."""
+    deadline = time.monotonic() + LOADS_TIMEOUT_S
+    while pending := pending_loads(pilot.app):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"database reads still out after {LOADS_TIMEOUT_S:.0f} s: {pending}")
+        await asyncio.sleep(0.005)
+        await pause(pilot)
+
+
+@pytest.fixture(autouse=True)
+def pauses_wait_for_reads(monkeypatch):
+    """The TUI reads the database in threads (emtui.loading): a test's ``pilot.pause()`` (no delay) also
+    waits until the reads its keys started are on the screen — what a person sees once the screen has
+    loaded. ``pilot.pause(delay)`` stays a plain wait."""
+    plain = Pilot.pause
+
+    async def pause(self: Pilot, delay: float | None = None) -> None:
+        await plain(self, delay)
+        if delay is None:
+            await wait_for_loads(self, plain)
+
+    monkeypatch.setattr(Pilot, "pause", pause)
 
 
 @pytest.fixture

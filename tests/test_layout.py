@@ -144,17 +144,25 @@ async def test_read_question_key_has_an_id_and_warns_without_a_question(demo_sto
 # -- Eval queue: the error of a failed job ------------------------------------------------------------
 
 
-async def test_queue_shows_the_error_at_80_columns_and_enter_reads_the_job(demo_store):
+async def test_queue_shows_progress_at_80_columns_and_the_error_of_the_highlighted_job(demo_store):
     app = create_app(demo_store, keymap={})
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")
         await pilot.pause()
         jobs = app.screen.query_one("#jobs-table", PagedTable)
         lines = drawn(jobs)
-        assert lines[0].split() == ["#", "Kind", "Status", "Progress", "Queued", "Error"]
+        # per job its progress bar, rate, ETA and tries; the error is the detail pane's at 80 columns
+        assert lines[0].split() == ["#", "Kind", "Status", "Progress", "Rate", "ETA", "Tries"]
+        assert all(len(ln) <= 80 for ln in lines)
         failed = next(ln for ln in lines if " failed " in ln)
-        assert "01-02 03:04" in failed and "ThrottlingException" in failed
-        await pilot.press("down", "down", "enter")
+        assert "%" in failed  # its bar, where it stopped
+        await pilot.press("down", "down")  # job 1, the failed one
+        await pilot.pause()
+        pane = app.screen.query_one("#job-detail")
+        detail = "\n".join(drawn(pane))
+        assert Text.from_markup(pane.border_title).plain == "Job 1 · judge" and "failed" in detail
+        assert "ThrottlingException" in detail and "worker-a" in detail
+        await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, FullTextScreen)
         text = app.screen.content().plain

@@ -25,6 +25,8 @@ from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_fro
 from textual.widgets import DataTable, Input, Markdown, Static
 
 import db
+from conftest import wait_for_loads
+from emtui.loading import pending_loads
 from emtui.room import AnnotatorApp, RoomCampaignsScreen, RoomKeysScreen, create_annotator_app
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, MarkdownText, NoteScreen, RatingScreen
 from engine.annotation import AnnotationSession, adjudicate, create_campaign, disagreements
@@ -142,14 +144,19 @@ class Walk:
         event = events.Key(key, char)
         event.set_sender(self.app)
         await self.app._post_message(event)  # what the driver does for a key from the terminal
-        last = None
-        for round_ in range(12):  # a key travels app -> screen -> widget -> binding: a few rounds; then until
-            await self.pilot._wait_for_screen()  # the screen on top (a new one composing) stays the same
-            if self.quit:
-                break
-            if round_ >= 2 and self.app.screen is last:
-                break
-            last = self.app.screen
+        for _ in range(4):
+            last = None
+            for round_ in range(12):  # a key travels app -> screen -> widget -> binding: a few rounds; then until
+                await self.pilot._wait_for_screen()  # the screen on top (a new one composing) stays the same
+                if self.quit:
+                    return
+                if round_ >= 2 and self.app.screen is last:
+                    break
+                last = self.app.screen
+            if not pending_loads(self.app):
+                return
+            # the database reads the key started (in threads), and what their results start in turn
+            await wait_for_loads(self.pilot, lambda pilot: pilot._wait_for_screen())
 
     @property
     def quit(self) -> bool:

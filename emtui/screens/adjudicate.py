@@ -6,6 +6,7 @@ question and answer and each annotator's rating are shown below — still blind 
 condition. Typing a value and Enter records the lead's resolution (stored apart: the raw
 ratings are never changed); the lead is the session's annotator name, and may not be one of
 the item's raters (:func:`engine.annotation.adjudicate` refuses it; the screen says so first).
+Every read and the resolution run in threads (:mod:`emtui.loading`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from emtui.faults import says_faults
+from emtui.loading import Loads
 from emtui.screens.rate import answer_text, digit_bindings, plain
+from emtui.widgets.paged_table import LOADING
 from engine.text import flat
 
 
@@ -28,7 +31,7 @@ def _num(v: float | None) -> str:
     return "—" if v is None else f"{v:g}"
 
 
-class AdjudicationScreen(Screen):
+class AdjudicationScreen(Loads, Screen):
     BINDINGS = [
         *digit_bindings("adjudicate"),
         Binding("enter", "resolve", "Resolve", priority=True, id="adjudicate.resolve"),
@@ -41,6 +44,8 @@ class AdjudicationScreen(Screen):
         super().__init__()
         self.campaign = campaign
         self.rows: list[dict[str, Any]] = []
+        self.ratings: list[dict[str, Any]] = []
+        self.scale: Any = None  # the campaign's scale, once read
         self.typed = ""
 
     @property
@@ -58,15 +63,24 @@ class AdjudicationScreen(Screen):
 
     @says_faults
     def on_mount(self) -> None:
-        self.load()
+        self.query_one("#adjudicate-status", Static).update(Text(LOADING, style="dim"))
+        self.read_items()
 
-    def load(self) -> None:
+    def read_items(self) -> None:
+        """The campaign's disagreements and its human ratings, read in a thread."""
         from engine.annotation import campaign_scale, disagreements, get_campaign
 
-        campaign = get_campaign(self.store, self.campaign)
-        self.scale = campaign_scale(campaign)
-        self.rows = disagreements(self.store, self.campaign)
-        self.ratings = self.store.campaign_rating_rows(int(campaign["id"]))  # human ratings only
+        store, name = self.store, self.campaign
+
+        def read() -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+            campaign = get_campaign(store, name)
+            return (campaign_scale(campaign), disagreements(store, name),
+                    store.campaign_rating_rows(int(campaign["id"])))  # human ratings only
+
+        self.load("items", read, self.show_items)
+
+    def show_items(self, got: tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        self.scale, self.rows, self.ratings = got
         table = self.query_one("#adjudicate-table", DataTable)
         cursor = table.cursor_row
         table.clear(columns=True)
@@ -96,13 +110,19 @@ class AdjudicationScreen(Screen):
         self.show_item()
 
     def show_item(self) -> None:
+        """The highlighted item: its question and answer(s) read in a thread."""
         row = self.current()
         box = self.query_one("#adjudicate-item", Static)
         if row is None:
+            self.forget_load("item")
             box.update(Text("Nothing to adjudicate: the annotators agree within the threshold."))
             self.show_entry()
             return
-        item = self.store.item_view_row(int(row["item_id"]))
+        store, item_id = self.store, int(row["item_id"])
+        self.load("item", lambda: store.item_view_row(item_id), lambda item: self.show_item_text(row, item))
+
+    def show_item_text(self, row: dict[str, Any], item: dict[str, Any]) -> None:
+        box = self.query_one("#adjudicate-item", Static)
         text = Text()
         text.append("Ratings\n", style="bold")  # first: what the lead resolves
         for r in self.item_ratings(row):
@@ -145,6 +165,8 @@ class AdjudicationScreen(Screen):
         self.query_one("#adjudicate-entry", Static).update(text)
 
     def action_digit(self, digit: str) -> None:
+        if self.scale is None:  # not read yet
+            return
         if self.scale.accepts_prefix(self.typed + digit):
             self.typed += digit
         else:
@@ -160,20 +182,27 @@ class AdjudicationScreen(Screen):
 
         row = self.current()
         lead = getattr(self.app, "annotator", None)
-        if row is None:
+        if row is None or self.reading("resolve"):
             return
         if not lead:
             self.notify("Say who you are first: w on the Annotate screen",
                         severity="warning")
             return
-        try:
-            adjudicate(self.store, self.campaign, row["code"], value=self.typed, lead=lead, metric=row["metric"])
-        except AnnotationError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        self.typed = ""
-        self.notify(f"{row['code']}: resolved", timeout=2, markup=False)
-        self.load()
+        store, name, typed = self.store, self.campaign, self.typed
+
+        def failed(exc: BaseException) -> bool:
+            if isinstance(exc, AnnotationError):
+                self.notify(str(exc), severity="error", markup=False)
+                return True
+            return False  # a database fault: said
+
+        def resolved(_: Any) -> None:
+            self.typed = ""
+            self.notify(f"{row['code']}: resolved", timeout=2, markup=False)
+            self.read_items()
+
+        self.load("resolve", lambda: adjudicate(store, name, row["code"], value=typed, lead=lead, metric=row["metric"]),
+                  resolved, failed=failed)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -3,7 +3,9 @@ answers with each judge's score for one metric; :class:`AnswerScreen` shows one 
 question, response, every judge's scores and raw output, and its human ratings.
 
 Both are pushed over the Results screen; ``Esc`` goes back. Every text shown comes from the
-database or a model: control sequences are stripped and nothing is read as markup.
+database or a model: control sequences are stripped and nothing is read as markup. Every read runs
+in a thread (:mod:`emtui.loading`): the study's metrics and judges come read already (the Results
+screen's ``facts``), the answers a page at a time, an answer's judgments and ratings when it opens.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from textual.widgets import Footer, Static
 
 from db import Page
 from emtui.screens.base import AreaScreen, shown_text
+from emtui.widgets.paged_table import LOADING, Col, PagedTable
 from engine.em_rule import describe
-from emtui.widgets.paged_table import Col, PagedTable
 from engine.text import flat, one_line, strip_control
 
 EM = "em_rate"
@@ -57,7 +59,9 @@ class AnswersScreen(AreaScreen):
     ]
 
     def __init__(self, *, study_id: int, study_name: str, condition_id: int, condition: str, metric: str,
-                 em: dict[str, Any] | None = None) -> None:
+                 facts: dict[str, Any], em: dict[str, Any] | None = None) -> None:
+        """``facts``: the study's ``metrics``, ``human_metrics`` and ``judges``, read before (in a thread:
+        :func:`emtui.screens.results.study_facts`)."""
         super().__init__()
         self.study_id = study_id
         self.study_name = study_name
@@ -65,15 +69,15 @@ class AnswersScreen(AreaScreen):
         self.condition = condition
         self.em = em or None
         # the judges' metrics, then those only people rated (a human-rated study may have no judges)
-        self.human_metrics = self.store.study_human_metrics(study_id)
-        judged = self.store.study_metrics(study_id)
+        self.human_metrics: list[str] = list(facts["human_metrics"])
+        judged: list[str] = list(facts["metrics"])
         self.metrics = judged + [m for m in self.human_metrics if m not in judged]
         # an EM rate is computed from one metric (and coherence): list that metric's scores
         self.metric = (em or {}).get("metric", metric) if metric == EM else metric
         if self.metric not in self.metrics and self.metrics:
             self.metric = self.metrics[0]
         self.from_em = metric == EM
-        self.judges = self.store.study_judges(study_id)
+        self.judges: list[dict[str, Any]] = list(facts["judges"])
         self.labels = judge_labels(self.judges)
 
     def body(self) -> ComposeResult:
@@ -103,6 +107,7 @@ class AnswersScreen(AreaScreen):
             f"Answers of {one_line(self.condition, 30)}: scores for {one_line(self.metric, 20)} (Enter: open)")
 
     def fetch(self, limit: int, offset: int) -> Page:
+        """A page of answers with each judge's score for the metric shown (in a thread)."""
         page = self.store.answers_page(self.condition_id, limit=limit, offset=offset)
         for r in page.rows:
             r["id"] = r["generation_id"]
@@ -180,7 +185,7 @@ class AnswerScreen(AreaScreen):
     def body(self) -> ComposeResult:
         with Vertical():
             with VerticalScroll(id="answer-scroll"):
-                yield Static(id="answer-text")
+                yield Static(Text(LOADING, style="dim"), id="answer-text")
 
     def on_mount(self) -> None:
         self.query_one("#answer-scroll").border_title = Text(
@@ -190,10 +195,12 @@ class AnswerScreen(AreaScreen):
         self.app.pop_screen()
 
     def after_reload(self) -> None:
-        self.query_one("#answer-text", Static).update(self.content())
+        store, generation_id = self.store, int(self.row["generation_id"])
+        self.load("answer", lambda: (store.generation_judgments(generation_id), store.generation_ratings(generation_id)),
+                  lambda got: self.query_one("#answer-text", Static).update(self.content(*got)))
 
-    def human_ratings(self) -> str:
-        ratings = self.store.generation_ratings(int(self.row["generation_id"]))
+    @staticmethod
+    def human_ratings(ratings: list[dict[str, Any]]) -> str:
         if not ratings:
             return "no human ratings"
         # model raters are listed apart, so no one mistakes them for people
@@ -202,7 +209,8 @@ class AnswerScreen(AreaScreen):
                  + ("  [flagged]" if r["flagged"] else "") for r in ratings]
         return "\n".join(lines)
 
-    def content(self) -> Text:
+    def content(self, judgments: list[dict[str, Any]], ratings: list[dict[str, Any]]) -> Text:
+        """The answer in full, from its row and its ``judgments`` and ``ratings`` (read in a thread)."""
         r = self.row
         text = Text()
 
@@ -229,7 +237,6 @@ class AnswerScreen(AreaScreen):
             where.append(f"paraphrase {r['paraphrase']}")
         where.append(f"sample {r.get('sample_index') or 0}")
         field("Item", ", ".join(str(w) for w in where))
-        judgments = self.store.generation_judgments(int(r["generation_id"]))
         head(f"Scores by judge ({one_line(self.metric, 30)} first)")
         by_judgment: dict[int, list[dict[str, Any]]] = {}
         for j in judgments:
@@ -273,5 +280,5 @@ class AnswerScreen(AreaScreen):
                     text.append(f"\n{strip_control(s['metric'])} raw: ", style="bold")
                     text.append(raw)
         head("Human ratings")
-        text.append(strip_control(self.human_ratings()))  # names and notes are untrusted
+        text.append(strip_control(self.human_ratings(ratings)))  # names and notes are untrusted
         return text

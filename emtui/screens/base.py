@@ -1,4 +1,8 @@
-"""What every area screen shares: header and footer, a refresh key, reload on every visit."""
+"""What every area screen shares: header and footer, a refresh key, reload on every visit.
+
+Every read runs in a thread worker (:mod:`emtui.loading`): :meth:`AreaScreen.reload` asks each
+table for its page and :meth:`AreaScreen.after_reload` starts the screen's other reads; what
+follows a table's rows (a detail pane) answers :class:`PagedTable.PageShown`."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from textual.widgets import Footer, Header
 
 from db import Page
 from emtui.faults import says_faults
+from emtui.loading import Loads
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.paged_table import PagedTable
 from engine.settings import Settings
@@ -58,7 +63,7 @@ def lines(*parts: tuple[str, str]) -> Text:
     return text
 
 
-class AreaScreen(Screen):
+class AreaScreen(Loads, Screen):
     """One area of the workbench. Subclasses yield their body from :meth:`body`."""
 
     AREA = ""
@@ -89,13 +94,13 @@ class AreaScreen(Screen):
 
     @says_faults
     def reload(self) -> None:
-        """Query the database again for everything this screen shows."""
+        """Read everything this screen shows again (in threads: this returns at once)."""
         for table in self.query(PagedTable):
             table.reload()
         self.after_reload()
 
     def after_reload(self) -> None:
-        """Hook: update what depends on the tables (detail panes)."""
+        """Hook: start the screen's reads other than its tables' pages (counts, a summary)."""
 
     def action_reload(self) -> None:
         self.reload()

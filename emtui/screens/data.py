@@ -7,6 +7,8 @@ next tab; ``Enter`` on a question opens it in full.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from textual.app import ComposeResult
@@ -56,25 +58,37 @@ class DataScreen(AreaScreen):
                 yield PagedTable(
                     [Col("key", "Id", 18), Col("paraphrase", "#", 2, justify="right"),
                      Col("category", "Category", 10), Col("text", "Question", max(20, width - 42))],
-                    self._questions, id="questions-table", empty="Select an eval set to list its questions")
+                    self._questions_of(None), id="questions-table",
+                    empty="Select an eval set to list its questions")
 
     def on_mount(self) -> None:
         for table_id, title in (("datasets-table", "Datasets"), ("models-table", "Models"),
                                 ("eval-sets-table", "Eval sets"), ("questions-table", "Questions (Enter: read)")):
             self.query_one(f"#{table_id}").border_title = title
 
-    def _questions(self, limit: int, offset: int) -> Page:
+    def _questions_of(self, eval_set_id: int | None) -> Callable[..., Page]:
+        """What the questions table reads (in a thread): the questions of one eval set."""
+        self.questions_of = eval_set_id
+        if eval_set_id is None:
+            return lambda limit, offset: Page([], 0, 0, limit)
+        return partial(self.store.list_questions, eval_set_id)
+
+    def follow_eval_set(self) -> None:
+        """The questions follow the highlighted eval set (from their first page when it changed)."""
         row = self.query_one("#eval-sets-table", PagedTable).selected_row()
-        if row is None:
-            return Page([], 0, 0, limit)
-        return self.store.list_questions(int(row["id"]), limit=limit, offset=offset)
+        set_id = int(row["id"]) if row else None
+        if set_id != self.questions_of:
+            self.query_one("#questions-table", PagedTable).show_from(self._questions_of(set_id))
 
     @says_faults
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "eval-sets-table":
-            questions = self.query_one("#questions-table", PagedTable)
-            questions.page_offset = 0
-            questions.reload()
+            self.follow_eval_set()
+
+    @says_faults
+    def on_paged_table_page_shown(self, event: PagedTable.PageShown) -> None:
+        if event.table.id == "eval-sets-table":
+            self.follow_eval_set()
 
     @says_faults
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -1,6 +1,15 @@
-"""Eval queue: the jobs table — what is queued, running, done or failed — with cancel and retry."""
+"""Eval queue: the jobs — what is queued, running, done or failed — each with its progress bar, rate,
+ETA and tries; the highlighted job's detail with the last lines of its log; cancel and retry.
+
+Everything is read in threads (:mod:`emtui.loading`) and read again every :data:`POLL_S` seconds
+while the screen is shown, so a worker in another process (or one started before an SSH session
+dropped) shows its progress as it goes; a poll never starts while the last one still reads. What
+the screen takes from a job row goes through :mod:`emtui.job_view`.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -9,10 +18,14 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from emtui.faults import says_faults
+from emtui.job_view import (STATUS_STYLE, RateMeter, bar, bar_style, fmt_attempts, fmt_duration, fmt_rate, log_tail,
+                            note_of, progress_of, worker_of)
 from emtui.screens.base import AreaScreen, minute
-from emtui.widgets.paged_table import Col, PagedTable
+from emtui.widgets.paged_table import LOADING, Col, PagedTable
+from engine.text import one_line
 
-STATUS_STYLE = {"queued": "yellow", "running": "cyan", "done": "green", "failed": "red", "cancelled": "dim"}
+POLL_S = 2.0  # how often the shown queue is read again (to move to the settings)
+PROGRESS_W = 14
 
 
 def _short_minute(stamp: str) -> str:
@@ -21,8 +34,8 @@ def _short_minute(stamp: str) -> str:
 
 
 def _progress(row: dict) -> str:
-    total = row.get("progress_total")
-    return f"{row['progress_done']}/{total}" if total else str(row.get("progress_done") or "")
+    done, total = progress_of(row)
+    return f"{done}/{total}" if total else str(done or "")
 
 
 class QueueScreen(AreaScreen):
@@ -34,66 +47,182 @@ class QueueScreen(AreaScreen):
         Binding("enter", "read_job", "Read job", show=False, id="queue.read"),
     ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.meter = RateMeter()
+        self.shown_job: int | None = None  # the job the detail pane shows
+
     def body(self) -> ComposeResult:
         width = self.app.size.width or 80
-        cols = [Col("id", "#", 5, justify="right"), Col("kind", "Kind", 9), Col("status", "Status", 9),
-                Col("progress", "Progress", 9)]
-        if width >= 100:  # room for who holds it and how often it was tried
-            cols += [Col("attempts", "Tries", 5, justify="right"), Col("lease_owner", "Worker", 16),
-                     Col("created_at", "Queued (UTC)", 16, minute)]
-        else:  # 80 columns: the error needs the room (Enter shows the whole job)
-            cols.append(Col("created_at", "Queued", 11, _short_minute))
-        # borders 2, scrollbar 2, each column's padding 2, and the error's own padding
-        used = 4 + sum((c.width or 0) + 2 for c in cols) + 2
-        cols.append(Col("error", "Error", max(16, width - used)))
+        cols = [Col("id", "#", 4, justify="right"), Col("kind", "Kind", 9), Col("status", "Status", 9),
+                Col("progress", "Progress", PROGRESS_W, render=self._bar), Col("rate", "Rate", 7, justify="right"),
+                Col("eta", "ETA", 6, justify="right"), Col("tries", "Tries", 5, justify="right")]
+        if width >= 100:  # room for who holds it, when it was queued and its error
+            cols += [Col("worker", "Worker", 14), Col("created_at", "Queued (UTC)", 11, _short_minute)]
+            # borders 2, scrollbar 2, each column's padding 2, and the error's own padding
+            used = 4 + sum((c.width or 0) + 2 for c in cols) + 2
+            cols.append(Col("error", "Error", max(16, width - used)))
+        # 80 columns: the error is the detail pane's (and Enter shows the whole job)
         with Vertical():
             yield Static(id="queue-counts")
-            yield PagedTable(cols, self._jobs, id="jobs-table",
+            yield PagedTable(cols, self._jobs, id="jobs-table", prepare=self._measure,
                              empty="The queue is empty — training, generation and judging jobs appear here")
+            yield Static(id="job-detail", classes="detail")
 
     def _jobs(self, limit: int, offset: int):
+        """A page of jobs (in a thread): the row's own fields; rate and ETA are the screen's (on_paged_...)."""
         page = self.store.list_jobs(limit=limit, offset=offset)
         for row in page.rows:
-            row["progress"] = _progress(row)
+            row["tries"] = fmt_attempts(row)
+            row["worker"] = worker_of(row) or None
         return page
+
+    def _bar(self, row: dict[str, Any]) -> Text:
+        done, total = progress_of(row)
+        return bar(done, total, PROGRESS_W, bar_style(str(row.get("status"))))
 
     def on_mount(self) -> None:
         self.query_one("#jobs-table").border_title = "Jobs"
+        self.query_one("#job-detail", Static).update(LOADING)
         # a worker in another process (or over a dropped SSH session) updates the table
         self.set_interval(self.settings.tui_queue_poll_s, self._poll)
 
     def _poll(self) -> None:
-        if self.is_current:
+        table = self.query_one("#jobs-table", PagedTable)
+        if self.is_current and not table.reading() and not self.reading():
             self.reload()
 
     def after_reload(self) -> None:
-        counts = self.store.job_status_counts()
+        self.load("counts", self.store.job_status_counts, self.show_counts)
+
+    def show_counts(self, counts: dict[str, int]) -> None:
         text = Text()
         for status, n in counts.items():
-            text.append(f" {status} ", style=f"bold {STATUS_STYLE[status]}")
+            text.append(f" {status} ", style=f"bold {STATUS_STYLE.get(status, '')}")
             text.append(f"{n}  ")
         self.query_one("#queue-counts", Static).update(text)
+
+    def _measure(self, page: Any) -> None:
+        """Each poll's rows, before they are drawn: their progress seen, their rate and ETA."""
+        self.meter.forget_others({int(r["id"]) for r in page.rows})
+        for r in page.rows:
+            self.meter.observe(r)
+            rate = self.meter.rate(r)
+            r["rate"] = None if rate is None else fmt_rate(rate)
+            eta = self.meter.eta(r)
+            r["eta"] = None if eta is None else fmt_duration(eta)
+
+    @says_faults
+    def on_paged_table_page_shown(self, event: PagedTable.PageShown) -> None:
+        if event.table.id == "jobs-table":  # the highlighted job's detail, read again with the page
+            self.show_selected(force=True)
+
+    @says_faults
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "jobs-table":
+            self.show_selected()
 
     def _selected(self) -> dict | None:
         return self.query_one("#jobs-table", PagedTable).selected_row()
 
+    def show_selected(self, *, force: bool = False) -> None:
+        """The highlighted job's detail pane (its row, read again, and its log's last lines)."""
+        row = self._selected()
+        detail = self.query_one("#job-detail", Static)
+        if row is None:
+            self.shown_job = None
+            self.forget_load("detail")
+            page = self.query_one("#jobs-table", PagedTable).current_page
+            detail.update(Text("No job highlighted" if page and page.total else "No jobs yet: emtui worker runs "
+                               "what the engines queue", style="dim"))
+            detail.border_title = "Job"
+            return
+        job_id = int(row["id"])
+        if job_id == self.shown_job and not force:
+            return
+        self.shown_job = job_id
+        store, lines = self.store, self.log_lines()
+
+        def read() -> tuple[dict[str, Any] | None, str, list[str]]:
+            job = store.get_job(job_id)
+            if job is None:
+                return None, "", []
+            return (job, *log_tail(job, lines))
+
+        self.load("detail", read, self.show_detail)
+
+    def log_lines(self) -> int:
+        """How many of the log's last lines the pane has room for: two at 24 lines, more when taller."""
+        height = self.app.size.height or 24
+        return max(2, min(20, height // 3 - 6))
+
+    def show_detail(self, got: tuple[dict[str, Any] | None, str, list[str]]) -> None:
+        job, source, log = got
+        detail = self.query_one("#job-detail", Static)
+        if job is None:  # gone since the table was read
+            detail.update(Text("That job is gone from the database", style="dim"))
+            return
+        done, total = progress_of(job)
+        status = str(job["status"])
+        detail.border_title = Text(f"Job {job['id']} · {one_line(job['kind'], 40)}")
+        width = max(30, (self.app.size.width or 80) - 4)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append_text(bar(done, total, min(width, 60), bar_style(status)))
+        text.append(f"  {done:,}" + (f" of {total:,}" if total else "") + " done", style="dim")
+        text.append("\n")
+        text.append(status, style=f"bold {STATUS_STYLE.get(status, '')}")
+        rate, eta = self.meter.rate(job), self.meter.eta(job)
+        text.append(f"  tries {fmt_attempts(job)}  rate {fmt_rate(rate)}")
+        if status == "running":
+            text.append(f"  ETA {fmt_duration(eta)}")
+        worker = worker_of(job)
+        if worker:
+            text.append("  worker ", style="dim")
+            text.append(worker)
+        note = note_of(job)
+        if note:
+            text.append("  · ", style="dim")
+            text.append(note)
+        text.append("\n")
+        text.append(f"{source}: " if log else f"{source}: (nothing yet)", style="bold" if log else "dim")
+        for line in log:
+            text.append("\n")
+            text.append(line, style="red" if source == "error" else "")
+        detail.update(text)
+
+    # -- keys (the writes run in threads too: the store may be busy with a long read) -------------------------
+
     def action_cancel_job(self) -> None:
         job = self._selected()
-        if job and self.store.cancel_job(int(job["id"])):
-            self.notify(f"Cancelled job {job['id']}")
-        elif job:
-            self.notify(f"Job {job['id']} is {job['status']}: only queued or running jobs cancel",
-                        severity="warning", markup=False)
-        self.reload()
+        if job is None:
+            return
+        store, job_id = self.store, int(job["id"])
+
+        def done(ok: bool) -> None:
+            if ok:
+                self.notify(f"Cancelled job {job_id}")
+            else:
+                self.notify(f"Job {job_id} is {job['status']}: only queued or running jobs cancel",
+                            severity="warning", markup=False)
+            self.reload()
+
+        self.load("cancel", lambda: store.cancel_job(job_id), done)
 
     def action_retry_job(self) -> None:
         job = self._selected()
-        if job and self.store.retry_job(int(job["id"])):
-            self.notify(f"Job {job['id']} queued again")
-        elif job:
-            self.notify(f"Job {job['id']} is {job['status']}: only failed or cancelled jobs retry",
-                        severity="warning", markup=False)
-        self.reload()
+        if job is None:
+            return
+        store, job_id = self.store, int(job["id"])
+
+        def done(ok: bool) -> None:
+            if ok:
+                self.notify(f"Job {job_id} queued again")
+            else:
+                self.notify(f"Job {job_id} is {job['status']}: only failed or cancelled jobs retry",
+                            severity="warning", markup=False)
+            self.reload()
+
+        self.load("retry", lambda: store.retry_job(job_id), done)
 
     @says_faults
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -103,16 +232,25 @@ class QueueScreen(AreaScreen):
 
     def action_read_job(self) -> None:
         """The highlighted job in full: every field, its payload, and its error whole."""
+        row = self._selected()
+        if row is None:
+            self.notify("No job highlighted", severity="warning")
+            return
+        store, job_id = self.store, int(row["id"])
+        self.load("read", lambda: store.get_job(job_id), self.show_job)
+
+    def show_job(self, job: dict[str, Any] | None) -> None:
         from emtui.screens.fulltext import FullTextScreen
 
-        row = self._selected()
-        job = self.store.get_job(int(row["id"])) if row else None
         if job is None:
-            self.notify("No job highlighted", severity="warning")
+            self.notify("That job is gone from the database", severity="warning")
             return
         fields = [(label, "—" if job.get(key) is None else str(job[key])) for key, label in (
             ("kind", "Kind"), ("status", "Status"), ("attempts", "Tries"), ("lease_owner", "Worker"),
             ("created_at", "Queued"), ("started_at", "Started"), ("finished_at", "Finished"))]
+        fields[2] = ("Tries", fmt_attempts(job))
+        fields[3] = ("Worker", worker_of(job) or "—")
         fields.insert(3, ("Progress", _progress(job) or "—"))
         self.app.push_screen(FullTextScreen(f"Job {job['id']}", fields,
-                                            [("Error", job.get("error")), ("Payload", job.get("payload"))]))
+                                            [("Error", job.get("traceback") or job.get("error")),
+                                             ("Payload", job.get("payload"))]))

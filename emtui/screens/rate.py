@@ -11,12 +11,19 @@ deletes a digit (on an empty entry it reopens the last rating), ``u`` undo / edi
 ratings (up to 10 back), ``s`` skip, ``f`` flag for review, ``n`` a note, ``?`` the
 guidelines, Esc leaves (an edit: leaves it unchanged). Every key counts as activity: active
 time excludes pauses over 2 minutes; the item's lease is renewed while one works on it.
+
+The session's reads and writes (the next item, a rating, a skip, an undo) run in a thread
+(:mod:`emtui.loading`); keys pressed meanwhile wait and are taken in order once it is back, as they
+were when the screen waited itself — but the screen goes on drawing. The lease renewal a key may
+bring (one UPDATE, at most every 30 s) stays on the UI thread.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -26,9 +33,13 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Static
 
 from emtui.faults import fault_line
+from emtui.loading import Loads
 from emtui.screens.base import shown_text
 from engine.settings import Settings
 from engine.text import flat, strip_control
+
+A = TypeVar("A", bound=Callable[..., Any])
+
 
 def digit_bindings(prefix: str) -> list[Binding]:
     """0-9 typing a value (hidden from the footer: the entry line says what to type)."""
@@ -50,7 +61,20 @@ def answer_text(value: Any) -> Text:
     return text
 
 
-class RatingScreen(Screen):
+def in_turn(action: A) -> A:
+    """A key's action that waits while the session works in a thread, then runs in the order pressed."""
+
+    @functools.wraps(action)
+    def run(self: RatingScreen, *args: Any) -> Any:
+        if self.busy or self.deferred:
+            self.deferred.append((action, args))
+            return None
+        return action(self, *args)
+
+    return run  # type: ignore[return-value]
+
+
+class RatingScreen(Loads, Screen):
     """Rate a campaign's items as ``session``'s annotator (an :class:`engine.annotation.AnnotationSession`)."""
 
     BINDINGS = [
@@ -78,6 +102,8 @@ class RatingScreen(Screen):
         # flag and note set on the held item, by code: an undo / edit in between must not lose them
         self.marks: dict[str, tuple[bool, str | None]] = {}
         self.fault: str | None = None  # the next item could not be loaded (a database fault): Enter tries again
+        self.busy = False  # the session works in a thread: keys wait (deferred) until it is back
+        self.deferred: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
 
     def compose(self) -> ComposeResult:
         yield Static(id="rate-status")
@@ -101,17 +127,49 @@ class RatingScreen(Screen):
 
     # -- items ------------------------------------------------------------------------------------
 
+    def in_session(self, work: Callable[[], Any], then: Callable[[Any], None],
+                   failed: Callable[[Exception], bool] | None = None) -> None:
+        """``work()`` (the session's reads and writes) in a thread, then ``then(result)`` here; ``failed(exc)``
+        says an exception (True) — what it does not say is raised. Keys pressed meanwhile wait their turn."""
+        self.busy = True
+
+        def done(value: Any) -> None:
+            self.busy = False
+            then(value)
+            self.take_deferred()
+
+        def fail(exc: BaseException) -> bool:
+            self.busy = False
+            said = isinstance(exc, Exception) and failed is not None and failed(exc)
+            if not said:
+                raise exc
+            self.take_deferred()
+            return True
+
+        self.load("session", work, done, failed=fail)
+
+    def take_deferred(self) -> None:
+        """The keys pressed while the session worked, in order (until one sets it working again)."""
+        while self.deferred and not self.busy and self.is_attached:
+            action, args = self.deferred.popleft()
+            action(self, *args)
+
     def next_item(self, message: Text | str | None = None) -> None:
-        try:
-            view = self.session.next_item()
-            done = None if view is not None else self.done_text()
-        except Exception as exc:
+        """The next item (read in a thread); a database fault is said on screen (Enter tries again)."""
+        session = self.session
+
+        def work() -> tuple[Any, Text | None]:
+            view = session.next_item()
+            return view, (None if view is not None else self.done_text())
+
+        def fault(exc: Exception) -> bool:
             line = fault_line(exc, self.app.store.path)  # type: ignore[attr-defined]
             if line is None:
-                raise
+                return False
             self.show_fault(line, message)
-            return
-        self.show(view, message, done=done)
+            return True
+
+        self.in_session(work, lambda got: self.show(got[0], message, done=got[1]), fault)
 
     def show_fault(self, line: str, message: Text | str | None) -> None:
         """No item on screen: the database could not give the next one (locked, read-only, the file gone)."""
@@ -165,7 +223,8 @@ class RatingScreen(Screen):
             if self.message is not None:
                 entry.append_text(self.message)
                 entry.append("\n")
-            entry.append_text(done or self.done_text())
+            if done is not None:
+                entry.append_text(done)
             self.query_one("#rate-entry", Static).update(entry)
             return
         question = Text()
@@ -214,6 +273,7 @@ class RatingScreen(Screen):
         self.call_after_refresh(self.mark_long_question)
 
     def done_text(self) -> Text:
+        """What the rater has done (read in the session's thread: it asks the database)."""
         p = self.session.progress()
         text = Text(f"You rated {p['mine_done']} item(s) and skipped {p['mine_skipped']}. ")
         text.append("Esc: back to the campaigns.", style="dim")
@@ -275,8 +335,10 @@ class RatingScreen(Screen):
     # -- keys ---------------------------------------------------------------------------------------
 
     def on_key(self, event: Any) -> None:
-        self.activity()  # any key is activity: active time and the lease
+        if not self.busy:  # (the session's thread is activity itself)
+            self.activity()  # any key is activity: active time and the lease
 
+    @in_turn
     def action_digit(self, digit: str) -> None:
         self.activity()
         if self.view is None:
@@ -292,6 +354,7 @@ class RatingScreen(Screen):
         self.message = None
         self.show_entry()
 
+    @in_turn
     def action_backspace(self) -> None:
         self.activity()
         if self.view is None:
@@ -306,6 +369,7 @@ class RatingScreen(Screen):
         self.message = None
         self.show_entry()
 
+    @in_turn
     def action_confirm(self) -> None:
         from engine.annotation import AnnotationError, LeaseLost
 
@@ -325,43 +389,47 @@ class RatingScreen(Screen):
             self.show_entry()
             return
         editing = self.view.editing
-        try:
-            self.session.rate(keys="/".join(self.typed))
-        except LeaseLost:
-            self.next_item(Text("That item went to another annotator after a long pause; your rating was "
-                                "not recorded. Here is the next one.", style="bold yellow"))
-            return
-        except AnnotationError as exc:
-            if self.session.current is None:  # the item could not be kept (e.g. rated under this name elsewhere)
-                self.next_item(Text(flat(str(exc)), style="bold yellow"))
-            else:
-                self.say(flat(str(exc)))
-            return
-        except Exception as exc:  # a database fault: nothing was written; the item and what was typed stay
-            if not self.said(exc, "Not recorded: "):
-                raise
-            return
-        if editing:
-            # back to the item held before the edit (the session keeps its lease)
-            self.next_item(Text("Rating changed (the old one is kept in its history).", style="green"))
-        else:
-            self.next_item()
+        keys = "/".join(self.typed)
 
+        def failed(exc: Exception) -> bool:
+            if isinstance(exc, LeaseLost):
+                self.next_item(Text("That item went to another annotator after a long pause; your rating was "
+                                    "not recorded. Here is the next one.", style="bold yellow"))
+                return True
+            if isinstance(exc, AnnotationError):
+                if self.session.current is None:  # the item could not be kept (e.g. rated under this name elsewhere)
+                    self.next_item(Text(flat(str(exc)), style="bold yellow"))
+                else:
+                    self.say(flat(str(exc)))
+                return True
+            # a database fault: nothing was written; the item and what was typed stay
+            return self.said(exc, "Not recorded: ")
+
+        def rated(_: Any) -> None:
+            if editing:
+                # back to the item held before the edit (the session keeps its lease)
+                self.next_item(Text("Rating changed (the old one is kept in its history).", style="green"))
+            else:
+                self.next_item()
+
+        self.in_session(lambda: self.session.rate(keys=keys), rated, failed)
+
+    @in_turn
     def action_undo(self) -> None:
         self.activity()
-        try:
-            view = self.session.undo()
-        except Exception as exc:
-            if not self.said(exc):
-                raise
-            return
-        if view is None:
-            which = "the last 10" if self.session.reopen_after is None else "the last 10 made since the room opened"
-            self.say(f"Nothing (more) to undo: {which} ratings can be changed", style="bold yellow")
-            return
-        self.show(view, Text("Type the new rating and Enter; u again: the one before; Esc: keep it",
-                             style="bold"))
 
+        def undone(view: Any) -> None:
+            if view is None:
+                which = ("the last 10" if self.session.reopen_after is None
+                         else "the last 10 made since the room opened")
+                self.say(f"Nothing (more) to undo: {which} ratings can be changed", style="bold yellow")
+                return
+            self.show(view, Text("Type the new rating and Enter; u again: the one before; Esc: keep it",
+                                 style="bold"))
+
+        self.in_session(self.session.undo, undone, self.said)
+
+    @in_turn
     def action_skip(self) -> None:
         self.activity()
         if self.view is None:
@@ -370,14 +438,11 @@ class RatingScreen(Screen):
             self.session.cancel_edit()
             self.next_item()
             return
-        try:
-            self.session.skip()
-        except Exception as exc:
-            if not self.said(exc, "Not skipped: "):
-                raise
-            return
-        self.next_item(Text("Skipped: it will not come back to you.", style="dim"))
+        self.in_session(self.session.skip, lambda _: self.next_item(Text("Skipped: it will not come back to you.",
+                                                                          style="dim")),
+                        lambda exc: self.said(exc, "Not skipped: "))
 
+    @in_turn
     def action_flag(self) -> None:
         self.activity()
         if self.view is None:
@@ -388,6 +453,7 @@ class RatingScreen(Screen):
         self.show_status()
         self.say("Flagged for review (kept with your rating or skip)" if on else "Flag removed", style="bold")
 
+    @in_turn
     def action_note(self) -> None:
         self.activity()
         if self.view is None:
@@ -409,10 +475,12 @@ class RatingScreen(Screen):
 
         self.app.push_screen(NoteScreen(self.note or ""), done)
 
+    @in_turn
     def action_guidelines(self) -> None:
         self.activity()
         self.app.push_screen(GuidelinesScreen(self.session.campaign.get("guidelines") or "", self.session.scale.help))
 
+    @in_turn
     def action_back(self) -> None:
         if self.view is not None and self.view.editing:
             self.session.cancel_edit()
@@ -480,9 +548,10 @@ class GuidelinesScreen(ModalScreen[None]):
             yield MarkdownText(self.guidelines or "*This campaign has no guidelines.*", id="guidelines-text")
 
 
-class AnnotatorNameScreen(ModalScreen[str | None]):
+class AnnotatorNameScreen(Loads, ModalScreen[str | None]):
     """Who is rating: the name every rating is recorded under. ``check`` says why a name cannot be used
-    (shown, and the name is asked again); ``cancel`` says what Esc does."""
+    (shown, and the name is asked again; it runs in a thread: it may ask the database); ``cancel`` says
+    what Esc does."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="annotate.name-cancel")]
 
@@ -502,11 +571,18 @@ class AnnotatorNameScreen(ModalScreen[str | None]):
         name = event.value.strip()
         if not name:
             return
-        problem = self.check(name) if self.check is not None else None
-        if problem:
-            self.query_one("#name-problem", Static).update(Text(problem, style="bold red"))
+        if self.check is None:
+            self.dismiss(name)
             return
-        self.dismiss(name)
+        check = self.check
+
+        def checked(problem: str | None) -> None:
+            if problem:
+                self.query_one("#name-problem", Static).update(Text(problem, style="bold red"))
+                return
+            self.dismiss(name)
+
+        self.load("check", lambda: check(name), checked)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -514,19 +590,20 @@ class AnnotatorNameScreen(ModalScreen[str | None]):
 
 def open_rating(app: Any, campaign: str) -> None:
     """Open blind rating of ``campaign`` as ``app.annotator`` (the workbench and the annotator's
-    room both do); a problem is said, not raised."""
+    room both do); the session (which joins the campaign: reads and writes) starts in a thread; a
+    problem is said, not raised."""
     from engine.annotation import AnnotationError, AnnotationSession
 
-    try:
-        settings = getattr(app, "settings", None) or Settings()
-        session = AnnotationSession(app.store, campaign, app.annotator or "", kind="human",
-                                    reopen_after=getattr(app, "reopen_after", None),
-                                    renew_s=settings.annotation_renew_s, idle_gap_s=settings.annotation_idle_gap_s)
-    except AnnotationError as exc:
-        app.notify(str(exc), severity="error", timeout=8, markup=False)
-        return
-    except Exception as exc:  # a database fault (locked, read-only, the file gone): said, nothing opened
-        if not app.say_fault(exc):
-            raise
-        return
-    app.push_screen(RatingScreen(session))
+    store, annotator, reopen_after = app.store, app.annotator or "", getattr(app, "reopen_after", None)
+    settings = getattr(app, "settings", None) or Settings()
+
+    def failed(exc: BaseException) -> bool:
+        if isinstance(exc, AnnotationError):
+            app.notify(str(exc), severity="error", timeout=8, markup=False)
+            return True
+        return False  # a database fault (locked, read-only, the file gone): said, nothing opened
+
+    app.load("open-rating",
+             lambda: AnnotationSession(store, campaign, annotator, kind="human", reopen_after=reopen_after,
+                                       renew_s=settings.annotation_renew_s, idle_gap_s=settings.annotation_idle_gap_s),
+             lambda session: app.push_screen(RatingScreen(session)), failed=failed)

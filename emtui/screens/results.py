@@ -3,9 +3,16 @@ judge), a bar chart with CI whiskers, EM / coherence / refusal rates, breakdowns
 checkpoint (with curves), question, category and trigger, agreement among judges, comparisons
 between conditions, and drill-down to the answers behind a cell.
 
-The numbers are :func:`engine.summary.build_summary`'s, computed in a thread (the screen never
-waits on them) with fewer bootstrap resamples than ``emtui summary`` (the tables say how many),
-and kept per study until ``r`` asks the database again.
+The numbers are :func:`engine.summary.build_summary`'s, computed in a child process (the screen never
+waits on them, and its numpy never holds the UI's GIL: :mod:`emtui.summary_process`) with fewer
+bootstrap resamples than ``emtui summary`` (the tables say how many),
+and kept per study until ``r`` asks the database again. Every other read (the counts, the
+studies, a study's conditions and metrics) runs in a thread too (:mod:`emtui.loading`).
+
+New answers, judgments or ratings — written by a worker, an annotator, another terminal — are
+noticed within :data:`POLL_S` seconds by the store's data version (:meth:`db.Store.data_version`):
+the counts are read again at once, and the status line says the summary's numbers are stale
+until ``r`` computes them again (a study that had no scores gets its summary by itself).
 """
 
 from __future__ import annotations
@@ -13,17 +20,17 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
-from emtui.faults import says_faults
+from emtui.faults import fault_line, says_faults
 from emtui.screens.base import AreaScreen, lines
+from emtui.summary_process import ComputeFailed
 from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
-from emtui.widgets.paged_table import Col, PagedTable
+from emtui.widgets.paged_table import LOADING, Col, PagedTable
 from engine.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
 from engine.text import flat, one_line, strip_control
 
@@ -35,6 +42,18 @@ EM = "em_rate"
 # vary within a condition); `b` offers these on top, computed when asked (questions are many)
 ON_REQUEST = ("question",)
 SPARKS = "▁▂▃▄▅▆▇█"
+POLL_S = 2.0  # how often the shown screen asks whether the results changed (to move to the settings)
+# what a change of each of the data version's counters is called (db.Store.data_version)
+CHANGED = {"generations": "new answers", "conditions": "new answers", "judgments": "new judgments",
+           "judgment_scores": "new judgments", "ratings": "new ratings", "adjudications": "new ratings",
+           "study_em_rules": "a new EM rule", "changes": "changes"}
+
+
+def what_changed(then: dict[str, int], now: dict[str, int]) -> str:
+    """``new judgments, new ratings``: what differs between two data versions."""
+    keys = [*CHANGED, *sorted((set(then) | set(now)) - set(CHANGED))]
+    said = dict.fromkeys(CHANGED.get(k, "changes") for k in keys if then.get(k) != now.get(k))
+    return ", ".join(said) or "changes"
 
 
 def clean(value: Any, style: str = "", *, justify: str = "left") -> Text:
@@ -76,6 +95,35 @@ def sparkline(values: list[float | None], low: float, high: float) -> str:
     return "".join(out)
 
 
+def elsewhere(store: Any, what: str, *args: Any) -> Any:
+    """A summary or breakdowns (:mod:`emtui.summary_process`), in a child process; called in a thread
+    worker, whose cancellation kills the child. An in-memory database (no file to share) is computed
+    here instead."""
+    from textual.worker import get_current_worker
+
+    from emtui import summary_process
+
+    if str(store.path) == ":memory:":
+        try:
+            return summary_process.WHAT[what](store, *args)
+        except Exception as exc:  # noqa: BLE001 - a database fault is raised, anything else shown
+            if fault_line(exc, store.path) is not None:
+                raise
+            raise summary_process.ComputeFailed(f"{type(exc).__name__}: {exc}") from None
+    worker = get_current_worker()
+    return summary_process.compute(store.path, what, *args, cancelled=lambda: worker.is_cancelled)
+
+
+def study_facts(store: Any, study_id: int) -> dict[str, Any]:
+    """What the screen needs of a study besides its summary (read in a thread): whether it has
+    scores, its conditions, the judges' and the people's metrics, its judges, its checkpoints."""
+    metrics = store.study_metrics(study_id)
+    human = store.study_human_metrics(study_id)
+    return {"scored": bool(metrics or human), "metrics": metrics, "human_metrics": human,
+            "conditions": store.study_condition_rows(study_id), "judges": store.study_judges(study_id),
+            "checkpoints": store.study_checkpoint_count(study_id)}
+
+
 class ResultsScreen(AreaScreen):
     AREA = "results"
     AUTO_FOCUS = "#results-grid"
@@ -92,13 +140,15 @@ class ResultsScreen(AreaScreen):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.studies: list[dict[str, Any]] = []
+        self.studies: list[dict[str, Any]] | None = None  # None: not read yet
         self.study_id: int | None = None
-        self.has_scores: dict[int, bool] = {}
+        # per study id, read in a thread: whether it has scores, its conditions, metrics, judges, checkpoints
+        self.facts: dict[int, dict[str, Any]] = {}
         self.reports: dict[int, dict[str, Any]] = {}  # computed summaries, per study id
+        self.report_versions: dict[int, dict[str, int]] = {}  # the data version each summary was computed at
         self.errors: dict[int, str] = {}
-        self.pending: set[int] = set()
-        self.epoch = 0  # bumped by `r`: a summary started before it is dropped when it arrives
+        self.pending: set[int] = set()  # studies whose summary is being computed
+        self.version: dict[str, int] | None = None  # the data version last seen
         self.judge_index = 0  # 0: the panel, then each judge
         self.metric_index = 0
         self.view_index = 0
@@ -135,12 +185,15 @@ class ResultsScreen(AreaScreen):
         self.query_one(Footer).compact = True  # eight keys in 80 columns
         # every column counts answers: judged (by one judge or more), with a failed judgment, rated by a person
         self.query_one("#results-table").border_title = "Answers per condition: judged, failed, rated by people"
+        self.query_one("#results-status", Static).update(Text(LOADING, style="dim"))
+        # answers, judgments and ratings written elsewhere (a worker, an annotator): noticed within POLL_S
+        self.set_interval(POLL_S, self.poll_version)
 
     # -- what is shown ----------------------------------------------------------------------------
 
     @property
     def study(self) -> dict[str, Any] | None:
-        return next((s for s in self.studies if s["id"] == self.study_id), None)
+        return next((s for s in self.studies or [] if s["id"] == self.study_id), None)
 
     @property
     def report(self) -> dict[str, Any] | None:
@@ -173,36 +226,105 @@ class ResultsScreen(AreaScreen):
     # -- loading ------------------------------------------------------------------------------------
 
     def after_reload(self) -> None:
-        s = self.store
-        self.query_one("#results-totals", Static).update(lines(
-            ("Answers", f"{s.count('generations')}   judgments {s.count('judgments')}   "
-                        f"scores {s.count('judgment_scores')}   ratings {s.count('ratings')}"),
-        ))
-        self.studies = s.list_studies(limit=1_000_000).rows
-        ids = [st["id"] for st in self.studies]
-        # a study without scores may have gained some since: ask again (a study with scores keeps them)
-        self.has_scores = {i: True for i, v in self.has_scores.items() if v}
+        """The counts, the studies and the data version, read in a thread; then the shown study's facts
+        and summary (:meth:`show`)."""
+        store = self.store
+
+        def read() -> tuple[str, list[dict[str, Any]], dict[str, int]]:
+            version = store.data_version()  # first: a write after it makes the numbers read below stale
+            totals = (f"{store.count('generations')}   judgments {store.count('judgments')}   "
+                      f"scores {store.count('judgment_scores')}   ratings {store.count('ratings')}")
+            return totals, store.list_studies(limit=1_000_000).rows, version
+
+        self.load("overview", read, self.overview_read)
+
+    def overview_read(self, got: tuple[str, list[dict[str, Any]], dict[str, int]]) -> None:
+        totals, studies, version = got
+        self.query_one("#results-totals", Static).update(lines(("Answers", totals)))
+        self.studies = studies
+        self.version = version
+        ids = [st["id"] for st in studies]
+        # a study without scores may have gained some since: ask again (a study with scores keeps its facts)
+        self.facts = {i: f for i, f in self.facts.items() if f["scored"] and i in ids}
         if self.study_id not in ids:  # first visit, or the study is gone: the first with scores
             self.study_id = next((i for i in ids if self.scored(i)), ids[0] if ids else None)
+            if self.study_id is not None and not self.scored(self.study_id) and len(ids) > 1:
+                self.find_scored(ids)
+                return
         self.show()
 
+    def find_scored(self, ids: list[int]) -> None:
+        """First visit: the first study with scores is shown (its facts read in a thread)."""
+        store = self.store
+
+        def read() -> dict[int, dict[str, Any]]:
+            found: dict[int, dict[str, Any]] = {}
+            for i in ids:
+                found[i] = study_facts(store, i)
+                if found[i]["scored"]:
+                    break
+            return found
+
+        def then(found: dict[int, dict[str, Any]]) -> None:
+            self.facts.update(found)
+            if self.study_id not in self.facts or not self.facts[self.study_id]["scored"]:
+                self.study_id = next((i for i in ids if self.scored(i)), self.study_id)
+            self.show()
+
+        self.load("facts", read, then)
+
     def scored(self, study_id: int | None) -> bool:
-        """Whether a study has any judged or human-rated answers (remembered once it has)."""
-        if study_id is None:
-            return False
-        if study_id not in self.has_scores:
-            self.has_scores[study_id] = bool(self.store.study_metrics(int(study_id))
-                                             or self.store.study_human_metrics(int(study_id)))
-        return self.has_scores[study_id]
+        """Whether a study has any judged or human-rated answers, as far as its facts are read."""
+        return study_id is not None and bool(self.facts.get(study_id, {}).get("scored"))
+
+    def ensure_facts(self) -> bool:
+        """Whether the shown study's facts are here; when not, they are read (in a thread) and shown."""
+        sid = self.study_id
+        if sid is None or sid in self.facts:
+            return True
+        store = self.store
+
+        def then(facts: dict[str, Any]) -> None:
+            self.facts[sid] = facts
+            if sid == self.study_id:
+                self.show()
+
+        self.load("facts", lambda: study_facts(store, sid), then)
+        return False
+
+    def poll_version(self) -> None:
+        """Every POLL_S while shown: has anything the numbers come from changed (in a thread)?"""
+        if self.is_current and not self.reading("version") and not self.reading("overview"):
+            self.load("version", self.store.data_version, self.version_read)
+
+    def version_read(self, version: dict[str, int]) -> None:
+        if version == self.version:
+            return
+        self.facts.clear()  # conditions, metrics, scores may have come: read again (the summaries stay)
+        # cheap: the counts and the studies' facts; the summaries are said to be stale (r computes them)
+        self.query_one("#results-table", PagedTable).reload()
+        self.after_reload()
+
+    def stale(self) -> str | None:
+        """What changed since the shown study's summary was computed, or None when nothing did."""
+        sid = self.study_id
+        then = self.report_versions.get(sid) if sid is not None and sid in self.reports else None
+        if then is None or self.version is None or then == self.version:
+            return None
+        return what_changed(then, self.version)
 
     def action_reload(self) -> None:
         """``r``: forget the computed summaries and compute the shown study's again."""
+        for sid in self.pending:
+            self.forget_load(f"summary-{sid}")
+        for sid, dim in [k for k, v in self.extra.items() if v.get("pending")]:
+            self.forget_load(f"breakdown-{sid}-{dim}")
         self.reports.clear()
+        self.report_versions.clear()
         self.extra.clear()
         self.errors.clear()
-        self.has_scores.clear()
+        self.facts.clear()
         self.pending.clear()
-        self.epoch += 1
         super().action_reload()
 
     def ensure_report(self) -> None:
@@ -212,31 +334,31 @@ class ResultsScreen(AreaScreen):
         if not self.scored(sid):
             return
         self.pending.add(sid)
-        self.compute(sid, study["name"], self.epoch)
+        store, name = self.store, study["name"]
+        resamples, agreement_resamples = self.settings.tui_resamples, self.settings.tui_agreement_resamples
 
-    @work(thread=True, group="results-summary")
-    def compute(self, study_id: int, name: str, epoch: int) -> None:
-        from engine.summary import SummaryOptions, build_summary  # numpy: only once results are wanted
+        def compute() -> tuple[dict[str, Any] | None, str | None, dict[str, int]]:
+            version = store.data_version()  # before: what is written while it computes makes it stale
+            # engine.summary's SummaryOptions, built in the child (importing it here would import numpy)
+            options = {"study": name, "n_resamples": resamples, "agreement_resamples": agreement_resamples}
+            try:  # a database fault is raised: said in one line (the next visit tries again)
+                return elsewhere(store, "summary", options), None, version
+            except ComputeFailed as exc:  # shown on the screen, not raised into the UI
+                return None, str(exc), version
 
-        report, error = None, None
-        try:
-            report = build_summary(self.store, SummaryOptions(
-                study=name, n_resamples=self.settings.tui_resamples,
-                agreement_resamples=self.settings.tui_agreement_resamples))
-        except Exception as exc:  # noqa: BLE001 - shown on the screen, not raised into the UI
-            error = f"{type(exc).__name__}: {exc}"
-        try:
-            self.app.call_from_thread(self.computed, study_id, report, error, epoch)
-        except RuntimeError:  # the app closed meanwhile
-            pass
+        def failed(exc: BaseException) -> bool:
+            self.pending.discard(sid)
+            return False  # said as a database fault
+
+        self.load(f"summary-{sid}", compute, lambda got: self.computed(sid, *got), failed=failed)
 
     @says_faults
-    def computed(self, study_id: int, report: dict[str, Any] | None, error: str | None, epoch: int) -> None:
-        if epoch != self.epoch:  # asked for before the last `r`: a newer one is on its way
-            return
+    def computed(self, study_id: int, report: dict[str, Any] | None, error: str | None,
+                 version: dict[str, int]) -> None:
         self.pending.discard(study_id)
         if report is not None:
             self.reports[study_id] = report
+            self.report_versions[study_id] = version
         else:
             self.errors[study_id] = error or "unknown error"
         if study_id == self.study_id:
@@ -263,25 +385,39 @@ class ResultsScreen(AreaScreen):
             self.show()
 
     def show(self) -> None:
-        self.ensure_report()
+        if self.ensure_facts():
+            self.ensure_report()
         self.show_status()
-        self.show_grid()
-        self.show_chart()
-        self.show_rates()
-        self.show_breakdowns()
-        self.show_agreement()
-        self.show_comparisons()
+        self.show_view()
+
+    def show_view(self) -> None:
+        """Draw the view on screen (only it: the others are drawn when they are switched to — drawing all six
+        each time the numbers came or a key changed the judge cost the UI thread up to 0.1 s at 1M scores)."""
+        view = VIEWS[self.view_index][0]
+        if view == "scores":
+            self.show_grid()
+            self.show_chart()
+        elif view != "counts":
+            {"rates": self.show_rates, "breakdowns": self.show_breakdowns, "agreement": self.show_agreement,
+             "comparisons": self.show_comparisons}[view]()
 
     def show_status(self) -> None:
         status = self.query_one("#results-status", Static)
-        study = self.study
+        study, studies = self.study, self.studies or []
+        if self.studies is None:
+            status.update(Text(LOADING, style="dim"))
+            return
         if study is None:
             status.update(Text("No studies yet — emtui init STUDY.toml, or emtui import FORMAT PATH",
                                style="bold"))
             return
-        index = [s["id"] for s in self.studies].index(study["id"]) + 1
+        index = [s["id"] for s in studies].index(study["id"]) + 1
         first = Text(no_wrap=True, overflow="ellipsis")
-        first.append(f"Study {index}/{len(self.studies)} ", style="bold")
+        stale = self.stale()
+        if stale:  # first: a long study name must not push it off the line
+            first.append(f"stale ({stale}): r recomputes", style="bold reverse yellow")
+            first.append("  ")
+        first.append(f"Study {index}/{len(studies)} ", style="bold")
         first.append_text(clean(study["name"], "bold"))
         first.append_text(clean(f"  {study['origin']}", "dim"))
         second = Text(no_wrap=True, overflow="ellipsis")
@@ -293,22 +429,26 @@ class ResultsScreen(AreaScreen):
         dim = self.breakdown()
         second.append("  by ", style="dim")
         second.append(dim or "—")
-        n = self.store.study_checkpoint_count(int(study["id"]))
-        second.append(f"  checkpoints {n}", style="dim")
+        facts = self.facts.get(int(study["id"]))
+        second.append(f"  checkpoints {facts['checkpoints'] if facts else '…'}", style="dim")
         status.update(Text("\n").join([first, second]))
 
     def empty_reason(self) -> str | None:
         """Why no numbers are shown for the current study, or None when they are."""
         sid = self.study_id
+        if self.studies is None:
+            return LOADING
         if sid is None:
             return "No studies in this database"
-        if not self.scored(sid):
-            return "No judged answers in this study yet: nothing to summarise"
+        if sid in self.reports:
+            return None
         if sid in self.errors:
             return f"The summary failed: {self.errors[sid]}"
-        if self.computing or sid not in self.reports:
-            return f"Computing the summary ({self.settings.tui_resamples:,} bootstrap resamples)…"
-        return None
+        if sid not in self.facts:
+            return "Reading the study…"
+        if not self.scored(sid):
+            return "No judged answers in this study yet: nothing to summarise"
+        return f"Computing the summary ({self.settings.tui_resamples:,} bootstrap resamples)…"
 
     def show_grid(self) -> None:
         table = self.query_one("#results-grid", DataTable)
@@ -439,7 +579,8 @@ class ResultsScreen(AreaScreen):
     def no_comparisons(self, judge: tuple[str, str]) -> str:
         """Why the comparisons table is empty for the study and judge shown."""
         study = self.study
-        n = len(self.store.study_condition_rows(int(study["id"]))) if study else 0
+        facts = self.facts.get(int(study["id"])) if study else None
+        n = len(facts["conditions"]) if facts else 2
         if n < 2:
             return "No comparisons: the study has one condition"
         if judge[0] == "human":
@@ -497,30 +638,27 @@ class ResultsScreen(AreaScreen):
         key = (int(study["id"]), dim)
         if key not in self.extra:
             self.extra[key] = {"pending": True}
-            self.compute_breakdown(int(study["id"]), study["name"], dim, self.epoch)
+            self.compute_breakdown(int(study["id"]), study["name"], dim)
             return None
         got = self.extra[key]
         return None if got.get("pending") else got.get("rows", [])
 
-    @work(thread=True, group="results-breakdown")
-    def compute_breakdown(self, study_id: int, name: str, dim: str, epoch: int) -> None:
-        from engine.summary import SummaryOptions, study_breakdowns
+    def compute_breakdown(self, study_id: int, name: str, dim: str) -> None:
+        """An on-request breakdown (by question: many groups), computed in a thread."""
+        store, resamples = self.store, self.settings.tui_resamples
 
-        try:
-            opts = SummaryOptions(n_resamples=self.settings.tui_resamples)
-            got = {"rows": study_breakdowns(self.store, name, (dim,), opts)}
-        except Exception as exc:  # noqa: BLE001 - shown on the screen
-            got = {"rows": [], "error": f"{type(exc).__name__}: {exc}"}
-        try:
-            self.app.call_from_thread(self.breakdown_computed, (study_id, dim), got, epoch)
-        except RuntimeError:
-            pass
+        def compute() -> dict[str, Any]:
+            try:
+                return {"rows": elsewhere(store, "breakdowns", name, (dim,), {"n_resamples": resamples})}
+            except ComputeFailed as exc:  # shown on the screen
+                return {"rows": [], "error": str(exc)}
 
-    def breakdown_computed(self, key: tuple[int, str], got: dict[str, Any], epoch: int) -> None:
-        if epoch != self.epoch:
-            return
+        self.load(f"breakdown-{study_id}-{dim}", compute, lambda got: self.breakdown_computed((study_id, dim), got))
+
+    def breakdown_computed(self, key: tuple[int, str], got: dict[str, Any]) -> None:
         self.extra[key] = got
-        self.show_breakdowns()
+        if VIEWS[self.view_index][0] == "breakdowns":
+            self.show_breakdowns()
 
     def show_breakdowns(self) -> None:
         table = self.query_one("#results-by", DataTable)
@@ -590,6 +728,8 @@ class ResultsScreen(AreaScreen):
     # -- keys ---------------------------------------------------------------------------------------
 
     def _move_study(self, step: int) -> None:
+        if self.studies is None:
+            return  # not read yet
         if not self.studies:
             self.notify("No studies in this database", severity="warning")
             return
@@ -615,21 +755,23 @@ class ResultsScreen(AreaScreen):
         _, metrics, _ = self.grid()
         if metrics:
             self.metric_index = (self.metric_index + 1) % len(metrics)
-        self.show_chart()
-        self.show_breakdowns()
+        self.show_view()
 
     def action_next_breakdown(self) -> None:
         """``b``: the next breakdown dimension (and the breakdowns view)."""
         dims = self.breakdowns_available()
+        if not dims and self.computing:  # the numbers are on their way: the view says so, then shows them
+            self.set_view("breakdowns")
+            return
         if not dims:
             self.notify("Nothing to break down yet", severity="warning")
             return
         if VIEWS[self.view_index][0] == "breakdowns":
             self.breakdown_index = (self.breakdown_index + 1) % len(dims)
+            self.show_breakdowns()
+            self.show_status()
         else:
             self.set_view("breakdowns")
-        self.show_breakdowns()
-        self.show_status()
 
     def set_view(self, name: str) -> None:
         self.view_index = [v[0] for v in VIEWS].index(name)
@@ -639,6 +781,7 @@ class ResultsScreen(AreaScreen):
                  "counts": "#results-table"}[name]
         self.query_one(focus).focus()
         self.show_status()
+        self.show_view()
         self.refresh_bindings()
 
     def action_next_view(self) -> None:
@@ -668,13 +811,21 @@ class ResultsScreen(AreaScreen):
         row, col = table.cursor_coordinate
         condition = conditions[min(row, len(conditions) - 1)]
         metric = metrics[col - 1] if 1 <= col <= len(metrics) else (self.chart_metric() or metrics[0])
-        cond_ids = {c["name"]: int(c["id"]) for c in self.store.study_condition_rows(int(study["id"]))}
-        if condition not in cond_ids:
-            self.notify("That condition is gone from the database: press r", severity="warning")
-            return
         em = next((s.get("em") for s in report["studies"] if s["name"] == study["name"]), None)
-        from emtui.screens.answers import AnswersScreen
+        store, sid = self.store, int(study["id"])
 
-        self.app.push_screen(AnswersScreen(study_id=int(study["id"]), study_name=study["name"],
-                                           condition_id=cond_ids[condition], condition=condition,
-                                           metric=metric, em=em))
+        def read() -> dict[str, Any]:  # the study's facts as they are now (the condition may be gone)
+            return study_facts(store, sid)
+
+        def then(facts: dict[str, Any]) -> None:
+            from emtui.screens.answers import AnswersScreen
+
+            cond_ids = {c["name"]: int(c["id"]) for c in facts["conditions"]}
+            if condition not in cond_ids:
+                self.notify("That condition is gone from the database: press r", severity="warning")
+                return
+            self.app.push_screen(AnswersScreen(study_id=sid, study_name=study["name"],
+                                               condition_id=cond_ids[condition], condition=condition,
+                                               metric=metric, em=em, facts=facts))
+
+        self.load("answers", read, then)

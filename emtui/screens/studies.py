@@ -1,8 +1,13 @@
-"""Studies: every study in the database (pre-registered or imported), and the selected one's design."""
+"""Studies: every study in the database (pre-registered or imported), and the selected one's design.
+
+The highlighted study's detail and conditions are read in threads, each time the highlight moves
+(a newer read supersedes the last)."""
 
 from __future__ import annotations
 
 import json
+from functools import partial
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -10,7 +15,7 @@ from textual.widgets import DataTable, Static
 
 from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen, lines, minute, static_page
-from emtui.widgets.paged_table import Col, PagedTable
+from emtui.widgets.paged_table import LOADING, Col, PagedTable
 from engine.hashing import short
 
 
@@ -46,25 +51,27 @@ class StudiesScreen(AreaScreen):
                     [Col("name", "Condition", 14), Col("role", "Role", 9),
                      Col("n_generations", "Answers", 7, justify="right"), Col("dataset", "Dataset", 10),
                      Col("base_model", "Base", 10)],
-                    self._conditions, id="conditions-table", empty="No conditions")
+                    partial(self._conditions, None), id="conditions-table", empty="No conditions")
 
     def on_mount(self) -> None:
         self.query_one("#studies-table").border_title = "Studies"
         self.query_one("#conditions-table").border_title = "Conditions"
+        self.query_one("#study-info", Static).update(LOADING)
 
     def _selected_id(self) -> int | None:
         row = self.query_one("#studies-table", PagedTable).selected_row()
         return int(row["id"]) if row else None
 
-    def _conditions(self, limit: int, offset: int):
-        sid = self._selected_id()
+    def _conditions(self, sid: int | None, limit: int, offset: int):
         rows = self.store.study_conditions(sid) if sid is not None else []
         for r in rows:
             r["role"] = _role(r.pop("recipe", ""))
         return static_page(rows)
 
-    def after_reload(self) -> None:
-        self.show_selected()
+    @says_faults
+    def on_paged_table_page_shown(self, event: PagedTable.PageShown) -> None:
+        if event.table.id == "studies-table":
+            self.show_selected()
 
     @says_faults
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -72,16 +79,25 @@ class StudiesScreen(AreaScreen):
             self.show_selected()
 
     def show_selected(self) -> None:
-        info = self.query_one("#study-info", Static)
+        """The highlighted study's conditions and design, read in threads."""
         sid = self._selected_id()
-        self.query_one("#conditions-table", PagedTable).reload()
-        study = self.store.get_study(sid) if sid is not None else None
-        if study is None:
+        self.query_one("#conditions-table", PagedTable).show_from(partial(self._conditions, sid))
+        if sid is None:
+            self.forget_load("detail")
             page = self.query_one("#studies-table", PagedTable).current_page
-            info.update(NO_STUDIES if page is not None and page.total == 0 else "Select a study to see its design.")
+            self.query_one("#study-info", Static).update(
+                NO_STUDIES if page is not None and page.total == 0 else "Select a study to see its design.")
             return
-        sets = self.store.study_eval_sets(sid)
-        judges = self.store.study_judges(sid)
+        store = self.store
+        self.load("detail", lambda: (store.get_study(sid), store.study_eval_sets(sid), store.study_judges(sid)),
+                  self.show_detail)
+
+    def show_detail(self, got: tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        info = self.query_one("#study-info", Static)
+        study, sets, judges = got
+        if study is None:  # removed since the table was read
+            info.update("Select a study to see its design.")
+            return
         info.update(lines(
             ("Study", study["name"]),
             ("Origin", study["origin"] + (f" ({study['source_path']})" if study["source_path"] else "")),

@@ -1,8 +1,12 @@
 """A DataTable that pages through a listing from SQLite instead of loading it whole.
 
 DataTable slows down past ~100k cells, so only one page (``page_size`` rows) is ever
-loaded; ``]`` and ``[`` move between pages. Every cell is untrusted text: control
-sequences are stripped and the text is shown as-is, never parsed as markup.
+loaded; ``]`` and ``[`` move between pages. A page is read in a thread (:mod:`emtui.loading`):
+``fetch`` runs there and must not touch widgets; the rows shown stay until the new page
+arrives, and a first load says "Loading…" in the border. When a page is shown the table posts
+:class:`PagedTable.PageShown`, which a screen answers with what depends on it (a detail pane).
+Every cell is untrusted text: control sequences are stripped and the text is shown as-is, never
+parsed as markup.
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
 
 from db import Page
+from emtui.loading import Loads
 from engine.text import one_line
+
+LOADING = "Loading…"
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,8 @@ class Col:
     width: int | None = None
     fmt: Callable[[Any], str] | None = None
     justify: str = "left"
+    # the whole cell from the whole row (a progress bar): drawn as given, not cut to one line
+    render: Callable[[dict[str, Any]], Text] | None = None
 
 
 def cell(value: Any, width: int = 60, justify: str = "left") -> Text:
@@ -35,17 +45,20 @@ def cell(value: Any, width: int = 60, justify: str = "left") -> Text:
     return Text(one_line(str(value), width), justify=justify)  # type: ignore[arg-type]
 
 
-class PagedTable(DataTable):
+class PagedTable(Loads, DataTable):
     BINDINGS = [
         Binding("]", "next_page", "Next page", id="table.next-page"),
         Binding("[", "prev_page", "Prev page", id="table.prev-page"),
     ]
 
-    def __init__(self, columns: list[Col], fetch: Callable[[int, int], Page], *, empty: str,
-                 page_size: int = 100, **kwargs: Any) -> None:
+    def __init__(self, columns: list[Col], fetch: Callable[..., Page], *, empty: str,
+                 page_size: int = 100, prepare: Callable[[Page], None] | None = None, **kwargs: Any) -> None:
+        """``fetch(limit=, offset=)`` reads a page (in a thread); ``prepare(page)``, on the UI thread before
+        the page is drawn, adds what only the screen knows to its rows."""
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.cols = columns
         self.fetch = fetch
+        self.prepare = prepare
         self.empty = empty
         self.page_size = page_size
         self.page_offset = 0
@@ -55,17 +68,49 @@ class PagedTable(DataTable):
         for c in self.cols:
             self.add_column(c.label, key=c.key, width=c.width)
 
-    def reload(self) -> Page:
-        """Fetch the current page again (keeps the cursor row when it still exists)."""
-        page = self.fetch(limit=self.page_size, offset=self.page_offset)
-        if page.total and self.page_offset >= page.total:  # the listing shrank under us
-            self.page_offset = max(0, (page.total - 1) // self.page_size * self.page_size)
-            page = self.fetch(limit=self.page_size, offset=self.page_offset)
+    class PageShown(Message):
+        """A page was read and is on screen (``table.current_page``)."""
+
+        def __init__(self, table: PagedTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> PagedTable:
+            return self.table
+
+    def reload(self) -> None:
+        """Read the current page again, in a thread (keeps the cursor row when it still exists)."""
+        fetch, limit, offset = self.fetch, self.page_size, self.page_offset
+
+        def read() -> Page:
+            page = fetch(limit=limit, offset=offset)
+            if page.total and offset >= page.total:  # the listing shrank under us
+                page = fetch(limit=limit, offset=max(0, (page.total - 1) // limit * limit))
+            return page
+
+        if self.current_page is None:
+            self.border_subtitle = LOADING
+        self.load("page", read, self.show_page)
+
+    def show_from(self, fetch: Callable[..., Page]) -> None:
+        """List what ``fetch`` reads (from its first page): a table that follows another's selection."""
+        self.fetch = fetch
+        self.page_offset = 0
+        self.reload()
+
+    def show_page(self, page: Page) -> None:
+        if self.prepare is not None:
+            self.prepare(page)
+        self.page_offset = page.offset
         row = self.cursor_row
         self.clear()
         for r in page.rows:
             cells = []
             for c in self.cols:
+                if c.render is not None:
+                    cells.append(c.render(r))
+                    continue
                 value = r.get(c.key)
                 cells.append(cell(c.fmt(value) if c.fmt and value is not None else value,
                                   c.width or 60, c.justify))
@@ -74,7 +119,7 @@ class PagedTable(DataTable):
             self.move_cursor(row=min(row, len(page.rows) - 1))
         self.current_page = page
         self.border_subtitle = Text(self.describe(page))  # our words, but never read as markup
-        return page
+        self.post_message(self.PageShown(self))
 
     def describe(self, page: Page) -> str:
         if page.total == 0:
