@@ -45,8 +45,29 @@ def attempts_of(job: dict[str, Any]) -> tuple[int, int | None]:
 
 
 def note_of(job: dict[str, Any]) -> str:
-    """What the job last said about what it is doing (``progress_note``), if anything."""
-    return strip_control(str(job.get("progress_note") or ""))
+    """What the job last said about what it is doing (its ``note``), if anything."""
+    return strip_control(str(job.get("note") or job.get("progress_note") or ""))
+
+
+def workers_line(workers: list[dict[str, Any]]) -> Text:
+    """One line of the workers of this database: each alive one's ``host:pid``, its GPUs, its job and
+    how long ago it renewed its heartbeat; when none is alive, how to start one."""
+    alive = [w for w in workers if w.get("alive")]
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if not alive:
+        text.append(" no worker alive", style="bold yellow")
+        text.append(" — w starts one in the background (emtui worker --detach)", style="dim")
+        return text
+    text.append(f" workers {len(alive)}", style="bold")
+    for w in alive:
+        text.append("  ")
+        text.append(strip_control(f"{w['host']}:{w['pid']}"))
+        if w.get("n_gpus"):
+            text.append(f" gpu {strip_control(str(w.get('gpus') or w['n_gpus']))}", style="cyan")
+        job = f" #{w['job_id']} {strip_control(str(w.get('job_kind') or ''))}" if w.get("job_id") else " idle"
+        text.append(job, style="" if w.get("job_id") else "dim")
+        text.append(f" {fmt_duration(max(0.0, float(w.get('heartbeat_age_s') or 0)))} ago", style="dim")
+    return text
 
 
 def worker_of(job: dict[str, Any]) -> str:

@@ -79,3 +79,50 @@ def test_without_a_log_a_failed_job_shows_its_traceback_or_error():
     assert log_tail(job(status="failed", error="boom", traceback=traceback), 2) == (
         "error", ['  File "x.py", line 1', "RuntimeError: boom"])
     assert log_tail(job(), 3) == ("log", [])
+
+
+def test_the_workers_line_names_each_alive_worker_or_says_how_to_start_one():
+    from emtui.job_view import workers_line
+
+    assert "no worker alive — w starts one" in workers_line([]).plain
+    dead = {"host": "h", "pid": 1, "alive": False}
+    assert "no worker alive" in workers_line([dead]).plain
+    busy = {"host": "gpu\x1b[2J-box", "pid": 42, "alive": True, "n_gpus": 1, "gpus": "0", "job_id": 7,
+            "job_kind": "train", "heartbeat_age_s": 3.2}
+    idle = {"host": "cpu-box", "pid": 9, "alive": True, "n_gpus": 0, "job_id": None, "heartbeat_age_s": 61}
+    line = workers_line([busy, idle, dead]).plain
+    assert line.startswith(" workers 2")
+    assert "gpu-box:42 gpu 0 #7 train 3s ago" in line and "cpu-box:9 idle 1m01s ago" in line
+    assert "\x1b" not in line
+
+
+async def test_w_on_the_queue_screen_starts_a_worker_that_runs_the_queued_job(tmp_path):
+    """The Eval queue says no worker is alive; w starts one in the background (a new session), the
+    workers line then names it and the queued job runs to done."""
+    import asyncio
+
+    from db import open_store
+    from emtui.app import create_app
+    from engine.runs.detach import stop_workers
+
+    db = tmp_path / "q.db"
+    store = open_store(db)
+    store.enqueue_job("echo", {"say": "hello"})
+    app = create_app(store, keymap={})
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("4")
+            await pilot.pause()
+            counts = app.screen.query_one("#queue-counts")
+            assert "no worker alive" in str(counts.render())
+            await pilot.press("w")
+            for _ in range(150):  # the worker's start, its claim and the screen's next poll
+                await asyncio.sleep(0.1)
+                await pilot.pause()
+                if store.get_job(1)["status"] == "done" and "workers 1" in str(counts.render()):
+                    break
+            assert store.get_job(1)["status"] == "done"
+            assert "workers 1" in str(counts.render())
+    finally:
+        stop_workers(db, store, wait_s=20)
+        store.close()

@@ -1,8 +1,8 @@
 """Eval queue: the jobs — what is queued, running, done or failed — each with its progress bar, rate,
 ETA and tries; the highlighted job's detail with the last lines of its log; cancel and retry.
 
-Everything is read in threads (:mod:`emtui.loading`) and read again every :data:`POLL_S` seconds
-while the screen is shown, so a worker in another process (or one started before an SSH session
+Everything is read in threads (:mod:`emtui.loading`) and read again every ``tui_queue_poll_s``
+seconds (a setting) while the screen is shown, so a worker in another process (or one started before an SSH session
 dropped) shows its progress as it goes; a poll never starts while the last one still reads. What
 the screen takes from a job row goes through :mod:`emtui.job_view`.
 """
@@ -19,12 +19,11 @@ from textual.widgets import DataTable, Static
 
 from emtui.faults import says_faults
 from emtui.job_view import (STATUS_STYLE, RateMeter, bar, bar_style, fmt_attempts, fmt_duration, fmt_rate, log_tail,
-                            note_of, progress_of, worker_of)
+                            note_of, progress_of, worker_of, workers_line)
 from emtui.screens.base import AreaScreen, minute
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
 from engine.text import one_line
 
-POLL_S = 2.0  # how often the shown queue is read again (to move to the settings)
 PROGRESS_W = 14
 
 
@@ -43,6 +42,7 @@ class QueueScreen(AreaScreen):
     BINDINGS = [
         Binding("c", "cancel_job", "Cancel job", id="queue.cancel"),
         Binding("t", "retry_job", "Retry job", id="queue.retry"),
+        Binding("w", "start_worker", "Start worker", id="queue.start-worker"),
         # the table takes Enter first (RowSelected, below); the id lets a keymap add keys
         Binding("enter", "read_job", "Read job", show=False, id="queue.read"),
     ]
@@ -93,14 +93,36 @@ class QueueScreen(AreaScreen):
             self.reload()
 
     def after_reload(self) -> None:
-        self.load("counts", self.store.job_status_counts, self.show_counts)
+        from engine.runs.detach import worker_rows
 
-    def show_counts(self, counts: dict[str, int]) -> None:
-        text = Text()
+        store = self.store
+        self.load("counts", lambda: (store.job_status_counts(), worker_rows(store)), self.show_counts)
+
+    def show_counts(self, got: tuple[dict[str, int], list[dict[str, Any]]]) -> None:
+        counts, workers = got
+        text = Text(no_wrap=True, overflow="ellipsis")
         for status, n in counts.items():
             text.append(f" {status} ", style=f"bold {STATUS_STYLE.get(status, '')}")
             text.append(f"{n}  ")
+        text.append("\n")
+        text.append_text(workers_line(workers))
         self.query_one("#queue-counts", Static).update(text)
+
+    def action_start_worker(self) -> None:
+        """A worker in the background (a new session: it outlives this terminal) unless one is alive."""
+        from engine.runs.detach import ensure_worker
+
+        store, path = self.store, self.store.path
+
+        def start() -> int | None:
+            return ensure_worker(path, store=store)
+
+        def started(pid: int | None) -> None:
+            self.notify("a worker is alive already" if pid is None else f"started a worker in the background "
+                        f"(pid {pid}); its log is beside the database", timeout=6, markup=False)
+            self.after_reload()
+
+        self.load("start-worker", start, started)
 
     def _measure(self, page: Any) -> None:
         """Each poll's rows, before they are drawn: their progress seen, their rate and ETA."""

@@ -204,11 +204,13 @@ class Worker:
                                     env=child_env(), process_group=0, close_fds=True)
         store.set_job_child(job_id, self.owner, proc.pid)
         self._current = job_id
+        self._say_state(store)  # the workers list shows the job now, not at the next heartbeat
         self.say(f"job {job_id} ({kind}): attempt {job['attempts']}, pid {proc.pid}, log {log_path}")
         try:
             interrupted, how = self._watch(store, job_id, proc)
         finally:
             self._current = None
+            self._say_state(store)
         if how:
             store.add_job_event(job_id, "stopped", f"its process ({proc.pid}) {how}")
         state = store.job_state(job_id)
@@ -272,6 +274,15 @@ class Worker:
         return state is None or state["status"] in ("cancelled", "queued") or state["lease_owner"] != self.owner
 
     # -- heartbeat, signals, registry -----------------------------------------------------------------
+
+    def _say_state(self, store: Any) -> None:
+        """Record at once which job the worker runs (or that it is idle), beside the heartbeat."""
+        s = self.spec.settings
+        try:
+            store.worker_beat(self.worker_id or 0, status="running" if self._current else "idle",
+                              job_id=self._current, owner=self.owner, lease_s=s.job_lease_s)
+        except Exception as exc:  # noqa: BLE001 - a busy database: the heartbeat says it soon
+            self.say(f"worker state not written ({type(exc).__name__}: {exc})")
 
     def _beat(self) -> None:
         """Renew the lease of the job in hand and the worker's heartbeat, on a connection of its own."""
