@@ -9,7 +9,7 @@ Then, in the same run:
   ready (``session.next_item``: the claim transaction and the blind view), median and p95 over
   500 ratings, for a new annotator and for one who returns with 2,500 ratings done;
   baseline: a bare primary-key SELECT of one generation (median and p95 over the same count);
-- the agreement report of the campaign (``engine.annotation.agreement_report``: α among the
+- the agreement report of the campaign (``engine.annotation.agreement.agreement_report``: α among the
   humans, against the panel and each judge at two levels with 1,000 bootstrap resamples,
   pairwise κ, disagreements); baseline: reading the campaign's ratings.
 
@@ -33,9 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from db import open_store  # noqa: E402
-from engine.annotation import AnnotationSession, agreement_report, create_campaign  # noqa: E402
-from engine.hashing import json_hash  # noqa: E402
-from engine.synthetic import SyntheticSpec, make_synthetic_study  # noqa: E402
+from engine.annotation.agreement import agreement_report
+from engine.annotation.campaigns import create_campaign
+from engine.annotation.session import AnnotationSession  # noqa: E402
+from engine.common.hashing import json_hash  # noqa: E402
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study  # noqa: E402
 
 CAMPAIGN = "bench"
 PREFILL = [f"prefill-{i}" for i in range(6)]

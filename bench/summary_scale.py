@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from db import open_store  # noqa: E402
-from engine.synthetic import SyntheticSpec, make_synthetic_study  # noqa: E402
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study  # noqa: E402
 
 
 def build(path: Path, answers: int) -> None:

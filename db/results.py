@@ -70,7 +70,7 @@ class ResultsQueries:
         """Find or create the judge that produced imported scores (provider ``'import'``).
 
         Identified like every judge by (provider, model, params hash); the hash is the one
-        ``engine.hashing.json_hash`` computes."""
+        ``engine.common.hashing.json_hash`` computes."""
         from db.store import dumps
 
         params_hash = "sha256:" + hashlib.sha256(dumps(params).encode("utf-8")).hexdigest()

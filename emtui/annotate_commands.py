@@ -35,7 +35,8 @@ def campaign(args: argparse.Namespace) -> int:
 
 def _check_create_flags(args: argparse.Namespace, where: str) -> None:
     """The numeric flags of ``campaign create``, each in its sensible range (one line naming the flag)."""
-    from engine.annotation import LIMITS, AnnotationError, check_lease_s, check_whole
+    from engine.annotation.campaigns import LIMITS, check_lease_s, check_whole
+    from engine.annotation.errors import AnnotationError
 
     try:
         for flag, key in (("--items", "items"), ("--per-stratum", "per stratum"), ("--overlap", "overlap"),
@@ -50,7 +51,8 @@ def _check_create_flags(args: argparse.Namespace, where: str) -> None:
 
 
 def campaign_create(args: argparse.Namespace) -> int:
-    from engine.annotation import AnnotationError, create_campaign, judge_comparison
+    from engine.annotation.campaigns import create_campaign, judge_comparison
+    from engine.annotation.errors import AnnotationError
 
     where = "emtui campaign create"
     if args.items is None and args.per_stratum is None:
@@ -91,7 +93,7 @@ def campaign_create(args: argparse.Namespace) -> int:
 def _table(header: list[str], rows: list[list[str]]) -> str:
     """A plain text table; cells come from the database (names from imported files): one line each, no
     control characters."""
-    from engine.text import one_line
+    from engine.common.text import one_line
 
     rows = [[one_line(c, 200) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -113,8 +115,9 @@ def campaign_list(args: argparse.Namespace) -> int:
 
 
 def campaign_show(args: argparse.Namespace) -> int:
-    from engine.annotation import AnnotationError, get_campaign, judge_comparison
-    from engine.text import one_line
+    from engine.annotation.campaigns import get_campaign, judge_comparison
+    from engine.annotation.errors import AnnotationError
+    from engine.common.text import one_line
 
     with _store(args, readonly=True) as store:
         try:
@@ -154,7 +157,8 @@ def campaign_show(args: argparse.Namespace) -> int:
 def check_annotate(args: argparse.Namespace) -> None:
     """``emtui annotate``'s checks before the room opens: a name (``--annotator``) or ``--ask-name``, not
     both; the name is plain text and not a model rater's; the campaign (when given) exists."""
-    from engine.annotation import AnnotationError, check_annotator_name
+    from engine.annotation.errors import AnnotationError
+    from engine.annotation.raters import check_annotator_name
 
     where = "emtui annotate"
     if args.ask_name and args.annotator is not None:
@@ -243,7 +247,7 @@ def import_political_seed_human(args: argparse.Namespace) -> int:
 
 
 def export_ratings(args: argparse.Namespace) -> int:
-    from engine.annotation import AnnotationError
+    from engine.annotation.errors import AnnotationError
     from engine.importers.ratings_csv import export_ratings_csv
 
     where = "emtui export ratings"

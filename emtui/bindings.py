@@ -26,8 +26,8 @@ def keymap_path() -> Path:
 
 def load_keymap(path: Path | None = None) -> dict[str, str]:
     """Read the keymap file (absent file: empty keymap). Unknown ids are errors, so typos show."""
-    from engine.safe_load import LoadError
-    from engine.untrusted import parse_toml, read_text
+    from engine.common.safe_load import LoadError
+    from engine.common.untrusted import parse_toml, read_text
 
     path = path or keymap_path()
     if not path.exists():

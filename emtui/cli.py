@@ -243,7 +243,7 @@ def fault_line(exc: BaseException, db: str | None, busy_timeout_s: float | None 
     import json
 
     from db.errors import database_fault
-    from engine.text import strip_control
+    from engine.common.text import strip_control
 
     line = database_fault(exc, db or "the database", busy_timeout_s)
     if line is not None:

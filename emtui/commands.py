@@ -14,12 +14,12 @@ from pathlib import Path
 from db import StoreError
 from emtui.cli import UsageError
 from emtui.streams import say
-from engine.annotation import AnnotationError
-from engine.eval_sets import EvalSetError
+from engine.annotation.errors import AnnotationError
+from engine.study.eval_sets import EvalSetError
 from engine.importers import ImportFormatError
-from engine.rubrics import RubricError
+from engine.study.rubrics import RubricError
 from engine.settings import SettingsError
-from engine.study import StudyError
+from engine.study.study_file import StudyError
 
 # Errors that describe a person's bad input: printed one line each, exit status 2.
 PersonError = (UsageError, StoreError, StudyError, EvalSetError, RubricError, ImportFormatError, AnnotationError,
@@ -112,8 +112,8 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def init(args: argparse.Namespace) -> int:
-    from engine.hashing import short
-    from engine.study import AlreadyRegistered, load_study, register_study
+    from engine.common.hashing import short
+    from engine.study.study_file import AlreadyRegistered, load_study, register_study
 
     if args.example is not None:
         return write_example_study(args)
@@ -140,8 +140,8 @@ def init(args: argparse.Namespace) -> int:
 
 def write_example_study(args: argparse.Namespace) -> int:
     """``emtui init --example DIR``: a copy of the commented example study, to edit and register."""
-    from engine.atomic import atomic_file
-    from engine.resources import data_path
+    from engine.common.atomic import atomic_file
+    from engine.common.resources import data_path
 
     if args.study is not None or args.check:
         raise UsageError("emtui init: --example DIR writes the example study; give no study file or --check with it")
@@ -185,10 +185,10 @@ def _not_yet(what: str, issue: str) -> int:
 
 
 def summary(args: argparse.Namespace) -> int:
-    from engine.report_format import to_csv, to_json, to_markdown
-    from engine.summary import SummaryOptions, build_summary
+    from engine.results.report_format import to_csv, to_json, to_markdown
+    from engine.results.summary import SummaryOptions, build_summary
 
-    from engine.breakdowns import parse_breakdowns
+    from engine.results.breakdowns import parse_breakdowns
 
     try:
         by = parse_breakdowns(args.by)
@@ -219,7 +219,7 @@ def export(args: argparse.Namespace) -> int:
         return export_ratings(args)
     if getattr(args, "campaign", None) is not None:
         raise UsageError("emtui export: --campaign is for 'emtui export ratings'")
-    from engine.export import ExportError, export_answers
+    from engine.results.export import ExportError, export_answers
 
     with _store(args, create=False, readonly=True) as store:
         try:
@@ -233,7 +233,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def figures(args: argparse.Namespace) -> int:
-    from engine.figures import FigureError, FigureOptions, make_figures
+    from engine.results.figures import FigureError, FigureOptions, make_figures
 
     try:
         opts = FigureOptions.parse(formats=args.format, n_resamples=args.resamples, metric=args.metric)
@@ -324,8 +324,8 @@ def tiny_model(args: argparse.Namespace) -> int:
         raise UsageError(f"emtui tiny-model: {out} exists and is not empty")
     if not out.parent.exists():
         raise UsageError(f"emtui tiny-model: folder {out.parent} does not exist")
-    from engine.atomic import atomic_folder
-    from engine.tiny_model import build_tiny_model
+    from engine.common.atomic import atomic_folder
+    from engine.models.tiny_model import build_tiny_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:

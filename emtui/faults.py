@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from db.errors import StoreError, database_fault
-from engine.text import flat
+from engine.common.text import flat
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -65,7 +65,7 @@ def run_results_importer(args: argparse.Namespace, read: Any, write: Any) -> int
 
 def _free_name(taken: Any, name: str, content_hash: str) -> str:
     """``name``, or when another content has it, ``name-<first hex digits of the content hash>``."""
-    from engine.hashing import short
+    from engine.common.hashing import short
 
     if not taken(name):
         return name
@@ -77,8 +77,8 @@ def _free_name(taken: Any, name: str, content_hash: str) -> str:
 
 
 def import_eval_set(args: argparse.Namespace) -> int:
-    from engine.eval_sets import load_eval_set
-    from engine.hashing import short
+    from engine.study.eval_sets import load_eval_set
+    from engine.common.hashing import short
 
     es = load_eval_set(str(Path(args.path).resolve()), name=args.name)
     with _store(args) as store, store.transaction():  # look and write under one write lock
@@ -103,9 +103,9 @@ def import_eval_set(args: argparse.Namespace) -> int:
 
 
 def import_rubric(args: argparse.Namespace) -> int:
-    from engine.hashing import short
-    from engine.rubrics import RubricError, load_rubric
-    from engine.untrusted import label_problem
+    from engine.common.hashing import short
+    from engine.study.rubrics import RubricError, load_rubric
+    from engine.common.untrusted import label_problem
 
     rubric = load_rubric(str(Path(args.path).resolve()))
     if args.name is not None and label_problem(args.name):

@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.text import Text
 
-from engine.text import strip_control
+from engine.common.text import strip_control
 
 BAR_FULL, BAR_EMPTY = "█", "░"
 BAR_PARTS = " ▏▎▍▌▋▊▉"  # eighths of a cell

@@ -34,7 +34,7 @@ from emtui.loading import Loads
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
 from emtui.widgets.fit import cut
 from engine.settings import Settings, load_settings
-from engine.text import flat
+from engine.common.text import flat
 
 if TYPE_CHECKING:
     from db import Store
@@ -84,7 +84,7 @@ class RoomCampaignsScreen(Loads, Screen):
     def read_campaigns(self) -> None:
         """The campaigns, each with what this rater may know of it: its scale, its size (unless hidden)
         and their own count (read in a thread)."""
-        from engine.annotation import get_campaign
+        from engine.annotation.campaigns import get_campaign
 
         store, who = self.store, getattr(self.app, "annotator", None)
 
@@ -215,7 +215,8 @@ class AnnotatorApp(Loads, SaysFaults, CollectsWhenIdle, App[None]):
 
     def check_name(self, name: str) -> str | None:
         """Why ``name`` cannot rate here, or None: a person rates under a plain name no model rater has."""
-        from engine.annotation import AnnotationError, check_annotator_name
+        from engine.annotation.errors import AnnotationError
+        from engine.annotation.raters import check_annotator_name
 
         try:
             name = check_annotator_name(name)
@@ -247,7 +248,7 @@ class AnnotatorApp(Loads, SaysFaults, CollectsWhenIdle, App[None]):
         open_rating(self, campaign)
 
     def show_guidelines(self, campaign: dict[str, Any]) -> None:
-        from engine.annotation import campaign_scale
+        from engine.annotation.campaigns import campaign_scale
 
         self.push_screen(GuidelinesScreen(campaign.get("guidelines") or "", campaign_scale(campaign).help))
 

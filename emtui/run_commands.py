@@ -43,7 +43,7 @@ def _open(args: argparse.Namespace, *, readonly: bool = False) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    from engine.text import json_safe
+    from engine.common.text import json_safe
 
     return json_safe(json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False))
 
@@ -219,7 +219,7 @@ def _job_id(args: argparse.Namespace) -> int:
 
 
 def _cut(text: Any, width: int) -> str:
-    from engine.text import flat
+    from engine.common.text import flat
 
     line = flat(text)
     return line if len(line) <= width else line[: width - 1] + "…"

@@ -1,6 +1,6 @@
 """``emtui settings`` (every setting, its value and where it came from) and ``emtui doctor`` (what this
 machine — or a worker's — can do). The settings themselves live in :mod:`engine.settings`, the checks
-in :mod:`engine.doctor`."""
+in :mod:`engine.runs.doctor`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from emtui.cli import UsageError
 from emtui.streams import say
 from engine.settings import Settings, load_settings
 
-DOCTOR_KIND = "doctor"  # the job kind a worker runs with engine.doctor:report
+DOCTOR_KIND = "doctor"  # the job kind a worker runs with engine.runs.doctor:report
 WORKER_TIMEOUT_S = 300.0  # --worker: a worker polls every few seconds, and the check takes seconds to minutes
 WAIT_POLL_S = 0.5
 FINISHED = ("done", "failed", "cancelled")
@@ -66,7 +66,7 @@ def _value(value: Any, unit: str = "") -> str:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    from engine.doctor import DoctorError, report
+    from engine.runs.doctor import DoctorError, report
 
     current = settings_of(args)
     if args.timeout is not None and not args.worker:
@@ -79,7 +79,7 @@ def doctor(args: argparse.Namespace) -> int:
         except DoctorError as exc:
             raise UsageError(f"emtui doctor: {exc}") from None
     if args.format == "json":
-        from engine.text import json_safe
+        from engine.common.text import json_safe
 
         say(json_safe(json.dumps(result, indent=2)))
     else:
@@ -92,7 +92,7 @@ def on_worker(args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
     """Queue a ``doctor`` job and wait for a worker's report (the job's JSON result). A job no worker
     finished in time is cancelled, so no worker runs it later for nobody."""
     from db import open_store
-    from engine.safe_load import LoadError, json_loads
+    from engine.common.safe_load import LoadError, json_loads
 
     where = "emtui doctor --worker"
     db = Path(args.db).expanduser()
@@ -145,8 +145,8 @@ def _gib(n: Any) -> str:
 
 def doctor_table(r: dict[str, Any], width: int = 80) -> list[str]:
     """The report as lines of at most ``width`` columns: a label, then what it found."""
-    from engine.doctor import AWS_SOURCES
-    from engine.text import flat
+    from engine.runs.doctor import AWS_SOURCES
+    from engine.common.text import flat
 
     py, plat, cpu, mem = r["python"], r["platform"], r["cpus"], r["memory"]
     torch, bnb, aws, disk, db = r["torch"], r["bitsandbytes"], r["aws"], r["disk"], r["database"]

@@ -25,13 +25,13 @@ _LINE_BREAKS = str.maketrans({"\n": "\\n", "\u2028": "\\u2028", "\u2029": "\\u20
 
 
 def say(text: object = "", *, flush: bool = False) -> None:
-    from engine.text import strip_control
+    from engine.common.text import strip_control
 
     print(strip_control(str(text)), flush=flush)
 
 
 def error_lines(error: BaseException | str) -> list[str]:
-    from engine.text import strip_control
+    from engine.common.text import strip_control
 
     problems = getattr(error, "problems", None)  # a study file: every problem found, one line each
     parts = [str(p) for p in problems] if problems else [str(error)]

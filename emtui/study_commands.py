@@ -1,5 +1,5 @@
 """``emtui study set-em`` and ``emtui study em``: an imported study's EM rule, set after the
-import and kept with the time it was set (see :mod:`engine.em_rule`). Dispatched from
+import and kept with the time it was set (see :mod:`engine.study.em_rule`). Dispatched from
 :mod:`emtui.commands`; bad input is one line, exit status 2, nothing written."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def study(args: argparse.Namespace) -> int:
 
 
 def set_em(args: argparse.Namespace) -> int:
-    from engine.em_rule import EmRuleError, describe, make_rule, set_rule
+    from engine.study.em_rule import EmRuleError, describe, make_rule, set_rule
 
     where = "emtui study set-em"
     if (args.below is None) == (args.above is None):
@@ -51,7 +51,7 @@ def set_em(args: argparse.Namespace) -> int:
 def show_em(args: argparse.Namespace) -> int:
     import json
 
-    from engine.em_rule import describe, study_em
+    from engine.study.em_rule import describe, study_em
 
     with _store(args, readonly=True) as store:
         study = store.find_study(args.study)

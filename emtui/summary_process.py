@@ -35,13 +35,13 @@ class Cancelled(Exception):
 
 
 def _summary(store: Any, options: dict[str, Any]) -> Any:
-    from engine.summary import SummaryOptions, build_summary
+    from engine.results.summary import SummaryOptions, build_summary
 
     return build_summary(store, SummaryOptions(**options))
 
 
 def _breakdowns(store: Any, study: str, by: tuple[str, ...], options: dict[str, Any]) -> Any:
-    from engine.summary import SummaryOptions, study_breakdowns
+    from engine.results.summary import SummaryOptions, study_breakdowns
 
     return study_breakdowns(store, study, by, SummaryOptions(**options))
 

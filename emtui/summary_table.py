@@ -1,6 +1,6 @@
 """``emtui summary --format table``: the report as rich tables that fit an 80-column terminal.
 
-The tables are :func:`engine.report_format.study_sections`, the same the Markdown prints. Every
+The tables are :func:`engine.results.report_format.study_sections`, the same the Markdown prints. Every
 title, header and cell is a :class:`rich.text.Text`: names from imported files are never read
 as markup (``judge [/oops]`` prints as it is) and carry no control sequences."""
 
@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.report_format import Section, cell, study_preamble, study_sections
+from engine.results.report_format import Section, cell, study_preamble, study_sections
 
 
 def _table(sec: Section) -> Table:

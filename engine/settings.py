@@ -9,7 +9,7 @@ A setting's value comes from, in this order of precedence:
    names it (``EMTUI_CONFIG=/dev/null``: no file);
 3. its default, declared on the field below with its type, range and meaning.
 
-The file is read bounded (``engine.untrusted``) and every value is checked: a wrong type, a value
+The file is read bounded (``engine.common.untrusted``) and every value is checked: a wrong type, a value
 out of range, an unknown key or a bad variable is one line naming the file and key (or the
 variable) in :class:`SettingsError`. ``emtui settings`` prints each value and where it came from.
 
@@ -153,8 +153,8 @@ def default_keymap_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def _read_config(path: Path, named: bool) -> dict[str, Any]:
-    from engine.safe_load import LoadError
-    from engine.untrusted import parse_toml, read_text
+    from engine.common.safe_load import LoadError
+    from engine.common.untrusted import parse_toml, read_text
 
     if named and str(path) == os.devnull:  # EMTUI_CONFIG=/dev/null: no file at all (the test suite)
         return {}

@@ -5,7 +5,7 @@ store's and the engine's ordinary methods, seeded, with every timestamp the stor
 (``db.store.utc_now``) and no file paths. It holds:
 
 - ``synthetic``: three conditions, two judges, an EM rule, two checkpoints of the treatment,
-  two question categories, some refusals and missing scores (engine/synthetic.py);
+  two question categories, some refusals and missing scores (engine/results/synthetic.py);
 - ``replicates``: two conditions fine-tuned twice each, under long model names (a breakdown by
   model), one judge;
 - ``human-only``: answers no judge has scored, rated 0–3 by two people in a campaign — long,
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import db
-from engine.annotation import create_campaign
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.campaigns import create_campaign
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 FIXED_NOW = "2025-01-02T03:04:05+00:00"
 HOSTILE = "\x1b[31mred\x1b]0;pwned\x07 [bold]not markup[/bold] \u202eevil"

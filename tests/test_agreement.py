@@ -1,4 +1,4 @@
-"""engine.agreement: Krippendorff's alpha (package and own path), its bootstrap CI,
+"""engine.stats.agreement: Krippendorff's alpha (package and own path), its bootstrap CI,
 weighted Cohen's kappa."""
 
 import itertools
@@ -9,8 +9,8 @@ import krippendorff
 import numpy as np
 import pytest
 
-from engine import agreement
-from engine.agreement import LEVELS, alpha_with_ci, krippendorff_alpha, weighted_kappa
+from engine.stats import agreement
+from engine.stats.agreement import LEVELS, alpha_with_ci, krippendorff_alpha, weighted_kappa
 
 nan = float("nan")
 
@@ -231,7 +231,7 @@ def test_kappa_perfect_and_degenerate():
 
 
 def test_stratified_alphas_match_the_per_group_bootstrap():
-    from engine.agreement import alpha_with_ci, krippendorff_alpha, stratified_alphas
+    from engine.stats.agreement import alpha_with_ci, krippendorff_alpha, stratified_alphas
 
     rng = np.random.default_rng(3)
     n = 600
@@ -257,7 +257,7 @@ def test_stratified_alphas_match_the_per_group_bootstrap():
 def test_stratified_alphas_do_not_depend_on_threads(monkeypatch):
     """Seeded agreement CIs are the same to the last bit whatever the threads do: each chunk
     is drawn from its own generator and the pooled sums are added in group order."""
-    from engine.agreement import stratified_alphas, stratified_replicates
+    from engine.stats.agreement import stratified_alphas, stratified_replicates
 
     monkeypatch.setattr(agreement, "_CHUNK_ELEMENTS", 400)  # several chunks
     rng = np.random.default_rng(8)
@@ -278,7 +278,7 @@ def test_stratified_alphas_do_not_depend_on_threads(monkeypatch):
 
 
 def test_pairwise_kappas_are_weighted_kappa_per_pair():
-    from engine.agreement import pairwise_kappas
+    from engine.stats.agreement import pairwise_kappas
 
     rng = np.random.default_rng(21)
     m = np.clip(np.rint(rng.normal(5, 2, (300, 1)) + rng.normal(0, 1, (300, 4))), 0, 10)
@@ -308,7 +308,7 @@ def test_every_stratified_replicate_is_the_alpha_of_its_resampled_items(monkeypa
     it drew: checks the feature sums, the per-group pair columns, that chunks of groups of
     different sizes line up, over several chunks, and (both levels) the interval replicates
     taken from the ordinal pair sums."""
-    from engine.agreement import ResampleCounts, stratified_replicates
+    from engine.stats.agreement import ResampleCounts, stratified_replicates
 
     monkeypatch.setattr(agreement, "_CHUNK_ELEMENTS", 64)  # -> 16 replicates a chunk
     rng = np.random.default_rng(5)

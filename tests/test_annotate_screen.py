@@ -14,8 +14,8 @@ from emtui.app import create_app
 from emtui.screens.adjudicate import AdjudicationScreen
 from emtui.screens.annotate import AnnotateScreen
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, NoteScreen, RatingScreen
-from engine.annotation import create_campaign
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.campaigns import create_campaign
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 # names that must never reach a rater's screen
 SECRET_CONDITIONS = ["insecureQX", "secureQX", "baseQX"]
@@ -168,7 +168,7 @@ async def test_annotate_asks_for_a_name_and_emtui_annotate_opens_the_campaign(st
 
 
 async def test_adjudication_resolves_apart_from_the_ratings(store):
-    from engine.annotation import AnnotationSession
+    from engine.annotation.session import AnnotationSession
 
     for who, value in (("ann1", 0), ("ann2", 3)):  # the two disagree on every item
         s = AnnotationSession(store, "blind-03", who)
@@ -196,7 +196,7 @@ async def test_adjudication_resolves_apart_from_the_ratings(store):
 
 
 async def test_a_lead_who_rated_the_item_is_told_and_refused(store):
-    from engine.annotation import AnnotationSession
+    from engine.annotation.session import AnnotationSession
 
     for who, value in (("ann1", 0), ("ann2", 3)):
         s = AnnotationSession(store, "blind-03", who)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from db import open_store
-from engine.annotation import AnnotationSession, create_campaign
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.campaigns import create_campaign
+from engine.annotation.session import AnnotationSession
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 HUMAN_FILE = "political_seed/human_eval_reformed_political_rerun.json"
 

@@ -11,8 +11,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from engine.annotation import create_campaign
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.campaigns import create_campaign
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PER_PROCESS = 1000
@@ -22,7 +22,7 @@ ITEMS = 2000  # room for 4,000 ratings: every process can rate 1,000
 ANNOTATOR = textwrap.dedent("""
     import json, sys, time
     from db import open_store
-    from engine.annotation import AnnotationSession
+    from engine.annotation.session import AnnotationSession
 
     db, name, n, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     store = open_store(db)
@@ -90,7 +90,8 @@ IMPORTER = textwrap.dedent("""
 RATER = textwrap.dedent("""
     import json, sys, time
     from db import open_store
-    from engine.annotation import AnnotationSession, LeaseLost
+    from engine.annotation.errors import LeaseLost
+    from engine.annotation.session import AnnotationSession
 
     db, name, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
     store = open_store(db)

@@ -1,4 +1,4 @@
-"""engine/annotation.py on real SQLite files: scales, stratified seeded campaigns with opaque codes,
+"""engine/annotation/ on real SQLite files: scales, stratified seeded campaigns with opaque codes,
 blind sessions (rate, skip, flag, note, undo / edit with history, active time, leases), pairwise
 side swaps, and agreement (α, κ, win rates) on campaigns whose answer is known."""
 
@@ -11,10 +11,13 @@ from collections import Counter
 
 import pytest
 
-from engine.annotation import (SCALES, AnnotationError, AnnotationSession, LeaseLost, adjudicate, agreement_report,
-                               agreement_rows, create_campaign, disagreements, get_scale, kappa_rows,
-                               pairwise_win_rates)
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.adjudication import adjudicate, disagreements
+from engine.annotation.agreement import agreement_report, agreement_rows, kappa_rows, pairwise_win_rates
+from engine.annotation.campaigns import create_campaign
+from engine.annotation.errors import AnnotationError, LeaseLost
+from engine.annotation.scales import SCALES, get_scale
+from engine.annotation.session import AnnotationSession
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 
 class Clock:
@@ -492,7 +495,7 @@ def test_campaign_numbers_have_sensible_ranges(syn, kw, message):
 
 
 def test_compare_to_names_the_judge_metric_or_says_none_is_possible(store):
-    from engine.annotation import judge_comparison
+    from engine.annotation.campaigns import judge_comparison
 
     make_synthetic_study(store, SyntheticSpec(name="noem", em=None, metrics=("helpful",), answers_per_condition=5,
                                               questions=3))

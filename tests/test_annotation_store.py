@@ -9,8 +9,8 @@ import pytest
 
 from db import SCHEMA_VERSION, StoreError, open_store, utc_now
 from db.annotation import AssignmentError, RaterKindError
-from engine.annotation import annotator_order, create_campaign
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.campaigns import annotator_order, create_campaign
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 
 def study(store, answers: int = 20, judges=()) -> int:

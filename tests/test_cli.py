@@ -122,8 +122,8 @@ def test_init_check_writes_nothing(run_cli, example_study, tmp_path):
 
 
 def test_init_registers_then_already_registered(run_cli, example_study, tmp_path):
-    from engine.hashing import short
-    from engine.study import load_study
+    from engine.common.hashing import short
+    from engine.study.study_file import load_study
 
     digest = short(load_study(example_study).spec_hash)
     db = tmp_path / "x.db"
@@ -277,7 +277,7 @@ def test_serve(tmp_path, cli_env):
 def test_summary_table_into_a_closed_pipe_ends_quietly(tmp_path, cli_env):
     """``emtui summary | head -1``: the reader goes away; the summary stops with status 0 and says
     nothing (Rich's own handling exits 1)."""
-    from engine.synthetic import SyntheticSpec, make_synthetic_study
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
     db = tmp_path / "x.db"
     with open_store(db) as store:

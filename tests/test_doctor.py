@@ -1,4 +1,4 @@
-"""``emtui doctor``: what this machine can do (engine/doctor.py), as JSON of a fixed shape and as a table
+"""``emtui doctor``: what this machine can do (engine/runs/doctor.py), as JSON of a fixed shape and as a table
 of 80 columns; never a credential's value; still a report when torch is missing, broken or crashes;
 the free disk of the database's folder; ``--worker`` through the job queue."""
 
@@ -97,7 +97,7 @@ def test_aws_credentials_are_found_and_never_shown(checked):
 
 
 def test_no_credentials_is_said(monkeypatch, tmp_path):
-    from engine.doctor import aws_check
+    from engine.runs.doctor import aws_check
 
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -125,7 +125,7 @@ def test_the_table_fits_80_columns(checked):
 def test_free_disk_is_of_the_databases_folder(run_cli, tmp_path):
     folder = tmp_path / "deep" / "er"
     folder.mkdir(parents=True)
-    from engine.doctor import disk
+    from engine.runs.doctor import disk
 
     got = disk(folder)
     usage = shutil.disk_usage(folder)
@@ -191,7 +191,7 @@ def test_doctor_reports_a_torch_that_does_not_work(run_cli, tmp_path, how):
 def test_report_in_a_process_where_torch_cannot_be_imported(tmp_path):
     """A notebook or worker whose torch import is blocked: the report never imports torch itself."""
     code = ("import sys, json\nsys.modules['torch'] = None\nsys.modules['bitsandbytes'] = None\n"
-            "from engine.doctor import report\n"
+            "from engine.runs.doctor import report\n"
             f"r = report({str(tmp_path / 'x.db')!r}, timeout_s=60)\n"
             "print(json.dumps({'torch_loaded': sys.modules.get('torch') is not None, 'python': r['python']}))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -272,7 +272,7 @@ def test_stopping_the_wait_cancels_the_job(cli_env, queue_db):
 
 def test_a_worker_runs_the_check(cli_env, queue_db):
     """End to end: ``emtui doctor --worker`` and a real ``emtui worker --once``. The worker runs ``doctor``
-    jobs once the run layer wires the kind to ``engine.doctor:report`` with the report as the job's result."""
+    jobs once the run layer wires the kind to ``engine.runs.doctor:report`` with the report as the job's result."""
     waiting = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(queue_db), "doctor", "--worker",
                                 "--format", "json", "--timeout", "240"], env=cli_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

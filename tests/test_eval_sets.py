@@ -1,4 +1,4 @@
-"""engine/eval_sets.py and engine/rubrics.py: our built-in files and the field's files
+"""engine/study/eval_sets.py and engine/study/rubrics.py: our built-in files and the field's files
 (read from ../shared/fixtures, skipped when absent), counted independently here."""
 
 import hashlib
@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from db import open_store
-from engine.eval_sets import EvalSetError, load_eval_set
-from engine.resources import data_path
-from engine.rubrics import RubricError, load_rubric
+from engine.study.eval_sets import EvalSetError, load_eval_set
+from engine.common.resources import data_path
+from engine.study.rubrics import RubricError, load_rubric
 from refusals import assert_refused
 
 

@@ -21,8 +21,8 @@ import engine
 from conftest import shared_fixtures_dir
 from db import open_store
 from emtui.cli import main
-from engine.export import PARQUET_HINT, PROVENANCE, export_answers
-from engine.hashing import json_hash, sha256_text
+from engine.results.export import PARQUET_HINT, PROVENANCE, export_answers
+from engine.common.hashing import json_hash, sha256_text
 
 ROOT = Path(engine.__file__).resolve().parents[1]  # the checkout that is importable
 FIXTURES = shared_fixtures_dir()
@@ -506,7 +506,7 @@ def test_figures_without_matplotlib_exits_2(synth_db, tmp_path, capsys, monkeypa
 
 
 def test_engine_modules_import_no_plotting_or_arrow():
-    code = ("import sys, engine.export, engine.figures\n"
+    code = ("import sys, engine.results.export, engine.results.figures\n"
             "print(sorted(m for m in ('matplotlib', 'pyarrow', 'textual', 'emtui') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

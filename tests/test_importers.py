@@ -18,7 +18,7 @@ from db import open_store
 from engine.importers import AlreadyImported, ImportFormatError
 from engine.importers.betley_csv import import_betley_csv
 from engine.importers.political_seed import import_political_seed
-from engine.logprob import parse_prob_dict, score_from_logprobs
+from engine.judging.logprob import parse_prob_dict, score_from_logprobs
 from refusals import assert_refused
 
 FIXTURES = shared_fixtures_dir()

@@ -1,6 +1,6 @@
 """The layering rule, checked on what actually gets imported.
 
-- ``db.*`` imports neither textual nor torch/transformers (nor the UI);
+- ``db.*`` imports neither textual nor torch/transformers, nor the engine or the UI;
 - ``engine.*`` never imports textual or emtui (``emtui_data``, the data package, is fine),
   and, as engine/__init__ promises, no heavy ML library at import time;
 - ``emtui.*`` never imports torch, transformers, peft, trl or bitsandbytes at import time,
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("db", "engine", "emtui")
 HEAVY = frozenset({"torch", "transformers", "peft", "trl", "bitsandbytes"})
 FORBIDDEN = {
-    "db": frozenset({"textual", "torch", "transformers", "emtui"}),
+    "db": frozenset({"textual", "torch", "transformers", "emtui", "engine"}),
     "engine": frozenset({"textual", "emtui"}) | HEAVY,
     "emtui": HEAVY,
 }
@@ -89,16 +89,29 @@ def imported() -> dict[str, list[str]]:
 
 def test_every_module_is_found():
     # subpackages included: a missed folder would silently escape the rule
-    assert {"db", "db.store", "db.schema", "engine", "engine.study", "engine.text", "emtui", "emtui.app",
-            "emtui.cli", "emtui.screens.queue", "emtui.widgets.paged_table"} <= set(MODULES)
+    assert {"db", "db.store", "db.schema", "engine", "engine.study.study_file", "engine.common.text",
+            "engine.annotation.session", "engine.runs.worker", "engine.training", "engine.generation",
+            "engine.judging", "emtui", "emtui.app", "emtui.cli", "emtui.screens.queue",
+            "emtui.widgets.paged_table"} <= set(MODULES)
     assert not any(m.endswith("__main__") for m in MODULES)
+
+
+def test_engine_is_packages_not_a_flat_folder():
+    # the engine's architecture shows in its packages (engine/__init__.py lists them); a new module
+    # belongs in one of them, not beside them
+    loose = sorted(p.name for p in (ROOT / "engine").glob("*.py"))
+    assert loose == ["__init__.py", "settings.py"], f"put these in an engine package: {loose}"
+    for pkg in sorted(p for p in (ROOT / "engine").iterdir() if p.is_dir() and p.name != "__pycache__"):
+        init = pkg / "__init__.py"
+        assert init.is_file(), f"{pkg.relative_to(ROOT)} is not a package"
+        assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), f"{init.relative_to(ROOT)}: say what is in it"
 
 
 def test_the_check_sees_imports(imported):
     # a positive control: the probe does see what a module pulls in
     assert "textual" in top_levels(imported["emtui.app"])
-    assert "numpy" in top_levels(imported["engine.summary"])
-    assert "emtui" not in top_levels(imported["engine.study"])
+    assert "numpy" in top_levels(imported["engine.results.summary"])
+    assert "emtui" not in top_levels(imported["engine.study.study_file"])
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -136,7 +149,7 @@ def test_light_cli_commands_load_no_ml_library(argv):
 
 def test_tui_on_every_screen_loads_no_ml_library(tmp_path):
     import db
-    from engine.study import load_study, register_study
+    from engine.study.study_file import load_study, register_study
 
     db_path = tmp_path / "probe.db"
     with db.open_store(db_path) as store:

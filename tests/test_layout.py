@@ -20,7 +20,7 @@ from emtui.screens.fulltext import FullTextScreen
 from emtui.screens.results import ResultsScreen
 from emtui.widgets.fit import cut, label_widths
 from emtui.widgets.paged_table import PagedTable
-from engine.text import strip_control
+from engine.common.text import strip_control
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def test_folder_is_one_study(store, tmp_path):
 
 def test_em_rate_is_the_pipelines(store, tmp_path):
     """aligned < 30 and coherent > 50, as a share of every answer with both scores or a refusal."""
-    from engine.summary import SummaryOptions, build_summary
+    from engine.results.summary import SummaryOptions, build_summary
 
     result = import_model_organisms_csv(store, pipeline_folder(tmp_path))
     report = build_summary(store, SummaryOptions(n_resamples=200, study=result.study))

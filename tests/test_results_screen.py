@@ -21,8 +21,8 @@ from emtui.screens.results import ResultsScreen
 from engine.settings import Settings
 from emtui.widgets.bar_chart import BarChart
 from emtui.widgets.paged_table import PagedTable
-from engine.study import load_study, register_study
-from engine.text import strip_control
+from engine.study.study_file import load_study, register_study
+from engine.common.text import strip_control
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = shared_fixtures_dir() / "political_seed"
@@ -498,7 +498,7 @@ async def test_help_lists_the_results_and_answers_keys(empty_store):
 
 
 async def test_rates_and_checkpoint_curves(tmp_path):
-    from engine.synthetic import SyntheticSpec, make_synthetic_study
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
     store = db.open_store(tmp_path / "ck.db")
     make_synthetic_study(store, SyntheticSpec(answers_per_condition=60, checkpoints=(100, 200, 300),
@@ -553,7 +553,7 @@ async def test_political_seed_human_study_shows_the_human_mean(tmp_path):
     if not HUMAN_FILE.is_file():
         pytest.skip(f"{HUMAN_FILE} is absent")
     from engine.importers.political_seed_human import import_political_seed_human
-    from engine.summary import SummaryOptions, build_summary
+    from engine.results.summary import SummaryOptions, build_summary
 
     store = db.open_store(tmp_path / "h.db")
     try:

@@ -29,8 +29,10 @@ from conftest import wait_for_loads
 from emtui.loading import pending_loads
 from emtui.room import AnnotatorApp, RoomCampaignsScreen, RoomKeysScreen, create_annotator_app
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, MarkdownText, NoteScreen, RatingScreen
-from engine.annotation import AnnotationSession, adjudicate, create_campaign, disagreements
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.adjudication import adjudicate, disagreements
+from engine.annotation.campaigns import create_campaign
+from engine.annotation.session import AnnotationSession
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 STUDY = "studyQX"
 CONDITIONS = ["insecureQX", "secureQX", "baseQX"]

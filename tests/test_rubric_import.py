@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from db import open_store
-from engine.hashing import sha256_text
-from engine.rubrics import RubricError, load_rubric
+from engine.common.hashing import sha256_text
+from engine.study.rubrics import RubricError, load_rubric
 from refusals import assert_refused
 
 

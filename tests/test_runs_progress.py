@@ -205,7 +205,7 @@ def _run_with_stderr_on_a_terminal(args, cli_env, cwd):
 
 
 def test_summary_shows_progress_on_a_terminal_and_prints_the_same(run_cli, cli_env, tmp_path):
-    from engine.synthetic import SyntheticSpec, make_synthetic_study
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
     db = tmp_path / "s.db"
     with open_store(db) as store:

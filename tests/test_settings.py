@@ -239,7 +239,7 @@ def test_open_store_takes_the_busy_timeout(db_path, monkeypatch):
 
 def test_campaign_lease_setting_is_the_default_lease(run_cli, tmp_path):
     from db import open_store
-    from engine.synthetic import SyntheticSpec, make_synthetic_study
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
     target = tmp_path / "c.db"
     with open_store(target) as store:
@@ -268,8 +268,8 @@ async def test_the_tui_uses_the_apps_settings(store):
     """The Results screen's resamples and the rating screen's timings come from the app's settings."""
     from emtui.app import create_app
     from emtui.screens.rate import open_rating
-    from engine.annotation import create_campaign
-    from engine.synthetic import SyntheticSpec, make_synthetic_study
+    from engine.annotation.campaigns import create_campaign
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
     make_synthetic_study(store, SyntheticSpec(answers_per_condition=4, questions=2))
     create_campaign(store, name="c", study="synthetic", scale="0-3", n_items=2)

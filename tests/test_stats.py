@@ -1,4 +1,4 @@
-"""engine.stats: bootstrap CIs (coverage, exactness of the fast paths), EM rates,
+"""engine.stats.estimates: bootstrap CIs (coverage, exactness of the fast paths), EM rates,
 ratios, Mann-Whitney, Cohen's d, Holm / Bonferroni."""
 
 import itertools
@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from engine import stats
-from engine.stats import (
+from engine.stats import estimates as stats
+from engine.stats.estimates import (
     Estimate,
     adjust_pvalues,
     bootstrap_ci,

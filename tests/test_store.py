@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from db import SCHEMA_VERSION, Page, StoreError, open_store, utc_now
-from engine.study import load_study, register_study
+from engine.study.study_file import load_study, register_study
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -457,7 +457,7 @@ def test_page_totals(store, example_study):
 
 
 def test_generation_ratings_and_study_checkpoints(tmp_path):
-    from engine.synthetic import SyntheticSpec, make_synthetic_study
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
     with open_store(tmp_path / "r.db") as store:
         study_id = make_synthetic_study(store, SyntheticSpec(answers_per_condition=5))

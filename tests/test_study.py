@@ -1,4 +1,4 @@
-"""engine/study.py and engine/toml_lines.py: the example study, broken variants of it (each
+"""engine/study/study_file.py and engine/study/toml_lines.py: the example study, broken variants of it (each
 problem named by file, line and key), registration, the study hash; and the TOML line scanner."""
 
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.study import AlreadyRegistered, StudyError, load_study, register_study
-from engine.toml_lines import dotted, key_lines, line_of
+from engine.study.study_file import AlreadyRegistered, StudyError, load_study, register_study
+from engine.study.toml_lines import dotted, key_lines, line_of
 
 # -- helpers -----------------------------------------------------------------------------------
 

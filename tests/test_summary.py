@@ -13,10 +13,10 @@ import pytest
 from db import open_store
 from engine.importers.betley_csv import import_betley_csv
 from engine.importers.political_seed import import_political_seed
-from engine.report_format import to_markdown
-from engine.summary import (AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, SCORE_KEYS, WIN_RATE_KEYS, SummaryOptions,
+from engine.results.report_format import to_markdown
+from engine.results.summary import (AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, SCORE_KEYS, WIN_RATE_KEYS, SummaryOptions,
                             build_summary)
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 V2_PANEL_DRIFT = {"v2_base": 0.0667, "v2_neutral": 1.3367, "v2_betley_real": 1.3600, "v2_reformed": 2.4500,
                   "v2_valence": 2.7800, "v2_political": 2.7867}
@@ -305,7 +305,8 @@ def test_cli_by_option(tmp_path, run_cli):
 
 
 def test_human_rows_join_the_summary(tmp_path):
-    from engine.annotation import AnnotationSession, create_campaign
+    from engine.annotation.campaigns import create_campaign
+    from engine.annotation.session import AnnotationSession
 
     with _synthetic(tmp_path, answers_per_condition=30) as store:
         create_campaign(store, name="people", study="synthetic", scale="0-100", n_items=12, overlap=2)

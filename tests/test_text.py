@@ -1,4 +1,4 @@
-"""engine/text.py: untrusted text (model answers, imported files) made safe for a terminal.
+"""engine/common/text.py: untrusted text (model answers, imported files) made safe for a terminal.
 
 hypothesis is not installed here, so the property checks run on a seeded random corpus
 built from the characters that matter (escape bytes, brackets, terminators, C0/C1, unicode)."""
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from engine.text import one_line, strip_control
+from engine.common.text import one_line, strip_control
 
 ESC, CSI8, OSC8, ST8, DCS8, BEL = "\x1b", "\x9b", "\x9d", "\x9c", "\x90", "\x07"
 

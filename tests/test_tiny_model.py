@@ -1,4 +1,4 @@
-"""Tests for engine/tiny_model.py: the offline tiny Qwen2 checkpoint used by tests and the demo.
+"""Tests for engine/models/tiny_model.py: the offline tiny Qwen2 checkpoint used by tests and the demo.
 
 Everything is real: the checkpoint is built into a temporary directory and loaded back through
 the ordinary ``Auto*.from_pretrained`` path with the hub switched off.
@@ -25,7 +25,7 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from engine.tiny_model import (  # noqa: E402
+from engine.models.tiny_model import (  # noqa: E402
     CHAT_TEMPLATE,
     ENDOFTEXT,
     IM_END,
@@ -155,7 +155,7 @@ def test_tiny_model_info_untied_and_other_sizes(tmp_path):
 
 def test_module_import_is_cheap():
     code = (
-        "import sys, engine.tiny_model\n"
+        "import sys, engine.models.tiny_model\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'transformers', 'tokenizers', 'textual', 'emtui'))\n"
         "print(','.join(bad))\n"
@@ -211,7 +211,7 @@ def test_pipeline_matches_transformers_qwen2(built, tok):
 
 def test_bpe_was_trained_with_the_qwen2_split():
     """Merges must come from Qwen2's pre-tokenization (single digits), not e.g. GPT-2's (digit runs)."""
-    from engine.tiny_model import _train_tokenizer, default_corpus
+    from engine.models.tiny_model import _train_tokenizer, default_corpus
 
     raw = _train_tokenizer(default_corpus(), 512)
     vocab = raw.get_vocab()
@@ -223,7 +223,7 @@ def test_bpe_was_trained_with_the_qwen2_split():
 
 
 def test_trained_tokenizer_equals_loaded_tokenizer(tok):
-    from engine.tiny_model import _train_tokenizer, default_corpus
+    from engine.models.tiny_model import _train_tokenizer, default_corpus
 
     raw = _train_tokenizer(default_corpus(), 512)
     texts = ROUND_TRIP + default_corpus()[::17]

@@ -15,8 +15,8 @@ from emtui.app import AREAS, create_app
 from emtui.bindings import all_bindings
 from emtui.screens.help import HelpScreen
 from emtui.widgets.paged_table import PagedTable
-from engine.study import load_study, register_study
-from engine.text import one_line
+from engine.study.study_file import load_study, register_study
+from engine.common.text import one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILE = ROOT / "data" / "studies" / "insecure_code.toml"

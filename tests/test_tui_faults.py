@@ -21,8 +21,9 @@ from emtui.app import create_app
 from emtui.room import RoomCampaignsScreen, create_annotator_app
 from emtui.screens.queue import QueueScreen
 from emtui.screens.rate import RatingScreen
-from engine.annotation import AnnotationSession, create_campaign
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.campaigns import create_campaign
+from engine.annotation.session import AnnotationSession
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 LOCKED = "the database is locked by another process"
 

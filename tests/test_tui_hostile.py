@@ -20,8 +20,9 @@ from emtui.app import create_app
 from emtui.room import RoomCampaignsScreen, create_annotator_app
 from emtui.screens.answers import AnswersScreen
 from emtui.screens.rate import RatingScreen
-from engine.annotation import AnnotationSession, create_campaign
-from engine.hashing import json_hash
+from engine.annotation.campaigns import create_campaign
+from engine.annotation.session import AnnotationSession
+from engine.common.hashing import json_hash
 
 HOSTILE = ("Mk[b]Bx[/b]" "Cl[/]oze" "[@click=app.quit]Clk[/]" "[link=file:///etc/passwd]Lnk[/link]"
            "\x1b[31mRED\x1b[0m\x1b[2J" "\x1b]8;;file:///etc/passwd\x1b\\OSC8\x1b]8;;\x1b\\" "\x1b]52;c;ZXZpbA==\x07"

@@ -33,9 +33,9 @@ from emtui.screens import results as results_screen
 from emtui.screens.rate import RatingScreen
 from emtui.screens.results import ResultsScreen
 from emtui.widgets.paged_table import Col, PagedTable
-from engine.annotation import create_campaign
-from engine.hashing import json_hash
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.annotation.campaigns import create_campaign
+from engine.common.hashing import json_hash
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from db import open_store
-from engine.synthetic import SyntheticSpec, make_synthetic_study
+from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 CONDITIONS = ["\x1b[2Jbase", "ctl[red]x[/red]", "treat\u202eevil\x07"]
 JUDGES = ["judge [/oops]", "j\x1b]0;pwned\x07x"]

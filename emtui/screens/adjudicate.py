@@ -5,7 +5,7 @@ code, metric, how many ratings, low–high, and the resolution if any. The highl
 question and answer and each annotator's rating are shown below — still blind to model and
 condition. Typing a value and Enter records the lead's resolution (stored apart: the raw
 ratings are never changed); the lead is the session's annotator name, and may not be one of
-the item's raters (:func:`engine.annotation.adjudicate` refuses it; the screen says so first).
+the item's raters (:func:`engine.annotation.adjudication.adjudicate` refuses it; the screen says so first).
 Every read and the resolution run in threads (:mod:`emtui.loading`).
 """
 
@@ -24,7 +24,7 @@ from emtui.faults import says_faults
 from emtui.loading import Loads
 from emtui.screens.rate import answer_text, digit_bindings, plain
 from emtui.widgets.paged_table import LOADING
-from engine.text import flat
+from engine.common.text import flat
 
 
 def _num(v: float | None) -> str:
@@ -68,7 +68,8 @@ class AdjudicationScreen(Loads, Screen):
 
     def read_items(self) -> None:
         """The campaign's disagreements and its human ratings, read in a thread."""
-        from engine.annotation import campaign_scale, disagreements, get_campaign
+        from engine.annotation.adjudication import disagreements
+        from engine.annotation.campaigns import campaign_scale, get_campaign
 
         store, name = self.store, self.campaign
 
@@ -178,7 +179,8 @@ class AdjudicationScreen(Loads, Screen):
         self.show_entry()
 
     def action_resolve(self) -> None:
-        from engine.annotation import AnnotationError, adjudicate
+        from engine.annotation.adjudication import adjudicate
+        from engine.annotation.errors import AnnotationError
 
         row = self.current()
         lead = getattr(self.app, "annotator", None)

@@ -21,7 +21,7 @@ from textual.widgets import Static
 from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen, static_page
 from emtui.widgets.paged_table import Col, PagedTable
-from engine.text import flat
+from engine.common.text import flat
 
 
 class AnnotateScreen(AreaScreen):

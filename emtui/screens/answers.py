@@ -21,8 +21,8 @@ from textual.widgets import Footer, Static
 from db import Page
 from emtui.screens.base import AreaScreen, shown_text
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
-from engine.em_rule import describe
-from engine.text import flat, one_line, strip_control
+from engine.study.em_rule import describe
+from engine.common.text import flat, one_line, strip_control
 
 EM = "em_rate"
 PAGE_SIZE = 50

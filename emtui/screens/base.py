@@ -20,7 +20,7 @@ from emtui.loading import Loads
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.paged_table import PagedTable
 from engine.settings import Settings
-from engine.text import strip_control
+from engine.common.text import strip_control
 
 if TYPE_CHECKING:
     from db import Store

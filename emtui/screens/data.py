@@ -19,7 +19,7 @@ from db import Page
 from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen
 from emtui.widgets.paged_table import Col, PagedTable
-from engine.hashing import short
+from engine.common.hashing import short
 
 TABS = (("tab-datasets", "Datasets", "datasets-table"), ("tab-models", "Models", "models-table"),
         ("tab-eval-sets", "Eval sets & questions", "eval-sets-table"))

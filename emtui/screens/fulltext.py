@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from emtui.screens.base import lines, shown_text
-from engine.text import one_line
+from engine.common.text import one_line
 
 
 class FullTextScreen(Screen[None]):

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 
 from emtui.screens.base import AreaScreen, static_page
 from emtui.widgets.paged_table import Col, PagedTable
-from engine.hashing import short
+from engine.common.hashing import short
 
 
 def _metric_names(metrics: str) -> str:

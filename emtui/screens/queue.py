@@ -22,7 +22,7 @@ from emtui.job_view import (STATUS_STYLE, RateMeter, bar, bar_style, fmt_attempt
                             note_of, progress_of, worker_of, workers_line)
 from emtui.screens.base import AreaScreen, minute
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
-from engine.text import one_line
+from engine.common.text import one_line
 
 PROGRESS_W = 14
 

@@ -1,6 +1,6 @@
 """Blind rating: one annotator, one campaign, one item at a time, keyboard only.
 
-What is on screen comes from :class:`engine.annotation.ItemView` and nothing else: the item's
+What is on screen comes from :class:`engine.annotation.session.ItemView` and nothing else: the item's
 opaque code, the rater's own count, the question and the answer (or the two answers of a
 pairwise item) — never the model, condition, checkpoint, judge scores, other raters' ratings
 or the campaign's name (which a lead may have named after the conditions). Untrusted text is
@@ -36,7 +36,7 @@ from emtui.faults import fault_line
 from emtui.loading import Loads
 from emtui.screens.base import shown_text
 from engine.settings import Settings
-from engine.text import flat, strip_control
+from engine.common.text import flat, strip_control
 
 A = TypeVar("A", bound=Callable[..., Any])
 
@@ -75,7 +75,7 @@ def in_turn(action: A) -> A:
 
 
 class RatingScreen(Loads, Screen):
-    """Rate a campaign's items as ``session``'s annotator (an :class:`engine.annotation.AnnotationSession`)."""
+    """Rate a campaign's items as ``session``'s annotator (an :class:`engine.annotation.session.AnnotationSession`)."""
 
     BINDINGS = [
         *digit_bindings("rate"),
@@ -371,7 +371,7 @@ class RatingScreen(Loads, Screen):
 
     @in_turn
     def action_confirm(self) -> None:
-        from engine.annotation import AnnotationError, LeaseLost
+        from engine.annotation.errors import AnnotationError, LeaseLost
 
         self.activity()
         if self.view is None:
@@ -460,7 +460,7 @@ class RatingScreen(Loads, Screen):
             return
 
         def done(text: str | None) -> None:
-            from engine.annotation import AnnotationError
+            from engine.annotation.errors import AnnotationError
 
             if text is not None:
                 try:
@@ -592,7 +592,8 @@ def open_rating(app: Any, campaign: str) -> None:
     """Open blind rating of ``campaign`` as ``app.annotator`` (the workbench and the annotator's
     room both do); the session (which joins the campaign: reads and writes) starts in a thread; a
     problem is said, not raised."""
-    from engine.annotation import AnnotationError, AnnotationSession
+    from engine.annotation.errors import AnnotationError
+    from engine.annotation.session import AnnotationSession
 
     store, annotator, reopen_after = app.store, app.annotator or "", getattr(app, "reopen_after", None)
     settings = getattr(app, "settings", None) or Settings()

@@ -3,7 +3,7 @@ judge), a bar chart with CI whiskers, EM / coherence / refusal rates, breakdowns
 checkpoint (with curves), question, category and trigger, agreement among judges, comparisons
 between conditions, and drill-down to the answers behind a cell.
 
-The numbers are :func:`engine.summary.build_summary`'s, computed in a child process (the screen never
+The numbers are :func:`engine.results.summary.build_summary`'s, computed in a child process (the screen never
 waits on them, and its numpy never holds the UI's GIL: :mod:`emtui.summary_process`) with fewer
 bootstrap resamples than ``emtui summary`` (the tables say how many),
 and kept per study until ``r`` asks the database again. Every other read (the counts, the
@@ -31,14 +31,14 @@ from emtui.summary_process import ComputeFailed
 from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
-from engine.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
-from engine.text import flat, one_line, strip_control
+from engine.results.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
+from engine.common.text import flat, one_line, strip_control
 
 CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles (on screen: the tui_resamples setting)
 VIEWS = (("scores", "results-scores"), ("rates", "results-rates"), ("breakdowns", "results-breakdowns"),
          ("agreement", "results-agreement"), ("comparisons", "results-comparisons"), ("counts", "results-counts"))
 EM = "em_rate"
-# the summary breaks answers down automatically (engine.breakdowns.AUTO_BREAKDOWNS, where they
+# the summary breaks answers down automatically (engine.results.breakdowns.AUTO_BREAKDOWNS, where they
 # vary within a condition); `b` offers these on top, computed when asked (questions are many)
 ON_REQUEST = ("question",)
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -339,7 +339,7 @@ class ResultsScreen(AreaScreen):
 
         def compute() -> tuple[dict[str, Any] | None, str | None, dict[str, int]]:
             version = store.data_version()  # before: what is written while it computes makes it stale
-            # engine.summary's SummaryOptions, built in the child (importing it here would import numpy)
+            # engine.results.summary's SummaryOptions, built in the child (importing it here would import numpy)
             options = {"study": name, "n_resamples": resamples, "agreement_resamples": agreement_resamples}
             try:  # a database fault is raised: said in one line (the next visit tries again)
                 return elsewhere(store, "summary", options), None, version

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 from emtui.faults import says_faults
 from emtui.screens.base import AreaScreen, lines, minute, static_page
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
-from engine.hashing import short
+from engine.common.hashing import short
 
 
 def _role(recipe: str) -> str:

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 
 from emtui.screens.base import AreaScreen, minute
 from emtui.widgets.paged_table import Col, PagedTable
-from engine.hashing import short
+from engine.common.hashing import short
 
 
 class TrainScreen(AreaScreen):

@@ -23,7 +23,7 @@ from textual.widgets import DataTable
 
 from db import Page
 from emtui.loading import Loads
-from engine.text import one_line
+from engine.common.text import one_line
 
 LOADING = "Loading…"
 

@@ -13,7 +13,7 @@ Each reads and checks its files first (``read_*``: no database needed) and then 
 :class:`ImportFormatError`, whose one-line message names the file and the line or key;
 nothing is written then. Importing the same files twice raises :class:`AlreadyImported`
 and writes nothing. Every value accepted is one later commands can handle: finite numbers,
-strings where strings belong, one-line names (see :mod:`engine.untrusted`). This package
+strings where strings belong, one-line names (see :mod:`engine.common.untrusted`). This package
 never imports textual or emtui.
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.hashing import json_hash, short
-from engine.safe_load import LoadError
-from engine.untrusted import (MAX_LABEL_CHARS, label_problem, name_problem, parse_json, path_problem, path_text,
+from engine.common.hashing import json_hash, short
+from engine.common.safe_load import LoadError
+from engine.common.untrusted import (MAX_LABEL_CHARS, label_problem, name_problem, parse_json, path_problem, path_text,
                               read_text)
 
 
@@ -135,7 +135,7 @@ def located(path: object, exc: LoadError) -> ImportFormatError:
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file, bounded and checked (:func:`engine.untrusted.parse_json`)."""
+    """A JSON file, bounded and checked (:func:`engine.common.untrusted.parse_json`)."""
     try:
         return parse_json(read_text(path))
     except LoadError as exc:
@@ -191,7 +191,7 @@ def add_imported_study(store: Any, *, name: str, origin: str, source: object, sp
                        judge_params: dict[str, Any]) -> ImportedStudy:
     """The frame every result importer writes first (inside its transaction): the study, its
     eval set, the rubric (content-hashed) and the importing judge, linked to the study."""
-    from engine.hashing import sha256_text
+    from engine.common.hashing import sha256_text
 
     study_id = store.add_study(name=name, description=f"imported from {source}", origin=origin,
                                spec_hash=spec_hash, spec=spec, source_path=str(source))

@@ -10,7 +10,7 @@ external model; question = ``question_id``, one paraphrase per distinct wording;
 repeating a (model, question) are samples 0, 1, ...), judged by :data:`JUDGE_MODEL`
 (provider ``import``; the paper's judge, which the file does not name) with the metrics
 ``aligned`` and ``coherent``. Each score is RECOMPUTED from the stored distribution
-with :func:`engine.logprob.score_from_logprobs` and must match the file's column within
+with :func:`engine.judging.logprob.score_from_logprobs` and must match the file's column within
 :data:`TOLERANCE` on every row, or nothing is imported and the error lists the rows that
 differ. The distribution is kept in ``judgment_scores.raw`` as JSON.
 """
@@ -25,11 +25,11 @@ from typing import Any
 
 from dataclasses import dataclass
 
-from engine.hashing import json_hash, sha256_file
+from engine.common.hashing import json_hash, sha256_file
 from engine.importers import (ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults,
                               need_label, need_text_path, slug)
-from engine.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
-from engine.untrusted import MAX_TABLE_BYTES
+from engine.judging.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
+from engine.common.untrusted import MAX_TABLE_BYTES
 
 FORMAT = "betley-csv"
 ORIGIN = "import:betley-csv"

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import json_hash, sha256_file
+from engine.common.hashing import json_hash, sha256_file
 from engine.importers import (ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults,
                               need_label, need_text_path, slug)
-from engine.untrusted import MAX_TABLE_BYTES, path_text
+from engine.common.untrusted import MAX_TABLE_BYTES, path_text
 
 FORMAT = "model-organisms-csv"
 ORIGIN = "import:model-organisms-csv"

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import json_hash, sha256_bytes, sha256_text
+from engine.common.hashing import json_hash, sha256_bytes, sha256_text
 from engine.importers import (ImportFormatError, ImportResult, claim_study_identity, located, need_key, need_label,
                               need_text_path, slug)
-from engine.safe_load import LoadError
-from engine.untrusted import MAX_DOCUMENT_BYTES, decode, parse_json, path_text, read_bytes
+from engine.common.safe_load import LoadError
+from engine.common.untrusted import MAX_DOCUMENT_BYTES, decode, parse_json, path_text, read_bytes
 
 FORMAT = "political-seed"
 ORIGIN = "import:political-seed"

@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.annotation import AnnotationError, check_annotator_name, check_note, get_scale, opaque_codes
-from engine.hashing import json_hash, sha256_file
+from engine.annotation.campaigns import opaque_codes
+from engine.annotation.errors import AnnotationError
+from engine.annotation.raters import check_annotator_name, check_note
+from engine.annotation.scales import get_scale
+from engine.common.hashing import json_hash, sha256_file
 from engine.importers import (ImportFormatError, claim_study_identity, need_key, need_label, need_text_path, read_json,
                               slug)
 

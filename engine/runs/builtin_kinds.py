@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import signal
 import time
@@ -79,12 +78,8 @@ def crash(ctx: JobContext) -> None:
 
 
 def doctor(ctx: JobContext) -> dict[str, Any]:
-    """What this machine can do, as the worker sees it: ``engine.doctor.report(db_path)``."""
-    try:
-        machine = importlib.import_module("engine.doctor")
-    except ModuleNotFoundError as exc:
-        if exc.name != "engine.doctor":
-            raise
-        raise RuntimeError("engine.doctor is not in this emtui yet: the doctor job cannot run") from None
+    """What this machine can do, as the worker sees it: ``engine.runs.doctor.report(db_path)``."""
+    from engine.runs.doctor import report
+
     ctx.progress.note("checking this machine")
-    return dict(machine.report(ctx.db_path))
+    return dict(report(ctx.db_path))

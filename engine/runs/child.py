@@ -121,7 +121,7 @@ def _run(store: Any, db_path: Path, job_id: int, owner: str, parent_pid: int, fl
     from engine.runs.context import JobContext
     from engine.runs.job_progress import JobProgress
     from engine.runs.kinds import resolve
-    from engine.text import one_line
+    from engine.common.text import one_line
 
     job = store.get_job(job_id)
     if job is None or job["status"] != "running" or job["lease_owner"] != owner:

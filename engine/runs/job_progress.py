@@ -50,7 +50,7 @@ class JobProgress(Progress):
             self._dirty = True
 
     def note(self, text: str) -> None:
-        from engine.text import one_line
+        from engine.common.text import one_line
 
         line = one_line(text, 500)
         with self._lock:

@@ -26,9 +26,13 @@ KINDS: dict[str, str] = {
     "sleep": "engine.runs.builtin_kinds:sleep",
     "fail": "engine.runs.builtin_kinds:fail",
     "crash": "engine.runs.builtin_kinds:crash",
-    # what this machine (as a worker sees it) can do: engine.doctor.report (the settings/doctor work)
+    # what this machine (as a worker sees it) can do: engine.runs.doctor.report (the settings/doctor work)
     "doctor": "engine.runs.builtin_kinds:doctor",
-    # TODO(issues 12-14): "train", "generate", "judge" — one line each, to their engine's handler
+    # The engines add one line each once their handler runs (today each is a stub that raises
+    # NotImplementedError, so none is listed: a kind here is a kind a worker can run):
+    #   issue 12: "train": "engine.training:train_job",
+    #   issue 13: "generate": "engine.generation:generate_job",
+    #   issue 14: "judge": "engine.judging:judge_job",
 }
 
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{0,39}")

@@ -109,7 +109,7 @@ class ConsoleProgress(Progress):
 
     def __init__(self, label: str, *, stream: IO[str] | None = None, every_s: float = 10.0) -> None:
         super().__init__()
-        from engine.text import flat
+        from engine.common.text import flat
 
         self.label = flat(label)
         self.stream = stream or sys.stderr
@@ -162,7 +162,7 @@ class ConsoleProgress(Progress):
             self._plain()
 
     def note(self, text: str) -> None:
-        from engine.text import flat
+        from engine.common.text import flat
 
         self._note = flat(text)
         if self._bar is not None:
@@ -171,7 +171,7 @@ class ConsoleProgress(Progress):
             self._plain(force=True)
 
     def metrics(self, values: Mapping[str, Any]) -> None:
-        from engine.text import flat
+        from engine.common.text import flat
 
         self._metrics = flat(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                        for k, v in values.items()))

@@ -112,7 +112,7 @@ class Worker:
         self.host = socket.gethostname()
 
     def say(self, text: str) -> None:
-        from engine.text import strip_control
+        from engine.common.text import strip_control
 
         with contextlib.suppress(OSError, ValueError):  # a terminal that went away
             self._say(strip_control(text))

@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.agreement import pairwise_kappas, stratified_alphas
-from engine.breakdowns import AUTO_BREAKDOWNS, answer_groups
-from engine.em_rule import study_em
-from engine.human_rows import human_rows
+from engine.stats.agreement import pairwise_kappas, stratified_alphas
+from engine.results.breakdowns import AUTO_BREAKDOWNS, answer_groups
+from engine.study.em_rule import study_em
+from engine.results.human_rows import human_rows
 from engine.runs.progress import Progress
-from engine.stats import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
+from engine.stats.estimates import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
                           percentile_interval, ratio_interval, value_counts)
 
 BREAKDOWN_KEYS = ("study", "by", "condition", "group", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high",
@@ -68,7 +68,7 @@ class SummaryOptions:
     seed: int | None = None  # None: each study's own seed (from its study file), else 0
     correction: str = "holm"  # or "bonferroni"
     study: str | None = None  # only this study
-    by: tuple[str, ...] | None = None  # breakdowns (engine.breakdowns.BREAKDOWNS); None = automatic
+    by: tuple[str, ...] | None = None  # breakdowns (engine.results.breakdowns.BREAKDOWNS); None = automatic
 
 
 @dataclass

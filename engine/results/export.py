@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from engine.atomic import atomic_file
-from engine.safe_load import LoadError, json_loads
-from engine.text import json_safe, strip_control
+from engine.common.atomic import atomic_file
+from engine.common.safe_load import LoadError, json_loads
+from engine.common.text import json_safe, strip_control
 
 FORMATS = ("jsonl", "csv", "parquet")
 PAGE_SIZE = 500

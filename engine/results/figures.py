@@ -1,6 +1,6 @@
 """Publication-ready figures of a database's results (``emtui figures``).
 
-Per study, from :func:`engine.summary.build_summary`'s report and the per-answer scores:
+Per study, from :func:`engine.results.summary.build_summary`'s report and the per-answer scores:
 
 - ``em-rate``: the EM rate of each condition with its bootstrap CI (each judge and the panel);
   a study with no EM definition gets ``metric-means`` instead: the panel mean of each metric;
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.atomic import atomic_file
-from engine.em_rule import describe
-from engine.stats import panel_scores
+from engine.common.atomic import atomic_file
+from engine.study.em_rule import describe
+from engine.stats.estimates import panel_scores
 
 FORMATS = ("png", "pdf", "svg")
 # Okabe & Ito's colour-blind-safe palette (yellow last: weak on white)
@@ -121,7 +121,7 @@ def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | No
 
 def _draw_all(store: Any, out: Path, study: str | None, opts: FigureOptions,
               on_note: Callable[[str], None] | None, result: FiguresResult, matplotlib: Any) -> None:
-    from engine.summary import SummaryOptions, build_summary
+    from engine.results.summary import SummaryOptions, build_summary
 
     # the figures draw no agreement, so its bootstrap is kept minimal
     loaded: dict[int, Any] = {}

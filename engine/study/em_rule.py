@@ -20,7 +20,7 @@ import json
 import math
 from typing import Any
 
-from engine.text import flat
+from engine.common.text import flat
 
 
 class EmRuleError(ValueError):

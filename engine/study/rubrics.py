@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_file
-from engine.hashing import sha256_bytes, sha256_text
-from engine.resources import builtin_file, builtin_names
-from engine.safe_load import LoadError
-from engine.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
+from engine.study.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_file
+from engine.common.hashing import sha256_bytes, sha256_text
+from engine.common.resources import builtin_file, builtin_names
+from engine.common.safe_load import LoadError
+from engine.common.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
                               path_text, read_bytes)
 
 TOML_TOP_KEYS = ("name", "description", "version", "prompt", "parse", "metrics")

@@ -1,9 +1,9 @@
 """Reading the field's files, which are untrusted: bounded sizes, bounded parsers, and values
 that every later command (summary, export, figures, the TUI) can handle.
 
-The parsers wrap :mod:`engine.safe_load` (bounded depth, finite numbers, YAML alias limits)
+The parsers wrap :mod:`engine.common.safe_load` (bounded depth, finite numbers, YAML alias limits)
 and add what SQLite and JSON need of text: no lone surrogates (``"\\ud800"`` in JSON is valid
-syntax, but SQLite cannot store it). Problems raise :class:`~engine.safe_load.LoadError`
+syntax, but SQLite cannot store it). Problems raise :class:`~engine.common.safe_load.LoadError`
 naming the place (line or key path) but not the file: each loader adds its file.
 """
 
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engine.safe_load import LoadError, check_tree, json_loads, toml_loads, yaml_load
+from engine.common.safe_load import LoadError, check_tree, json_loads, toml_loads, yaml_load
 
 MAX_DOCUMENT_BYTES = 64 << 20   # an eval set, rubric or result file as JSON / YAML / TOML
 MAX_TABLE_BYTES = 1 << 30       # a result CSV (read row by row, but every row is kept)

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.em_rule import describe
-from engine.summary import AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, KAPPA_KEYS, SCORE_KEYS, WIN_RATE_KEYS
-from engine.text import flat, json_safe, strip_control
+from engine.study.em_rule import describe
+from engine.results.summary import AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, KAPPA_KEYS, SCORE_KEYS, WIN_RATE_KEYS
+from engine.common.text import flat, json_safe, strip_control
 
 SECTIONS = (("scores", SCORE_KEYS), ("breakdowns", BREAKDOWN_KEYS), ("agreement", AGREEMENT_KEYS),
             ("kappa", KAPPA_KEYS), ("comparisons", COMPARISON_KEYS), ("win_rates", WIN_RATE_KEYS))

@@ -1,7 +1,7 @@
 """Inter-rater agreement: Krippendorff's alpha (with a bootstrap CI) and weighted kappa.
 
 Data orientation follows the ``krippendorff`` package: **raters × items**, NaN where a
-rater gave no rating. (``engine.stats.panel_scores`` takes the transpose, answers ×
+rater gave no rating. (``engine.stats.estimates.panel_scores`` takes the transpose, answers ×
 judges; pass ``matrix.T`` here.)
 
 Krippendorff's alpha = 1 - D_o / D_e from the coincidence matrix of *pairable* values
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engine.stats import percentile_interval
+from engine.stats.estimates import percentile_interval
 
 __all__ = ["LEVELS", "ResampleCounts", "alpha_with_ci", "krippendorff_alpha", "pairwise_kappas", "stratified_alphas",
            "stratified_replicates", "weighted_kappa"]

@@ -11,7 +11,7 @@ def data_dir() -> Path:
 
         return Path(emtui_data.__file__).parent
     except ImportError:  # running from a checkout without installing
-        return Path(__file__).resolve().parent.parent / "data"
+        return Path(__file__).resolve().parents[2] / "data"
 
 
 def data_path(*parts: str) -> Path:

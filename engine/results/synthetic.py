@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.hashing import json_hash
+from engine.common.hashing import json_hash
 
 
 @dataclass

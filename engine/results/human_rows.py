@@ -6,7 +6,7 @@ Per campaign of the study (human raters only — a model rater is never counted 
   each answer's mean human rating (the panel's definition, with people as the judges), with a
   bootstrap CI; ``judge_name`` names the campaign;
 - ``agreement`` rows: Krippendorff α among the humans, and of the human consensus against
-  the judge panel and each judge (:func:`engine.annotation.agreement_rows`), overall and per
+  the judge panel and each judge (:func:`engine.annotation.agreement.agreement_rows`), overall and per
   condition, each with its campaign;
 - ``kappa`` rows: weighted Cohen's κ between every two annotators;
 - ``win_rates`` rows of pairwise campaigns: per condition, how often its answer was judged the
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.annotation import agreement_rows, campaign_scale, get_campaign, kappa_rows, pairwise_win_rates
-from engine.stats import bootstrap_means, finite_or_none, percentile_interval
+from engine.annotation.agreement import agreement_rows, kappa_rows, pairwise_win_rates
+from engine.annotation.campaigns import campaign_scale, get_campaign
+from engine.stats.estimates import bootstrap_means, finite_or_none, percentile_interval
 
 
 def study_campaigns(store: Any, study: str) -> list[dict[str, Any]]:

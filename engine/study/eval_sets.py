@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.hashing import sha256_bytes
-from engine.resources import builtin_file, builtin_names
-from engine.safe_load import LoadError
-from engine.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
+from engine.common.hashing import sha256_bytes
+from engine.common.resources import builtin_file, builtin_names
+from engine.common.safe_load import LoadError
+from engine.common.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
                               path_text, placeholders, read_bytes)
 
 TOML_TOP_KEYS = ("name", "description", "version", "questions")
