@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from emtui.cli import UsageError
-from emtui.streams import say
+from emtui.streams import plain_table, say
 
 
 def _store(args: argparse.Namespace, *, create: bool = False, readonly: bool = False):
@@ -90,25 +90,13 @@ def campaign_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain text table; cells come from the database (names from imported files): one line each, no
-    control characters."""
-    from engine.common.text import one_line
-
-    rows = [[one_line(c, 200) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
 def campaign_list(args: argparse.Namespace) -> int:
     with _store(args, readonly=True) as store:
         rows = store.list_campaigns()
     if not rows:
         say(f"no campaigns in {args.db} (emtui campaign create NAME --study S --scale 0-3 --items N)")
         return 0
-    say(_table(["id", "name", "study", "scale", "k", "items", "ratings", "done"],
+    say(plain_table(["id", "name", "study", "scale", "k", "items", "ratings", "done"],
                [[str(r["id"]), r["name"], r["study"] or "", r["scale"], str(r["overlap"]), str(r["n_items"]),
                  str(r["n_ratings"]), f"{r['done_pct']:.1f}%"] for r in rows]))
     return 0
@@ -145,7 +133,7 @@ def campaign_show(args: argparse.Namespace) -> int:
     say(f"progress: {p['done']} of {p['target']} ratings ({pct:.1f}%), {p['complete_items']} of "
         f"{p['total_items']} items complete, {p['live_leases']} item(s) being rated now")
     if people:
-        say(_table(["annotator", "kind", "done", "skipped", "leased", "flagged", "last"],
+        say(plain_table(["annotator", "kind", "done", "skipped", "leased", "flagged", "last"],
                    [[r["name"], r["kind"], str(r["done"] or 0), str(r["skipped"] or 0), str(r["leased"] or 0),
                      str(r["flagged"] or 0), r["last"] or ""] for r in people]))
     else:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
-COMMANDS = ("init", "worker", "jobs", "summary", "import", "export", "figures", "campaign", "annotate", "study",
+COMMANDS = ("init", "worker", "jobs", "list", "summary", "import", "export", "figures", "campaign", "annotate", "study",
             "serve", "tiny-model", "keys", "settings", "doctor")
 
 
@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("tiny-model", "build the tiny offline Qwen2-architecture model used by demos and tests")
     sp.add_argument("out", help="folder to write the model and tokenizer into")
     sp.add_argument("--seed", type=int_in(0, SEED_MAX), default=0)
+
+    from emtui.list_commands import add_parser as add_list_parser  # light: argparse and a table of lists
+
+    add_list_parser(sub, cmd)
 
     cmd("keys", "list every key binding with its id (for the keymap file)")
 

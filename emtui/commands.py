@@ -42,7 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
-        "jobs": jobs,
+        "jobs": jobs, "list": list_,
     }[args.command]
     return handler(args)
 
@@ -169,6 +169,12 @@ def write_example_study(args: argparse.Namespace) -> int:
 
 def worker(args: argparse.Namespace) -> int:
     from emtui.run_commands import worker as run
+
+    return run(args)
+
+
+def list_(args: argparse.Namespace) -> int:
+    from emtui.list_commands import list_ as run
 
     return run(args)
 

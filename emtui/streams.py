@@ -30,6 +30,24 @@ def say(text: object = "", *, flush: bool = False) -> None:
     print(strip_control(str(text)), flush=flush)
 
 
+def plain_table(header: list[str], rows: list[list[str]], *, width: int | None = None) -> str:
+    """A plain text table, columns two spaces apart. Cells come from the database (names from imported
+    files): one line each, no control characters. With ``width``, the widest columns are cut (``…``)
+    until the table fits."""
+    from engine.common.text import one_line
+
+    rows = [[one_line(c, 200) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    if width is not None:
+        while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 6:
+            widths[widths.index(max(widths))] -= 1
+        rows = [[one_line(c, w) for c, w in zip(r, widths)] for r in rows]
+        header = [one_line(h, w) for h, w in zip(header, widths)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
 def error_lines(error: BaseException | str) -> list[str]:
     from engine.common.text import strip_control
 

@@ -178,6 +178,12 @@ FLAG_CASES = [
          db="absent"),
     Case("db-is-device", ["--db", "/dev/null", "summary"], r"database path is not a regular file", db="absent"),
     Case("db-empty-name", ["--db", "", "summary"], r"--db needs a file name", db="absent"),
+    Case("list-unknown", ["list", "frobs"], r"list: argument WHAT: invalid choice: 'frobs'"),
+    Case("list-questions-no-set", ["list", "questions"], r"emtui list questions: give --eval-set NAME"),
+    Case("list-conditions-unknown-study", ["list", "conditions", "--study", "nope"],
+         r"emtui list conditions: no study named 'nope'"),
+    Case("list-study-on-models", ["list", "models", "--study", "x"], r"--study is for conditions, not models"),
+    Case("list-no-database", ["--db", "{tmp}/none.db", "list", "studies"], r"no database at .*none\.db", db="absent"),
     Case("busy-timeout-env", ["summary"], r"EMTUI_BUSY_TIMEOUT_S must be", env={"EMTUI_BUSY_TIMEOUT_S": "soon"}),
 ]
 

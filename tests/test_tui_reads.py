@@ -19,16 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
+from demo_db import build
 from rich.text import Text
 from textual.app import App
 from textual.widgets import Static
 
 import db
 from db import Page
-from demo_db import build
 from emtui.app import create_app
 from emtui.room import create_annotator_app
-from emtui.screens import queue as queue_screen
 from emtui.screens import results as results_screen
 from emtui.screens.rate import RatingScreen
 from emtui.screens.results import ResultsScreen
@@ -344,7 +343,7 @@ def test_data_version_follows_result_writes_and_nothing_else(tmp_path):
 
 
 async def test_a_jobs_progress_bar_moves_while_a_worker_reports(tmp_path, monkeypatch):
-    monkeypatch.setattr(queue_screen, "POLL_S", 0.2)
+    monkeypatch.setenv("EMTUI_TUI_QUEUE_POLL_S", "0.2")  # read by create_app's load_settings
     path = tmp_path / "queue.db"
     store = db.open_store(path)
     job = store.enqueue_job("judge", {"study": "st"}, progress_total=200)
