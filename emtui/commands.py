@@ -248,8 +248,11 @@ def figures(args: argparse.Namespace) -> int:
         raise UsageError(f"emtui figures: {exc}") from None
     with _store(args, create=False, readonly=True) as store:
         _check_study(store, args, "figures")
+        from engine.runs.progress import console_progress
+
         try:
-            result = make_figures(store, out, study=args.study, opts=opts, on_note=say)
+            with console_progress("figures", plain=False) as progress:  # a bar on a terminal's stderr only
+                result = make_figures(store, out, study=args.study, opts=opts, on_note=say, progress=progress)
         except FigureError as exc:
             raise UsageError(f"emtui figures: {exc}") from None
     for path in result.written:

@@ -226,3 +226,48 @@ def test_import_shows_progress_on_a_terminal_and_says_the_same(run_cli, cli_env,
                                                         cli_env, tmp_path)
     assert rc == 0 and out == plain.stdout.replace("a.db", "b.db")
     assert "import betley-csv" in terminal
+
+
+def test_figures_show_progress_on_a_terminal_and_print_the_same(run_cli, cli_env, tmp_path):
+    pytest.importorskip("matplotlib")
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
+
+    db = tmp_path / "s.db"
+    with open_store(db) as store:
+        make_synthetic_study(store, SyntheticSpec(answers_per_condition=20))
+    plain = run_cli("--db", db, "figures", "--out", tmp_path / "a", "--format", "png", "--resamples", "100")
+    assert plain.returncode == 0 and plain.stderr == ""
+    rc, out, terminal = _run_with_stderr_on_a_terminal(
+        ["--db", db, "figures", "--out", tmp_path / "b", "--format", "png", "--resamples", "100"], cli_env, tmp_path)
+    assert rc == 0 and out == plain.stdout.replace(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert "figures" in terminal and "2/2" in terminal  # the summary's study, then the study drawn
+
+
+class _Recording(Progress):
+    def __init__(self, cancel_after_notes: int | None = None) -> None:
+        super().__init__()
+        self.notes: list[str] = []
+        self.cancel_after_notes = cancel_after_notes
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def cancelled(self) -> bool:
+        return self.cancel_after_notes is not None and len(self.notes) >= self.cancel_after_notes
+
+
+def test_figures_report_each_study_drawn_and_stop_when_cancelled(store, tmp_path):
+    pytest.importorskip("matplotlib")
+    from engine.results.figures import FigureOptions, make_figures
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
+
+    make_synthetic_study(store, SyntheticSpec(answers_per_condition=20))
+    progress = _Recording()
+    opts = FigureOptions.parse(formats="png", n_resamples=100, metric=None)
+    result = make_figures(store, tmp_path / "figs", opts=opts, progress=progress)
+    assert result.written and (progress.done, progress.total) == (2, 2)
+    assert progress.notes[-1].endswith(": drawing")
+    stopped = _Recording(cancel_after_notes=1)  # cancelled while the summary reads
+    with pytest.raises(JobCancelled):
+        make_figures(store, tmp_path / "none", opts=opts, progress=stopped)
+    assert not (tmp_path / "none").exists()  # nothing written, no empty folder left

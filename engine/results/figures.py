@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from engine.common.atomic import atomic_file
+from engine.runs.progress import Progress
 from engine.study.em_rule import describe
 from engine.stats.estimates import panel_scores
 
@@ -95,10 +96,14 @@ def slug(text: str) -> str:
 
 
 def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | None = None,
-                 opts: FigureOptions | None = None, on_note: Callable[[str], None] | None = None) -> FiguresResult:
+                 opts: FigureOptions | None = None, on_note: Callable[[str], None] | None = None,
+                 progress: Progress | None = None) -> FiguresResult:
     """Draw every figure of every study (or of ``study``) into ``out_dir`` (created when its parent
-    exists). Returns the files written and the notes on what was skipped (also passed to ``on_note``)."""
+    exists). Returns the files written and the notes on what was skipped (also passed to ``on_note``).
+    ``progress`` counts the summary's studies, then the studies drawn, and hears what is being done;
+    its cancellation stops the work between figures."""
     opts = opts or FigureOptions()
+    progress = progress or Progress()
     out = FigureOptions.out_dir(out_dir)
     try:
         import matplotlib
@@ -111,7 +116,7 @@ def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | No
         raise FigureError(f"cannot create {out}: {exc.strerror or exc}") from None
     result = FiguresResult()
     try:
-        _draw_all(store, out, study, opts, on_note, result, matplotlib)
+        _draw_all(store, out, study, opts, on_note, result, matplotlib, progress)
     finally:
         if created and not result.written:  # a run that wrote nothing leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -120,13 +125,14 @@ def make_figures(store: Any, out_dir: str | os.PathLike[str], *, study: str | No
 
 
 def _draw_all(store: Any, out: Path, study: str | None, opts: FigureOptions,
-              on_note: Callable[[str], None] | None, result: FiguresResult, matplotlib: Any) -> None:
+              on_note: Callable[[str], None] | None, result: FiguresResult, matplotlib: Any,
+              progress: Progress) -> None:
     from engine.results.summary import SummaryOptions, build_summary
 
     # the figures draw no agreement, so its bootstrap is kept minimal
     loaded: dict[int, Any] = {}
     report = build_summary(store, SummaryOptions(n_resamples=opts.n_resamples, agreement_resamples=10, study=study),
-                           keep_data=loaded)
+                           keep_data=loaded, progress=progress)
 
     def note(text: str) -> None:
         result.notes.append(text)
@@ -136,12 +142,16 @@ def _draw_all(store: Any, out: Path, study: str | None, opts: FigureOptions,
     if not report["studies"]:
         note(f"no studies in {store.path}: no figures")
         return
+    progress.set_total(progress.done + len(report["studies"]))  # the summary's studies, then the drawn ones
     with matplotlib.rc_context(STYLE):
         for st in report["studies"]:
+            progress.check()
             if st.get("note"):
                 note(f"{st['name']}: {st['note']}; no figures")
-                continue
-            _study_figures(store, report, st, loaded, out, opts, result, note)
+            else:
+                progress.note(f"{st['name']}: drawing")
+                _study_figures(store, report, st, loaded, out, opts, result, note)
+            progress.advance()
 
 
 # -- one study ---------------------------------------------------------------------------------------
