@@ -16,7 +16,6 @@ from emtui.cli import UsageError
 from emtui.streams import say
 from engine.settings import Settings, load_settings
 
-DOCTOR_KIND = "doctor"  # the job kind a worker runs with engine.runs.doctor:report
 WORKER_TIMEOUT_S = 300.0  # --worker: a worker polls every few seconds, and the check takes seconds to minutes
 WAIT_POLL_S = 0.5
 FINISHED = ("done", "failed", "cancelled")
@@ -53,6 +52,8 @@ def settings(args: argparse.Namespace) -> int:
 
 
 def _value(value: Any, unit: str = "") -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
         text = f"{value:g}"
     elif isinstance(value, int):
@@ -97,6 +98,8 @@ def on_worker(args: argparse.Namespace, timeout_s: float) -> dict[str, Any]:
     where = "emtui doctor --worker"
     db = Path(args.db).expanduser()
     with open_store(db, create=False, busy_timeout_s=settings_of(args).busy_timeout_s) as store:
+        from engine.runs.builtin_kinds import DOCTOR_KIND
+
         job_id = store.enqueue_job(DOCTOR_KIND, {"db": str(db.absolute())}, priority=10)
         print(f"{where}: queued job {job_id}; waiting up to {timeout_s:g} s for a worker "
               f"(emtui --db {args.db} worker --detach starts one)", file=sys.stderr, flush=True)

@@ -71,6 +71,8 @@ class Settings:
                                            "often", lo=0.01, hi=60, unit="s")
     worker_poll_s: float = _setting(2.0, "how often an idle worker looks at the queue", lo=0.01, hi=3600, unit="s")
     # -- the TUI
+    tui_start_worker: bool = _setting(True, "the TUI starts a worker in the background (emtui worker --detach) when "
+                                      "it queues work and no worker of the database is alive")
     tui_queue_poll_s: float = _setting(2.0, "how often the Eval queue screen re-reads the jobs", lo=0.2, hi=3600,
                                        unit="s")
     tui_resamples: int = _setting(2000, "bootstrap resamples per CI on the Results screen (emtui summary: its "
@@ -117,6 +119,8 @@ class SettingInfo:
         return ENV_PREFIX + self.name.upper()
 
     def range_text(self) -> str:
+        if self.type is bool:
+            return "true / false"
         if self.lo is None or self.hi is None:
             return ""
         return f"{_number(self.lo)}–{_number(self.hi)}{' ' + self.unit if self.unit else ''}"
@@ -124,7 +128,7 @@ class SettingInfo:
 
 def setting_infos() -> list[SettingInfo]:
     """Every setting, in declaration order."""
-    hints = {"str": str, "int": int, "float": float}
+    hints = {"str": str, "int": int, "float": float, "bool": bool}
     return [SettingInfo(f.name, hints[str(f.type)], f.default, f.metadata["about"], f.metadata["lo"],
                         f.metadata["hi"], f.metadata["unit"])
             for f in dataclasses.fields(Settings) if not f.metadata.get("internal")]
@@ -168,8 +172,18 @@ def _read_config(path: Path, named: bool) -> dict[str, Any]:
         raise SettingsError([f"{path}: {exc}"]) from None
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def _convert(info: SettingInfo, value: Any, *, from_text: bool) -> Any:
     """``value`` as the setting's type within its range; ValueError says what it must be."""
+    if info.type is bool:
+        word = value.strip().lower() if from_text else None
+        if isinstance(value, bool):
+            return value
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ValueError("must be true or false" + (" (or yes/no, on/off, 1/0)" if from_text else ""))
     if info.type is str:
         if not isinstance(value, str) or not value.strip():
             raise ValueError("must be a file name (text)")
@@ -275,6 +289,8 @@ def markdown_table() -> str:
             default = "`$XDG_CONFIG_HOME/emtui/keymap.toml`"
         elif info.type is str:
             default = f"`{info.default}`"
+        elif info.type is bool:
+            default = f"`{str(info.default).lower()}`"
         else:
             default = _number(info.default) + (f" {info.unit}" if info.unit else "")
         lines.append(f"| `{info.name}` | `{info.env}` | {default} | {info.range_text()} | {info.about} |")

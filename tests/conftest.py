@@ -8,6 +8,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["EMTUI_CONFIG"] = os.devnull
 for _name in [n for n in os.environ if n.startswith("EMTUI_") and n not in ("EMTUI_CONFIG", "EMTUI_FIXTURES")]:
     del os.environ[_name]
+# a TUI test that queues work starts no detached worker (one that outlives the test) unless it asks to
+os.environ["EMTUI_TUI_START_WORKER"] = "false"
 
 import asyncio
 import subprocess

@@ -126,3 +126,69 @@ async def test_w_on_the_queue_screen_starts_a_worker_that_runs_the_queued_job(tm
     finally:
         stop_workers(db, store, wait_s=20)
         store.close()
+
+
+async def _wait(pilot, until, seconds: float) -> bool:
+    import asyncio
+
+    for _ in range(int(seconds * 10)):
+        if until():
+            return True
+        await asyncio.sleep(0.1)
+        await pilot.pause()
+    return until()
+
+
+async def test_queueing_from_the_tui_starts_a_worker_when_none_is_alive(tmp_path):
+    """t (retry) queues a job again and, no worker being alive, starts one that runs it; d queues the
+    machine check, which the live worker runs, and Enter on it shows its report."""
+    from dataclasses import replace
+
+    from db import open_store
+    from emtui.app import create_app
+    from engine.runs.detach import stop_workers, worker_rows
+    from engine.settings import load_settings
+
+    db = tmp_path / "q.db"
+    store = open_store(db)
+    job = store.enqueue_job("echo", {"say": "again"})
+    assert store.cancel_job(job)
+    app = create_app(store, keymap={}, settings=replace(load_settings(), tui_start_worker=True))
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("4")
+            assert await _wait(pilot, lambda: app.screen.query_one("#jobs-table").row_count == 1, 10)
+            await pilot.press("t")
+            assert await _wait(pilot, lambda: store.get_job(job)["status"] == "done", 30)
+            assert [w["alive"] for w in worker_rows(store)] == [True]
+            await pilot.press("d")
+            assert await _wait(pilot, lambda: store.get_job(job + 1) is not None
+                               and store.get_job(job + 1)["status"] == "done", 90)
+            assert len(worker_rows(store)) == 1  # the live worker ran it; no second one was started
+            assert await _wait(pilot, lambda: app.screen.query_one("#jobs-table").row_count == 2, 10)
+            await pilot.press("home", "enter")  # the newest job first: the check
+            assert await _wait(pilot, lambda: type(app.screen).__name__ == "FullTextScreen", 10)
+            shown = " ".join(str(w.render()) for w in app.screen.query("Static"))
+            assert "Result" in shown and "python" in shown.lower()
+    finally:
+        stop_workers(db, store, wait_s=20)
+        store.close()
+
+
+async def test_queueing_from_the_tui_starts_no_worker_when_the_setting_says_not(tmp_path):
+    from db import open_store
+    from emtui.app import create_app
+    from engine.runs.detach import worker_rows
+
+    store = open_store(tmp_path / "q.db")
+    job = store.enqueue_job("echo", {})
+    assert store.cancel_job(job)
+    app = create_app(store, keymap={})  # the suite's EMTUI_TUI_START_WORKER=false
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("4")
+        assert await _wait(pilot, lambda: app.screen.query_one("#jobs-table").row_count == 1, 10)
+        await pilot.press("t")
+        assert await _wait(pilot, lambda: store.get_job(job)["status"] == "queued", 10)
+        await pilot.pause(0.5)
+        assert worker_rows(store) == []
+    store.close()

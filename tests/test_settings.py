@@ -107,6 +107,8 @@ FILE_CASES = [
     ("job_max_attempts = 2.5\n", r"job_max_attempts must be a whole number from 1 to 1,000, not 2\.5"),
     ("job_max_attempts = true\n", r"job_max_attempts must be a whole number from 1 to 1,000, not True"),
     ("tui_resamples = 99\n", r"tui_resamples must be a whole number from 100 to 100,000, not 99"),
+    ("tui_start_worker = 1\n", r"tui_start_worker must be true or false, not 1"),
+    ("tui_start_worker = \"yes\"\n", r"tui_start_worker must be true or false, not 'yes'"),
     ("worker_poll_s = nan\n", r"worker_poll_s: nan is not a finite number"),
     ("worker_poll_s = inf\n", r"worker_poll_s: inf is not a finite number"),
     ("db = 5\n", r"db must be a file name \(text\), not 5"),
@@ -143,6 +145,8 @@ ENV_CASES = [
     ("EMTUI_JOB_MAX_ATTEMPTS", "3.0", "EMTUI_JOB_MAX_ATTEMPTS must be a whole number from 1 to 1,000, not '3.0'"),
     ("EMTUI_TUI_RESAMPLES", "9" * 5000, "EMTUI_TUI_RESAMPLES must be a whole number"),
     ("EMTUI_ANNOTATION_RENEW_S", "60", "EMTUI_ANNOTATION_RENEW_S must be a number from 1 to 55 (seconds), not '60'"),
+    ("EMTUI_TUI_START_WORKER", "maybe", "EMTUI_TUI_START_WORKER must be true or false (or yes/no, on/off, 1/0), "
+     "not 'maybe'"),
     ("EMTUI_JOB_HEARTBEAT_S", "500", "EMTUI_JOB_HEARTBEAT_S (500 s) must be at most half of job_lease_s (120 s)"),
 ]
 
@@ -309,3 +313,15 @@ def test_emtui_config_dev_null_reads_no_file(home):
     write_config(home, "job_max_attempts = 7\n")
     home["EMTUI_CONFIG"] = os.devnull
     assert load_settings(home).job_max_attempts == 3
+
+
+@pytest.mark.parametrize("text, want", [("true", True), ("False", False), (" yes ", True), ("off", False),
+                                        ("1", True), ("0", False)])
+def test_a_true_or_false_setting_from_the_environment(home, text, want):
+    assert load_settings({**home, "EMTUI_TUI_START_WORKER": text}).tui_start_worker is want
+
+
+def test_a_true_or_false_setting_from_the_file(home):
+    write_config(home, "tui_start_worker = false\n")
+    s = load_settings(home)
+    assert (s.tui_start_worker, s.source("tui_start_worker")) == (False, "file")

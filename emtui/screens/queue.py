@@ -9,6 +9,7 @@ the screen takes from a job row goes through :mod:`emtui.job_view`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -43,6 +44,7 @@ class QueueScreen(AreaScreen):
         Binding("c", "cancel_job", "Cancel job", id="queue.cancel"),
         Binding("t", "retry_job", "Retry job", id="queue.retry"),
         Binding("w", "start_worker", "Start worker", id="queue.start-worker"),
+        Binding("d", "check_machine", "Check machine", id="queue.doctor"),
         # the table takes Enter first (RowSelected, below); the id lets a keymap add keys
         Binding("enter", "read_job", "Read job", show=False, id="queue.read"),
     ]
@@ -123,6 +125,34 @@ class QueueScreen(AreaScreen):
             self.after_reload()
 
         self.load("start-worker", start, started)
+
+    def queue_work(self, name: str, enqueue: Callable[[], Any], done: Callable[[Any, str], None]) -> None:
+        """Queue work in a thread and, when it was queued and no worker of the database is alive, start
+        one in the background (the ``tui_start_worker`` setting). ``done`` gets what ``enqueue``
+        returned and a sentence on the worker ("" when nothing was started)."""
+        from engine.runs.detach import ensure_worker
+
+        store, path, start = self.store, self.store.path, self.settings.tui_start_worker
+
+        def work() -> tuple[Any, str]:
+            got = enqueue()
+            pid = ensure_worker(path, store=store) if got and start else None
+            return got, "" if pid is None else f"; started a worker in the background (pid {pid})"
+
+        self.load(name, work, lambda got: done(*got))
+
+    def action_check_machine(self) -> None:
+        """Queue the machine check (emtui doctor) as a job: what a worker's environment can do."""
+        from engine.runs.builtin_kinds import DOCTOR_KIND
+
+        store, db = self.store, str(self.store.path)
+
+        def done(job_id: int, worker: str) -> None:
+            self.notify(f"Queued job {job_id}: the machine check as a worker sees it{worker}; Enter on it shows "
+                        "its report when done", timeout=8, markup=False)
+            self.reload()
+
+        self.queue_work("doctor", lambda: store.enqueue_job(DOCTOR_KIND, {"db": db}, priority=10), done)
 
     def _measure(self, page: Any) -> None:
         """Each poll's rows, before they are drawn: their progress seen, their rate and ETA."""
@@ -236,15 +266,15 @@ class QueueScreen(AreaScreen):
             return
         store, job_id = self.store, int(job["id"])
 
-        def done(ok: bool) -> None:
+        def done(ok: bool, worker: str) -> None:
             if ok:
-                self.notify(f"Job {job_id} queued again")
+                self.notify(f"Job {job_id} queued again{worker}", markup=False)
             else:
                 self.notify(f"Job {job_id} is {job['status']}: only failed or cancelled jobs retry",
                             severity="warning", markup=False)
             self.reload()
 
-        self.load("retry", lambda: store.retry_job(job_id), done)
+        self.queue_work("retry", lambda: store.retry_job(job_id), done)
 
     @says_faults
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -275,4 +305,4 @@ class QueueScreen(AreaScreen):
         fields.insert(3, ("Progress", _progress(job) or "—"))
         self.app.push_screen(FullTextScreen(f"Job {job['id']}", fields,
                                             [("Error", job.get("traceback") or job.get("error")),
-                                             ("Payload", job.get("payload"))]))
+                                             ("Result", job.get("result")), ("Payload", job.get("payload"))]))

@@ -77,6 +77,9 @@ def crash(ctx: JobContext) -> None:
     time.sleep(10)
 
 
+DOCTOR_KIND = "doctor"  # emtui doctor --worker and the Eval queue's d queue it
+
+
 def doctor(ctx: JobContext) -> dict[str, Any]:
     """What this machine can do, as the worker sees it: ``engine.runs.doctor.report(db_path)``."""
     from engine.runs.doctor import report
