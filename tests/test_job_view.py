@@ -169,7 +169,8 @@ async def test_queueing_from_the_tui_starts_a_worker_when_none_is_alive(tmp_path
             await pilot.press("home", "enter")  # the newest job first: the check
             assert await _wait(pilot, lambda: type(app.screen).__name__ == "FullTextScreen", 10)
             shown = " ".join(str(w.render()) for w in app.screen.query("Static"))
-            assert "Result" in shown and "python" in shown.lower()
+            assert "Result" in shown and "Python" in shown and "4-bit" in shown  # the report as its table
+            assert '"bitsandbytes"' not in shown  # not its JSON
     finally:
         stop_workers(db, store, wait_s=20)
         store.close()

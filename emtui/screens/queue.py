@@ -38,6 +38,28 @@ def _progress(row: dict) -> str:
     return f"{done}/{total}" if total else str(done or "")
 
 
+def result_text(job: dict[str, Any], width: int) -> str | None:
+    """A job's result as a person reads it: the machine check's report as its table, else the JSON
+    indented (a result is the job's own output: shown as text, never as markup)."""
+    import json
+
+    raw = job.get("result")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return str(raw)
+    if job.get("kind") == "doctor" and isinstance(value, dict):
+        from emtui.doctor_view import doctor_table
+
+        try:
+            return "\n".join(doctor_table(value, max(40, width)))
+        except (KeyError, TypeError):  # a report of another emtui version: as it is
+            pass
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 class QueueScreen(AreaScreen):
     AREA = "queue"
     BINDINGS = [
@@ -305,4 +327,5 @@ class QueueScreen(AreaScreen):
         fields.insert(3, ("Progress", _progress(job) or "—"))
         self.app.push_screen(FullTextScreen(f"Job {job['id']}", fields,
                                             [("Error", job.get("traceback") or job.get("error")),
-                                             ("Result", job.get("result")), ("Payload", job.get("payload"))]))
+                                             ("Result", result_text(job, (self.app.size.width or 80) - 6)),
+                                             ("Payload", job.get("payload"))]))
