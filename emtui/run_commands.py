@@ -182,8 +182,8 @@ def worker_stop(args: argparse.Namespace) -> int:
         say(f"no worker of {args.db} runs on this host")
         return 0
     for pid, slot, ended in stopped:
-        say(f"worker {slot} (pid {pid}) stopped" if ended else
-            f"worker {slot} (pid {pid}) is still stopping after {wait_s:g} s")
+        name = "worker" if slot == "worker" else f"worker {slot}"  # a --gpus worker's slot: gpu0, gpu1, ...
+        say(f"{name} (pid {pid}) stopped" if ended else f"{name} (pid {pid}) is still stopping after {wait_s:g} s")
     return 0 if all(ended for _, _, ended in stopped) else 1
 
 
