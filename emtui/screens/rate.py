@@ -176,13 +176,14 @@ class RatingScreen(Loads, Screen):
         self.view, self.fault = None, line
         for box in ("#rate-answer", "#rate-pair", "#rate-question"):
             self.query_one(box).display = False
-        self.query_one("#rate-status", Static).update(Text("The next item could not be loaded", style="bold red"))
+        status = Text("The next item could not be loaded", style="bold red")
+        status.append(" · Enter: try again · Esc: campaigns", style="dim")  # first: a long error may be cut below
+        self.query_one("#rate-status", Static).update(status)
         text = Text()
         if message is not None:
             text.append_text(Text(message) if isinstance(message, str) else message)
             text.append("\n")
         text.append(line, style="bold red")
-        text.append("\nEnter: try again · Esc: back to the campaigns", style="dim")
         self.query_one("#rate-entry", Static).update(text)
 
     def said(self, exc: Exception, before: str = "") -> bool:
