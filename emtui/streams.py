@@ -20,6 +20,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import TextIO
 
 _LINE_BREAKS = str.maketrans({"\n": "\\n", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
@@ -66,7 +67,7 @@ class _NamedStdout:
     """Standard output whose write faults name it: an OSError of a write has no file name, and the
     one line a person sees would otherwise blame the database."""
 
-    def __init__(self, stream: object) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:

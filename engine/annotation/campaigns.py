@@ -301,8 +301,8 @@ def _sample_pairs(frame: list[tuple], n_items: int | None, per_stratum: int | No
                                   f"different conditions{where}; asked for {n_items}")
     out: list[dict[str, Any]] = []
     for label in labels:
-        for a, b in rng.sample(candidates[label], alloc[label]):
-            out.append({"generation_id": a, "generation_b_id": b, "swap": int(rng.random() < 0.5), "stratum": label})
+        for ga, gb in rng.sample(candidates[label], alloc[label]):
+            out.append({"generation_id": ga, "generation_b_id": gb, "swap": int(rng.random() < 0.5), "stratum": label})
     return out, {label: alloc[label] for label in labels if alloc[label]}
 
 

@@ -121,7 +121,7 @@ class Scale:
 
     def format(self, scores: Mapping[str, float | None]) -> str:
         """Scores as typed / as the CSV holds them: "2", or "73/90" for several metrics."""
-        return "/".join("" if scores.get(m) is None else _num(scores[m]) for m in self.metrics)
+        return "/".join("" if (v := scores.get(m)) is None else _num(v) for m in self.metrics)
 
 
 SCALES: dict[str, Scale] = {s.name: s for s in (

@@ -367,7 +367,7 @@ class AnnotationSession:
         if flagged is _KEEP and cur.flagged != cur.recent.flagged:
             flagged = cur.flagged
         rows = self.store.annotator_recent_ratings(int(self.campaign["id"]), self.annotator_id, limit=RECENT_LIMIT)
-        ratings = next((r["ratings"] for r in rows if r["code"] == cur.code), [])
+        ratings: list[dict[str, Any]] = next((r["ratings"] for r in rows if r["code"] == cur.code), [])
         changed = []
         active = int(round(cur.active_s * 1000))
         for s in ratings:

@@ -190,7 +190,8 @@ def read_model_organisms_csv(source: str | Path) -> ModelOrganismsCsv:
     source = Path(source).expanduser().resolve()
     if source.is_dir():
         need_text_path(source)
-        paths, ignored = [], []
+        paths: list[Path] = []
+        ignored: list[Path] = []
         for p in sorted(source.iterdir()):
             if p.name.startswith(".") or not p.is_file():
                 continue

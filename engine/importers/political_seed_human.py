@@ -140,7 +140,7 @@ def _write(store: Any, parsed: HumanRatingFile, name: str | None) -> HumanImport
     mean = sum(values) / len(values)
     distribution = {k: sum(1 for v in values if v == k) for k in range(scale.min, scale.max + 1)}
     notes: list[str] = []
-    stats = ev.get("statistics") if isinstance(ev.get("statistics"), dict) else {}
+    stats = ev["statistics"] if isinstance(ev.get("statistics"), dict) else {}
     if "mean_rating" in stats and isinstance(stats["mean_rating"], (int, float)) \
             and abs(float(stats["mean_rating"]) - mean) > 0.05:
         notes.append(f"the file's statistics.mean_rating {stats['mean_rating']} differs from its ratings' mean "

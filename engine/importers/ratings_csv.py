@@ -134,10 +134,10 @@ def _parse(path: Path, rows: list[tuple[int, list[str]]], sc: Any, codes: set[st
             raise ImportFormatError(path, line, f"rater {rater!r} rated item {code} already on line {seen[key]}")
         seen[key] = line
         try:
-            note = check_note(note)
+            checked_note = check_note(note)
         except AnnotationError as exc:
             raise ImportFormatError(path, line, f"note: {exc}") from None
-        out.append(_Line(line=line, rater=rater, code=code, scores=scores, note=note))
+        out.append(_Line(line=line, rater=rater, code=code, scores=scores, note=checked_note))
     return out
 
 

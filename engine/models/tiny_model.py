@@ -24,7 +24,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -226,7 +229,7 @@ def default_corpus() -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _train_tokenizer(corpus: Iterable[str], vocab_size: int):
+def _train_tokenizer(corpus: Iterable[str], vocab_size: int) -> Tokenizer:
     """Train a byte-level BPE whose normalizer/pre-tokenizer/decoder match transformers' Qwen2Tokenizer."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE

@@ -112,7 +112,8 @@ class Section:
     quiet_rows: set[int] = field(default_factory=set)  # secondary rows (e.g. ordinal α), shown dimmer
 
 
-def _ci_cell(row: dict[str, Any] | None, *, percent: bool = False, keys=("mean", "ci_low", "ci_high")) -> str:
+def _ci_cell(row: dict[str, Any] | None, *, percent: bool = False,
+             keys: tuple[str, str, str] = ("mean", "ci_low", "ci_high")) -> str:
     if row is None:
         return "—"
     return fmt_ci(row[keys[0]], row[keys[1]], row[keys[2]], percent=percent, compact=True)

@@ -283,8 +283,8 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     # rating campaigns: human scores, α among humans and against the judges, κ, win rates
     human = human_rows(store, name, n_resamples=opts.n_resamples, agreement_resamples=opts.agreement_resamples,
                        ci=opts.ci, rng_for=lambda *key: _rng(seed, name, *key))
-    for key, rows in human.items():
-        out.setdefault(key, []).extend(rows)
+    for key, human_section in human.items():
+        out.setdefault(key, []).extend(human_section)
     return out
 
 
@@ -410,6 +410,9 @@ def _comparisons(out: dict[str, list], data: _StudyData, cells: dict[tuple, _Cel
             ca, cb = cells[(a["id"], judge, metric)], cells[(b["id"], judge, metric)]
             va, vb = ca.values, cb.values
             if va.size and vb.size:
+                # a cell with values has its counts and replicates
+                assert ca.boot is not None and cb.boot is not None
+                assert ca.counted is not None and cb.counted is not None
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = float(np.float64(va.mean()) / np.float64(vb.mean()))
                 low, high = ratio_interval(ca.boot, cb.boot, opts.ci)

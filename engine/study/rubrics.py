@@ -148,8 +148,8 @@ def _from_toml(path: Path, raw: bytes, doc: dict[str, Any]) -> Rubric:
     if parse not in PARSES:
         raise _fail(path, "parse", f"must be one of {', '.join(PARSES)}, not {parse!r}")
     rubric_name = doc.get("name")
-    if rubric_name is not None and label_problem(rubric_name):
-        raise _fail(path, "name", label_problem(rubric_name, "the name"))
+    if rubric_name is not None and (problem := label_problem(rubric_name, "the name")):
+        raise _fail(path, "name", problem)
     if not isinstance(doc.get("description", ""), str):
         raise _fail(path, "description", f"must be a string, not {type(doc['description']).__name__}")
     if isinstance(doc.get("version", 1), bool) or not isinstance(doc.get("version", 1), int):

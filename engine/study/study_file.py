@@ -334,8 +334,8 @@ def _parse(path: Path) -> tuple[bytes, str, dict[str, Any]]:
     """The file's bytes, text and TOML document, or a StudyError naming the line."""
     if not path.is_file():
         raise StudyError([Problem(str(path), None, "", "no such file")])
-    if path_problem(path.resolve()):
-        raise StudyError([Problem(path_text(path), None, "", path_problem(path.resolve()))])
+    if problem := path_problem(path.resolve()):
+        raise StudyError([Problem(path_text(path), None, "", problem)])
     if path.stat().st_size > STUDY_FILE_MAX_BYTES:
         raise StudyError([Problem(str(path), None, "", f"is {path.stat().st_size:,} bytes; a study file is at "
                                                        f"most {STUDY_FILE_MAX_BYTES:,}")])
@@ -391,7 +391,7 @@ def load_study(source: str | Path) -> Study:
     models: dict[str, dict[str, Any]] = {}
     declared_models = c.table(doc, "models", required=True)
     for mname, m in declared_models.items():
-        where = ("models", mname)
+        where: tuple[str | int, ...] = ("models", mname)
         if not c.name(where, mname):
             continue
         if not isinstance(m, dict):
@@ -466,7 +466,7 @@ def load_study(source: str | Path) -> Study:
         where = ("conditions", i)
         _known(c, where, cond, ("base_model", "dataset", "description", "name", "recipe", "role"))
         cname = cond.get("name")
-        if not c.name((*where, "name"), cname):
+        if not c.name((*where, "name"), cname) or not isinstance(cname, str):  # c.name said why
             continue
         if cname in seen:
             c.add((*where, "name"), f"condition {cname!r} is defined twice")
