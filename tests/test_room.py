@@ -351,6 +351,21 @@ async def test_guideline_links_are_not_opened(room_db):
             assert isinstance(app.screen, GuidelinesScreen)
 
 
+async def test_link_notice_renders(room_db):
+    """The notice that a link is not opened is shown as a toast (a terminal shows notifications; run_test
+    hides them unless asked): it once was a rich Text, which the toast cannot render, and the room died."""
+    with db.open_store(room_db) as s:
+        app = create_annotator_app(s, annotator="bob", keymap={})
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await pilot.pause()
+            app.open_url("https://example.org/[b]x[/b]")  # markup in a URL is shown as typed
+            await pilot.pause(0.3)
+            await pilot.pause()
+            toasts = [w for w in app.screen.walk_children() if type(w).__name__ == "Toast"]
+            assert toasts and "https://example.org/[b]x[/b]" in str(toasts[0].render())
+            assert app.is_running
+
+
 async def test_long_guidelines_open_at_once(room_db):
     """Guidelines with a thousand bullet points (Textual's Markdown widget took 10 s, the room frozen) and the
     largest a campaign may hold (1 MB, shown as plain text) open in a few seconds; Esc closes them."""
