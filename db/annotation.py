@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC
 from typing import Any
 
 from db.core import StoreCore, inserted_id
@@ -454,7 +455,8 @@ class AnnotationQueries(StoreCore):
                 stamp = utc_now()
                 conn.execute(
                     """INSERT INTO rating_edits (rating_id, annotator_id, old_score, new_score, old_note, new_note,
-                                                 old_flagged, new_flagged, old_choice, new_choice, active_ms, source, at)
+                                                 old_flagged, new_flagged, old_choice, new_choice, active_ms, source,
+                                                 at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (rating_id, annotator_id, r["score"], new["score"], r["note"], new["note"], r["flagged"],
                      new["flagged"], r["choice"], new["choice"], active_ms, source, stamp))
@@ -574,8 +576,9 @@ class AnnotationQueries(StoreCore):
                 if overlap is None:
                     raise StoreError(f"no campaign with id {campaign_id}")
                 for row in rows:
-                    item = conn.execute("SELECT generation_id, code FROM campaign_items WHERE id = ? AND campaign_id = ?",
-                                        (row["item_id"], campaign_id)).fetchone()
+                    item = conn.execute(
+                        "SELECT generation_id, code FROM campaign_items WHERE id = ? AND campaign_id = ?",
+                        (row["item_id"], campaign_id)).fetchone()
                     if item is None:
                         raise StoreError(f"item {row['item_id']} is not in campaign {campaign_id}")
                     mine = conn.execute(
@@ -766,6 +769,6 @@ class AnnotationQueries(StoreCore):
 
 
 def _iso(t: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")

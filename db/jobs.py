@@ -129,8 +129,9 @@ class JobQueries(StoreCore):
     def set_job_child(self, job_id: int, owner: str, child_pid: int | None) -> bool:
         """Record the process that runs the job's handler (what a cancel escalates to)."""
         with self._lock:
-            cur = self.conn.execute("UPDATE jobs SET child_pid = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                                    (child_pid, job_id, owner))
+            cur = self.conn.execute(
+                "UPDATE jobs SET child_pid = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (child_pid, job_id, owner))
             return cur.rowcount == 1
 
     def job_state(self, job_id: int) -> dict[str, Any] | None:

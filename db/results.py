@@ -117,9 +117,9 @@ class ResultsQueries(StoreCore):
         metric -> score, or metric -> (score, raw), where score None means missing.
         A judgment that exists already (same generation, judge, rubric) is left as it is.
         """
-        from db.store import utc_now
-
         import json
+
+        from db.store import utc_now
 
         now = utc_now()
         out: list[int] = []

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def dumps(value: Any) -> str:
@@ -153,7 +153,8 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
             raise
 
     def _connect(self, path: Path) -> sqlite3.Connection:
-        common: dict[str, Any] = dict(timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
+        common: dict[str, Any] = dict(timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                                      check_same_thread=False)
         if self.readonly:
             # nothing can write where the folder is read-only and no -wal file exists: then the
             # file is immutable and SQLite needs no -shm file to read it
@@ -248,7 +249,7 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
                   "conditions")
         row = self._tuples("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in tables)
                            + ", (SELECT n FROM data_changes)")[0]
-        return dict(zip((*tables, "changes"), (int(v or 0) for v in row)))
+        return dict(zip((*tables, "changes"), (int(v or 0) for v in row), strict=True))
 
     # -- studies -------------------------------------------------------------------------
 

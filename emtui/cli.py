@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--compare-to", "--judge-metric", dest="compare_to", metavar="METRIC",
                     help="the judges' metric the ratings are compared with (one of the study's rubrics' metrics; "
                          "default: the same name, or the EM metric for a misalignment scale)")
-    lp = csub.add_parser("list", help="every campaign with its progress", description="Every campaign with its progress.")
+    lp = csub.add_parser("list", help="every campaign with its progress",
+                         description="Every campaign with its progress.")
     lp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     shp = csub.add_parser("show", help="one campaign: settings, progress, per-annotator counts",
                           description="One campaign: settings, progress, per-annotator counts.")

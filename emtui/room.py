@@ -33,8 +33,8 @@ from emtui.idle_gc import CollectsWhenIdle
 from emtui.loading import Loads
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
 from emtui.widgets.fit import cut
-from engine.settings import Settings, load_settings
 from engine.common.text import flat
+from engine.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from db import Store

@@ -145,8 +145,8 @@ def _gib(n: Any) -> str:
 
 def doctor_table(r: dict[str, Any], width: int = 80) -> list[str]:
     """The report as lines of at most ``width`` columns: a label, then what it found."""
-    from engine.runs.doctor import AWS_SOURCES
     from engine.common.text import flat
+    from engine.runs.doctor import AWS_SOURCES
 
     py, plat, cpu, mem = r["python"], r["platform"], r["cpus"], r["memory"]
     torch, bnb, aws, disk, db = r["torch"], r["bitsandbytes"], r["aws"], r["disk"], r["database"]

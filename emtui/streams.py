@@ -42,10 +42,10 @@ def plain_table(header: list[str], rows: list[list[str]], *, width: int | None =
     if width is not None:
         while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 6:
             widths[widths.index(max(widths))] -= 1
-        rows = [[one_line(c, w) for c, w in zip(r, widths)] for r in rows]
-        header = [one_line(h, w) for h, w in zip(header, widths)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        rows = [[one_line(c, w) for c, w in zip(r, widths, strict=True)] for r in rows]
+        header = [one_line(h, w) for h, w in zip(header, widths, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 

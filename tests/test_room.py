@@ -65,7 +65,7 @@ def room_db(tmp_path: Path) -> Path:
         create_campaign(s, name="blind-pairs", study=STUDY, scale="pairwise", n_items=4, overlap=2)
         create_campaign(s, name="blind-ac", study=STUDY, scale="aligned-coherent", n_items=3, overlap=2,
                         hide_progress=True)
-        for who, value in zip(OTHERS, (0, 3)):  # the others disagree; a lead resolves some of it
+        for who, value in zip(OTHERS, (0, 3), strict=True):  # the others disagree; a lead resolves some of it
             session = AnnotationSession(s, "blind-03", who)
             for _ in range(4):
                 if session.next_item() is None:
@@ -399,10 +399,10 @@ async def test_long_guidelines_open_at_once(room_db):
 
 
 def test_the_served_room_is_the_closed_room(tmp_path):
+    import shlex
+
     from emtui.annotate_commands import room_command
     from emtui.cli import build_parser
-
-    import shlex
 
     words = shlex.split(room_command(tmp_path / "a b.db"))
     assert words[:3] == [sys.executable, "-m", "emtui"]

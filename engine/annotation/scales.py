@@ -114,7 +114,7 @@ class Scale:
                 shape = "/".join(self.metrics)
                 raise ValueError(f"expected {len(self.metrics)} score(s) ({shape}, each {self.range_text}), "
                                  f"got {value.strip()!r}")
-            return {m: self.parse(p, m) for m, p in zip(self.metrics, parts)}
+            return {m: self.parse(p, m) for m, p in zip(self.metrics, parts, strict=True)}
         if len(self.metrics) != 1:
             raise ValueError(f"the {self.name} scale takes {len(self.metrics)} scores ({'/'.join(self.metrics)})")
         return {self.metrics[0]: self.parse(value, self.metrics[0])}

@@ -33,8 +33,15 @@ from engine.annotation.errors import AnnotationError
 from engine.annotation.raters import check_annotator_name, check_note
 from engine.annotation.scales import get_scale
 from engine.common.hashing import json_hash, sha256_file
-from engine.importers import (ImportFormatError, claim_study_identity, need_key, need_label, need_text_path, read_json,
-                              slug)
+from engine.importers import (
+    ImportFormatError,
+    claim_study_identity,
+    need_key,
+    need_label,
+    need_text_path,
+    read_json,
+    slug,
+)
 
 FORMAT = "political-seed-human"
 ORIGIN = "import:political-seed-human"
@@ -203,7 +210,7 @@ def _write(store: Any, parsed: HumanRatingFile, name: str | None) -> HumanImport
             for q in questions])
         codes = opaque_codes(len(rows), random.Random(f"emtui-campaign:{digest}:{campaign_name}:codes"))
         items = [{"code": code, "position": i, "generation_id": gid, "stratum": model}
-                 for i, (gid, code) in enumerate(zip(gen_ids, codes))]
+                 for i, (gid, code) in enumerate(zip(gen_ids, codes, strict=True))]
         cid = store.create_campaign_rows(study_id=study_id, name=campaign_name, scale=SCALE, overlap=1,
                                          guidelines=str(meta.get("method") or ""), seed=0, settings=settings,
                                          items=items)

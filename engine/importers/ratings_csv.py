@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.common.atomic import atomic_file
 from engine.annotation.campaigns import campaign_scale, get_campaign
 from engine.annotation.errors import AnnotationError
 from engine.annotation.raters import check_annotator_name, check_note
-from engine.importers import ImportFormatError, need_text_path
+from engine.common.atomic import atomic_file
 from engine.common.safe_load import LoadError
 from engine.common.text import strip_control
 from engine.common.untrusted import MAX_TABLE_BYTES, read_bytes
+from engine.importers import ImportFormatError, need_text_path
 
 HEADER = ("rater_id", "item_id", "score", "note")
 

@@ -70,5 +70,6 @@ def _score_rows(study: str, campaign: str, metrics: tuple[str, ...], ratings: li
             low, high = percentile_interval(boot, ci)
             rows.append({"study": study, "condition": cond, "judge": "human", "judge_name": f"humans ({campaign})",
                          "metric": metric, "mean": finite_or_none(float(v.mean())), "ci_low": finite_or_none(low),
-                         "ci_high": finite_or_none(high), "n": int(v.size), "missing": max(0, items.get(cond, 0) - v.size)})
+                         "ci_high": finite_or_none(high), "n": int(v.size),
+                         "missing": max(0, items.get(cond, 0) - v.size)})
     return rows

@@ -187,10 +187,10 @@ class _Features:
         sub.matrix, sub._incidence, sub._transposed, sub._spread = matrix, None, None, None
         return sub
 
-    def rows(self, idx: np.ndarray) -> "_Features":
+    def rows(self, idx: np.ndarray) -> _Features:
         return self._with(self.matrix[idx])
 
-    def compact(self) -> tuple["_Features", np.ndarray | None]:
+    def compact(self) -> tuple[_Features, np.ndarray | None]:
         """Ordinal features keep only the value pairs that occur in these rows (a group of
         items uses a fraction of the pairs of all items, and every replicate's cost is per
         pair); returns them and the kept columns' positions among this one's (None: all)."""
@@ -494,7 +494,8 @@ class ResampleCounts:
         # there are 128 replicates, for threads to share (fixed: the draws depend on it)
         self.chunk = max(16, min(_CHUNK_ELEMENTS // max([1, *self.sizes.values()]), -(-n_resamples // 8)))
         self.starts = list(range(0, n_resamples, self.chunk))
-        self._rngs = {g: r.spawn(len(self.starts)) for g, r in zip(self.labels, rng.spawn(len(self.labels)))}
+        self._rngs = {g: r.spawn(len(self.starts))
+                      for g, r in zip(self.labels, rng.spawn(len(self.labels)), strict=True)}
         self._layouts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def counts(self, g: object, k: int) -> np.ndarray:
@@ -579,7 +580,7 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray,
     # where both levels are asked for, the interval replicates come from the ordinal sums
     both = "interval" in levels and "ordinal" in levels
     reps: dict[tuple[str, str, object], np.ndarray] = {}
-    for name, level, _, f_all, per in plans:
+    for name, level, _, _features, per in plans:
         for g in [*per, "all"] if per and n_resamples else []:
             reps[(name, level, g)] = np.empty(n_resamples)
 

@@ -29,9 +29,8 @@ scipy is imported inside the functions that need it.
 from __future__ import annotations
 
 import math
-
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.study.eval_sets import EvalSet, EvalSetError, load_eval_set
 from engine.common.hashing import json_hash, sha256_bytes, sha256_file
 from engine.common.resources import builtin_file, builtin_names
-from engine.study.rubrics import Rubric, RubricError, load_rubric
 from engine.common.safe_load import LoadError, json_loads, toml_loads
 from engine.common.text import visible
-from engine.study.toml_lines import dotted, key_lines, line_of
 from engine.common.untrusted import path_problem, path_text
+from engine.study.eval_sets import EvalSet, EvalSetError, load_eval_set
+from engine.study.rubrics import Rubric, RubricError, load_rubric
+from engine.study.toml_lines import dotted, key_lines, line_of
 
 TOP_LEVEL = {"schema_version", "study", "models", "datasets", "recipes", "conditions",
              "eval_sets", "generation", "judges", "rubric", "em"}
