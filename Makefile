@@ -20,8 +20,11 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/emtui
 
+# lint and types first (seconds), then the suite (minutes): the first that fails stops it
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

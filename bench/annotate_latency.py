@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from db import open_store  # noqa: E402
-from engine.annotation.agreement import agreement_report
-from engine.annotation.campaigns import create_campaign
+from engine.annotation.agreement import agreement_report  # noqa: E402
+from engine.annotation.campaigns import create_campaign  # noqa: E402
 from engine.annotation.session import AnnotationSession  # noqa: E402
 from engine.common.hashing import json_hash  # noqa: E402
 from engine.results.synthetic import SyntheticSpec, make_synthetic_study  # noqa: E402
@@ -67,7 +67,7 @@ def build(path: Path, conditions: int, answers: int, items: int) -> None:
             jid = store.ensure_judge(name=j, provider="import", model=f"{j}-model", params={}, params_hash="{}")
             scores = np.clip(np.rint(rng.normal(70, 20, len(gens))), 0, 100)
             store.insert_judgments({"generation_id": g, "judge_id": jid, "rubric_id": rubric,
-                                    "scores": {"aligned": float(s)}} for g, s in zip(gens, scores))
+                                    "scores": {"aligned": float(s)}} for g, s in zip(gens, scores, strict=True))
         print(f"{2 * len(gens):,} judgments of the campaign's answers in {time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
         for who in PREFILL:

@@ -79,7 +79,7 @@ def main() -> None:
             if out.returncode != 0:
                 sys.exit(out.stderr.decode())
     scan, summary = min(scans), min(runs)
-    paired = sorted(r / s for r, s in zip(runs, scans))
+    paired = sorted(r / s for r, s in zip(runs, scans, strict=True))
     print(f"scores: {n:,}; CPUs: {os.cpu_count()}; {args.repeat} alternating runs of each")
     print(f"bare SQL scan (fetchall of every score row): best {scan:.2f} s, median {statistics.median(scans):.2f} s")
     print(f"emtui summary --format json (new process, 10,000 resamples): best {summary:.2f} s, "

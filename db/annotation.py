@@ -1,7 +1,7 @@
 """Queries of the human-evaluation workbench: campaigns, items, annotators, leases, ratings.
 
-:class:`AnnotationQueries` is a mixin of :class:`db.store.Store` (it uses the store's
-``_q``/``_one``/``_scalar``, ``conn``, ``_lock`` and ``transaction``), like
+:class:`AnnotationQueries` is a mixin of :class:`db.store.Store` built on the store's core
+(:class:`db.core.StoreCore`: ``_q``/``_one``/``_scalar``, ``conn``, ``_lock``, ``transaction``), like
 :class:`db.results.ResultsQueries`. Every SQL string of annotation lives here.
 
 The rules the writers keep and the readers rely on:
@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC
 from typing import Any
 
+from db.core import StoreCore, inserted_id
 from db.errors import StoreError
 
 
@@ -71,13 +73,13 @@ def item_has_room(done_others: int, leased_others: int, overlap: int, *, holds_l
 _KEEP = object()  # "leave this field as it is" in edit_rating
 
 
-class AnnotationQueries:
+class AnnotationQueries(StoreCore):
     """Annotation queries, mixed into :class:`db.store.Store`."""
 
     # -- annotators -------------------------------------------------------------------------------
 
     def find_annotator(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM annotators WHERE name = ?", (name,))  # type: ignore[attr-defined]
+        return self._one("SELECT * FROM annotators WHERE name = ?", (name,))
 
     def ensure_annotator(self, name: str, kind: str = "human") -> dict[str, Any]:
         """The annotator called ``name``, created with ``kind`` ('human' | 'model') if new.
@@ -91,10 +93,10 @@ class AnnotationQueries:
         name = name.strip()
         if not name:
             raise StoreError("an annotator needs a name")
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             row = self.find_annotator(name)
             if row is None:
-                self.conn.execute(  # type: ignore[attr-defined]
+                self.conn.execute(
                     "INSERT INTO annotators (name, kind, created_at) VALUES (?, ?, ?)", (name, kind, utc_now()))
                 row = self.find_annotator(name)
         assert row is not None
@@ -114,18 +116,18 @@ class AnnotationQueries:
         (pairwise), ``swap`` (0/1) and ``stratum``."""
         from db.store import dumps, utc_now
 
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             if self.find_campaign(name) is not None:
                 raise StoreError(f"campaign {name!r} exists")
-            with self._lock:  # type: ignore[attr-defined]
-                cur = self.conn.execute(  # type: ignore[attr-defined]
+            with self._lock:
+                cur = self.conn.execute(
                     """INSERT INTO campaigns (study_id, name, rubric_id, scale, overlap, guidelines, seed,
                                               settings, created_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (study_id, name, rubric_id, scale, int(overlap), guidelines, int(seed), dumps(settings),
                      utc_now()))
-                cid = int(cur.lastrowid)
-                self.conn.executemany(  # type: ignore[attr-defined]
+                cid = inserted_id(cur)
+                self.conn.executemany(
                     """INSERT INTO campaign_items (campaign_id, code, position, generation_id, generation_b_id,
                                                    swap, stratum)
                        VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -135,16 +137,16 @@ class AnnotationQueries:
         return cid
 
     def find_campaign(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM campaigns WHERE name = ?", (name,))  # type: ignore[attr-defined]
+        return self._one("SELECT * FROM campaigns WHERE name = ?", (name,))
 
     def get_campaign(self, campaign_id: int) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))  # type: ignore[attr-defined]
+        return self._one("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
 
     def list_campaigns(self) -> list[dict[str, Any]]:
         """Every campaign with its counts: id, name, study, scale, overlap, created_at, n_items,
         n_ratings (done human ratings of items: one per item and annotator, whatever the number of
         metrics), n_annotators (human) and done_pct (n_ratings of items × overlap, in %)."""
-        rows = self._q(  # type: ignore[attr-defined]
+        rows = self._q(
             """SELECT c.id, c.name, s.name AS study, c.scale, c.overlap, c.created_at,
                       (SELECT count(*) FROM campaign_items i WHERE i.campaign_id = c.id) AS n_items,
                       (SELECT count(*) FROM assignments a WHERE a.campaign_id = c.id AND a.status = 'done'
@@ -160,7 +162,7 @@ class AnnotationQueries:
     def campaign_items(self, campaign_id: int) -> list[dict[str, Any]]:
         """The campaign's items in position order: id, code, position, generation_id, generation_b_id,
         swap, stratum, condition, condition_b (what analysis and exports need; never shown to raters)."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT i.id, i.code, i.position, i.generation_id, i.generation_b_id, i.swap, i.stratum,
                       c.name AS condition, cb.name AS condition_b
                FROM campaign_items i
@@ -172,16 +174,16 @@ class AnnotationQueries:
 
     def campaign_item_ids(self, campaign_id: int) -> list[int]:
         """Item ids in position order."""
-        with self._lock:  # type: ignore[attr-defined]
-            return [r[0] for r in self.conn.execute(  # type: ignore[attr-defined]
+        with self._lock:
+            return [r[0] for r in self.conn.execute(
                 "SELECT id FROM campaign_items WHERE campaign_id = ? ORDER BY position", (campaign_id,))]
 
     def campaign_sample_frame(self, study_id: int) -> list[tuple[int, int, str, int, str, int, int, str]]:
         """Every answer of a study, as plain tuples, for sampling a campaign: (generation_id,
         condition_id, condition, model_id, model, checkpoint_id or 0, question_id, category),
         by generation id."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self.conn.execute(  # type: ignore[attr-defined]
+        with self._lock:
+            return self.conn.execute(
                 """SELECT g.id, c.id, c.name, g.model_id, m.name, IFNULL(g.checkpoint_id, 0), g.question_id,
                           q.category
                    FROM generations g
@@ -193,7 +195,7 @@ class AnnotationQueries:
     # -- joining a campaign -------------------------------------------------------------------------
 
     def has_annotator_order(self, campaign_id: int, annotator_id: int) -> bool:
-        return self._one(  # type: ignore[attr-defined]
+        return self._one(
             "SELECT 1 FROM campaign_annotators WHERE campaign_id = ? AND annotator_id = ?",
             (campaign_id, annotator_id)) is not None
 
@@ -203,22 +205,22 @@ class AnnotationQueries:
         Returns True when it was written now."""
         from db.store import utc_now
 
-        with self.transaction():  # type: ignore[attr-defined]
+        with self.transaction():
             if self.has_annotator_order(campaign_id, annotator_id):
                 return False
-            with self._lock:  # type: ignore[attr-defined]
-                self.conn.execute(  # type: ignore[attr-defined]
+            with self._lock:
+                self.conn.execute(
                     """INSERT INTO campaign_annotators (campaign_id, annotator_id, order_seed, cursor, joined_at)
                        VALUES (?, ?, ?, 0, ?)""", (campaign_id, annotator_id, order_seed, utc_now()))
-                self.conn.executemany(  # type: ignore[attr-defined]
+                self.conn.executemany(
                     "INSERT INTO annotator_orders (campaign_id, annotator_id, rank, item_id) VALUES (?, ?, ?, ?)",
                     ((campaign_id, annotator_id, rank, int(item)) for rank, item in enumerate(item_ids)))
         return True
 
     def annotator_order(self, campaign_id: int, annotator_id: int) -> list[int]:
         """An annotator's item ids, in their order."""
-        with self._lock:  # type: ignore[attr-defined]
-            return [r[0] for r in self.conn.execute(  # type: ignore[attr-defined]
+        with self._lock:
+            return [r[0] for r in self.conn.execute(
                 """SELECT item_id FROM annotator_orders WHERE campaign_id = ? AND annotator_id = ?
                    ORDER BY rank""", (campaign_id, annotator_id))]
 
@@ -243,9 +245,9 @@ class AnnotationQueries:
         that fewer than ``overlap`` annotators of ``rater_kind`` hold with a done rating or a live
         lease. Returns assignment_id, item_id, code, position, lease_expires and ``resumed``."""
         now = time.time() if now is None else float(now)
-        with self.transaction():  # type: ignore[attr-defined]
-            with self._lock:  # type: ignore[attr-defined]
-                conn = self.conn  # type: ignore[attr-defined]
+        with self.transaction():
+            with self._lock:
+                conn = self.conn
                 own = conn.execute(
                     """SELECT id, item_id FROM assignments
                        WHERE annotator_id = ? AND campaign_id = ? AND status = 'leased' AND lease_expires > ?
@@ -299,7 +301,7 @@ class AnnotationQueries:
                 return self._claimed(aid, hit, now + lease_s, resumed=False)
 
     def _claimed(self, assignment_id: int, item_id: int, expires: float, *, resumed: bool) -> dict[str, Any]:
-        row = self._one("SELECT code, position FROM campaign_items WHERE id = ?", (item_id,))  # type: ignore[attr-defined]
+        row = self._one("SELECT code, position FROM campaign_items WHERE id = ?", (item_id,))
         assert row is not None
         return {"assignment_id": int(assignment_id), "item_id": int(item_id), "code": row["code"],
                 "position": row["position"], "lease_expires": expires, "resumed": resumed}
@@ -308,8 +310,8 @@ class AnnotationQueries:
                          now: float | None = None) -> bool:
         """Extend the annotator's live lease; False when it is no longer theirs or has expired."""
         now = time.time() if now is None else float(now)
-        with self._lock:  # type: ignore[attr-defined]
-            cur = self.conn.execute(  # type: ignore[attr-defined]
+        with self._lock:
+            cur = self.conn.execute(
                 """UPDATE assignments SET lease_expires = ?
                    WHERE id = ? AND annotator_id = ? AND status = 'leased' AND lease_expires > ?""",
                 (now + lease_s, assignment_id, annotator_id, now))
@@ -318,8 +320,8 @@ class AnnotationQueries:
     def release_item(self, assignment_id: int, annotator_id: int, *, now: float | None = None) -> bool:
         """Give a leased item back (the annotator stopped); it is free for anyone at once."""
         now = time.time() if now is None else float(now)
-        with self._lock:  # type: ignore[attr-defined]
-            cur = self.conn.execute(  # type: ignore[attr-defined]
+        with self._lock:
+            cur = self.conn.execute(
                 """UPDATE assignments SET status = 'open', lease_expires = NULL, released_at = ?
                    WHERE id = ? AND annotator_id = ? AND status = 'leased'""", (now, assignment_id, annotator_id))
             return cur.rowcount == 1
@@ -327,7 +329,7 @@ class AnnotationQueries:
     def item_view_row(self, item_id: int) -> dict[str, Any] | None:
         """What a rater may see of an item, and nothing else: code, position, swap, question,
         system_prompt, response_a, response_b (pairwise). No model, condition or score."""
-        return self._one(  # type: ignore[attr-defined]
+        return self._one(
             """SELECT i.code, i.position, i.swap, q.text AS question, q.system_prompt,
                       g.response AS response_a, gb.response AS response_b
                FROM campaign_items i
@@ -337,7 +339,7 @@ class AnnotationQueries:
                WHERE i.id = ?""", (item_id,))
 
     def campaign_item_by_code(self, campaign_id: int, code: str) -> dict[str, Any] | None:
-        return self._one(  # type: ignore[attr-defined]
+        return self._one(
             "SELECT * FROM campaign_items WHERE campaign_id = ? AND code = ?", (campaign_id, code))
 
     # -- rating -------------------------------------------------------------------------------------
@@ -388,9 +390,9 @@ class AnnotationQueries:
 
         now = time.time() if now is None else float(now)
         stamp = utc_now()
-        with self.transaction():  # type: ignore[attr-defined]
-            with self._lock:  # type: ignore[attr-defined]
-                conn = self.conn  # type: ignore[attr-defined]
+        with self.transaction():
+            with self._lock:
+                conn = self.conn
                 a = self._assignment(conn, assignment_id, annotator_id)
                 live = a["status"] == "leased" and a["lease_expires"] is not None and a["lease_expires"] > now
                 try:
@@ -412,7 +414,7 @@ class AnnotationQueries:
                          None if s.get("score") is None else float(s["score"]), note or None, int(bool(flagged)),
                          active_ms, source, started_at, stamp, a["item_id"], s.get("choice"),
                          s.get("shown_choice"), s.get("swapped")))
-                    ids.append(int(cur.lastrowid))
+                    ids.append(inserted_id(cur))
                 conn.execute(
                     """UPDATE assignments SET status = 'done', lease_expires = NULL, finished_at = ?, note = ?,
                               flagged = ? WHERE id = ?""", (stamp, note or None, int(bool(flagged)), a["id"]))
@@ -423,10 +425,10 @@ class AnnotationQueries:
         """Skip a leased item: it does not come back to this annotator and holds no place."""
         from db.store import utc_now
 
-        with self.transaction():  # type: ignore[attr-defined]
-            with self._lock:  # type: ignore[attr-defined]
-                a = self._assignment(self.conn, assignment_id, annotator_id)  # type: ignore[attr-defined]
-                self.conn.execute(  # type: ignore[attr-defined]
+        with self.transaction():
+            with self._lock:
+                a = self._assignment(self.conn, assignment_id, annotator_id)
+                self.conn.execute(
                     """UPDATE assignments SET status = 'skipped', lease_expires = NULL, finished_at = ?, note = ?,
                               flagged = ? WHERE id = ?""", (utc_now(), note or None, int(bool(flagged)), a["id"]))
 
@@ -437,9 +439,9 @@ class AnnotationQueries:
         the old and new score, note, flag and choice. Returns False when nothing changed."""
         from db.store import utc_now
 
-        with self.transaction():  # type: ignore[attr-defined]
-            with self._lock:  # type: ignore[attr-defined]
-                conn = self.conn  # type: ignore[attr-defined]
+        with self.transaction():
+            with self._lock:
+                conn = self.conn
                 r = conn.execute("SELECT * FROM ratings WHERE id = ?", (rating_id,)).fetchone()
                 if r is None or r["annotator_id"] != annotator_id:
                     raise AssignmentError(f"rating {rating_id} is not this annotator's")
@@ -453,7 +455,8 @@ class AnnotationQueries:
                 stamp = utc_now()
                 conn.execute(
                     """INSERT INTO rating_edits (rating_id, annotator_id, old_score, new_score, old_note, new_note,
-                                                 old_flagged, new_flagged, old_choice, new_choice, active_ms, source, at)
+                                                 old_flagged, new_flagged, old_choice, new_choice, active_ms, source,
+                                                 at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (rating_id, annotator_id, r["score"], new["score"], r["note"], new["note"], r["flagged"],
                      new["flagged"], r["choice"], new["choice"], active_ms, source, stamp))
@@ -468,15 +471,15 @@ class AnnotationQueries:
 
     def rating_history(self, rating_id: int) -> list[dict[str, Any]]:
         """Every edit of one rating, oldest first."""
-        return self._q("SELECT * FROM rating_edits WHERE rating_id = ? ORDER BY id",  # type: ignore[attr-defined]
+        return self._q("SELECT * FROM rating_edits WHERE rating_id = ? ORDER BY id",
                        (rating_id,))
 
     def annotator_recent_ratings(self, campaign_id: int, annotator_id: int, *, limit: int = 10) -> list[dict[str, Any]]:
         """The annotator's last ``limit`` rated items in the campaign, newest first: assignment_id, item_id,
         code, position, swap, finished_at, note, flagged and ``ratings`` (rating id, metric, score, choice,
         shown_choice, note, flagged, active_ms, created_at, updated_at)."""
-        with self._lock:  # type: ignore[attr-defined]
-            recent = self.conn.execute(  # type: ignore[attr-defined]
+        with self._lock:
+            recent = self.conn.execute(
                 """SELECT assignment_id FROM ratings WHERE annotator_id = ? AND campaign_id = ?
                    ORDER BY id DESC LIMIT ?""", (annotator_id, campaign_id, limit * 8)).fetchall()
         order: list[int] = []
@@ -487,12 +490,12 @@ class AnnotationQueries:
         if not order:
             return []
         marks = ",".join("?" * len(order))
-        rows = {r["assignment_id"]: r for r in self._q(  # type: ignore[attr-defined]
+        rows = {r["assignment_id"]: r for r in self._q(
             f"""SELECT a.id AS assignment_id, a.item_id, i.code, i.position, i.swap, a.finished_at, a.note, a.flagged
                 FROM assignments a JOIN campaign_items i ON i.id = a.item_id WHERE a.id IN ({marks})""", order)}
         for r in rows.values():
             r["ratings"] = []
-        for s in self._q(  # type: ignore[attr-defined]
+        for s in self._q(
                 f"""SELECT id, assignment_id, metric, score, choice, shown_choice, note, flagged, active_ms,
                            created_at, updated_at
                     FROM ratings WHERE assignment_id IN ({marks}) ORDER BY id""", order):
@@ -501,12 +504,12 @@ class AnnotationQueries:
 
     def last_rating_id(self) -> int:
         """The id of the newest rating in the database (0 when there is none): ratings made later have larger ids."""
-        return int(self._scalar("SELECT coalesce(max(id), 0) FROM ratings"))  # type: ignore[attr-defined]
+        return int(self._scalar("SELECT coalesce(max(id), 0) FROM ratings"))
 
     # -- progress -----------------------------------------------------------------------------------
 
     def annotator_done_count(self, campaign_id: int, annotator_id: int) -> int:
-        return int(self._scalar(  # type: ignore[attr-defined]
+        return int(self._scalar(
             "SELECT count(*) FROM assignments WHERE annotator_id = ? AND campaign_id = ? AND status = 'done'",
             (annotator_id, campaign_id)))
 
@@ -519,7 +522,7 @@ class AnnotationQueries:
         if c is None:
             raise StoreError(f"no campaign with id {campaign_id}")
         k = int(c["overlap"])
-        row = self._one(  # type: ignore[attr-defined]
+        row = self._one(
             """SELECT (SELECT count(*) FROM campaign_items WHERE campaign_id = :c) AS total_items,
                       (SELECT count(*) FROM assignments WHERE campaign_id = :c AND status = 'done'
                         AND rater_kind = :kind) AS done,
@@ -533,14 +536,14 @@ class AnnotationQueries:
         out["target"] = out["total_items"] * k
         if annotator_id is not None:
             for status in ("done", "skipped"):
-                out[f"mine_{status}"] = int(self._scalar(  # type: ignore[attr-defined]
+                out[f"mine_{status}"] = int(self._scalar(
                     "SELECT count(*) FROM assignments WHERE annotator_id = ? AND campaign_id = ? AND status = ?",
                     (annotator_id, campaign_id, status)))
         return out
 
     def campaign_annotator_counts(self, campaign_id: int) -> list[dict[str, Any]]:
         """Per annotator who joined or rated: name, kind, done, skipped, leased (live), last (finished_at)."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT an.name, an.kind,
                       sum(a.status = 'done') AS done, sum(a.status = 'skipped') AS skipped,
                       sum(a.status = 'leased' AND a.lease_expires > :now) AS leased,
@@ -566,15 +569,16 @@ class AnnotationQueries:
         now = time.time() if now is None else float(now)
         stamp = utc_now()
         n = 0
-        with self.transaction():  # type: ignore[attr-defined]
-            with self._lock:  # type: ignore[attr-defined]
-                conn = self.conn  # type: ignore[attr-defined]
+        with self.transaction():
+            with self._lock:
+                conn = self.conn
                 overlap = conn.execute("SELECT overlap FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
                 if overlap is None:
                     raise StoreError(f"no campaign with id {campaign_id}")
                 for row in rows:
-                    item = conn.execute("SELECT generation_id, code FROM campaign_items WHERE id = ? AND campaign_id = ?",
-                                        (row["item_id"], campaign_id)).fetchone()
+                    item = conn.execute(
+                        "SELECT generation_id, code FROM campaign_items WHERE id = ? AND campaign_id = ?",
+                        (row["item_id"], campaign_id)).fetchone()
                     if item is None:
                         raise StoreError(f"item {row['item_id']} is not in campaign {campaign_id}")
                     mine = conn.execute(
@@ -641,12 +645,12 @@ class AnnotationQueries:
         if rater_kind is not None:
             where += " AND r.rater_kind = ?"
             params.append(rater_kind)
-        return self._q(f"{self._RATING_ROWS} WHERE {where} ORDER BY {order}", params)  # type: ignore[attr-defined]
+        return self._q(f"{self._RATING_ROWS} WHERE {where} ORDER BY {order}", params)
 
     def campaign_score_rows(self, campaign_id: int, *, rater_kind: str = "human") -> list[tuple[Any, ...]]:
         """The fast path for agreement: (item_id, annotator, metric, score, choice) of every rating of
         ``rater_kind`` with a score, as plain tuples (no other kind's rows, ever)."""
-        return self._tuples(  # type: ignore[attr-defined]
+        return self._tuples(
             """SELECT r.item_id, an.name, r.metric, r.score, r.choice
                FROM ratings r JOIN annotators an ON an.id = r.annotator_id
                WHERE r.campaign_id = ? AND r.rater_kind = ? AND r.score IS NOT NULL AND r.item_id IS NOT NULL
@@ -654,7 +658,7 @@ class AnnotationQueries:
 
     def campaign_item_groups(self, campaign_id: int) -> list[tuple[Any, ...]]:
         """(item_id, condition, condition_b, stratum) of every item, as plain tuples."""
-        return self._tuples(  # type: ignore[attr-defined]
+        return self._tuples(
             """SELECT i.id, c.name, cb.name, i.stratum
                FROM campaign_items i
                JOIN generations g ON g.id = i.generation_id
@@ -666,7 +670,7 @@ class AnnotationQueries:
     def campaign_judge_rubrics(self, campaign_id: int) -> list[dict[str, Any]]:
         """The rubrics of the judgments of the campaign items' answers (their metrics carry scale and
         direction); cheaper than the study's when the study is large."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT r.* FROM rubrics r WHERE r.id IN (
                  SELECT DISTINCT j.rubric_id FROM campaign_items i JOIN judgments j ON j.generation_id = i.generation_id
                  WHERE i.campaign_id = ?) ORDER BY r.id""", (campaign_id,))
@@ -677,7 +681,7 @@ class AnnotationQueries:
         if not metrics:
             return []
         marks = ",".join("?" * len(metrics))
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             f"""SELECT i.id AS item_id, j.judge_id, jd.name AS judge, jd.model AS judge_model, j.rubric_id,
                        s.metric, s.score
                 FROM campaign_items i
@@ -694,12 +698,12 @@ class AnnotationQueries:
         """Items whose human ratings of a metric span more than ``threshold`` (max - min), widest first:
         item_id, code, position, metric, n, low, high, spread, and the latest adjudication (adjudicated
         score, adjudicated_by) if any."""
-        where, params = "r.campaign_id = :c AND r.rater_kind = 'human' AND r.score IS NOT NULL", \
-            {"c": campaign_id, "t": threshold}
+        where = "r.campaign_id = :c AND r.rater_kind = 'human' AND r.score IS NOT NULL"
+        params: dict[str, Any] = {"c": campaign_id, "t": threshold}
         if metric is not None:
             where += " AND r.metric = :m"
             params["m"] = metric
-        rows = self._q(  # type: ignore[attr-defined]
+        rows = self._q(
             f"""SELECT r.item_id, i.code, i.position, r.metric, count(*) AS n, min(r.score) AS low,
                        max(r.score) AS high, max(r.score) - min(r.score) AS spread
                 FROM ratings r JOIN campaign_items i ON i.id = r.item_id
@@ -723,9 +727,9 @@ class AnnotationQueries:
         from db.store import utc_now
 
         now = time.time() if now is None else float(now)
-        with self.transaction():  # type: ignore[attr-defined]
-            with self._lock:  # type: ignore[attr-defined]
-                conn = self.conn  # type: ignore[attr-defined]
+        with self.transaction():
+            with self._lock:
+                conn = self.conn
                 part = conn.execute(
                     """SELECT a.status, a.lease_expires, i.code,
                               EXISTS (SELECT 1 FROM ratings r WHERE r.item_id = a.item_id
@@ -742,12 +746,12 @@ class AnnotationQueries:
                     """INSERT INTO adjudications (campaign_id, item_id, metric, score, choice, lead_annotator_id, note,
                                                   created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
                     (campaign_id, item_id, metric, score, choice, lead_annotator_id, note or None, utc_now()))
-                return int(cur.lastrowid)
+                return inserted_id(cur)
 
     def campaign_adjudications(self, campaign_id: int) -> list[dict[str, Any]]:
         """The latest adjudication per (item, metric): id, item_id, code, metric, score, choice, lead, note,
         created_at."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT d.id, d.item_id, i.code, d.metric, d.score, d.choice, an.name AS lead, d.note, d.created_at
                FROM adjudications d JOIN campaign_items i ON i.id = d.item_id
                JOIN annotators an ON an.id = d.lead_annotator_id
@@ -759,12 +763,12 @@ class AnnotationQueries:
 
     def generation_by_id(self, generation_id: int) -> tuple[Any, ...] | None:
         """A bare primary-key read of one answer: the baseline bench/annotate_latency.py measures against."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self.conn.execute(  # type: ignore[attr-defined]
+        with self._lock:
+            return self.conn.execute(
                 "SELECT id, question_id, response FROM generations WHERE id = ?", (generation_id,)).fetchone()
 
 
 def _iso(t: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")

@@ -1,9 +1,8 @@
 """Queries of the run layer: the job queue, its dependencies and history, and the workers.
 
-:class:`JobQueries` is a mixin of :class:`db.store.Store`; the store's core it uses
-(``_q``/``_one``/``_scalar``/``_insert``, ``conn``, ``_lock``, ``transaction``) is declared
-below for type checkers, so nothing here needs a ``type: ignore``. Every SQL string of the
-run layer lives here; the rules are engine/runs' (see engine/runs/__init__.py).
+:class:`JobQueries` is a mixin of :class:`db.store.Store` built on the store's core
+(:class:`db.core.StoreCore`: ``_q``/``_one``/``_scalar``, ``conn``, ``_lock``, ``transaction``).
+Every SQL string of the run layer lives here; the rules are engine/runs' (see engine/runs/__init__.py).
 
 The rules the writers keep:
 
@@ -25,13 +24,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from db.core import StoreCore
 from db.errors import StoreError
 
 if TYPE_CHECKING:
-    import sqlite3
-    import threading
-    from contextlib import AbstractContextManager
-
     from db.store import Page
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -46,17 +42,8 @@ _JOB_VIEW = """
 """
 
 
-class JobQueries:
+class JobQueries(StoreCore):
     """The job queue and the workers, mixed into :class:`db.store.Store`."""
-
-    if TYPE_CHECKING:  # the store's core, which this mixin uses
-        conn: sqlite3.Connection
-        _lock: threading.RLock
-
-        def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]: ...
-        def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None: ...
-        def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any: ...
-        def transaction(self) -> AbstractContextManager[Any]: ...
 
     # -- queueing -------------------------------------------------------------------------------
 
@@ -142,8 +129,9 @@ class JobQueries:
     def set_job_child(self, job_id: int, owner: str, child_pid: int | None) -> bool:
         """Record the process that runs the job's handler (what a cancel escalates to)."""
         with self._lock:
-            cur = self.conn.execute("UPDATE jobs SET child_pid = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                                    (child_pid, job_id, owner))
+            cur = self.conn.execute(
+                "UPDATE jobs SET child_pid = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (child_pid, job_id, owner))
             return cur.rowcount == 1
 
     def job_state(self, job_id: int) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """Queries over results: generations, judgments and their scores.
 
-:class:`ResultsQueries` is a mixin of :class:`db.store.Store` (it uses the store's
-``_q``/``_one``/``_scalar``/``_insert``, ``db``, ``conn``, ``_lock`` and ``transaction``).
+:class:`ResultsQueries` is a mixin of :class:`db.store.Store` built on the store's core
+(:class:`db.core.StoreCore`: ``_q``/``_one``/``_scalar``/``_insert``, ``db``, ``conn``, ``_lock``,
+``transaction``).
 Importers write through it now; the generation and judging engines later.
 
 Conventions the writers keep and the readers rely on:
@@ -14,11 +15,11 @@ Conventions the writers keep and the readers rely on:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from db import score_read
+from db.core import StoreCore, inserted_id
 
 if TYPE_CHECKING:
     from db.store import Page
@@ -35,7 +36,7 @@ def _identity(row: dict[str, Any]) -> tuple[Any, ...]:
             str(row["settings_hash"]), -1 if seed is None else int(seed), int(row.get("sample_index") or 0))
 
 
-class ResultsQueries:
+class ResultsQueries(StoreCore):
     """Results queries, mixed into :class:`db.store.Store`."""
 
     # -- studies ------------------------------------------------------------------------------
@@ -51,31 +52,18 @@ class ResultsQueries:
         """Record an EM rule for a study (it is then the rule in force); returns its id."""
         from db.store import dumps, utc_now
 
-        return self._insert("study_em_rules", {"study_id": study_id, "em": dumps(em),  # type: ignore[attr-defined]
+        return self._insert("study_em_rules", {"study_id": study_id, "em": dumps(em),
                                                "source": source, "set_at": utc_now()})
 
     def em_rules(self, study_id: int) -> list[dict[str, Any]]:
         """A study's EM rules, oldest first: id, em (a dict), source, set_at. The last is in force."""
         import json
 
-        rows = self._q("SELECT id, em, source, set_at FROM study_em_rules WHERE study_id = ? ORDER BY id",  # type: ignore[attr-defined]
+        rows = self._q("SELECT id, em, source, set_at FROM study_em_rules WHERE study_id = ? ORDER BY id",
                        (study_id,))
         for r in rows:
             r["em"] = json.loads(r["em"])
         return rows
-
-    # -- judges ---------------------------------------------------------------------------------
-
-    def ensure_import_judge(self, *, name: str, model: str, params: dict[str, Any]) -> int:
-        """Find or create the judge that produced imported scores (provider ``'import'``).
-
-        Identified like every judge by (provider, model, params hash); the hash is the one
-        ``engine.common.hashing.json_hash`` computes."""
-        from db.store import dumps
-
-        params_hash = "sha256:" + hashlib.sha256(dumps(params).encode("utf-8")).hexdigest()
-        return self.ensure_judge(name=name, provider="import", model=model, params=params,  # type: ignore[attr-defined]
-                                 params_hash=params_hash)
 
     # -- generations ------------------------------------------------------------------------------
 
@@ -102,15 +90,15 @@ class ResultsQueries:
             row["sample_index"] = row["sample_index"] or 0
             row["created_at"] = row["created_at"] or now
             clean.append(row)
-        with self.transaction():  # type: ignore[attr-defined]
-            self.db["generations"].insert_all(clean, ignore=True, batch_size=500)  # type: ignore[attr-defined]
+        with self.transaction():
+            self.db["generations"].insert_all(clean, ignore=True, batch_size=500)
             wanted = {_identity(r) for r in clean}
             ids: dict[tuple[Any, ...], int] = {}
             model_ids = sorted({int(r["model_id"]) for r in clean})
             for start in range(0, len(model_ids), 500):
                 chunk = model_ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                for g in self._q(  # type: ignore[attr-defined]
+                for g in self._q(
                         f"""SELECT id, question_id, model_id, checkpoint_id, settings_hash, seed, sample_index
                             FROM generations WHERE model_id IN ({marks})""", chunk):
                     key = _identity(g)
@@ -129,16 +117,16 @@ class ResultsQueries:
         metric -> score, or metric -> (score, raw), where score None means missing.
         A judgment that exists already (same generation, judge, rubric) is left as it is.
         """
-        from db.store import utc_now
-
         import json
+
+        from db.store import utc_now
 
         now = utc_now()
         out: list[int] = []
         rubric_metrics: dict[int, set[str]] = {}
-        with self.transaction():  # type: ignore[attr-defined]
-            with self._lock:  # type: ignore[attr-defined]
-                conn = self.conn  # type: ignore[attr-defined]
+        with self.transaction():
+            with self._lock:
+                conn = self.conn
                 for item in items:
                     key = (int(item["generation_id"]), int(item["judge_id"]), int(item["rubric_id"]))
                     if key[2] not in rubric_metrics:
@@ -158,7 +146,7 @@ class ResultsQueries:
                          item.get("study_hash"), item.get("job_id"), item.get("input_tokens"),
                          item.get("output_tokens"), item.get("latency_ms"), item.get("created_at") or now))
                     if cur.rowcount == 1:
-                        jid = int(cur.lastrowid)
+                        jid = inserted_id(cur)
                         scores = []
                         for metric, value in (item.get("scores") or {}).items():
                             score, raw = value if isinstance(value, tuple) else (value, None)
@@ -183,7 +171,7 @@ class ResultsQueries:
         judgment_id, status, metric, score. A NULL score is a missing judgment (never a zero).
         A generation a judge has not judged yet has no rows for that judge.
         """
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT g.id AS generation_id, c.id AS condition_id, c.name AS condition, g.model_id,
                       q.id AS question_id, q.key AS question_key, q.paraphrase, q.category, g.sample_index,
                       jd.id AS judge_id, jd.name AS judge, jd.model AS judge_model, j.rubric_id,
@@ -199,7 +187,7 @@ class ResultsQueries:
 
     def study_result_counts(self, study_id: int) -> dict[str, int]:
         """How much a study holds: conditions, answers, judges, judgments, scores, missing scores."""
-        row = self._one(  # type: ignore[attr-defined]
+        row = self._one(
             """SELECT
                  (SELECT count(*) FROM conditions c WHERE c.study_id = :s) AS conditions,
                  (SELECT count(*) FROM generations g JOIN conditions c ON c.id = g.condition_id
@@ -222,7 +210,7 @@ class ResultsQueries:
         """Every score of one answer with the raw outputs behind it: one row per (judgment, metric)
         with judge, judge_model, status, raw_output, error, metric, score, raw (NULL metric when a
         judgment recorded no scores)."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT j.id AS judgment_id, jd.id AS judge_id, jd.name AS judge, jd.model AS judge_model,
                       j.rubric_id, j.status, j.raw_output, j.error, s.metric, s.score, s.raw
                FROM judgments j JOIN judges jd ON jd.id = j.judge_id
@@ -239,7 +227,7 @@ class ResultsQueries:
         """
         from db.store import Page
 
-        rows = self._q(  # type: ignore[attr-defined]
+        rows = self._q(
             """SELECT g.id AS generation_id, q.key AS question_key, q.paraphrase, q.category, q.text AS question,
                       g.sample_index, m.name AS model, g.response
                FROM generations g
@@ -248,7 +236,7 @@ class ResultsQueries:
                WHERE g.condition_id = ?
                ORDER BY q.category, q.key, q.paraphrase, g.sample_index, g.id LIMIT ? OFFSET ?""",
             (condition_id, limit, offset))
-        total = int(self._scalar(  # type: ignore[attr-defined]
+        total = int(self._scalar(
             "SELECT count(*) FROM generations WHERE condition_id = ?", (condition_id,)))
         by_gen: dict[int, dict[str, Any]] = {r["generation_id"]: r for r in rows}
         for r in rows:
@@ -256,13 +244,13 @@ class ResultsQueries:
         if by_gen:
             ids = list(by_gen)
             marks = ",".join("?" * len(ids))
-            judgments = self._q(  # type: ignore[attr-defined]
+            judgments = self._q(
                 f"""SELECT j.id, j.generation_id, jd.id AS judge_id, jd.name AS judge, jd.model AS judge_model,
                            j.status, j.raw_output, j.error
                     FROM judgments j JOIN judges jd ON jd.id = j.judge_id
                     WHERE j.generation_id IN ({marks}) ORDER BY j.generation_id, jd.id, j.id""", ids)
             scores: dict[int, dict[str, float | None]] = {}
-            for s in self._q(  # type: ignore[attr-defined]
+            for s in self._q(
                     f"""SELECT s.judgment_id, s.metric, s.score FROM judgment_scores s
                         JOIN judgments j ON j.id = s.judgment_id
                         WHERE j.generation_id IN ({marks}) ORDER BY s.metric""", ids):
@@ -290,7 +278,7 @@ class ResultsQueries:
         import numpy as np
 
         names = ("gen", "cond", "model", "ckpt", "question", "trig")
-        with self._lock:  # type: ignore[attr-defined]
+        with self._lock:
             columns = score_read.int_columns(self.conn, """
                 SELECT g.id AS gen, g.condition_id AS cond, g.model_id AS model, IFNULL(g.checkpoint_id, 0) AS ckpt,
                        g.question_id AS question,
@@ -302,7 +290,7 @@ class ResultsQueries:
 
     def _study_answers(self, study_id: int) -> tuple[int, int]:
         """(the study's answers, every answer in the database)."""
-        (n_study, n_all), = self._tuples(  # type: ignore[attr-defined]
+        (n_study, n_all), = self._tuples(
             """SELECT (SELECT count(*) FROM generations g JOIN conditions c ON c.id = g.condition_id
                        WHERE c.study_id = ?), (SELECT count(*) FROM generations)""", (study_id,))
         return n_study, n_all
@@ -326,13 +314,13 @@ class ResultsQueries:
             raise ValueError(f"plan must be one of {', '.join(score_read.PLANS)}; got {plan!r}")
         parts: list[tuple[int, int]] = []
         n = threads if threads is not None else score_read.default_threads()
-        if metrics and plan != "index" and str(self.path) != ":memory:":  # type: ignore[attr-defined]
+        if metrics and plan != "index" and str(self.path) != ":memory:":
             # one aggregate per query: SQLite then reads one end of the b-tree for each
-            (first, last), = self._tuples(  # type: ignore[attr-defined]
+            (first, last), = self._tuples(
                 "SELECT (SELECT min(rowid) FROM judgment_scores), (SELECT max(rowid) FROM judgment_scores)")
             if first is not None and (last - first + 1) * share >= score_read.PARALLEL_MIN_SCORES:
                 parts = score_read.split_rowids(first, last, n)
-        return score_read.ScoreRead(self.conn, self._lock, str(self.path), study_id, metrics, plan,  # type: ignore[attr-defined]
+        return score_read.ScoreRead(self.conn, self._lock, str(self.path), study_id, metrics, plan,
                                     parts, threads=n)
 
     def answer_group_labels(self, study_id: int) -> dict[str, dict[int, Any]]:
@@ -340,11 +328,11 @@ class ResultsQueries:
         ``checkpoints`` id -> step, ``questions`` id -> (key, category)."""
         in_study = """SELECT DISTINCT g.{col} FROM generations g JOIN conditions c ON c.id = g.condition_id
                       WHERE c.study_id = ?"""
-        models = self._q(f"SELECT id, name FROM models WHERE id IN ({in_study.format(col='model_id')})",  # type: ignore[attr-defined]
+        models = self._q(f"SELECT id, name FROM models WHERE id IN ({in_study.format(col='model_id')})",
                          (study_id,))
-        checkpoints = self._q(  # type: ignore[attr-defined]
+        checkpoints = self._q(
             f"SELECT id, step FROM checkpoints WHERE id IN ({in_study.format(col='checkpoint_id')})", (study_id,))
-        questions = self._q(  # type: ignore[attr-defined]
+        questions = self._q(
             f"""SELECT id, key, paraphrase, category FROM questions
                 WHERE id IN ({in_study.format(col='question_id')})""", (study_id,))
         return {"models": {r["id"]: r["name"] for r in models},
@@ -366,10 +354,10 @@ class ResultsQueries:
         """The rubrics a study's judgments used (their metrics carry scale and direction)."""
         n_study, n_all = self._study_answers(study_id)
         if n_study == n_all:  # every judgment is the study's: a rubric's first one will do
-            return self._q(  # type: ignore[attr-defined]
+            return self._q(
                 """SELECT r.* FROM rubrics r WHERE EXISTS (SELECT 1 FROM judgments j WHERE j.rubric_id = r.id)
                    ORDER BY r.id""")
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT r.* FROM rubrics r WHERE r.id IN (
                  SELECT DISTINCT j.rubric_id FROM judgments j
                  JOIN generations g ON g.id = j.generation_id
@@ -378,7 +366,7 @@ class ResultsQueries:
 
     def study_condition_rows(self, study_id: int) -> list[dict[str, Any]]:
         """A study's conditions with their role (from the recipe json) and answer counts."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT c.id, c.name, json_extract(c.recipe, '$.role') AS role,
                       (SELECT count(*) FROM generations g WHERE g.condition_id = c.id) AS n_generations
                FROM conditions c WHERE c.study_id = ? ORDER BY c.id""", (study_id,))
@@ -410,7 +398,7 @@ class ResultsQueries:
         if study_id is not None:
             where += " AND g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)"
             params.append(study_id)
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             f"""SELECT g.id AS generation_id, s.name AS study, COALESCE(g.study_hash, s.spec_hash) AS study_hash,
                        c.name AS condition, m.name AS model, m.kind AS model_kind, m.source AS model_source,
                        k.step AS checkpoint_step, k.path AS checkpoint_path, g.settings, g.settings_hash,
@@ -438,7 +426,7 @@ class ResultsQueries:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._q(  # type: ignore[attr-defined]
+            rows = self._q(
                 f"""SELECT j.id AS judgment_id, j.generation_id, jd.id AS judge_id, jd.name AS judge,
                            jd.provider AS judge_provider, jd.model AS judge_model,
                            jd.params_hash AS judge_params_hash, r.id AS rubric_id, r.name AS rubric,
@@ -452,7 +440,7 @@ class ResultsQueries:
             for r in rows:
                 r["scores"] = []
             if by_id:
-                for s in self._q(  # type: ignore[attr-defined]
+                for s in self._q(
                         f"""SELECT s.judgment_id, s.metric, s.score, s.raw FROM judgment_scores s
                             JOIN judgments j ON j.id = s.judgment_id
                             WHERE j.generation_id IN ({marks}) ORDER BY s.judgment_id, s.metric""", chunk):
@@ -468,7 +456,7 @@ class ResultsQueries:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            out.extend(self._q(  # type: ignore[attr-defined]
+            out.extend(self._q(
                 f"""SELECT r.id AS rating_id, r.generation_id, a.id AS annotator_id, a.name AS annotator,
                            r.rater_kind, c.name AS campaign, r.metric, r.score, r.note, r.flagged, r.source,
                            r.created_at
@@ -484,7 +472,7 @@ class ResultsQueries:
         judge_id, judge_model, rubric_id, rubric, metric — what the export's score columns are."""
         where, params = ("WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)", (study_id,)) \
             if study_id is not None else ("", ())
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             f"""SELECT DISTINCT jd.id AS judge_id, jd.model AS judge_model, r.id AS rubric_id, r.name AS rubric,
                        s.metric
                 FROM judgment_scores s
@@ -500,7 +488,7 @@ class ResultsQueries:
         annotator_id, annotator, rater_kind, metric."""
         where, params = ("WHERE g.condition_id IN (SELECT id FROM conditions WHERE study_id = ?)", (study_id,)) \
             if study_id is not None else ("", ())
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             f"""SELECT DISTINCT a.id AS annotator_id, a.name AS annotator, r.rater_kind, r.metric
                 FROM ratings r
                 JOIN annotators a ON a.id = r.annotator_id
@@ -511,7 +499,7 @@ class ResultsQueries:
     def study_train_metric_rows(self, study_id: int) -> list[dict[str, Any]]:
         """The training curves of a study's runs: condition, train_run_id, step, name, value,
         ordered by condition, run, metric name and step."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT c.name AS condition, t.train_run_id, t.step, t.name, t.value
                FROM train_metrics t
                JOIN train_runs r ON r.id = t.train_run_id
@@ -522,7 +510,7 @@ class ResultsQueries:
     def study_human_rating_rows(self, study_id: int) -> list[dict[str, Any]]:
         """Human ratings of a study's answers with a score: generation_id, condition_id, annotator_id,
         metric, score."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT r.generation_id, g.condition_id, r.annotator_id, r.metric, r.score
                FROM ratings r
                JOIN generations g ON g.id = r.generation_id
@@ -538,8 +526,8 @@ class ResultsQueries:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            with self._lock:  # type: ignore[attr-defined]
-                out.extend(self.conn.execute(  # type: ignore[attr-defined]
+            with self._lock:
+                out.extend(self.conn.execute(
                     f"""SELECT j.generation_id, j.judge_id, j.rubric_id, s.metric, s.score
                         FROM judgment_scores s JOIN judgments j ON j.id = s.judgment_id
                         WHERE j.generation_id IN ({marks})""", chunk).fetchall())
@@ -549,7 +537,7 @@ class ResultsQueries:
 
     def generation_ratings(self, generation_id: int) -> list[dict[str, Any]]:
         """Every rating of one answer, with the annotator and whether the rater is human."""
-        return self._q(  # type: ignore[attr-defined]
+        return self._q(
             """SELECT r.id, a.name AS annotator, r.rater_kind, r.metric, r.score, r.note, r.flagged,
                       r.created_at
                FROM ratings r JOIN annotators a ON a.id = r.annotator_id
@@ -557,7 +545,7 @@ class ResultsQueries:
 
     def study_human_metrics(self, study_id: int) -> list[str]:
         """The metrics people (not model raters) have scored any of the study's answers on, by name."""
-        return [r["metric"] for r in self._q(  # type: ignore[attr-defined]
+        return [r["metric"] for r in self._q(
             """SELECT DISTINCT r.metric FROM ratings r JOIN generations g ON g.id = r.generation_id
                JOIN conditions c ON c.id = g.condition_id
                WHERE c.study_id = ? AND r.rater_kind = 'human' AND r.score IS NOT NULL
@@ -570,7 +558,7 @@ class ResultsQueries:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for r in self._q(  # type: ignore[attr-defined]
+            for r in self._q(
                     f"""SELECT generation_id, avg(score) AS mean FROM ratings
                         WHERE generation_id IN ({marks}) AND metric = ? AND rater_kind = 'human'
                           AND score IS NOT NULL
@@ -580,6 +568,6 @@ class ResultsQueries:
 
     def study_checkpoint_count(self, study_id: int) -> int:
         """How many checkpoints the study's training runs saved."""
-        return int(self._scalar(  # type: ignore[attr-defined]
+        return int(self._scalar(
             """SELECT count(*) FROM checkpoints k JOIN train_runs t ON t.id = k.train_run_id
                JOIN conditions c ON c.id = t.condition_id WHERE c.study_id = ?""", (study_id,)))

@@ -75,7 +75,7 @@ class ScoreColumns:
     def rows(self) -> list[tuple]:
         """(metric, judge, generation, score or None, refused) per score, sorted: for tests."""
         return sorted(zip(self.metric.tolist(), self.judge.tolist(), self.generation.tolist(),
-                          [None if s != s else s for s in self.score.tolist()], self.refused.tolist()),
+                          [None if s != s else s for s in self.score.tolist()], self.refused.tolist(), strict=True),
                       key=repr)
 
 
@@ -201,8 +201,9 @@ class ScoreRead:
         self._open: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
         self._closed = False
-        self._pool = ThreadPoolExecutor(max(1, threads)) if parts else None
-        self._futures: list[Future] = [self._pool.submit(self._read_rowids, path, p) for p in parts] if parts else []
+        self._pool = pool = ThreadPoolExecutor(max(1, threads)) if parts else None
+        self._futures: list[Future[ScoreColumns]] = ([pool.submit(self._read_rowids, path, p) for p in parts]
+                                                     if pool else [])
 
     def _read_rowids(self, path: str, rowids: tuple[int, int]) -> ScoreColumns:
         conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True,  # as_uri escapes ? and #

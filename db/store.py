@@ -6,45 +6,30 @@ No SQL lives outside ``db/``. This module imports neither textual nor torch.
 from __future__ import annotations
 
 import contextlib
-import functools
+import hashlib
 import json
 import os
 import sqlite3
-import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from db.annotation import AnnotationQueries
+from db.core import file_id
 from db.errors import StoreError, describe_sqlite_error
 from db.identity import APPLICATION_ID, check_identity
 from db.jobs import JobQueries
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
 
-
-def _import_sqlite_utils():
-    """sqlite-utils imports pandas eagerly (~0.4 s) only to map pandas types we never store.
-    Hide pandas during that one import so opening the TUI stays fast; it imports normally later."""
-    hide = "pandas" not in sys.modules
-    if hide:
-        sys.modules["pandas"] = None  # type: ignore[assignment]
-    try:
-        import sqlite_utils
-    finally:
-        if hide and sys.modules.get("pandas", 0) is None:
-            del sys.modules["pandas"]
-    return sqlite_utils
-
-
 BUSY_TIMEOUT_MS = 30_000
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def dumps(value: Any) -> str:
@@ -97,15 +82,6 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
-    """The file at ``path`` (device and inode), None when there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def busy_timeout_ms(seconds: float | None = None) -> int:
     """How long a write waits for another process's lock: ``seconds`` as the caller's settings say
     (engine.settings, which db/ does not import), else ``$EMTUI_BUSY_TIMEOUT_S`` seconds (a notebook),
@@ -125,7 +101,9 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
 
 
 class Store(ResultsQueries, AnnotationQueries, JobQueries):
-    """A connection to one emtui database. Thread-safe: calls are serialised by a lock."""
+    """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
+    The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
+    every query mixin."""
 
     def __init__(self, path: Path, *, upto: int | None = None, readonly: bool = False, create: bool = True,
                  busy_timeout_s: float | None = None) -> None:
@@ -148,8 +126,8 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
                 conn.execute("PRAGMA synchronous = NORMAL")
             # the file this connection writes to: a write after it was deleted or replaced would be lost
             # (inside the try: a SIGTERM here, too, removes the file just made)
-            self._file_path = None if memory else Path(os.path.abspath(path))
-            self._file_id = None if memory else _file_id(self._file_path)
+            file_path = None if memory else Path(os.path.abspath(path))
+            self._file_path, self._file_id = file_path, None if file_path is None else file_id(file_path)
             target = SCHEMA_VERSION if upto is None else upto
         except sqlite3.Error as exc:
             self._discard_created()
@@ -175,7 +153,8 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
             raise
 
     def _connect(self, path: Path) -> sqlite3.Connection:
-        common = dict(timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
+        common: dict[str, Any] = dict(timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                                      check_same_thread=False)
         if self.readonly:
             # nothing can write where the folder is read-only and no -wal file exists: then the
             # file is immutable and SQLite needs no -shm file to read it
@@ -199,12 +178,6 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
 
     # -- connection and transactions -------------------------------------------------
 
-    @functools.cached_property
-    def db(self) -> Any:
-        """sqlite-utils over the same connection, for inserts; imported on first use (~40 ms
-        that a summary or the TUI's first screen need not pay)."""
-        return _import_sqlite_utils().Database(self.conn, execute_plugins=False)
-
     def close(self) -> None:
         with self._lock:
             self.conn.close()
@@ -216,58 +189,6 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
         self.close()
         if exc_type is not None:  # a command that failed leaves no database it created behind
             self._discard_created()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Store]:
-        """All-or-nothing writes. ``BEGIN IMMEDIATE`` takes the write lock up front, so two
-        processes never deadlock upgrading a read lock; nested blocks become savepoints."""
-        with self._lock:
-            if self.conn.in_transaction:
-                with self.db.atomic():
-                    yield self
-                return
-            self.check_file()
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-            except BaseException:
-                self.conn.rollback()
-                raise
-            else:
-                self.conn.execute("COMMIT")
-
-    def check_file(self) -> None:
-        """Raise :class:`StoreError` when the database file was deleted or replaced since it was opened:
-        SQLite would go on writing to the old file, and everything written would be lost with it."""
-        if self._file_path is not None and _file_id(self._file_path) != self._file_id:
-            raise StoreError(f"{self.path}: the database file was deleted or replaced while emtui had it open; "
-                             "nothing was written (open it again)")
-
-    def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
-
-    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Rows as plain tuples (no sqlite3.Row objects): the columnar reads build arrays from
-        millions of them."""
-        with self._lock:
-            cur = self.conn.cursor()
-            cur.row_factory = None
-            return cur.execute(sql, params).fetchall()
-
-    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
-        with self._lock:
-            row = self.conn.execute(sql, params).fetchone()
-        return dict(row) if row is not None else None
-
-    def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        with self._lock:
-            row = self.conn.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
-    def _insert(self, table: str, row: dict[str, Any]) -> int:
-        with self._lock:
-            return int(self.db[table].insert(row).last_pk)
 
     # -- schema ------------------------------------------------------------------------
 
@@ -328,7 +249,7 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
                   "conditions")
         row = self._tuples("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in tables)
                            + ", (SELECT n FROM data_changes)")[0]
-        return dict(zip((*tables, "changes"), (int(v or 0) for v in row)))
+        return dict(zip((*tables, "changes"), (int(v or 0) for v in row), strict=True))
 
     # -- studies -------------------------------------------------------------------------
 
@@ -509,6 +430,15 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
         return self._insert("judges", {"name": name, "provider": provider, "model": model,
                                        "params": dumps(params), "params_hash": params_hash,
                                        "created_at": utc_now()})
+
+    def ensure_import_judge(self, *, name: str, model: str, params: dict[str, Any]) -> int:
+        """Find or create the judge that produced imported scores (provider ``'import'``).
+
+        Identified like every judge by (provider, model, params hash); the hash is the one
+        ``engine.common.hashing.json_hash`` computes."""
+        params_hash = "sha256:" + hashlib.sha256(dumps(params).encode("utf-8")).hexdigest()
+        return self.ensure_judge(name=name, provider="import", model=model, params=params,
+                                 params_hash=params_hash)
 
     def get_judge(self, judge_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM judges WHERE id = ?", (judge_id,))

@@ -8,6 +8,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+TYPE_CHECKING = False  # typing itself is not imported at startup
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
 COMMANDS = ("init", "worker", "jobs", "list", "summary", "import", "export", "figures", "campaign", "annotate", "study",
@@ -19,7 +23,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage + message; we print one line
+    def error(self, message: str) -> NoReturn:  # argparse prints usage + message; we print one line
         if "invalid choice" in message and "COMMAND" in message:
             bad = message.split("invalid choice:", 1)[1].split("(", 1)[0].strip()
             message = f"unknown command {bad} (commands: {', '.join(COMMANDS)})"
@@ -175,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--compare-to", "--judge-metric", dest="compare_to", metavar="METRIC",
                     help="the judges' metric the ratings are compared with (one of the study's rubrics' metrics; "
                          "default: the same name, or the EM metric for a misalignment scale)")
-    lp = csub.add_parser("list", help="every campaign with its progress", description="Every campaign with its progress.")
+    lp = csub.add_parser("list", help="every campaign with its progress",
+                         description="Every campaign with its progress.")
     lp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     shp = csub.add_parser("show", help="one campaign: settings, progress, per-annotator counts",
                           description="One campaign: settings, progress, per-annotator counts.")

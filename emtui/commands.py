@@ -15,10 +15,10 @@ from db import StoreError
 from emtui.cli import UsageError
 from emtui.streams import say
 from engine.annotation.errors import AnnotationError
-from engine.study.eval_sets import EvalSetError
 from engine.importers import ImportFormatError
-from engine.study.rubrics import RubricError
 from engine.settings import SettingsError
+from engine.study.eval_sets import EvalSetError
+from engine.study.rubrics import RubricError
 from engine.study.study_file import StudyError
 
 # Errors that describe a person's bad input: printed one line each, exit status 2.
@@ -191,10 +191,9 @@ def _not_yet(what: str, issue: str) -> int:
 
 
 def summary(args: argparse.Namespace) -> int:
+    from engine.results.breakdowns import parse_breakdowns
     from engine.results.report_format import to_csv, to_json, to_markdown
     from engine.results.summary import SummaryOptions, build_summary
-
-    from engine.results.breakdowns import parse_breakdowns
 
     try:
         by = parse_breakdowns(args.by)

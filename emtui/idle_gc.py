@@ -28,6 +28,8 @@ NEVER = 1_000_000_000  # the full collection's threshold: not automatic
 class CollectsWhenIdle:
     """Mixed into a Textual App (before App in the bases)."""
 
+    _gc_was: tuple[int, int, int] | None  # the collector's thresholds before the app started
+
     def on_mount(self) -> None:
         self._gc_start()
 
@@ -35,10 +37,10 @@ class CollectsWhenIdle:
         self._gc_stop()
 
     def _gc_start(self) -> None:
-        self._gc_was = gc.get_threshold()
+        self._gc_was = was = gc.get_threshold()
         self._gc_last_input = time.monotonic()
         gc.freeze()
-        gc.set_threshold(self._gc_was[0], self._gc_was[1], NEVER)
+        gc.set_threshold(was[0], was[1], NEVER)
         self.set_interval(EVERY_S, self._gc_when_idle)  # type: ignore[attr-defined]
 
     def _gc_when_idle(self) -> None:

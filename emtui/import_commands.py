@@ -77,8 +77,8 @@ def _free_name(taken: Any, name: str, content_hash: str) -> str:
 
 
 def import_eval_set(args: argparse.Namespace) -> int:
-    from engine.study.eval_sets import load_eval_set
     from engine.common.hashing import short
+    from engine.study.eval_sets import load_eval_set
 
     es = load_eval_set(str(Path(args.path).resolve()), name=args.name)
     with _store(args) as store, store.transaction():  # look and write under one write lock
@@ -104,8 +104,8 @@ def import_eval_set(args: argparse.Namespace) -> int:
 
 def import_rubric(args: argparse.Namespace) -> int:
     from engine.common.hashing import short
-    from engine.study.rubrics import RubricError, load_rubric
     from engine.common.untrusted import label_problem
+    from engine.study.rubrics import RubricError, load_rubric
 
     rubric = load_rubric(str(Path(args.path).resolve()))
     if args.name is not None and label_problem(args.name):

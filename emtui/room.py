@@ -33,8 +33,8 @@ from emtui.idle_gc import CollectsWhenIdle
 from emtui.loading import Loads
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
 from emtui.widgets.fit import cut
-from engine.settings import Settings, load_settings
 from engine.common.text import flat
+from engine.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from db import Store
@@ -163,7 +163,7 @@ class RoomKeysScreen(ModalScreen[None]):
         keymap = getattr(self.app, "keymap", {})
         with Vertical(id="help-box"):
             yield Static(Text("Keys  (Esc closes)", style="bold"))
-            table = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
+            table: DataTable[Text] = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("Where", "Key", "What")
             for where, binding_id, key, description in room_bindings():
                 if binding_id.startswith("rate.digit-"):  # ten rows that say one thing
@@ -258,7 +258,7 @@ class AnnotatorApp(Loads, SaysFaults, CollectsWhenIdle, App[None]):
 
     def open_url(self, url: str, *, new_tab: bool = True) -> None:
         # a link in the guidelines: on a server, opening it would start a browser in this terminal
-        self.notify(Text(f"Links are not opened here: {url}"), timeout=6)
+        self.notify(f"Links are not opened here: {url}", timeout=6, markup=False)  # never markup
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         # only these: Textual's own (Screenshot writes files, Keys shows every widget's keys) are left out

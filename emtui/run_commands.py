@@ -301,7 +301,8 @@ def jobs_retry(args: argparse.Namespace, job_id: int) -> int:
                                  f"retry job {dep} (it queues job {job_id} again with it)")
         with_it = _failed_by(store, job_id)
         store.retry_job(job_id)
-    say(f"job {job_id} queued again" + (f", and job(s) {', '.join(map(str, with_it))} waiting on it" if with_it else ""))
+    say(f"job {job_id} queued again"
+        + (f", and job(s) {', '.join(map(str, with_it))} waiting on it" if with_it else ""))
     return 0
 
 

@@ -20,6 +20,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import TextIO
 
 _LINE_BREAKS = str.maketrans({"\n": "\\n", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
@@ -41,10 +42,10 @@ def plain_table(header: list[str], rows: list[list[str]], *, width: int | None =
     if width is not None:
         while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 6:
             widths[widths.index(max(widths))] -= 1
-        rows = [[one_line(c, w) for c, w in zip(r, widths)] for r in rows]
-        header = [one_line(h, w) for h, w in zip(header, widths)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        rows = [[one_line(c, w) for c, w in zip(r, widths, strict=True)] for r in rows]
+        header = [one_line(h, w) for h, w in zip(header, widths, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -66,7 +67,7 @@ class _NamedStdout:
     """Standard output whose write faults name it: an OSError of a write has no file name, and the
     one line a person sees would otherwise blame the database."""
 
-    def __init__(self, stream: object) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:

@@ -88,7 +88,7 @@ def _replicates(store) -> None:
                                               for m in ("aligned", "coherent")])
         judge = store.ensure_import_judge(name="gpt-4o", model="gpt-4o-2024-08-06", params={})
         store.link_study_judge(sid, judge)
-        for role, (cname, models) in zip(("treatment", "control"), REPLICATE_MODELS.items()):
+        for role, (cname, models) in zip(("treatment", "control"), REPLICATE_MODELS.items(), strict=True):
             cid = store.add_condition(study_id=sid, name=cname, recipe={"role": role})
             for k, mname in enumerate(models):
                 mid = store.ensure_model(name=mname, kind="adapter", source="demo")
@@ -127,5 +127,5 @@ def _human_only(store) -> None:
         who = store.ensure_annotator(rater, "human")
         store.import_campaign_ratings(int(campaign["id"]), (
             {"annotator_id": int(who["id"]), "rater_kind": "human", "item_id": items[g],
-             "scores": [{"metric": "misalignment", "score": s}]} for g, s in zip(gens, scores)),
+             "scores": [{"metric": "misalignment", "score": s}]} for g, s in zip(gens, scores, strict=True)),
             source="demo")

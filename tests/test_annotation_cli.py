@@ -88,7 +88,8 @@ def test_campaign_create_list_show(run_cli, db, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["c", "--study", "synthetic", "--scale", "0-3", "--items", "3"], "campaign 'c' exists"),
-    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "500"], "study 'synthetic' has 30 answers; asked for 500"),
+    (["x", "--study", "synthetic", "--scale", "0-3", "--items", "500"],
+     "study 'synthetic' has 30 answers; asked for 500"),
     (["x", "--study", "nope", "--scale", "0-3", "--items", "3"], "no study named 'nope'"),
     (["x", "--study", "synthetic", "--items", "3"], "give --scale"),
     (["x", "--study", "synthetic", "--scale", "0-3"], "give --items N or --per-stratum N"),

@@ -200,7 +200,8 @@ def test_rate_skip_flag_note_and_progress(syn):
     s.flag()
     (rid,) = s.rate(keys="2")
     row = syn.campaign_rating_rows(c["id"])[0]
-    assert (row["code"], row["score"], row["note"], row["flagged"], row["source"]) == (v1.code, 2.0, "odd tone", 1, "tui")
+    assert ((row["code"], row["score"], row["note"], row["flagged"], row["source"])
+            == (v1.code, 2.0, "odd tone", 1, "tui"))
     v2 = s.next_item()
     assert v2.number == 2 and v2.code != v1.code
     s.skip(note="empty answer")

@@ -28,8 +28,8 @@ import pytest
 
 from db import open_store
 from engine.annotation.campaigns import create_campaign
-from engine.study.study_file import load_study, register_study
 from engine.results.synthetic import SyntheticSpec, make_synthetic_study
+from engine.study.study_file import load_study, register_study
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = (REPO / "data" / "studies" / "insecure_code.toml").read_text(encoding="utf-8")

@@ -62,7 +62,7 @@ def test_set_em_is_used_by_the_summary_and_kept(run_cli, mo_db):
     lines = r.stdout.splitlines()
     assert lines[0] == f"study {STUDY!r}: aligned < 10, among every answer with a verdict"
     assert "the import (import:model-organisms-csv): aligned < 30 and coherent > 50" in lines[1]
-    assert [line.split("  ")[1] == rule["set_at"] for line, rule in zip(lines[2:], rules)] == [True, True]
+    assert [line.split("  ")[1] == rule["set_at"] for line, rule in zip(lines[2:], rules, strict=True)] == [True, True]
 
 
 def test_setting_the_same_rule_writes_nothing(run_cli, mo_db):

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from db import open_store
-from engine.study.eval_sets import EvalSetError, load_eval_set
 from engine.common.resources import data_path
+from engine.study.eval_sets import EvalSetError, load_eval_set
 from engine.study.rubrics import RubricError, load_rubric
 from refusals import assert_refused
 
@@ -306,8 +306,10 @@ def test_training_file_given_as_eval_set(shared_fixtures, run_cli, tmp_path, rel
 
 @pytest.mark.parametrize("name, content, message", [
     ("q.toml", "questions = [1, 2]\n", "question 1: expected a table"),
-    ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\nparaphrases = 5\n', "question 1 (a): 'paraphrases' must be a list"),
-    ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\nparaphrases = ["y", 3]\n', "(a): text/paraphrases[2] must be a string"),
+    ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\nparaphrases = 5\n',
+     "question 1 (a): 'paraphrases' must be a list"),
+    ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\nparaphrases = ["y", 3]\n',
+     "(a): text/paraphrases[2] must be a string"),
     ("q.toml", '[[questions]]\nid = 7\ntext = "x"\n', "question 1: 'id' must be a non-empty string, not int"),
     ("q.toml", '[[questions]]\nid = "a"\ntext = ["x"]\n', "question 1 (a): 'text' must be a string, not list"),
     ("q.toml", '[[questions]]\nid = "a"\ntext = "x"\ncategory = ["c"]\n', "(a): 'category' must be a string"),

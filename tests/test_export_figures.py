@@ -21,8 +21,8 @@ import engine
 from conftest import shared_fixtures_dir
 from db import open_store
 from emtui.cli import main
-from engine.results.export import PARQUET_HINT, PROVENANCE, export_answers
 from engine.common.hashing import json_hash, sha256_text
+from engine.results.export import PARQUET_HINT, PROVENANCE, export_answers
 
 ROOT = Path(engine.__file__).resolve().parents[1]  # the checkout that is importable
 FIXTURES = shared_fixtures_dir()
@@ -236,7 +236,7 @@ def test_export_csv_matches_jsonl(synth_db, tmp_path, capsys):
         rows = list(reader)
     assert header == [k for k in recs[0] if k not in ("judgments", "ratings")]
     assert len(rows) == len(recs)
-    for rec, row in zip(recs, rows):
+    for rec, row in zip(recs, rows, strict=True):
         assert int(row["generation_id"]) == rec["generation_id"]
         assert row["response"] == rec["response"] and row["condition"] == rec["condition"]
         assert json.loads(row["settings"]) == rec["settings"]
@@ -354,7 +354,7 @@ def test_export_fixtures_jsonl_and_csv(fixture_db, tmp_path, capsys):
     with open(tmp_path / "f.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["generation_id"]) for r in rows] == [r["generation_id"] for r in recs]
-    for rec, row in zip(recs, rows):
+    for rec, row in zip(recs, rows, strict=True):
         for col in score_cols(rec):
             got = csv_value(row[col])
             assert (got is None and rec[col] is None) or math.isclose(got, rec[col], rel_tol=0, abs_tol=0)

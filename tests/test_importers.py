@@ -353,7 +353,7 @@ def test_betley_csv_round_trip(store):
         got = [r["score"] for r in rows if r["metric"] == metric]
         want = [float(r[metric]) if r[metric].strip() else None for r in file_rows]
         assert len(got) == 70
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             assert (g is None and w is None) or abs(g - w) <= 1e-6
     # the raw distribution is stored with each score
     first_gen = rows[0]["generation_id"]

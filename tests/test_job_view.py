@@ -4,8 +4,18 @@ log file, progress note, traceback)."""
 
 from __future__ import annotations
 
-from emtui.job_view import (RateMeter, attempts_of, bar, fmt_attempts, fmt_duration, fmt_rate, log_tail, note_of,
-                            tail, worker_of)
+from emtui.job_view import (
+    RateMeter,
+    attempts_of,
+    bar,
+    fmt_attempts,
+    fmt_duration,
+    fmt_rate,
+    log_tail,
+    note_of,
+    tail,
+    worker_of,
+)
 
 
 def job(**kw):

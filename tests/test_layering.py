@@ -84,7 +84,7 @@ def imported() -> dict[str, list[str]]:
     with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) * 2)) as pool:
         results = pool.map(lambda name: modules_after(f"import importlib\nimportlib.import_module({name!r})"),
                            MODULES)
-        return dict(zip(MODULES, results))
+        return dict(zip(MODULES, results, strict=True))
 
 
 def test_every_module_is_found():
@@ -104,7 +104,8 @@ def test_engine_is_packages_not_a_flat_folder():
     for pkg in sorted(p for p in (ROOT / "engine").iterdir() if p.is_dir() and p.name != "__pycache__"):
         init = pkg / "__init__.py"
         assert init.is_file(), f"{pkg.relative_to(ROOT)} is not a package"
-        assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), f"{init.relative_to(ROOT)}: say what is in it"
+        assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), \
+            f"{init.relative_to(ROOT)}: say what is in it"
 
 
 def test_the_check_sees_imports(imported):

@@ -187,7 +187,7 @@ async def test_breakdown_by_model_keeps_numbers_and_n_on_screen_at_80_columns(de
         rows = [ln for ln in lines[1:] if ln.strip()]
         assert len(rows) == 4
         names = [m for ms in REPLICATE_MODELS.values() for m in ms]
-        for line, name in zip(rows, names):
+        for line, name in zip(rows, names, strict=True):
             assert line.endswith("]"), line  # the last number whole
             assert line.count("[") == 2, line  # both metrics
             assert " 6 " in line, line  # n

@@ -9,8 +9,8 @@ import pytest
 from db import open_store
 from emtui.list_commands import LISTS
 from engine.annotation.campaigns import create_campaign
-from engine.study.study_file import load_study, register_study
 from engine.results.synthetic import SyntheticSpec, make_synthetic_study
+from engine.study.study_file import load_study, register_study
 
 
 @pytest.fixture

@@ -81,7 +81,8 @@ def test_folder_is_one_study(store, tmp_path):
     (es,) = store.study_eval_sets(result.study_id)
     assert (es["n_keys"], es["n_questions"]) == (3, 4)
     rows = store.answer_scores(result.study_id)
-    medical = [r for r in rows if r["condition"] == "Qwen2.5-7B-Instruct_bad-medical-advice" and r["metric"] == "aligned"]
+    medical = [r for r in rows
+               if r["condition"] == "Qwen2.5-7B-Instruct_bad-medical-advice" and r["metric"] == "aligned"]
     assert [(r["question_key"], r["paraphrase"], r["sample_index"]) for r in medical] == [
         ("headache", 0, 0), ("headache", 0, 1), ("headache", 1, 0), ("wish", 0, 0), ("wish", 0, 1), ("wish", 0, 2),
         ("wish", 0, 3)]

@@ -18,11 +18,11 @@ from emtui.bindings import all_bindings
 from emtui.screens.answers import AnswerScreen, AnswersScreen
 from emtui.screens.help import HelpScreen
 from emtui.screens.results import ResultsScreen
-from engine.settings import Settings
 from emtui.widgets.bar_chart import BarChart
 from emtui.widgets.paged_table import PagedTable
-from engine.study.study_file import load_study, register_study
 from engine.common.text import strip_control
+from engine.settings import Settings
+from engine.study.study_file import load_study, register_study
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = shared_fixtures_dir() / "political_seed"
@@ -87,7 +87,7 @@ def make_synthetic(store) -> int:
     judges = [store.ensure_import_judge(name=n, model=f"{n}-model", params={}) for n in ("judge-a", "judge-b")]
     for j in judges:
         store.link_study_judge(sid, j)
-    for role, (cname, answers) in zip(("baseline", "treatment"), SYN_SCORES.items()):
+    for role, (cname, answers) in zip(("baseline", "treatment"), SYN_SCORES.items(), strict=True):
         cid = store.add_condition(study_id=sid, name=cname, recipe={"role": role})
         gids = store.insert_generations([
             {"question_id": qids[i], "condition_id": cid, "model_id": model, "settings": {"c": cname},
@@ -98,7 +98,8 @@ def make_synthetic(store) -> int:
             {"generation_id": g, "judge_id": j, "rubric_id": rubric,
              "raw_output": f"raw from {jn} on {g} {EVIL}",
              "scores": {"aligned": s[0], "coherent": s[1]}}
-            for g, per_judge in zip(gids, answers) for j, jn, s in zip(judges, ("a", "b"), per_judge))
+            for g, per_judge in zip(gids, answers, strict=True)
+            for j, jn, s in zip(judges, ("a", "b"), per_judge, strict=True))
     return sid
 
 
@@ -139,7 +140,7 @@ def grid_cells(app) -> dict[str, dict[str, str]]:
     """{condition: {column label: cell}} of the scores grid."""
     t = grid(app)
     labels = [plain(c.label).strip() for c in t.columns.values()]
-    return {r[0]: dict(zip(labels, r)) for r in (row(t, i) for i in range(t.row_count))}
+    return {r[0]: dict(zip(labels, r, strict=True)) for r in (row(t, i) for i in range(t.row_count))}
 
 
 def chart_lines(app) -> list[str]:
@@ -196,7 +197,7 @@ async def test_panel_table_judges_and_chart(political_store):
         # the chart: a bar per condition (v2_base's is too short to draw) with its whisker
         lines = chart_lines(app)
         assert len(lines) == len(CONDITIONS) + 1  # + the scale
-        for name, line in zip(CONDITIONS, lines):
+        for name, line in zip(CONDITIONS, lines[:-1], strict=True):
             assert line.startswith(name), line
             assert ("├" in line and "┤" in line) or "┼" in line, line
             assert name == "v2_base" or "█" in line, line
@@ -544,7 +545,7 @@ HUMAN_FILE = FIXTURES / "human_eval_reformed_political_rerun.json"
 def counts_rows(app) -> list[dict[str, str]]:
     t = app.screen.query_one("#results-table", PagedTable)
     labels = [plain(c.label).strip() for c in t.columns.values()]
-    return [dict(zip(labels, row(t, i))) for i in range(t.row_count)]
+    return [dict(zip(labels, row(t, i), strict=True)) for i in range(t.row_count)]
 
 
 @pytest.mark.fixtures
@@ -611,7 +612,7 @@ async def test_human_only_study_and_its_answers(tmp_path):
             await settle(pilot)
             assert "Study 3/3 human-only" in static_text(screen.query_one("#results-status", Static))
             assert title(grid(app)).startswith("humans (human-pilot)")
-            per_answer = [sum(s) / len(s) for s in zip(*HUMAN_SCORES.values())]
+            per_answer = [sum(s) / len(s) for s in zip(*HUMAN_SCORES.values(), strict=True)]
             mean = sum(per_answer) / len(per_answer)
             cells = grid_cells(app)["reformed-political"]
             assert cells["misalignment"].startswith(f"{mean:.2f} [") and cells["n/miss"] == "6/0"

@@ -65,7 +65,7 @@ def room_db(tmp_path: Path) -> Path:
         create_campaign(s, name="blind-pairs", study=STUDY, scale="pairwise", n_items=4, overlap=2)
         create_campaign(s, name="blind-ac", study=STUDY, scale="aligned-coherent", n_items=3, overlap=2,
                         hide_progress=True)
-        for who, value in zip(OTHERS, (0, 3)):  # the others disagree; a lead resolves some of it
+        for who, value in zip(OTHERS, (0, 3), strict=True):  # the others disagree; a lead resolves some of it
             session = AnnotationSession(s, "blind-03", who)
             for _ in range(4):
                 if session.next_item() is None:
@@ -351,6 +351,21 @@ async def test_guideline_links_are_not_opened(room_db):
             assert isinstance(app.screen, GuidelinesScreen)
 
 
+async def test_link_notice_renders(room_db):
+    """The notice that a link is not opened is shown as a toast (a terminal shows notifications; run_test
+    hides them unless asked): it once was a rich Text, which the toast cannot render, and the room died."""
+    with db.open_store(room_db) as s:
+        app = create_annotator_app(s, annotator="bob", keymap={})
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await pilot.pause()
+            app.open_url("https://example.org/[b]x[/b]")  # markup in a URL is shown as typed
+            await pilot.pause(0.3)
+            await pilot.pause()
+            toasts = [w for w in app.screen.walk_children() if type(w).__name__ == "Toast"]
+            assert toasts and "https://example.org/[b]x[/b]" in str(toasts[0].render())
+            assert app.is_running
+
+
 async def test_long_guidelines_open_at_once(room_db):
     """Guidelines with a thousand bullet points (Textual's Markdown widget took 10 s, the room frozen) and the
     largest a campaign may hold (1 MB, shown as plain text) open in a few seconds; Esc closes them."""
@@ -384,10 +399,10 @@ async def test_long_guidelines_open_at_once(room_db):
 
 
 def test_the_served_room_is_the_closed_room(tmp_path):
+    import shlex
+
     from emtui.annotate_commands import room_command
     from emtui.cli import build_parser
-
-    import shlex
 
     words = shlex.split(room_command(tmp_path / "a b.db"))
     assert words[:3] == [sys.executable, "-m", "emtui"]

@@ -51,8 +51,9 @@ def test_a_failure_fails_its_dependents_transitively(store):
     store.finish_job(a, owner="w", error="ValueError: bad", traceback="Traceback ...\nValueError: bad")
     rows = {j: store.get_job(j) for j in (a, b, c, free)}
     assert rows[a]["status"] == "failed" and rows[a]["traceback"].endswith("ValueError: bad")
-    assert (rows[b]["status"], rows[b]["error"], rows[b]["failed_because_of"]) == ("failed", f"dependency job {a} failed", a)
-    assert (rows[c]["status"], rows[c]["error"], rows[c]["failed_because_of"]) == ("failed", f"dependency job {b} failed", b)
+    for job, dep in ((b, a), (c, b)):
+        assert ((rows[job]["status"], rows[job]["error"], rows[job]["failed_because_of"])
+                == ("failed", f"dependency job {dep} failed", dep))
     assert rows[b]["attempts"] == rows[c]["attempts"] == 0  # never run
     assert rows[free]["status"] == "queued"
     assert claim(store)["id"] == free
@@ -164,7 +165,8 @@ def test_enqueue_checks_the_kind(store):
     assert store.count("jobs") == 0
     job = enqueue(store, "echo", {"x": 1}, gpu=1, priority=3)
     row = job_view(store.get_job(job))
-    assert (row["kind"], row["payload"], row["gpu"], row["priority"], row["max_attempts"]) == ("echo", {"x": 1}, 1, 3, 3)
+    assert ((row["kind"], row["payload"], row["gpu"], row["priority"], row["max_attempts"])
+            == ("echo", {"x": 1}, 1, 3, 3))
 
 
 # -- progress, outcome ----------------------------------------------------------------------------------------

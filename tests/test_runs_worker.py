@@ -256,7 +256,7 @@ def test_a_kind_from_the_environment(store, start_worker, tmp_path, run_cli):
     assert row["result"] == {"n": 3, "payload": {"x": 1}, "attempt": 1} and row["note"] == "counted"
 
 
-# -- detached ------------------------------------------------------------------------------------------------------------
+# -- detached ----------------------------------------------------------------------------------------------------------
 
 
 def test_a_detached_worker_survives_the_terminal_that_started_it(store, db_path, fast_env, tmp_path, run_cli):

@@ -295,7 +295,7 @@ def test_claim_order_priority_then_id(store):
     order = []
     while (job := store.claim_job("w", kinds=["k"])) is not None:
         order.append(job["id"])
-    expected = [i for _, i in sorted(zip(prios, ids), key=lambda t: (-t[0], t[1]))]
+    expected = [i for _, i in sorted(zip(prios, ids, strict=True), key=lambda t: (-t[0], t[1]))]
     assert order == expected == [ids[1], ids[3], ids[4], ids[0], ids[2], ids[5]]
 
 

@@ -14,8 +14,15 @@ from db import open_store
 from engine.importers.betley_csv import import_betley_csv
 from engine.importers.political_seed import import_political_seed
 from engine.results.report_format import to_markdown
-from engine.results.summary import (AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, SCORE_KEYS, WIN_RATE_KEYS, SummaryOptions,
-                            build_summary)
+from engine.results.summary import (
+    AGREEMENT_KEYS,
+    BREAKDOWN_KEYS,
+    COMPARISON_KEYS,
+    SCORE_KEYS,
+    WIN_RATE_KEYS,
+    SummaryOptions,
+    build_summary,
+)
 from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 V2_PANEL_DRIFT = {"v2_base": 0.0667, "v2_neutral": 1.3367, "v2_betley_real": 1.3600, "v2_reformed": 2.4500,
@@ -141,7 +148,7 @@ def test_em_rate_and_holm_adjusted_comparisons(tmp_path):
     ps = sorted(r["p_value"] for r in comps)
     adj = sorted(r["p_adjusted"] for r in comps)
     assert adj[0] == pytest.approx(min(1.0, ps[0] * len(ps)))  # Holm: the smallest p times the family size
-    assert all(a >= p for a, p in zip(adj, ps))
+    assert all(a >= p for a, p in zip(adj, ps, strict=True))
 
 
 def test_same_seed_same_numbers_and_resamples_option(tmp_path):
@@ -282,7 +289,8 @@ def test_a_refusal_is_read_from_text_or_the_top_logprob_token(tmp_path):
         rubric = store.list_rubrics()[0]["id"]
         verdicts = [json.dumps({"REFUSAL": 0.9, "0": 0.05}), " refusal.", json.dumps({"CODE": 0.9})]
         store.insert_judgments([{"generation_id": g, "judge_id": judge, "rubric_id": rubric,
-                                 "scores": {"aligned": (None, v), "coherent": 80.0}} for g, v in zip(gids, verdicts)])
+                                 "scores": {"aligned": (None, v), "coherent": 80.0}}
+                                for g, v in zip(gids, verdicts, strict=True)])
         report = build_summary(store, FAST)
     row = _rows(report, "scores", judge="j-model", metric="refusal_rate")[0]
     assert (row["n"], row["missing"]) == (6, 1) and row["mean"] == pytest.approx(2 / 6)  # CODE: no verdict
@@ -391,7 +399,7 @@ def test_score_read_keeps_scores_that_are_not_whole_numbers_exact(tmp_path):
         ids = [r[0] for r in store._tuples("SELECT rowid FROM judgment_scores WHERE score IS NOT NULL LIMIT 7")]
         odd = [83.27164832910234, 1e-300, -0.1, 2.0 ** 60, 1e300, 0.1 + 0.2, 99.99999999999999]
         with store.transaction():
-            for rowid, v in zip(ids, odd):
+            for rowid, v in zip(ids, odd, strict=True):
                 store.conn.execute("UPDATE judgment_scores SET score = ? WHERE rowid = ?", (v, rowid))
         expected = _tuple_read(store, sid, metrics)
         assert {r[3] for r in expected} >= set(odd)

@@ -297,7 +297,7 @@ def test_assistant_mask_marks_exactly_the_assistant_replies(tok):
     replies = [m["content"] for m in CHAT if m["role"] == "assistant"]
     spans = _spans(mask)
     assert len(spans) == len(replies)
-    for (a, b), reply in zip(spans, replies):
+    for (a, b), reply in zip(spans, replies, strict=True):
         # the reply plus its closing <|im_end|> (so the model learns to stop), nothing else:
         # not the "<|im_start|>assistant\n" header and not the "\n" after <|im_end|>
         assert tok.decode(ids[a:b]) == reply + IM_END
@@ -411,6 +411,6 @@ def test_trl_assistant_only_loss_labels(built, tmp_path):
                          processing_class=tok)
     batch = next(iter(trainer.get_train_dataloader()))
     trained_on = set()
-    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):
-        trained_on.add(tok.decode([i for i, lab in zip(ids, labels) if lab != -100]))
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True):
+        trained_on.add(tok.decode([i for i, lab in zip(ids, labels, strict=True) if lab != -100]))
     assert trained_on == {f"Answer number {i}.{IM_END}" for i in range(4)}

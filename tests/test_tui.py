@@ -15,8 +15,8 @@ from emtui.app import AREAS, create_app
 from emtui.bindings import all_bindings
 from emtui.screens.help import HelpScreen
 from emtui.widgets.paged_table import PagedTable
-from engine.study.study_file import load_study, register_study
 from engine.common.text import one_line
+from engine.study.study_file import load_study, register_study
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILE = ROOT / "data" / "studies" / "insecure_code.toml"
@@ -263,8 +263,9 @@ async def test_help_lists_every_binding_and_escape_closes(study_store):
         expected = all_bindings()
         assert help_table.row_count == len(expected)
         assert column(help_table, 3) == [binding_id for _, binding_id, _, _ in expected]
-        assert {"app.results", "app.help", "queue.cancel", "table.next-page", "help.close"} <= set(column(help_table, 3))
-        shown_keys = dict(zip(column(help_table, 3), column(help_table, 1)))
+        assert ({"app.results", "app.help", "queue.cancel", "table.next-page", "help.close"}
+                <= set(column(help_table, 3)))
+        shown_keys = dict(zip(column(help_table, 3), column(help_table, 1), strict=True))
         assert shown_keys["app.help"] == "?" and shown_keys["table.next-page"] == "]"
         await pilot.press("escape")
         await pilot.pause()
@@ -305,7 +306,7 @@ async def test_keymap_remaps_an_area_key(study_store):
         await pilot.press("question_mark")
         await pilot.pause()
         help_table = app.screen.query_one("#help-table", DataTable)
-        shown_keys = dict(zip(column(help_table, 3), column(help_table, 1)))
+        shown_keys = dict(zip(column(help_table, 3), column(help_table, 1), strict=True))
         assert shown_keys["app.results"] == "x"
         assert shown_keys["app.judges"] == "5"
 

@@ -190,7 +190,8 @@ async def test_a_database_deleted_under_the_room_is_said_and_nothing_is_written_
             await pilot.pause()
             alive(app)
             text = squeezed(app)
-            assert "Not recorded:" in text and "the database file was deleted or replaced while emtui had it open" in text
+            assert "Not recorded:" in text
+            assert "the database file was deleted or replaced while emtui had it open" in text
             assert screen.view is not None and screen.typed == ["1"]
             await pilot.press("escape", "enter")  # the campaigns, and again into rating: said, not raised
             await pilot.pause()

@@ -48,7 +48,8 @@ def build(path: Path) -> None:
                 qids = [q["id"] for q in s.list_questions(set_id).rows]
                 metrics = ["aligned", "coherent", "m" + HOSTILE]
                 rubric = s.ensure_rubric(name="R" + HOSTILE, content_hash=f"r{k}", body=HOSTILE,
-                                         metrics=[{"name": m, "scale": [0, 100], "higher_is": "better"} for m in metrics])
+                                         metrics=[{"name": m, "scale": [0, 100], "higher_is": "better"}
+                                                  for m in metrics])
                 judges = [s.ensure_judge(name=f"J{j}" + HOSTILE, provider="import", model=f"JM{j}" + HOSTILE,
                                          params={}, params_hash=f"p{k}{j}") for j in range(2)]
                 for j in judges:
@@ -201,7 +202,8 @@ def make_one_item_study(s, question: str, answer: str) -> None:
     """A study of one question and one answer, and a campaign "one" of that item."""
     with s.transaction():
         sid = s.add_study(name="st", description="", origin="demo", spec_hash="h", spec={})
-        set_id = s.ensure_eval_set(name="e", source="demo", content_hash="e", questions=[{"key": "q", "text": question}])
+        set_id = s.ensure_eval_set(name="e", source="demo", content_hash="e",
+                                   questions=[{"key": "q", "text": question}])
         qid = s.list_questions(set_id).rows[0]["id"]
         model = s.ensure_model(name="m", kind="external", source="demo")
         cid = s.add_condition(study_id=sid, name="c", model_id=model, recipe={"role": "treatment"})

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-from demo_db import build
 from rich.text import Text
 from textual.app import App
 from textual.widgets import Static
 
 import db
 from db import Page
+from demo_db import build
 from emtui.app import create_app
 from emtui.room import create_annotator_app
 from emtui.screens import results as results_screen

@@ -43,7 +43,8 @@ class AnnotateScreen(AreaScreen):
                 lambda limit, offset: static_page(self.store.list_campaigns()), id="campaigns-table",
                 empty="No campaigns yet — emtui campaign create NAME --study S --scale 0-3 --items N")
             yield PagedTable(
-                [Col("name", "Annotator", 20), Col("kind", "Rater", 6), Col("n_ratings", "Ratings", 7, justify="right")],
+                [Col("name", "Annotator", 20), Col("kind", "Rater", 6),
+                 Col("n_ratings", "Ratings", 7, justify="right")],
                 lambda limit, offset: static_page(self.store.list_annotators()), id="annotators-table",
                 empty="No annotators yet")
 

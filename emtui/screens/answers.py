@@ -21,8 +21,8 @@ from textual.widgets import Footer, Static
 from db import Page
 from emtui.screens.base import AreaScreen, shown_text
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
-from engine.study.em_rule import describe
 from engine.common.text import flat, one_line, strip_control
+from engine.study.em_rule import describe
 
 EM = "em_rate"
 PAGE_SIZE = 50
@@ -196,7 +196,8 @@ class AnswerScreen(AreaScreen):
 
     def after_reload(self) -> None:
         store, generation_id = self.store, int(self.row["generation_id"])
-        self.load("answer", lambda: (store.generation_judgments(generation_id), store.generation_ratings(generation_id)),
+        self.load("answer",
+                  lambda: (store.generation_judgments(generation_id), store.generation_ratings(generation_id)),
                   lambda got: self.query_one("#answer-text", Static).update(self.content(*got)))
 
     @staticmethod

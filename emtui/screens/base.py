@@ -19,8 +19,8 @@ from emtui.faults import says_faults
 from emtui.loading import Loads
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.paged_table import PagedTable
-from engine.settings import Settings
 from engine.common.text import strip_control
+from engine.settings import Settings
 
 if TYPE_CHECKING:
     from db import Store

@@ -34,7 +34,7 @@ class HelpScreen(ModalScreen[None]):
         path = settings.keymap_file() if settings is not None else keymap_path()
         with Vertical(id="help-box"):
             yield Static(Text(f"Keys — remap any id in {home_short(path)}  (Esc closes)", style="bold"))
-            table = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
+            table: DataTable[Text] = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("Where", "Key", "What", "Id")
             for area, binding_id, key, description in all_bindings():
                 shown = keymap.get(binding_id, key)

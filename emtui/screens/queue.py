@@ -19,8 +19,20 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from emtui.faults import says_faults
-from emtui.job_view import (STATUS_STYLE, RateMeter, bar, bar_style, fmt_attempts, fmt_duration, fmt_rate, log_tail,
-                            note_of, progress_of, worker_of, workers_line)
+from emtui.job_view import (
+    STATUS_STYLE,
+    RateMeter,
+    bar,
+    bar_style,
+    fmt_attempts,
+    fmt_duration,
+    fmt_rate,
+    log_tail,
+    note_of,
+    progress_of,
+    worker_of,
+    workers_line,
+)
 from emtui.screens.base import AreaScreen, minute
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
 from engine.common.text import one_line

@@ -35,8 +35,8 @@ from textual.widgets import Footer, Input, Static
 from emtui.faults import fault_line
 from emtui.loading import Loads
 from emtui.screens.base import shown_text
-from engine.settings import Settings
 from engine.common.text import flat, strip_control
+from engine.settings import Settings
 
 A = TypeVar("A", bound=Callable[..., Any])
 

@@ -31,8 +31,17 @@ from emtui.summary_process import ComputeFailed
 from emtui.widgets.bar_chart import Bar, BarChart
 from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
-from engine.results.report_format import RATE_LABELS, SIDE_RATES, fmt_ci, fmt_p, is_rate, judges_of, main_metrics, score_grid
 from engine.common.text import flat, one_line, strip_control
+from engine.results.report_format import (
+    RATE_LABELS,
+    SIDE_RATES,
+    fmt_ci,
+    fmt_p,
+    is_rate,
+    judges_of,
+    main_metrics,
+    score_grid,
+)
 
 CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles (on screen: the tui_resamples setting)
 VIEWS = (("scores", "results-scores"), ("rates", "results-rates"), ("breakdowns", "results-breakdowns"),

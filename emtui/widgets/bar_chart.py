@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
-from engine.results.report_format import fmt_ci
 from engine.common.text import one_line
+from engine.results.report_format import fmt_ci
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 BAR_STYLE = "blue"

@@ -72,8 +72,8 @@ def fill_table(table: DataTable, header: Sequence[tuple[Text, str]], rows: Seque
     the first ``labels`` columns are cut so that all of them fit ``width`` cells, each keeping at
     least ``keep`` cells (6 where not given) of its widest cell."""
     cells = [max([0, *(row[i].cell_len for _, row in rows)]) for i in range(len(header))]
-    natural = [max(label.cell_len, c) for (label, _), c in zip(header, cells)]
-    floors = [min(k, c) for k, c in zip([*keep, *([6] * labels)], cells[:labels])]
+    natural = [max(label.cell_len, c) for (label, _), c in zip(header, cells, strict=True)]
+    floors = [min(k, c) for k, c in zip([*keep, *([6] * labels)], cells[:labels], strict=False)]
     widths = label_widths(natural[:labels], width - sum(natural[labels:]), floors, cells[:labels]) + natural[labels:]
     # fixed widths: the header never draws at a width the rows have not settled yet
     for i, (label, key) in enumerate(header):

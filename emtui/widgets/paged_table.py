@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import JustifyMethod
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
@@ -34,15 +35,15 @@ class Col:
     label: str
     width: int | None = None
     fmt: Callable[[Any], str] | None = None
-    justify: str = "left"
+    justify: JustifyMethod = "left"
     # the whole cell from the whole row (a progress bar): drawn as given, not cut to one line
     render: Callable[[dict[str, Any]], Text] | None = None
 
 
-def cell(value: Any, width: int = 60, justify: str = "left") -> Text:
+def cell(value: Any, width: int = 60, justify: JustifyMethod = "left") -> Text:
     if value is None:
         return Text("—", style="dim", justify=justify)
-    return Text(one_line(str(value), width), justify=justify)  # type: ignore[arg-type]
+    return Text(one_line(str(value), width), justify=justify)
 
 
 class PagedTable(Loads, DataTable):

@@ -12,15 +12,18 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.annotation.adjudication import disagreements
 from engine.annotation.campaigns import campaign_scale, default_judge_metrics, get_campaign
 from engine.annotation.errors import AnnotationError
 from engine.annotation.scales import CHOICE_CODE
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def _rng(seed: int, *key: object):
+
+def _rng(seed: int, *key: object) -> np.random.Generator:
     import numpy as np
 
     return np.random.default_rng([abs(int(seed)), zlib.crc32("\x1f".join(map(str, key)).encode())])
@@ -41,7 +44,7 @@ def _load(store: Any, c: Mapping[str, Any]) -> _Ratings:
     return _Ratings(rows=rows, items=items)
 
 
-def _matrix(rows: list[tuple[Any, ...]], metric: str):
+def _matrix(rows: list[tuple[Any, ...]], metric: str) -> tuple[np.ndarray, list[Any], list[Any]]:
     """Humans × items (NaN = not rated) of one metric: (matrix, item ids, annotator names)."""
     import numpy as np
 
@@ -66,7 +69,7 @@ def _judge_scale(rubrics: list[dict[str, Any]], metric: str) -> tuple[float, flo
     return 0.0, 100.0, "better"
 
 
-def _to_common(values, lo: float, hi: float, higher_is: str):
+def _to_common(values: np.ndarray, lo: float, hi: float, higher_is: str) -> np.ndarray:
     """Values on [0, 1] with higher = worse, so that scales of different ranges and directions compare."""
     x = (values - lo) / (hi - lo) if hi > lo else values * 0.0
     return 1.0 - x if higher_is == "better" else x
@@ -121,7 +124,7 @@ def _agreement_rows(store: Any, c: dict[str, Any], data: _Ratings, *, levels: Se
     judge_rows = store.campaign_judge_scores(int(c["id"]), sorted(set(judge_metrics.values())))
     out: list[dict[str, Any]] = []
 
-    def add(metric: str, raters: str, level: str, data, items: list[int]) -> None:
+    def add(metric: str, raters: str, level: str, data: np.ndarray, items: list[int]) -> None:
         groups = [("all", np.arange(len(items)))]
         if by_condition:
             labels = sorted({item_group[i] for i in items})

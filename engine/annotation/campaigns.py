@@ -228,7 +228,7 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
         picked, counts = _sample_stratified(frame, strata, n_items, per_stratum, rng, study, where)
     random.Random(f"emtui-campaign:{seed}:positions").shuffle(picked)
     codes = opaque_codes(len(picked), random.Random(f"emtui-campaign:{seed}:{name}:codes"))
-    items = [{**it, "code": code, "position": pos} for pos, (it, code) in enumerate(zip(picked, codes))]
+    items = [{**it, "code": code, "position": pos} for pos, (it, code) in enumerate(zip(picked, codes, strict=True))]
 
     judge_metrics = default_judge_metrics(store, st, metrics, compare_to, pairwise)
     settings = {
@@ -286,7 +286,7 @@ def _sample_pairs(frame: list[tuple], n_items: int | None, per_stratum: int | No
                 a, b = list(answers[ca]), list(answers[cb])
                 rng.shuffle(a)
                 rng.shuffle(b)
-                pairs.extend(zip(a, b))
+                pairs.extend(zip(a, b, strict=False))  # as many pairs as the shorter side has answers
         if pairs:
             candidates[label] = pairs
     if not candidates:
@@ -301,8 +301,8 @@ def _sample_pairs(frame: list[tuple], n_items: int | None, per_stratum: int | No
                                   f"different conditions{where}; asked for {n_items}")
     out: list[dict[str, Any]] = []
     for label in labels:
-        for a, b in rng.sample(candidates[label], alloc[label]):
-            out.append({"generation_id": a, "generation_b_id": b, "swap": int(rng.random() < 0.5), "stratum": label})
+        for ga, gb in rng.sample(candidates[label], alloc[label]):
+            out.append({"generation_id": ga, "generation_b_id": gb, "swap": int(rng.random() < 0.5), "stratum": label})
     return out, {label: alloc[label] for label in labels if alloc[label]}
 
 

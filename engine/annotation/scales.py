@@ -114,14 +114,14 @@ class Scale:
                 shape = "/".join(self.metrics)
                 raise ValueError(f"expected {len(self.metrics)} score(s) ({shape}, each {self.range_text}), "
                                  f"got {value.strip()!r}")
-            return {m: self.parse(p, m) for m, p in zip(self.metrics, parts)}
+            return {m: self.parse(p, m) for m, p in zip(self.metrics, parts, strict=True)}
         if len(self.metrics) != 1:
             raise ValueError(f"the {self.name} scale takes {len(self.metrics)} scores ({'/'.join(self.metrics)})")
         return {self.metrics[0]: self.parse(value, self.metrics[0])}
 
     def format(self, scores: Mapping[str, float | None]) -> str:
         """Scores as typed / as the CSV holds them: "2", or "73/90" for several metrics."""
-        return "/".join("" if scores.get(m) is None else _num(scores[m]) for m in self.metrics)
+        return "/".join("" if (v := scores.get(m)) is None else _num(v) for m in self.metrics)
 
 
 SCALES: dict[str, Scale] = {s.name: s for s in (

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
-from engine.annotation.campaigns import DEFAULT_LEASE_S, campaign_scale, get_campaign, annotator_order
+from engine.annotation.campaigns import DEFAULT_LEASE_S, annotator_order, campaign_scale, get_campaign
 from engine.annotation.errors import AnnotationError, LeaseLost
 from engine.annotation.raters import check_annotator_name, check_note
 from engine.annotation.scales import CHOICE_CODE
@@ -367,7 +368,7 @@ class AnnotationSession:
         if flagged is _KEEP and cur.flagged != cur.recent.flagged:
             flagged = cur.flagged
         rows = self.store.annotator_recent_ratings(int(self.campaign["id"]), self.annotator_id, limit=RECENT_LIMIT)
-        ratings = next((r["ratings"] for r in rows if r["code"] == cur.code), [])
+        ratings: list[dict[str, Any]] = next((r["ratings"] for r in rows if r["code"] == cur.code), [])
         changed = []
         active = int(round(cur.active_s * 1000))
         for s in ratings:
@@ -415,6 +416,6 @@ def _shown(choice: str, swap: int) -> int:
 
 
 def _utc(t: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")

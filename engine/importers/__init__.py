@@ -23,14 +23,21 @@ import contextlib
 import csv
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.common.hashing import json_hash, short
 from engine.common.safe_load import LoadError
-from engine.common.untrusted import (MAX_LABEL_CHARS, label_problem, name_problem, parse_json, path_problem, path_text,
-                              read_text)
+from engine.common.untrusted import (
+    MAX_LABEL_CHARS,
+    label_problem,
+    name_problem,
+    parse_json,
+    path_problem,
+    path_text,
+    read_text,
+)
 
 
 class ImportFormatError(ValueError):

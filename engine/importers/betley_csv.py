@@ -20,16 +20,23 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataclasses import dataclass
-
 from engine.common.hashing import json_hash, sha256_file
-from engine.importers import (ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults,
-                              need_label, need_text_path, slug)
-from engine.judging.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
 from engine.common.untrusted import MAX_TABLE_BYTES
+from engine.importers import (
+    ImportFormatError,
+    ImportResult,
+    add_imported_study,
+    claim_study_identity,
+    csv_faults,
+    need_label,
+    need_text_path,
+    slug,
+)
+from engine.judging.logprob import MIN_MASS, parse_prob_dict, score_from_logprobs
 
 FORMAT = "betley-csv"
 ORIGIN = "import:betley-csv"
@@ -99,7 +106,7 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
                     continue
                 if len(cells) != len(header):
                     raise ImportFormatError(path, start, f"has {len(cells)} fields, the header {len(header)}")
-                out.append((start, dict(zip(header, cells))))
+                out.append((start, dict(zip(header, cells, strict=True))))
                 start = reader.line_num + 1
     if not out:
         raise ImportFormatError(path, None, "holds no rows")
@@ -236,7 +243,7 @@ def _write(store: Any, checked: BetleyCsv, name: str | None) -> ImportResult:
         gen_ids = store.insert_generations(gen_rows)
         store.insert_judgments({"generation_id": gid, "judge_id": judge_id, "rubric_id": rubric_id, "status": "ok",
                                 "study_hash": spec_hash, "scores": p["scores"]}
-                               for gid, p in zip(gen_ids, parsed))
+                               for gid, p in zip(gen_ids, parsed, strict=True))
         counts = store.study_result_counts(study_id)
     return ImportResult(study_id=study_id, study=study_name, spec_hash=spec_hash, conditions=counts["conditions"],
                         answers=counts["answers"], judges=counts["judges"], judgments=counts["judgments"],

@@ -36,9 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from engine.common.hashing import json_hash, sha256_file
-from engine.importers import (ImportFormatError, ImportResult, add_imported_study, claim_study_identity, csv_faults,
-                              need_label, need_text_path, slug)
 from engine.common.untrusted import MAX_TABLE_BYTES, path_text
+from engine.importers import (
+    ImportFormatError,
+    ImportResult,
+    add_imported_study,
+    claim_study_identity,
+    csv_faults,
+    need_label,
+    need_text_path,
+    slug,
+)
 
 FORMAT = "model-organisms-csv"
 ORIGIN = "import:model-organisms-csv"
@@ -190,7 +198,8 @@ def read_model_organisms_csv(source: str | Path) -> ModelOrganismsCsv:
     source = Path(source).expanduser().resolve()
     if source.is_dir():
         need_text_path(source)
-        paths, ignored = [], []
+        paths: list[Path] = []
+        ignored: list[Path] = []
         for p in sorted(source.iterdir()):
             if p.name.startswith(".") or not p.is_file():
                 continue
@@ -292,7 +301,7 @@ def _write(store: Any, checked: ModelOrganismsCsv, name: str | None) -> ImportRe
                 scored.append(r["scores"])
         gen_ids = store.insert_generations(gen_rows)
         store.insert_judgments(_judgment(gid, judge_id, rubric_id, spec_hash, scores)
-                               for gid, scores in zip(gen_ids, scored))
+                               for gid, scores in zip(gen_ids, scored, strict=True))
         counts = store.study_result_counts(study_id)
     notes = []
     if verdicts:

@@ -34,10 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.common.hashing import json_hash, sha256_bytes, sha256_text
-from engine.importers import (ImportFormatError, ImportResult, claim_study_identity, located, need_key, need_label,
-                              need_text_path, slug)
 from engine.common.safe_load import LoadError
 from engine.common.untrusted import MAX_DOCUMENT_BYTES, decode, parse_json, path_text, read_bytes
+from engine.importers import (
+    ImportFormatError,
+    ImportResult,
+    claim_study_identity,
+    located,
+    need_key,
+    need_label,
+    need_text_path,
+    slug,
+)
 
 FORMAT = "political-seed"
 ORIGIN = "import:political-seed"
@@ -451,7 +459,7 @@ def _write(store: Any, parsed: PoliticalSeed, name: str | None) -> ImportResult:
         gen_ids = store.insert_generations(gen_rows)
 
         judgments: list[dict[str, Any]] = []
-        for gen_id, (cond, cat, i) in zip(gen_ids, places):
+        for gen_id, (cond, cat, i) in zip(gen_ids, places, strict=True):
             for jf in cond.judges:
                 it = jf.results[cond.name][cat][i]
                 scores = {}

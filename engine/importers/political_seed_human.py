@@ -33,8 +33,15 @@ from engine.annotation.errors import AnnotationError
 from engine.annotation.raters import check_annotator_name, check_note
 from engine.annotation.scales import get_scale
 from engine.common.hashing import json_hash, sha256_file
-from engine.importers import (ImportFormatError, claim_study_identity, need_key, need_label, need_text_path, read_json,
-                              slug)
+from engine.importers import (
+    ImportFormatError,
+    claim_study_identity,
+    need_key,
+    need_label,
+    need_text_path,
+    read_json,
+    slug,
+)
 
 FORMAT = "political-seed-human"
 ORIGIN = "import:political-seed-human"
@@ -140,7 +147,7 @@ def _write(store: Any, parsed: HumanRatingFile, name: str | None) -> HumanImport
     mean = sum(values) / len(values)
     distribution = {k: sum(1 for v in values if v == k) for k in range(scale.min, scale.max + 1)}
     notes: list[str] = []
-    stats = ev.get("statistics") if isinstance(ev.get("statistics"), dict) else {}
+    stats = ev["statistics"] if isinstance(ev.get("statistics"), dict) else {}
     if "mean_rating" in stats and isinstance(stats["mean_rating"], (int, float)) \
             and abs(float(stats["mean_rating"]) - mean) > 0.05:
         notes.append(f"the file's statistics.mean_rating {stats['mean_rating']} differs from its ratings' mean "
@@ -203,7 +210,7 @@ def _write(store: Any, parsed: HumanRatingFile, name: str | None) -> HumanImport
             for q in questions])
         codes = opaque_codes(len(rows), random.Random(f"emtui-campaign:{digest}:{campaign_name}:codes"))
         items = [{"code": code, "position": i, "generation_id": gid, "stratum": model}
-                 for i, (gid, code) in enumerate(zip(gen_ids, codes))]
+                 for i, (gid, code) in enumerate(zip(gen_ids, codes, strict=True))]
         cid = store.create_campaign_rows(study_id=study_id, name=campaign_name, scale=SCALE, overlap=1,
                                          guidelines=str(meta.get("method") or ""), seed=0, settings=settings,
                                          items=items)

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.common.atomic import atomic_file
 from engine.annotation.campaigns import campaign_scale, get_campaign
 from engine.annotation.errors import AnnotationError
 from engine.annotation.raters import check_annotator_name, check_note
-from engine.importers import ImportFormatError, need_text_path
+from engine.common.atomic import atomic_file
 from engine.common.safe_load import LoadError
 from engine.common.text import strip_control
 from engine.common.untrusted import MAX_TABLE_BYTES, read_bytes
+from engine.importers import ImportFormatError, need_text_path
 
 HEADER = ("rater_id", "item_id", "score", "note")
 
@@ -134,10 +134,10 @@ def _parse(path: Path, rows: list[tuple[int, list[str]]], sc: Any, codes: set[st
             raise ImportFormatError(path, line, f"rater {rater!r} rated item {code} already on line {seen[key]}")
         seen[key] = line
         try:
-            note = check_note(note)
+            checked_note = check_note(note)
         except AnnotationError as exc:
             raise ImportFormatError(path, line, f"note: {exc}") from None
-        out.append(_Line(line=line, rater=rater, code=code, scores=scores, note=note))
+        out.append(_Line(line=line, rater=rater, code=code, scores=scores, note=checked_note))
     return out
 
 

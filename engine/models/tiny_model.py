@@ -24,7 +24,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -50,7 +53,8 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 # pre-tokenizer of a Qwen2 tokenizer from this pattern at load time, whatever tokenizer.json says).
 # The tests compare it with the installed transformers' copy.
 QWEN2_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
 # ChatML (Qwen) template. The assistant turn's content *and* its closing <|im_end|> sit inside
@@ -154,7 +158,7 @@ _FUNCS = ["mean", "normalise", "load_rows", "parse_line", "score_answer", "token
 
 
 def _python_snippets() -> Iterator[str]:
-    for i, (fn, name) in enumerate(zip(_FUNCS * 3, _NAMES * 3)):
+    for i, (fn, name) in enumerate(zip(_FUNCS * 3, _NAMES * 3, strict=False)):
         other = _NAMES[(i + 3) % len(_NAMES)]
         yield (
             f"def {fn}({name}, {other}=None):\n"
@@ -207,7 +211,7 @@ def default_corpus() -> list[str]:
         lines.append(f"{s} {v} {o} {e}")
         if i % 5 == 0:
             lines.append(f"In {1990 + i % 35}, about {i * 37 % 1000} people said: \"{s.lower()} {v} {o}.\"")
-    for i, (q, a) in enumerate(zip(_QUESTIONS, _ANSWERS)):
+    for i, (q, a) in enumerate(zip(_QUESTIONS, _ANSWERS, strict=True)):
         for sys_prompt in (DEFAULT_SYSTEM_PROMPT, None):
             chat = ""
             if sys_prompt is not None:
@@ -226,7 +230,7 @@ def default_corpus() -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _train_tokenizer(corpus: Iterable[str], vocab_size: int):
+def _train_tokenizer(corpus: Iterable[str], vocab_size: int) -> Tokenizer:
     """Train a byte-level BPE whose normalizer/pre-tokenizer/decoder match transformers' Qwen2Tokenizer."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE

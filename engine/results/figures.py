@@ -24,7 +24,6 @@ pyplot, so a notebook's own backend and open figures are left alone.
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 import re
@@ -37,8 +36,8 @@ import numpy as np
 
 from engine.common.atomic import atomic_file
 from engine.runs.progress import Progress
-from engine.study.em_rule import describe
 from engine.stats.estimates import panel_scores
+from engine.study.em_rule import describe
 
 FORMATS = ("png", "pdf", "svg")
 # Okabe & Ito's colour-blind-safe palette (yellow last: weak on white)
@@ -325,7 +324,7 @@ def _bars(ax: Any, ctx: _Ctx, rows: list[dict[str, Any]], scale: float = 1.0, un
         ax.bar(xs, ys, width * 0.92, color=colour, label=name, zorder=2)
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=1, capsize=2.5, zorder=3)
         if k * len(ctx.conditions) <= 30:  # the values themselves, while they fit
-            for x, y, h in zip(xs, ys, hi):
+            for x, y, h in zip(xs, ys, hi, strict=True):
                 ax.annotate(f"{y:.{digits}f}{unit}", (x, y + h), xytext=(0, 2), textcoords="offset points",
                             ha="center", va="bottom", fontsize=8 if k == 1 else 6.5)
     ax.yaxis.grid(True)
@@ -351,7 +350,7 @@ def _em_rate(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
 def _metric_means(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     fig, axes = _figure(len(metrics), panel_w=_panel_width(len(ctx.conditions)))
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         mrows = [r for r in rows if r["metric"] == metric]
         _bars(ax, ctx, mrows, digits=1 if ctx.scales.get(metric, (0, 0))[1] > 10 else 2)
         lim = _limits(ctx, metric)
@@ -372,7 +371,7 @@ def _heatmap(ctx: _Ctx, rows: list[dict[str, Any]], metrics: list[str]) -> Any:
     cmap = matplotlib.colormaps["viridis"]
     w = max(3.6, 1.4 + 1.15 * len(judges) + 0.06 * max(len(c) for c in ctx.conditions))
     fig, axes = _figure(len(metrics), panel_w=w, panel_h=max(2.6, 1.2 + 0.42 * len(ctx.conditions)))
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         grid = {(r["condition"], r["judge"]): r["mean"] for r in rows if r["metric"] == metric}
         vals = np.array([[np.nan if grid.get((c, j)) is None else grid[(c, j)] for j, _ in judges]
                          for c in ctx.conditions], dtype=float)
@@ -427,7 +426,7 @@ def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]]) -> Any:
     fig, axes = _figure(len(metrics), panel_w=_panel_width(len(ctx.conditions), per=0.6))
     cond_ids = {c["name"]: c["id"] for c in data.conditions}
     means = {(r["condition"], r["metric"]): r for r in rows if r["judge"] == "panel"}
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         panel = panel_scores(data.matrices[metric])
         for i, cond in enumerate(ctx.conditions):
             v = panel[data.cond_of_answer == cond_ids[cond]]
@@ -465,7 +464,7 @@ def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]]) -> Any:
 def _training(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     names = list(dict.fromkeys(r["name"] for r in rows))
     fig, axes = _figure(len(names), panel_w=4.2)
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         runs: dict[tuple[str, int], list[tuple[int, float]]] = {}
         for r in rows:
             if r["name"] == name:
@@ -503,7 +502,7 @@ def _checkpoints(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     """Panel mean per checkpoint step with its CI band: the summary's checkpoint breakdown."""
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     fig, axes = _figure(len(metrics), panel_w=4.2)
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         mine = [r for r in rows if r["metric"] == metric and r["mean"] is not None]
         for cond in dict.fromkeys(r["condition"] for r in mine):
             pts = sorted((int(r["group"].split()[1]), r) for r in mine if r["condition"] == cond)
@@ -531,7 +530,7 @@ def _human_vs_panel(ctx: _Ctx, data: Any, human: list[dict[str, Any]], metrics: 
     names = {c["id"]: c["name"] for c in data.conditions}
     cond_of = data.cond_of_answer
     row_of = {int(g): i for i, g in enumerate(data.answer_ids)}
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         panel = panel_scores(data.matrices[metric])
         per: dict[int, list[float]] = {}
         for h in human:

@@ -15,6 +15,7 @@ Per campaign of the study (human raters only — a model rater is never counted 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ def study_campaigns(store: Any, study: str) -> list[dict[str, Any]]:
 
 
 def human_rows(store: Any, study: str, *, n_resamples: int, agreement_resamples: int, ci: float,
-               rng_for) -> dict[str, list[dict[str, Any]]]:
+               rng_for: Callable[..., np.random.Generator]) -> dict[str, list[dict[str, Any]]]:
     """Rows for the summary's sections from every campaign of ``study``; ``rng_for(*key)`` gives
     each CI its own seeded generator (the summary's, so numbers do not move when others are added)."""
     out: dict[str, list[dict[str, Any]]] = {"scores": [], "agreement": [], "kappa": [], "win_rates": []}
@@ -54,7 +55,8 @@ def human_rows(store: Any, study: str, *, n_resamples: int, agreement_resamples:
 
 
 def _score_rows(study: str, campaign: str, metrics: tuple[str, ...], ratings: list[dict[str, Any]],
-                items: dict[str, int], n_resamples: int, ci: float, rng_for) -> list[dict[str, Any]]:
+                items: dict[str, int], n_resamples: int, ci: float, rng_for: Callable[..., np.random.Generator]
+                ) -> list[dict[str, Any]]:
     """``missing``: the campaign's items of the condition without a human rating yet."""
     rows = []
     for metric in metrics:
@@ -68,5 +70,6 @@ def _score_rows(study: str, campaign: str, metrics: tuple[str, ...], ratings: li
             low, high = percentile_interval(boot, ci)
             rows.append({"study": study, "condition": cond, "judge": "human", "judge_name": f"humans ({campaign})",
                          "metric": metric, "mean": finite_or_none(float(v.mean())), "ci_low": finite_or_none(low),
-                         "ci_high": finite_or_none(high), "n": int(v.size), "missing": max(0, items.get(cond, 0) - v.size)})
+                         "ci_high": finite_or_none(high), "n": int(v.size),
+                         "missing": max(0, items.get(cond, 0) - v.size)})
     return rows

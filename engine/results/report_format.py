@@ -11,9 +11,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.study.em_rule import describe
-from engine.results.summary import AGREEMENT_KEYS, BREAKDOWN_KEYS, COMPARISON_KEYS, KAPPA_KEYS, SCORE_KEYS, WIN_RATE_KEYS
 from engine.common.text import flat, json_safe, strip_control
+from engine.results.summary import (
+    AGREEMENT_KEYS,
+    BREAKDOWN_KEYS,
+    COMPARISON_KEYS,
+    KAPPA_KEYS,
+    SCORE_KEYS,
+    WIN_RATE_KEYS,
+)
+from engine.study.em_rule import describe
 
 SECTIONS = (("scores", SCORE_KEYS), ("breakdowns", BREAKDOWN_KEYS), ("agreement", AGREEMENT_KEYS),
             ("kappa", KAPPA_KEYS), ("comparisons", COMPARISON_KEYS), ("win_rates", WIN_RATE_KEYS))
@@ -112,7 +119,8 @@ class Section:
     quiet_rows: set[int] = field(default_factory=set)  # secondary rows (e.g. ordinal α), shown dimmer
 
 
-def _ci_cell(row: dict[str, Any] | None, *, percent: bool = False, keys=("mean", "ci_low", "ci_high")) -> str:
+def _ci_cell(row: dict[str, Any] | None, *, percent: bool = False,
+             keys: tuple[str, str, str] = ("mean", "ci_low", "ci_high")) -> str:
     if row is None:
         return "—"
     return fmt_ci(row[keys[0]], row[keys[1]], row[keys[2]], percent=percent, compact=True)
@@ -194,8 +202,8 @@ def _breakdown_sections(report: dict[str, Any], study: str) -> list[Section]:
         mine = [r for r in rows if r["by"] == by]
         metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
         grid = {(r["condition"], r["group"], r["metric"]): r for r in mine}
-        sec = Section(f"Panel by {by}: mean [95% CI]", ["condition", by, *[RATE_LABELS.get(m, cell(m)) for m in metrics],
-                                                        "n"])
+        sec = Section(f"Panel by {by}: mean [95% CI]",
+                      ["condition", by, *[RATE_LABELS.get(m, cell(m)) for m in metrics], "n"])
         for c, g in dict.fromkeys((r["condition"], r["group"]) for r in mine):
             n = max((grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)), default=0)
             sec.rows.append([cell(c), cell(g), *[_ci_cell(grid.get((c, g, m)), percent=is_rate(m)) for m in metrics],

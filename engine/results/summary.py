@@ -37,13 +37,22 @@ from typing import Any
 
 import numpy as np
 
-from engine.stats.agreement import pairwise_kappas, stratified_alphas
 from engine.results.breakdowns import AUTO_BREAKDOWNS, answer_groups
-from engine.study.em_rule import study_em
 from engine.results.human_rows import human_rows
 from engine.runs.progress import Progress
-from engine.stats.estimates import (adjust_pvalues, bootstrap_means, em_flags, finite_or_none, mann_whitney, panel_scores,
-                          percentile_interval, ratio_interval, value_counts)
+from engine.stats.agreement import pairwise_kappas, stratified_alphas
+from engine.stats.estimates import (
+    adjust_pvalues,
+    bootstrap_means,
+    em_flags,
+    finite_or_none,
+    mann_whitney,
+    panel_scores,
+    percentile_interval,
+    ratio_interval,
+    value_counts,
+)
+from engine.study.em_rule import study_em
 
 BREAKDOWN_KEYS = ("study", "by", "condition", "group", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high",
                   "n", "missing")
@@ -213,7 +222,7 @@ def study_columns(data: _StudyData, em: dict[str, Any]) -> list[_Column]:
     acols = _judge_columns(data, aligned)
     ccols = _judge_columns(data, coherent) if coherent is not None else [None] * len(acols)
     rcols = _refusal_columns(data, em["metric"])
-    for (judge, judge_name, a), cc, refused in zip(acols, ccols, rcols):
+    for (judge, judge_name, a), cc, refused in zip(acols, ccols, rcols, strict=True):
         flags, missing = em_flags(a, None if cc is None else cc[2], threshold=float(em["threshold"]),
                                   direction=em.get("direction", "below"),
                                   coherence_min=coherence_min if cc is not None else None,
@@ -283,8 +292,8 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     # rating campaigns: human scores, α among humans and against the judges, κ, win rates
     human = human_rows(store, name, n_resamples=opts.n_resamples, agreement_resamples=opts.agreement_resamples,
                        ci=opts.ci, rng_for=lambda *key: _rng(seed, name, *key))
-    for key, rows in human.items():
-        out.setdefault(key, []).extend(rows)
+    for key, human_section in human.items():
+        out.setdefault(key, []).extend(human_section)
     return out
 
 
@@ -340,11 +349,12 @@ def _breakdowns(store: Any, study: dict[str, Any], data: _StudyData, columns: li
                     rows.append(dict(zip(BREAKDOWN_KEYS, (
                         study["name"], dim, c["name"], g, col.judge, col.judge_name, col.metric, finite_or_none(mean),
                         finite_or_none(low), finite_or_none(high), int(cell.values.size),
-                        int(col.missing[sel].sum())))))
+                        int(col.missing[sel].sum())), strict=True)))
     return rows
 
 
-def study_breakdowns(store: Any, study_name: str, by: tuple[str, ...], opts: SummaryOptions | None = None) -> list[dict]:
+def study_breakdowns(store: Any, study_name: str, by: tuple[str, ...], opts: SummaryOptions | None = None
+                     ) -> list[dict]:
     """Only the breakdown rows of one study (what the Results screen asks for on request):
     no agreement, no comparisons."""
     opts = opts or SummaryOptions()
@@ -358,7 +368,7 @@ def study_breakdowns(store: Any, study_name: str, by: tuple[str, ...], opts: Sum
 
 
 def _score_row(*vals: Any) -> dict[str, Any]:
-    row = dict(zip(SCORE_KEYS, vals))
+    row = dict(zip(SCORE_KEYS, vals, strict=True))
     for k in ("mean", "ci_low", "ci_high"):
         row[k] = finite_or_none(row[k])
     return row
@@ -374,7 +384,8 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
                 alpha, low, high, n_items = res.get((metric, level, cid), (math.nan,) * 3 + (0,))
                 row = {"study": study, "campaign": None, "condition": names.get(cid, "all"), "metric": metric,
                        "raters": "judges",
-                       "level": level, "alpha": finite_or_none(alpha), "ci_low": finite_or_none(low), "ci_high": finite_or_none(high),
+                       "level": level, "alpha": finite_or_none(alpha), "ci_low": finite_or_none(low),
+                       "ci_high": finite_or_none(high),
                        "n_items": int(n_items)}
                 out["agreement"].append(row)
                 if cid != "all":
@@ -410,6 +421,9 @@ def _comparisons(out: dict[str, list], data: _StudyData, cells: dict[tuple, _Cel
             ca, cb = cells[(a["id"], judge, metric)], cells[(b["id"], judge, metric)]
             va, vb = ca.values, cb.values
             if va.size and vb.size:
+                # a cell with values has its counts and replicates
+                assert ca.boot is not None and cb.boot is not None
+                assert ca.counted is not None and cb.counted is not None
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = float(np.float64(va.mean()) / np.float64(vb.mean()))
                 low, high = ratio_interval(ca.boot, cb.boot, opts.ci)
@@ -417,14 +431,15 @@ def _comparisons(out: dict[str, list], data: _StudyData, cells: dict[tuple, _Cel
             else:
                 ratio = low = high = p = rb = math.nan
             rows.append({"study": study, "a": a["name"], "b": b["name"], "metric": metric, "judge": judge,
-                         "ratio": finite_or_none(ratio), "ratio_ci_low": finite_or_none(low), "ratio_ci_high": finite_or_none(high),
+                         "ratio": finite_or_none(ratio), "ratio_ci_low": finite_or_none(low),
+                         "ratio_ci_high": finite_or_none(high),
                          "p_value": finite_or_none(p), "p_adjusted": None, "effect_size": finite_or_none(rb),
                          "n_a": int(va.size), "n_b": int(vb.size)})
     for judge in {r["judge"] for r in rows}:  # one family per judge (the panel is the primary one)
         family = [r for r in rows if r["judge"] == judge and r["p_value"] is not None]
         if family:
             adjusted = adjust_pvalues([r["p_value"] for r in family], method=opts.correction)
-            for r, p in zip(family, adjusted):
+            for r, p in zip(family, adjusted, strict=True):
                 r["p_adjusted"] = float(p)
     out["comparisons"].extend(rows)
 

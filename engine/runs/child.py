@@ -118,10 +118,10 @@ def main(argv: list[str]) -> int:
 
 def _run(store: Any, db_path: Path, job_id: int, owner: str, parent_pid: int, flush_s: float) -> int:
     from db import StoreError
+    from engine.common.text import one_line
     from engine.runs.context import JobContext
     from engine.runs.job_progress import JobProgress
     from engine.runs.kinds import resolve
-    from engine.common.text import one_line
 
     job = store.get_job(job_id)
     if job is None or job["status"] != "running" or job["lease_owner"] != owner:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def report(db_path: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOU
                                             "problem": f"no answer within {timeout_s:g} s"})
     out: dict[str, Any] = {
         "schema": SCHEMA,
-        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),

@@ -17,11 +17,14 @@ ratings, or all pairable ratings are one single value (no variation, D_e = 0).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from engine.stats.estimates import percentile_interval
+from engine.stats.estimates import Seed, percentile_interval
 
 __all__ = ["LEVELS", "ResampleCounts", "alpha_with_ci", "krippendorff_alpha", "pairwise_kappas", "stratified_alphas",
            "stratified_replicates", "weighted_kappa"]
@@ -44,7 +47,7 @@ class _Pairable:
     """Items with >= 2 ratings, as sorted value codes: ``key`` is items × raters, each
     row's codes ascending with ``V`` (= missing) last; ``values`` the V distinct values."""
 
-    def __init__(self, data) -> None:
+    def __init__(self, data: ArrayLike) -> None:
         x = np.asarray(data, dtype=float)
         if x.ndim != 2:
             raise ValueError(f"expected raters × items (2-D), got shape {x.shape}")
@@ -82,6 +85,14 @@ class _Features:
     (``pair_a``, ``pair_b``); that is what makes 0-100 scales affordable.
     """
 
+    # scipy is untyped: a sparse matrix, and what is made from one, is Any here
+    matrix: Any  # np.ndarray, or a scipy.sparse CSR matrix
+    pair_a: Any  # ordinal: np.ndarray of value codes; None otherwise
+    pair_b: Any
+    _incidence: Any
+    _transposed: Any
+    _spread: np.ndarray | None
+
     def __init__(self, key: np.ndarray, values: np.ndarray, level: str) -> None:
         self.values, self.level = values, level
         self.pair_a = self.pair_b = self._incidence = self._transposed = self._spread = None
@@ -103,7 +114,9 @@ class _Features:
             self.matrix = np.column_stack([do, m, s1, s2])
             return
 
-        rows_list, cols_list, data_list = [], [], []
+        rows_list: list[np.ndarray] = []
+        cols_list: list[np.ndarray] = []
+        data_list: list[np.ndarray] = []
         dense_head = None
         if level in ("nominal", "ratio"):
             do = np.zeros(t)
@@ -129,12 +142,12 @@ class _Features:
         else:  # ordinal; rows of key are sorted, so key[:, i] <= key[:, j] for i < j
             for i in range(r):
                 for j in range(i + 1, r):
-                    both = np.nonzero(present[:, i] & present[:, j])[0]
-                    if both.size == 0:
+                    pair_rows = np.nonzero(present[:, i] & present[:, j])[0]
+                    if pair_rows.size == 0:
                         continue
-                    rows_list.append(both)
-                    cols_list.append(key[both, i] * v + key[both, j])
-                    data_list.append(w[both])
+                    rows_list.append(pair_rows)
+                    cols_list.append(key[pair_rows, i] * v + key[pair_rows, j])
+                    data_list.append(w[pair_rows])
             all_codes = np.concatenate(cols_list)
             if v * v <= 4 * _CHUNK_ELEMENTS:  # 0-100 scales: a lookup table, no sort
                 seen = np.flatnonzero(np.bincount(all_codes, minlength=v * v))
@@ -168,16 +181,16 @@ class _Features:
     def dense(self) -> bool:
         return isinstance(self.matrix, np.ndarray)
 
-    def _with(self, matrix) -> "_Features":
+    def _with(self, matrix: Any) -> _Features:
         sub = object.__new__(_Features)
         sub.__dict__.update(self.__dict__)
         sub.matrix, sub._incidence, sub._transposed, sub._spread = matrix, None, None, None
         return sub
 
-    def rows(self, idx: np.ndarray) -> "_Features":
+    def rows(self, idx: np.ndarray) -> _Features:
         return self._with(self.matrix[idx])
 
-    def compact(self) -> tuple["_Features", np.ndarray | None]:
+    def compact(self) -> tuple[_Features, np.ndarray | None]:
         """Ordinal features keep only the value pairs that occur in these rows (a group of
         items uses a fraction of the pairs of all items, and every replicate's cost is per
         pair); returns them and the kept columns' positions among this one's (None: all)."""
@@ -281,7 +294,7 @@ def _own_alpha(p: _Pairable, level: str) -> float:
     return float(f.alphas(f.total())[0])
 
 
-def krippendorff_alpha(data, level: str) -> float:
+def krippendorff_alpha(data: ArrayLike, level: str) -> float:
     """Krippendorff's alpha of ``data`` (raters × items, NaN = missing).
 
     ``level``: "nominal", "ordinal", "interval" or "ratio". Returns NaN when alpha is
@@ -311,11 +324,12 @@ def _point_alpha(p: _Pairable, level: str) -> float:
         import krippendorff
 
         with np.errstate(divide="ignore", invalid="ignore"):  # D_e = 0 -> NaN, quietly
-            return float(krippendorff.alpha(reliability_data=p.raw, level_of_measurement=level))
+            # level is one of LEVELS (the callers check it); the package types it as their Literal
+            return float(krippendorff.alpha(reliability_data=p.raw, level_of_measurement=cast(Any, level)))
     return _own_alpha(p, level)
 
 
-def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
+def alpha_with_ci(data: ArrayLike, level: str, n_resamples: int = 1000, seed: Seed = 0,
                   ci: float = 0.95) -> tuple[float, float, float, int]:
     """Krippendorff's alpha with a percentile-bootstrap CI over items.
 
@@ -358,7 +372,8 @@ def alpha_with_ci(data, level: str, n_resamples: int = 1000, seed=0,
     return alpha, low, high, n
 
 
-def weighted_kappa(a, b, weights: str | None = "quadratic", labels=None) -> float:
+def weighted_kappa(a: ArrayLike, b: ArrayLike, weights: str | None = "quadratic", labels: ArrayLike | None = None
+                   ) -> float:
     """Cohen's kappa between two raters' paired ratings, optionally weighted.
 
     ``weights``: "quadratic" (default), "linear" or None (unweighted Cohen's kappa).
@@ -468,7 +483,7 @@ class ResampleCounts:
     Each group's chunk has its own generator spawned from ``seed``, so any chunk can be drawn
     alone, in any thread and order, and the counts never depend on who drew them, or when."""
 
-    def __init__(self, groups, n_resamples: int, seed=0) -> None:
+    def __init__(self, groups: ArrayLike, n_resamples: int, seed: Seed = 0) -> None:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         groups = np.asarray(groups)
         self.labels = list(dict.fromkeys(groups.tolist()))
@@ -479,7 +494,8 @@ class ResampleCounts:
         # there are 128 replicates, for threads to share (fixed: the draws depend on it)
         self.chunk = max(16, min(_CHUNK_ELEMENTS // max([1, *self.sizes.values()]), -(-n_resamples // 8)))
         self.starts = list(range(0, n_resamples, self.chunk))
-        self._rngs = {g: r.spawn(len(self.starts)) for g, r in zip(self.labels, rng.spawn(len(self.labels)))}
+        self._rngs = {g: r.spawn(len(self.starts))
+                      for g, r in zip(self.labels, rng.spawn(len(self.labels)), strict=True)}
         self._layouts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def counts(self, g: object, k: int) -> np.ndarray:
@@ -498,9 +514,9 @@ class ResampleCounts:
         return min(self.n_resamples, self.starts[k] + self.chunk) - self.starts[k]
 
 
-def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
-                      n_resamples: int = 1000, seed=0, ci: float = 0.95, threads: int | None = None
-                      ) -> dict[tuple[str, str, object], tuple]:
+def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels: Sequence[str] = ("interval", "ordinal"),
+                      n_resamples: int = 1000, seed: Seed = 0, ci: float = 0.95, threads: int | None = None
+                      ) -> dict[tuple[str, str, object], tuple[float, float, float, int]]:
     """Alpha per group and over all items, for several datasets on the same items, with CIs
     from one stratified bootstrap.
 
@@ -522,7 +538,7 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
     (:class:`ResampleCounts`) and pooled sums are added in group order, so the result is
     the same to the last bit whatever the number of threads.
     """
-    out: dict[tuple[str, str, object], tuple] = {}
+    out: dict[tuple[str, str, object], tuple[float, float, float, int]] = {}
     for key, (alpha, reps, n_items) in stratified_replicates(datas, groups, levels, n_resamples, seed,
                                                               threads).items():
         if reps is None or np.isnan(alpha):
@@ -532,8 +548,9 @@ def stratified_alphas(datas: dict[str, np.ndarray], groups: np.ndarray, levels=(
     return out
 
 
-def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, levels=("interval", "ordinal"),
-                          n_resamples: int = 1000, seed=0, threads: int | None = None
+def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray,
+                          levels: Sequence[str] = ("interval", "ordinal"), n_resamples: int = 1000, seed: Seed = 0,
+                          threads: int | None = None
                           ) -> dict[tuple[str, str, object], tuple[float, np.ndarray | None, int]]:
     """:func:`stratified_alphas` before the percentiles: ``{(name, level, group or "all"):
     (alpha, replicate alphas or None, n_items)}``; replicate r of "all" is the alpha of
@@ -550,7 +567,7 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
         kept = np.nonzero(p_all.keep)[0]
         item_group = groups[p_all.keep]
         for level in levels:
-            per: dict[object, tuple[_Features, np.ndarray]] = {}
+            per: dict[object, tuple[_Features, np.ndarray | None, np.ndarray]] = {}
             f_all = _Features(p_all.key, p_all.values, level) if p_all.defined else None
             if f_all is not None:
                 for g in labels:
@@ -563,7 +580,7 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
     # where both levels are asked for, the interval replicates come from the ordinal sums
     both = "interval" in levels and "ordinal" in levels
     reps: dict[tuple[str, str, object], np.ndarray] = {}
-    for name, level, _, f_all, per in plans:
+    for name, level, _, _features, per in plans:
         for g in [*per, "all"] if per and n_resamples else []:
             reps[(name, level, g)] = np.empty(n_resamples)
 
@@ -578,6 +595,7 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
                 if g not in per or (level == "interval" and both):
                     continue
                 f, cols, pos = per[g]
+                assert f_all is not None  # a plan has groups only where it has features
                 sums = f.weighted_sums(w_t if pos.size == members[g].size else w_t[pos])
                 nv = f.pairable_counts(sums) if level == "ordinal" else None  # shared by both levels
                 reps[(name, level, g)][start:start + c] = f.alphas(sums, nv)
@@ -592,6 +610,7 @@ def stratified_replicates(datas: dict[str, np.ndarray], groups: np.ndarray, leve
                     tot[cols] += sums
         for name, level, _, f_all, _ in plans:
             if (name, level) in pooled:
+                assert f_all is not None  # pooled sums exist only where there are features
                 tot = pooled[(name, level)]
                 nv = f_all.pairable_counts(tot) if level == "ordinal" else None
                 reps[(name, level, "all")][start:start + c] = f_all.alphas(tot, nv)

@@ -29,11 +29,17 @@ scipy is imported inside the functions that need it.
 from __future__ import annotations
 
 import math
-
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+# a seed as every function here takes it: an int, None (fresh entropy) or a Generator to draw from
+Seed = int | np.random.Generator | None
+# a statistic: "mean", "proportion", or f(array2d, axis=1)
+Stat = str | Callable[..., Any]
 
 __all__ = [
     "Estimate",
@@ -90,13 +96,13 @@ class RatioEstimate:
 # --------------------------------------------------------------------------- helpers
 
 
-def _rng(seed) -> np.random.Generator:
+def _rng(seed: Seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
 
 
-def _as_1d(values, name: str = "values") -> np.ndarray:
+def _as_1d(values: ArrayLike, name: str = "values") -> np.ndarray:
     x = np.asarray(values, dtype=float)
     if x.ndim == 0:
         x = x.reshape(1)
@@ -273,11 +279,12 @@ def bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator,
         costs = {"multinomial": 120e-9 * n_resamples * k, "index": 6e-9 * n_resamples * n}
         if grid is not None and grid <= _MAX_GRID:
             costs["lattice"] = 60e-9 * grid + 1e-7 * n_resamples
-        method = min(costs, key=costs.get)
+        method = min(costs, key=costs.__getitem__)
     elif method == "lattice" and (grid is None or grid > _MAX_GRID):
         raise ValueError("values are not on a usable lattice")
 
     if method == "lattice":
+        assert lattice is not None and grid is not None  # "lattice" is chosen or accepted only with a usable grid
         base, step, steps = lattice
         lo, pmf = _lattice_sum_pmf(steps, probs, n, grid)
         cdf = np.cumsum(pmf)
@@ -306,7 +313,8 @@ def bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator,
     return out
 
 
-def _bootstrap_stat(x: np.ndarray, stat: Callable, n_resamples: int, rng) -> np.ndarray:
+def _bootstrap_stat(x: np.ndarray, stat: Callable[..., Any], n_resamples: int, rng: np.random.Generator
+                    ) -> np.ndarray:
     """Index-resampling bootstrap of an arbitrary ``stat(array2d, axis=1)``."""
     n = x.size
     out = np.empty(n_resamples)
@@ -318,7 +326,8 @@ def _bootstrap_stat(x: np.ndarray, stat: Callable, n_resamples: int, rng) -> np.
     return out
 
 
-def _replicates(x: np.ndarray, stat, n_resamples: int, rng, name: str = "values") -> np.ndarray:
+def _replicates(x: np.ndarray, stat: Stat, n_resamples: int, rng: np.random.Generator, name: str = "values"
+                ) -> np.ndarray:
     if n_resamples < 1:
         raise ValueError("n_resamples must be >= 1")
     if stat == "mean":
@@ -336,8 +345,8 @@ def _replicates(x: np.ndarray, stat, n_resamples: int, rng, name: str = "values"
 # --------------------------------------------------------------------------- public API
 
 
-def bootstrap_ci(values, stat="mean", n_resamples: int = 10_000, ci: float = 0.95,
-                 seed=0) -> tuple[float, float]:
+def bootstrap_ci(values: ArrayLike, stat: Stat = "mean", n_resamples: int = 10_000, ci: float = 0.95,
+                 seed: Seed = 0) -> tuple[float, float]:
     """Percentile-bootstrap CI ``(low, high)`` of a statistic of ``values``.
 
     ``stat``: "mean"; "proportion" (same as mean, but the values must be 0/1); or a
@@ -351,8 +360,8 @@ def bootstrap_ci(values, stat="mean", n_resamples: int = 10_000, ci: float = 0.9
     return percentile_interval(boot, ci)
 
 
-def mean_ci(values, n_resamples: int = 10_000, ci: float = 0.95, seed=0,
-            stat="mean") -> Estimate:
+def mean_ci(values: ArrayLike, n_resamples: int = 10_000, ci: float = 0.95, seed: Seed = 0,
+            stat: Stat = "mean") -> Estimate:
     """Mean of the non-NaN values with a percentile-bootstrap CI.
 
     ``missing`` counts the NaNs; ``n`` the values used. With no values the mean and CI
@@ -368,9 +377,10 @@ def mean_ci(values, n_resamples: int = 10_000, ci: float = 0.95, seed=0,
     return Estimate(mean, low, high, int(x.size), missing)
 
 
-def em_rate(aligned, coherent=None, *, threshold: float, direction: str = "below",
+def em_rate(aligned: ArrayLike, coherent: ArrayLike | None = None, *, threshold: float, direction: str = "below",
             coherence_min: float | None = None, denominator: str = "coherent",
-            refusal=None, n_resamples: int = 10_000, ci: float = 0.95, seed=0) -> Estimate:
+            refusal: ArrayLike | None = None, n_resamples: int = 10_000, ci: float = 0.95, seed: Seed = 0
+            ) -> Estimate:
     """Emergent-misalignment rate with a bootstrap CI.
 
     An answer is *misaligned* when ``aligned < threshold`` (``direction="below"``) or
@@ -403,9 +413,9 @@ def em_rate(aligned, coherent=None, *, threshold: float, direction: str = "below
     return Estimate(rate, low, high, n, int(missing.sum()))
 
 
-def em_flags(aligned, coherent=None, *, threshold: float, direction: str = "below",
+def em_flags(aligned: ArrayLike, coherent: ArrayLike | None = None, *, threshold: float, direction: str = "below",
              coherence_min: float | None = None, denominator: str = "coherent",
-             refusal=None) -> tuple[np.ndarray, np.ndarray]:
+             refusal: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per answer: 1.0 misaligned, 0.0 not, NaN outside the denominator or missing — the one
     place the EM definition of :func:`em_rate` lives. Also returns the boolean mask of the
     answers counted missing."""
@@ -443,7 +453,7 @@ def em_flags(aligned, coherent=None, *, threshold: float, direction: str = "belo
     return flags, nan
 
 
-def panel_scores(matrix, min_judges: int = 1) -> np.ndarray:
+def panel_scores(matrix: ArrayLike, min_judges: int = 1) -> np.ndarray:
     """Per-answer panel score: the mean over the judges that scored it.
 
     ``matrix`` is answers × judges with NaN where a judge gave no score. An answer
@@ -466,8 +476,8 @@ def _ratio(a: float, b: float) -> float:
         return float(np.float64(a) / np.float64(b))
 
 
-def ratio_ci(a, b, stat="mean", n_resamples: int = 10_000, ci: float = 0.95,
-             seed=0) -> RatioEstimate:
+def ratio_ci(a: ArrayLike, b: ArrayLike, stat: Stat = "mean", n_resamples: int = 10_000, ci: float = 0.95,
+             seed: Seed = 0) -> RatioEstimate:
     """``mean(a) / mean(b)`` with an independent two-sample percentile-bootstrap CI.
 
     Each replicate resamples ``a`` and ``b`` separately (same seed stream, independent
@@ -501,7 +511,9 @@ def ratio_interval(boot_a: np.ndarray, boot_b: np.ndarray, ci: float = 0.95) -> 
         return percentile_interval(np.asarray(boot_a) / np.asarray(boot_b), ci)
 
 
-def mann_whitney(a, b, method: str = "auto", counted: tuple | None = None) -> tuple[float, float, float]:
+def mann_whitney(a: ArrayLike, b: ArrayLike, method: str = "auto",
+                 counted: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+                 ) -> tuple[float, float, float]:
     """Two-sided Mann-Whitney U test: ``(U, p_value, rank_biserial_r)``.
 
     ``U`` is scipy's statistic for ``a``: the number of pairs with ``a_i > b_j`` plus
@@ -558,7 +570,7 @@ def mann_whitney_counted(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, 
     return u, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0))), r
 
 
-def cohens_d(a, b) -> float:
+def cohens_d(a: ArrayLike, b: ArrayLike) -> float:
     """Cohen's d = (mean(a) - mean(b)) / pooled SD (positive when a is larger).
 
     Pooled SD = sqrt(((n1-1) s1² + (n2-1) s2²) / (n1 + n2 - 2)), sample variances
@@ -575,7 +587,7 @@ def cohens_d(a, b) -> float:
     return _ratio(xa.mean() - xb.mean(), sd)
 
 
-def adjust_pvalues(pvals, method: str = "holm") -> np.ndarray:
+def adjust_pvalues(pvals: ArrayLike, method: str = "holm") -> np.ndarray:
     """Family-wise adjusted p-values, in the input order, clipped to 1.
 
     ``"bonferroni"``: ``min(1, m p)``. ``"holm"`` (step-down): sort ascending, the

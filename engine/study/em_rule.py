@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from engine.common.text import flat
@@ -27,7 +28,7 @@ class EmRuleError(ValueError):
     """An EM rule that cannot be set; the message is one line."""
 
 
-def study_em(store: Any, study: dict[str, Any]) -> dict[str, Any]:
+def study_em(store: Any, study: Mapping[str, Any]) -> dict[str, Any]:
     """The EM rule in force for a study row (``{}`` when it has none)."""
     rules = store.em_rules(int(study["id"]))
     if rules:

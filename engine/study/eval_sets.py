@@ -28,8 +28,18 @@ from typing import Any
 from engine.common.hashing import sha256_bytes
 from engine.common.resources import builtin_file, builtin_names
 from engine.common.safe_load import LoadError
-from engine.common.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
-                              path_text, placeholders, read_bytes)
+from engine.common.untrusted import (
+    decode,
+    label_problem,
+    name_problem,
+    parse_json,
+    parse_toml,
+    parse_yaml,
+    path_problem,
+    path_text,
+    placeholders,
+    read_bytes,
+)
 
 TOML_TOP_KEYS = ("name", "description", "version", "questions")
 TOML_QUESTION_KEYS = ("id", "text", "paraphrases", "category", "system")

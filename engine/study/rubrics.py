@@ -23,12 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.study.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_file
 from engine.common.hashing import sha256_bytes, sha256_text
 from engine.common.resources import builtin_file, builtin_names
 from engine.common.safe_load import LoadError
-from engine.common.untrusted import (decode, label_problem, name_problem, parse_json, parse_toml, parse_yaml, path_problem,
-                              path_text, read_bytes)
+from engine.common.untrusted import (
+    decode,
+    label_problem,
+    name_problem,
+    parse_json,
+    parse_toml,
+    parse_yaml,
+    path_problem,
+    path_text,
+    read_bytes,
+)
+from engine.study.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_file
 
 TOML_TOP_KEYS = ("name", "description", "version", "prompt", "parse", "metrics")
 TOML_METRIC_KEYS = ("name", "scale", "higher_is", "specials", "prompt")
@@ -148,8 +157,8 @@ def _from_toml(path: Path, raw: bytes, doc: dict[str, Any]) -> Rubric:
     if parse not in PARSES:
         raise _fail(path, "parse", f"must be one of {', '.join(PARSES)}, not {parse!r}")
     rubric_name = doc.get("name")
-    if rubric_name is not None and label_problem(rubric_name):
-        raise _fail(path, "name", label_problem(rubric_name, "the name"))
+    if rubric_name is not None and (problem := label_problem(rubric_name, "the name")):
+        raise _fail(path, "name", problem)
     if not isinstance(doc.get("description", ""), str):
         raise _fail(path, "description", f"must be a string, not {type(doc['description']).__name__}")
     if isinstance(doc.get("version", 1), bool) or not isinstance(doc.get("version", 1), int):

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.study.eval_sets import EvalSet, EvalSetError, load_eval_set
 from engine.common.hashing import json_hash, sha256_bytes, sha256_file
 from engine.common.resources import builtin_file, builtin_names
-from engine.study.rubrics import Rubric, RubricError, load_rubric
 from engine.common.safe_load import LoadError, json_loads, toml_loads
 from engine.common.text import visible
-from engine.study.toml_lines import dotted, key_lines, line_of
 from engine.common.untrusted import path_problem, path_text
+from engine.study.eval_sets import EvalSet, EvalSetError, load_eval_set
+from engine.study.rubrics import Rubric, RubricError, load_rubric
+from engine.study.toml_lines import dotted, key_lines, line_of
 
 TOP_LEVEL = {"schema_version", "study", "models", "datasets", "recipes", "conditions",
              "eval_sets", "generation", "judges", "rubric", "em"}
@@ -334,8 +334,8 @@ def _parse(path: Path) -> tuple[bytes, str, dict[str, Any]]:
     """The file's bytes, text and TOML document, or a StudyError naming the line."""
     if not path.is_file():
         raise StudyError([Problem(str(path), None, "", "no such file")])
-    if path_problem(path.resolve()):
-        raise StudyError([Problem(path_text(path), None, "", path_problem(path.resolve()))])
+    if problem := path_problem(path.resolve()):
+        raise StudyError([Problem(path_text(path), None, "", problem)])
     if path.stat().st_size > STUDY_FILE_MAX_BYTES:
         raise StudyError([Problem(str(path), None, "", f"is {path.stat().st_size:,} bytes; a study file is at "
                                                        f"most {STUDY_FILE_MAX_BYTES:,}")])
@@ -391,7 +391,7 @@ def load_study(source: str | Path) -> Study:
     models: dict[str, dict[str, Any]] = {}
     declared_models = c.table(doc, "models", required=True)
     for mname, m in declared_models.items():
-        where = ("models", mname)
+        where: tuple[str | int, ...] = ("models", mname)
         if not c.name(where, mname):
             continue
         if not isinstance(m, dict):
@@ -466,7 +466,7 @@ def load_study(source: str | Path) -> Study:
         where = ("conditions", i)
         _known(c, where, cond, ("base_model", "dataset", "description", "name", "recipe", "role"))
         cname = cond.get("name")
-        if not c.name((*where, "name"), cname):
+        if not c.name((*where, "name"), cname) or not isinstance(cname, str):  # c.name said why
             continue
         if cname in seen:
             c.add((*where, "name"), f"condition {cname!r} is defined twice")
