@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual._context import NoActiveAppError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -68,6 +69,25 @@ class AreaScreen(Loads, Screen):
 
     AREA = ""
     BINDINGS = [Binding("r", "reload", "Refresh", id="screen.refresh")]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A mode's screen starts "styled before the app's last CSS change" (-1), so Textual re-parses every
+        # stylesheet and restyles every screen when it is first shown — twice (App._init_mode, then
+        # switch_mode) and once more on its next visit: 20-40 ms each on the UI thread. Once a first screen
+        # is up, the stylesheet has the theme's variables and nothing needs it: the new widgets take the
+        # stylesheet as it is when they mount (a theme changed later still counts). The first screen keeps
+        # Textual's refresh: that is where the theme's variables are first put into the stylesheet.
+        try:
+            app = self.app
+        except NoActiveAppError:  # made outside a running app: Textual's own refresh then
+            return
+        if app.screen_stack:
+            self._css_update_count = app._css_update_count
+
+    def on_mount(self) -> None:
+        # the first screen too: styled with the theme's variables now, so its next visit need not refresh
+        self._css_update_count = self.app._css_update_count
 
     @property
     def store(self) -> Store:

@@ -1,0 +1,78 @@
+"""What keeps the UI thread from stalling while screens load (bench/tui_stall.py measures it at 1M scores):
+each mechanism does its job and changes nothing a person sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from demo_db import build
+
+import db
+from rich.style import Style
+from textual.geometry import Region
+
+from emtui.app import AREAS, create_app
+from emtui.widgets.area_bar import AreaBar
+
+
+@pytest.fixture(scope="module")
+def demo_path(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("demo") / "demo.db")
+
+
+@pytest.fixture
+def demo_store(demo_path, tmp_path):
+    path = tmp_path / "demo.db"
+    path.write_bytes(demo_path.read_bytes())
+    with db.open_store(path) as store:
+        yield store
+
+
+# -- the stylesheet is not parsed again when an area is first shown ----------------------------------------
+
+
+def help_hint_style(app) -> Style:
+    """How the area bar's ``? help`` is drawn on the screen shown (the same on every area's screen)."""
+    bar = app.screen.query_one(AreaBar)
+    strip = bar.render_lines(Region(0, 0, bar.size.width, 1))[0]
+    style = next(seg.style for seg in strip if "? help" in seg.text)
+    assert style is not None and style.color != style.bgcolor  # readable: the theme's colours, resolved
+    return style
+
+
+async def test_showing_an_area_does_not_parse_the_stylesheet_again(demo_store):
+    app = create_app(demo_store, keymap={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        first = help_hint_style(app)
+        reparsed: list[str] = []
+        reparse = app.stylesheet.reparse
+
+        def counted() -> None:
+            reparsed.append(type(app.screen).__name__)
+            reparse()
+
+        app.stylesheet.reparse = counted  # Textual's, counted: 20-40 ms each at 1M scores
+        for _ in range(2):  # first visits, then second ones
+            for area in AREAS[1:] + AREAS[:1]:
+                await pilot.press(area.key)
+                await pilot.pause()
+                assert type(app.screen) is area.screen
+                assert help_hint_style(app) == first
+        assert reparsed == []
+
+
+async def test_an_area_first_shown_after_a_theme_change_has_the_new_theme(demo_store):
+    app = create_app(demo_store, keymap={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        dark = help_hint_style(app)
+        app.theme = "textual-light"
+        await pilot.pause()
+        light = help_hint_style(app)
+        assert light != dark
+        await pilot.press("7")  # a screen made after the change
+        await pilot.pause()
+        assert help_hint_style(app) == light
