@@ -15,6 +15,7 @@ from textual.geometry import Region
 
 from emtui.app import AREAS, create_app
 from emtui.widgets.area_bar import AreaBar
+from emtui.widgets.bar_chart import BAR_STYLE, OVER_BAR_STYLE, WHISKER_STYLE, Bar, BarChart
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +77,15 @@ async def test_an_area_first_shown_after_a_theme_change_has_the_new_theme(demo_s
         await pilot.press("7")  # a screen made after the change
         await pilot.pause()
         assert help_hint_style(app) == light
+
+
+# -- the bar chart draws a run of cells of one style as one span -------------------------------------------
+
+
+def test_a_bar_is_a_few_spans_not_one_per_cell():
+    chart = BarChart()
+    cells = chart.bar_cells(Bar("c", 0.6, 0.4, 0.8), 100, 0.0, 1.0)
+    # the bar (mean 0.6) up to the whisker (0.4 to 0.8), the whisker over the bar to 0.6, then alone; the rest
+    assert cells.plain == "█" * 40 + "├" + "─" * 39 + "┤" + " " * 19
+    assert [(s.start, s.end, str(s.style)) for s in cells.spans] == [
+        (0, 40, BAR_STYLE), (40, 60, OVER_BAR_STYLE), (60, 81, WHISKER_STYLE), (81, 100, BAR_STYLE)]
