@@ -4,6 +4,7 @@ each mechanism does its job and changes nothing a person sees.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from demo_db import build
 import db
 from rich.style import Style
 from textual.geometry import Region
+from textual.widgets import DataTable
 
 from emtui.app import AREAS, create_app
 from emtui.widgets.area_bar import AreaBar
@@ -65,18 +67,54 @@ async def test_showing_an_area_does_not_parse_the_stylesheet_again(demo_store):
         assert reparsed == []
 
 
-async def test_an_area_first_shown_after_a_theme_change_has_the_new_theme(demo_store):
+async def test_an_area_shown_after_a_theme_change_has_the_new_theme(demo_store):
     app = create_app(demo_store, keymap={})
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        await pilot.press("1")
         await pilot.pause()
         dark = help_hint_style(app)
         app.theme = "textual-light"
         await pilot.pause()
         light = help_hint_style(app)
         assert light != dark
-        await pilot.press("7")  # a screen made after the change
+        for key in "27":  # a screen made before the change, one made after it
+            await pilot.press(key)
+            await pilot.pause()
+            assert help_hint_style(app) == light
+
+
+async def test_an_area_shown_again_is_not_restyled_and_looks_as_it_did(demo_store):
+    """Textual restyles a mode's whole screen each time it is shown, and a restyled table draws every cell
+    again (30-60 ms at 120x40): not needed, and what is drawn is the same."""
+    app = create_app(demo_store, keymap={})
+    async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        assert help_hint_style(app) == light
+        first = {}
+        for area in AREAS[1:] + AREAS[:1]:
+            await pilot.press(area.key)
+            await pilot.pause()
+            first[area.name] = drawn(app)
+        restyled: list[str] = []
+        update_nodes = app.stylesheet.update_nodes
+
+        def counted(nodes, animate=False):
+            nodes = list(nodes)
+            restyled.extend(type(n).__name__ for n in nodes if isinstance(n, DataTable))
+            return update_nodes(nodes, animate=animate)
+
+        app.stylesheet.update_nodes = counted
+        for area in AREAS[1:] + AREAS[:1]:
+            await pilot.press(area.key)
+            await pilot.pause()
+            assert drawn(app) == first[area.name], area.name
+        assert restyled == []
+
+
+def drawn(app) -> str:
+    """The screen as an SVG, without the id that differs between two screenshots."""
+    return re.sub(r"terminal-\d+", "terminal", app.export_screenshot())
 
 
 # -- the bar chart draws a run of cells of one style as one span -------------------------------------------

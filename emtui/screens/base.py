@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import events
 from textual._context import NoActiveAppError
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -109,7 +110,12 @@ class AreaScreen(Loads, Screen):
     def body(self) -> ComposeResult:  # pragma: no cover - every area overrides it
         yield from ()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual restyles every widget of a mode's screen each time the mode is shown (twice the first
+        # time), and so redraws all of it: 30-60 ms on the UI thread. It need not: a theme changed meanwhile
+        # is applied before this (the app's count of CSS updates), and Textual itself does not when a
+        # screen above this one closes. (This handler runs before Textual's, which reads the flag.)
+        event.refresh_styles = False
         self.reload()
 
     @says_faults
