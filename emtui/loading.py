@@ -107,6 +107,20 @@ class Loads:
         then(message.value)
 
 
+def hold(node: Any, group: str) -> None:
+    """Count ``group`` as a load still out on ``node`` (any widget) until :func:`release`: work the screen
+    spreads over frames (a long table's rows) is loading too, for whoever waits until a screen has loaded."""
+    loads = node.__dict__.setdefault("_emtui_loads", {})
+    loads[group] = (0, None, None)
+    _waiting.add(node)
+
+
+def release(node: Any, group: str) -> None:
+    loads = node.__dict__.get("_emtui_loads")
+    if loads:
+        loads.pop(group, None)
+
+
 def pending_loads(app: Any) -> list[str]:
     """The loads still out in ``app`` (``node#id: group``), on nodes still in the DOM."""
     out = []

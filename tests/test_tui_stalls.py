@@ -12,12 +12,16 @@ from demo_db import build
 
 import db
 from rich.style import Style
+from rich.text import Text
+from textual.app import App
 from textual.geometry import Region
 from textual.widgets import DataTable
 
 from emtui.app import AREAS, create_app
+from emtui.loading import pending_loads
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.bar_chart import BAR_STYLE, OVER_BAR_STYLE, WHISKER_STYLE, Bar, BarChart
+from emtui.widgets.fit import CHUNK_ROWS, Fitted, fit_table, put_fitted
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +131,57 @@ def test_a_bar_is_a_few_spans_not_one_per_cell():
     assert cells.plain == "█" * 40 + "├" + "─" * 39 + "┤" + " " * 19
     assert [(s.start, s.end, str(s.style)) for s in cells.spans] == [
         (0, 40, BAR_STYLE), (40, 60, OVER_BAR_STYLE), (60, 81, WHISKER_STYLE), (81, 100, BAR_STYLE)]
+
+
+# -- a long table takes its rows a chunk a frame -------------------------------------------------------------
+
+
+class OneTable(App[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.moves: list[tuple[int, int]] = []  # (cursor row, rows in the table) as each move is answered
+
+    def compose(self):
+        yield DataTable(id="t", cursor_type="row")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.moves.append((event.cursor_row, event.data_table.row_count))
+
+
+def numbered(n: int, tag: str) -> Fitted:
+    return fit_table([(Text("row"), "row")], [(f"{tag}{i}", [Text(f"{tag} {i}")]) for i in range(n)],
+                     labels=1, width=20)
+
+
+async def test_a_long_table_fills_a_chunk_a_frame_and_answers_keys_meanwhile():
+    app = OneTable()
+    async with app.run_test() as pilot:
+        table = app.query_one(DataTable)
+        table.focus()
+        total = 5 * CHUNK_ROWS + 7
+        put_fitted(table, numbered(total, "a"))
+        assert table.row_count == CHUNK_ROWS  # the first chunk at once: the rest later
+        assert pending_loads(app) == ["DataTable#t: fill"]
+        await pilot.press("down", "down", "down")  # (a pause after keys waits for pending loads)
+        assert table.row_count == total and pending_loads(app) == []
+        assert table.cursor_row == 3
+        assert [row for row, _ in app.moves[-3:]] == [1, 2, 3]
+        assert app.moves[-3][1] < total  # the first key was answered while the table still filled
+        assert [str(table.get_row_at(i)[0]) for i in (0, total - 1)] == ["a 0", f"a {total - 1}"]
+
+
+async def test_a_table_filled_again_or_cleared_midway_drops_the_rest_of_the_old_rows():
+    app = OneTable()
+    async with app.run_test() as pilot:
+        table = app.query_one(DataTable)
+        put_fitted(table, numbered(3 * CHUNK_ROWS, "a"))
+        table.clear(columns=True)
+        put_fitted(table, numbered(2 * CHUNK_ROWS + 1, "b"))
+        await pilot.pause()
+        assert table.row_count == 2 * CHUNK_ROWS + 1
+        assert {str(row[0])[0] for row in (table.get_row_at(i) for i in range(table.row_count))} == {"b"}
+        table.clear(columns=True)
+        put_fitted(table, numbered(3 * CHUNK_ROWS, "c"))
+        table.clear(columns=True)  # and nothing after
+        await pilot.pause()
+        assert table.row_count == 0 and pending_loads(app) == []
