@@ -19,9 +19,11 @@ from textual.widgets import DataTable
 
 from emtui.app import AREAS, create_app
 from emtui.loading import pending_loads
+from emtui.screens.base import static_page
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.bar_chart import BAR_STYLE, OVER_BAR_STYLE, WHISKER_STYLE, Bar, BarChart
 from emtui.widgets.fit import CHUNK_ROWS, Fitted, fit_table, put_fitted
+from emtui.widgets.paged_table import Col, PagedTable
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +187,66 @@ async def test_a_table_filled_again_or_cleared_midway_drops_the_rest_of_the_old_
         table.clear(columns=True)  # and nothing after
         await pilot.pause()
         assert table.row_count == 0 and pending_loads(app) == []
+
+
+# -- a page read again as it was is not drawn again ----------------------------------------------------------
+
+
+class OnePagedTable(App[None]):
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.listing = rows
+        self.pages_shown = 0
+
+    def on_paged_table_page_shown(self) -> None:
+        self.pages_shown += 1
+
+    def compose(self):
+        yield PagedTable([Col("name", "Name", 10)], lambda limit, offset: static_page(list(self.listing)),
+                         id="t", empty="nothing")
+
+    def say_fault(self, exc: BaseException) -> bool:
+        return False
+
+
+async def test_a_page_read_again_unchanged_is_left_as_drawn():
+    app = OnePagedTable([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+    async with app.run_test() as pilot:
+        table = app.query_one(PagedTable)
+        table.reload()
+        await pilot.pause()
+        table.focus()
+        await pilot.press("down")
+        drawn, shown = table.get_row_at(0)[0], app.pages_shown
+        table.reload()  # the same rows: the cells drawn stay, the cursor too, and the page still says it is shown
+        await pilot.pause()
+        assert table.get_row_at(0)[0] is drawn and table.cursor_row == 1 and app.pages_shown == shown + 1
+        app.listing[0] = {"id": 1, "name": "renamed"}
+        table.reload()
+        await pilot.pause()
+        assert str(table.get_row_at(0)[0]) == "renamed" and table.cursor_row == 1
+        assert table.border_subtitle == "1–2 of 2"
+
+
+async def test_results_shown_again_keep_their_tables_and_redraw_what_changed(demo_store):
+    app = create_app(demo_store, keymap={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("7")
+        await pilot.pause()
+        grid = app.screen.query_one("#results-grid", DataTable)
+        drawn = grid.get_row_at(0)[1]
+        title = str(grid.border_title)
+        for keys in (["1", "7"], ["v", "v", "v", "v", "v", "v"]):  # another area and back; every view and back
+            await pilot.press(*keys)
+            await pilot.pause()
+            assert grid.get_row_at(0)[1] is drawn  # left as drawn: the same summary, judge and size
+        await pilot.press("j")  # the next judge: drawn again
+        await pilot.pause()
+        assert str(grid.border_title) != title and grid.get_row_at(0)[1] is not drawn
+        await pilot.press("j", "j", "j", "j", "j")
+        await pilot.pause()
+        assert str(grid.border_title) == title  # round to the panel
+        panel = grid.get_row_at(0)[1]
+        await pilot.press("r")  # computed again: a new summary, drawn
+        await pilot.pause()
+        assert grid.get_row_at(0)[1] is not panel and str(grid.get_row_at(0)[1]) == str(panel)
