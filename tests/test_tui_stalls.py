@@ -172,6 +172,14 @@ async def test_a_long_table_fills_a_chunk_a_frame_and_answers_keys_meanwhile():
         assert [str(table.get_row_at(i)[0]) for i in (0, total - 1)] == ["a 0", f"a {total - 1}"]
 
 
+async def test_a_table_of_up_to_two_chunks_fills_at_once():
+    app = OneTable()
+    async with app.run_test():
+        table = app.query_one(DataTable)
+        put_fitted(table, numbered(2 * CHUNK_ROWS, "a"))  # a second chunk would draw it all again
+        assert table.row_count == 2 * CHUNK_ROWS and pending_loads(app) == []
+
+
 async def test_a_table_filled_again_or_cleared_midway_drops_the_rest_of_the_old_rows():
     app = OneTable()
     async with app.run_test() as pilot:

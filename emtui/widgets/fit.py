@@ -98,8 +98,8 @@ def fit_table(header: Sequence[tuple[Text, str]], rows: Sequence[tuple[str, Sequ
 
 
 def put_fitted(table: DataTable, fitted: Fitted) -> None:
-    """Add ``fitted``'s columns and rows to an empty ``table``: :data:`CHUNK_ROWS` rows at once, the rest a
-    chunk a frame — DataTable measures every cell of the rows just added before it draws again (1,000
+    """Add ``fitted``'s columns and rows to an empty ``table``: up to twice :data:`CHUNK_ROWS` rows at once;
+    more, a chunk a frame — DataTable measures every cell of the rows just added before it draws again (1,000
     rows: 0.1 s of the UI thread), so a long table fills while keys and redraws go on. Until the last
     chunk, the fill counts as a load still out (:func:`emtui.loading.pending_loads`); a table cleared or
     filled again meanwhile drops the rest."""
@@ -115,11 +115,13 @@ def put_fitted(table: DataTable, fitted: Fitted) -> None:
         if table.row_count != start:  # cleared
             release(table, "fill")
             return
-        for key, row in fitted.rows[start:start + CHUNK_ROWS]:
+        # a table a little over a chunk at once: a second chunk would draw the whole table again
+        end = len(fitted.rows) if len(fitted.rows) - start <= 2 * CHUNK_ROWS else start + CHUNK_ROWS
+        for key, row in fitted.rows[start:end]:
             table.add_row(*row, key=key)
-        if start + CHUNK_ROWS < len(fitted.rows):
+        if end < len(fitted.rows):
             hold(table, "fill")
-            table.call_after_refresh(add, start + CHUNK_ROWS)
+            table.call_after_refresh(add, end)
         else:
             release(table, "fill")
 
