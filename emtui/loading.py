@@ -15,7 +15,8 @@ A database fault in a read (locked, read-only, the file gone) is said in one lin
 thread (:mod:`emtui.faults`); ``failed`` lets a screen say it its own way. Any other exception
 is a bug and ends the app with its traceback, as it would have on the UI thread.
 
-:func:`pending_loads` says which loads are still out: tests and ``bench/tui_stall.py`` wait for
+:func:`pending_loads` says which loads are still out — and which work a widget spreads over frames
+(:func:`hold`: a long table taking its rows a chunk a frame): tests and ``bench/tui_stall.py`` wait for
 a screen to be loaded with it.
 """
 
