@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from demo_db import build
-
-import db
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
 from textual.geometry import Region
 from textual.widgets import DataTable
 
+import db
 from emtui.app import AREAS, create_app
 from emtui.loading import pending_loads
 from emtui.screens.base import static_page
