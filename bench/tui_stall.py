@@ -6,7 +6,9 @@ conditions x 4 judges x 2 metrics x 6,250 answers = 1,000,000 scores; built once
 that lateness is the time the loop could not answer a key or draw (a stall). The walk visits
 every area by its key, the Results views, the drill-down to a condition's answers and one answer
 in full, the Eval queue through a poll, then every area again; each step lasts until its reads
-(and the Results summary) are on the screen. Per step: the longest stall and the 99th percentile.
+(and the Results summary) are on the screen. Per step: the longest stall, the CPU time the UI thread
+used over it (the stall and the 5 ms sleep: about stall + 5 ms when the thread worked throughout; less,
+it waited for a core or for the GIL — the machine's load, not only our work), and the 99th percentile.
 A step with nothing to do comes first: the stalls the machine itself causes (other processes, the
 garbage collector) — on a shared machine they are not zero.
 
@@ -15,7 +17,8 @@ the database: "before" is the code at --before (default: the last commit whose s
 database on the UI thread), checked out to a temporary folder; "after" is this checkout.
 Target: no stall over 50 ms after.
 
-Usage: python bench/tui_stall.py [--db PATH] [--answers N] [--before REF] [--only before|after]
+Usage: python bench/tui_stall.py [--db PATH] [--answers N] [--before REF] [--only before|after] [--runs N]
+(--runs: each version walks N times, alternating with the other; per step, the median of the walks.)
 """
 
 from __future__ import annotations
@@ -86,15 +89,15 @@ async def walk(db_path: str) -> dict[str, dict[str, float]]:
         return isinstance(screen, ResultsScreen) and (screen.computing or any(
             v.get("pending") for v in getattr(screen, "extra", {}).values()))
 
-    lags: list[tuple[float, float]] = []  # (when, how late)
+    lags: list[tuple[float, float, float]] = []  # (when, how late, CPU time the UI thread used meanwhile)
     stop = False
 
     async def monitor() -> None:
         while not stop:
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(TICK_S)
             now = time.perf_counter()
-            lags.append((now, now - t - TICK_S))
+            lags.append((now, now - t - TICK_S, time.thread_time() - cpu))
 
     store = db.open_store(db_path)
     out: dict[str, dict[str, float]] = {}
@@ -116,9 +119,10 @@ async def walk(db_path: str) -> dict[str, dict[str, float]]:
                 loaded = time.perf_counter() - start
                 await asyncio.sleep(dwell)
                 end = time.perf_counter()
-                seen = sorted(lag for when, lag in lags if start <= when <= end)
-                out[step] = {"max_ms": 1000 * (seen[-1] if seen else 0.0),
-                             "p99_ms": 1000 * (seen[int(0.99 * (len(seen) - 1))] if seen else 0.0),
+                seen = sorted((lag, cpu) for when, lag, cpu in lags if start <= when <= end)
+                out[step] = {"max_ms": 1000 * (seen[-1][0] if seen else 0.0),
+                             "cpu_ms": 1000 * (seen[-1][1] if seen else 0.0),
+                             "p99_ms": 1000 * (seen[int(0.99 * (len(seen) - 1))][0] if seen else 0.0),
                              "loaded_s": loaded, "ticks": len(seen), "screen": type(app.screen).__name__}
         stop = True
         await task
@@ -173,39 +177,51 @@ def main() -> None:
     ap.add_argument("--answers", type=int, default=6250, help="answers per condition (6250 -> 1M scores)")
     ap.add_argument("--before", default=BEFORE, help="the git ref of the code to compare with")
     ap.add_argument("--only", choices=("before", "after"))
+    ap.add_argument("--runs", type=int, default=1, help="walks of each version (alternating); the median is shown")
     ap.add_argument("--measure", metavar="DB", help=argparse.SUPPRESS)  # one version's walk (a subprocess)
     args = ap.parse_args()
     if args.measure:
         measure(args.measure)
         return
+    results: dict[str, list[dict[str, dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         before_code = checkout(args.before, work / "before")
         path = args.db or work / "bench.db"
         if not path.exists():
             build(path, args.answers, before_code)
-        results = {}
-        for name, code in (("before", before_code), ("after", ROOT)):
-            if args.only in (None, name):
-                results[name] = run_version(code, path, work, name)
+        for _ in range(args.runs):  # alternating: a machine whose load drifts slows both alike
+            for name, code in (("before", before_code), ("after", ROOT)):
+                if args.only in (None, name):
+                    results.setdefault(name, []).append(run_version(code, path, work, name))
+    report(results, args.runs)
+
+
+def report(results: dict[str, list[dict[str, dict[str, float]]]], runs: int) -> None:
     steps = [s for s, _, _ in WALK]
-    print(f"\nlongest UI-thread stall per step (ms; p99 in brackets; loaded: seconds until the step's data was "
-          f"on screen), {SIZE[0]}x{SIZE[1]}, CPUs: {os.cpu_count()}")
     names = list(results)
-    print(f"{'step':34}" + "".join(f"{n + ' max [p99] loaded':>32}" for n in names)
-          + ("    before/after max" if len(names) == 2 else ""))
+
+    def med(name: str, step: str, key: str) -> float:
+        return statistics.median(r[step][key] for r in results[name])
+
+    print(f"\nlongest UI-thread stall per step, ms: the median of {runs} walk(s), each walk's in brackets when "
+          f"more than one; cpu: the UI thread's CPU time over that stall and its 5 ms sleep (well under stall + 5: "
+          f"it waited for a core or the GIL); loaded: seconds until the step's data was on screen. "
+          f"{SIZE[0]}x{SIZE[1]}, CPUs: {os.cpu_count()}")
+    print(f"{'step':34}" + "".join(f"{n + ': max (cpu) p99 loaded [each walk]':>52}" for n in names))
     for s in steps:
-        cells = [results[n][s] for n in names]
-        line = f"{s:34}" + "".join(f"{c['max_ms']:>14.1f} [{c['p99_ms']:6.1f}] {c['loaded_s']:7.2f} s" for c in cells)
-        if len(names) == 2 and cells[1]["max_ms"]:
-            line += f"    {cells[0]['max_ms'] / cells[1]['max_ms']:8.1f}x"
+        line = f"{s:34}"
+        for n in names:
+            walks = ", ".join(f"{r[s]['max_ms']:.0f}" for r in results[n])
+            each = f" [{walks}]" if runs > 1 else ""
+            line += (f"{med(n, s, 'max_ms'):>16.1f} ({med(n, s, 'cpu_ms'):5.1f}) {med(n, s, 'p99_ms'):6.1f} "
+                     f"{med(n, s, 'loaded_s'):6.2f} s{each:>20}")
         print(line)
     for n in names:
-        worst = max(results[n].values(), key=lambda c: c["max_ms"])
-        over = [s for s in steps if results[n][s]["max_ms"] > TARGET_MS]
-        print(f"{n}: worst stall {worst['max_ms']:.1f} ms; median of the steps' worst "
-              f"{statistics.median(c['max_ms'] for c in results[n].values()):.1f} ms; "
-              f"steps over {TARGET_MS:.0f} ms: {', '.join(over) or 'none'}")
+        worst = {s: med(n, s, "max_ms") for s in steps}
+        over = [s for s in steps if worst[s] > TARGET_MS]
+        print(f"{n}: worst stall (median of walks) {max(worst.values()):.1f} ms; median of the steps' worst "
+              f"{statistics.median(worst.values()):.1f} ms; steps over {TARGET_MS:.0f} ms: {', '.join(over) or 'none'}")
 
 
 if __name__ == "__main__":

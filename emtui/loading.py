@@ -15,7 +15,8 @@ A database fault in a read (locked, read-only, the file gone) is said in one lin
 thread (:mod:`emtui.faults`); ``failed`` lets a screen say it its own way. Any other exception
 is a bug and ends the app with its traceback, as it would have on the UI thread.
 
-:func:`pending_loads` says which loads are still out: tests and ``bench/tui_stall.py`` wait for
+:func:`pending_loads` says which loads are still out — and which work a widget spreads over frames
+(:func:`hold`: a long table taking its rows a chunk a frame): tests and ``bench/tui_stall.py`` wait for
 a screen to be loaded with it.
 """
 
@@ -105,6 +106,20 @@ class Loads:
                 raise error
             return
         then(message.value)
+
+
+def hold(node: Any, group: str) -> None:
+    """Count ``group`` as a load still out on ``node`` (any widget) until :func:`release`: work the screen
+    spreads over frames (a long table's rows) is loading too, for whoever waits until a screen has loaded."""
+    loads = node.__dict__.setdefault("_emtui_loads", {})
+    loads[group] = (0, None, None)
+    _waiting.add(node)
+
+
+def release(node: Any, group: str) -> None:
+    loads = node.__dict__.get("_emtui_loads")
+    if loads:
+        loads.pop(group, None)
 
 
 def pending_loads(app: Any) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import events
+from textual._context import NoActiveAppError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -69,6 +71,25 @@ class AreaScreen(Loads, Screen):
     AREA = ""
     BINDINGS = [Binding("r", "reload", "Refresh", id="screen.refresh")]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A mode's screen starts "styled before the app's last CSS change" (-1), so Textual re-parses every
+        # stylesheet and restyles every screen when it is first shown — twice (App._init_mode, then
+        # switch_mode) and once more on its next visit: 20-40 ms each on the UI thread. Once a first screen
+        # is up, the stylesheet has the theme's variables and nothing needs it: the new widgets take the
+        # stylesheet as it is when they mount (a theme changed later still counts). The first screen keeps
+        # Textual's refresh: that is where the theme's variables are first put into the stylesheet.
+        try:
+            app = self.app
+        except NoActiveAppError:  # made outside a running app: Textual's own refresh then
+            return
+        if app.screen_stack:
+            self._css_update_count = app._css_update_count
+
+    def on_mount(self) -> None:
+        # the first screen too: styled with the theme's variables now, so its next visit need not refresh
+        self._css_update_count = self.app._css_update_count
+
     @property
     def store(self) -> Store:
         return self.app.store  # type: ignore[attr-defined]
@@ -89,7 +110,12 @@ class AreaScreen(Loads, Screen):
     def body(self) -> ComposeResult:  # pragma: no cover - every area overrides it
         yield from ()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Textual restyles every widget of a mode's screen each time the mode is shown (twice the first
+        # time), and so redraws all of it: 30-60 ms on the UI thread. It need not: a theme changed meanwhile
+        # is applied before this (the app's count of CSS updates), and Textual itself does not when a
+        # screen above this one closes. (This handler runs before Textual's, which reads the flag.)
+        event.refresh_styles = False
         self.reload()
 
     @says_faults

@@ -29,7 +29,7 @@ from emtui.faults import fault_line, says_faults
 from emtui.screens.base import AreaScreen, lines
 from emtui.summary_process import ComputeFailed
 from emtui.widgets.bar_chart import Bar, BarChart
-from emtui.widgets.fit import BORDER, SCROLLBAR, fill_table
+from emtui.widgets.fit import BORDER, SCROLLBAR, Fitted, fill_table, fit_table, put_fitted
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
 from engine.common.text import flat, one_line, strip_control
 from engine.results.report_format import (
@@ -133,6 +133,42 @@ def study_facts(store: Any, study_id: int) -> dict[str, Any]:
             "checkpoints": store.study_checkpoint_count(study_id)}
 
 
+def table_width(size: tuple[int, int], rows: int, share: float = 1.0) -> int:
+    """The cells a results table of ``rows`` rows can use on a screen of ``size``: its width less the table's
+    border, and less a scrollbar when the rows are more than the table (``share`` of the view's height)
+    shows."""
+    width, height = size
+    # the view: less header, area bar, two status lines, footer; the table: less border, header row
+    scrolls = rows > int((height - 5) * share) - 3
+    return max(20, width - BORDER - (SCROLLBAR if scrolls else 0))
+
+
+def breakdown_table(rows: list[dict[str, Any]], judge: str, dim: str, size: tuple[int, int]
+                    ) -> tuple[Fitted, list[dict[str, Any]], list[tuple[str, str]]] | None:
+    """One judge's breakdown by ``dim`` as a table fitted to a screen of ``size`` (None when the judge has no
+    rows), with the judge's rows and their (condition, group) pairs. Touches no widget: runs in a thread."""
+    mine = [r for r in rows if r["judge"] == judge]
+    if not mine:
+        return None
+    metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
+    grid = {(r["condition"], r["group"], r["metric"]): r for r in mine}
+    # n comes right after the labels: with many metrics the last columns scroll, n does not
+    header = [(Text("condition"), "condition"), (Text(" " + dim), "group"), (Text(" n", justify="right"), "n"),
+              *((Text(" " + RATE_LABELS.get(m, m), justify="right"), m) for m in metrics)]
+    pairs = list(dict.fromkeys((r["condition"], r["group"]) for r in mine))
+    out = []
+    last = None
+    for c, g in pairs:
+        ns = [grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)]
+        out.append((f"{c}\x1f{g}", [clean(c) if c != last else Text(""), clean(" " + g),
+                                      num(str(max(ns, default=0))),
+                                      *(num(ci_text(grid.get((c, g, m)), m)) for m in metrics)]))
+        last = c
+    fitted = fit_table(header, out, labels=2, width=table_width(size, len(out)),
+                       keep=(6, 12))  # a group (step 100, a model) keeps its name
+    return fitted, mine, pairs
+
+
 class ResultsScreen(AreaScreen):
     AREA = "results"
     AUTO_FOCUS = "#results-grid"
@@ -163,6 +199,7 @@ class ResultsScreen(AreaScreen):
         self.view_index = 0
         self.breakdown_index = 0
         self.extra: dict[tuple[int, str], dict[str, Any]] = {}  # on-request breakdowns: (study, dim) -> report
+        self.drawn: dict[str, tuple[Any, ...]] = {}  # per view, the inputs it was last drawn from (view_inputs)
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -379,14 +416,13 @@ class ResultsScreen(AreaScreen):
 
     # -- drawing ----------------------------------------------------------------------------------
 
-    def table_width(self, rows: int, share: float = 1.0) -> int:
-        """The cells a results table of ``rows`` rows can use: the screen's width less the table's
-        border, and less a scrollbar when the rows are more than the table (``share`` of the
-        view's height) shows."""
+    def view_size(self) -> tuple[int, int]:
+        """The screen's (width, height), read before a thread builds a table for it."""
         width, height = self.size if self.size.width else self.app.size
-        # the view: less header, area bar, two status lines, footer; the table: less border, header row
-        scrolls = rows > int((height - 5) * share) - 3
-        return max(20, width - BORDER - (SCROLLBAR if scrolls else 0))
+        return width, height
+
+    def table_width(self, rows: int, share: float = 1.0) -> int:
+        return table_width(self.view_size(), rows, share)
 
     @says_faults
     def on_resize(self) -> None:
@@ -401,14 +437,30 @@ class ResultsScreen(AreaScreen):
 
     def show_view(self) -> None:
         """Draw the view on screen (only it: the others are drawn when they are switched to — drawing all six
-        each time the numbers came or a key changed the judge cost the UI thread up to 0.1 s at 1M scores)."""
+        each time the numbers came or a key changed the judge cost the UI thread up to 0.1 s at 1M scores).
+        A view drawn from the same inputs is left as it is (coming back to the screen, or to the view): a
+        table filled again draws every cell again, 20-40 ms."""
         view = VIEWS[self.view_index][0]
+        inputs = self.view_inputs(view)
+        drawn = self.drawn.get(view)
+        if (drawn is not None and drawn[:-1] == inputs[:-1] and len(drawn[-1]) == len(inputs[-1])
+                and all(a is b for a, b in zip(drawn[-1], inputs[-1], strict=True))):
+            return
         if view == "scores":
             self.show_grid()
             self.show_chart()
         elif view != "counts":
             {"rates": self.show_rates, "breakdowns": self.show_breakdowns, "agreement": self.show_agreement,
              "comparisons": self.show_comparisons}[view]()
+        self.drawn[view] = self.view_inputs(view)  # after: drawing may ask for a breakdown (a pending one)
+
+    def view_inputs(self, view: str) -> tuple[Any, ...]:
+        """What drawing ``view`` reads: values, then the objects read (compared by identity: a summary, the
+        study's facts, an on-request breakdown are replaced, never changed in place)."""
+        sid, study, dim = self.study_id, self.study, self.breakdown()
+        return (view, self.empty_reason(), sid, study and study["name"], self.judge_index, self.metric_index, dim,
+                self.view_size(), (self.report, self.facts.get(sid) if sid is not None else None,
+                                   self.extra.get((sid, dim)) if sid is not None and dim else None))
 
     def show_status(self) -> None:
         status = self.query_one("#results-status", Static)
@@ -667,11 +719,12 @@ class ResultsScreen(AreaScreen):
     def breakdown_computed(self, key: tuple[int, str], got: dict[str, Any]) -> None:
         self.extra[key] = got
         if VIEWS[self.view_index][0] == "breakdowns":
-            self.show_breakdowns()
+            self.show_view()
 
     def show_breakdowns(self) -> None:
         table = self.query_one("#results-by", DataTable)
         curves = self.query_one("#results-curves", Static)
+        self.forget_load("breakdown-table")
         table.clear(columns=True)
         curves.display = False
         report, study, reason, judge, dim = self.report, self.study, self.empty_reason(), self.judge(), self.breakdown()
@@ -685,31 +738,23 @@ class ResultsScreen(AreaScreen):
         if rows is None:
             table.border_subtitle = Text(f"Computing the breakdown by {dim}…")
             return
+        table.border_subtitle = None
         error = self.extra.get((int(study["id"]), dim), {}).get("error")
-        mine = [r for r in rows if r["judge"] == judge[0]]
-        if not mine:
-            table.border_subtitle = clean(error or f"Nothing to break down by {dim}")
-            return
-        table.border_subtitle = Text("b: by model / checkpoint / category / trigger / question · j: judge")
-        metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
-        grid = {(r["condition"], r["group"], r["metric"]): r for r in mine}
-        # n comes right after the labels: with many metrics the last columns scroll, n does not
-        header = [(Text("condition"), "condition"), (Text(" " + dim), "group"), (Text(" n", justify="right"), "n"),
-                  *((Text(" " + RATE_LABELS.get(m, m), justify="right"), m) for m in metrics)]
-        pairs = list(dict.fromkeys((r["condition"], r["group"]) for r in mine))
-        out = []
-        last = None
-        for c, g in pairs:
-            ns = [grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)]
-            out.append((f"{c}\x1f{g}", [clean(c) if c != last else Text(""), clean(" " + g),
-                                          num(str(max(ns, default=0))),
-                                          *(num(ci_text(grid.get((c, g, m)), m)) for m in metrics)]))
-            last = c
-        fill_table(table, header, out, labels=2, width=self.table_width(len(out)),
-                   keep=(6, 12))  # a group (step 100, a model) keeps its name
-        if dim == "checkpoint":
-            curves.update(self.curves_text(mine, pairs))
-            curves.display = True
+        size, judge_id = self.view_size(), judge[0]
+
+        def then(got: tuple[Fitted, list[dict[str, Any]], list[tuple[str, str]]] | None) -> None:
+            if got is None:
+                table.border_subtitle = clean(error or f"Nothing to break down by {dim}")
+                return
+            fitted, mine, pairs = got
+            table.border_subtitle = Text("b: by model / checkpoint / category / trigger / question · j: judge")
+            put_fitted(table, fitted)
+            if dim == "checkpoint":
+                curves.update(self.curves_text(mine, pairs))
+                curves.display = True
+
+        # in a thread: by question, a judge's rows are 1,000 (0.05-0.1 s to build and fit)
+        self.load("breakdown-table", lambda: breakdown_table(rows, judge_id, dim, size), then)
 
     def curves_text(self, rows: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> Text:
         """A sparkline per condition of the chart metric over its checkpoints (final last)."""
@@ -777,7 +822,7 @@ class ResultsScreen(AreaScreen):
             return
         if VIEWS[self.view_index][0] == "breakdowns":
             self.breakdown_index = (self.breakdown_index + 1) % len(dims)
-            self.show_breakdowns()
+            self.show_view()
             self.show_status()
         else:
             self.set_view("breakdowns")

@@ -103,6 +103,16 @@ class PagedTable(Loads, DataTable):
     def show_page(self, page: Page) -> None:
         if self.prepare is not None:
             self.prepare(page)
+        shown = self.current_page
+        # a page read again as it was (a screen shown again, a poll) is left as drawn: new rows would draw
+        # every cell again (20-40 ms for a screenful) to show the same
+        if shown is None or (page.offset, page.total, page.rows) != (shown.offset, shown.total, shown.rows):
+            self.put_rows(page)
+        self.current_page = page
+        self.border_subtitle = Text(self.describe(page))  # our words, but never read as markup
+        self.post_message(self.PageShown(self))
+
+    def put_rows(self, page: Page) -> None:
         self.page_offset = page.offset
         row = self.cursor_row
         self.clear()
@@ -118,9 +128,6 @@ class PagedTable(Loads, DataTable):
             self.add_row(*cells, key=str(r.get("id", len(self.rows))))
         if page.rows:
             self.move_cursor(row=min(row, len(page.rows) - 1))
-        self.current_page = page
-        self.border_subtitle = Text(self.describe(page))  # our words, but never read as markup
-        self.post_message(self.PageShown(self))
 
     def describe(self, page: Page) -> str:
         if page.total == 0:
