@@ -45,6 +45,22 @@ def path_problem(path: object) -> str | None:
     return "the path is not UTF-8 text (a file name in another encoding?); rename it"
 
 
+def source_file(source: str, base_dir: Path | None, what: str) -> Path:
+    """A file named in a study or on the command line (relative to ``base_dir`` when given), or
+    ValueError saying why it is not one: a folder, missing, or a name that is not UTF-8."""
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not {what}")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    problem = path_problem(path.resolve())
+    if problem:
+        raise ValueError(f"{path_text(path)}: {problem}")
+    return path
+
+
 def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
     """The file's bytes; :class:`LoadError` when it is too large, unreadable, or not a regular file
     (a pipe or a device such as /dev/zero would never end)."""

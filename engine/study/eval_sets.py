@@ -35,10 +35,9 @@ from engine.common.untrusted import (
     parse_json,
     parse_toml,
     parse_yaml,
-    path_problem,
-    path_text,
     placeholders,
     read_bytes,
+    source_file,
 )
 
 TOML_TOP_KEYS = ("name", "description", "version", "questions")
@@ -70,15 +69,10 @@ def load_eval_set(source: str, *, base_dir: Path | None = None, name: str | None
             raise EvalSetError(
                 f"no built-in eval set {builtin!r} (built-in: {', '.join(builtin_names('eval_sets'))})")
     else:
-        path = Path(source).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if path.is_dir():
-            raise EvalSetError(f"{path}: a folder, not an eval set file")
-        if not path.is_file():
-            raise EvalSetError(f"{path}: no such file")
-        if path_problem(path.resolve()):
-            raise EvalSetError(f"{path_text(path)}: {path_problem(path.resolve())}")
+        try:
+            path = source_file(source, base_dir, "an eval set file")
+        except ValueError as exc:
+            raise EvalSetError(str(exc)) from None
     if name is not None and label_problem(name):
         raise EvalSetError(f"{path}: --name: {label_problem(name, 'the name')}")
     suffix = path.suffix.lower()

@@ -33,9 +33,8 @@ from engine.common.untrusted import (
     parse_json,
     parse_toml,
     parse_yaml,
-    path_problem,
-    path_text,
     read_bytes,
+    source_file,
 )
 from engine.study.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_file
 
@@ -90,15 +89,10 @@ def load_rubric(source: str, *, base_dir: Path | None = None) -> Rubric:
         if path is None:
             raise RubricError(f"no built-in rubric {name!r} (built-in: {', '.join(builtin_names('rubrics'))})")
     else:
-        path = Path(source).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if path.is_dir():
-            raise RubricError(f"{path}: a folder, not a rubric file")
-        if not path.is_file():
-            raise RubricError(f"{path}: no such file")
-        if path_problem(path.resolve()):
-            raise RubricError(f"{path_text(path)}: {path_problem(path.resolve())}")
+        try:
+            path = source_file(source, base_dir, "a rubric file")
+        except ValueError as exc:
+            raise RubricError(str(exc)) from None
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
         what = " (a training file?)" if suffix == ".jsonl" else ""
