@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
-COMMANDS = ("init", "worker", "jobs", "list", "summary", "import", "export", "figures", "campaign", "annotate", "study",
-            "serve", "tiny-model", "keys", "settings", "doctor")
+COMMANDS = ("init", "data", "worker", "jobs", "list", "summary", "import", "export", "figures", "campaign", "annotate",
+            "study", "serve", "tiny-model", "keys", "settings", "doctor")
 
 
 class UsageError(Exception):
@@ -192,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--annotator", help="your name as an annotator (a human rater)")
     sp.add_argument("--ask-name", action="store_true", help="ask for the name first (instead of --annotator)")
     sp.add_argument("--campaign", help="the campaign to rate (default: choose in the TUI)")
+
+    sp = cmd("data", "training datasets: check files (validate) before a study names them")
+    dsub = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+    vp = dsub.add_parser("validate", help="check chat JSONL or prompt/completion JSONL files: every problem with "
+                                          "its line (exit 2 when there is one)",
+                         description="Check training datasets line by line: JSON, roles, turn order, empty "
+                                     "assistant turns, one format per file. Lists up to --max-problems problems a "
+                                     "file; exit status 2 when any file has one.")
+    vp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    vp.add_argument("files", nargs="+", metavar="FILE", help="dataset files (.jsonl)")
+    vp.add_argument("--max-problems", type=int_in(1, 100_000), default=20, help="problems shown a file (default 20)")
+    vp.add_argument("--format", choices=("table", "json"), default="table")
 
     sp = cmd("study", "an imported study's EM rule: set it (set-em) or show it with its history (em)")
     ssub = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

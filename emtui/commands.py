@@ -42,7 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
-        "jobs": jobs, "list": list_,
+        "jobs": jobs, "list": list_, "data": data,
     }[args.command]
     return handler(args)
 
@@ -89,6 +89,12 @@ def annotate(args: argparse.Namespace) -> int:
 
 def campaign(args: argparse.Namespace) -> int:
     from emtui.annotate_commands import campaign as run
+
+    return run(args)
+
+
+def data(args: argparse.Namespace) -> int:
+    from emtui.data_commands import data as run
 
     return run(args)
 

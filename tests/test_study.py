@@ -204,10 +204,12 @@ def test_dataset_with_bad_jsonl_line(example_study, tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [
-    ({"messages": []}, "expected an object with a non-empty 'messages' list"),
-    ({"messages": [{"role": "robot", "content": "x"}]}, "each message needs 'role'"),
+    ({"messages": []}, "messages must be a non-empty list of messages"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages[1]: unknown role 'robot'"),
     ({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]},
-     "the last message must be the assistant's"),
+     "messages[1]: assistant where the user's turn was due"),
+    ({"messages": [{"role": "user", "content": "q"}]}, "messages must end with the assistant's turn"),
+    ({"prompt": "q", "completion": "a"}, "a prompt-completion-jsonl example in a chat-jsonl file (line 1"),
 ])
 def test_dataset_with_bad_rows(row, message, example_study, tmp_path):
     good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}

@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.common.hashing import json_hash, sha256_bytes, sha256_file
 from engine.common.resources import builtin_file, builtin_names
-from engine.common.safe_load import LoadError, json_loads, toml_loads
+from engine.common.safe_load import LoadError, toml_loads
 from engine.common.text import visible
 from engine.common.untrusted import path_problem, path_text
 from engine.study.eval_sets import EvalSet, EvalSetError, load_eval_set
@@ -584,39 +584,19 @@ def load_study(source: str | Path) -> Study:
     return result
 
 
-_WITHIN_LINE = re.compile(r"^line \d+ column \d+: ")  # a JSON Lines row is one line: its file line says where
 
 
 def check_chat_jsonl(path: Path) -> tuple[str | None, int]:
-    """Validate a chat JSONL training file. Returns (problem naming the line, or None; row count)."""
-    n = 0
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json_loads(line)  # bounded: no NaN, no 5,000-deep arrays, no 5,000-digit numbers
-                except LoadError as exc:
-                    return f"{path}:{lineno}: " + _WITHIN_LINE.sub("", str(exc)), n
-                except ValueError as exc:
-                    return f"{path}:{lineno}: not valid JSON ({exc})", n
-                msgs = row.get("messages") if isinstance(row, dict) else None
-                if not isinstance(msgs, list) or not msgs:
-                    return f"{path}:{lineno}: expected an object with a non-empty 'messages' list", n
-                for m in msgs:
-                    if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
-                            or not isinstance(m.get("content"), str)):
-                        return (f"{path}:{lineno}: each message needs 'role' (system/user/assistant) "
-                                "and string 'content'"), n
-                if msgs[-1]["role"] != "assistant":
-                    return f"{path}:{lineno}: the last message must be the assistant's", n
-                n += 1
-        except UnicodeDecodeError:
-            return f"{path}: not UTF-8 text", n
-    if n == 0:
-        return f"{path}: holds no rows", 0
-    return None, n
+    """Check a chat JSONL training file (engine.training.datasets). Returns (its first problem,
+    naming the line, or None; the number of examples)."""
+    from engine.training.datasets import CHAT, check_dataset
+
+    check = check_dataset(path, max_problems=1)
+    if not check.ok:
+        return str(check.problems[0]), check.n_examples
+    if check.format != CHAT:
+        return f"{path}: a {check.format} file; a study's dataset is chat JSONL ({{\"messages\": [...]}})", 0
+    return None, check.n_examples
 
 
 class AlreadyRegistered(Exception):
