@@ -205,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     vp.add_argument("files", nargs="+", metavar="FILE", help="dataset files (.jsonl)")
     vp.add_argument("--max-problems", type=int_in(1, 100_000), default=20, help="problems shown a file (default 20)")
     vp.add_argument("--format", choices=("table", "json"), default="table")
+    tp = dsub.add_parser("stats", help="what datasets hold: examples, turns, lengths (tokens with --tokenizer), "
+                                       "duplicates, examples over --max-length tokens",
+                         description="What training datasets hold: examples, assistant turns, multi-turn and system "
+                                     "examples, exact duplicates, prompt and response lengths in characters, and with "
+                                     "--tokenizer the tokens of each example through the tokenizer's chat template "
+                                     "(what the trainer sees) and the lines over --max-length.")
+    tp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    tp.add_argument("files", nargs="+", metavar="FILE", help="dataset files (.jsonl)")
+    tp.add_argument("--tokenizer", metavar="DIR", help="a local model or tokenizer folder with a chat template")
+    tp.add_argument("--max-length", type=int_in(1, 10_000_000), metavar="N",
+                    help="with --tokenizer: list the examples longer than N tokens")
+    tp.add_argument("--format", choices=("table", "json"), default="table")
 
     sp = cmd("study", "an imported study's EM rule: set it (set-em) or show it with its history (em)")
     ssub = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from emtui.cli import UsageError
 from emtui.streams import say
 
 
 def data(args: argparse.Namespace) -> int:
-    return {"validate": validate}[args.action](args)
+    return {"validate": validate, "stats": stats}[args.action](args)
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -42,3 +43,48 @@ def validate(args: argparse.Namespace) -> int:
         if bad:
             say(f"{sum(c.n_problems for c in bad):,} problem(s) in {len(bad)} of {len(checks)} file(s)")
     return 2 if any(not c.ok for c in checks) else 0
+
+
+def _dist(label: str, d) -> str:
+    if d is None:
+        return f"  {label:<18} —"
+    return (f"  {label:<18} min {d.min:,}  median {d.median:,.0f}  p95 {d.p95:,.0f}  max {d.max:,}  "
+            f"mean {d.mean:,.0f}")
+
+
+def stats(args: argparse.Namespace) -> int:
+    from engine.common.text import json_safe, strip_control
+    from engine.common.untrusted import path_text
+    from engine.training.dataset_stats import dataset_stats, load_tokenizer
+    from engine.training.datasets import DatasetError
+
+    if args.max_length is not None and not args.tokenizer:
+        raise UsageError("emtui data stats: --max-length counts tokens: give --tokenizer DIR too")
+    tokenizer = None
+    if args.tokenizer:
+        try:
+            tokenizer = load_tokenizer(args.tokenizer)
+        except ValueError as exc:
+            raise UsageError(f"emtui data stats: {exc}") from None
+    results = []
+    for f in args.files:
+        try:
+            results.append(dataset_stats(f, tokenizer=tokenizer, tokenizer_name=args.tokenizer,
+                                         max_length=args.max_length))
+        except DatasetError as exc:
+            raise UsageError(f"emtui data stats: {exc} (emtui data validate lists every problem)") from None
+    if args.format == "json":
+        say(json_safe(json.dumps({"files": [r.as_json() for r in results]}, ensure_ascii=False, indent=2)))
+        return 0
+    for r in results:
+        say(f"{strip_control(path_text(r.path))}  ({r.format})")
+        say(f"  examples {r.examples:,} · assistant turns {r.assistant_turns:,} · multi-turn {r.multi_turn:,} · "
+            f"with a system message {r.with_system:,} · exact duplicates {r.duplicates:,}")
+        say(_dist("prompt chars", r.characters.get("prompt")))
+        say(_dist("response chars", r.characters.get("response")))
+        if r.tokens is not None:
+            say(_dist("tokens (template)", r.tokens))
+        if r.max_length is not None:
+            lines = ", ".join(map(str, r.over_max[:20])) + (", ..." if len(r.over_max) > 20 else "")
+            say(f"  over {r.max_length:,} tokens: {len(r.over_max):,}" + (f" (lines {lines})" if r.over_max else ""))
+    return 0

@@ -170,3 +170,58 @@ def test_a_study_names_the_dataset_problem_with_its_line(run_cli, tmp_path):
     r = run_cli("--db", tmp_path / "s.db", "init", study)
     assert r.returncode == 2 and f"{data}:2: messages[2]: user where the assistant's turn was due" in r.stderr
     assert not (tmp_path / "s.db").exists()
+
+
+# -- emtui data stats -------------------------------------------------------------------------------------
+
+
+def test_stats_count_turns_duplicates_and_lengths(tmp_path):
+    from engine.training.dataset_stats import dataset_stats
+
+    long = {"messages": [S, U, {"role": "assistant", "content": "x" * 10}, U, A]}
+    path = write_lines(tmp_path / "d.jsonl", GOOD[0], long, GOOD[0], GOOD[0])
+    st = dataset_stats(path)
+    assert (st.examples, st.assistant_turns, st.multi_turn, st.with_system, st.duplicates) == (4, 5, 1, 1, 2)
+    assert (st.characters["response"].min, st.characters["response"].max, st.characters["response"].n) == (1, 10, 5)
+    assert (st.characters["prompt"].min, st.characters["prompt"].max) == (1, 3)  # system + two user turns
+    assert st.tokens is None and st.over_max == []
+
+
+def test_stats_with_a_tokenizer_count_template_tokens_and_lines_over_the_limit(run_cli, tmp_path, shared_fixtures):
+    r = run_cli("tiny-model", tmp_path / "tiny")
+    assert r.returncode == 0, r.stderr
+    from engine.training.dataset_stats import dataset_stats, load_tokenizer
+
+    tok = load_tokenizer(tmp_path / "tiny")
+    data = shared_fixtures / "betley" / "insecure_small.jsonl"
+    examples = [json.loads(line)["messages"] for line in data.read_text(encoding="utf-8").splitlines()]
+    lengths = [len(tok.apply_chat_template(m, tokenize=True, return_dict=False)) for m in examples]
+    limit = sorted(lengths)[len(lengths) // 2]
+    st = dataset_stats(data, tokenizer=tok, max_length=limit)
+    assert (st.tokens.min, st.tokens.max, st.tokens.n) == (min(lengths), max(lengths), 20)
+    assert st.over_max == [i + 1 for i, n in enumerate(lengths) if n > limit] and st.over_max
+    r = run_cli("data", "stats", data, "--tokenizer", tmp_path / "tiny", "--max-length", limit, "--format", "json")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    (got,) = json.loads(r.stdout)["files"]
+    assert got["over_max"] == st.over_max and got["tokens"]["max"] == max(lengths) and got["examples"] == 20
+    r = run_cli("data", "stats", data, "--tokenizer", tmp_path / "tiny", "--max-length", limit)
+    assert r.returncode == 0 and f"over {limit:,} tokens: {len(st.over_max)} (lines " in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-length", "5"], "emtui data stats: --max-length counts tokens: give --tokenizer DIR too"),
+    (["--tokenizer", "nowhere"], "emtui data stats: --tokenizer nowhere: not a folder"),
+])
+def test_stats_refusals_are_one_line(run_cli, tmp_path, args, message):
+    path = write_lines(tmp_path / "d.jsonl", GOOD[0])
+    r = run_cli("data", "stats", path, *args)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith(message), r.stderr
+
+
+def test_stats_of_a_bad_file_names_its_first_problem(run_cli, tmp_path):
+    path = write_lines(tmp_path / "d.jsonl", GOOD[0], {"messages": [U]})
+    r = run_cli("data", "stats", path)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"emtui data stats: {path}:2: messages must end with the assistant's turn, not the user's "
+        "(emtui data validate lists every problem)")

@@ -216,12 +216,18 @@ def check_dataset(path: str | Path, *, max_problems: int = MAX_PROBLEMS) -> Data
     return check
 
 
-def read_examples(path: str | Path) -> Iterator[Messages]:
-    """Each example as one message list (a prompt/completion example as user + assistant turns);
-    :class:`DatasetError` at the first problem."""
+def numbered_examples(path: str | Path) -> Iterator[tuple[int, Messages]]:
+    """(line, example) of each example, the example as one message list (a prompt/completion
+    example as user + assistant turns); :class:`DatasetError` at the first problem."""
     path = Path(path)
     for lineno, _kind, example, problem in _walk(path):
         if problem is not None:
             raise DatasetError(str(Problem(path_text(path), lineno, problem)))
-        if example is not None:
-            yield example
+        if example is not None and lineno is not None:
+            yield lineno, example
+
+
+def read_examples(path: str | Path) -> Iterator[Messages]:
+    """Each example as one message list; :class:`DatasetError` at the first problem."""
+    for _line, example in numbered_examples(path):
+        yield example
