@@ -26,14 +26,13 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 
 from emtui.faults import SaysFaults, fault_line, says_faults
 from emtui.idle_gc import CollectsWhenIdle
 from emtui.loading import Loads
 from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, RatingScreen, open_rating
 from emtui.widgets.fit import cut
-from emtui.widgets.footer import Footer
 from engine.common.text import flat
 from engine.settings import Settings, load_settings
 

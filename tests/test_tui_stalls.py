@@ -13,7 +13,6 @@ from rich.text import Text
 from textual.app import App
 from textual.geometry import Region
 from textual.widgets import DataTable
-from textual.widgets._footer import FooterKey
 
 import db
 from demo_db import build
@@ -24,7 +23,6 @@ from emtui.screens.base import static_page
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.bar_chart import BAR_STYLE, OVER_BAR_STYLE, WHISKER_STYLE, Bar, BarChart
 from emtui.widgets.fit import CHUNK_ROWS, Fitted, fit_table, put_fitted
-from emtui.widgets.footer import Footer
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.common.text import one_line
 
@@ -263,45 +261,7 @@ async def test_results_shown_again_keep_their_tables_and_redraw_what_changed(dem
         assert grid.get_row_at(0)[1] is not panel and str(grid.get_row_at(0)[1]) == str(panel)
 
 
-# -- the footer is rebuilt only when the keys it shows change ----------------------------------------------
-
-
-def footer_keys(app) -> list[tuple[str, str, bool]]:
-    """The keys the footer shows for the screen's bindings: (key, description, disabled) each."""
-    return [(k.key, k.description, k.disabled) for k in app.screen.query_one(Footer).query(FooterKey)
-            if not k.has_class("-command-palette")]
-
-
-def bound_keys(app) -> list[tuple[str, str, bool]]:
-    """The keys Textual's Footer would show for the screen's bindings now."""
-    return [(b.key, b.description, not enabled) for _, b, enabled, _ in app.screen.active_bindings.values() if b.show]
-
-
-async def test_the_footer_is_rebuilt_only_when_its_keys_change(demo_store):
-    """Textual's Footer removes and mounts all its keys on every bindings update (three or four a key that
-    switches a Results view: 10-13 ms each); ours only when the keys shown differ, and they are right."""
-    app = create_app(demo_store, keymap={})
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("7")
-        await pilot.pause()
-        footer = app.screen.query_one(Footer)
-        assert isinstance(footer, Footer) and footer_keys(app) == bound_keys(app)
-        shown, first = list(footer.query(FooterKey)), footer_keys(app)
-        recomposes = footer.recomposes
-        for _ in range(3):  # bindings updated, the same keys: the keys shown stay, not mounted again
-            app.screen.refresh_bindings()
-            await pilot.pause()
-        app.screen.query_one("#results-grid").focus()  # focused again: the same keys
-        await pilot.pause()
-        assert list(footer.query(FooterKey)) == shown and footer.recomposes == recomposes
-        await pilot.press("v")  # the rates view: no Enter (answers) nor metric key
-        await pilot.pause()
-        assert footer.recomposes == recomposes + 1  # one rebuild for the key, however many updates
-        assert footer_keys(app) == bound_keys(app) and footer_keys(app) != first
-        await pilot.press("v", "v", "v", "v", "v")  # every view and round to the scores: as at first
-        await pilot.pause()
-        assert footer_keys(app) == bound_keys(app) == first
-
+# -- answer previews are cut in the loader thread ----------------------------------------------------------
 
 async def test_an_answer_preview_is_cut_in_the_thread_as_the_table_shows_it(demo_store):
     """The answers' page is read in a thread, each response cut there to the Answer column: the UI thread

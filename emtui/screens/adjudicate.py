@@ -18,12 +18,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 
 from emtui.faults import says_faults
 from emtui.loading import Loads
 from emtui.screens.rate import answer_text, digit_bindings, plain
-from emtui.widgets.footer import Footer
 from emtui.widgets.paged_table import LOADING
 from engine.common.text import flat
 

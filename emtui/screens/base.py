@@ -14,13 +14,12 @@ from textual._context import NoActiveAppError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Header
+from textual.widgets import Footer, Header
 
 from db import Page
 from emtui.faults import says_faults
 from emtui.loading import Loads
 from emtui.widgets.area_bar import AreaBar
-from emtui.widgets.footer import Footer
 from emtui.widgets.paged_table import PagedTable
 from engine.common.text import strip_control
 from engine.settings import Settings

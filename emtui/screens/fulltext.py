@@ -12,10 +12,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Header, Static
+from textual.widgets import Footer, Header, Static
 
 from emtui.screens.base import lines, shown_text
-from emtui.widgets.footer import Footer
 from engine.common.text import one_line
 
 

@@ -30,12 +30,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, Static
+from textual.widgets import Footer, Input, Static
 
 from emtui.faults import fault_line
 from emtui.loading import Loads
 from emtui.screens.base import shown_text
-from emtui.widgets.footer import Footer
 from engine.common.text import flat, strip_control
 from engine.settings import Settings
 
