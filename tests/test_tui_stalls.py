@@ -18,11 +18,13 @@ import db
 from demo_db import build
 from emtui.app import AREAS, create_app
 from emtui.loading import pending_loads
+from emtui.screens.answers import AnswersScreen
 from emtui.screens.base import static_page
 from emtui.widgets.area_bar import AreaBar
 from emtui.widgets.bar_chart import BAR_STYLE, OVER_BAR_STYLE, WHISKER_STYLE, Bar, BarChart
 from emtui.widgets.fit import CHUNK_ROWS, Fitted, fit_table, put_fitted
 from emtui.widgets.paged_table import Col, PagedTable
+from engine.common.text import one_line
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +259,32 @@ async def test_results_shown_again_keep_their_tables_and_redraw_what_changed(dem
         await pilot.press("r")  # computed again: a new summary, drawn
         await pilot.pause()
         assert grid.get_row_at(0)[1] is not panel and str(grid.get_row_at(0)[1]) == str(panel)
+
+
+# -- answer previews are cut in the loader thread ----------------------------------------------------------
+
+async def test_an_answer_preview_is_cut_in_the_thread_as_the_table_shows_it(demo_store):
+    """The answers' page is read in a thread, each response cut there to the Answer column: the UI thread
+    flattens no whole response, and the cell is the same as one cut from the whole."""
+    app = create_app(demo_store, keymap={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("7")
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        while pending_loads(app):
+            await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, AnswersScreen)
+        table = screen.query_one("#answers-table", PagedTable)
+        page = table.current_page
+        assert page is not None and page.rows
+        width = screen.preview_width
+        for i, r in enumerate(page.rows):
+            whole = None if r["response"] is None else one_line(r["response"], width)
+            assert r["preview"] == whole
+            assert table.get_row_at(i)[1].plain == (whole if whole is not None else "—")
+        screen.preview_width = 12  # a narrow column: fetch (what the thread runs) cuts the responses to it
+        short = screen.fetch(limit=5, offset=0).rows
+        assert any(r["preview"].endswith("…") for r in short)
+        assert all(r["preview"] == one_line(r["response"], 12) for r in short if r["response"] is not None)

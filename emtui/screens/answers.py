@@ -79,6 +79,7 @@ class AnswersScreen(AreaScreen):
         self.from_em = metric == EM
         self.judges: list[dict[str, Any]] = list(facts["judges"])
         self.labels = judge_labels(self.judges)
+        self.preview_width = 60  # the answer column's width (body)
 
     def body(self) -> ComposeResult:
         yield Static(id="answers-info")
@@ -88,7 +89,8 @@ class AnswersScreen(AreaScreen):
         cols = [Col("question_key", "Question", 14)]
         # borders 2, question 14 + 2, judges, panel 6 + 2, humans 6 + 2, answer's padding 2, scrollbar 2
         fixed = 2 + 16 + (judge_w + 2) * len(self.judges) + 8 + (8 if self.human_metrics else 0) + 2 + 2
-        cols.append(Col("preview", "Answer", max(16, width - fixed)))
+        self.preview_width = max(16, width - fixed)
+        cols.append(Col("preview", "Answer", self.preview_width))
         # labels are Text: a judge's name is never read as markup
         cols += [Col(f"j{j['id']}", Text(one_line(self.labels[int(j["id"])], judge_w)),  # type: ignore[arg-type]
                      judge_w, justify="right") for j in self.judges]
@@ -111,7 +113,8 @@ class AnswersScreen(AreaScreen):
         page = self.store.answers_page(self.condition_id, limit=limit, offset=offset)
         for r in page.rows:
             r["id"] = r["generation_id"]
-            r["preview"] = r["response"]
+            # cut here, in the thread: the UI thread flattens only what the column shows (one_line again: the same)
+            r["preview"] = None if r["response"] is None else one_line(r["response"], self.preview_width)
             values = []
             for j in r["judgments"]:
                 score = j["scores"].get(self.metric)
