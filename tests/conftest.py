@@ -116,3 +116,33 @@ def run_cli(tmp_path: Path):
                               cwd=str(cwd or tmp_path), capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+# -- tests/demo_db.py's database: built once a session, copied for each test that uses it -------------------
+
+
+@pytest.fixture(scope="session")
+def demo_db_file(tmp_path_factory) -> Path:
+    """The demo database (tests/demo_db.py), built once; never write to it: use demo_copy or demo_store."""
+    from demo_db import build
+
+    return build(tmp_path_factory.mktemp("demo") / "demo.db")
+
+
+@pytest.fixture
+def demo_copy(demo_db_file: Path, tmp_path: Path) -> Path:
+    """A copy of the demo database of this test's own."""
+    path = tmp_path / "demo.db"
+    path.write_bytes(demo_db_file.read_bytes())
+    return path
+
+
+@pytest.fixture
+def demo_store(demo_copy: Path):
+    """A store on this test's copy of the demo database."""
+    import db
+
+    store = db.open_store(demo_copy)
+    yield store
+    store.close()
+

@@ -5,14 +5,11 @@ tests/demo_db.py's database; the pictures themselves are tests/test_snapshots.py
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from rich.text import Text
 from textual.widgets import DataTable
 
-import db
-from demo_db import HOSTILE, LONG_QUESTION, REPLICATE_MODELS, build
+from demo_db import HOSTILE, LONG_QUESTION, REPLICATE_MODELS
 from emtui.app import create_app
 from emtui.bindings import all_bindings
 from emtui.screens.data import DataScreen
@@ -21,20 +18,6 @@ from emtui.screens.results import ResultsScreen
 from emtui.widgets.fit import cut, label_widths
 from emtui.widgets.paged_table import PagedTable
 from engine.common.text import strip_control
-
-
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("demo") / "demo.db")
-
-
-@pytest.fixture
-def demo_store(demo_path, tmp_path):
-    path = tmp_path / "demo.db"
-    path.write_bytes(demo_path.read_bytes())
-    store = db.open_store(path)
-    yield store
-    store.close()
 
 
 def drawn(widget) -> list[str]:

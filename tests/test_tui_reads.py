@@ -18,14 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from rich.text import Text
 from textual.app import App
 from textual.widgets import Static
 
 import db
 from db import Page
-from demo_db import build
 from emtui.app import create_app
 from emtui.room import create_annotator_app
 from emtui.screens import results as results_screen
@@ -37,18 +35,6 @@ from engine.common.hashing import json_hash
 from engine.results.synthetic import SyntheticSpec, make_synthetic_study
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("demo") / "demo.db")
-
-
-@pytest.fixture
-def demo_copy(demo_path, tmp_path) -> Path:
-    path = tmp_path / "demo.db"
-    path.write_bytes(demo_path.read_bytes())
-    return path
 
 
 class Statements:

@@ -5,17 +5,13 @@ each mechanism does its job and changes nothing a person sees.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
 from textual.geometry import Region
 from textual.widgets import DataTable
 
-import db
-from demo_db import build
 from emtui.app import AREAS, create_app
 from emtui.loading import pending_loads
 from emtui.screens.answers import AnswersScreen
@@ -25,20 +21,6 @@ from emtui.widgets.bar_chart import BAR_STYLE, OVER_BAR_STYLE, WHISKER_STYLE, Ba
 from emtui.widgets.fit import CHUNK_ROWS, Fitted, fit_table, put_fitted
 from emtui.widgets.paged_table import Col, PagedTable
 from engine.common.text import one_line
-
-
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("demo") / "demo.db")
-
-
-@pytest.fixture
-def demo_store(demo_path, tmp_path):
-    path = tmp_path / "demo.db"
-    path.write_bytes(demo_path.read_bytes())
-    with db.open_store(path) as store:
-        yield store
-
 
 # -- the stylesheet is not parsed again when an area is first shown ----------------------------------------
 
