@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.training.datasets import Messages, check_dataset, numbered_examples
+from engine.training.datasets import Messages, iter_examples
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,15 @@ def load_tokenizer(folder: str | Path) -> Any:
 def dataset_stats(path: str | Path, *, tokenizer: Any = None, tokenizer_name: str | None = None,
                   max_length: int | None = None) -> DatasetStats:
     """Statistics of a dataset that :func:`~engine.training.datasets.check_dataset` finds good
-    (DatasetError at its first problem otherwise)."""
+    (DatasetError at its first problem otherwise); the file is read once."""
     path = Path(path)
-    fmt = check_dataset(path, max_problems=1).format
     prompts: list[int] = []
     responses: list[int] = []
     tokens: list[int] = []
     seen: set[bytes] = set()
-    stats = DatasetStats(path, fmt, 0, 0, 0, 0, 0, tokenizer=tokenizer_name, max_length=max_length)
-    for line, msgs in numbered_examples(path):
+    stats = DatasetStats(path, None, 0, 0, 0, 0, 0, tokenizer=tokenizer_name, max_length=max_length)
+    for line, fmt, msgs in iter_examples(path):
+        stats.format = fmt
         stats.examples += 1
         turns = sum(m["role"] == "assistant" for m in msgs)
         stats.assistant_turns += turns

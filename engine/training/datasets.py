@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.common.safe_load import LoadError, json_loads
 from engine.common.untrusted import path_problem, path_text
@@ -216,18 +216,24 @@ def check_dataset(path: str | Path, *, max_problems: int = MAX_PROBLEMS) -> Data
     return check
 
 
-def numbered_examples(path: str | Path) -> Iterator[tuple[int, Messages]]:
-    """(line, example) of each example, the example as one message list (a prompt/completion
+class Example(NamedTuple):
+    line: int
+    format: str       # CHAT or PROMPT_COMPLETION
+    messages: Messages
+
+
+def iter_examples(path: str | Path) -> Iterator[Example]:
+    """Each example with its line and its file's format, as one message list (a prompt/completion
     example as user + assistant turns); :class:`DatasetError` at the first problem."""
     path = Path(path)
-    for lineno, _kind, example, problem in _walk(path):
+    for lineno, kind, example, problem in _walk(path):
         if problem is not None:
             raise DatasetError(str(Problem(path_text(path), lineno, problem)))
-        if example is not None and lineno is not None:
-            yield lineno, example
+        if example is not None and lineno is not None and kind is not None:
+            yield Example(lineno, kind, example)
 
 
 def read_examples(path: str | Path) -> Iterator[Messages]:
     """Each example as one message list; :class:`DatasetError` at the first problem."""
-    for _line, example in numbered_examples(path):
-        yield example
+    for example in iter_examples(path):
+        yield example.messages
