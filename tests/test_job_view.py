@@ -109,8 +109,6 @@ def test_the_workers_line_names_each_alive_worker_or_says_how_to_start_one():
 async def test_w_on_the_queue_screen_starts_a_worker_that_runs_the_queued_job(tmp_path):
     """The Eval queue says no worker is alive; w starts one in the background (a new session), the
     workers line then names it and the queued job runs to done."""
-    import asyncio
-
     from db import open_store
     from emtui.app import create_app
     from engine.runs.detach import stop_workers
@@ -126,11 +124,9 @@ async def test_w_on_the_queue_screen_starts_a_worker_that_runs_the_queued_job(tm
             counts = app.screen.query_one("#queue-counts")
             assert "no worker alive" in str(counts.render())
             await pilot.press("w")
-            for _ in range(150):  # the worker's start, its claim and the screen's next poll
-                await asyncio.sleep(0.1)
-                await pilot.pause()
-                if store.get_job(1)["status"] == "done" and "workers 1" in str(counts.render()):
-                    break
+            # the worker's start, its claim and the screen's next poll
+            await _wait(pilot, lambda: store.get_job(1)["status"] == "done" and "workers 1" in str(counts.render()),
+                        15)
             assert store.get_job(1)["status"] == "done"
             assert "workers 1" in str(counts.render())
     finally:
