@@ -117,6 +117,7 @@ def worker_run(args: argparse.Namespace) -> int:
 
 def _workers_per_gpu(args: argparse.Namespace, db: Path, gpus: list[str]) -> int:
     """``--gpus 0,1`` in the foreground: one worker process per GPU; a signal reaches them all."""
+    from engine.common.signals import handling
     from engine.runs.worker import child_env
 
     base = [sys.executable, "-m", "emtui", "--db", str(db), "worker"]
@@ -132,12 +133,8 @@ def _workers_per_gpu(args: argparse.Namespace, db: Path, gpus: list[str]) -> int
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
-    before = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
+    with handling(("SIGTERM", "SIGINT", "SIGHUP"), forward):
         codes = [p.wait() for p in procs]
-    finally:
-        for s, h in before.items():
-            signal.signal(s, h)
     return max((c for c in codes if c > 0), default=0)
 
 

@@ -108,20 +108,10 @@ def named_stdout() -> Iterator[None]:
 
 @contextlib.contextmanager
 def ending_signals() -> Iterator[None]:
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    from engine.common.signals import handling
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
-    before = {s: signal.signal(s, stop) for s in wanted}
-    try:
+    with handling(("SIGTERM", "SIGHUP"), stop):
         yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)

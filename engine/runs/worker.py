@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from engine.common.signals import handling
 from engine.runs.config import RunSettings, run_settings
 from engine.runs.paths import job_log_dir
 
@@ -303,23 +304,14 @@ class Worker:
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
         def on_signal(signum: int, frame: Any) -> None:
             again = self.stop_requested.is_set()
             self.request_stop()
             self.say(f"worker {self.owner}: {signal.Signals(signum).name}: "
                      + ("killing the job in hand" if again else "stopping (again to kill the job in hand)"))
 
-        wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        before = {sig: signal.signal(sig, on_signal) for sig in wanted}
-        try:
+        with handling(("SIGTERM", "SIGINT", "SIGHUP"), on_signal):
             yield
-        finally:
-            for sig, handler in before.items():
-                signal.signal(sig, handler)
 
     def _prune_dead(self, store: Any) -> None:
         """Forget workers of this host whose process is gone, and any silent for a day."""
