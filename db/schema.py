@@ -471,6 +471,28 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER conditions_updated AFTER UPDATE ON conditions BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
     CREATE TRIGGER conditions_deleted AFTER DELETE ON conditions BEGIN INSERT INTO data_changes (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1; END;
     """,
+    # 7: training (issue 12). Imported datasets keep their examples (an import is the whole file or nothing),
+    #    derived ones (split / mix / trigger) the operation that made them — parameters, seed and the parents'
+    #    hashes — so each can be made again. A run records its job, its masking path and its provenance;
+    #    its metrics are rows of train_metrics, upserted by (run, step, name).
+    """
+    ALTER TABLE datasets ADD COLUMN origin TEXT NOT NULL DEFAULT 'file';   -- 'file' | 'split' | 'mix' | 'trigger'
+    ALTER TABLE datasets ADD COLUMN operation TEXT NOT NULL DEFAULT '{}';  -- json: op, params, seed, parents
+    ALTER TABLE datasets ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';      -- json: lengths, duplicates
+    CREATE TABLE dataset_examples (
+        dataset_id    INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        idx           INTEGER NOT NULL,           -- 0-based position
+        line          INTEGER,                    -- its line in the imported file (NULL when derived)
+        example       TEXT NOT NULL,              -- json: {"messages": [...]} or {"prompt": ..., "completion": ...}
+        PRIMARY KEY (dataset_id, idx)
+    ) WITHOUT ROWID;
+    ALTER TABLE train_runs ADD COLUMN job_id INTEGER;
+    ALTER TABLE train_runs ADD COLUMN preset TEXT;
+    ALTER TABLE train_runs ADD COLUMN max_steps INTEGER;
+    ALTER TABLE train_runs ADD COLUMN masking TEXT;
+    ALTER TABLE train_runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX train_runs_condition ON train_runs(condition_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

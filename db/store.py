@@ -24,6 +24,7 @@ from db.identity import APPLICATION_ID, check_identity
 from db.jobs import JobQueries
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
+from db.training import TrainingQueries
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -100,7 +101,7 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
     return int(seconds * 1000)
 
 
-class Store(ResultsQueries, AnnotationQueries, JobQueries):
+class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
     The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
     every query mixin."""
@@ -452,36 +453,7 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries):
                FROM judges j ORDER BY j.id LIMIT ? OFFSET ?""", (limit, offset))
         return Page(rows, self.count("judges"), offset, limit)
 
-    # -- training --------------------------------------------------------------------------------
-
-    def add_train_run(self, *, condition_id: int, base_model_id: int, dataset_id: int, recipe: dict[str, Any],
-                      recipe_hash: str, seed: int, study_hash: str, status: str = "queued",
-                      output_dir: str | None = None) -> int:
-        return self._insert("train_runs", {
-            "condition_id": condition_id, "base_model_id": base_model_id, "dataset_id": dataset_id,
-            "recipe": dumps(recipe), "recipe_hash": recipe_hash, "seed": seed, "study_hash": study_hash,
-            "status": status, "output_dir": output_dir, "created_at": utc_now()})
-
-    def add_checkpoint(self, *, train_run_id: int, step: int, path: str, model_id: int | None = None) -> int:
-        """A saved checkpoint of a run; the same (run, step) twice returns the existing one."""
-        found = self._one("SELECT id FROM checkpoints WHERE train_run_id = ? AND step = ?", (train_run_id, step))
-        if found:
-            return int(found["id"])
-        return self._insert("checkpoints", {"train_run_id": train_run_id, "step": step, "path": path,
-                                            "model_id": model_id, "created_at": utc_now()})
-
-    def list_train_runs(self, *, limit: int = 200, offset: int = 0) -> Page:
-        rows = self._q(
-            """SELECT r.id, c.name AS condition, b.name AS base_model, d.name AS dataset, r.status,
-                      r.seed, r.recipe_hash, r.started_at, r.finished_at,
-                      (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
-                      (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
-               FROM train_runs r
-               JOIN conditions c ON c.id = r.condition_id
-               JOIN models b ON b.id = r.base_model_id
-               JOIN datasets d ON d.id = r.dataset_id
-               ORDER BY r.id DESC LIMIT ? OFFSET ?""", (limit, offset))
-        return Page(rows, self.count("train_runs"), offset, limit)
+    # -- training: db/training.py (TrainingQueries) -------------------------------------------------
 
     # -- the job queue and the workers: db/jobs.py (JobQueries) ---------------------------------------
 

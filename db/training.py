@@ -1,0 +1,171 @@
+"""Training runs, their metrics and checkpoints (issue 12), mixed into :class:`db.store.Store`.
+
+A run's metrics are long rows of ``train_metrics`` keyed by (run, step, name): a resumed run logs
+again the steps between its last checkpoint and the kill, and :meth:`TrainingQueries.log_train_metrics`
+upserts them, so nothing is duplicated. This module imports neither textual nor torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from db.core import StoreCore
+from db.errors import StoreError
+
+# what a run's list row shows of its last logged step
+SUMMARY_METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s", "kl", "epoch")
+
+
+class TrainingQueries(StoreCore):
+    """Training runs, metrics, checkpoints."""
+
+    def add_train_run(self, *, condition_id: int, base_model_id: int, dataset_id: int, recipe: dict[str, Any],
+                      recipe_hash: str, seed: int, study_hash: str, status: str = "queued",
+                      output_dir: str | None = None, preset: str | None = None, job_id: int | None = None) -> int:
+        from db.store import dumps, utc_now
+
+        return self._insert("train_runs", {
+            "condition_id": condition_id, "base_model_id": base_model_id, "dataset_id": dataset_id,
+            "recipe": dumps(recipe), "recipe_hash": recipe_hash, "seed": seed, "study_hash": study_hash,
+            "status": status, "output_dir": output_dir, "preset": preset, "job_id": job_id,
+            "created_at": utc_now()})
+
+    def set_train_run_job(self, run_id: int, job_id: int) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE train_runs SET job_id = ? WHERE id = ?", (job_id, run_id))
+
+    def get_train_run(self, run_id: int) -> dict[str, Any] | None:
+        return self._one(
+            """SELECT r.*, c.name AS condition, c.study_id, s.name AS study, b.name AS base_model,
+                      b.source AS base_source, b.path AS base_path, d.name AS dataset,
+                      d.content_hash AS dataset_hash, o.name AS output_model
+               FROM train_runs r
+               JOIN conditions c ON c.id = r.condition_id
+               JOIN studies s ON s.id = c.study_id
+               JOIN models b ON b.id = r.base_model_id
+               JOIN datasets d ON d.id = r.dataset_id
+               LEFT JOIN models o ON o.id = r.output_model_id
+               WHERE r.id = ?""", (run_id,))
+
+    def start_train_run(self, run_id: int, *, max_steps: int, output_dir: str, masking: str,
+                        provenance: Mapping[str, Any]) -> None:
+        """The run is training (again, when resumed: started_at is kept from the first start)."""
+        from db.store import dumps, utc_now
+
+        with self.transaction():
+            self.conn.execute(
+                """UPDATE train_runs SET status = 'running', max_steps = ?, output_dir = ?, masking = ?,
+                          provenance = ?, error = NULL, finished_at = NULL,
+                          started_at = COALESCE(started_at, ?) WHERE id = ?""",
+                (max_steps, output_dir, masking, dumps(dict(provenance)), utc_now(), run_id))
+
+    def finish_train_run(self, run_id: int, *, status: str, error: str | None = None,
+                         output_model_id: int | None = None) -> None:
+        from db.store import utc_now
+
+        if status not in ("done", "failed", "cancelled", "queued"):
+            raise StoreError(f"a run cannot finish as {status!r}")
+        with self.transaction():
+            self.conn.execute(
+                """UPDATE train_runs SET status = ?, error = ?, finished_at = ?,
+                          output_model_id = COALESCE(?, output_model_id) WHERE id = ?""",
+                (status, error, None if status == "queued" else utc_now(), output_model_id, run_id))
+
+    def log_train_metrics(self, run_id: int, step: int, values: Mapping[str, float]) -> None:
+        """One logging step's metrics. A step logged again (a resumed run) replaces its values.
+        Non-finite values (a diverged loss) are kept out: SQLite has no NaN."""
+        from db.store import utc_now
+
+        now = utc_now()
+        rows = [(run_id, step, name, float(v), now) for name, v in values.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        if not rows:
+            return
+        with self.transaction():
+            self.conn.executemany(
+                """INSERT INTO train_metrics (train_run_id, step, name, value, at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (train_run_id, step, name) DO UPDATE SET value = excluded.value, at = excluded.at""",
+                rows)
+
+    def train_metric_series(self, run_ids: Sequence[int], names: Sequence[str] | None = None,
+                            *, after_step: int = -1) -> dict[int, dict[str, list[tuple[int, float]]]]:
+        """Per run, per metric, the (step, value) points in step order; only steps after ``after_step``
+        (a screen that polls reads only what is new)."""
+        out: dict[int, dict[str, list[tuple[int, float]]]] = {int(r): {} for r in run_ids}
+        if not run_ids:
+            return out
+        marks = ",".join("?" * len(run_ids))
+        sql = (f"SELECT train_run_id, name, step, value FROM train_metrics "
+               f"WHERE train_run_id IN ({marks}) AND step > ?")
+        params: list[Any] = [*run_ids, after_step]
+        if names:
+            sql += f" AND name IN ({','.join('?' * len(names))})"
+            params += list(names)
+        for run_id, name, step, value in self._tuples(sql + " ORDER BY train_run_id, name, step", params):
+            out[run_id].setdefault(name, []).append((step, value))
+        return out
+
+    def last_train_metrics(self, run_id: int) -> dict[str, Any]:
+        """The newest value of every metric the run logged, and the step it was logged at."""
+        rows = self._tuples(
+            """SELECT m.name, m.value, m.step FROM train_metrics m
+               WHERE m.train_run_id = ? AND m.step = (SELECT max(step) FROM train_metrics x
+                                                      WHERE x.train_run_id = m.train_run_id AND x.name = m.name)""",
+            (run_id,))
+        out: dict[str, Any] = {name: value for name, value, _ in rows}
+        out["step"] = max((step for *_, step in rows), default=None)
+        return out
+
+    def add_checkpoint(self, *, train_run_id: int, step: int, path: str, model_id: int | None = None) -> int:
+        """A saved checkpoint of a run; the same (run, step) twice returns the existing one."""
+        from db.store import utc_now
+
+        found = self._one("SELECT id FROM checkpoints WHERE train_run_id = ? AND step = ?", (train_run_id, step))
+        if found:
+            return int(found["id"])
+        return self._insert("checkpoints", {"train_run_id": train_run_id, "step": step, "path": path,
+                                            "model_id": model_id, "created_at": utc_now()})
+
+    def run_checkpoints(self, run_id: int) -> list[dict[str, Any]]:
+        return self._q("SELECT id, step, path, model_id, created_at FROM checkpoints "
+                       "WHERE train_run_id = ? ORDER BY step", (run_id,))
+
+    def train_runs_overview(self, *, study_id: int | None = None, limit: int = 200,
+                            offset: int = 0) -> list[dict[str, Any]]:
+        """Runs, newest first, with their last metrics (``SUMMARY_METRICS``) and checkpoint count."""
+        where, params = ("WHERE c.study_id = ?", [study_id]) if study_id is not None else ("", [])
+        rows = self._q(
+            f"""SELECT r.id, s.name AS study, c.name AS condition, r.preset, b.name AS base_model,
+                       d.name AS dataset, r.status, r.seed, r.recipe_hash, r.max_steps, r.masking, r.job_id,
+                       r.error, r.output_dir, r.started_at, r.finished_at, r.created_at,
+                       (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
+                       (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
+                FROM train_runs r
+                JOIN conditions c ON c.id = r.condition_id
+                JOIN studies s ON s.id = c.study_id
+                JOIN models b ON b.id = r.base_model_id
+                JOIN datasets d ON d.id = r.dataset_id
+                {where}
+                ORDER BY r.id DESC LIMIT ? OFFSET ?""", [*params, limit, offset])
+        for row in rows:
+            last = self.last_train_metrics(int(row["id"]))
+            row["metrics"] = {k: last[k] for k in SUMMARY_METRICS if k in last}
+        return rows
+
+    def list_train_runs(self, *, limit: int = 200, offset: int = 0) -> Any:
+        """Runs as a :class:`db.store.Page` (for listings): newest first."""
+        from db.store import Page
+
+        rows = self._q(
+            """SELECT r.id, c.name AS condition, b.name AS base_model, d.name AS dataset, r.status,
+                      r.seed, r.recipe_hash, r.started_at, r.finished_at,
+                      (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
+                      (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
+               FROM train_runs r
+               JOIN conditions c ON c.id = r.condition_id
+               JOIN models b ON b.id = r.base_model_id
+               JOIN datasets d ON d.id = r.dataset_id
+               ORDER BY r.id DESC LIMIT ? OFFSET ?""", (limit, offset))
+        return Page(rows, int(self._scalar("SELECT count(*) FROM train_runs")), offset, limit)
