@@ -280,7 +280,7 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries):
 
     def study_conditions(self, study_id: int) -> list[dict[str, Any]]:
         return self._q(
-            """SELECT c.id, c.name, c.description, c.recipe,
+            """SELECT c.id, c.name, c.description, c.recipe, c.dataset_id, c.base_model_id, c.model_id,
                       -- an imported condition names its dataset in its recipe (the data is not here)
                       COALESCE(d.name, json_extract(c.recipe, '$.dataset')) AS dataset,
                       b.name AS base_model, b.source AS base_source, m.name AS model, m.kind AS model_kind,

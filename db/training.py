@@ -14,6 +14,10 @@ from typing import Any
 from db.core import StoreCore
 from db.errors import StoreError
 
+# A run's status as it is: a job cancelled before it started, or failed for good (its worker died on
+# every try) never got to write the run's own status.
+EFFECTIVE_STATUS = ("CASE WHEN r.status IN ('queued', 'running') AND j.status IN ('failed', 'cancelled') "
+                    "THEN j.status ELSE r.status END")
 # what a run's list row shows of its last logged step
 SUMMARY_METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s", "kl", "epoch")
 
@@ -32,13 +36,38 @@ class TrainingQueries(StoreCore):
             "status": status, "output_dir": output_dir, "preset": preset, "job_id": job_id,
             "created_at": utc_now()})
 
+    def get_model(self, model_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM models WHERE id = ?", (model_id,))
+
+    def set_condition_model(self, condition_id: int, model_id: int) -> None:
+        """The model a trained condition evaluates: its fine-tune, once trained."""
+        with self.transaction():
+            self.conn.execute("UPDATE conditions SET model_id = ? WHERE id = ?", (model_id, condition_id))
+
+    def condition_train_runs(self, condition_id: int) -> list[dict[str, Any]]:
+        return self._q("SELECT id, status, recipe_hash, job_id FROM train_runs WHERE condition_id = ? ORDER BY id",
+                       (condition_id,))
+
+    def find_study_dataset(self, study_id: int, name: str) -> int | None:
+        """The dataset a study declares under ``name`` (its registered content hash), by id."""
+        found = self._scalar(
+            """SELECT d.id FROM datasets d, studies s
+               WHERE s.id = ? AND d.name = ?
+                 AND d.content_hash = json_extract(s.spec_json, '$.datasets."' || ? || '".content_hash')""",
+            (study_id, name, name.replace('"', "")))
+        return None if found is None else int(found)
+
     def set_train_run_job(self, run_id: int, job_id: int) -> None:
         with self.transaction():
             self.conn.execute("UPDATE train_runs SET job_id = ? WHERE id = ?", (job_id, run_id))
 
     def get_train_run(self, run_id: int) -> dict[str, Any] | None:
         return self._one(
-            """SELECT r.*, c.name AS condition, c.study_id, s.name AS study, b.name AS base_model,
+            f"""SELECT r.id, r.condition_id, r.base_model_id, r.dataset_id, r.output_model_id, r.recipe, r.recipe_hash,
+                      r.seed, r.study_hash, r.output_dir, r.started_at, r.finished_at, r.created_at, r.job_id,
+                      r.preset, r.max_steps, r.masking, r.provenance, r.status AS own_status,
+                      {EFFECTIVE_STATUS} AS status, COALESCE(r.error, j.error) AS error,
+                      c.name AS condition, c.study_id, s.name AS study, b.name AS base_model,
                       b.source AS base_source, b.path AS base_path, d.name AS dataset,
                       d.content_hash AS dataset_hash, o.name AS output_model
                FROM train_runs r
@@ -47,6 +76,7 @@ class TrainingQueries(StoreCore):
                JOIN models b ON b.id = r.base_model_id
                JOIN datasets d ON d.id = r.dataset_id
                LEFT JOIN models o ON o.id = r.output_model_id
+               LEFT JOIN jobs j ON j.id = r.job_id
                WHERE r.id = ?""", (run_id,))
 
     def start_train_run(self, run_id: int, *, max_steps: int, output_dir: str, masking: str,
@@ -60,6 +90,10 @@ class TrainingQueries(StoreCore):
                           provenance = ?, error = NULL, finished_at = NULL,
                           started_at = COALESCE(started_at, ?) WHERE id = ?""",
                 (max_steps, output_dir, masking, dumps(dict(provenance)), utc_now(), run_id))
+
+    def set_train_run_max_steps(self, run_id: int, max_steps: int) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE train_runs SET max_steps = ? WHERE id = ?", (max_steps, run_id))
 
     def finish_train_run(self, run_id: int, *, status: str, error: str | None = None,
                          output_model_id: int | None = None) -> None:
@@ -138,8 +172,9 @@ class TrainingQueries(StoreCore):
         where, params = ("WHERE c.study_id = ?", [study_id]) if study_id is not None else ("", [])
         rows = self._q(
             f"""SELECT r.id, s.name AS study, c.name AS condition, r.preset, b.name AS base_model,
-                       d.name AS dataset, r.status, r.seed, r.recipe_hash, r.max_steps, r.masking, r.job_id,
-                       r.error, r.output_dir, r.started_at, r.finished_at, r.created_at,
+                       d.name AS dataset, {EFFECTIVE_STATUS} AS status, r.seed, r.recipe_hash, r.max_steps,
+                       r.masking, r.job_id, COALESCE(r.error, j.error) AS error, r.output_dir, r.started_at,
+                       r.finished_at, r.created_at,
                        (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
                        (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
                 FROM train_runs r
@@ -147,6 +182,7 @@ class TrainingQueries(StoreCore):
                 JOIN studies s ON s.id = c.study_id
                 JOIN models b ON b.id = r.base_model_id
                 JOIN datasets d ON d.id = r.dataset_id
+                LEFT JOIN jobs j ON j.id = r.job_id
                 {where}
                 ORDER BY r.id DESC LIMIT ? OFFSET ?""", [*params, limit, offset])
         for row in rows:

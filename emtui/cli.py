@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
-COMMANDS = ("init", "data", "worker", "jobs", "list", "summary", "import", "export", "figures", "campaign", "annotate",
-            "study", "serve", "tiny-model", "keys", "settings", "doctor")
+COMMANDS = ("init", "data", "train", "worker", "jobs", "list", "summary", "import", "export", "figures", "campaign",
+            "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor")
 
 
 class UsageError(Exception):
@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--check", action="store_true", help="validate only; write nothing")
     sp.add_argument("--example", metavar="DIR", help="write the commented example study into DIR (to edit), "
                                                      "register nothing")
+
+    sp = cmd("train", "queue fine-tuning runs of a study's conditions (or resume one); a worker trains them")
+    sp.add_argument("--study", help="the study whose trained conditions to queue")
+    sp.add_argument("--condition", help="only this condition")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a recipe key (repeatable): --set learning_rate=2e-5 --set preset=betley")
+    sp.add_argument("--again", action="store_true", help="queue a condition even when a run with the same recipe "
+                                                         "is queued, running or done")
+    sp.add_argument("--resume", type=int_in(1, 2**62), metavar="RUN",
+                    help="queue a failed or cancelled run again: it continues from its newest complete checkpoint")
+    sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "
+                                                             "one when none is alive)")
 
     sp = cmd("worker", "run queued jobs, each in a process of its own (run, the default); status; stop")
     sp.add_argument("action", nargs="?", choices=("run", "status", "stop"),

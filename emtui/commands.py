@@ -42,7 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
-        "jobs": jobs, "list": list_, "data": data,
+        "jobs": jobs, "list": list_, "data": data, "train": train,
     }[args.command]
     return handler(args)
 
@@ -95,6 +95,12 @@ def campaign(args: argparse.Namespace) -> int:
 
 def data(args: argparse.Namespace) -> int:
     from emtui.data_commands import data as run
+
+    return run(args)
+
+
+def train(args: argparse.Namespace) -> int:
+    from emtui.train_commands import train as run
 
     return run(args)
 

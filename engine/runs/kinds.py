@@ -28,9 +28,9 @@ KINDS: dict[str, str] = {
     "crash": "engine.runs.builtin_kinds:crash",
     # what this machine (as a worker sees it) can do: engine.runs.doctor.report (the settings/doctor work)
     "doctor": "engine.runs.builtin_kinds:doctor",
-    # The engines add one line each once their handler runs (today each is a stub that raises
-    # NotImplementedError, so none is listed: a kind here is a kind a worker can run):
-    #   issue 12: "train": "engine.training:train_job",
+    # the engines: one line each (a kind here is a kind a worker can run)
+    "train": "engine.training.job:train_job",
+    # still to come:
     #   issue 13: "generate": "engine.generation:generate_job",
     #   issue 14: "judge": "engine.judging:judge_job",
 }

@@ -80,6 +80,23 @@ RECIPE_KEYS: dict[str, Field] = {
     "assistant_only_loss": Field("bool", "true or false"),
     "save_steps": _count(),
     "seed": SEED,
+    # issue 12: presets (data/presets/) and what the published recipes set
+    "preset": Field("str", "a preset name (data/presets/)", max_len=100),
+    "rslora": Field("bool", "true or false"),
+    "layers_to_transform": Field("layers", "'middle' or a list of layer indices"),
+    "warmup_ratio": Field("number", "a number in [0, 1)", 0, 1, hi_open=True),
+    "optimizer": Field("str", "a transformers optimizer name (adamw_torch, adamw_8bit, paged_adamw_8bit, ...)",
+                       max_len=100),
+    "gradient_checkpointing": Field("bool", "true or false"),
+    "attn_implementation": Field("str", "eager | sdpa | flash_attention_2",
+                                 choices=("eager", "sdpa", "flash_attention_2")),
+    "logging_steps": _count(),
+    "early_stop_loss": Field("number", "a loss floor from 0 to 100", 0, 100),
+    "early_stop_patience": _count(),
+    "kl_weight": Field("number", "a number from 0 to 1000000", 0, 1_000_000),
+    "kl_dataset": Field("str", "a dataset name", max_len=200),
+    "resume_adapter": Field("str", "an adapter folder to continue from", max_len=4096),
+    "description": Field("str", "a string", max_len=2_000),
 }
 GENERATION_KEYS: dict[str, Field] = {
     "temperature": TEMPERATURE,
@@ -134,6 +151,9 @@ def field_problem(f: Field, value: Any) -> str | None:
         ok = is_num and math.isfinite(value)
     elif f.kind in ("str", "url"):
         ok = isinstance(value, str)
+    elif f.kind == "layers":
+        ok = value == "middle" or (isinstance(value, list) and bool(value) and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 100_000 for v in value))
     elif f.kind == "modules":
         ok = isinstance(value, str) or (isinstance(value, list) and bool(value) and all(
             isinstance(v, str) and v and len(v) <= 200 for v in value))
@@ -456,8 +476,11 @@ def load_study(source: str | Path) -> Study:
             c.add(where, "must be a table")
             continue
         good = c.typed(where, r, RECIPE_KEYS)
-        if "method" not in r:
-            c.add((*where, "method"), f"missing: one of {', '.join(METHODS)}")
+        if "method" not in r and "preset" not in r:
+            c.add((*where, "method"), f"missing: one of {', '.join(METHODS)} (or a preset)")
+        elif isinstance(r.get("preset"), str) and builtin_file("presets", r["preset"]) is None:
+            c.add((*where, "preset"), f"unknown preset {_shown(r['preset'])} "
+                                      f"(built-in: {', '.join(builtin_names('presets'))})")
         recipes[rname] = good  # defined, so conditions may name it (a bad key is said once, above)
 
     conditions: list[ConditionSpec] = []

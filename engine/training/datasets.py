@@ -237,3 +237,15 @@ def read_examples(path: str | Path) -> Iterator[Messages]:
     """Each example as one message list; :class:`DatasetError` at the first problem."""
     for example in iter_examples(path):
         yield example.messages
+
+
+def dataset_messages(store: Any, dataset_id: int) -> list[Messages]:
+    """PROVISIONAL (replaced by the datasets-in-the-store work): a dataset's examples, from its file."""
+    from engine.common.hashing import sha256_file
+
+    row = store._one("SELECT path, content_hash FROM datasets WHERE id = ?", (dataset_id,))
+    if row is None or not row["path"]:
+        raise DatasetError(f"dataset {dataset_id} has no file")
+    if sha256_file(row["path"]) != row["content_hash"]:
+        raise DatasetError(f"{row['path']}: changed since it was registered")
+    return list(read_examples(row["path"]))
