@@ -20,31 +20,23 @@ def train_job(ctx: JobContext) -> dict[str, Any]:
 
     run_id = int(ctx.payload["train_run_id"])
     gpus = int(json.loads(ctx.job.get("resources") or "{}").get("gpu", 0) or 0)
-    try:
-        if gpus > 1:
-            return _torchrun(ctx, run_id, gpus)
-        return train(ctx.store, run_id, db_path=ctx.db_path, progress=ctx.progress).as_json()
-    except JobCancelled:
-        ctx.store.finish_train_run(run_id, status="cancelled", error="cancelled")
-        raise
-    except BaseException as exc:
-        # the queue may run it again (a killed worker): the run goes back to queued until it has no tries left
-        ctx.store.finish_train_run(run_id, status="failed", error=str(exc).splitlines()[0][:500] if str(exc)
-                                   else type(exc).__name__)
-        raise
+    if gpus > 1:
+        return _torchrun(ctx, run_id, gpus)
+    return train(ctx.store, run_id, db_path=ctx.db_path, progress=ctx.progress).as_json()
 
 
 def _torchrun(ctx: JobContext, run_id: int, n: int) -> dict[str, Any]:
     """Every GPU of the job trains: one process each, rank 0 writing to the database."""
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
     cmd = [torchrun, f"--nproc_per_node={n}", "-m", "engine.training.trainer", "--db", str(ctx.db_path),
-           "--run", str(run_id)]
+           "--train-run", str(run_id)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         while proc.poll() is None:
             if ctx.progress.cancelled():
                 proc.terminate()
                 proc.wait(timeout=60)
+                ctx.store.finish_train_run(run_id, status="cancelled", error="cancelled")
                 raise JobCancelled("cancelled")
             time.sleep(1.0)
     finally:

@@ -380,7 +380,25 @@ def _metrics_callback(store: Any, run_id: int, progress: Progress | None, traine
 
 def train(store: Any, run_id: int, *, db_path: str | Path | None = None,
           progress: Progress | None = None) -> TrainResult:
-    """Train run ``run_id`` (a ``train_runs`` row), resuming from its newest complete checkpoint."""
+    """Train run ``run_id`` (a ``train_runs`` row), resuming from its newest complete checkpoint. A run
+    that fails or is cancelled says so in its row (rank 0), with the first line of the reason."""
+    from engine.runs.progress import JobCancelled
+
+    try:
+        return _train(store, run_id, db_path=db_path, progress=progress)
+    except JobCancelled:
+        if world()[0] == 0:
+            store.finish_train_run(run_id, status="cancelled", error="cancelled")
+        raise
+    except BaseException as exc:
+        if world()[0] == 0 and store.get_train_run(run_id) is not None:
+            reason = (str(exc).splitlines() or [""])[0][:500] or type(exc).__name__
+            store.finish_train_run(run_id, status="failed", error=reason)
+        raise
+
+
+def _train(store: Any, run_id: int, *, db_path: str | Path | None,
+           progress: Progress | None) -> TrainResult:
     run = store.get_train_run(run_id)
     if run is None:
         raise TrainError(f"no training run {run_id}")
@@ -507,7 +525,7 @@ def train(store: Any, run_id: int, *, db_path: str | Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.training.trainer --db DB --run N``: one run, in this process (what each rank
+    """``python -m engine.training.trainer --db DB --train-run N``: one run, in this process (what each rank
     of ``torchrun`` executes)."""
     import argparse
 
@@ -515,10 +533,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m engine.training.trainer")
     parser.add_argument("--db", required=True)
-    parser.add_argument("--run", type=int, required=True)
+    parser.add_argument("--train-run", type=int, required=True)  # not --run: torchrun would take it as --run-path
     args = parser.parse_args(argv)
     with open_store(args.db, create=False) as store:
-        result = train(store, args.run, db_path=args.db)
+        result = train(store, args.train_run, db_path=args.db)
     if world()[0] == 0:
         print(json.dumps(result.as_json()))
     return 0
