@@ -298,5 +298,5 @@ def test_not_prefix_stable_with_markers_uses_them_less_trailing_whitespace(tok, 
 def test_no_chat_template_is_a_masking_error(tiny_dir):
     t = AutoTokenizer.from_pretrained(tiny_dir)
     t.chat_template = None
-    with pytest.raises(MaskingError, match="no chat template"):
+    with pytest.raises(MaskingError, match="has no chat template, and none was given"):
         tokenize_chat(t, CONVERSATIONS["single"])

@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.common.text import strip_control
+
 PREFIX_DIFF = "prefix-diff"
 GENERATION_MARKERS = "generation-markers"
 PATHS = (PREFIX_DIFF, GENERATION_MARKERS)
@@ -106,8 +108,8 @@ def tokenize_chat(tokenizer: Any, messages: Messages, *, max_length: int | None 
         text, spans = _prefix_diff_spans(tokenizer, template, messages)
     else:
         text, spans = _marker_spans(tokenizer, template, messages)
-    input_ids, offsets = _encode(tokenizer, template, text)
-    labels = [tok if _trained(offset, spans) else IGNORE_INDEX for tok, offset in zip(input_ids, offsets, strict=True)]
+    input_ids, offsets = _encode(tokenizer, text)
+    labels = _labels(input_ids, offsets, spans)
     if max_length is not None:
         input_ids, labels = input_ids[:max_length], labels[:max_length]
     return TokenizedExample(input_ids, labels)
@@ -120,13 +122,19 @@ def _template(tokenizer: Any, chat_template: str | None) -> str:
     """The template's text (``chat_template`` may also name one of the tokenizer's templates)."""
     try:
         template = tokenizer.get_chat_template(chat_template)
-    except ValueError as exc:
-        raise MaskingError(f"{_tokenizer_name(tokenizer)}: no chat template to mask with ({exc})") from None
+    except ValueError:
+        raise MaskingError(f"{_tokenizer_name(tokenizer)} has no chat template, and none was given") from None
     return str(template)
 
 
 def _tokenizer_name(tokenizer: Any) -> str:
-    return f"tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__}"
+    return f"tokenizer {strip_control(getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__)}"
+
+
+def _why(exc: Exception) -> str:
+    """An exception as a short clause of a one-line message."""
+    first = strip_control(str(exc)).strip().split("\n")[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _template_name(template: str) -> str:
@@ -154,7 +162,7 @@ def _render(tokenizer: Any, template: str, messages: Messages, *, add_generation
                                                  add_generation_prompt=add_generation_prompt))
     except Exception as exc:  # a template's own raise_exception() or a Jinja error: say which template
         raise _RenderError(f"{_template_name(template)} cannot render the conversation "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+                           f"({_why(exc)})") from None
 
 
 # -- the spans ---------------------------------------------------------------------------------------
@@ -169,6 +177,8 @@ def _prefix_diff_spans(tokenizer: Any, template: str, messages: Messages) -> tup
         if message.get("role") != "assistant":
             continue
         where = f"{_template_name(template)}, messages[{i + 1}] (assistant)"
+        if i == 0:
+            raise MaskingError(f"{where}: the conversation starts with the assistant (no turn to answer)")
         prompt = _render(tokenizer, template, messages[:i], add_generation_prompt=True)
         turn = full if i == len(messages) - 1 else _render(tokenizer, template, messages[:i + 1],
                                                             add_generation_prompt=False)
@@ -198,7 +208,7 @@ def _marker_spans(tokenizer: Any, template: str, messages: Messages) -> tuple[st
                                                   **tokenizer.special_tokens_map)
     except Exception as exc:
         raise _RenderError(f"{_template_name(template)} cannot render the conversation "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+                           f"({_why(exc)})") from None
     text = rendered[0]
     spans = []
     for start, end in indices[0]:
@@ -211,18 +221,26 @@ def _marker_spans(tokenizer: Any, template: str, messages: Messages) -> tuple[st
 # -- the tokens --------------------------------------------------------------------------------------
 
 
-def _encode(tokenizer: Any, template: str, text: str) -> tuple[list[int], list[Span]]:
+def _encode(tokenizer: Any, text: str) -> tuple[list[int], list[Span]]:
     try:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     except NotImplementedError:
         raise MaskingError(f"{_tokenizer_name(tokenizer)}: a fast tokenizer is needed (the mask comes "
                            "from the tokens' character offsets)") from None
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
 
-def _trained(offset: Span, spans: list[Span]) -> bool:
-    """Whether a token with these character offsets has a character in a span (a token with no
-    characters counts as the one at its start)."""
-    start, end = offset
-    end = max(end, start + 1)
-    return any(start < b and end > a for a, b in spans)
+def _labels(input_ids: list[int], offsets: list[Span], spans: list[Span]) -> list[int]:
+    """Each token's id where it has a character in a span (a token with no characters counts as the one
+    at its start), IGNORE_INDEX elsewhere. Tokens and spans are both in text order: one pass."""
+    labels = [IGNORE_INDEX] * len(input_ids)
+    k = 0
+    for i, (start, end) in enumerate(offsets):
+        end = max(end, start + 1)
+        while k < len(spans) and start >= spans[k][1]:
+            k += 1
+        if k == len(spans):
+            break
+        if end > spans[k][0]:
+            labels[i] = input_ids[i]
+    return labels
