@@ -300,3 +300,12 @@ def test_no_chat_template_is_a_masking_error(tiny_dir):
     t.chat_template = None
     with pytest.raises(MaskingError, match="has no chat template, and none was given"):
         tokenize_chat(t, CONVERSATIONS["single"])
+
+
+def test_template_errors_are_one_line_masking_errors(tok):
+    refuses = "{{ raise_exception('Only user and assistant roles are supported!\\nSee the docs.') }}"
+    with pytest.raises(MaskingError, match=r"^chat template \w+ cannot render the conversation \(TemplateError: "
+                                           r"Only user and assistant roles are supported!\)$"):
+        tokenize_chat(tok, CONVERSATIONS["single"], chat_template=refuses)
+    with pytest.raises(MaskingError, match=r"messages\[1\] \(assistant\): the conversation starts with the assistant"):
+        tokenize_chat(tok, [bot("Hello.")])
