@@ -7,9 +7,13 @@ Which tokens are trained
     header or generation prompt before it (``<|im_start|>assistant\\n``), the whitespace the
     template writes after the end-of-turn token (ChatML's ``\\n``), the BOS, system and user turns.
     A token is trained when at least one of its characters lies in a trained span: a token that
-    straddles a span's edge (a BPE merge of the header's last ``\\n`` with a reply that starts with
-    ``\\n``) is trained, because the model has to emit it to write the reply; so every character of
-    the reply is trained, and the mask can reach at most one token's characters past an edge.
+    straddles a span's edge (a BPE merge of a plain-text header's last character with the reply's
+    first, as ``Assistant:`` + ``\\n...`` gives ``:\\n``) is trained, because the model has to emit it
+    to write the reply; so every character of the reply is trained, and the mask reaches at most
+    one token's other characters past an edge (HF's ``return_assistant_tokens_mask`` does the same).
+    With special-token headers it happens only where a reply starts with whitespace that the
+    tokenizer merges with the header's own (ChatML's ``\\n`` + a reply's ``\\n``, one token in Qwen's
+    vocabulary); Llama 3.1's template trims replies, so never there.
 
 How the spans are found (the *masking path*, recorded in a run's provenance)
     ``prefix-diff`` (the main path, any template): the conversation is rendered with
@@ -17,17 +21,21 @@ How the spans are found (the *masking path*, recorded in a run's provenance)
     prompt, and up to and including it; the assistant's span is what the second adds to the first,
     less the whitespace at its end. Each render must be a prefix of the whole conversation's
     render, else the span would not be where the template puts it in the text that is trained.
-    ``generation-markers``: a template that is not prefix-stable (one that rewrites earlier turns,
-    such as Qwen3's, which drops their reasoning) but marks its replies with ``{% generation %}``
-    is masked by those markers (as HF's ``return_assistant_tokens_mask``), less the whitespace at the
-    end of each. A template that is neither raises :class:`MaskingError`.
+    ``generation-markers``: a template that is not prefix-stable (one that rewrites earlier turns)
+    but marks its replies with ``{% generation %}`` is masked by those markers (as HF's
+    ``return_assistant_tokens_mask``), less the whitespace at the end of each. A template that is
+    neither raises :class:`MaskingError` (Qwen3's own, which writes a thinking block in the last
+    reply only). The path is chosen once per template, on probe conversations of several turns; an
+    example the prefix-diff path cannot mask all the same (a template that drops an earlier turn's
+    reasoning only when there is some) raises :class:`MaskingError` naming its message.
 
 The whole rendered conversation is tokenised once with ``add_special_tokens=False`` (the template
 writes the BOS itself: never two) and the character offsets of its tokens; a fast tokenizer is
 needed for those. Truncation keeps the start: an example it leaves with no trained token comes back
 with ``n_trained == 0`` for the caller to drop and count.
 
-transformers is not imported here: the caller passes its tokenizer.
+The caller passes its tokenizer; transformers is imported only on the markers path (for its
+renderer that tracks ``{% generation %}`` spans).
 """
 
 from __future__ import annotations
