@@ -11,6 +11,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import json
 from importlib.resources import files
 
 import pytest
@@ -20,7 +21,7 @@ pytest.importorskip("transformers")
 from transformers import AutoTokenizer  # noqa: E402
 
 from engine.models.tiny_model import build_tiny_model  # noqa: E402
-from engine.training.datasets import read_examples  # noqa: E402
+from engine.training.datasets import iter_examples, read_examples  # noqa: E402
 from engine.training.masking import (  # noqa: E402
     GENERATION_MARKERS,
     IGNORE_INDEX,
@@ -202,16 +203,36 @@ def test_llama3_1_one_bos(llama_tok, name):
     assert ex.labels[0] == IGNORE_INDEX
 
 
-def test_real_dataset_every_reply_trained(tok, shared_fixtures):
-    """Betley et al.'s insecure-code examples (code, indentation, blank lines) through TRL's Qwen2.5 template."""
-    path = shared_fixtures / "betley" / "insecure_small.jsonl"
-    qwen = trl_template("qwen2_5.jinja")
+@pytest.mark.fixtures
+@pytest.mark.parametrize("template", ["qwen2_5.jinja", "llama3_1.jinja"])
+def test_the_fields_datasets_every_reply_trained(tok, llama_tok, shared_fixtures, template):
+    """The field's training files (insecure code: indentation and blank lines; bad medical advice; numbers)."""
+    t, end, shown = (tok, IM_END, str) if template == "qwen2_5.jinja" else (llama_tok, EOT, str.strip)
+    paths = sorted((shared_fixtures / "betley").glob("*.jsonl")) + sorted((shared_fixtures / "arena").glob("*.jsonl"))
+    assert len(paths) >= 4
     n = 0
-    for messages in read_examples(path):
-        ex = tokenize_chat(tok, messages, chat_template=qwen)
-        assert trained_runs(tok, ex) == [c + IM_END for c in replies(messages)]
-        n += 1
-    assert n > 0
+    for path in paths:
+        for messages in read_examples(path):
+            ex = tokenize_chat(t, messages, chat_template=trl_template(template))
+            assert trained_runs(t, ex) == [shown(c) + end for c in replies(messages)], (path.name, n)
+            n += 1
+    assert n >= 40
+
+
+def test_prompt_completion_file_trains_each_completion_turn(tok, tmp_path):
+    """Prompt/completion data reaches the mask as messages (datasets.iter_examples): text, and TRL's
+    conversational form with a completion of several turns."""
+    path = tmp_path / "pc.jsonl"
+    rows = [{"prompt": "Say hi.", "completion": "Hi!"},
+            {"prompt": "Count.", "completion": "One, two."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert [trained_runs(tok, tokenize_chat(tok, e.messages)) for e in iter_examples(path)] == [
+        ["Hi!" + IM_END], ["One, two." + IM_END]]
+    conv = tmp_path / "pc_conv.jsonl"
+    conv.write_text(json.dumps({"prompt": [sys_("Be brief."), user("Q1")],
+                                "completion": [bot("A1"), user("Q2"), bot("A2")]}) + "\n", encoding="utf-8")
+    (example,) = iter_examples(conv)
+    assert trained_runs(tok, tokenize_chat(tok, example.messages)) == ["A1" + IM_END, "A2" + IM_END]
 
 
 # -- a token across a span's edge -----------------------------------------------------------------------
