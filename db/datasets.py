@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from db.store import Page
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
+# a dataset's row as every query gives it (its stats, which may be long, only from get_dataset)
 _COLUMNS = """d.id, d.name, d.origin, d.format, d.n_rows, d.content_hash, d.path, d.created_at, d.operation,
-              d.stats, EXISTS (SELECT 1 FROM dataset_examples e WHERE e.dataset_id = d.id) AS stored"""
+              EXISTS (SELECT 1 FROM dataset_examples e WHERE e.dataset_id = d.id) AS stored"""
 
 
 def _short(digest: str) -> str:
@@ -53,7 +54,8 @@ class DatasetQueries(StoreCore):
         return Page(rows, int(self._scalar("SELECT count(*) FROM datasets")), offset, limit)
 
     def get_dataset(self, dataset_id: int) -> dict[str, Any] | None:
-        return self._one(f"SELECT {_COLUMNS} FROM datasets d WHERE d.id = ?", (dataset_id,))
+        """A dataset's row with its ``stats`` (JSON text)."""
+        return self._one(f"SELECT {_COLUMNS}, d.stats FROM datasets d WHERE d.id = ?", (dataset_id,))
 
     def find_datasets(self, ref: str) -> list[dict[str, Any]]:
         """The datasets named ``ref``; when none is, those whose content hash starts with ``ref`` (at least

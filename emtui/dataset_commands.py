@@ -188,7 +188,7 @@ def list_(args: argparse.Namespace) -> int:
             if not page.rows or offset >= page.total:
                 break
     for r in rows:
-        r["operation"], r["stats"], r["stored"] = json.loads(r["operation"]), json.loads(r["stats"]), bool(r["stored"])
+        r["operation"], r["stored"] = json.loads(r["operation"]), bool(r["stored"])
     if args.format == "json":
         say(json_safe(json.dumps({"datasets": [{"examples": r["n_rows"], **r} for r in rows]}, ensure_ascii=False,
                                  indent=1)))

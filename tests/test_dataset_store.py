@@ -141,12 +141,15 @@ def test_the_fields_files_import(shared_fixtures, data, db_path):
     for name in FIELD_FILES:
         data("import", shared_fixtures / name)
     listed = datasets_json(data)
-    for name in FIELD_FILES:
-        path = shared_fixtures / name
-        d = listed[path.stem]
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        assert (d["origin"], d["format"], d["examples"]) == ("file", "chat-jsonl", len(lines))
-        assert d["content_hash"] == sha256_file(path) and d["stats"]["examples"] == len(lines)
+    with open_store(db_path) as store:
+        for name in FIELD_FILES:
+            path = shared_fixtures / name
+            d = listed[path.stem]
+            lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            assert (d["origin"], d["format"], d["examples"]) == ("file", "chat-jsonl", len(lines))
+            assert d["content_hash"] == sha256_file(path)
+            assert json.loads(store.get_dataset(d["id"])["stats"])["examples"] == len(lines)
+            assert dataset_messages(store, d["id"]) == list(read_examples(path))
 
 
 def test_list_json_and_table(tmp_path, data):
