@@ -107,15 +107,19 @@ def stats(args: argparse.Namespace) -> int:
 
 def _say_file_wins(args: argparse.Namespace, ref: str) -> None:
     """A file ``ref`` that a dataset of the database is also named: say that the file is used."""
-    from db import open_store
+    from db import StoreError, open_store
 
     db = Path(args.db).expanduser()
     if not db.is_file():
         return
-    with open_store(db, create=False, readonly=True) as store:
-        if store.find_datasets(ref):
-            print(f"emtui data stats: {strip_control(ref)}: the file (a dataset of the database is named so too: "
-                  "give its content hash to use it)", file=sys.stderr)
+    try:  # only a note: a database that cannot be read (another program's file) does not stop a file's stats
+        with open_store(db, create=False, readonly=True) as store:
+            named = bool(store.find_datasets(ref))
+    except StoreError:
+        return
+    if named:
+        print(f"emtui data stats: {strip_control(ref)}: the file (a dataset of the database is named so too: "
+              "give its content hash to use it)", file=sys.stderr)
 
 
 def _stored_stats(args: argparse.Namespace, ref: str, tokenizer):
