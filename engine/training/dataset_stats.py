@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.training.datasets import Messages, iter_examples
+from engine.training.datasets import Example, Messages, iter_examples
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Lengths:
 
 @dataclass
 class DatasetStats:
-    path: Path
+    path: Path | None                   # None: a stored dataset (``dataset``) with no file
     format: str | None
     examples: int
     assistant_turns: int
@@ -54,12 +54,14 @@ class DatasetStats:
     tokenizer: str | None = None
     max_length: int | None = None
     over_max: list[int] = field(default_factory=list)  # lines of the examples longer than max_length tokens
+    dataset: str | None = None          # the stored dataset's name (its examples read from the database)
 
     def as_json(self) -> dict[str, Any]:
         def dist(v: Lengths | None) -> dict[str, Any] | None:
             return None if v is None else v.__dict__.copy()
 
-        return {"path": str(self.path), "format": self.format, "examples": self.examples,
+        return {"path": None if self.path is None else str(self.path), "dataset": self.dataset,
+                "format": self.format, "examples": self.examples,
                 "assistant_turns": self.assistant_turns, "multi_turn": self.multi_turn, "with_system": self.with_system,
                 "duplicates": self.duplicates, "characters": {k: dist(v) for k, v in self.characters.items()},
                 "tokens": dist(self.tokens), "tokenizer": self.tokenizer, "max_length": self.max_length,
@@ -94,13 +96,21 @@ def dataset_stats(path: str | Path, *, tokenizer: Any = None, tokenizer_name: st
                   max_length: int | None = None) -> DatasetStats:
     """Statistics of a dataset that :func:`~engine.training.datasets.check_dataset` finds good
     (DatasetError at its first problem otherwise); the file is read once."""
-    path = Path(path)
+    return examples_stats(iter_examples(path), Path(path), tokenizer=tokenizer, tokenizer_name=tokenizer_name,
+                          max_length=max_length)
+
+
+def examples_stats(examples: Iterable[Example], path: Path | None, *, dataset: str | None = None,
+                   tokenizer: Any = None, tokenizer_name: str | None = None,
+                   max_length: int | None = None) -> DatasetStats:
+    """Statistics of these examples (of the file ``path``, or of the stored dataset ``dataset``); ``over_max``
+    names each example by its ``line``."""
     prompts: list[int] = []
     responses: list[int] = []
     tokens: list[int] = []
     seen: set[bytes] = set()
-    stats = DatasetStats(path, None, 0, 0, 0, 0, 0, tokenizer=tokenizer_name, max_length=max_length)
-    for line, fmt, msgs in iter_examples(path):
+    stats = DatasetStats(path, None, 0, 0, 0, 0, 0, tokenizer=tokenizer_name, max_length=max_length, dataset=dataset)
+    for line, fmt, msgs in examples:
         stats.format = fmt
         stats.examples += 1
         turns = sum(m["role"] == "assistant" for m in msgs)

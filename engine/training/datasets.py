@@ -16,13 +16,17 @@ parsed on its own, so one bad line never hides the next.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine.common.hashing import sha256_bytes, sha256_file, short
 from engine.common.safe_load import LoadError, json_loads
 from engine.common.untrusted import path_problem, path_text
+
+if TYPE_CHECKING:
+    from db.store import Store
 
 ROLES = ("system", "user", "assistant")
 CHAT = "chat-jsonl"
@@ -138,7 +142,8 @@ def _shown(value: Any) -> str:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str | None]]:
-    """(line number, its text — None when not UTF-8) of every line that is not blank."""
+    """(line number, its text — None when not UTF-8 — without its line ending) of every line that is
+    not blank."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
@@ -148,6 +153,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str | None]]:
                 continue
             if lineno == 1:
                 text = text.removeprefix("\ufeff")
+            text = text.removesuffix("\n").removesuffix("\r")
             if text.strip():
                 yield lineno, text
 
@@ -162,11 +168,12 @@ def _open_problem(path: Path) -> str | None:
     return path_problem(path.resolve())
 
 
-def _walk(path: Path) -> Iterator[tuple[int | None, str | None, Messages | None, str | None]]:
-    """(line, format, example, problem) for each line; a problem of the file as a whole has line None."""
+def _walk(path: Path) -> Iterator[tuple[int | None, str | None, Messages | None, str | None, str]]:
+    """(line, format, example, problem, the line's text) for each line; a problem of the file as a
+    whole has line None."""
     problem = _open_problem(path)
     if problem:
-        yield None, None, None, problem
+        yield None, None, None, problem, ""
         return
     fmt: str | None = None
     first_line = 0
@@ -174,15 +181,15 @@ def _walk(path: Path) -> Iterator[tuple[int | None, str | None, Messages | None,
     try:
         for lineno, text in _lines(path):
             if text is None:
-                yield lineno, None, None, "not UTF-8 text"
+                yield lineno, None, None, "not UTF-8 text", ""
                 continue
             try:
                 row = json_loads(text)
             except LoadError as exc:
-                yield lineno, None, None, _WITHIN_LINE.sub("", str(exc))
+                yield lineno, None, None, _WITHIN_LINE.sub("", str(exc)), text
                 continue
             except ValueError as exc:
-                yield lineno, None, None, f"not valid JSON ({exc})"
+                yield lineno, None, None, f"not valid JSON ({exc})", text
                 continue
             kind, example, problem = _example(row)
             if kind is not None and fmt is None:
@@ -191,12 +198,12 @@ def _walk(path: Path) -> Iterator[tuple[int | None, str | None, Messages | None,
                 problem = f"a {kind} example in a {fmt} file (line {first_line} is {fmt})"
             if problem is None:
                 n += 1
-            yield lineno, kind, example if problem is None else None, problem
+            yield lineno, kind, example if problem is None else None, problem, text
     except OSError as exc:
-        yield None, None, None, f"cannot read ({exc.strerror or exc})"
+        yield None, None, None, f"cannot read ({exc.strerror or exc})", ""
         return
     if n == 0 and fmt is None:
-        yield None, None, None, "holds no examples"
+        yield None, None, None, "holds no examples", ""
 
 
 def check_dataset(path: str | Path, *, max_problems: int = MAX_PROBLEMS) -> DatasetCheck:
@@ -204,7 +211,7 @@ def check_dataset(path: str | Path, *, max_problems: int = MAX_PROBLEMS) -> Data
     path = Path(path)
     check = DatasetCheck(path)
     shown = path_text(path)
-    for lineno, kind, example, problem in _walk(path):
+    for lineno, kind, example, problem, _text in _walk(path):
         if kind is not None and check.format is None:
             check.format = kind
         if problem is None:
@@ -225,12 +232,20 @@ class Example(NamedTuple):
 def iter_examples(path: str | Path) -> Iterator[Example]:
     """Each example with its line and its file's format, as one message list (a prompt/completion
     example as user + assistant turns); :class:`DatasetError` at the first problem."""
+    for example, _text in iter_rows(path):
+        yield example
+
+
+def iter_rows(path: str | Path) -> Iterator[tuple[Example, str]]:
+    """Each example with its line's text as it is in the file (without the line ending): what an
+    import stores, so that an export writes the file's bytes again; :class:`DatasetError` at the first
+    problem."""
     path = Path(path)
-    for lineno, kind, example, problem in _walk(path):
+    for lineno, kind, example, problem, text in _walk(path):
         if problem is not None:
             raise DatasetError(str(Problem(path_text(path), lineno, problem)))
         if example is not None and lineno is not None and kind is not None:
-            yield Example(lineno, kind, example)
+            yield Example(lineno, kind, example), text
 
 
 def read_examples(path: str | Path) -> Iterator[Messages]:
@@ -239,13 +254,71 @@ def read_examples(path: str | Path) -> Iterator[Messages]:
         yield example.messages
 
 
-def dataset_messages(store: Any, dataset_id: int) -> list[Messages]:
-    """PROVISIONAL (replaced by the datasets-in-the-store work): a dataset's examples, from its file."""
-    from engine.common.hashing import sha256_file
+# -- stored datasets -------------------------------------------------------------------------------------
+# An imported dataset keeps each example as its line's text; a derived one (dataset_ops) as the text it
+# made. Its content hash is the hash of the JSON Lines file those texts make (one a line, each ended by
+# "\n"): for an imported file that is the file's own hash (sha256_file, the hash a study file registers
+# a dataset by) whenever the file has no blank lines, "\r\n" endings or byte-order mark.
 
-    row = store._one("SELECT path, content_hash FROM datasets WHERE id = ?", (dataset_id,))
-    if row is None or not row["path"]:
-        raise DatasetError(f"dataset {dataset_id} has no file")
-    if sha256_file(row["path"]) != row["content_hash"]:
-        raise DatasetError(f"{row['path']}: changed since it was registered")
-    return list(read_examples(row["path"]))
+
+def file_hash(path: str | Path) -> str:
+    """A dataset file's content hash: the one :mod:`engine.study.study_file` registers datasets by."""
+    return sha256_file(path)
+
+
+def jsonl_bytes(texts: Iterable[str]) -> bytes:
+    """The JSON Lines file of these example texts: what ``emtui data export`` writes."""
+    return "".join(f"{t}\n" for t in texts).encode("utf-8")
+
+
+def texts_hash(texts: Iterable[str]) -> str:
+    """The content hash of the file :func:`jsonl_bytes` makes of ``texts``."""
+    return sha256_bytes(jsonl_bytes(texts))
+
+
+def row_example(text: str, where: str = "a stored example") -> tuple[str, Messages]:
+    """(format, messages) of one example's text; DatasetError naming ``where`` when it is not one."""
+    try:
+        row = json_loads(text)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: {_WITHIN_LINE.sub('', str(exc))}") from None
+    kind, messages, problem = _example(row)
+    if problem is not None or messages is None or kind is None:
+        raise DatasetError(f"{where}: {problem}")
+    return kind, messages
+
+
+def dataset_texts(store: Store, dataset_id: int) -> list[str]:
+    """A dataset's examples in order, each as its JSON text: the stored ones, or for a dataset with none
+    stored (one a study file registered) its file's, refused (DatasetError naming the file) when the file's
+    content hash is no longer the one registered."""
+    row = store.get_dataset(dataset_id)
+    if row is None:
+        raise DatasetError(f"no dataset with id {dataset_id}")
+    name = row["name"]
+    stored = store.dataset_examples(dataset_id)
+    if stored:
+        return [e["example"] for e in stored]
+    if not row["path"]:
+        raise DatasetError(f"dataset {name} has no stored examples and no file (emtui data import FILE stores them)")
+    path = Path(row["path"])
+    shown = path_text(path)
+    if not path.is_file():
+        raise DatasetError(f"{shown}: no such file (the file of dataset {name}; emtui data import stores a "
+                           "dataset's examples in the database)")
+    registered = row["content_hash"]
+    before = file_hash(path)
+    if before != registered:
+        raise DatasetError(f"{shown}: the file changed since dataset {name} was registered (its hash is "
+                           f"{short(before)}, registered {short(registered)})")
+    texts = [text for _example, text in iter_rows(path)]
+    if file_hash(path) != before:
+        raise DatasetError(f"{shown}: the file changed while it was read (dataset {name})")
+    return texts
+
+
+def dataset_messages(store: Store, dataset_id: int) -> list[Messages]:
+    """What the trainer trains on: a dataset's examples in order, as message lists (a prompt/completion
+    example as its user and assistant turns); see :func:`dataset_texts`."""
+    texts = dataset_texts(store, dataset_id)
+    return [row_example(t, f"example {i} of dataset {dataset_id}")[1] for i, t in enumerate(texts)]
