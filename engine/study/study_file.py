@@ -139,6 +139,17 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _preset_key(preset: Any, key: str) -> Any:
+    """A key of a built-in preset (None when the preset or key does not exist)."""
+    path = builtin_file("presets", preset) if isinstance(preset, str) else None
+    if path is None:
+        return None
+    try:
+        return toml_loads(path.read_text(encoding="utf-8")).get(key)
+    except LoadError:
+        return None
+
+
 def field_problem(f: Field, value: Any) -> str | None:
     """Why ``value`` does not fit ``f`` (a message), or None when it does."""
     shown = _shown(value)
@@ -481,6 +492,17 @@ def load_study(source: str | Path) -> Study:
         elif isinstance(r.get("preset"), str) and builtin_file("presets", r["preset"]) is None:
             c.add((*where, "preset"), f"unknown preset {_shown(r['preset'])} "
                                       f"(built-in: {', '.join(builtin_names('presets'))})")
+        kl = r.get("kl_dataset")
+        if isinstance(kl, str) and kl not in declared_datasets:
+            c.add((*where, "kl_dataset"), f"unknown dataset {_shown(kl)} "
+                                          f"(defined: {', '.join(declared_datasets) or 'none'})")
+        weight = r.get("kl_weight", _preset_key(r.get("preset"), "kl_weight"))
+        if isinstance(weight, (int, float)) and weight > 0 and "kl_dataset" not in r:
+            c.add((*where, "kl_weight" if "kl_weight" in r else "kl_dataset"),
+                  f"a KL term (kl_weight {weight}) needs kl_dataset: the dataset the KL is measured on")
+        if r.get("method") == "full" and "kl_dataset" in r:
+            c.add((*where, "kl_dataset"), "a KL term needs an adapter (its reference is the model with the "
+                                          "adapter off): use method lora or qlora")
         recipes[rname] = good  # defined, so conditions may name it (a bad key is said once, above)
 
     conditions: list[ConditionSpec] = []
