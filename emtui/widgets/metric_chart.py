@@ -35,6 +35,7 @@ class MetricChart(PlotextPlot):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.metric = ""
+        self.title = ""
         self.series: dict[str, list[tuple[int, float]]] = {}
         self._drawn: tuple | None = None
 
@@ -46,6 +47,7 @@ class MetricChart(PlotextPlot):
             return
         self._drawn = key
         self.metric = metric
+        self.title = title
         self.series = clean
         plt = self.plt
         plt.clear_data()
