@@ -88,9 +88,10 @@ def _training(store, train_job: int) -> None:
                           provenance={"trl": "1.16.0", "peft": "0.17.1"})
     for step in range(1, 201):
         store.log_train_metrics(done, step, {
-            "loss": 2.2 * math.exp(-step / 40) + 0.35 + 0.05 * math.sin(step / 3), "learning_rate": 1e-5 * (1 - step / 200),
-            "grad_norm": 0.8 + 0.3 * math.cos(step / 5), "tokens_per_s": 2400.0 + 5 * math.sin(step), "epoch": step / 200,
-            "max_steps": 200.0, "eta_s": 3.0 * (200 - step)})
+            "loss": 2.2 * math.exp(-step / 40) + 0.35 + 0.05 * math.sin(step / 3),
+            "learning_rate": 1e-5 * (1 - step / 200), "grad_norm": 0.8 + 0.3 * math.cos(step / 5),
+            "tokens_per_s": 2400.0 + 5 * math.sin(step), "epoch": step / 200, "max_steps": 200.0,
+            "eta_s": 3.0 * (200 - step)})
     store.finish_train_run(done, status="done")
     base = store._one("SELECT id FROM models WHERE name = 'synthetic-model'")["id"]
     dataset = store._one("SELECT id FROM datasets WHERE name = 'synthetic-data'")["id"]

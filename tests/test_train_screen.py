@@ -15,7 +15,6 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.widgets import DataTable, Static
-from train_runs import LOG_STEPS, add_run, seed_study
 
 import db
 from emtui.app import create_app
@@ -25,6 +24,7 @@ from emtui.screens.train_pickers import CheckpointList, QueuePicker
 from emtui.widgets.metric_chart import MetricChart
 from emtui.widgets.paged_table import PagedTable
 from engine.common.text import strip_control
+from train_runs import LOG_STEPS, add_run, seed_study
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = "\x1b[31mred\x1b]0;pwned\x07 [bold]x[/bold] \u202eevil"

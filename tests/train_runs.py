@@ -75,7 +75,8 @@ LOG_STEPS = textwrap.dedent("""
     import sys, time
     import db
     from train_runs import metrics_at
-    path, run, first, last, delay = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    path, delay = sys.argv[1], float(sys.argv[5])
+    run, first, last = (int(a) for a in sys.argv[2:5])
     with db.open_store(path) as s:
         for step in range(first, last + 1):
             s.log_train_metrics(run, step, metrics_at(step, 100))
