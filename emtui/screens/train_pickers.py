@@ -45,7 +45,7 @@ class QueuePicker(ModalScreen[Choice | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="train-pick-box", classes="train-modal"):
-            yield Static(Text("Queue training: Enter queues the highlighted line, Esc closes"), classes="train-hint")
+            yield Static(Text("Enter queues the highlighted line · Esc closes"), classes="train-hint")
             options = []
             for i, (study, condition) in enumerate(self.choices):
                 label = Text(one_line(study, 40), style="bold")
