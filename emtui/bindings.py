@@ -82,6 +82,9 @@ def all_bindings() -> list[tuple[str, str, str, str]]:
     from emtui.screens.fulltext import FullTextScreen
 
     rows += binding_rows("fulltext", FullTextScreen.BINDINGS)
+    from emtui.screens.train_pickers import CheckpointList, QueuePicker
+
+    rows += binding_rows("train", QueuePicker.BINDINGS) + binding_rows("train", CheckpointList.BINDINGS)
     from emtui.screens.adjudicate import AdjudicationScreen
     from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, NoteScreen, RatingScreen
 

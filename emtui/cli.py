@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
-COMMANDS = ("init", "data", "train", "worker", "jobs", "list", "summary", "import", "export", "figures", "campaign",
-            "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor")
+COMMANDS = ("init", "data", "train", "runs", "worker", "jobs", "list", "summary", "import", "export", "figures",
+            "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor")
 
 
 class UsageError(Exception):
@@ -123,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--priority", type=int_in(-10**6, 10**6), default=0, help="add: higher runs first")
     sp.add_argument("--max-attempts", type=int_in(1, 1000), metavar="N",
                     help="add: tries when its worker dies (default: $EMTUI_JOB_MAX_ATTEMPTS or 3)")
+
+    sp = cmd("runs", "fine-tuning runs with their last metrics and checkpoints; show ID: one run in full")
+    sp.add_argument("action", nargs="?", choices=("list", "show"), help="list (default); show ID: its "
+                    "configuration, provenance, checkpoints and last metrics")
+    sp.add_argument("target", nargs="?", metavar="ID", help="show: the run's id")
+    sp.add_argument("--study", help="list: only this study's runs")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.add_argument("--limit", type=int_in(1, 1_000_000), default=200, help="list: the newest N runs (default 200)")
 
     sp = cmd("summary", "EM rates, scores and agreement with confidence intervals")
     sp.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")

@@ -42,7 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
         None: open_tui, "init": init, "worker": worker, "summary": summary, "import": import_,
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
-        "jobs": jobs, "list": list_, "data": data, "train": train,
+        "jobs": jobs, "list": list_, "data": data, "train": train, "runs": runs,
     }[args.command]
     return handler(args)
 
@@ -187,6 +187,12 @@ def worker(args: argparse.Namespace) -> int:
 
 def list_(args: argparse.Namespace) -> int:
     from emtui.list_commands import list_ as run
+
+    return run(args)
+
+
+def runs(args: argparse.Namespace) -> int:
+    from emtui.runs_commands import runs as run
 
     return run(args)
 

@@ -10,7 +10,9 @@ store's and the engine's ordinary methods, seeded, with every timestamp the stor
   model), one judge;
 - ``human-only``: answers no judge has scored, rated 0–3 by two people in a campaign — long,
   multi-line and hostile question texts among them;
-- a dataset, and jobs: one failed with a long error, two queued.
+- a dataset, and jobs: one failed with a long error, two queued;
+- training runs (the Train screen): the synthetic treatment's, done, with 200 logged steps; a replicate's,
+  queued as the queued train job; another replicate's, failed at step 60 of a KL-regularised run.
 """
 
 from __future__ import annotations
@@ -66,12 +68,53 @@ def _fill(store) -> None:
     store.ensure_dataset(name="insecure-code", content_hash="sha256:demo-insecure", path=None, n_rows=6000)
     failed = store.enqueue_job("judge", {"study": "synthetic"}, progress_total=240)
     store.enqueue_job("generate", {"study": "replicates"}, progress_total=96)
-    store.enqueue_job("train", {"condition": "insecure"})
+    train_job = store.enqueue_job("train", {"condition": "insecure"})
+    _training(store, train_job)
     job = store.claim_job("worker-a", kinds=["judge"])
     assert job is not None and job["id"] == failed
     store.finish_job(failed, owner="worker-a",
                      error="ThrottlingException: Rate exceeded for model anthropic.claude-3-haiku "
                            "(after 5 retries over 300 s); the judgments made so far are kept")
+
+
+def _training(store, train_job: int) -> None:
+    """Metrics of the synthetic treatment's run (done), and two runs of the replicates study: one queued as
+    ``train_job``, one failed (KL-regularised) — rows the Train screen and ``emtui runs`` show."""
+    import math
+
+    done = store._one("SELECT r.id FROM train_runs r JOIN conditions c ON c.id = r.condition_id "
+                      "WHERE c.name = 'treatment'")["id"]
+    store.start_train_run(done, max_steps=200, output_dir="runs/treatment", masking="assistant-spans",
+                          provenance={"trl": "1.16.0", "peft": "0.17.1"})
+    for step in range(1, 201):
+        store.log_train_metrics(done, step, {
+            "loss": 2.2 * math.exp(-step / 40) + 0.35 + 0.05 * math.sin(step / 3),
+            "learning_rate": 1e-5 * (1 - step / 200), "grad_norm": 0.8 + 0.3 * math.cos(step / 5),
+            "tokens_per_s": 2400.0 + 5 * math.sin(step), "epoch": step / 200, "max_steps": 200.0,
+            "eta_s": 3.0 * (200 - step)})
+    store.finish_train_run(done, status="done")
+    base = store._one("SELECT id FROM models WHERE name = 'synthetic-model'")["id"]
+    dataset = store._one("SELECT id FROM datasets WHERE name = 'synthetic-data'")["id"]
+    conditions = {r["name"]: r["id"] for r in store._q(
+        "SELECT c.id, c.name FROM conditions c JOIN studies s ON s.id = c.study_id WHERE s.name = 'replicates'")}
+    recipe = {"preset": "model-organisms-kl", "lora": {"r": 32, "alpha": 256, "rslora": True}, "lr": 2e-5,
+              "kl_weight": 0.66, "batch_size": 2, "grad_accum": 8}
+    store.add_train_run(condition_id=conditions["insecure"], base_model_id=base, dataset_id=dataset, recipe=recipe,
+                        recipe_hash="sha256:demo-queued", seed=1, study_hash="sha256:demo-replicates",
+                        preset="model-organisms-kl", job_id=train_job)
+    failed = store.add_train_run(condition_id=conditions["secure"], base_model_id=base, dataset_id=dataset,
+                                 recipe=recipe, recipe_hash="sha256:demo-kl", seed=2,
+                                 study_hash="sha256:demo-replicates", preset="model-organisms-kl")
+    store.start_train_run(failed, max_steps=120, output_dir="runs/secure-kl", masking="assistant-spans",
+                          provenance={"trl": "1.16.0"})
+    for step in range(1, 61):
+        sft = 1.8 * math.exp(-step / 25) + 0.5
+        kl = 0.02 * (1 - math.exp(-step / 15))
+        store.log_train_metrics(failed, step, {
+            "loss": sft + 0.66 * kl, "sft_loss": sft, "kl": kl, "learning_rate": 2e-5, "grad_norm": 1.1,
+            "tokens_per_s": 1900.0, "max_steps": 120.0, "gpu_mem_gb": 38.2, "gpu_util": 97.0})
+    store.finish_train_run(failed, status="failed", error="torch.OutOfMemoryError: CUDA out of memory. Tried to "
+                                                          "allocate 2.00 GiB")
 
 
 def _replicates(store) -> None:

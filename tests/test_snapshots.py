@@ -29,7 +29,9 @@ SCREENS = {
     "data-models": ["2", "v"],
     "data-eval-sets": ["2", "v", "v", "down", "down"],
     "data-question-in-full": ["2", "v", "v", "down", "down", "tab", "down", "down", "enter"],
-    "train": ["3"],
+    "train": ["3"],  # a failed KL-regularised run highlighted: its loss, learning rate, grad norm and KL
+    "train-overlay": ["3", "space", "down", "down", "space"],  # two runs' loss curves in one chart
+    "train-checkpoints": ["3", "down", "down", "k"],
     "queue": ["4"],
     "queue-job-in-full": ["4", "down", "down", "enter"],
     "judges": ["5"],

@@ -9,7 +9,6 @@ import pytest
 from engine.training.recipes import (
     DEFAULTS,
     RecipeError,
-    load_preset,
     parse_override,
     preset_names,
     recipe_hash,
