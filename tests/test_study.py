@@ -145,7 +145,7 @@ VARIANTS = [
     ("wrong-type", "epochs = 1", 'epochs = "one"', 'epochs = "one"',
      "recipes.qlora.epochs", "must be a number of epochs above 0, at most 10000, not 'one'"),
     ("recipe-key-typo", "learning_rate = 1e-5", "learning_rat = 1e-5", "learning_rat = 1e-5",
-     "recipes.qlora.learning_rat", "unknown key (known: assistant_only_loss, batch_size,"),
+     "recipes.qlora.learning_rat", "unknown key (known: assistant_only_loss, attn_implementation, batch_size,"),
     ("unknown-top-level", "schema_version = 1 ", "schema_version = 1\nschedule = 'weekly'\n",
      "schedule = 'weekly'", "schedule", "unknown top-level key (known: conditions, datasets, em,"),
     ("missing-study-name", 'name = "insecure-code-demo"', "", "[study]",

@@ -108,6 +108,35 @@ def test_qlora_with_a_kl_term_trains(store, study_db):
     assert len(series(store, run_id, "kl")) == 6
 
 
+def test_qlora_trains_on_after_an_evaluation_forward(study_db):
+    """bitsandbytes' CPU fast path repacks 4-bit weights in place on an eval-mode no-grad forward; the next
+    training step then fails on Qwen2 (on a CPU with AVX512-BF16). load_model switches that off."""
+    import torch
+
+    from engine.models.locate import ensure_tiny
+    from engine.training.recipes import resolve_recipe
+    from engine.training.trainer import load_model
+
+    model, chosen = load_model(str(ensure_tiny(study_db)), resolve_recipe({"method": "qlora"}), device="cpu")
+    assert chosen["bf16_repack_off_layers"] > 0
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    ids = torch.randint(3, 500, (2, 32), generator=torch.Generator().manual_seed(0))
+
+    def step() -> float:
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return float(loss)
+
+    first = step()
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)
+    model.train()
+    assert step() < first
+
+
 def _train_process(db: Path, run_id: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     return subprocess.Popen([sys.executable, "-m", "engine.training.trainer", "--db", str(db), "--train-run",
