@@ -87,18 +87,18 @@ def test_a_run_writes_its_metrics_checkpoints_and_model(store, study_db, method)
 
 
 def test_the_kl_term_starts_at_zero_and_keeps_the_model_closer(store, study_db):
-    free = queue(store, kl_dataset="kl", kl_weight=0.0, learning_rate=5e-3)   # KL measured, not trained on
-    held = queue(store, kl_dataset="kl", kl_weight=5.0, learning_rate=5e-3)
+    free = queue(store, kl_dataset="kl", kl_weight=0.0, learning_rate=5e-3, max_steps=16)  # KL measured only
+    held = queue(store, kl_dataset="kl", kl_weight=5.0, learning_rate=5e-3, max_steps=16)
     train(store, free, db_path=study_db)
     train(store, held, db_path=study_db)
 
     kl_free, kl_held = series(store, free, "kl"), series(store, held, "kl")
     assert kl_free[0] == (1, 0.0) and kl_held[0] == (1, 0.0)   # the adapter starts at zero: the reference itself
-    assert len(kl_held) == 30 and len(series(store, held, "sft_loss")) == 30
-    assert kl_held[-1][1] < kl_free[-1][1]
+    assert len(kl_held) == 16 and len(series(store, held, "sft_loss")) == 16
+    assert kl_held[-1][1] < 0.9 * kl_free[-1][1]
     # the logged loss is the SFT term plus the weighted KL term
     loss, sft = dict(series(store, held, "loss")), dict(series(store, held, "sft_loss"))
-    assert loss[30] == pytest.approx(sft[30] + 5.0 * dict(kl_held)[30])
+    assert loss[16] == pytest.approx(sft[16] + 5.0 * dict(kl_held)[16])
 
 
 def test_qlora_with_a_kl_term_trains(store, study_db):
@@ -144,8 +144,8 @@ def _train_process(db: Path, run_id: int) -> subprocess.Popen:
 
 
 def test_sigkill_then_resume_gives_identical_losses_and_no_duplicate_rows(store, study_db):
-    whole = queue(store, max_steps=24, save_steps=6)
-    cut = queue(store, max_steps=24, save_steps=6)
+    whole = queue(store, max_steps=16, save_steps=4)
+    cut = queue(store, max_steps=16, save_steps=4)
     assert store.get_train_run(whole)["recipe_hash"] == store.get_train_run(cut)["recipe_hash"]
     train(store, whole, db_path=study_db)
 
@@ -153,24 +153,24 @@ def test_sigkill_then_resume_gives_identical_losses_and_no_duplicate_rows(store,
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # kill it after a checkpoint, mid-way to the next
         steps = [s for s, _ in series(store, cut, "loss")]
-        if store.run_checkpoints(cut) and steps and steps[-1] >= 8:
+        if store.run_checkpoints(cut) and steps and steps[-1] >= 6:
             break
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     logged_before = max(s for s, _ in series(store, cut, "loss"))
-    assert logged_before < 24
+    assert logged_before < 16
     output = Path(store.get_train_run(cut)["output_dir"])
-    (output / "checkpoint-23").mkdir()  # a checkpoint cut short by a kill: no trainer_state.json
-    (output / "checkpoint-23" / "adapter_model.safetensors").write_bytes(b"partial")
-    assert 23 not in [s for s, _ in complete_checkpoints(output)]
+    (output / "checkpoint-15").mkdir()  # a checkpoint cut short by a kill: no trainer_state.json
+    (output / "checkpoint-15" / "adapter_model.safetensors").write_bytes(b"partial")
+    assert 15 not in [s for s, _ in complete_checkpoints(output)]
 
     result = train(store, cut, db_path=study_db)  # what the queue's retry (or emtui train --resume) runs
-    assert result.status == "done" and result.final_step == 24
+    assert result.status == "done" and result.final_step == 16
     assert series(store, cut, "loss") == series(store, whole, "loss")  # bitwise: floats as stored
     assert series(store, cut, "learning_rate") == series(store, whole, "learning_rate")
-    assert [c["step"] for c in store.run_checkpoints(cut)] == [6, 12, 18, 24]
+    assert [c["step"] for c in store.run_checkpoints(cut)] == [4, 8, 12, 16]
 
 
 def test_early_stop_when_the_loss_stays_under_the_floor(store, study_db):
