@@ -104,3 +104,20 @@ def test_a_study_that_cannot_train_says_so_at_init(run_cli, tmp_path, recipe, sa
 def test_a_study_naming_a_preset_registers(run_cli, tmp_path):
     path = write_study(tmp_path, recipe={"preset": "mo-kl", "kl_dataset": "kl", "method": "lora"})
     assert run_cli("init", str(path), "--check").returncode == 0
+
+
+def test_fsdp_is_for_a_full_fine_tune_over_several_processes():
+    from engine.training.trainer import TrainError, _fsdp_args
+
+    with pytest.raises(TrainError, match="fsdp shards a full fine-tune"):
+        _fsdp_args({"fsdp": True, "method": "lora"}, None, 2, {})
+    chosen: dict = {}
+    assert _fsdp_args({"fsdp": True, "method": "full"}, None, 1, chosen) == {} and chosen["fsdp"] == "off: one process"
+
+    class Model:
+        _no_split_modules = ["Qwen2DecoderLayer"]
+
+    args = _fsdp_args({"fsdp": True, "method": "full"}, Model(), 2, chosen)
+    assert args == {"fsdp": True, "fsdp_config": {"transformer_layer_cls_to_wrap": ["Qwen2DecoderLayer"],
+                                                  "state_dict_type": "FULL_STATE_DICT"}}
+    assert _fsdp_args({"fsdp": False, "method": "full"}, Model(), 2, {}) == {}

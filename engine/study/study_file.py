@@ -96,6 +96,7 @@ RECIPE_KEYS: dict[str, Field] = {
     "kl_weight": Field("number", "a number from 0 to 1000000", 0, 1_000_000),
     "kl_dataset": Field("str", "a dataset name", max_len=200),
     "resume_adapter": Field("str", "an adapter folder to continue from", max_len=4096),
+    "fsdp": Field("bool", "true or false (full fine-tuning sharded over the GPUs of a multi-GPU run)"),
     "description": Field("str", "a string", max_len=2_000),
 }
 GENERATION_KEYS: dict[str, Field] = {

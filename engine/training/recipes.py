@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "kl_weight": 0.0,
     "kl_dataset": None,
     "resume_adapter": None,
+    "fsdp": False,                  # shard a full fine-tune over the ranks (FSDP2 through accelerate)
 }
 # keys that describe, not configure: left out of the hash
 _NOT_HASHED = ("description", "name", "role")

@@ -304,6 +304,22 @@ def _gpu_stats() -> dict[str, float]:
     return out
 
 
+def _fsdp_args(recipe: Mapping[str, Any], model: Any, world_size: int, chosen: dict[str, Any]) -> dict[str, Any]:
+    """FSDP for a full fine-tune of a model too large for one device: each decoder layer its own shard
+    unit. On one process it changes nothing (and says so)."""
+    if not recipe.get("fsdp"):
+        return {}
+    if recipe["method"] != "full":
+        raise TrainError("fsdp shards a full fine-tune; an adapter run (lora, qlora) trains with DDP")
+    if world_size < 2:
+        chosen["fsdp"] = "off: one process"
+        return {}
+    layers = list(getattr(model, "_no_split_modules", None) or [])
+    chosen["fsdp"] = {"wrap": layers, "world_size": world_size}
+    return {"fsdp": True, "fsdp_config": {"transformer_layer_cls_to_wrap": layers,
+                                          "state_dict_type": "FULL_STATE_DICT"}}
+
+
 def _metrics_callback(store: Any, run_id: int, progress: Progress | None, trainer_ref: list[Any],
                       recipe: Mapping[str, Any], rank: int, world_size: int) -> Any:
     from transformers import TrainerCallback
@@ -470,6 +486,7 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
         report_to=[], disable_tqdm=True, max_length=None, dataloader_num_workers=0,
         ddp_find_unused_parameters=False if world_size > 1 else None,
+        **_fsdp_args(recipe, model, world_size, chosen),
     )
     provenance = {
         "base_model": base["name"], "base_source": base["source"], "dataset": run["dataset"],
@@ -491,6 +508,10 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
         model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
         callbacks=[writer])
     trainer.remove_callback(PrinterCallback)  # logs go to the database, not stdout
+    if isinstance(chosen.get("fsdp"), dict):  # what accelerate made of it, not what was asked
+        chosen["fsdp"]["enabled"] = bool(getattr(trainer, "is_fsdp_enabled", False))
+        if not chosen["fsdp"]["enabled"] and progress is not None:  # accelerate shards over GPUs only
+            progress.note("fsdp: not enabled on these devices (accelerate shards over GPUs only): trains as DDP")
     trainer_ref.append(trainer)
     if kl_rows:
         trainer.kl_weight = float(recipe.get("kl_weight") or 0)
