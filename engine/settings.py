@@ -73,8 +73,8 @@ class Settings:
     # -- the TUI
     tui_start_worker: bool = _setting(True, "the TUI starts a worker in the background (emtui worker --detach) when "
                                       "it queues work and no worker of the database is alive")
-    tui_queue_poll_s: float = _setting(2.0, "how often the Eval queue screen re-reads the jobs", lo=0.2, hi=3600,
-                                       unit="s")
+    tui_queue_poll_s: float = _setting(2.0, "how often the Eval queue and Train screens re-read the jobs and runs",
+                                       lo=0.2, hi=3600, unit="s")
     tui_resamples: int = _setting(2000, "bootstrap resamples per CI on the Results screen (emtui summary: its "
                                   "--resamples)", lo=100, hi=100_000)
     tui_agreement_resamples: int = _setting(300, "bootstrap resamples per agreement CI on the Results screen",
