@@ -69,6 +69,9 @@ def test_a_run_writes_its_metrics_checkpoints_and_model(store, study_db, method)
     checkpoints = store.run_checkpoints(run_id)
     assert [c["step"] for c in checkpoints] == [10, 20, 30]
     assert all((Path(c["path"]) / "trainer_state.json").is_file() for c in checkpoints)
+    for c in checkpoints:  # each a model of its own, for checkpoint-wise evaluation
+        ckpt = store.get_model(c["model_id"])
+        assert ckpt["path"] == c["path"] and json.loads(ckpt["provenance"])["step"] == c["step"]
 
     run = store.get_train_run(run_id)
     assert run["status"] == "done" and run["max_steps"] == 30 and run["masking"]

@@ -320,10 +320,11 @@ def _fsdp_args(recipe: Mapping[str, Any], model: Any, world_size: int, chosen: d
                                           "state_dict_type": "FULL_STATE_DICT"}}
 
 
-def _metrics_callback(store: Any, run_id: int, progress: Progress | None, trainer_ref: list[Any],
+def _metrics_callback(store: Any, run: Mapping[str, Any], progress: Progress | None, trainer_ref: list[Any],
                       recipe: Mapping[str, Any], rank: int, world_size: int) -> Any:
     from transformers import TrainerCallback
 
+    run_id = int(run["id"])
     floor, patience = recipe.get("early_stop_loss"), int(recipe.get("early_stop_patience") or 5)
     kl_weight = float(recipe.get("kl_weight") or 0)
 
@@ -387,9 +388,16 @@ def _metrics_callback(store: Any, run_id: int, progress: Progress | None, traine
                     control.should_training_stop = True
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if rank == 0:
-                folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
-                store.add_checkpoint(train_run_id=run_id, step=state.global_step, path=str(folder))
+            if rank == 0:  # a checkpoint is a model too: generation can answer from every one (curves)
+                step = int(state.global_step)
+                folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{step}"
+                model_id = store.ensure_model(
+                    name=f"{run['study']}/{run['condition']}/run{run_id}/step{step}",
+                    kind="full" if recipe["method"] == "full" else "adapter", source=f"train_run:{run_id}:step{step}",
+                    base_model_id=int(run["base_model_id"]), path=str(folder),
+                    provenance={"train_run": run_id, "step": step, "recipe_hash": run["recipe_hash"],
+                                "dataset_hash": run["dataset_hash"], "seed": int(run["seed"])})
+                store.add_checkpoint(train_run_id=run_id, step=step, path=str(folder), model_id=model_id)
 
     return MetricsWriter()
 
@@ -503,7 +511,7 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
                       + (f"; resuming from step {checkpoints[-1][0]}" if resume else ""))
 
     trainer_ref: list[Any] = []
-    writer = _metrics_callback(store, run_id, progress, trainer_ref, recipe, rank, world_size)
+    writer = _metrics_callback(store, run, progress, trainer_ref, recipe, rank, world_size)
     trainer = _make_trainer_class()(
         model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
         callbacks=[writer])
