@@ -287,6 +287,37 @@ def kl_batch_source(rows: list[dict[str, list[int]]], batch_size: int, seed: int
     return batch
 
 
+def sft_config(recipe: Mapping[str, Any], *, output_dir: str | Path, seed: int, cuda: bool,
+               world_size: int = 1) -> tuple[Any, str]:
+    """TRL's ``SFTConfig`` for a resolved recipe, and the optimizer it trains with (bitsandbytes' 8-bit
+    optimizers need a GPU: plain AdamW on a CPU). ``bench/train_throughput.py`` measures runs made so."""
+    import torch
+    from trl import SFTConfig
+
+    optimizer = str(recipe["optimizer"])
+    if not cuda and optimizer in _8BIT_OPTIMIZERS:
+        optimizer = "adamw_torch"
+    warmup: float = int(recipe["warmup_steps"]) or float(recipe.get("warmup_ratio") or 0.0)
+    config = SFTConfig(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        per_device_train_batch_size=int(recipe["batch_size"]),
+        gradient_accumulation_steps=int(recipe["grad_accum"]),
+        learning_rate=float(recipe["learning_rate"]), lr_scheduler_type=str(recipe["lr_scheduler"]),
+        warmup_steps=warmup, weight_decay=float(recipe["weight_decay"]), optim=optimizer,
+        num_train_epochs=float(recipe["epochs"]), max_steps=int(recipe["max_steps"] or -1),
+        logging_steps=int(recipe["logging_steps"]), save_strategy="steps", save_steps=int(recipe["save_steps"]),
+        gradient_checkpointing=bool(recipe["gradient_checkpointing"]) and recipe["method"] != "qlora",
+        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
+        report_to=[], disable_tqdm=True, max_length=None, dataloader_num_workers=0,
+        ddp_find_unused_parameters=False if world_size > 1 else None,
+        # throughput levers (bench/train_throughput.py): a micro-batch as one unpadded row, or batches of
+        # examples of similar length (less padding, no packed attention mask)
+        padding_free=bool(recipe.get("padding_free", False)),
+        train_sampling_strategy="group_by_length" if recipe.get("group_by_length") else "random",
+    )
+    return config, optimizer
+
+
 def _gpu_stats() -> dict[str, float]:
     import torch
 
@@ -418,7 +449,6 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
     from transformers.trainer_utils import set_seed
-    from trl import SFTConfig
 
     from engine.models.locate import model_location
     from engine.runs.paths import run_dir
@@ -453,24 +483,9 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
             raise TrainError(f"kl_dataset {recipe['kl_dataset']!r} has no example with a trained token")
 
     output_dir = Path(run["output_dir"] or (run_dir(db_path) / "train" / str(run_id)))
-    optimizer = str(recipe["optimizer"])
-    if not cuda and optimizer in _8BIT_OPTIMIZERS:  # bitsandbytes' 8-bit optimizers need a GPU
-        chosen["optimizer"] = "adamw_torch"
-        optimizer = "adamw_torch"
-    warmup: float = int(recipe["warmup_steps"]) or float(recipe.get("warmup_ratio") or 0.0)
-    config = SFTConfig(
-        output_dir=str(output_dir), seed=seed, data_seed=seed,
-        per_device_train_batch_size=int(recipe["batch_size"]),
-        gradient_accumulation_steps=int(recipe["grad_accum"]),
-        learning_rate=float(recipe["learning_rate"]), lr_scheduler_type=str(recipe["lr_scheduler"]),
-        warmup_steps=warmup, weight_decay=float(recipe["weight_decay"]), optim=optimizer,
-        num_train_epochs=float(recipe["epochs"]), max_steps=int(recipe["max_steps"] or -1),
-        logging_steps=int(recipe["logging_steps"]), save_strategy="steps", save_steps=int(recipe["save_steps"]),
-        gradient_checkpointing=bool(recipe["gradient_checkpointing"]) and recipe["method"] != "qlora",
-        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
-        report_to=[], disable_tqdm=True, max_length=None, dataloader_num_workers=0,
-        ddp_find_unused_parameters=False if world_size > 1 else None,
-    )
+    config, optimizer = sft_config(recipe, output_dir=output_dir, seed=seed, cuda=cuda, world_size=world_size)
+    if optimizer != str(recipe["optimizer"]):
+        chosen["optimizer"] = optimizer
     provenance = {
         "base_model": base["name"], "base_source": base["source"], "dataset": run["dataset"],
         "dataset_hash": run["dataset_hash"], "recipe_hash": run["recipe_hash"], "preset": run["preset"],
