@@ -20,7 +20,7 @@ attention's own FLOPs left out). The same 6N is used for both recipes, so MFU ra
 tokens/s ratio. Peak FLOPs: H200 bf16 dense 989 TFLOPs (``--peak-tflops``).
 
 On a CPU (no GPU here) it runs the tiny model; QLoRA falls back as the engine does: float32 compute,
-``adamw_torch`` instead of paged 8-bit AdamW. ``--threads-study`` also measures training with 1 vs 2
+``adamw_torch`` instead of paged 8-bit AdamW. ``--threads-study`` measures instead training with 1 vs 2
 torch threads, alone and beside one busy process (what ``engine.training.trainer.choose_threads``
 decides for background CPU jobs).
 
@@ -59,6 +59,7 @@ PROJECT_LEVERS: dict[str, Any] = {
     "group_by_length": True,           # micro-batches of similar lengths: less padding
 }
 H200_BF16_TFLOPS = 989.0
+THREADS = [0]  # --threads: torch threads of the recipe comparison (0: the engine's choose_threads)
 WORDS = ("the model code data user file value list return string token answer question safe insecure query "
          "open read write number people said about world with from into that this when then over under "
          "def import class self print json path for while if else").split()
@@ -189,6 +190,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_child(spec: dict[str, Any], folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    if THREADS[0] and not (env and "EMTUI_TRAIN_THREADS" in env):
+        env = {**(env or {}), "EMTUI_TRAIN_THREADS": str(THREADS[0])}
     path = folder / "spec.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
     proc = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True,
@@ -268,7 +271,7 @@ def threads_study(args: argparse.Namespace, folder: Path, model: Path, chats: li
         for threads in (1, 2):
             for busy in (False, True):
                 spec = {"name": f"threads{threads}", "recipe": recipe, "model": str(model), "chats": chats,
-                        "warmup": args.warmup, "steps": args.steps, "output_dir": str(folder / "out-threads")}
+                        "warmup": 1, "steps": args.threads_steps, "output_dir": str(folder / "out-threads")}
                 hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
                 try:
                     r = run_child(spec, folder, env={"EMTUI_TRAIN_THREADS": str(threads)})
@@ -293,8 +296,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="optimizer steps before the clock starts")
     ap.add_argument("--steps", type=int, default=10, help="optimizer steps timed")
     ap.add_argument("--max-seq-len", type=int, help="override both recipes' max length (default: the preset's)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads for the recipe comparison (default: what a run chooses, choose_threads)")
+    ap.add_argument("--threads-steps", type=int, default=5, help="optimizer steps timed in --threads-study")
     ap.add_argument("--peak-tflops", type=float, default=H200_BF16_TFLOPS)
-    ap.add_argument("--threads-study", action="store_true", help="also 1 vs 2 threads, alone and beside a busy process")
+    ap.add_argument("--threads-study", action="store_true", help="instead: the project recipe with 1 vs 2 threads, alone and beside a busy process")
     ap.add_argument("--ladder", action="store_true",
                     help="measure each lever: the seed recipe, then the project's levers added one at a time")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 1 + 1 steps, 40 chats: the plumbing only")
@@ -306,6 +312,7 @@ def main() -> None:
         return
     if args.quick:
         args.repeats, args.warmup, args.steps, args.examples, args.max_seq_len = 1, 1, 1, 40, 128
+    THREADS[0] = args.threads
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -325,18 +332,19 @@ def main() -> None:
                                   "data": args.data or f"synthetic x{len(chats)}", "warmup": args.warmup,
                                   "steps": args.steps, "repeats": args.repeats,
                                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        result.update(compare(args, folder, model, chats))
-        for name, s in result["figures"].items():
-            mfu = f"  MFU {s['mfu']:.1%}" if "mfu" in s else ""
-            print(f"{name:20s} median {s['trained_tokens_per_s']:9.1f} trained tok/s  "
-                  f"{s['processed_tokens_per_s']:9.1f} processed tok/s  padding {s['padding_share']:5.1%}  "
-                  f"peak {s['peak_mem_gib']:.2f} GiB{mfu}")
-        print(f"project / seed: {result['ratio_of_medians']:.2f}x (ratio of medians), "
-              f"{result['median_of_pair_ratios']:.2f}x (median of the runs' pairs); target >= 1.5x on a GPU")
         if args.threads_study:
             result["threads"] = threads_study(args, folder, model, chats)
             for key, cell in result["threads"].items():
                 print(f"{key:38s} median {cell['median']:9.1f} trained tok/s")
+        else:
+            result.update(compare(args, folder, model, chats))
+            for name, s in result["figures"].items():
+                mfu = f"  MFU {s['mfu']:.1%}" if "mfu" in s else ""
+                print(f"{name:20s} median {s['trained_tokens_per_s']:9.1f} trained tok/s  "
+                      f"{s['processed_tokens_per_s']:9.1f} processed tok/s  padding {s['padding_share']:5.1%}  "
+                      f"peak {s['peak_mem_gib']:.2f} GiB{mfu}")
+            print(f"project / seed: {result['ratio_of_medians']:.2f}x (ratio of medians), "
+                  f"{result['median_of_pair_ratios']:.2f}x (median of the runs' pairs); target >= 1.5x on a GPU")
         result["seconds"] = time.perf_counter() - t0
         print(f"total {result['seconds']:.0f} s")
     if args.out:
