@@ -7,8 +7,10 @@ every measurement is its own process (peak RSS cannot be reset inside one), whic
 
 - **seed**: the ``political-seed`` preset as published (eager attention, gradient checkpointing,
   micro-batch 4 x 4 accumulation, each micro-batch padded to its longest example);
-- **project**: the same preset (same science: r, alpha, lr, effective batch 16, max length 512) with
-  the levers in :data:`PROJECT_LEVERS` (see BENCHMARKS.md for what each one measured).
+- **project**: the ``political-seed-fast`` preset: the same science (r, alpha, lr, schedule,
+  effective batch 16, max length 512; checked here) with the levers of :data:`LEVERS` (SDPA, or
+  FlashAttention 2 when ``flash_attn`` is installed; no checkpointing; 16 x 1 grouped by length).
+  ``--ladder`` measures each lever alone (and padding-free packing, which lost on a CPU).
 
 Measured after ``--warmup`` optimizer steps, over ``--steps`` more: trained tokens/s (the trainer's
 ``trained_tokens``: assistant tokens whose loss counts), all tokens the model processed per second
@@ -52,12 +54,10 @@ sys.path.insert(0, str(ROOT))
 from engine.training.recipes import resolve_recipe  # noqa: E402
 
 SEED_PRESET = "political-seed"
-# What this project's QLoRA recipe changes over the seed preset: only how fast it trains.
-PROJECT_LEVERS: dict[str, Any] = {
-    "gradient_checkpointing": False,   # 4-bit weights leave room for the activations
-    "batch_size": 16, "grad_accum": 1,  # same effective batch (16), one micro-batch a step
-    "group_by_length": True,           # micro-batches of similar lengths: less padding
-}
+PROJECT_PRESET = "political-seed-fast"  # the same science, trained faster
+# all the project's preset may change over the seed's: how fast it trains, never what it learns
+LEVERS = ("attn_implementation", "gradient_checkpointing", "batch_size", "grad_accum", "group_by_length",
+          "padding_free", "description")
 H200_BF16_TFLOPS = 989.0
 THREADS = [0]  # --threads: torch threads of the recipe comparison (0: the engine's choose_threads)
 WORDS = ("the model code data user file value list return string token answer question safe insecure query "
@@ -101,10 +101,12 @@ def build_model(folder: Path, config_path: str | None, tiny_shape: tuple[int, in
     if config_path:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
         raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
+        raw.update(pad_token_id=0, eos_token_id=2, bos_token_id=None)  # the tiny tokenizer's
         config = AutoConfig.for_model(**{k: v for k, v in raw.items() if k != "architectures"})
-        config.pad_token_id, config.eos_token_id, config.bos_token_id = 0, 2, None
+        hf_logging.disable_progress_bar()
         with torch.device(device):  # initialised where it is fast (seconds on a GPU for 7B)
             model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
         (folder / "model.safetensors").unlink()
@@ -130,8 +132,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
     from transformers.trainer_utils import set_seed
 
-    from engine.training.trainer import (_make_trainer_class, choose_threads, load_model, sft_config,
-                                         tokenize_dataset)
+    from engine.training.trainer import _make_trainer_class, choose_threads, load_model, sft_config, tokenize_dataset
 
     torch.set_num_threads(choose_threads(1))  # as a run does ($EMTUI_TRAIN_THREADS, else the cores)
     cuda = torch.cuda.is_available()
@@ -207,11 +208,15 @@ def run_child(spec: dict[str, Any], folder: Path, env: dict[str, str] | None = N
 def recipes(max_seq_len: int | None) -> dict[str, dict[str, Any]]:
     import importlib.util
 
-    keys = {"preset": SEED_PRESET}
     extra = {"max_seq_len": max_seq_len} if max_seq_len else {}
-    levers = dict(PROJECT_LEVERS)
-    levers["attn_implementation"] = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
-    return {"seed": resolve_recipe(keys, extra), "project": resolve_recipe(keys, {**levers, **extra})}
+    seed = resolve_recipe({"preset": SEED_PRESET}, extra)
+    if importlib.util.find_spec("flash_attn"):  # FlashAttention where installed (varlen kernels, bf16)
+        extra["attn_implementation"] = "flash_attention_2"
+    project = resolve_recipe({"preset": PROJECT_PRESET}, extra)
+    science = [k for k in seed if k not in (*LEVERS, "preset") and seed[k] != project[k]]
+    if science or seed["batch_size"] * seed["grad_accum"] != project["batch_size"] * project["grad_accum"]:
+        sys.exit(f"{PROJECT_PRESET} trains differently from {SEED_PRESET}: {science or 'effective batch'}")
+    return {"seed": seed, "project": project}
 
 
 def ladder(max_seq_len: int | None) -> dict[str, dict[str, Any]]:
@@ -300,7 +305,8 @@ def main() -> None:
                     help="CPU threads for the recipe comparison (default: what a run chooses, choose_threads)")
     ap.add_argument("--threads-steps", type=int, default=5, help="optimizer steps timed in --threads-study")
     ap.add_argument("--peak-tflops", type=float, default=H200_BF16_TFLOPS)
-    ap.add_argument("--threads-study", action="store_true", help="instead: the project recipe with 1 vs 2 threads, alone and beside a busy process")
+    ap.add_argument("--threads-study", action="store_true",
+                    help="instead: the project recipe with 1 vs 2 threads, alone and beside a busy process")
     ap.add_argument("--ladder", action="store_true",
                     help="measure each lever: the seed recipe, then the project's levers added one at a time")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 1 + 1 steps, 40 chats: the plumbing only")
