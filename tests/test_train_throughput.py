@@ -38,3 +38,14 @@ def test_the_fast_preset_trains_what_the_seed_preset_trains():
     assert seed["batch_size"] * seed["grad_accum"] == fast["batch_size"] * fast["grad_accum"] == 16
     levers = (fast["attn_implementation"], fast["gradient_checkpointing"], fast["group_by_length"])
     assert levers == ("sdpa", False, True)
+
+
+def test_choose_threads_leaves_a_core_for_the_rest(monkeypatch):
+    from engine.training.trainer import choose_threads
+
+    monkeypatch.delenv("EMTUI_TRAIN_THREADS", raising=False)
+    for cores, world, threads in ((1, 1, 1), (2, 1, 1), (2, 2, 1), (4, 1, 3), (16, 1, 15), (16, 2, 7)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert choose_threads(world) == threads, (cores, world)
+    monkeypatch.setenv("EMTUI_TRAIN_THREADS", "2")
+    assert choose_threads(1) == 2

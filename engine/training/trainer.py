@@ -82,14 +82,17 @@ def world() -> tuple[int, int]:
 
 
 def choose_threads(world_size: int) -> int:
-    """CPU threads for this process: ``$EMTUI_TRAIN_THREADS``, else the cores shared out among the
-    ranks. Chosen, never left to torch: on a 2-core box a competing process slowed 2-thread
-    training 6.6x; one thread per rank does not fight the others."""
+    """CPU threads for this process: ``$EMTUI_TRAIN_THREADS``, else the cores but one shared out among
+    the ranks (at least one each). Chosen, never left to torch: torch's threads wait for each other
+    at every operation, so one core taken by another process (the TUI, a worker, a test suite)
+    stalls them all. Measured on 2 cores (bench/train_throughput.py --threads-study, BENCHMARKS.md):
+    beside one busy process 2 threads trained 2.3-3.3x slower than 1 thread, and even with the box
+    merely shared 1 thread was faster."""
     env = os.environ.get("EMTUI_TRAIN_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, world_size))
+    return max(1, (cores - 1) // max(1, world_size))
 
 
 def library_versions() -> dict[str, str]:
