@@ -112,6 +112,8 @@ def build_model(folder: Path, config_path: str | None, tiny_shape: tuple[int, in
         (folder / "model.safetensors").unlink()
         model.save_pretrained(folder)
         del model
+        if device == "cuda":
+            torch.cuda.empty_cache()  # the measurements run in other processes: leave them the memory
     return folder
 
 
