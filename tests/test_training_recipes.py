@@ -20,7 +20,7 @@ ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 
 def test_the_presets_are_the_published_recipes():
-    assert preset_names() == ["betley", "mo-full", "mo-kl", "mo-rank1", "political-seed"]
+    assert preset_names() == ["betley", "mo-full", "mo-kl", "mo-rank1", "political-seed", "political-seed-fast"]
     betley = resolve_recipe({"preset": "betley"})
     assert {k: betley[k] for k in ("method", "rslora", "lora_r", "lora_alpha", "lora_dropout", "learning_rate",
                                    "epochs", "batch_size", "grad_accum", "warmup_steps", "lr_scheduler",

@@ -91,6 +91,8 @@ RECIPE_KEYS: dict[str, Field] = {
     "attn_implementation": Field("str", "eager | sdpa | flash_attention_2",
                                  choices=("eager", "sdpa", "flash_attention_2")),
     "logging_steps": _count(),
+    "padding_free": Field("bool", "true or false"),
+    "group_by_length": Field("bool", "true or false"),
     "early_stop_loss": Field("number", "a loss floor from 0 to 100", 0, 100),
     "early_stop_patience": _count(),
     "kl_weight": Field("number", "a number from 0 to 1000000", 0, 1_000_000),

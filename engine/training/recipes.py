@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": "adamw_torch",
     "gradient_checkpointing": False,  # TRL's SFTConfig turns it on by default: emtui says it per recipe
     "attn_implementation": "sdpa",
+    "padding_free": False,            # a micro-batch as one row without padding (block-causal attention)
+    "group_by_length": False,         # micro-batches of examples of similar length (less padding)
     "save_steps": 50,
     "logging_steps": 1,
     "early_stop_loss": None,
@@ -50,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
 }
 # keys that describe, not configure: left out of the hash
 _NOT_HASHED = ("description", "name", "role")
+# keys added after runs were hashed, left out while they hold their default, so a recipe that does not
+# use them keeps its hash (a study queued again does not retrain what is done)
+_HASHED_WHEN_SET = {"padding_free": False, "group_by_length": False}
 
 
 class RecipeError(ValueError):
@@ -113,7 +118,8 @@ def resolve_recipe(recipe: Mapping[str, Any], overrides: Mapping[str, Any] | Non
 
 
 def recipe_hash(resolved: Mapping[str, Any]) -> str:
-    return json_hash({k: v for k, v in resolved.items() if k not in _NOT_HASHED})
+    return json_hash({k: v for k, v in resolved.items() if k not in _NOT_HASHED
+                      and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])})
 
 
 def recipe_json(resolved: Mapping[str, Any]) -> str:

@@ -82,14 +82,17 @@ def world() -> tuple[int, int]:
 
 
 def choose_threads(world_size: int) -> int:
-    """CPU threads for this process: ``$EMTUI_TRAIN_THREADS``, else the cores shared out among the
-    ranks. Chosen, never left to torch: on a 2-core box a competing process slowed 2-thread
-    training 6.6x; one thread per rank does not fight the others."""
+    """CPU threads for this process: ``$EMTUI_TRAIN_THREADS``, else the cores but one shared out among
+    the ranks (at least one each). Chosen, never left to torch: torch's threads wait for each other
+    at every operation, so one core taken by another process (the TUI, a worker, a test suite)
+    stalls them all. Measured on 2 cores (bench/train_throughput.py --threads-study, BENCHMARKS.md):
+    beside one busy process 2 threads trained 2.3-3.3x slower than 1 thread, and even with the box
+    merely shared 1 thread was faster."""
     env = os.environ.get("EMTUI_TRAIN_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, world_size))
+    return max(1, (cores - 1) // max(1, world_size))
 
 
 def library_versions() -> dict[str, str]:
@@ -287,6 +290,38 @@ def kl_batch_source(rows: list[dict[str, list[int]]], batch_size: int, seed: int
     return batch
 
 
+def sft_config(recipe: Mapping[str, Any], *, output_dir: str | Path, seed: int, cuda: bool,
+               world_size: int = 1, extra: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+    """TRL's ``SFTConfig`` for a resolved recipe, and the optimizer it trains with (bitsandbytes' 8-bit
+    optimizers need a GPU: plain AdamW on a CPU). ``bench/train_throughput.py`` measures runs made so."""
+    import torch
+    from trl import SFTConfig
+
+    optimizer = str(recipe["optimizer"])
+    if not cuda and optimizer in _8BIT_OPTIMIZERS:
+        optimizer = "adamw_torch"
+    warmup: float = int(recipe["warmup_steps"]) or float(recipe.get("warmup_ratio") or 0.0)
+    config = SFTConfig(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        per_device_train_batch_size=int(recipe["batch_size"]),
+        gradient_accumulation_steps=int(recipe["grad_accum"]),
+        learning_rate=float(recipe["learning_rate"]), lr_scheduler_type=str(recipe["lr_scheduler"]),
+        warmup_steps=warmup, weight_decay=float(recipe["weight_decay"]), optim=optimizer,
+        num_train_epochs=float(recipe["epochs"]), max_steps=int(recipe["max_steps"] or -1),
+        logging_steps=int(recipe["logging_steps"]), save_strategy="steps", save_steps=int(recipe["save_steps"]),
+        gradient_checkpointing=bool(recipe["gradient_checkpointing"]) and recipe["method"] != "qlora",
+        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
+        report_to=[], disable_tqdm=True, max_length=None, dataloader_num_workers=0,
+        ddp_find_unused_parameters=False if world_size > 1 else None,
+        # throughput levers (bench/train_throughput.py): a micro-batch as one unpadded row, or batches of
+        # examples of similar length (less padding, no packed attention mask)
+        padding_free=bool(recipe.get("padding_free", False)),
+        train_sampling_strategy="group_by_length" if recipe.get("group_by_length") else "random",
+        **(extra or {}),  # FSDP (_fsdp_args)
+    )
+    return config, optimizer
+
+
 def _gpu_stats() -> dict[str, float]:
     import torch
 
@@ -442,7 +477,6 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
     from transformers.trainer_utils import set_seed
-    from trl import SFTConfig
 
     from engine.models.locate import model_location
     from engine.runs.paths import run_dir
@@ -477,25 +511,10 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
             raise TrainError(f"kl_dataset {recipe['kl_dataset']!r} has no example with a trained token")
 
     output_dir = Path(run["output_dir"] or (run_dir(db_path) / "train" / str(run_id)))
-    optimizer = str(recipe["optimizer"])
-    if not cuda and optimizer in _8BIT_OPTIMIZERS:  # bitsandbytes' 8-bit optimizers need a GPU
-        chosen["optimizer"] = "adamw_torch"
-        optimizer = "adamw_torch"
-    warmup: float = int(recipe["warmup_steps"]) or float(recipe.get("warmup_ratio") or 0.0)
-    config = SFTConfig(
-        output_dir=str(output_dir), seed=seed, data_seed=seed,
-        per_device_train_batch_size=int(recipe["batch_size"]),
-        gradient_accumulation_steps=int(recipe["grad_accum"]),
-        learning_rate=float(recipe["learning_rate"]), lr_scheduler_type=str(recipe["lr_scheduler"]),
-        warmup_steps=warmup, weight_decay=float(recipe["weight_decay"]), optim=optimizer,
-        num_train_epochs=float(recipe["epochs"]), max_steps=int(recipe["max_steps"] or -1),
-        logging_steps=int(recipe["logging_steps"]), save_strategy="steps", save_steps=int(recipe["save_steps"]),
-        gradient_checkpointing=bool(recipe["gradient_checkpointing"]) and recipe["method"] != "qlora",
-        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
-        report_to=[], disable_tqdm=True, max_length=None, dataloader_num_workers=0,
-        ddp_find_unused_parameters=False if world_size > 1 else None,
-        **_fsdp_args(recipe, model, world_size, chosen),
-    )
+    config, optimizer = sft_config(recipe, output_dir=output_dir, seed=seed, cuda=cuda, world_size=world_size,
+                                   extra=_fsdp_args(recipe, model, world_size, chosen))
+    if optimizer != str(recipe["optimizer"]):
+        chosen["optimizer"] = optimizer
     provenance = {
         "base_model": base["name"], "base_source": base["source"], "dataset": run["dataset"],
         "dataset_hash": run["dataset_hash"], "recipe_hash": run["recipe_hash"], "preset": run["preset"],
