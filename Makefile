@@ -20,11 +20,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/emtui
 
+# the suite's processes (pytest-xdist): 2 fits CI's 2 cores; `make test PYTEST_WORKERS=0` runs it in one
+PYTEST_WORKERS ?= 2
+
 # lint and types first (seconds), then the suite (minutes): the first that fails stops it
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
