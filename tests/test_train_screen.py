@@ -403,3 +403,40 @@ def test_runs_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
         assert out.returncode == 2 and said in out.stderr, (args, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert path.read_bytes() == before
+
+
+async def test_the_loss_chart_grows_while_a_worker_trains(tmp_path, monkeypatch):
+    """End to end: a real worker process trains the tiny model on a queued run; the Train screen's loss
+    chart grows from what it writes; `c` stops it."""
+    from engine.study.study_file import load_study, register_study
+    from engine.training.queueing import queue_runs
+    from training_study import write_study
+
+    monkeypatch.setenv("EMTUI_TUI_QUEUE_POLL_S", "0.2")
+    path = tmp_path / "w.db"
+    with db.open_store(path) as s:
+        register_study(s, load_study(write_study(tmp_path / "study", recipe={"max_steps": 400, "save_steps": 100})))
+        run = queue_runs(s, study="train-test", condition="domain").runs[0]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    worker = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(path), "worker", "--once"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = db.open_store(path)
+    app = create_app(store, keymap={})
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await open_train(pilot)
+            await wait_until(pilot, lambda: loss_points(app) >= 3, timeout=120)  # the model loads first
+            first = loss_points(app)
+            await wait_until(pilot, lambda: loss_points(app) >= first + 5, timeout=60)
+            assert "running" in info(app)
+            await pilot.press("c")  # cancel: the worker stops the run between steps
+            await wait_until(pilot, lambda: store.get_train_run(run)["status"] == "cancelled", timeout=60)
+            assert app._exception is None
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        store.close()
+    with db.open_store(path) as s:
+        steps = [step for step, _ in s.train_metric_series([run], ["loss"])[run]["loss"]]
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) < 400
