@@ -18,6 +18,13 @@ from db.errors import StoreError
 # every try) never got to write the run's own status.
 EFFECTIVE_STATUS = ("CASE WHEN r.status IN ('queued', 'running') AND j.status IN ('failed', 'cancelled') "
                     "THEN j.status ELSE r.status END")
+# a run with its condition, study, base model, dataset and job (the aliases the queries below use)
+RUN_JOINS = """FROM train_runs r
+               JOIN conditions c ON c.id = r.condition_id
+               JOIN studies s ON s.id = c.study_id
+               JOIN models b ON b.id = r.base_model_id
+               JOIN datasets d ON d.id = r.dataset_id
+               LEFT JOIN jobs j ON j.id = r.job_id"""
 # what a run's list row shows of its last logged step
 SUMMARY_METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s", "kl", "epoch")
 
@@ -70,13 +77,8 @@ class TrainingQueries(StoreCore):
                       c.name AS condition, c.study_id, s.name AS study, b.name AS base_model,
                       b.source AS base_source, b.path AS base_path, d.name AS dataset,
                       d.content_hash AS dataset_hash, o.name AS output_model
-               FROM train_runs r
-               JOIN conditions c ON c.id = r.condition_id
-               JOIN studies s ON s.id = c.study_id
-               JOIN models b ON b.id = r.base_model_id
-               JOIN datasets d ON d.id = r.dataset_id
+               {RUN_JOINS}
                LEFT JOIN models o ON o.id = r.output_model_id
-               LEFT JOIN jobs j ON j.id = r.job_id
                WHERE r.id = ?""", (run_id,))
 
     def start_train_run(self, run_id: int, *, max_steps: int, output_dir: str, masking: str,
@@ -177,12 +179,7 @@ class TrainingQueries(StoreCore):
                        r.finished_at, r.created_at,
                        (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
                        (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
-                FROM train_runs r
-                JOIN conditions c ON c.id = r.condition_id
-                JOIN studies s ON s.id = c.study_id
-                JOIN models b ON b.id = r.base_model_id
-                JOIN datasets d ON d.id = r.dataset_id
-                LEFT JOIN jobs j ON j.id = r.job_id
+                {RUN_JOINS}
                 {where}
                 ORDER BY r.id DESC LIMIT ? OFFSET ?""", [*params, limit, offset])
         for row in rows:

@@ -23,6 +23,7 @@ from emtui.widgets.paged_table import PagedTable
 from engine.common.text import strip_control
 from engine.settings import Settings
 from engine.study.study_file import load_study, register_study
+from tui_helpers import plain
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = shared_fixtures_dir() / "political_seed"
@@ -110,10 +111,6 @@ def synthetic_store(empty_store):
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def plain(value) -> str:
-    return value.plain if isinstance(value, Text) else str(value)
 
 
 def row(table: DataTable, index: int) -> list[str]:

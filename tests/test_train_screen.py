@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-from rich.text import Text
 from textual.widgets import DataTable, Static
 
 import db
@@ -25,27 +24,10 @@ from emtui.widgets.metric_chart import MetricChart
 from emtui.widgets.paged_table import PagedTable
 from engine.common.text import strip_control
 from train_runs import LOG_STEPS, add_run, seed_study
+from tui_helpers import Statements, plain
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = "\x1b[31mred\x1b]0;pwned\x07 [bold]x[/bold] \u202eevil"
-
-
-class Statements:
-    """Every statement a store's connection runs, with the thread that ran it (sqlite3's trace callback)."""
-
-    def __init__(self, store) -> None:
-        self.seen: list[tuple[int, str]] = []
-        store.conn.set_trace_callback(lambda sql: self.seen.append((threading.get_ident(), sql)))
-
-    def on(self, thread: int) -> list[str]:
-        return [sql for t, sql in self.seen if t == thread]
-
-    def off(self, thread: int) -> list[str]:
-        return [sql for t, sql in self.seen if t != thread]
-
-
-def plain(value) -> str:
-    return value.plain if isinstance(value, Text) else str(value)
 
 
 def info(app) -> str:

@@ -17,6 +17,7 @@ from emtui.screens.help import HelpScreen
 from emtui.widgets.paged_table import PagedTable
 from engine.common.text import one_line
 from engine.study.study_file import load_study, register_study
+from tui_helpers import plain
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILE = ROOT / "data" / "studies" / "insecure_code.toml"
@@ -41,10 +42,6 @@ def study_store(empty_store):
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def plain(value) -> str:
-    return value.plain if isinstance(value, Text) else str(value)
 
 
 def row(table: DataTable, index: int) -> list[str]:

@@ -18,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-from rich.text import Text
 from textual.app import App
 from textual.widgets import Static
 
@@ -33,26 +32,9 @@ from emtui.widgets.paged_table import Col, PagedTable
 from engine.annotation.campaigns import create_campaign
 from engine.common.hashing import json_hash
 from engine.results.synthetic import SyntheticSpec, make_synthetic_study
+from tui_helpers import Statements, plain
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Statements:
-    """Every statement a store's connection runs, with the thread that ran it."""
-
-    def __init__(self, store) -> None:
-        self.seen: list[tuple[int, str]] = []
-        store.conn.set_trace_callback(lambda sql: self.seen.append((threading.get_ident(), sql)))
-
-    def on(self, thread: int) -> list[str]:
-        return [sql for t, sql in self.seen if t == thread]
-
-    def off(self, thread: int) -> list[str]:
-        return [sql for t, sql in self.seen if t != thread]
-
-
-def plain(value) -> str:
-    return value.plain if isinstance(value, Text) else str(value)
 
 
 def static_text(widget: Static) -> str:
