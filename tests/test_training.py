@@ -282,3 +282,55 @@ def test_emtui_train_queues_and_a_worker_trains(run_cli, tmp_path):
         assert result["final_step"] == 4 and result["model_id"]
         assert store.get_train_run(1)["status"] == "done"
         assert json.loads(store.get_train_run(1)["recipe"])["learning_rate"] == 2e-3
+
+
+def test_a_job_killed_under_its_worker_is_retried_and_resumes(run_cli, tmp_path):
+    """SIGKILL of a train job's process (the OOM killer's way): the worker gives the job back, runs it
+    again, and the run goes on from its newest complete checkpoint — every step logged once."""
+    path = write_study(tmp_path / "s", name="kill-train", recipe={"max_steps": 16, "save_steps": 4})
+    db = tmp_path / "k.db"
+    assert run_cli("init", str(path), "--db", str(db)).returncode == 0
+    assert run_cli("train", "--db", str(db), "--study", "kill-train", "--condition", "domain",
+                   "--no-worker").returncode == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    worker = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(db), "worker", "--once"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with open_store(db) as store:
+            deadline = time.monotonic() + 300
+            while True:
+                assert time.monotonic() < deadline and worker.poll() is None
+                steps = [s for s, _ in series(store, 1, "loss")]
+                if store.run_checkpoints(1) and steps and steps[-1] >= 6:
+                    break
+                time.sleep(0.02)
+            os.kill(int(store.get_job(1)["child_pid"]), signal.SIGKILL)
+        out, _ = worker.communicate(timeout=300)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, out
+    with open_store(db) as store:
+        job, run = store.get_job(1), store.get_train_run(1)
+        assert job["status"] == "done" and job["attempts"] == 2, (job["status"], job["error"], out)
+        assert run["status"] == "done"
+        assert [s for s, _ in series(store, 1, "loss")] == list(range(1, 17))
+        assert [c["step"] for c in store.run_checkpoints(1)] == [4, 8, 12, 16]
+        events = " ".join(e["text"] or "" for e in store.job_events(1))
+        log = Path(job["log_path"]).read_text(encoding="utf-8", errors="replace")
+    assert "killed by SIGKILL" in events
+    assert "resuming from step" in log  # the second attempt went on from a checkpoint, not from step 0
+
+
+def test_continue_from_an_existing_adapter(store, study_db):
+    """Re-alignment: fine-tune a misaligned model's adapter further on benign data. The new run starts from
+    the adapter's weights, not from a fresh one."""
+    first = queue(store, max_steps=10, learning_rate=5e-3)
+    adapter = store.get_model(train(store, first, db_path=study_db).model_id)["path"]
+    fresh = queue(store, condition="domain", max_steps=2, learning_rate=5e-3, save_steps=2)
+    after = queue(store, condition="domain", max_steps=2, learning_rate=5e-3, save_steps=2, resume_adapter=adapter)
+    train(store, fresh, db_path=study_db)
+    result = train(store, after, db_path=study_db)
+    assert json.loads(store.get_model(result.model_id)["provenance"])["chosen"]["continued_from_adapter"] == adapter
+    # the same first batch (same seed): the continued adapter already fits the domain better
+    assert series(store, after, "loss")[0][1] < series(store, fresh, "loss")[0][1] - 0.05
