@@ -130,7 +130,7 @@ def test_qlora_trains_on_after_an_evaluation_forward(study_db):
         loss.backward()
         opt.step()
         opt.zero_grad()
-        return float(loss)
+        return float(loss.detach())
 
     first = step()
     model.eval()
