@@ -84,7 +84,7 @@ def _training(store, train_job: int) -> None:
 
     done = store._one("SELECT r.id FROM train_runs r JOIN conditions c ON c.id = r.condition_id "
                       "WHERE c.name = 'treatment'")["id"]
-    store.start_train_run(done, max_steps=200, output_dir="runs/treatment", masking="assistant-spans",
+    store.start_train_run(done, max_steps=200, output_dir="runs/treatment", masking="prefix-diff",
                           provenance={"trl": "1.16.0", "peft": "0.17.1"})
     for step in range(1, 201):
         store.log_train_metrics(done, step, {
@@ -97,15 +97,15 @@ def _training(store, train_job: int) -> None:
     dataset = store._one("SELECT id FROM datasets WHERE name = 'synthetic-data'")["id"]
     conditions = {r["name"]: r["id"] for r in store._q(
         "SELECT c.id, c.name FROM conditions c JOIN studies s ON s.id = c.study_id WHERE s.name = 'replicates'")}
-    recipe = {"preset": "model-organisms-kl", "lora": {"r": 32, "alpha": 256, "rslora": True}, "lr": 2e-5,
-              "kl_weight": 0.66, "batch_size": 2, "grad_accum": 8}
+    recipe = {"preset": "mo-kl", "method": "lora", "lora_r": 32, "lora_alpha": 256, "rslora": True,
+              "learning_rate": 2e-5, "kl_weight": 0.658, "kl_dataset": "neutral", "batch_size": 2, "grad_accum": 8}
     store.add_train_run(condition_id=conditions["insecure"], base_model_id=base, dataset_id=dataset, recipe=recipe,
                         recipe_hash="sha256:demo-queued", seed=1, study_hash="sha256:demo-replicates",
-                        preset="model-organisms-kl", job_id=train_job)
+                        preset="mo-kl", job_id=train_job)
     failed = store.add_train_run(condition_id=conditions["secure"], base_model_id=base, dataset_id=dataset,
                                  recipe=recipe, recipe_hash="sha256:demo-kl", seed=2,
-                                 study_hash="sha256:demo-replicates", preset="model-organisms-kl")
-    store.start_train_run(failed, max_steps=120, output_dir="runs/secure-kl", masking="assistant-spans",
+                                 study_hash="sha256:demo-replicates", preset="mo-kl")
+    store.start_train_run(failed, max_steps=120, output_dir="runs/secure-kl", masking="prefix-diff",
                           provenance={"trl": "1.16.0"})
     for step in range(1, 61):
         sft = 1.8 * math.exp(-step / 25) + 0.5

@@ -53,8 +53,8 @@ def add_run(store: Any, condition_id: int, *, status: str = "running", steps: in
                               dataset_id=cond["dataset_id"], recipe=RECIPE, recipe_hash=f"sha256:r{condition_id}",
                               seed=0, study_hash="sha256:study", status="queued", preset=preset, job_id=job_id)
     if status != "queued":
-        store.start_train_run(run, max_steps=max_steps, output_dir=f"/runs/{run}", masking="assistant-spans",
-                              provenance={"trl": "1.16", "masking": "assistant-spans"})
+        store.start_train_run(run, max_steps=max_steps, output_dir=f"/runs/{run}", masking="prefix-diff",
+                              provenance={"trl": "1.16", "masking": "prefix-diff"})
     for step in range(1, steps + 1):
         store.log_train_metrics(run, step, metrics_at(step, max_steps, kl=kl, scale=scale))
     for step in checkpoints:
