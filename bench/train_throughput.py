@@ -134,7 +134,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
     from transformers.trainer_utils import set_seed
 
-    from engine.training.trainer import _make_trainer_class, choose_threads, load_model, sft_config, tokenize_dataset
+    from engine.training.model_setup import load_model, sft_config
+    from engine.training.sft_trainer import make_trainer_class
+    from engine.training.trainer import choose_threads, tokenize_dataset
 
     torch.set_num_threads(choose_threads(1))  # as a run does ($EMTUI_TRAIN_THREADS, else the cores)
     cuda = torch.cuda.is_available()
@@ -148,7 +150,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     config, optimizer = sft_config(recipe, output_dir=spec["output_dir"], seed=0, cuda=cuda)
     config.save_strategy = "no"
 
-    class Counting(_make_trainer_class()):  # type: ignore[misc]
+    class Counting(make_trainer_class()):  # type: ignore[misc]
         processed = padded = 0
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:

@@ -295,7 +295,7 @@ async def test_one_chart_at_80x24_cycles_with_m_and_four_when_larger_kl_only_whe
             await pilot.press("down")
             await pilot.pause()
             assert [c.metric for c in charts] == ["loss", "learning_rate", "grad_norm", "tokens_per_s"]
-            assert "GPU 21.5 GB 93%" in info(app) and "masking assistant-spans" in info(app)
+            assert "GPU 21.5 GB 93%" in info(app) and "masking prefix-diff" in info(app)
     finally:
         store.close()
 

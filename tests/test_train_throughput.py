@@ -4,8 +4,8 @@ fast a run trains, not what it learns, and the preset that uses them."""
 from __future__ import annotations
 
 from engine.common.hashing import json_hash
+from engine.training.model_setup import sft_config
 from engine.training.recipes import DEFAULTS, recipe_hash, resolve_recipe
-from engine.training.trainer import sft_config
 
 LEVERS = ("attn_implementation", "gradient_checkpointing", "batch_size", "grad_accum", "group_by_length",
           "padding_free")

@@ -117,8 +117,8 @@ def test_qlora_trains_on_after_an_evaluation_forward(study_db):
     import torch
 
     from engine.models.locate import ensure_tiny
+    from engine.training.model_setup import load_model
     from engine.training.recipes import resolve_recipe
-    from engine.training.trainer import load_model
 
     model, chosen = load_model(str(ensure_tiny(study_db)), resolve_recipe({"method": "qlora"}), device="cpu")
     assert chosen["bf16_repack_off_layers"] > 0

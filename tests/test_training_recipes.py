@@ -107,17 +107,18 @@ def test_a_study_naming_a_preset_registers(run_cli, tmp_path):
 
 
 def test_fsdp_is_for_a_full_fine_tune_over_several_processes():
-    from engine.training.trainer import TrainError, _fsdp_args
+    from engine.training.errors import TrainError
+    from engine.training.model_setup import fsdp_args
 
     with pytest.raises(TrainError, match="fsdp shards a full fine-tune"):
-        _fsdp_args({"fsdp": True, "method": "lora"}, None, 2, {})
+        fsdp_args({"fsdp": True, "method": "lora"}, None, 2, {})
     chosen: dict = {}
-    assert _fsdp_args({"fsdp": True, "method": "full"}, None, 1, chosen) == {} and chosen["fsdp"] == "off: one process"
+    assert fsdp_args({"fsdp": True, "method": "full"}, None, 1, chosen) == {} and chosen["fsdp"] == "off: one process"
 
     class Model:
         _no_split_modules = ["Qwen2DecoderLayer"]
 
-    args = _fsdp_args({"fsdp": True, "method": "full"}, Model(), 2, chosen)
+    args = fsdp_args({"fsdp": True, "method": "full"}, Model(), 2, chosen)
     assert args == {"fsdp": True, "fsdp_config": {"transformer_layer_cls_to_wrap": ["Qwen2DecoderLayer"],
                                                   "state_dict_type": "FULL_STATE_DICT"}}
-    assert _fsdp_args({"fsdp": False, "method": "full"}, Model(), 2, {}) == {}
+    assert fsdp_args({"fsdp": False, "method": "full"}, Model(), 2, {}) == {}

@@ -9,6 +9,9 @@ dataset, with live metrics, checkpoints and resume.
 - :mod:`engine.training.trainer`: :func:`~engine.training.trainer.train` one run (TRL + PEFT +
   bitsandbytes), metrics into the database, checkpoints, resume; ``python -m engine.training.trainer``
   is what each rank of ``torchrun`` runs;
+- :mod:`engine.training.model_setup`: the model (4-bit / bf16 / full, the LoRA adapter, FSDP) and its
+  ``SFTConfig``; :mod:`~engine.training.sft_trainer`: the SFT trainer with the KL term;
+  :mod:`~engine.training.metrics_callback`: metrics and checkpoints into the database as it trains;
 - :mod:`engine.training.job`: the handler of job kind ``train``.
 
 Importing this package imports none of torch, transformers, peft, trl or bitsandbytes.
