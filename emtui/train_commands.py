@@ -5,6 +5,7 @@ a dropped SSH session."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from emtui.cli import UsageError
 from emtui.streams import say
@@ -36,6 +37,8 @@ def train(args: argparse.Namespace) -> int:
                                     again=args.again)
                 for why in queued.skipped:
                     say(f"skipped {strip_control(why)} (--again queues it anyway)")
+                for warning in queued.warnings:
+                    print(f"emtui train: warning: {strip_control(warning)}", file=sys.stderr)
                 for run_id in queued.runs:
                     run = store.get_train_run(run_id)
                     say(f"queued run {run_id}: {strip_control(run['condition'])} "

@@ -334,3 +334,19 @@ def test_continue_from_an_existing_adapter(store, study_db):
     assert json.loads(store.get_model(result.model_id)["provenance"])["chosen"]["continued_from_adapter"] == adapter
     # the same first batch (same seed): the continued adapter already fits the domain better
     assert series(store, after, "loss")[0][1] < series(store, fresh, "loss")[0][1] - 0.05
+
+
+def test_queueing_warns_of_a_base_model_this_machine_cannot_load(run_cli, tmp_path):
+    path = write_study(tmp_path / "s", name="hub-train")
+    text = path.read_text(encoding="utf-8").replace('source = "tiny"', 'source = "nobody/no-such-model-xyz"')
+    path.write_text(text, encoding="utf-8")
+    db = tmp_path / "h.db"
+    assert run_cli("init", str(path), "--db", str(db)).returncode == 0
+    out = run_cli("train", "--db", str(db), "--study", "hub-train", "--no-worker",
+                  env={"HF_HOME": str(tmp_path / "hf")})
+    assert out.returncode == 0 and "queued run 1: domain" in out.stdout
+    assert out.stderr.count("\n") == 1  # said once, for both conditions
+    assert "warning: model 'nobody/no-such-model-xyz' is neither a local folder nor in the Hugging Face cache" \
+        in out.stderr
+    again = run_cli("train", "--db", str(db), "--study", "hub-train", "--no-worker", "--again")
+    assert "warning" in again.stderr  # still the hub model: the warning stays until the model is there

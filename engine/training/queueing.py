@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.runs.gpus import visible_gpus
@@ -28,6 +29,24 @@ class QueueError(ValueError):
 class Queued:
     runs: list[int] = field(default_factory=list)       # train_run ids queued now
     skipped: list[str] = field(default_factory=list)    # why a condition was not queued
+    warnings: list[str] = field(default_factory=list)   # what will make a queued run fail, seen now
+
+
+def model_warning(source: str, path: str | None) -> str | None:
+    """Why a base model cannot be loaded on this machine, or None: a run of it would fail after the
+    worker took it (no hub access here). ``tiny`` is built on demand; a folder must hold config.json; a hub
+    id must be in the Hugging Face cache."""
+    if source == "tiny" or (path and (Path(path) / "config.json").is_file()):
+        return None
+    if Path(source).expanduser().is_dir():
+        return None if (Path(source).expanduser() / "config.json").is_file() else \
+            f"model folder {source} has no config.json"
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return None
+    return (f"model {source!r} is neither a local folder nor in the Hugging Face cache: download it first "
+            f"(huggingface-cli download {source}) or name a local folder in the study")
 
 
 def _trained_conditions(store: Any, study: dict[str, Any], condition: str | None) -> list[dict[str, Any]]:
@@ -80,6 +99,10 @@ def queue_runs(store: Any, *, study: str, condition: str | None = None,
                                        resources={"gpu": gpus})
             store.set_train_run_job(run_id, job_id)
         out.runs.append(run_id)
+        base = store.get_model(int(cond["base_model_id"])) or {}
+        warning = model_warning(str(base.get("source") or ""), base.get("path"))
+        if warning and warning not in out.warnings:
+            out.warnings.append(warning)
     return out
 
 
