@@ -192,13 +192,10 @@ class TrainingQueries(StoreCore):
         from db.store import Page
 
         rows = self._q(
-            """SELECT r.id, c.name AS condition, b.name AS base_model, d.name AS dataset, r.status,
-                      r.seed, r.recipe_hash, r.started_at, r.finished_at,
-                      (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
-                      (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
-               FROM train_runs r
-               JOIN conditions c ON c.id = r.condition_id
-               JOIN models b ON b.id = r.base_model_id
-               JOIN datasets d ON d.id = r.dataset_id
-               ORDER BY r.id DESC LIMIT ? OFFSET ?""", (limit, offset))
+            f"""SELECT r.id, c.name AS condition, b.name AS base_model, d.name AS dataset,
+                       {EFFECTIVE_STATUS} AS status, r.seed, r.recipe_hash, r.started_at, r.finished_at,
+                       (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
+                       (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
+                {RUN_JOINS}
+                ORDER BY r.id DESC LIMIT ? OFFSET ?""", (limit, offset))
         return Page(rows, int(self._scalar("SELECT count(*) FROM train_runs")), offset, limit)
