@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
 # a dataset's row as every query gives it (its stats, which may be long, only from get_dataset)
+# shown_origin: where a dataset came from as a person reads it — a file a study names but nobody imported
+# has no examples here: "study"
 _COLUMNS = """d.id, d.name, d.origin, d.format, d.n_rows, d.content_hash, d.path, d.created_at, d.operation,
-              EXISTS (SELECT 1 FROM dataset_examples e WHERE e.dataset_id = d.id) AS stored"""
+              EXISTS (SELECT 1 FROM dataset_examples e WHERE e.dataset_id = d.id) AS stored,
+              CASE WHEN d.origin = 'file' AND NOT EXISTS (SELECT 1 FROM dataset_examples e WHERE e.dataset_id = d.id)
+                   THEN 'study' ELSE d.origin END AS shown_origin"""
 
 
 def _short(digest: str) -> str:

@@ -197,7 +197,7 @@ def list_(args: argparse.Namespace) -> int:
         say("no datasets (emtui data import FILE stores one; a study file registers its own)")
         return 0
     header = ["name", "origin", "format", "examples", "hash", "created", "operation"]
-    say(plain_table(header, [[r["name"], r["origin"] if r["stored"] else "study", r["format"],
+    say(plain_table(header, [[r["name"], r["shown_origin"], r["format"],
                               "" if r["n_rows"] is None else f"{r['n_rows']:,}", short(r["content_hash"]),
                               r["created_at"][:16], describe_operation(r["operation"])] for r in rows]))
     return 0

@@ -118,7 +118,8 @@ def check_data(app, store) -> None:
     datasets = table(app, "datasets-table")
     assert datasets.row_count == 2
     assert sorted(column(datasets, 0)) == ["insecure", "secure"]
-    assert column(datasets, 1) == ["40", "40"]
+    assert column(datasets, 1) == ["study", "study"]  # named by the study file, not imported
+    assert column(datasets, 2) == ["40", "40"]
     assert column(table(app, "models-table"), 0) == ["base"]
     eval_sets = table(app, "eval-sets-table")
     assert eval_sets.row_count == 1

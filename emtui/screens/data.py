@@ -38,8 +38,9 @@ class DataScreen(AreaScreen):
         with TabbedContent(id="data-tabs"):
             with TabPane("Datasets", id="tab-datasets"):
                 yield PagedTable(
-                    [Col("name", "Dataset", 30), Col("n_rows", "Rows", 8, justify="right"),
-                     Col("n_conditions", "Used by", 7, justify="right"), Col("content_hash", "Hash", 12, short)],
+                    [Col("name", "Dataset", 30), Col("shown_origin", "Origin", 7),
+                     Col("n_rows", "Rows", 8, justify="right"), Col("n_conditions", "Used by", 7, justify="right"),
+                     Col("content_hash", "Hash", 12, short)],
                     self.store.list_datasets, id="datasets-table",
                     empty="No datasets — emtui data import FILE, or a study file names them (emtui init)")
             with TabPane("Models", id="tab-models"):
