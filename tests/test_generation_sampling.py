@@ -142,3 +142,18 @@ def test_plain_sampling_does_not_reproduce_a_row_alone(tiny):
     batch = plain(prompts)
     alone = [plain([p])[0] for p in prompts]
     assert sum(a != b for a, b in zip(alone, batch, strict=True)) >= 9
+
+
+@pytest.mark.parametrize(("top_k", "top_p"), [(0, 0.5), (5, 1.0), (20, 0.9), (1, 0.3), (0, 1.0)])
+def test_the_filters_keep_what_transformers_warpers_keep(top_k, top_p):
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.randn(6, 512, generator=torch.Generator().manual_seed(top_k)) * 3
+    expected = logits.clone()
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    ours = RowSampler([0] * 6, temperature=1.0, top_p=top_p, top_k=top_k).filtered(logits)
+    assert torch.equal(torch.isinf(ours), torch.isinf(expected))
+    assert 0 < torch.isfinite(ours).sum() <= 6 * (top_k or 512)
