@@ -13,7 +13,7 @@ from engine import generation, judging
 from engine.runs.kinds import KINDS, KindError, check_kind, kinds, resolve
 
 STUBS = [
-    (generation, "issue 13", ["answer_seed", "generate", "regenerate", "generate_job", "RowSampler"]),
+    (generation, "issue 13", ["generate", "regenerate", "generate_job"]),
     (judging, "issue 14", ["make_backend", "judge_panel", "judge_job"]),
 ]
 

@@ -1,6 +1,7 @@
 """Generation (issue 13): batched answers from the base model, every fine-tune and checkpoint,
-reproducible per sample. A sketch of the public interface; nothing here runs yet, and the job
-kind ``generate`` is not registered (engine/runs/kinds.py) until it does.
+reproducible per sample. A sketch of the public interface; only the per-answer sampler
+(:mod:`engine.generation.sampling`) runs yet, and the job kind ``generate`` is not registered
+(engine/runs/kinds.py) until it does.
 
 What issue 13 fills, and how the rest of emtui will call it:
 
@@ -17,8 +18,9 @@ What issue 13 fills, and how the rest of emtui will call it:
   with its own ``torch.Generator`` seeded from the answer's recorded seed, so any one answer can
   be regenerated alone, in any batch (``torch.manual_seed`` before a batch cannot: measured, 0 of
   12 rows matched alone). The sampler applies temperature / top-k / top-p itself (``generate`` is
-  then called with temperature 1, top-k 0, top-p 1). :func:`regenerate` proves it on a stored
-  answer (``emtui answers regenerate ID``).
+  then called greedily, ``do_sample=False``, over logits that are -inf but for the drawn token;
+  :func:`sample` does so). Both live in :mod:`engine.generation.sampling`. :func:`regenerate`
+  proves it on a stored answer (``emtui answers regenerate ID``).
 - :func:`generate_job`: the handler of job kind ``generate``. Issue 13 adds one line to
   ``engine/runs/kinds.py``: ``"generate": "engine.generation:generate_job"`` (``gpu=1`` for the
   transformers backend, 0 for an endpoint).
@@ -28,14 +30,19 @@ torch and transformers are imported inside the functions only, so importing this
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from engine.generation.sampling import RowSampler, answer_seed, sample
 
 if TYPE_CHECKING:
     from db.store import Store
     from engine.runs.context import JobContext
     from engine.runs.progress import Progress
+
+__all__ = ["Backend", "GenerationResult", "GenerationSpec", "ModelRef", "RowSampler", "answer_seed", "generate",
+           "generate_job", "regenerate", "sample"]
 
 ISSUE = "issue 13 (generation)"
 Backend = Literal["transformers", "openai"]
@@ -82,18 +89,6 @@ class GenerationResult:
 
     def as_json(self) -> dict[str, Any]:
         raise NotImplementedError(f"{ISSUE}: a GenerationResult as a job's JSON result")
-
-
-def answer_seed(study_seed: int, question_id: int, model_id: int, sample_index: int, *, trigger: bool = False) -> int:
-    """The seed recorded with one answer, derived from its identity (never from its place in a batch)."""
-    raise NotImplementedError(f"{ISSUE}: per-answer seeds")
-
-
-class RowSampler:
-    """A logits processor that samples each output row with its own generator, seeded per answer."""
-
-    def __init__(self, seeds: Sequence[int], *, temperature: float, top_p: float, top_k: int = 0) -> None:
-        raise NotImplementedError(f"{ISSUE}: the per-row seeded sampler")
 
 
 def generate(spec: GenerationSpec, *, store: Store, progress: Progress | None = None) -> GenerationResult:
