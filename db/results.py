@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from db.store import Page
 
 GENERATION_COLUMNS = ("question_id", "condition_id", "model_id", "checkpoint_id", "settings", "settings_hash",
-                      "seed", "sample_index", "prompt", "response", "n_tokens", "study_hash", "job_id",
+                      "seed", "sample_index", "variant", "prompt", "response", "n_tokens", "study_hash", "job_id",
                       "created_at")
 
 
@@ -33,7 +33,8 @@ def _identity(row: dict[str, Any]) -> tuple[Any, ...]:
     """A generation's identity, as the ``generations_identity`` index sees it."""
     cp, seed = row.get("checkpoint_id"), row.get("seed")
     return (int(row["question_id"]), int(row["model_id"]), 0 if cp is None else int(cp),
-            str(row["settings_hash"]), -1 if seed is None else int(seed), int(row.get("sample_index") or 0))
+            str(row["settings_hash"]), -1 if seed is None else int(seed), int(row.get("sample_index") or 0),
+            str(row.get("variant") or ""))
 
 
 class ResultsQueries(StoreCore):
@@ -88,6 +89,7 @@ class ResultsQueries(StoreCore):
             if not isinstance(row["settings"], str):
                 row["settings"] = dumps(row["settings"] or {})
             row["sample_index"] = row["sample_index"] or 0
+            row["variant"] = row["variant"] or ""
             row["created_at"] = row["created_at"] or now
             clean.append(row)
         with self.transaction():
@@ -99,7 +101,8 @@ class ResultsQueries(StoreCore):
                 chunk = model_ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
                 for g in self._q(
-                        f"""SELECT id, question_id, model_id, checkpoint_id, settings_hash, seed, sample_index
+                        f"""SELECT id, question_id, model_id, checkpoint_id, settings_hash, seed, sample_index,
+                                   variant
                             FROM generations WHERE model_id IN ({marks})""", chunk):
                     key = _identity(g)
                     if key in wanted:
@@ -391,7 +394,7 @@ class ResultsQueries(StoreCore):
 
         Columns: generation_id, study, study_hash (the hash the answer was made under, else its
         study's), condition, model, model_kind, model_source, checkpoint_step, checkpoint_path,
-        settings (JSON text), settings_hash, seed, sample_index, eval_set, question_key,
+        settings (JSON text), settings_hash, seed, sample_index, variant, eval_set, question_key,
         paraphrase, category, system_prompt, question, prompt, response, n_tokens, created_at."""
         where = "g.id > ?"
         params: list[Any] = [after_id]
@@ -402,7 +405,7 @@ class ResultsQueries(StoreCore):
             f"""SELECT g.id AS generation_id, s.name AS study, COALESCE(g.study_hash, s.spec_hash) AS study_hash,
                        c.name AS condition, m.name AS model, m.kind AS model_kind, m.source AS model_source,
                        k.step AS checkpoint_step, k.path AS checkpoint_path, g.settings, g.settings_hash,
-                       g.seed, g.sample_index, e.name AS eval_set, q.key AS question_key, q.paraphrase,
+                       g.seed, g.sample_index, g.variant, e.name AS eval_set, q.key AS question_key, q.paraphrase,
                        q.category, q.system_prompt, q.text AS question, g.prompt, g.response, g.n_tokens,
                        g.created_at
                 FROM generations g

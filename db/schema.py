@@ -493,6 +493,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE train_runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}';
     CREATE INDEX train_runs_condition ON train_runs(condition_id);
     """,
+    # 8: generation (issue 13): an answer's variant — with or without the study's trigger — is part of its
+    #    identity, so a resumed job writes exactly the missing (model, question, paraphrase, sample, variant) set
+    """
+    ALTER TABLE generations ADD COLUMN variant TEXT NOT NULL DEFAULT '';   -- '' (as asked) | 'trigger'
+    DROP INDEX generations_identity;
+    CREATE UNIQUE INDEX generations_identity ON generations(
+        question_id, model_id, IFNULL(checkpoint_id, 0), settings_hash, IFNULL(seed, -1), sample_index, variant);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -224,7 +224,21 @@ def test_generation_identity_is_unique(store):
     generation(store, ids, sample_index=1)
     generation(store, ids, seed=1)
     generation(store, ids, settings_hash="sha256:other")
-    assert store.count("generations") == 4
+    generation(store, ids, variant="trigger")  # the same answer asked with the study's trigger
+    assert store.count("generations") == 5
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        generation(store, ids, variant="trigger")
+
+
+def test_insert_generations_keeps_each_variant_once(store):
+    ids = seed_rows(store)
+    row = {"question_id": ids["question"], "model_id": ids["model"], "settings_hash": "sha256:s", "seed": 9,
+           "sample_index": 0, "response": "x"}
+    first = store.insert_generations([row, {**row, "variant": "trigger"}])
+    assert len(set(first)) == 2
+    again = store.insert_generations([{**row, "variant": "trigger", "response": "other"}, row])
+    assert again == first[::-1]  # existing rows, as they were: a resumed job writes only what is missing
+    assert store.count("generations") == 3  # seed_rows' own and these two
 
 
 def test_generation_identity_null_seed_collides(store):

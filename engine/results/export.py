@@ -4,7 +4,8 @@ One record per answer (generation):
 
 - provenance: ``generation_id``, ``study``, ``study_hash``, ``condition``, ``model``, ``model_kind``,
   ``model_source``, ``checkpoint_step``, ``checkpoint_path``, ``settings`` (an object in JSON Lines,
-  canonical JSON text in CSV / Parquet), ``settings_hash``, ``seed``, ``sample_index``, ``eval_set``,
+  canonical JSON text in CSV / Parquet), ``settings_hash``, ``seed``, ``sample_index``, ``variant`` (empty, or
+  ``trigger`` for the answer to the question with the study's trigger), ``eval_set``,
   ``question_key``, ``paraphrase``, ``category``, ``system_prompt``, ``question``, ``prompt``,
   ``response``, ``n_tokens``, ``created_at``;
 - ``score.<judge model>.<metric>``: one column per judge × metric found among the exported answers
@@ -40,7 +41,7 @@ FORMATS = ("jsonl", "csv", "parquet")
 PAGE_SIZE = 500
 PARQUET_ROW_GROUP = 10_000  # rows buffered per Parquet row group
 PROVENANCE = ("generation_id", "study", "study_hash", "condition", "model", "model_kind", "model_source",
-              "checkpoint_step", "checkpoint_path", "settings", "settings_hash", "seed", "sample_index",
+              "checkpoint_step", "checkpoint_path", "settings", "settings_hash", "seed", "sample_index", "variant",
               "eval_set", "question_key", "paraphrase", "category", "system_prompt", "question", "prompt",
               "response", "n_tokens", "created_at")
 INT_COLUMNS = frozenset({"generation_id", "checkpoint_step", "seed", "sample_index", "paraphrase", "n_tokens"})
