@@ -47,7 +47,7 @@ def test_old_database_upgrades_to_v3_keeping_rows(tmp_path, old_version):
     assert old.user_version == old_version
     assert "campaign_items" not in old.table_names()
     study(old, answers=3)
-    gen = old.export_answers_page(limit=1)[0]["generation_id"]
+    gen = old._scalar("SELECT min(id) FROM generations")
     # a v1-era campaign, assignment and rating (as the old schema allowed them)
     cid = old.db["campaigns"].insert({"name": "legacy", "scale": "0-3", "created_at": "t"}).last_pk
     ann = old.db["annotators"].insert({"name": "ann", "kind": "human", "created_at": "t"}).last_pk
