@@ -209,9 +209,14 @@ def jobs(args: argparse.Namespace) -> int:
 
 
 def _job_id(args: argparse.Namespace) -> int:
-    text = str(args.target).strip()
+    return record_id(args.target, command=f"emtui jobs {args.action}", what="a job id")
+
+
+def record_id(target: Any, *, command: str, what: str) -> int:
+    """A row's id typed on the command line (a number, at most 18 digits), else a one-line usage error."""
+    text = str(target).strip()
     if not text.isdigit() or len(text) > 18:
-        raise UsageError(f"emtui jobs {args.action}: a job id is a number, not {args.target!r}")
+        raise UsageError(f"{command}: {what} is a number, not {target!r}")
     return int(text)
 
 

@@ -16,14 +16,14 @@ LIST_MAX = 1_000_000
 
 
 def runs(args: argparse.Namespace) -> int:
-    from emtui.run_commands import _open
+    from emtui.run_commands import _open, record_id
 
     if args.action == "show":
         if args.target is None:
             raise UsageError("emtui runs show: give the run's id (emtui runs lists them)")
         if args.study is not None:
             raise UsageError("emtui runs show: --study does not go with show")
-        return show(args, _run_id(args.target))
+        return show(args, record_id(args.target, command="emtui runs show", what="a run id"))
     if args.target is not None:
         raise UsageError(f"emtui runs: unexpected {args.target!r} (to read one run: emtui runs show ID)")
     with _open(args, readonly=True) as store:
@@ -90,13 +90,6 @@ def show(args: argparse.Namespace, run_id: int) -> int:
     return 0
 
 
-def _run_id(target: str) -> int:
-    text = str(target).strip()
-    if not text.isdigit() or len(text) > 18:
-        raise UsageError(f"emtui runs show: a run id is a number, not {target!r}")
-    return int(text)
-
-
 def _json(raw: Any) -> Any:
     try:
         return json.loads(raw) if isinstance(raw, str) else raw
@@ -110,9 +103,9 @@ def _indented(value: Any) -> str:
 
 
 def _print_json(value: Any) -> None:
-    from engine.common.text import json_safe
+    from emtui.run_commands import _dumps
 
-    sys.stdout.write(json_safe(json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)) + "\n")
+    sys.stdout.write(_dumps(value) + "\n")
 
 
 def _width() -> int:
