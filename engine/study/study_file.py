@@ -144,12 +144,13 @@ def _shown(value: Any) -> str:
 
 def _preset_key(preset: Any, key: str) -> Any:
     """A key of a built-in preset (None when the preset or key does not exist)."""
-    path = builtin_file("presets", preset) if isinstance(preset, str) else None
-    if path is None:
+    from engine.training.recipes import RecipeError, load_preset  # it imports this module's RECIPE_KEYS
+
+    if not isinstance(preset, str):
         return None
     try:
-        return toml_loads(path.read_text(encoding="utf-8")).get(key)
-    except LoadError:
+        return load_preset(preset).get(key)
+    except RecipeError:
         return None
 
 

@@ -15,6 +15,7 @@ from engine.runs.progress import Progress
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
+
 def _gpu_stats() -> dict[str, float]:
     import torch
 
@@ -33,7 +34,7 @@ def _gpu_stats() -> dict[str, float]:
 
 
 def metrics_callback(store: Any, run: Mapping[str, Any], progress: Progress | None, trainer_ref: list[Any],
-                      recipe: Mapping[str, Any], rank: int, world_size: int) -> Any:
+                     recipe: Mapping[str, Any], rank: int, world_size: int) -> Any:
     from transformers import TrainerCallback
 
     run_id = int(run["id"])
@@ -44,7 +45,6 @@ def metrics_callback(store: Any, run: Mapping[str, Any], progress: Progress | No
         def __init__(self) -> None:
             self.t0 = time.monotonic()
             self.step0 = 0
-            self.tokens0 = 0
             self.last_t, self.last_tokens = self.t0, 0
             self.below = 0
             self.cancelled = False

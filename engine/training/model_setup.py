@@ -92,9 +92,6 @@ def load_model(location: str, recipe: Mapping[str, Any], *, device: str) -> tupl
     return model, chosen
 
 
-# -- the trainer --------------------------------------------------------------------------------------
-
-
 def fsdp_args(recipe: Mapping[str, Any], model: Any, world_size: int, chosen: dict[str, Any]) -> dict[str, Any]:
     """FSDP for a full fine-tune of a model too large for one device: each decoder layer its own shard
     unit. On one process it changes nothing (and says so)."""

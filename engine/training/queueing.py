@@ -49,6 +49,11 @@ def model_warning(source: str, path: str | None) -> str | None:
             f"(huggingface-cli download {source}) or name a local folder in the study")
 
 
+def _resources() -> dict[str, int]:
+    """What a train job asks of its worker: a GPU where this machine has one."""
+    return {"gpu": 1 if visible_gpus() else 0}
+
+
 def _trained_conditions(store: Any, study: dict[str, Any], condition: str | None) -> list[dict[str, Any]]:
     conds = store.study_conditions(int(study["id"]))
     trained = [c for c in conds if c.get("dataset_id") is not None]
@@ -73,7 +78,7 @@ def queue_runs(store: Any, *, study: str, condition: str | None = None,
     if found is None:
         raise QueueError(f"no study {study!r} (emtui list studies)")
     out = Queued()
-    gpus = 1 if visible_gpus() else 0
+    resources = _resources()
     for cond in _trained_conditions(store, found, condition):
         raw = json.loads(cond.get("recipe") or "{}")
         try:
@@ -89,14 +94,14 @@ def queue_runs(store: Any, *, study: str, condition: str | None = None,
         if same and not again:
             out.skipped.append(f"{cond['name']}: run {same[-1]['id']} with this recipe is {same[-1]['status']}")
             continue
-        seed = int(recipe["seed"]) if recipe.get("seed") is not None else int(found_seed(found))
+        seed = int(recipe["seed"]) if recipe.get("seed") is not None else _study_seed(found)
         with store.transaction():
             run_id = store.add_train_run(
                 condition_id=int(cond["id"]), base_model_id=int(cond["base_model_id"]),
                 dataset_id=int(cond["dataset_id"]), recipe=recipe, recipe_hash=digest, seed=seed,
                 study_hash=str(found["spec_hash"]), preset=recipe.get("preset"))
             job_id = store.enqueue_job("train", {"train_run_id": run_id}, study_hash=str(found["spec_hash"]),
-                                       resources={"gpu": gpus})
+                                       resources=resources)
             store.set_train_run_job(run_id, job_id)
         out.runs.append(run_id)
         base = store.get_model(int(cond["base_model_id"])) or {}
@@ -106,7 +111,7 @@ def queue_runs(store: Any, *, study: str, condition: str | None = None,
     return out
 
 
-def found_seed(study: Mapping[str, Any]) -> int:
+def _study_seed(study: Mapping[str, Any]) -> int:
     """The study's root seed (the run's seed unless its recipe sets one)."""
     spec = json.loads(study.get("spec_json") or "{}")
     return int(spec.get("seed") or 0)
@@ -121,11 +126,10 @@ def requeue_run(store: Any, run_id: int) -> int:
         raise QueueError(f"run {run_id} is {run['status']} already")
     if run["status"] == "done":
         raise QueueError(f"run {run_id} is done; queue a new one with emtui train --again")
-    gpus = 1 if visible_gpus() else 0
     with store.transaction():
         store.finish_train_run(run_id, status="queued")
         job_id = int(store.enqueue_job("train", {"train_run_id": run_id}, study_hash=str(run["study_hash"]),
-                                       resources={"gpu": gpus}))
+                                       resources=_resources()))
         store.set_train_run_job(run_id, job_id)
     return job_id
 

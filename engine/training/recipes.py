@@ -8,7 +8,6 @@ exactly when something that matters differs). Keys and their bounds are the stud
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,7 +119,3 @@ def resolve_recipe(recipe: Mapping[str, Any], overrides: Mapping[str, Any] | Non
 def recipe_hash(resolved: Mapping[str, Any]) -> str:
     return json_hash({k: v for k, v in resolved.items() if k not in _NOT_HASHED
                       and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])})
-
-
-def recipe_json(resolved: Mapping[str, Any]) -> str:
-    return json.dumps(dict(resolved), sort_keys=True)
