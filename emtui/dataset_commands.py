@@ -129,10 +129,10 @@ def _stats_json(texts: list[str], fmt: str, name: str) -> dict[str, Any]:
 
 
 def import_(args: argparse.Namespace) -> int:
-    from engine.common.hashing import short
+    from engine.common.hashing import sha256_file, short
     from engine.common.untrusted import label_problem, path_text
     from engine.training.dataset_stats import examples_stats
-    from engine.training.datasets import DatasetError, check_dataset, file_hash, iter_rows
+    from engine.training.datasets import DatasetError, check_dataset, iter_rows
 
     path = Path(args.file)
     name = args.name if args.name is not None else path.name.removesuffix(".jsonl")
@@ -145,9 +145,9 @@ def import_(args: argparse.Namespace) -> int:
         raise UsageError(f"emtui data import: {check.problems[0]}"
                          + (f" ({more:,} more problem(s): emtui data validate lists them)" if more else "")
                          + "; nothing imported")
-    digest = file_hash(path)
+    digest = sha256_file(path)  # the hash a study file registers a dataset by
     rows = list(iter_rows(path))
-    if file_hash(path) != digest:
+    if sha256_file(path) != digest:
         raise DatasetError(f"{path_text(path)}: the file changed while it was read; nothing imported")
     fmt = rows[0][0].format
     stats = examples_stats((e for e, _ in rows), path).as_json()

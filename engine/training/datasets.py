@@ -261,11 +261,6 @@ def read_examples(path: str | Path) -> Iterator[Messages]:
 # a dataset by) whenever the file has no blank lines, "\r\n" endings or byte-order mark.
 
 
-def file_hash(path: str | Path) -> str:
-    """A dataset file's content hash: the one :mod:`engine.study.study_file` registers datasets by."""
-    return sha256_file(path)
-
-
 def jsonl_bytes(texts: Iterable[str]) -> bytes:
     """The JSON Lines file of these example texts: what ``emtui data export`` writes."""
     return "".join(f"{t}\n" for t in texts).encode("utf-8")
@@ -307,12 +302,12 @@ def dataset_texts(store: Store, dataset_id: int) -> list[str]:
         raise DatasetError(f"{shown}: no such file (the file of dataset {name}; emtui data import stores a "
                            "dataset's examples in the database)")
     registered = row["content_hash"]
-    before = file_hash(path)
+    before = sha256_file(path)
     if before != registered:
         raise DatasetError(f"{shown}: the file changed since dataset {name} was registered (its hash is "
                            f"{short(before)}, registered {short(registered)})")
     texts = [text for _example, text in iter_rows(path)]
-    if file_hash(path) != before:
+    if sha256_file(path) != before:
         raise DatasetError(f"{shown}: the file changed while it was read (dataset {name})")
     return texts
 

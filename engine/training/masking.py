@@ -40,12 +40,12 @@ renderer that tracks ``{% generation %}`` spans).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.common.hashing import sha256_text, short
 from engine.common.text import strip_control
 
 PREFIX_DIFF = "prefix-diff"
@@ -146,7 +146,7 @@ def _why(exc: Exception) -> str:
 
 
 def _template_name(template: str) -> str:
-    return f"chat template {hashlib.sha256(template.encode()).hexdigest()[:12]}"
+    return f"chat template {short(sha256_text(template))}"
 
 
 def _choose_path(tokenizer: Any, template: str) -> str:
