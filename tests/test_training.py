@@ -197,6 +197,36 @@ class StopAfter(Progress):
         return self.done >= self.n
 
 
+class SignalledAfter(StopAfter):
+    """SIGTERM in the middle of the run after ``n`` steps (raised in a job as JobCancelled): a cancel someone
+    asked for (``asked``: the progress says cancelled), or the worker stopping or dying (it does not)."""
+
+    def __init__(self, n: int, *, asked: bool) -> None:
+        super().__init__(n)
+        self.asked = asked
+
+    def advance(self, n: int = 1) -> None:
+        super().advance(n)
+        if self.done >= self.n:
+            raise JobCancelled("interrupted")
+
+    def cancelled(self) -> bool:
+        return self.asked and self.done >= self.n
+
+
+def test_an_interrupted_attempt_leaves_the_run_queued_and_the_next_resumes(store, study_db):
+    """A worker that stops or dies interrupts its job, which the queue gives back: the run reads queued,
+    not cancelled, and the next attempt goes on from its checkpoint."""
+    run_id = queue(store, max_steps=6, save_steps=2)
+    with pytest.raises(JobCancelled):
+        train(store, run_id, db_path=study_db, progress=SignalledAfter(3, asked=False))
+    run = store.get_train_run(run_id)
+    assert run["status"] == "queued" and run["error"] is None
+    assert [c["step"] for c in store.run_checkpoints(run_id)] == [2]
+    assert train(store, run_id, db_path=study_db).final_step == 6
+    assert [s for s, _ in series(store, run_id, "loss")] == list(range(1, 7))
+
+
 def test_a_cancelled_run_stops_between_steps(store, study_db):
     run_id = queue(store)
     result = train(store, run_id, db_path=study_db, progress=StopAfter(4))
@@ -227,12 +257,7 @@ def test_examples_the_cut_leaves_untrained_are_counted_or_the_run_fails(store, s
 def test_a_failed_run_resumes_and_a_running_one_cannot_be_queued_twice(store, study_db):
     run_id = queue(store, max_steps=4, save_steps=2)
     with pytest.raises(JobCancelled):
-        class Cancel(StopAfter):
-            def cancelled(self) -> bool:
-                if self.done >= 2:
-                    raise JobCancelled("cancelled")  # what SIGTERM raises in a job
-                return False
-        train(store, run_id, db_path=study_db, progress=Cancel(2))
+        train(store, run_id, db_path=study_db, progress=SignalledAfter(2, asked=True))
     assert store.get_train_run(run_id)["status"] == "cancelled"
     job = requeue_run(store, run_id)
     assert store.get_train_run(run_id)["status"] == "queued" and store.get_train_run(run_id)["job_id"] == job

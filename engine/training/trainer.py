@@ -137,8 +137,12 @@ def train(store: Any, run_id: int, *, db_path: str | Path | None = None,
     try:
         return _train(store, run_id, db_path=db_path, progress=progress)
     except JobCancelled:
+        # a cancel someone asked for (the progress says so), or an attempt interrupted — its worker was
+        # stopped or died — which the queue gives back and runs again: the run is queued, not cancelled
         if world()[0] == 0:
-            store.finish_train_run(run_id, status="cancelled", error="cancelled")
+            asked = progress is not None and progress.cancelled()
+            store.finish_train_run(run_id, status="cancelled" if asked else "queued",
+                                   error="cancelled" if asked else None)
         raise
     except BaseException as exc:
         if world()[0] == 0 and store.get_train_run(run_id) is not None:
