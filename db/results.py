@@ -29,7 +29,7 @@ GENERATION_COLUMNS = ("question_id", "condition_id", "model_id", "checkpoint_id"
                       "created_at")
 
 
-def _identity(row: dict[str, Any]) -> tuple[Any, ...]:
+def identity_key(row: dict[str, Any]) -> tuple[Any, ...]:
     """A generation's identity, as the ``generations_identity`` index sees it."""
     cp, seed = row.get("checkpoint_id"), row.get("seed")
     return (int(row["question_id"]), int(row["model_id"]), 0 if cp is None else int(cp),
@@ -100,7 +100,7 @@ class ResultsQueries(StoreCore):
             clean = [{k: v for k, v in r.items() if k != "variant"} for r in clean]
         with self.transaction():
             self.db["generations"].insert_all(clean, ignore=True, batch_size=500)
-            wanted = {_identity(r) for r in clean}
+            wanted = {identity_key(r) for r in clean}
             ids: dict[tuple[Any, ...], int] = {}
             model_ids = sorted({int(r["model_id"]) for r in clean})
             for start in range(0, len(model_ids), 500):
@@ -110,10 +110,10 @@ class ResultsQueries(StoreCore):
                         f"""SELECT id, question_id, model_id, checkpoint_id, settings_hash, seed, sample_index,
                                    {"variant" if has_variant else "''"} AS variant
                             FROM generations WHERE model_id IN ({marks})""", chunk):
-                    key = _identity(g)
+                    key = identity_key(g)
                     if key in wanted:
                         ids[key] = int(g["id"])
-        return [ids[_identity(r)] for r in clean]
+        return [ids[identity_key(r)] for r in clean]
 
     # -- judgments ----------------------------------------------------------------------------------
 

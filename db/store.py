@@ -21,6 +21,7 @@ from db.annotation import AnnotationQueries
 from db.core import file_id
 from db.datasets import DatasetQueries
 from db.errors import StoreError, describe_sqlite_error
+from db.generation import GenerationQueries
 from db.identity import APPLICATION_ID, check_identity
 from db.jobs import JobQueries
 from db.results import ResultsQueries
@@ -102,7 +103,7 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
     return int(seconds * 1000)
 
 
-class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries):
+class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries, GenerationQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
     The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
     every query mixin."""

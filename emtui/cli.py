@@ -89,6 +89,51 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "
                                                              "one when none is alive)")
 
+    sp = cmd("generate", "queue answers of a study's models (the base, each fine-tune, their checkpoints) to its "
+             "eval questions; a worker makes them")
+    sp.add_argument("--study", required=True, help="the study whose models answer")
+    sp.add_argument("--condition", action="append", metavar="NAME", help="only this condition's model (repeatable; "
+                    "default: every condition)")
+    sp.add_argument("--model", action="append", metavar="NAME", help="also (or, without --condition: only) this "
+                    "model, by its name in emtui list models (repeatable)")
+    sp.add_argument("--eval-set", action="append", metavar="NAME", help="only this eval set of the study "
+                    "(repeatable; default: all)")
+    sp.add_argument("--samples", type=int_in(1, 1_000_000), metavar="N",
+                    help="answers per question wording (default: the question's own count, else the study's)")
+    sp.add_argument("--checkpoints", action="store_true",
+                    help="also every checkpoint of each condition's latest training run (curves over steps)")
+    trig = sp.add_mutually_exclusive_group()
+    trig.add_argument("--trigger", action="store_true", default=None,
+                      help="ask every question with and without the study's trigger (default when it sets one)")
+    trig.add_argument("--no-trigger", dest="trigger", action="store_false", help="only without the trigger")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a generation setting (repeatable): temperature, top_p, top_k, max_new_tokens, "
+                         "batch_size, seed, system_prompt, trigger, trigger_position")
+    sp.add_argument("--backend", choices=("transformers", "openai"), default="transformers",
+                    help="transformers (default: a worker loads the models) or openai (any OpenAI-compatible "
+                         "completions server, e.g. vllm serve)")
+    sp.add_argument("--base-url", metavar="URL", help="openai: the server's http://HOST:PORT/v1")
+    sp.add_argument("--served-name", action="append", metavar="MODEL=NAME",
+                    help="openai: the name the server serves a model under (default: an adapter by its name "
+                         "in emtui, the base by its source)")
+    sp.add_argument("--4bit", dest="four_bit", action="store_true", help="load the base in 4 bits (nf4)")
+    sp.add_argument("--again", action="store_true", help="queue even when the same run is queued or running")
+    sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "
+                                                             "one when none is alive)")
+
+    sp = cmd("answers", "stored answers: list a job's, show one, or regenerate one from its record")
+    sp.add_argument("action", choices=("list", "show", "regenerate"),
+                    help="list --job J: a job's answers; show ID: one answer with its settings and seed; "
+                         "regenerate ID: make it again, alone, and compare")
+    sp.add_argument("target", nargs="?", type=int_in(1, 2**62), metavar="ID", help="show / regenerate: the "
+                    "answer's id")
+    sp.add_argument("--job", type=int_in(1, 2**62), metavar="J", help="list: the generate job")
+    sp.add_argument("--limit", type=int_in(1, 1_000_000), default=50, help="list: at most N answers")
+    sp.add_argument("--offset", type=int_in(0, 2**62), default=0, help="list: skip the first N")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.add_argument("--base-url", metavar="URL", help="regenerate: where the endpoint of an answer made through "
+                    "one is now")
+
     sp = cmd("worker", "run queued jobs, each in a process of its own (run, the default); status; stop")
     sp.add_argument("action", nargs="?", choices=("run", "status", "stop"),
                     help="run (default): run jobs until stopped; status: every worker of the database; stop: "

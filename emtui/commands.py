@@ -43,6 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
         "jobs": jobs, "list": list_, "data": data, "train": train, "runs": runs,
+        "generate": generate, "answers": answers,
     }[args.command]
     return handler(args)
 
@@ -95,6 +96,18 @@ def campaign(args: argparse.Namespace) -> int:
 
 def data(args: argparse.Namespace) -> int:
     from emtui.data_commands import data as run
+
+    return run(args)
+
+
+def generate(args: argparse.Namespace) -> int:
+    from emtui.generate_commands import generate as run
+
+    return run(args)
+
+
+def answers(args: argparse.Namespace) -> int:
+    from emtui.generate_commands import answers as run
 
     return run(args)
 

@@ -1,4 +1,4 @@
-"""The engines' packages before they are filled (issues 13–14): their sketched interface imports
+"""The engines' packages before they are filled (issue 14): their sketched interface imports
 cheaply and says which issue fills it, and no job kind points at code that does not run. Every kind
 the table lists resolves to a handler — adding a kind is one handler and one line."""
 
@@ -9,11 +9,10 @@ import inspect
 
 import pytest
 
-from engine import generation, judging
+from engine import judging
 from engine.runs.kinds import KINDS, KindError, check_kind, kinds, resolve
 
 STUBS = [
-    (generation, "issue 13", ["generate", "regenerate", "generate_job"]),
     (judging, "issue 14", ["make_backend", "judge_panel", "judge_job"]),
 ]
 
@@ -35,7 +34,7 @@ def test_a_stub_raises_naming_its_issue(package, issue, names):
             call(getattr(package, name))
 
 
-@pytest.mark.parametrize("kind", ["generate", "judge"])
+@pytest.mark.parametrize("kind", ["judge"])
 def test_no_kind_points_at_a_stub(kind):
     # a listed kind is one a worker can run: the engines list theirs when their handler works
     assert kind not in kinds({})

@@ -239,6 +239,11 @@ def test_a_done_run_is_not_resumed(store, study_db):
     train(store, run_id, db_path=study_db)
     with pytest.raises(QueueError, match="is done; queue a new one"):
         requeue_run(store, run_id)
+    # its job run again (a worker taking the job of a run trained in the foreground) trains nothing more
+    before = (series(store, run_id, "loss"), store.run_checkpoints(run_id), store.count("models"))
+    again = train(store, run_id, db_path=study_db)
+    assert again.status == "done" and again.final_step == 1
+    assert (series(store, run_id, "loss"), store.run_checkpoints(run_id), store.count("models")) == before
 
 
 def test_examples_the_cut_leaves_untrained_are_counted_or_the_run_fails(store, study_db):

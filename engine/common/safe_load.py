@@ -143,3 +143,18 @@ def _children(node: Any, yaml: Any) -> list[Any]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
     return []
+
+
+def assignment(text: str) -> tuple[str, Any]:
+    """``key=value`` from a command line: the value read as TOML (``lr=2e-5``, ``rslora=true``,
+    ``target_modules=["q_proj"]``), else taken as the text itself (``optimizer=adamw_torch``).
+    A ``ValueError`` when there is no ``=`` or no key."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"--set {text!r}: expected key=value")
+    try:
+        value = toml_loads(f"v = {raw.strip()}")["v"]
+    except (LoadError, ValueError):  # not a TOML value: the text itself
+        value = raw.strip()
+    return key, value

@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SEED_BITS", "RowSampler", "answer_seed", "sample"]
+__all__ = ["SEED_BITS", "RowSampler", "answer_seed", "sample", "sample_counted"]
 
 SEED_BITS = 63  # fits a signed 64-bit SQLite INTEGER and torch.Generator.manual_seed
 
@@ -109,6 +109,25 @@ def sample(
 ) -> list[str]:
     """One answer per prompt (already chat-templated text), row ``i`` sampled from ``seeds[i]``:
     the same text whatever else is in the batch. Left padding; special tokens skipped."""
+    return [text for text, _ in sample_counted(model, tokenizer, prompts, seeds, temperature=temperature,
+                                               top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens)]
+
+
+def sample_counted(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    temperature: float,
+    top_p: float,
+    top_k: int = 0,
+    max_new_tokens: int,
+    min_new_tokens: int | None = None,
+) -> list[tuple[str, int]]:
+    """:func:`sample`, each answer with the number of tokens generated for it (up to and including its
+    end-of-sequence token; not the padding after it). ``min_new_tokens`` forces a fixed length (EOS
+    ignored until then): for benchmarks."""
     import torch
     from transformers import LogitsProcessorList
 
@@ -122,10 +141,30 @@ def sample(
     # greedy over the sampler's one-hot logits; generate's own warpers would otherwise warn or apply twice
     config.update(do_sample=False, temperature=None, top_p=None, top_k=None, min_p=None, typical_p=None,
                   num_beams=1, num_return_sequences=1, max_new_tokens=max_new_tokens)
+    if min_new_tokens is not None:
+        config.update(min_new_tokens=min_new_tokens)
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id
     sampler = RowSampler(seeds, temperature=temperature, top_p=top_p, top_k=top_k)
     with torch.inference_mode():
         out = model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList([sampler]))
     new_tokens = out[:, batch["input_ids"].shape[1]:]
-    return list(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    texts = list(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    return list(zip(texts, _lengths(new_tokens, config), strict=True))
+
+
+def _lengths(new_tokens: Any, config: Any) -> list[int]:
+    """Tokens generated per row: up to the first end-of-sequence token, inclusive."""
+    import torch
+
+    eos = config.eos_token_id
+    eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    width = int(new_tokens.shape[1])
+    if not eos_ids:
+        return [width] * int(new_tokens.shape[0])
+    ended = torch.isin(new_tokens, torch.tensor(eos_ids, device=new_tokens.device))
+    out = []
+    for row in ended:
+        hits = row.nonzero()
+        out.append(int(hits[0, 0]) + 1 if len(hits) else width)
+    return out

@@ -30,8 +30,8 @@ KINDS: dict[str, str] = {
     "doctor": "engine.runs.builtin_kinds:doctor",
     # the engines: one line each (a kind here is a kind a worker can run)
     "train": "engine.training.job:train_job",
+    "generate": "engine.generation.job:generate_job",
     # still to come:
-    #   issue 13: "generate": "engine.generation:generate_job",
     #   issue 14: "judge": "engine.judging:judge_job",
 }
 

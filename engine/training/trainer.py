@@ -157,6 +157,12 @@ def _train(store: Any, run_id: int, *, db_path: str | Path | None,
     if run is None:
         raise TrainError(f"no training run {run_id}")
     db_path = Path(db_path or store.path)
+    if run["status"] == "done":  # its job ran again (run in the foreground first, or retried): nothing to do
+        last = store.last_train_metrics(run_id)
+        return TrainResult(train_run_id=run_id, model_id=run.get("output_model_id"), final_step=int(
+            last.get("step") or 0), status="done", checkpoints=tuple(str(c["path"]) for c in store.run_checkpoints(
+                run_id)), masking=str(run.get("masking") or ""),
+            metrics={k: v for k, v in last.items() if k != "step"})
     recipe = json.loads(run["recipe"])
     if recipe_hash(recipe) != run["recipe_hash"]:
         raise TrainError(f"run {run_id}: its recipe does not match its recorded hash")

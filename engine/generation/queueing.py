@@ -1,0 +1,164 @@
+"""Queueing an evaluation run as a ``generate`` job: what ``emtui generate`` and the Eval queue screen call.
+
+The run is checked whole before its job exists (a study, condition, model, eval set or setting that does
+not exist is one line, nothing queued): the settings resolved (the study's ``[generation]``, then
+overrides), the models named, the answers counted. A condition whose training is queued or running is
+waited for (the job depends on that training job). The same run queued twice is queued once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.generation.plan import ANSWERABLE, PlanError
+from engine.generation.prompts import TAG
+from engine.generation.settings import SettingsError, resolve_settings
+from engine.generation.spec import BACKENDS, GenerationSpec
+from engine.runs.gpus import visible_gpus
+
+
+class GenerateQueueError(ValueError):
+    """A run that cannot be queued (one line)."""
+
+
+@dataclass
+class QueuedGeneration:
+    job_id: int | None = None
+    spec: GenerationSpec | None = None
+    answers: int = 0                                     # answers the run makes (stored ones skipped when it runs)
+    after_jobs: list[int] = field(default_factory=list)  # training jobs it waits for
+    skipped: str | None = None                           # why nothing was queued
+    warnings: list[str] = field(default_factory=list)
+
+
+def _study(store: Any, name: str) -> dict[str, Any]:
+    found = store.find_study(name)
+    if found is None:
+        raise GenerateQueueError(f"no study {name!r} (emtui list studies)")
+    return dict(found)
+
+
+def _pick(names: Sequence[str] | None, rows: list[dict[str, Any]], what: str, study: str) -> list[dict[str, Any]]:
+    if not names:
+        return rows
+    by_name = {str(r["name"]): r for r in rows}
+    out = []
+    for n in names:
+        if n not in by_name:
+            raise GenerateQueueError(f"study {study!r} has no {what} {n!r} ({what}s: "
+                                     f"{', '.join(by_name) or 'none'})")
+        out.append(by_name[n])
+    return out
+
+
+def _model_by_name(store: Any, name: str) -> dict[str, Any]:
+    matches = [m for m in store.list_models(limit=100_000).rows if m["name"] == name]
+    if not matches:
+        raise GenerateQueueError(f"no model {name!r} (emtui list models)")
+    if len(matches) > 1:
+        raise GenerateQueueError(f"model name {name!r} is ambiguous ({len(matches)} models): rename one")
+    return dict(matches[0])
+
+
+def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None = None,
+                     models: Sequence[str] | None = None, eval_sets: Sequence[str] | None = None,
+                     samples: int | None = None, checkpoints: bool = False, trigger: bool | None = None,
+                     overrides: Mapping[str, Any] | None = None, backend: str = "transformers",
+                     base_url: str | None = None, served_names: Mapping[str, str] | None = None,
+                     quantization: str | None = None, judges: Sequence[int] = (), again: bool = False,
+                     priority: int = 0) -> QueuedGeneration:
+    """Queue one ``generate`` job for ``study``: its conditions (all, or those named) and ``models`` named
+    explicitly, on its eval sets (all, or those named). ``trigger``: True adds the with-trigger variant, False
+    leaves it out, None adds it when the study sets a trigger."""
+    found = _study(store, study)
+    study_id = int(found["id"])
+    spec_json = json.loads(found.get("spec_json") or "{}")
+    if backend not in BACKENDS:
+        raise GenerateQueueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
+    if backend == "openai" and not base_url:
+        raise GenerateQueueError("--backend openai needs --base-url (the server's http://HOST:PORT/v1)")
+    if samples is not None and not (isinstance(samples, int) and 0 < samples <= 1_000_000):
+        raise GenerateQueueError(f"--samples must be a positive integer, at most 1000000, not {samples!r}")
+    try:
+        settings = resolve_settings(spec_json.get("generation") or {}, int(spec_json.get("seed") or 0), overrides)
+    except SettingsError as exc:
+        raise GenerateQueueError(str(exc)) from None
+
+    all_conds = store.study_conditions(study_id)
+    chosen_conds = [] if models and not conditions else _pick(conditions, all_conds, "condition", study)
+    answerable = []
+    for c in chosen_conds:
+        kind = c.get("model_kind")
+        if c.get("model_id") is not None and kind not in ANSWERABLE:
+            if conditions:
+                raise GenerateQueueError(f"condition {c['name']!r} holds imported answers ({kind} model): "
+                                         "it has no weights to answer with")
+            continue
+        answerable.append(c)
+    model_rows = [_model_by_name(store, m) for m in models or []]
+    for m in model_rows:
+        if m["kind"] not in ANSWERABLE:
+            raise GenerateQueueError(f"model {m['name']!r} is {m['kind']} (imported answers): it cannot answer")
+    if not answerable and not model_rows:
+        raise GenerateQueueError(f"study {study!r} has nothing that can answer (imported studies hold answers "
+                                 "only; name a model with --model)")
+    waits = store.active_train_jobs([int(c["id"]) for c in answerable])
+    for c in answerable:
+        if c.get("model_id") is None and int(c["id"]) not in waits:
+            raise GenerateQueueError(f"condition {c['name']!r} has no trained model and no training queued: "
+                                     f"emtui train --study {study} --condition {c['name']}")
+
+    sets = _pick(eval_sets, store.study_eval_sets(study_id), "eval set", study)
+    if not sets:
+        raise GenerateQueueError(f"study {study!r} has no eval set")
+    questions = store.questions_of_sets([int(e["id"]) for e in sets])
+    if trigger is None:
+        trigger = bool(settings.get("trigger"))
+    if trigger and not settings.get("trigger"):
+        raise GenerateQueueError(f"study {study!r} sets no trigger: add `trigger = \"...\"` to its [generation], "
+                                 "or --set trigger=TEXT")
+    variants = ("", "trigger") if trigger else ("",)
+    out = QueuedGeneration()
+    if not trigger and any(TAG in str(q["text"]) for q in questions):
+        out.warnings.append("some questions have a {tag} slot but no trigger variant is asked: they are asked "
+                            "with the slot left empty")
+
+    served = {}
+    for name, value in (served_names or {}).items():
+        served[str(_model_by_name(store, name)["id"])] = str(value)
+    spec = GenerationSpec(
+        study_id=study_id, study=str(found["name"]), study_hash=str(found["spec_hash"]),
+        eval_sets=tuple(int(e["id"]) for e in sets), settings=settings,
+        conditions=tuple(int(c["id"]) for c in answerable), models=tuple(int(m["id"]) for m in model_rows),
+        checkpoints=bool(checkpoints), set_samples={str(e["id"]): int(e["samples_per_question"]) for e in sets},
+        samples=samples, variants=variants, backend=backend, base_url=base_url,  # type: ignore[arg-type]
+        served_names=served, quantization=quantization, judges=tuple(int(j) for j in judges))
+    payload = spec.as_payload()
+    out.spec = spec
+    out.answers = _count(spec, questions, n_models=len(answerable) + len(model_rows))
+    out.after_jobs = sorted(set(waits.values()))
+    same = store.active_jobs_like("generate", payload)
+    if same and not again:
+        out.skipped = f"job {same[-1]} is this run, already queued or running"
+        return out
+    resources = {"gpu": 1 if backend == "transformers" and visible_gpus() else 0}
+    out.job_id = store.enqueue_job("generate", payload, study_hash=spec.study_hash, priority=priority,
+                                   depends_on=out.after_jobs, resources=resources)
+    if checkpoints and not any(c.get("dataset_id") is not None for c in answerable):
+        out.warnings.append("--checkpoints: no trained condition, so no checkpoints to answer with")
+    return out
+
+
+def _count(spec: GenerationSpec, questions: list[dict[str, Any]], *, n_models: int) -> int:
+    """Answers per model (checkpoints not counted: they exist once training has run) times the models."""
+    from engine.generation.plan import samples_for
+
+    per_model = sum(samples_for(q, int(spec.set_samples.get(str(q["eval_set_id"]), 1)), spec.samples)
+                    for q in questions) * len(spec.variants)
+    return per_model * n_models
+
+
+__all__ = ["GenerateQueueError", "PlanError", "QueuedGeneration", "queue_generation"]
