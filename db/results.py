@@ -282,8 +282,9 @@ class ResultsQueries(StoreCore):
     def study_answer_columns(self, study_id: int) -> list:
         """Every answer of a study, by id, as six int64 arrays: generation id, condition id,
         model id, checkpoint id (0 = none), question id and trigger — what breakdowns group
-        by. ``trigger`` is 1 when the generation settings name a trigger (``settings.trigger``
-        present and not false/empty)."""
+        by. ``trigger`` is 1 for an answer to the question with the trigger: its variant is
+        ``trigger`` (what the generation engine writes), or, in imported and synthetic rows, the
+        generation settings name a trigger (``settings.trigger`` present and not false/empty)."""
         import numpy as np
 
         names = ("gen", "cond", "model", "ckpt", "question", "trig")
@@ -291,7 +292,8 @@ class ResultsQueries(StoreCore):
             columns = score_read.int_columns(self.conn, """
                 SELECT g.id AS gen, g.condition_id AS cond, g.model_id AS model, IFNULL(g.checkpoint_id, 0) AS ckpt,
                        g.question_id AS question,
-                       CASE WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END AS trig
+                       CASE WHEN g.variant = 'trigger' THEN 1
+                            WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END AS trig
                 FROM generations g JOIN conditions c ON c.id = g.condition_id WHERE c.study_id = ?""",
                 (study_id,), names)
         order = np.argsort(columns[0], kind="stable")  # group_concat keeps no promised order

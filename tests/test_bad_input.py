@@ -341,6 +341,39 @@ RUN_CASES = [
          db="absent"),
 ]
 
+# generation: emtui generate / answers (the seeded database: the example study, none of its conditions trained,
+# and the synthetic study, whose answers are imported)
+GEN = ["generate", "--study", "insecure-code-demo", "--no-worker"]
+GEN_CASES = [
+    Case("generate-no-study", ["generate", "--study", "nope"], r"^emtui generate: no study 'nope' \(emtui list studies\)$"),
+    Case("generate-unknown-condition", [*GEN, "--condition", "nope"],
+         r"^emtui generate: study 'insecure-code-demo' has no condition 'nope' \(conditions: insecure, secure, base\)$"),
+    Case("generate-unknown-eval-set", [*GEN, "--condition", "base", "--eval-set", "nope"],
+         r"has no eval set 'nope' \(eval sets: core-em\)$"),
+    Case("generate-unknown-model", [*GEN, "--model", "nope"], r"^emtui generate: no model 'nope' \(emtui list models\)$"),
+    Case("generate-set-typo", [*GEN, "--set", "temperture=1"], r"unknown generation setting 'temperture' \(settings: "),
+    Case("generate-set-range", [*GEN, "--set", "temperature=-1"],
+         r"generation setting temperature must be a number from 0 to 100, not -1$"),
+    Case("generate-set-no-equals", [*GEN, "--set", "temperature"], r"--set 'temperature': expected key=value$"),
+    Case("generate-set-type", [*GEN, "--set", "max_new_tokens=lots"], r"max_new_tokens must be a positive integer"),
+    Case("generate-untrained", GEN, r"condition 'insecure' has no trained model and no training queued: emtui train "),
+    Case("generate-imported-study", ["generate", "--study", "synthetic", "--no-worker"],
+         r"study 'synthetic' has nothing that can answer"),
+    Case("generate-trigger-none", [*GEN, "--condition", "base", "--trigger"], r"sets no trigger: add `trigger"),
+    Case("generate-openai-no-url", [*GEN, "--condition", "base", "--backend", "openai"], r"needs --base-url"),
+    Case("generate-url-without-openai", [*GEN, "--base-url", "http://127.0.0.1:1/v1"],
+         r"--base-url and --served-name go with --backend openai$"),
+    Case("generate-served-name-bad", [*GEN, "--backend", "openai", "--base-url", "http://x/v1", "--served-name", "x"],
+         r"--served-name 'x': expected MODEL=NAME$"),
+    Case("generate-samples-zero", [*GEN, "--samples", "0"], r"argument --samples"),
+    Case("answers-show-missing", ["answers", "show", "99999"], r"^emtui answers show: no answer 99999 in "),
+    Case("answers-regenerate-missing", ["answers", "regenerate", "99999"], r"^emtui answers regenerate: no answer 99999 "),
+    Case("answers-regenerate-imported", ["answers", "regenerate", "1"], r"answer 1 was imported, not generated here"),
+    Case("answers-list-no-job", ["answers", "list"], r"^emtui answers list: give --job J"),
+    Case("answers-list-missing-job", ["answers", "list", "--job", "77"], r"^emtui answers list: no job 77 in "),
+    Case("answers-show-text", ["answers", "show", "x"], r"argument ID: "),
+]
+
 # datasets in the database: emtui data import / split / mix / trigger / export / list / stats (the seeded
 # database has the example study's datasets 'insecure' and 'secure', 40 examples each, registered from their files)
 GOOD_ROW = CHAT_ROW + "}\n"
@@ -385,7 +418,7 @@ DATA_CASES = [
     Case("data-stats-unknown", ["data", "stats", "nope"], r"^emtui data stats: nope: no such file, and no dataset named"),
 ]
 
-CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES + RUN_CASES + DATA_CASES
+CASES = INIT_CASES + FLAG_CASES + IMPORT_CASES + DB_CASES + CAMPAIGN_CASES + RUN_CASES + DATA_CASES + GEN_CASES
 
 
 def test_the_corpus_is_large_and_named_once():

