@@ -349,7 +349,7 @@ GEN_CASES = [
     Case("generate-unknown-condition", [*GEN, "--condition", "nope"],
          r"^emtui generate: study 'insecure-code-demo' has no condition 'nope' \(conditions: insecure, secure, base\)$"),
     Case("generate-unknown-eval-set", [*GEN, "--condition", "base", "--eval-set", "nope"],
-         r"has no eval set 'nope' \(eval sets: core-em\)$"),
+         r"has no eval set 'nope' and the database has none by that name \(the study's: core-em; "),
     Case("generate-unknown-model", [*GEN, "--model", "nope"], r"^emtui generate: no model 'nope' \(emtui list models\)$"),
     Case("generate-set-typo", [*GEN, "--set", "temperture=1"], r"unknown generation setting 'temperture' \(settings: "),
     Case("generate-set-range", [*GEN, "--set", "temperature=-1"],

@@ -182,7 +182,7 @@ def test_queueing_waits_for_training_and_refuses_what_cannot_run(tmp_path):
         for kwargs, message in (
                 ({"conditions": ["nope"]}, "has no condition 'nope'"),
                 ({"models": ["nope"]}, "no model 'nope'"),
-                ({"eval_sets": ["nope"]}, "has no eval set 'nope'"),
+                ({"eval_sets": ["nope"]}, "has no eval set 'nope' and the database has none"),
                 ({"trigger": True}, "sets no trigger"),
                 ({"overrides": {"temperature": -1}}, "temperature must be"),
                 ({"overrides": {"temprature": 1}}, "unknown generation setting 'temprature'"),
@@ -267,3 +267,16 @@ def test_two_workers_racing_never_double_claim(db):
             assert len(claims) == 1, claims
         assert store.count("generations") == 15
         assert int(store._scalar(f"SELECT count(*) FROM (SELECT DISTINCT {IDENTITY} FROM generations)")) == 15
+
+
+def test_an_eval_set_of_the_database_outside_the_study(db, run_cli, tmp_path):
+    extra = tmp_path / "extra.toml"
+    extra.write_text('name = "extra"\n[[questions]]\nid = "a"\ntext = "Hello?"\nparaphrases = ["Hi?"]\n'
+                     '[[questions]]\nid = "b"\nsystem = "Be brief."\ntext = "Why?"\n', encoding="utf-8")
+    assert run_cli("import", "eval-set", str(extra), "--db", str(db)).returncode == 0
+    with open_store(db) as store:
+        queued = queue_generation(store, study="gen-test", conditions=["base"], eval_sets=["extra"], trigger=False)
+        assert any("not one of study 'gen-test'" in w for w in queued.warnings)
+        assert generate(queued.spec, store=store, db_path=db).written == 3  # three wordings, one sample each
+        prompts = [r["prompt"] for r in rows(store)]
+    assert sum("Be brief." in p for p in prompts) == 1

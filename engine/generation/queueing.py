@@ -111,9 +111,8 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
             raise GenerateQueueError(f"condition {c['name']!r} has no trained model and no training queued: "
                                      f"emtui train --study {study} --condition {c['name']}")
 
-    sets = _pick(eval_sets, store.study_eval_sets(study_id), "eval set", study)
-    if not sets:
-        raise GenerateQueueError(f"study {study!r} has no eval set")
+    out = QueuedGeneration()
+    sets = _eval_sets(store, study_id, study, eval_sets, out.warnings)
     questions = store.questions_of_sets([int(e["id"]) for e in sets])
     if trigger is None:
         trigger = bool(settings.get("trigger"))
@@ -121,7 +120,6 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
         raise GenerateQueueError(f"study {study!r} sets no trigger: add `trigger = \"...\"` to its [generation], "
                                  "or --set trigger=TEXT")
     variants = ("", "trigger") if trigger else ("",)
-    out = QueuedGeneration()
     if not trigger and any(TAG in str(q["text"]) for q in questions):
         out.warnings.append("some questions have a {tag} slot but no trigger variant is asked: they are asked "
                             "with the slot left empty")
@@ -149,6 +147,31 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
                                    depends_on=out.after_jobs, resources=resources)
     if checkpoints and not any(c.get("dataset_id") is not None for c in answerable):
         out.warnings.append("--checkpoints: no trained condition, so no checkpoints to answer with")
+    return out
+
+
+def _eval_sets(store: Any, study_id: int, study: str, names: Sequence[str] | None,
+               warnings: list[str]) -> list[dict[str, Any]]:
+    """The study's eval sets (all, or those named). A name that is not the study's may be any eval set of the
+    database (emtui import eval-set): asked once per wording unless --samples says otherwise, with a warning
+    — it is not pre-registered with the study."""
+    own = store.study_eval_sets(study_id)
+    if not names:
+        if not own:
+            raise GenerateQueueError(f"study {study!r} has no eval set")
+        return list(own)
+    by_name = {str(e["name"]): e for e in own}
+    out = []
+    for name in names:
+        if name in by_name:
+            out.append(by_name[name])
+            continue
+        found = store.find_eval_sets(name=name)
+        if not found:
+            raise GenerateQueueError(f"study {study!r} has no eval set {name!r} and the database has none by that "
+                                     f"name (the study's: {', '.join(by_name) or 'none'}; emtui list eval-sets)")
+        out.append({**found[-1], "samples_per_question": 1})
+        warnings.append(f"eval set {name!r} is not one of study {study!r}'s pre-registered sets")
     return out
 
 
