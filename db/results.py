@@ -68,8 +68,10 @@ class ResultsQueries(StoreCore):
 
     # -- generations ------------------------------------------------------------------------------
 
-    def insert_generations(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert generations in bulk; returns their ids in the order given.
+    def insert_generations(self, rows: Sequence[dict[str, Any]], *, return_ids: bool = True) -> list[int]:
+        """Insert generations in bulk; returns their ids in the order given (``return_ids=False``: returns
+        nothing and skips reading them back — the generation engine's batches, which would otherwise read
+        every answer of the model again per batch).
 
         A row whose identity exists already is left as it is (its existing id is returned),
         so a re-import or a resumed job never duplicates. ``settings`` may be a dict (stored
@@ -100,6 +102,8 @@ class ResultsQueries(StoreCore):
             clean = [{k: v for k, v in r.items() if k != "variant"} for r in clean]
         with self.transaction():
             self.db["generations"].insert_all(clean, ignore=True, batch_size=500)
+            if not return_ids:
+                return []
             wanted = {identity_key(r) for r in clean}
             ids: dict[tuple[Any, ...], int] = {}
             model_ids = sorted({int(r["model_id"]) for r in clean})

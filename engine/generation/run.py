@@ -37,7 +37,7 @@ class _Writer:
                  "variant": it.variant, "prompt": prompt, "response": text, "n_tokens": n,
                  "study_hash": self.spec.study_hash, "job_id": self.job_id}
                 for it, prompt, (text, n) in zip(batch, prompts, answers, strict=True)]
-        self.store.insert_generations(rows)
+        self.store.insert_generations(rows, return_ids=False)
         self.written += len(rows)
         self.tokens += sum(n or 0 for _, n in answers)
         elapsed = max(1e-6, time.monotonic() - self.started)
@@ -109,8 +109,10 @@ def _answer_locally(spec: GenerationSpec, location: str, group: list[Item], writ
     progress.note(f"loading {location}")
     loaded = load_base(location, quantization=spec.quantization)
     size = None
+    rendered: dict[tuple[tuple[str, str], ...], str] = {}  # samples and models share their prompts
     for target, its in _by_target(group):
-        prompts = [render(loaded.tokenizer, it.chat_messages()) for it in its]
+        prompts = [rendered.get(it.chat) or rendered.setdefault(it.chat, render(loaded.tokenizer, it.chat_messages()))
+                   for it in its]
         rows = [Row(p, it.seed, it) for p, it in zip(prompts, its, strict=True)]
         with loaded.active(target.location if target.kind == "adapter" else None, f"m{target.model_id}") as model:
             if spec.settings.get("batch_size"):
@@ -152,6 +154,7 @@ def _answer_by_endpoint(spec: GenerationSpec, location: str, group: list[Item], 
 
     assert spec.base_url is not None
     tokenizer = AutoTokenizer.from_pretrained(location)
+    rendered: dict[tuple[tuple[str, str], ...], str] = {}
     for target, its in _by_target(group):
         served = spec.served_names.get(str(target.model_id)) or _default_served_name(target)
         info = {"backend": "openai", "base_url": spec.base_url, "served_model": served, "model": target.name}
@@ -160,7 +163,8 @@ def _answer_by_endpoint(spec: GenerationSpec, location: str, group: list[Item], 
             if progress.cancelled():
                 return
             chunk = its[start:start + OPENAI_CHUNK]
-            prompts = [render(tokenizer, it.chat_messages()) for it in chunk]
+            prompts = [rendered.get(it.chat) or rendered.setdefault(it.chat, render(tokenizer, it.chat_messages()))
+                       for it in chunk]
             done = complete(spec.base_url, served, prompts, [it.seed for it in chunk],
                             temperature=float(spec.settings["temperature"]), top_p=float(spec.settings["top_p"]),
                             top_k=int(spec.settings["top_k"] or 0),
