@@ -167,6 +167,25 @@ def test_a_4xx_says_the_servers_message_once_and_cleanly(server, prompts):
     assert server.count("/v1/completions") == 1
 
 
+def test_a_redirect_is_an_error_not_a_silent_get(server, prompts):
+    # urllib alone would follow a 302 with a GET, without the request's body
+    server.reply_next(302, b"", headers={"Location": f"{server.url}/models"})
+    with pytest.raises(EndpointError) as exc:
+        complete(server.url, "tiny", prompts[:1], SEEDS[:1], **SETTINGS)
+    assert one_line(exc).endswith("HTTP 302: (no message) — the server redirects: give the address it redirects "
+                                  "to as the base URL")
+    assert server.count() == 1
+
+
+def test_a_proxy_in_the_environment_is_not_used_for_this_machine(server, tiny_dir, prompts, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    got = complete(server.url, "tiny", prompts[:1], SEEDS[:1], max_retries=0, **SETTINGS)
+    assert texts(got) == direct(tiny_dir, prompts[:1])
+
+
 def test_429_and_5xx_are_retried_then_succeed(server, tiny_dir, prompts):
     server.fail_next("429", retry_after=0)
     server.fail_next("500", 2)
