@@ -146,3 +146,25 @@ def demo_store(demo_copy: Path):
     yield store
     store.close()
 
+
+
+# -- an OpenAI-compatible server on 127.0.0.1 (tests/openai_server.py) --------------------------------------
+
+
+@pytest.fixture
+def openai_server():
+    """Start OpenAI-compatible test servers: ``openai_server(models, api_key=..., chat_reply=...)`` returns a
+    started :class:`openai_server.OpenAIServer` (``models``: a ``ServedModels``, or None for chat only);
+    each is closed after the test."""
+    from openai_server import OpenAIServer
+
+    started = []
+
+    def start(models=None, **kwargs):
+        server = OpenAIServer(models, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
