@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--served-name", action="append", metavar="MODEL=NAME",
                     help="openai: the name the server serves a model under (default: an adapter by its name "
                          "in emtui, the base by its source)")
+    sp.add_argument("--concurrency", type=int_in(1, 4096), default=64, metavar="N",
+                    help="openai: requests in flight (default 64; vLLM batches what is in flight)")
     sp.add_argument("--4bit", dest="four_bit", action="store_true", help="load the base in 4 bits (nf4)")
     sp.add_argument("--again", action="store_true", help="queue even when the same run is queued or running")
     sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "

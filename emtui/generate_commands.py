@@ -44,7 +44,7 @@ def generate(args: argparse.Namespace) -> int:
                 store, study=args.study, conditions=args.condition, models=args.model, eval_sets=args.eval_set,
                 samples=args.samples, checkpoints=args.checkpoints, trigger=args.trigger, overrides=overrides,
                 backend=args.backend, base_url=args.base_url, served_names=served,
-                quantization="nf4" if args.four_bit else None, again=args.again)
+                quantization="nf4" if args.four_bit else None, again=args.again, concurrency=args.concurrency)
         except GenerateQueueError as exc:
             raise UsageError(f"emtui generate: {strip_control(str(exc))}") from None
         for warning in queued.warnings:

@@ -90,11 +90,11 @@ class ServedModels:
         return [self.served_name, *self.adapters]
 
     def complete(self, name: str, prompt: str, seed: int, *, temperature: float, top_p: float, top_k: int,
-                 max_tokens: int) -> tuple[str, int, str, int]:
+                 max_tokens: int, repetition_penalty: float = 1.0) -> tuple[str, int, str, int]:
         """(text, completion tokens, finish reason, prompt tokens) of one request."""
         import contextlib
 
-        from engine.generation.sampling import sample
+        from engine.generation.sampling import sample_counted
 
         with self.lock:
             recorder = _Recording(self.model)
@@ -104,8 +104,9 @@ class ServedModels:
                 self.model.set_adapter(name)
                 scope = contextlib.nullcontext()
             with scope:
-                text = sample(recorder, self.tokenizer, [prompt], [seed], temperature=temperature, top_p=top_p,
-                              top_k=top_k, max_new_tokens=max_tokens)[0]
+                text = sample_counted(recorder, self.tokenizer, [prompt], [seed], temperature=temperature,
+                                      top_p=top_p, top_k=top_k, max_new_tokens=max_tokens,
+                                      repetition_penalty=repetition_penalty)[0][0]
         new = recorder.new_tokens
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])
@@ -327,6 +328,7 @@ def _sampling(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         return float(value) if ok else None
 
     temperature, top_p = number("temperature", 1.0), number("top_p", 1.0)
+    penalty = number("repetition_penalty", 1.0)
     top_k, max_tokens, n = body.get("top_k", 0), body.get("max_tokens", 16), body.get("n", 1)
     if temperature is None or temperature < 0:
         return {}, f"temperature must be non-negative, got {body.get('temperature')!r}."
@@ -338,7 +340,10 @@ def _sampling(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         return {}, f"max_tokens must be at least 1, got {max_tokens!r}."
     if n != 1:
         return {}, "this server answers n=1 only"
-    return {"temperature": temperature, "top_p": top_p, "top_k": max(top_k, 0), "max_tokens": max_tokens}, None
+    if penalty is None or penalty <= 0:
+        return {}, f"repetition_penalty must be greater than zero, got {body.get('repetition_penalty')!r}."
+    return {"temperature": temperature, "top_p": top_p, "top_k": max(top_k, 0), "max_tokens": max_tokens,
+            "repetition_penalty": penalty}, None
 
 
 def _error(message: str, code: int, kind: str = "BadRequestError", param: str | None = None) -> dict[str, Any]:

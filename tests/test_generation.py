@@ -280,3 +280,42 @@ def test_an_eval_set_of_the_database_outside_the_study(db, run_cli, tmp_path):
         assert generate(queued.spec, store=store, db_path=db).written == 3  # three wordings, one sample each
         prompts = [r["prompt"] for r in rows(store)]
     assert sum("Be brief." in p for p in prompts) == 1
+
+
+def test_the_openai_compatible_path_writes_the_same_rows(db, tmp_path, openai_server):
+    """A server on 127.0.0.1 that runs the same models (tests/openai_server.py, like `vllm serve --enable-lora
+    --lora-modules name=path`): the rows it makes are the transformers backend's, answer for answer."""
+    from openai_server import ServedModels
+
+    other = tmp_path / "other" / "g.db"
+    other.parent.mkdir()
+    shutil.copy(db, other)
+    shutil.copytree(Path(f"{db}.runs"), Path(f"{other}.runs"))
+    with open_store(db) as store:
+        models = {m["name"]: m for m in store.list_models().rows}
+        local = queue_generation(store, study="gen-test", samples=2)
+        generate(local.spec, store=store, db_path=db)
+        want = {(r["question_id"], r["model_id"], r["sample_index"], r["variant"]):
+                (r["seed"], r["prompt"], r["response"], r["n_tokens"], r["settings_hash"], r["condition_id"])
+                for r in rows(store)}
+    domain, control = models["gen-test/domain/run1"], models["gen-test/control/run2"]
+    served = ServedModels.load(Path(f"{db}.runs") / "models" / "tiny", served_name="tiny",
+                               adapters={"domain": domain["path"], "control": control["path"]})
+    server = openai_server(served)
+    with open_store(other) as store:
+        queued = queue_generation(store, study="gen-test", samples=2, backend="openai", base_url=server.url,
+                                  served_names={"base": "tiny", domain["name"]: "domain", control["name"]: "control"},
+                                  concurrency=4)
+        result = generate(queued.spec, store=store, db_path=other, job_id=queued.job_id)
+        assert result.base_loads == 0 and result.written == len(want)
+        got_rows = rows(store)
+        got = {(r["question_id"], r["model_id"], r["sample_index"], r["variant"]):
+               (r["seed"], r["prompt"], r["response"], r["n_tokens"], r["settings_hash"], r["condition_id"])
+               for r in got_rows}
+        engine = json.loads(got_rows[0]["settings"])["engine"]
+        assert engine["backend"] == "openai" and engine["base_url"] == server.url
+        assert server.count("/v1/completions") == len(want)
+        # an answer made through the endpoint is made again through it
+        again = regenerate(store, got_rows[-1]["id"], db_path=other)
+        assert again.same and again.backend == "openai"
+    assert got == want

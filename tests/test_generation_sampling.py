@@ -157,3 +157,26 @@ def test_the_filters_keep_what_transformers_warpers_keep(top_k, top_p):
     ours = RowSampler([0] * 6, temperature=1.0, top_p=top_p, top_k=top_k).filtered(logits)
     assert torch.equal(torch.isinf(ours), torch.isinf(expected))
     assert 0 < torch.isfinite(ours).sum() <= 6 * (top_k or 512)
+
+
+def test_the_repetition_penalty_is_the_runs_not_the_checkpoints(tiny):
+    from engine.generation.sampling import sample_counted
+
+    model, tok, prompts = tiny
+    settings = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": NEW_TOKENS}
+    plain = sample_counted(model, tok, prompts[:4], SEEDS[:4], **settings)
+    sampled = sample_counted(model, tok, prompts[:4], SEEDS[:4], **{**settings, "temperature": 1.0})
+    penalised = sample_counted(model, tok, prompts[:4], SEEDS[:4], **{**settings, "temperature": 1.0},
+                               repetition_penalty=3.0)
+    assert sampled != penalised  # the penalty applies ...
+    # ... and a checkpoint's own settings do not (Qwen2.5 ships do_sample, temperature 0.7, top_k 20,
+    # repetition_penalty 1.05): generate() fills defaults from the model's generation_config
+    saved = model.generation_config.to_dict()
+    model.generation_config.update(repetition_penalty=3.0, do_sample=True, temperature=0.3, top_k=2, top_p=0.5)
+    try:
+        assert sample_counted(model, tok, prompts[:4], SEEDS[:4], **settings) == plain
+        torch.manual_seed(0)
+        assert sample_counted(model, tok, prompts[:4], SEEDS[:4], **{**settings, "temperature": 1.0}) == sampled
+        assert model.generation_config.repetition_penalty == 3.0  # the model's own config is left as it was
+    finally:
+        model.generation_config.update(**saved)

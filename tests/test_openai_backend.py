@@ -108,9 +108,14 @@ def test_each_request_carries_its_seed_and_the_settings(server, prompts):
     bodies = server.bodies()
     assert [b["seed"] for b in bodies] == [*SEEDS[:3], SEEDS[0]]
     assert bodies[0] == {"model": "secure", "prompt": prompts[0], "max_tokens": 5, "temperature": 0.7, "top_p": 0.9,
-                         "top_k": -1, "seed": SEEDS[0], "n": 1, "add_special_tokens": False}
+                         "top_k": -1, "seed": SEEDS[0], "n": 1, "repetition_penalty": 1.0,
+                         "add_special_tokens": False}
     assert bodies[3]["top_k"] == 5
-    assert server.count("/v1/completions") == 4 and server.count() == 4
+    # a repetition penalty is sent as set (1: none, never the checkpoint's generation_config)
+    complete(server.url, "tiny", prompts[:1], SEEDS[:1], temperature=1.0, top_p=1.0, max_new_tokens=5,
+             repetition_penalty=1.3)
+    assert server.bodies()[4]["repetition_penalty"] == 1.3
+    assert server.count("/v1/completions") == 5 and server.count() == 5
 
 
 def test_on_result_runs_in_the_callers_thread_once_per_answer(server, prompts):

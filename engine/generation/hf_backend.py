@@ -204,7 +204,8 @@ def answer_in_batches(model: Any, tokenizer: Any, rows: Sequence[Row], settings:
             answers = sample_counted(model, tokenizer, [r.prompt for r in batch], [r.seed for r in batch],
                                      temperature=float(settings["temperature"]), top_p=float(settings["top_p"]),
                                      top_k=int(settings["top_k"] or 0),
-                                     max_new_tokens=int(settings["max_new_tokens"]))
+                                     max_new_tokens=int(settings["max_new_tokens"]),
+                                     repetition_penalty=float(settings.get("repetition_penalty") or 1.0))
         except Exception as exc:
             if not _is_oom(exc) or size == 1:
                 raise

@@ -46,15 +46,15 @@ class Completion:
 
 
 def completion_body(model: str, prompt: str, seed: int, *, temperature: float, top_p: float, top_k: int,
-                    max_new_tokens: int) -> dict[str, Any]:
+                    max_new_tokens: int, repetition_penalty: float = 1.0) -> dict[str, Any]:
     """The JSON of one request (see the module's docstring for ``top_k`` and ``add_special_tokens``)."""
     return {"model": model, "prompt": prompt, "max_tokens": max_new_tokens, "temperature": temperature,
             "top_p": top_p, "top_k": top_k if top_k > 0 else -1, "seed": seed, "n": 1,
-            "add_special_tokens": False}
+            "repetition_penalty": repetition_penalty, "add_special_tokens": False}
 
 
 def complete(base_url: str, model: str, prompts: Sequence[str], seeds: Sequence[int], *,
-             temperature: float, top_p: float, top_k: int = 0, max_new_tokens: int,
+             temperature: float, top_p: float, top_k: int = 0, max_new_tokens: int, repetition_penalty: float = 1.0,
              api_key: str | None = None, concurrency: int = 8, timeout_s: float = 600.0,
              max_retries: int = 5, cancelled: Callable[[], bool] | None = None,
              on_result: Callable[[int, Completion], None] | None = None,
@@ -74,7 +74,7 @@ def complete(base_url: str, model: str, prompts: Sequence[str], seeds: Sequence[
 
     def one(i: int, stop: threading.Event) -> Completion:
         body = completion_body(model, prompts[i], seeds[i], temperature=temperature, top_p=top_p, top_k=top_k,
-                               max_new_tokens=max_new_tokens)
+                               max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
         reply = endpoint.post("completions", body, timeout_s=timeout_s, max_retries=max_retries,
                               backoff_s=backoff_s, stop=stop)
         return parse_completion(where, reply)

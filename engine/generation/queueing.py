@@ -69,7 +69,7 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
                      overrides: Mapping[str, Any] | None = None, backend: str = "transformers",
                      base_url: str | None = None, served_names: Mapping[str, str] | None = None,
                      quantization: str | None = None, judges: Sequence[int] = (), again: bool = False,
-                     priority: int = 0) -> QueuedGeneration:
+                     priority: int = 0, concurrency: int = 64) -> QueuedGeneration:
     """Queue one ``generate`` job for ``study``: its conditions (all, or those named) and ``models`` named
     explicitly, on its eval sets (all, or those named). ``trigger``: True adds the with-trigger variant, False
     leaves it out, None adds it when the study sets a trigger."""
@@ -80,6 +80,8 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
         raise GenerateQueueError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
     if backend == "openai" and not base_url:
         raise GenerateQueueError("--backend openai needs --base-url (the server's http://HOST:PORT/v1)")
+    if not (isinstance(concurrency, int) and 0 < concurrency <= 4096):
+        raise GenerateQueueError(f"--concurrency must be an integer from 1 to 4096, not {concurrency!r}")
     if samples is not None and not (isinstance(samples, int) and 0 < samples <= 1_000_000):
         raise GenerateQueueError(f"--samples must be a positive integer, at most 1000000, not {samples!r}")
     try:
@@ -137,7 +139,8 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
         conditions=tuple(int(c["id"]) for c in answerable), models=tuple(int(m["id"]) for m in model_rows),
         checkpoints=bool(checkpoints), set_samples={str(e["id"]): int(e["samples_per_question"]) for e in sets},
         samples=samples, variants=variants, backend=backend, base_url=base_url,  # type: ignore[arg-type]
-        served_names=served, quantization=quantization, judges=tuple(int(j) for j in judges))
+        served_names=served, quantization=quantization, judges=tuple(int(j) for j in judges),
+        concurrency=int(concurrency))
     payload = spec.as_payload()
     out.spec = spec
     out.answers = _count(spec, questions, n_models=len(answerable) + len(model_rows))

@@ -46,7 +46,8 @@ def regenerate(store: Any, generation_id: int, *, db_path: Any, base_url: str | 
     if kind not in ("base", "adapter", "full"):
         raise RegenerateError(f"answer {generation_id}: model {rec['model']!r} is {kind}: no weights to answer with")
     sampling: dict[str, Any] = {"temperature": float(settings["temperature"]), "top_p": float(settings["top_p"]),
-                "top_k": int(settings.get("top_k") or 0), "max_new_tokens": int(settings["max_new_tokens"])}
+                "top_k": int(settings.get("top_k") or 0), "max_new_tokens": int(settings["max_new_tokens"]),
+                "repetition_penalty": float(settings.get("repetition_penalty") or 1.0)}
     if engine.get("backend") == "openai":
         from engine.generation.openai_backend import complete
 

@@ -15,7 +15,7 @@ from engine.generation.settings import hashed_settings, settings_hash
 from engine.generation.spec import GenerationResult, GenerationSpec
 from engine.runs.progress import JobCancelled, Progress
 
-OPENAI_CHUNK = 64   # answers per call of the endpoint client: progress and cancellation between chunks
+OPENAI_CHUNKS = 4   # an endpoint call sends this many times the concurrency; rows are written between calls
 
 
 class _Writer:
@@ -159,14 +159,17 @@ def _answer_by_endpoint(spec: GenerationSpec, location: str, group: list[Item], 
         served = spec.served_names.get(str(target.model_id)) or _default_served_name(target)
         info = {"backend": "openai", "base_url": spec.base_url, "served_model": served, "model": target.name}
         progress.note(f"{target.name}: {len(its)} answers from {spec.base_url} as {served!r}")
-        for start in range(0, len(its), OPENAI_CHUNK):
+        step = max(1, spec.concurrency * OPENAI_CHUNKS)
+        for start in range(0, len(its), step):
             if progress.cancelled():
                 return
-            chunk = its[start:start + OPENAI_CHUNK]
+            chunk = its[start:start + step]
             prompts = [rendered.get(it.chat) or rendered.setdefault(it.chat, render(tokenizer, it.chat_messages()))
                        for it in chunk]
             done = complete(spec.base_url, served, prompts, [it.seed for it in chunk],
                             temperature=float(spec.settings["temperature"]), top_p=float(spec.settings["top_p"]),
                             top_k=int(spec.settings["top_k"] or 0),
-                            max_new_tokens=int(spec.settings["max_new_tokens"]), cancelled=progress.cancelled)
+                            max_new_tokens=int(spec.settings["max_new_tokens"]),
+                            repetition_penalty=float(spec.settings.get("repetition_penalty") or 1.0),
+                            concurrency=spec.concurrency, cancelled=progress.cancelled)
             writer.write(chunk, prompts, [(c.text, c.n_tokens) for c in done], info)

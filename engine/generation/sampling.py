@@ -17,9 +17,9 @@ torch and transformers are imported inside the functions only (importing the eng
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = ["SEED_BITS", "RowSampler", "answer_seed", "sample", "sample_counted"]
@@ -124,12 +124,13 @@ def sample_counted(
     top_k: int = 0,
     max_new_tokens: int,
     min_new_tokens: int | None = None,
+    repetition_penalty: float = 1.0,
 ) -> list[tuple[str, int]]:
     """:func:`sample`, each answer with the number of tokens generated for it (up to and including its
     end-of-sequence token; not the padding after it). ``min_new_tokens`` forces a fixed length (EOS
-    ignored until then): for benchmarks."""
+    ignored until then): for benchmarks. ``repetition_penalty`` replaces the checkpoint's own (1: none)."""
     import torch
-    from transformers import LogitsProcessorList
+    from transformers import GenerationConfig, LogitsProcessorList
 
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
@@ -137,20 +138,41 @@ def sample_counted(
         return []
     tokenizer.padding_side = "left"
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    config = copy.deepcopy(model.generation_config)
-    # greedy over the sampler's one-hot logits; generate's own warpers would otherwise warn or apply twice
-    config.update(do_sample=False, temperature=None, top_p=None, top_k=None, min_p=None, typical_p=None,
-                  num_beams=1, num_return_sequences=1, max_new_tokens=max_new_tokens)
+    own = _underlying(model).generation_config
+    # A config of our own, not a copy of the checkpoint's: generate() fills every value of the config it is
+    # given that equals a library default (repetition_penalty 1.0, do_sample False, ...) from the model's
+    # generation_config (Qwen2.5 ships do_sample, temperature 0.7, top_k 20, repetition_penalty 1.05), so the
+    # model's is swapped for ours during the call. Greedy over the sampler's one-hot logits.
+    config = GenerationConfig(
+        bos_token_id=own.bos_token_id, eos_token_id=own.eos_token_id,
+        pad_token_id=own.pad_token_id if own.pad_token_id is not None else tokenizer.pad_token_id,
+        do_sample=False, num_beams=1, num_return_sequences=1, max_new_tokens=max_new_tokens,
+        repetition_penalty=float(repetition_penalty))
     if min_new_tokens is not None:
-        config.update(min_new_tokens=min_new_tokens)
-    if config.pad_token_id is None:
-        config.pad_token_id = tokenizer.pad_token_id
+        config.min_new_tokens = min_new_tokens
     sampler = RowSampler(seeds, temperature=temperature, top_p=top_p, top_k=top_k)
-    with torch.inference_mode():
+    with torch.inference_mode(), _generation_config(model, config):
         out = model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList([sampler]))
     new_tokens = out[:, batch["input_ids"].shape[1]:]
     texts = list(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return list(zip(texts, _lengths(new_tokens, config), strict=True))
+
+
+def _underlying(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper (or the model itself)."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
+@contextlib.contextmanager
+def _generation_config(model: Any, config: Any) -> Iterator[None]:
+    inner = _underlying(model)
+    saved = inner.generation_config
+    inner.generation_config = config
+    try:
+        yield
+    finally:
+        inner.generation_config = saved
 
 
 def _lengths(new_tokens: Any, config: Any) -> list[int]:

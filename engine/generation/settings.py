@@ -20,13 +20,14 @@ DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,         # the field samples its EM answers at temperature 1
     "top_p": 1.0,
     "top_k": 0,
+    "repetition_penalty": 1.0,  # none; set explicitly so a checkpoint's generation_config (Qwen: 1.05) never applies
     "max_new_tokens": 600,      # the EM paper's limit
     "system_prompt": None,      # for questions that bring none of their own
 }
-HASHED = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "system_prompt", "sampler")
+HASHED = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed", "system_prompt", "sampler")
 # keys a person may override on the command line / the Eval queue form (checked by the study file's rules)
-OVERRIDABLE = ("temperature", "top_p", "top_k", "max_new_tokens", "batch_size", "seed", "system_prompt", "trigger",
-               "trigger_position")
+OVERRIDABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "batch_size", "seed",
+               "system_prompt", "trigger", "trigger_position")
 
 
 class SettingsError(ValueError):

@@ -29,6 +29,7 @@ class GenerationSpec:
     base_url: str | None = None                 # the OpenAI-compatible endpoint (".../v1") of backend "openai"
     served_names: Mapping[str, str] = field(default_factory=dict)  # model id -> the endpoint's model name
     quantization: str | None = None             # "nf4": the base in 4 bits (transformers backend)
+    concurrency: int = 64                       # requests in flight to the endpoint (vLLM batches what is in flight)
     judges: tuple[int, ...] = ()                # judge ids to run on the answers afterwards (issue 14)
 
     def __post_init__(self) -> None:

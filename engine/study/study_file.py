@@ -107,6 +107,7 @@ GENERATION_KEYS: dict[str, Field] = {
     "max_new_tokens": _count(hi=10_000_000),
     "batch_size": _count(hi=1_000_000),
     "top_k": _count("an integer >= 0 (0: no top-k)", lo=0, hi=10_000_000),
+    "repetition_penalty": Field("number", "a number above 0, at most 10 (1: none)", 0, 10, lo_open=True),
     "seed": SEED,
     "system_prompt": Field("str", "a string", max_len=100_000),
     # a backdoor study's tag: every question is also asked with it ({tag} in a question says where)
