@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from emtui.cli import UsageError
-from emtui.streams import plain_table, say
+from emtui.streams import plain_table, say, start_worker_for
 
 
 def _served_names(items: list[str] | None) -> dict[str, str]:
@@ -27,7 +27,6 @@ def generate(args: argparse.Namespace) -> int:
     from engine.common.text import strip_control
     from engine.generation.queueing import GenerateQueueError, queue_generation
     from engine.generation.settings import SettingsError, parse_setting
-    from engine.runs.detach import ensure_worker
 
     try:
         overrides = dict(parse_setting(s) for s in args.set or [])
@@ -59,12 +58,7 @@ def generate(args: argparse.Namespace) -> int:
         checkpoints = " + checkpoints" if spec.checkpoints else ""
         say(f"queued job {queued.job_id}: {queued.answers:,} answers{checkpoints}{variants} "
             f"({spec.backend}{after}); answers already stored are skipped")
-        if args.no_worker:
-            say("no worker started (--no-worker): run one with emtui worker --detach")
-        else:
-            pid = ensure_worker(store.path, store=store)
-            say(f"started a worker in the background (pid {pid}); follow it with emtui jobs or the Eval queue screen"
-                if pid else "a worker is running: it takes the job next; follow with emtui jobs or the Eval queue")
+        start_worker_for(store, args.no_worker, "emtui jobs or the Eval queue screen")
     return 0
 
 

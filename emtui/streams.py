@@ -20,7 +20,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 _LINE_BREAKS = str.maketrans({"\n": "\\n", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
@@ -29,6 +29,19 @@ def say(text: object = "", *, flush: bool = False) -> None:
     from engine.common.text import strip_control
 
     print(strip_control(str(text)), flush=flush)
+
+
+def start_worker_for(store: Any, no_worker: bool, follow: str) -> None:
+    """After queueing from the command line: start a detached worker unless one is alive (or ``--no-worker``),
+    and say where to follow the work (``follow``: "emtui runs or the Train screen")."""
+    if no_worker:
+        say("no worker started (--no-worker): run one with emtui worker --detach")
+        return
+    from engine.runs.detach import ensure_worker
+
+    pid = ensure_worker(store.path, store=store)
+    say(f"started a worker in the background (pid {pid}); follow it with {follow}" if pid
+        else f"a worker is running: it takes the work next; follow it with {follow}")
 
 
 def plain_table(header: list[str], rows: list[list[str]], *, width: int | None = None) -> str:

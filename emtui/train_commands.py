@@ -8,13 +8,12 @@ import argparse
 import sys
 
 from emtui.cli import UsageError
-from emtui.streams import say
+from emtui.streams import say, start_worker_for
 
 
 def train(args: argparse.Namespace) -> int:
     from emtui.commands import _store
     from engine.common.text import strip_control
-    from engine.runs.detach import ensure_worker
     from engine.training.queueing import QueueError, queue_runs, requeue_run
     from engine.training.recipes import RecipeError, parse_override
 
@@ -47,10 +46,5 @@ def train(args: argparse.Namespace) -> int:
                     return 0
         except (QueueError, RecipeError) as exc:
             raise UsageError(f"emtui train: {strip_control(str(exc))}") from None
-        if args.no_worker:
-            say("no worker started (--no-worker): run one with emtui worker --detach")
-        else:
-            pid = ensure_worker(store.path, store=store)
-            say(f"started a worker in the background (pid {pid}); follow it with emtui runs or the Train screen"
-                if pid else "a worker is running: it takes the run(s) next; follow with emtui runs or the Train screen")
+        start_worker_for(store, args.no_worker, "emtui runs or the Train screen")
     return 0

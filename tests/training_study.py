@@ -35,11 +35,19 @@ def _toml(value: object) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
-def write_study(folder: Path, *, name: str = "train-test", recipe: dict | None = None) -> Path:
-    """The study file (and its datasets) in ``folder``; returns the study file's path."""
+EVAL_SETS = """[[eval_sets]]
+source = "builtin:core-em"
+samples_per_question = 1
+"""
+
+
+def write_study(folder: Path, *, name: str = "train-test", recipe: dict | None = None, examples: int = 48,
+                tail: str = EVAL_SETS) -> Path:
+    """The study file (and its datasets, ``examples`` each) in ``folder``; returns the study file's path.
+    ``tail``: the TOML after the conditions (eval sets, ``[generation]``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_dataset(folder / "domain.jsonl", 48, seed=1)
-    write_dataset(folder / "control.jsonl", 48, seed=2)
+    write_dataset(folder / "domain.jsonl", examples, seed=1)
+    write_dataset(folder / "control.jsonl", examples, seed=2)
     write_dataset(folder / "kl.jsonl", 24, seed=3)
     keys = "\n".join(f"{k} = {_toml(v)}" for k, v in {**RECIPE, **(recipe or {})}.items())
     text = f"""schema_version = 1
@@ -72,10 +80,7 @@ recipe = "r"
 name = "base"
 role = "baseline"
 base_model = "base"
-[[eval_sets]]
-source = "builtin:core-em"
-samples_per_question = 1
-"""
+{tail}"""
     path = folder / "study.toml"
     path.write_text(text, encoding="utf-8")
     return path
