@@ -268,3 +268,50 @@ async def test_answers_only_for_a_generate_job_and_no_form_without_an_eval_set(t
                                      "No study has an eval set to answer: emtui init registers a study"]
     finally:
         store.close()
+
+
+async def test_the_answers_pager_reads_again_while_the_job_runs(tmp_path, monkeypatch):
+    """Answers a running job writes (here: the test, as its worker) appear without a key; once the job is done
+    the pager stops reading."""
+    monkeypatch.setenv("EMTUI_TUI_QUEUE_POLL_S", "0.2")
+    path = build(tmp_path)
+    store = db.open_store(path)
+    study = store.find_study("gen-test")
+    base = next(c for c in store.study_conditions(int(study["id"])) if c["name"] == "base")
+    questions = store.questions_of_sets([int(e["id"]) for e in store.study_eval_sets(int(study["id"]))])
+    job = store.enqueue_job("generate", {"study": "gen-test"}, progress_total=len(questions))
+    assert store.claim_job("w", kinds=["generate"])["id"] == job
+
+    def write(i: int) -> None:
+        q = questions[i]
+        store.insert_generations([{"question_id": q["id"], "condition_id": base["id"], "model_id": base["model_id"],
+                                   "settings": {"temperature": 1.0}, "settings_hash": "h", "seed": 100 + i,
+                                   "sample_index": 0, "variant": "", "prompt": f"prompt {i}",
+                                   "response": f"answer {i}", "job_id": job}])
+        store.report_progress(job, "w", done=i + 1, total=len(questions), note=None, rate=None,
+                              metrics={"tokens_per_s": 50.0 + i})
+
+    write(0)
+    app = create_app(store, keymap={})
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await press(pilot, "4", "a")
+            screen = app.screen
+            assert isinstance(screen, JobAnswersScreen)
+            answers = screen.query_one("#job-answers-table", PagedTable)
+            assert answers.row_count == 1
+            assert plain(answers.get_row_at(0)[4]).strip() == "100"  # the seed, from 100 columns
+            write(1)
+            write(2)
+            await wait_until(pilot, lambda: answers.row_count == 3)
+            info = lambda: plain(screen.query_one("#job-answers-info", Static).render())  # noqa: E731
+            await wait_until(pilot, lambda: "3 of 5 answers written" in info() and "tok/s 52" in info())
+            store.finish_job(job, owner="w", result={})
+            await wait_until(pilot, lambda: "done" in info())
+            write(3)  # (not a real job's way, but it shows the pager has stopped reading)
+            await pilot.pause(0.5)
+            assert answers.row_count == 3 and "(read again as it runs)" not in info()
+            await press(pilot, "r")
+            assert answers.row_count == 4  # r reads it again still
+    finally:
+        store.close()

@@ -78,6 +78,8 @@ class EvalForm(Loads, ModalScreen[Queued | None]):
                              value=self.studies[0], id="eval-study", compact=True)
                 yield heading("Models that answer", "the study's conditions")
                 yield SelectionList[int](id="eval-conditions")
+                yield Static(Text("None of them can answer: name a model below"), id="eval-no-conditions",
+                             classes="eval-hint")
                 yield field_error("conditions")
                 yield Checkbox(Text("every checkpoint too"), id="eval-checkpoints")
                 yield heading("Extra models by name", "comma-separated; emtui list models")
@@ -143,6 +145,7 @@ class EvalForm(Loads, ModalScreen[Queued | None]):
         conditions.clear_options()
         conditions.add_options([Selection(self.condition_label(c), c.id, c.answers, disabled=not c.answers)
                                 for c in choices.conditions])
+        self.query_one("#eval-no-conditions").display = not any(c.answers for c in choices.conditions)
         saved = sum(c.checkpoints for c in choices.conditions)
         self.query_one("#eval-checkpoints", Checkbox).label = Text(
             f"every checkpoint too ({saved} saved so far)" if saved else "every checkpoint too (none saved yet)")

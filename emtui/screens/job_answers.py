@@ -106,8 +106,7 @@ class JobAnswersScreen(AreaScreen):
             text.append(f"  tok/s {fmt_tokens(tokens)}")
         if self.status in LIVE:
             text.append("  (read again as it runs)", style="dim")
-        text.append("\nV: T = asked with the trigger · Enter: the answer whole (prompt, settings, seed) · Esc back",
-                    style="dim")
+        text.append("\nT: with the trigger · Enter: the answer whole (prompt, settings) · Esc back", style="dim")
         info.update(text)
 
     def action_back(self) -> None:
