@@ -232,7 +232,7 @@ async def test_bad_fields_are_refused_by_name_and_nothing_is_queued(tmp_path):
     assert path.read_bytes() == before  # nothing half-written
 
 
-async def test_the_same_run_queued_twice_is_queued_once(tmp_path):
+async def test_the_same_run_queued_twice_is_queued_once_from_the_form_or_the_cli(tmp_path, run_cli):
     path = build(tmp_path)
     store = db.open_store(path)
     app = create_app(store, keymap={})
@@ -252,6 +252,10 @@ async def test_the_same_run_queued_twice_is_queued_once(tmp_path):
             assert store.count("jobs") == 2  # domain's training and the one run
     finally:
         store.close()
+    # the form's run is emtui generate's with the same conditions (the CLI refuses an untrained one): the same job
+    got = run_cli("generate", "--db", path, "--study", "gen-test", "--condition", "domain", "--condition", "base",
+                  "--no-worker")
+    assert got.returncode == 0 and "not queued: job 2 is this run" in got.stdout, got.stdout + got.stderr
 
 
 async def test_answers_only_for_a_generate_job_and_no_form_without_an_eval_set(tmp_path):

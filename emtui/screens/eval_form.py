@@ -300,7 +300,7 @@ class EvalForm(Loads, ModalScreen[Queued | None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "eval-cancel":
-            self.dismiss(None)
+            self.action_close()
         elif event.button.id == "eval-queue":
             self.queue()
 
@@ -347,4 +347,7 @@ class EvalForm(Loads, ModalScreen[Queued | None]):
         self.dismiss((queued, worker))
 
     def action_close(self) -> None:
+        if self.queueing:  # its result (the job's number, or why not) is said here
+            self.notify("Queueing: a moment", severity="warning")
+            return
         self.dismiss(None)
