@@ -102,3 +102,13 @@ class GenerationQueries(StoreCore):
         return [int(r["id"]) for r in self._q(
             "SELECT id FROM jobs WHERE kind = ? AND payload = ? AND status IN ('queued', 'running') ORDER BY id",
             (kind, payload_json))]
+
+    def job_metrics(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """job id -> the metrics JSON it last reported (tokens/s, batch size, model), for the jobs that reported
+        any: the Eval queue's Tok/s column (list_jobs leaves the JSON out)."""
+        ids = sorted({int(j) for j in job_ids})
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {int(r["id"]): str(r["metrics"]) for r in self._q(
+            f"SELECT id, metrics FROM jobs WHERE id IN ({marks}) AND metrics IS NOT NULL", ids)}

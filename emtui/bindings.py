@@ -85,6 +85,10 @@ def all_bindings() -> list[tuple[str, str, str, str]]:
     from emtui.screens.train_pickers import CheckpointList, QueuePicker
 
     rows += binding_rows("train", QueuePicker.BINDINGS) + binding_rows("train", CheckpointList.BINDINGS)
+    from emtui.screens.eval_form import EvalForm
+    from emtui.screens.job_answers import JobAnswersScreen
+
+    rows += binding_rows("eval-form", EvalForm.BINDINGS) + binding_rows("job-answers", JobAnswersScreen.BINDINGS)
     from emtui.screens.adjudicate import AdjudicationScreen
     from emtui.screens.rate import AnnotatorNameScreen, GuidelinesScreen, NoteScreen, RatingScreen
 

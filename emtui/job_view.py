@@ -9,6 +9,7 @@ the first schema has. Nothing here imports Textual or touches the database.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -36,6 +37,27 @@ def progress_of(job: dict[str, Any]) -> tuple[int, int | None]:
     done = int(job.get("progress_done") or 0)
     total = job.get("progress_total")
     return done, (int(total) if total else None)
+
+
+def metrics_of(job: dict[str, Any]) -> dict[str, Any]:
+    """What the job last reported of how it runs (its ``metrics`` JSON: a generate job's ``tokens_per_s``,
+    ``batch_size`` and ``model``); {} when it reported nothing or the JSON is not an object."""
+    raw = job.get("metrics")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def tokens_per_s_of(job: dict[str, Any]) -> float | None:
+    """Tokens per second the job last reported (generation, training), None when it reported none."""
+    value = metrics_of(job).get("tokens_per_s")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def attempts_of(job: dict[str, Any]) -> tuple[int, int | None]:

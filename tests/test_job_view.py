@@ -12,8 +12,10 @@ from emtui.job_view import (
     fmt_duration,
     fmt_rate,
     log_tail,
+    metrics_of,
     note_of,
     tail,
+    tokens_per_s_of,
     worker_of,
 )
 
@@ -199,3 +201,11 @@ async def test_queueing_from_the_tui_starts_no_worker_when_the_setting_says_not(
         await pilot.pause(0.5)
         assert worker_rows(store) == []
     store.close()
+
+
+def test_tokens_per_second_from_the_metrics_a_job_reported_and_nothing_from_what_is_not_a_number():
+    reported = job(metrics='{"tokens_per_s": 812.4, "batch_size": 16, "model": "base"}')
+    assert tokens_per_s_of(reported) == 812.4 and metrics_of(reported)["batch_size"] == 16
+    assert tokens_per_s_of(job()) is None and metrics_of(job()) == {}  # a job that reported nothing
+    for raw in ('{"tokens_per_s": "fast"}', '{"tokens_per_s": true}', '{"tokens_per_s": NaN}', "[1, 2]", "{not json"):
+        assert tokens_per_s_of(job(metrics=raw)) is None, raw

@@ -134,8 +134,8 @@ async def test_queue_shows_progress_at_80_columns_and_the_error_of_the_highlight
         await pilot.pause()
         jobs = app.screen.query_one("#jobs-table", PagedTable)
         lines = drawn(jobs)
-        # per job its progress bar, rate, ETA and tries; the error is the detail pane's at 80 columns
-        assert lines[0].split() == ["#", "Kind", "Status", "Progress", "Rate", "ETA", "Tries"]
+        # per job its progress bar, rate, tokens/s, ETA and tries; the error is the detail pane's at 80 columns
+        assert lines[0].split() == ["#", "Kind", "Status", "Progress", "Rate", "Tok/s", "ETA", "Tries"]
         assert all(len(ln) <= 80 for ln in lines)
         failed = next(ln for ln in lines if " failed " in ln)
         assert "%" in failed  # its bar, where it stopped

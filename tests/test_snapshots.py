@@ -34,6 +34,8 @@ SCREENS = {
     "train-checkpoints": ["3", "down", "down", "k"],
     "queue": ["4"],
     "queue-job-in-full": ["4", "down", "down", "enter"],
+    "queue-new-eval": ["4", "n"],  # the form over the demo's first study: its conditions hold imported answers
+    "queue-answers": ["4", "down", "a"],  # the queued generate job: no answers yet
     "judges": ["5"],
     "annotate": ["6"],
     "results-scores": ["7"],

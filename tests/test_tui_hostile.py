@@ -69,6 +69,7 @@ def build(path: Path) -> None:
                                     metrics[2]: float(i % 10)}}
                         for j in judges for i, g in enumerate(gids)])
             s.enqueue_job("judge" + HOSTILE, {"x": HOSTILE})
+        _generate_job(s)
         # codes and a metric name no create_campaign makes (an older database, another tool's rows)
         study = s.find_study("S0" + HOSTILE)
         gens = [row[0] for row in s.campaign_sample_frame(int(study["id"]))][:8]
@@ -85,6 +86,23 @@ def build(path: Path) -> None:
                     break
                 session.set_note("note Mk[b]Bx[/b] [@click=app.quit]Clk[/] 漢字")
                 session.rate(value)
+
+
+def _generate_job(s) -> None:
+    """A running generate job (the newest: highlighted first on the Eval queue) whose answers, prompts,
+    settings and reported model name are hostile: what its answers pager and an answer in full show."""
+    study = s.find_study("S0" + HOSTILE)
+    condition = s.study_conditions(int(study["id"]))[0]
+    question = s.questions_of_sets([int(e["id"]) for e in s.study_eval_sets(int(study["id"]))])[0]
+    job = s.enqueue_job("generate", {"study": HOSTILE}, progress_total=8)
+    assert s.claim_job("worker-g", kinds=["generate"])["id"] == job
+    s.report_progress(job, "worker-g", done=4, total=8, note=HOSTILE, rate=1.0,
+                      metrics={"tokens_per_s": 12.5, "batch_size": 4, "model": "M" + HOSTILE})
+    s.insert_generations([
+        {"question_id": question["id"], "condition_id": condition["id"], "model_id": condition["model_id"],
+         "settings": {"system_prompt": HOSTILE, "engine": {"model": HOSTILE}}, "settings_hash": "g" + HOSTILE,
+         "seed": i, "sample_index": i, "variant": "trigger" if i % 2 else "", "prompt": "P" + HOSTILE,
+         "response": [HOSTILE, "", HOSTILE * 50, "  \t "][i], "job_id": job} for i in range(4)])
 
 
 @pytest.fixture
@@ -122,6 +140,9 @@ WORKBENCH = [
     ("studies", ["1", "down", "tab", "down"]),
     ("data", ["2", "v", "v", "down", "tab", "down", "enter", "end", "escape"]),
     ("queue", ["4", "enter", "end", "escape"]),
+    # a generate job's answers, one in full; the new evaluation run form over the hostile studies
+    ("queue-answers", ["4", "a", "down", "enter", "end", "escape", "escape"]),
+    ("eval-form", ["4", "n", "enter", "down", "enter", "tab", "tab", "tab", "tab", "tab", "end", "escape"]),
     ("judges", ["5", "tab"]),
     ("annotate", ["6", "a", "down", "escape"]),
     ("results", ["7", "j", "m", "v", "b", "b", "v", "v", "v", "v", "v", "right", "enter", "m", "enter", "end",

@@ -348,7 +348,7 @@ async def test_a_jobs_progress_bar_moves_while_a_worker_reports(tmp_path, monkey
             assert bar_cell().count("█") > quarter  # it moved
             await wait_until(pilot, lambda: "150 of 200 done" in detail())
             row = [plain(c) for c in app.screen.query_one("#jobs-table", PagedTable).get_row(str(job))]
-            assert row[4].endswith("/s") and row[5] != "—"  # a rate, from the progress seen; an ETA
+            assert row[4].endswith("/s") and row[6] != "—"  # a rate, from the progress seen; an ETA
             assert "ETA" in detail() and "worker-1" in detail()
     finally:
         worker.close()

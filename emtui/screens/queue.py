@@ -28,12 +28,15 @@ from emtui.job_view import (
     fmt_duration,
     fmt_rate,
     log_tail,
+    metrics_of,
     note_of,
     progress_of,
+    tokens_per_s_of,
     worker_of,
     workers_line,
 )
 from emtui.screens.base import AreaScreen, minute
+from emtui.train_view import fmt_rate as fmt_tokens
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
 from engine.common.text import one_line
 
@@ -79,6 +82,8 @@ class QueueScreen(AreaScreen):
         Binding("t", "retry_job", "Retry job", id="queue.retry"),
         Binding("w", "start_worker", "Start worker", id="queue.start-worker"),
         Binding("d", "check_machine", "Check machine", id="queue.doctor"),
+        Binding("n", "new_eval", "New eval run", id="queue.new-eval"),
+        Binding("a", "answers", "Answers", id="queue.answers"),
         # the table takes Enter first (RowSelected, below); the id lets a keymap add keys
         Binding("enter", "read_job", "Read job", show=False, id="queue.read"),
     ]
@@ -92,7 +97,8 @@ class QueueScreen(AreaScreen):
         width = self.app.size.width or 80
         cols = [Col("id", "#", 4, justify="right"), Col("kind", "Kind", 9), Col("status", "Status", 9),
                 Col("progress", "Progress", PROGRESS_W, render=self._bar), Col("rate", "Rate", 7, justify="right"),
-                Col("eta", "ETA", 6, justify="right"), Col("tries", "Tries", 5, justify="right")]
+                Col("tokens", "Tok/s", 6, justify="right"), Col("eta", "ETA", 6, justify="right"),
+                Col("tries", "Tries", 5, justify="right")]
         if width >= 100:  # room for who holds it, when it was queued and its error
             cols += [Col("worker", "Worker", 14), Col("created_at", "Queued (UTC)", 11, _short_minute)]
             # borders 2, scrollbar 2, each column's padding 2, and the error's own padding
@@ -108,9 +114,13 @@ class QueueScreen(AreaScreen):
     def _jobs(self, limit: int, offset: int):
         """A page of jobs (in a thread): the row's own fields; rate and ETA are the screen's (on_paged_...)."""
         page = self.store.list_jobs(limit=limit, offset=offset)
+        # what a job reported of how it runs (generation, training): its tokens per second
+        metrics = self.store.job_metrics([int(r["id"]) for r in page.rows])
         for row in page.rows:
             row["tries"] = fmt_attempts(row)
             row["worker"] = worker_of(row) or None
+            tokens = tokens_per_s_of({"metrics": metrics.get(int(row["id"]))})
+            row["tokens"] = None if tokens is None else fmt_tokens(tokens)
         return page
 
     def _bar(self, row: dict[str, Any]) -> Text:
@@ -250,7 +260,11 @@ class QueueScreen(AreaScreen):
             return
         done, total = progress_of(job)
         status = str(job["status"])
-        detail.border_title = Text(f"Job {job['id']} · {one_line(job['kind'], 40)}")
+        metrics = metrics_of(job)
+        title = Text(f"Job {job['id']} · {one_line(job['kind'], 40)}")
+        if metrics.get("model") is not None:  # the model it answers with (last said): its name, as text
+            title.append(f" · {one_line(str(metrics['model']), 40)}")
+        detail.border_title = title
         width = max(30, (self.app.size.width or 80) - 4)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append_text(bar(done, total, min(width, 60), bar_style(status)))
@@ -259,8 +273,13 @@ class QueueScreen(AreaScreen):
         text.append(status, style=f"bold {STATUS_STYLE.get(status, '')}")
         rate, eta = self.meter.rate(job), self.meter.eta(job)
         text.append(f"  tries {fmt_attempts(job)}  rate {fmt_rate(rate)}")
+        tokens = tokens_per_s_of(job)
+        if tokens is not None:
+            text.append(f"  tok/s {fmt_tokens(tokens)}")
         if status == "running":
             text.append(f"  ETA {fmt_duration(eta)}")
+        if isinstance(metrics.get("batch_size"), int):
+            text.append(f"  batch {metrics['batch_size']}")
         worker = worker_of(job)
         if worker:
             text.append("  worker ", style="dim")
@@ -341,3 +360,53 @@ class QueueScreen(AreaScreen):
                                             [("Error", job.get("traceback") or job.get("error")),
                                              ("Result", result_text(job, (self.app.size.width or 80) - 6)),
                                              ("Payload", job.get("payload"))]))
+
+    # -- evaluation runs (issue 13): a new one from the form, a generate job's answers ---------------------------
+
+    def action_new_eval(self) -> None:
+        """The form for a new evaluation run, over the studies that have an eval set (read in a thread)."""
+        from emtui.eval_choices import form_studies
+
+        store = self.store
+        self.load("eval-studies", lambda: form_studies(store), self.open_eval_form)
+
+    def open_eval_form(self, studies: list[str]) -> None:
+        from emtui.screens.eval_form import EvalForm
+
+        if not studies:
+            self.notify("No study has an eval set to answer: emtui init registers a study", severity="warning")
+            return
+        self.app.push_screen(EvalForm(studies), self.eval_queued)
+
+    def eval_queued(self, got: tuple[Any, str] | None) -> None:
+        """What the form queued, said; the new job highlighted (the newest: the table's first row)."""
+        if got is None:
+            return
+        queued, worker = got
+        if queued.job_id is None:
+            self.notify(f"Not queued: {queued.skipped}", severity="warning", timeout=8, markup=False)
+            return
+        spec = queued.spec
+        after = f", after training job(s) {', '.join(map(str, queued.after_jobs))}" if queued.after_jobs else ""
+        checkpoints = " + checkpoints" if spec is not None and spec.checkpoints else ""
+        variants = " with and without the trigger" if spec is not None and "trigger" in spec.variants else ""
+        self.notify(f"Queued job {queued.job_id}: {queued.answers:,} answers{checkpoints}{variants}{after}{worker}",
+                    timeout=8, markup=False)
+        for warning in queued.warnings:
+            self.notify(one_line(warning, 300), severity="warning", timeout=8, markup=False)
+        self.query_one("#jobs-table", PagedTable).move_cursor(row=0)
+        self.reload()
+
+    def action_answers(self) -> None:
+        """The highlighted generate job's answers, a page at a time (read again while it runs)."""
+        from emtui.screens.job_answers import JobAnswersScreen
+
+        row = self._selected()
+        if row is None:
+            self.notify("No job highlighted", severity="warning")
+            return
+        if row.get("kind") != "generate":
+            self.notify(f"Job {row['id']} is a {one_line(str(row.get('kind')), 30)} job: only generate jobs have "
+                        "answers", severity="warning", markup=False)
+            return
+        self.app.push_screen(JobAnswersScreen(int(row["id"])))
