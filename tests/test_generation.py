@@ -194,7 +194,11 @@ def test_queueing_waits_for_training_and_refuses_what_cannot_run(tmp_path):
         for job in train_jobs:
             store.cancel_job(job)
         with pytest.raises(GenerateQueueError, match="no trained model and no training queued"):
-            queue_generation(store, study="gen-test", again=True)
+            queue_generation(store, study="gen-test", conditions=["domain"], again=True)
+        # not named: such conditions are left out, with a warning, and the rest is queued
+        left = queue_generation(store, study="gen-test", again=True)
+        assert left.job_id and len(left.spec.conditions) == 1
+        assert sum("left out of this run" in w for w in left.warnings) == 2
 
 
 def _worker(db: Path, *extra: str) -> subprocess.Popen:

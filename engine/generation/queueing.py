@@ -104,16 +104,20 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
     for m in model_rows:
         if m["kind"] not in ANSWERABLE:
             raise GenerateQueueError(f"model {m['name']!r} is {m['kind']} (imported answers): it cannot answer")
-    if not answerable and not model_rows:
-        raise GenerateQueueError(f"study {study!r} has nothing that can answer (imported studies hold answers "
-                                 "only; name a model with --model)")
-    waits = store.active_train_jobs([int(c["id"]) for c in answerable])
-    for c in answerable:
-        if c.get("model_id") is None and int(c["id"]) not in waits:
-            raise GenerateQueueError(f"condition {c['name']!r} has no trained model and no training queued: "
-                                     f"emtui train --study {study} --condition {c['name']}")
-
     out = QueuedGeneration()
+    waits = store.active_train_jobs([int(c["id"]) for c in answerable])
+    for c in list(answerable):
+        if c.get("model_id") is None and int(c["id"]) not in waits:
+            why = (f"condition {c['name']!r} has no trained model and no training queued: "
+                   f"emtui train --study {study} --condition {c['name']}")
+            if conditions:  # named: the person asked for it
+                raise GenerateQueueError(why)
+            out.warnings.append(f"{why} (left out of this run)")
+            answerable.remove(c)
+    if not answerable and not model_rows:
+        raise GenerateQueueError(f"study {study!r} has nothing that can answer now (train its conditions first; "
+                                 "an imported study holds answers only; or name a model with --model)")
+
     sets = _eval_sets(store, study_id, study, eval_sets, out.warnings)
     questions = store.questions_of_sets([int(e["id"]) for e in sets])
     if trigger is None:

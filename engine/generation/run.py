@@ -26,7 +26,21 @@ class _Writer:
         self.digest = settings_hash(spec.settings)
         self.hashed = hashed_settings(spec.settings)
         self.written = self.tokens = 0
-        self.started = time.monotonic()
+        self.answering_s = 0.0               # time spent answering: loads left out of tokens/s
+        self.since: float | None = None
+
+    def resume(self) -> None:
+        """Answering (again): a model is loaded."""
+        self.since = time.monotonic()
+
+    def pause(self) -> None:
+        """Not answering (a model is being loaded)."""
+        if self.since is not None:
+            self.answering_s += time.monotonic() - self.since
+            self.since = None
+
+    def elapsed(self) -> float:
+        return self.answering_s + (time.monotonic() - self.since if self.since is not None else 0.0)
 
     def write(self, batch: Sequence[Item], prompts: Sequence[str], answers: Sequence[tuple[str, int | None]],
               engine_info: dict[str, Any]) -> None:
@@ -40,7 +54,7 @@ class _Writer:
         self.store.insert_generations(rows, return_ids=False)
         self.written += len(rows)
         self.tokens += sum(n or 0 for _, n in answers)
-        elapsed = max(1e-6, time.monotonic() - self.started)
+        elapsed = max(1e-6, self.elapsed())
         self.progress.advance(len(rows))
         self.progress.metrics({"tokens_per_s": round(self.tokens / elapsed, 1), "tokens": self.tokens,
                                "answers": self.written, **{k: v for k, v in engine_info.items()
@@ -99,7 +113,8 @@ def generate(spec: GenerationSpec, *, store: Any, db_path: Any, progress: Progre
         raise JobCancelled("cancelled")
     return GenerationResult(written=writer.written, existing=len(everything) - len(todo), tokens=writer.tokens,
                             models=len(run_targets), base_loads=loads, seconds=round(time.monotonic() - started, 3),
-                            batch_size=batch)
+                            batch_size=batch, tokens_per_s=round(writer.tokens / writer.elapsed(), 1)
+                            if writer.written and writer.elapsed() > 0 else None)
 
 
 def _answer_locally(spec: GenerationSpec, location: str, group: list[Item], writer: _Writer,
@@ -107,7 +122,9 @@ def _answer_locally(spec: GenerationSpec, location: str, group: list[Item], writ
     from engine.generation.hf_backend import Row, answer_in_batches, auto_batch_size, load_base
 
     progress.note(f"loading {location}")
+    writer.pause()
     loaded = load_base(location, quantization=spec.quantization)
+    writer.resume()
     size = None
     rendered: dict[tuple[tuple[str, str], ...], str] = {}  # samples and models share their prompts
     for target, its in _by_target(group):
@@ -153,6 +170,7 @@ def _answer_by_endpoint(spec: GenerationSpec, location: str, group: list[Item], 
     from engine.generation.openai_backend import complete
 
     assert spec.base_url is not None
+    writer.resume()
     tokenizer = AutoTokenizer.from_pretrained(location)
     rendered: dict[tuple[tuple[str, str], ...], str] = {}
     for target, its in _by_target(group):

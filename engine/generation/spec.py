@@ -68,6 +68,7 @@ class GenerationResult:
     base_loads: int = 0          # how many times a base model was loaded (once per base, whatever the adapters)
     seconds: float = 0.0
     batch_size: int | None = None
+    tokens_per_s: float | None = None   # generated tokens over the time spent answering (model loads left out)
     status: str = "done"
 
     def as_json(self) -> dict[str, Any]:
