@@ -384,7 +384,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--naive-n", type=int, default=24, help="answers the naive loop generates")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each side, alternating")
     ap.add_argument("--switches", type=int, default=50, help="set_adapter calls timed")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a shared box)")
+    ap.add_argument("--threads", type=int,
+                    help="torch threads (default: 1 on a CPU, the steadiest on a shared box; torch's own on a GPU)")
     ap.add_argument("--parts", default="naive,sampler,adapters",
                     help="which parts, in order: naive, sampler, sweep, continuous, adapters")
     ap.add_argument("--sweep", default="1,8,32,64,128,auto", help="batch sizes of the sweep (auto: from free memory)")
@@ -448,7 +449,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft's, on every adapter load
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch.set_num_threads(args.threads)
+    if args.threads or device == "cpu":
+        torch.set_num_threads(args.threads or 1)
     started = time.perf_counter()
     model, tok, described = load_model(args, device)
     prompts = common.chat_prompts(tok)
