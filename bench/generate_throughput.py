@@ -19,14 +19,15 @@ the tokens each side generated are counted and checked. Tokenisation and decodin
   a temporary folder, loaded with PEFT (``PeftModel.from_pretrained(base, path, adapter_name=...)``,
   ``load_adapter``); ``set_adapter`` timed over ``--switches`` switches; one engine batch with the
   active adapter against ``set_adapter`` to the other then the same batch, and the base through
-  ``with model.disable_adapter():``.
-- **batch sweep** (``--sweep 1,8,32,64,128``; the GPU check runs it): one engine batch of each size;
+  ``with model.disable_adapter():``. It wraps the model in PEFT, so it comes last in ``--parts``.
+- **batch sweep** (``--parts ...,sweep``, sizes ``--sweep 1,8,32,64,128,auto``; the GPU check runs it):
+  one engine batch of each size;
   generated tokens/s end to end and in decode (the time of a 1-token run, the prefill, taken off),
   and the fraction of the memory-bandwidth roofline: decode tokens/s <= batch x bandwidth /
   (weight bytes + KV-cache bytes per step), with weight bytes = every parameter but the input
   embedding and KV bytes per step = batch x (padded prompt + new tokens / 2) x KV bytes a token.
   ``auto`` in the list: the batch the engine would choose from free memory (capped at ``--auto-cap``).
-- **continuous batching** (``--continuous``; the GPU check runs it): ``model.generate_batch`` (EOS
+- **continuous batching** (``--parts continuous``; the GPU check runs it): ``model.generate_batch`` (EOS
   disabled, ``max_new_tokens``) against padded ``generate(do_sample=True)`` in sorted batches of
   ``--batch`` over the same answers. On a CPU its KV cache is bounded (64 pages): unbounded, it sizes
   itself from the machine's memory for tens of seconds.
@@ -270,6 +271,11 @@ def adapter_switch(model: Any, tok: Any, prompts: list[str], args: argparse.Name
             "after_switch_over_no_switch": runs["after a switch"]["median_seconds"] / (batch_ms / 1000)}
 
 
+def row_sampler_part(model: Any, tok: Any, prompts: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    texts, _ = answers(prompts, math.ceil(args.batch / len(prompts)))
+    return row_sampler_cost.measure(model, tok, texts[:args.batch], new_tokens=args.new_tokens, repeats=args.repeats)
+
+
 def padded_width(tok: Any, prompts: list[str]) -> int:
     return max(len(ids) for ids in tok(prompts, add_special_tokens=False)["input_ids"])
 
@@ -397,16 +403,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.samples, args.batch, args.new_tokens, args.naive_n = 1, 8, 8, 4
         args.repeats, args.switches, args.sweep = 1, 4, "1,8"
-    for name in args.parts.split(","):
+    parts = args.parts.split(",")
+    for name in parts:
         if name not in PARTS:
             ap.error(f"--parts: unknown part {name!r} (parts: {', '.join(PARTS)})")
+    if "adapters" in parts[:-1]:
+        ap.error("--parts: adapters must come last (it wraps the model in PEFT)")
     if args.model and args.config:
         ap.error("--model and --config: give one")
     return args
 
 
-PARTS = {"naive": engine_vs_naive, "sampler": None, "sweep": batch_sweep, "continuous": continuous_vs_padded,
-         "adapters": adapter_switch}
+PARTS = {"naive": engine_vs_naive, "sampler": row_sampler_part, "sweep": batch_sweep,
+         "continuous": continuous_vs_padded, "adapters": adapter_switch}
 
 
 def report(name: str, result: dict[str, Any]) -> None:
@@ -467,16 +476,11 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     for name in args.parts.split(","):
         t0 = time.perf_counter()
-        if name == "sampler":
-            texts, _ = answers(prompts, math.ceil(args.batch / len(prompts)))
-            part = row_sampler_cost.measure(model, tok, texts[:args.batch], new_tokens=args.new_tokens,
-                                            repeats=args.repeats)
-        else:
-            if name == "sweep":
-                print(f"batch sweep, {args.new_tokens} tokens a row; roofline: {ROOFLINE_FORMULA}; bandwidth "
-                      f"{args.bandwidth_tb_s:g} TB/s" + ("" if device == "cuda" else " (a GPU's: on a CPU only the "
-                                                         "plumbing)"), flush=True)
-            part = PARTS[name](model, tok, prompts, args)
+        if name == "sweep":
+            print(f"batch sweep, {args.new_tokens} tokens a row; roofline: {ROOFLINE_FORMULA}; bandwidth "
+                  f"{args.bandwidth_tb_s:g} TB/s" + ("" if device == "cuda" else " (a GPU's: on a CPU only the "
+                                                     "plumbing)"), flush=True)
+        part = PARTS[name](model, tok, prompts, args)
         part["seconds"] = time.perf_counter() - t0
         result["parts"][name] = part
         report(name, part)
