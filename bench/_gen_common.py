@@ -11,6 +11,8 @@ torch and transformers are imported inside the functions (a ``--help`` stays ins
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,10 +30,12 @@ EVAL_SET = "builtin:core-em"
 
 
 def tiny_model_folder() -> Path:
-    """The tiny model (engine.models.tiny_model), built offline into a temporary folder."""
+    """The tiny model (engine.models.tiny_model), built offline into a temporary folder removed at exit."""
     from engine.models.tiny_model import build_tiny_model
 
-    return build_tiny_model(tempfile.mkdtemp(prefix="gen-bench-"))
+    folder = tempfile.mkdtemp(prefix="gen-bench-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return build_tiny_model(folder)
 
 
 def load(path: str | Path, *, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
