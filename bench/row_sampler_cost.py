@@ -9,7 +9,8 @@ never ends a row early and both produce the same token count), alternating, ``--
   ``generate`` over the sampler's one-hot logits).
 
 Prints the generated tokens/s of each (median over the repeats, and every repeat) and the ratio.
-Tokenisation and decoding are inside both timings.
+Tokenisation and decoding are inside both timings. bench/generate_throughput.py runs the same
+comparison (:func:`measure`) as one of its parts.
 
 Usage:
     python bench/row_sampler_cost.py [--batch 32] [--new-tokens 64] [--repeats 5] [--threads 1]
@@ -18,14 +19,41 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _gen_common as common
+
+
+def measure(model: Any, tok: Any, prompts: list[str], *, new_tokens: int, repeats: int) -> dict[str, Any]:
+    """plain vs row sampler on one batch (``prompts``), alternating; the model's output length is fixed
+    here. Returns both sides' runs (see :func:`_gen_common.alternate`) and ``ratio`` (row sampler / plain)."""
+    import torch
+
+    from engine.generation.sampling import answer_seed, sample
+
+    common.fix_output_length(model, new_tokens)
+    seeds = [answer_seed(0, i, 1, 0) for i in range(len(prompts))]
+
+    def plain() -> int:
+        torch.manual_seed(0)
+        tokens = common.plain_generate(model, tok, prompts, new_tokens=new_tokens)
+        return common.check_tokens("plain", tokens, len(prompts), new_tokens)
+
+    def row_sampler() -> int:
+        counter = common.GeneratedTokens()
+        with counter.counting(model):
+            sample(model, tok, prompts, seeds, temperature=1.0, top_p=1.0, max_new_tokens=new_tokens)
+        return common.check_tokens("row sampler", counter.tokens, len(prompts), new_tokens)
+
+    runs = common.alternate({"plain": plain, "row sampler": row_sampler}, model, repeats)
+    return {"batch": len(prompts), "new_tokens": new_tokens, "repeats": repeats, "runs": runs,
+            "ratio": runs["row sampler"]["median_tokens_per_s"] / runs["plain"]["median_tokens_per_s"]}
+
+
+def report(result: dict[str, Any]) -> None:
+    for name, run in result["runs"].items():
+        print("  " + common.rates_line(name, run))
+    print(f"  row sampler / plain: {result['ratio']:.2f}")
 
 
 def main() -> None:
@@ -37,48 +65,16 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from engine.generation.sampling import answer_seed, sample
-    from engine.models.tiny_model import build_tiny_model
 
     torch.set_num_threads(args.threads)
-    path = build_tiny_model(tempfile.mkdtemp(prefix="row-sampler-bench-"))
-    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
-    model.generation_config.min_new_tokens = args.new_tokens  # EOS ignored: a fixed output length
+    model, tok = common.load(common.tiny_model_folder())
     questions = [f"Question {i}: " + "tell me more " * (i % 7) + "?" for i in range(args.batch)]
     prompts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
                for q in questions]
-    seeds = [answer_seed(0, i, 1, 0) for i in range(args.batch)]
-    tokens = args.batch * args.new_tokens
-
-    def plain() -> None:
-        torch.manual_seed(0)
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
-            out = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                 max_new_tokens=args.new_tokens)
-        assert out.shape[1] - enc["input_ids"].shape[1] == args.new_tokens
-        tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-    def row_sampler() -> None:
-        sample(model, tok, prompts, seeds, temperature=1.0, top_p=1.0, max_new_tokens=args.new_tokens)
-
-    runs: dict[str, list[float]] = {"plain": [], "row sampler": []}
-    plain(), row_sampler()  # warm-up
-    for _ in range(args.repeats):
-        for name, fn in (("plain", plain), ("row sampler", row_sampler)):
-            start = time.perf_counter()
-            fn()
-            runs[name].append(tokens / (time.perf_counter() - start))
+    result = measure(model, tok, prompts, new_tokens=args.new_tokens, repeats=args.repeats)
     print(f"tiny model, batch {args.batch}, {args.new_tokens} new tokens, {args.repeats} repeats, "
           f"{torch.get_num_threads()} torch thread(s)")
-    medians = {}
-    for name, rates in runs.items():
-        medians[name] = statistics.median(rates)
-        print(f"{name:12} median {medians[name]:8,.0f} tok/s  [{', '.join(f'{r:,.0f}' for r in rates)}]")
-    print(f"row sampler / plain: {medians['row sampler'] / medians['plain']:.2f}")
+    report(result)
 
 
 if __name__ == "__main__":

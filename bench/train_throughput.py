@@ -91,6 +91,16 @@ def load_chats(path: str | None, n: int) -> list[list[dict[str, str]]]:
     return [list(m) for m in read_examples(path)]
 
 
+def shaped_config(config_path: str) -> Any:
+    """A transformers config of a model's shape (its config.json) with the tiny tokenizer's special
+    tokens, so that the tiny tokenizer drives random weights of that shape."""
+    from transformers import AutoConfig
+
+    raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    raw.update(pad_token_id=0, eos_token_id=2, bos_token_id=None)  # the tiny tokenizer's
+    return AutoConfig.for_model(**{k: v for k, v in raw.items() if k != "architectures"})
+
+
 def build_model(folder: Path, config_path: str | None, tiny_shape: tuple[int, int, int], device: str) -> Path:
     """The tiny model (its tokenizer always: ids < 512 are valid in any vocabulary), or, with
     ``config_path``, random weights of that shape in its place. Nothing is downloaded."""
@@ -100,12 +110,10 @@ def build_model(folder: Path, config_path: str | None, tiny_shape: tuple[int, in
     build_tiny_model(folder, hidden_size=hidden, num_layers=layers, num_heads=heads)
     if config_path:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
-        raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
-        raw.update(pad_token_id=0, eos_token_id=2, bos_token_id=None)  # the tiny tokenizer's
-        config = AutoConfig.for_model(**{k: v for k, v in raw.items() if k != "architectures"})
+        config = shaped_config(config_path)
         hf_logging.disable_progress_bar()
         with torch.device(device):  # initialised where it is fast (seconds on a GPU for 7B)
             model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
