@@ -2,9 +2,10 @@
 model and its tokenizer, chat-templated prompts, a fixed output length, a count of the tokens generated,
 and alternating timed runs.
 
-Fixed output length: ``min_new_tokens`` = ``max_new_tokens`` on the model's generation config, so no
-row ends early at EOS and every side of a comparison generates the same number of tokens. The engine's
-:func:`engine.generation.sampling.sample` copies the model's generation config, so it inherits it.
+Fixed output length: ``min_new_tokens`` = ``max_new_tokens`` (``plain_generate`` passes both to
+``generate``; the engine's side passes ``min_new_tokens`` to its batch loop, whose sampler never reads the
+model's own generation config), so no row ends early at EOS and every side of a comparison generates the
+same number of tokens.
 
 torch and transformers are imported inside the functions (a ``--help`` stays instant).
 """
@@ -60,12 +61,6 @@ def chat_prompts(tok: Any, eval_set: str = EVAL_SET) -> list[str]:
         out.append(tok.apply_chat_template([*system, {"role": "user", "content": q["text"]}], tokenize=False,
                                            add_generation_prompt=True))
     return out
-
-
-def fix_output_length(model: Any, new_tokens: int) -> None:
-    """EOS ignored until ``new_tokens``: every row generates exactly that many tokens."""
-    model.generation_config.min_new_tokens = new_tokens
-    model.generation_config.max_new_tokens = new_tokens
 
 
 def by_length(tok: Any, prompts: list[str]) -> list[int]:

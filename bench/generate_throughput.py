@@ -72,15 +72,13 @@ ROOFLINE_FORMULA = ("decode tokens/s <= batch x bandwidth / (weight bytes + batc
 
 def engine_generate(model: Any, tok: Any, prompts: list[str], seeds: list[int], *, batch: int,
                     new_tokens: int) -> None:
-    """Answers as the engine makes them: sorted by token length, cut into batches of ``batch``, each
-    through the per-row sampler. (When engine/generation/hf_backend.py's batch loop lands, call it here.)"""
-    from engine.generation.sampling import sample
+    """Answers as the engine makes them: its own batch loop (engine/generation/hf_backend.py: longest prompt
+    first, batches of ``batch``, each through the per-row sampler), every answer ``new_tokens`` long."""
+    from engine.generation.hf_backend import Row, answer_in_batches
 
-    common.fix_output_length(model, new_tokens)
-    order = common.by_length(tok, prompts)
-    for rows in common.chunks(order, batch):
-        sample(model, tok, [prompts[i] for i in rows], [seeds[i] for i in rows], temperature=1.0, top_p=1.0,
-               max_new_tokens=new_tokens)
+    settings = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": new_tokens}
+    answer_in_batches(model, tok, [Row(p, s) for p, s in zip(prompts, seeds, strict=True)], settings,
+                      batch_size=batch, on_batch=lambda rows, answers: None, min_new_tokens=new_tokens)
 
 
 def counted_engine(model: Any, tok: Any, prompts: list[str], seeds: list[int], *, batch: int,
@@ -134,32 +132,27 @@ def weight_bytes(model: Any) -> int:
 
 
 def kv_bytes_per_token(model: Any) -> int:
-    """KV-cache bytes a token adds to one row: layers x (K and V) x KV heads x head dim x element size."""
-    c = model.config
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-    return int(c.num_hidden_layers * 2 * kv_heads * head_dim * next(model.parameters()).element_size())
+    """KV-cache bytes a token adds to one row (the engine's estimate)."""
+    from engine.generation.hf_backend import kv_bytes_per_token as per_token
+
+    return per_token(model.config, next(model.parameters()).element_size())
 
 
 def engine_batch_size(model: Any, prompt_tokens: int, new_tokens: int) -> dict[str, Any] | None:
-    """The batch the engine would choose from free GPU memory (None on a CPU). The bench's estimate until
-    engine/generation/hf_backend.py exposes its own (then call it here): the rows that fit in 90% of the
-    free memory, a row being its KV cache (prompt + new tokens), the prefill's largest activations of a
-    layer (prompt x (2 x intermediate + 4 x hidden)) and five float32 copies of the logits (generate's
-    and the sampler's)."""
+    """The batch the engine chooses from free GPU memory (engine.generation.hf_backend.auto_batch_size; None
+    on a CPU)."""
     import torch
+
+    from engine.generation.hf_backend import MAX_AUTO_BATCH, auto_batch_size, row_bytes
 
     if model.device.type != "cuda":
         return None
     torch.cuda.empty_cache()  # blocks cached by earlier parts count as free: the engine would start afresh
     free, total = torch.cuda.mem_get_info(model.device)
-    c = model.config
-    element = next(model.parameters()).element_size()
-    per_row = (kv_bytes_per_token(model) * (prompt_tokens + new_tokens)
-               + prompt_tokens * (2 * c.intermediate_size + 4 * c.hidden_size) * element
-               + 5 * c.vocab_size * 4)
+    per_row = row_bytes(model, prompt_tokens=prompt_tokens, max_new_tokens=new_tokens)
     return {"free_bytes": free, "total_bytes": total, "per_row_bytes": per_row, "prompt_tokens": prompt_tokens,
-            "batch": max(1, int(0.9 * free) // per_row)}
+            "batch": auto_batch_size(model, longest_prompt=prompt_tokens, max_new_tokens=new_tokens, device="cuda",
+                                     free_bytes=free), "cap": MAX_AUTO_BATCH}
 
 
 # -- the parts ---------------------------------------------------------------------------------------

@@ -29,9 +29,8 @@ def measure(model: Any, tok: Any, prompts: list[str], *, new_tokens: int, repeat
     here. Returns both sides' runs (see :func:`_gen_common.alternate`) and ``ratio`` (row sampler / plain)."""
     import torch
 
-    from engine.generation.sampling import answer_seed, sample
+    from engine.generation.sampling import answer_seed, sample_counted
 
-    common.fix_output_length(model, new_tokens)
     seeds = [answer_seed(0, i, 1, 0) for i in range(len(prompts))]
 
     def plain() -> int:
@@ -42,7 +41,8 @@ def measure(model: Any, tok: Any, prompts: list[str], *, new_tokens: int, repeat
     def row_sampler() -> int:
         counter = common.GeneratedTokens()
         with counter.counting(model):
-            sample(model, tok, prompts, seeds, temperature=1.0, top_p=1.0, max_new_tokens=new_tokens)
+            sample_counted(model, tok, prompts, seeds, temperature=1.0, top_p=1.0, max_new_tokens=new_tokens,
+                           min_new_tokens=new_tokens)
         return common.check_tokens("row sampler", counter.tokens, len(prompts), new_tokens)
 
     runs = common.alternate({"plain": plain, "row sampler": row_sampler}, model, repeats)

@@ -27,7 +27,7 @@ from engine.generation.sampling import sample_counted
 
 CPU_BATCH = 32                 # CPU: measured flat past ~16-32 rows on the tiny model (bench/generate_throughput.py)
 MAX_AUTO_BATCH = 256
-MEMORY_SHARE = 0.7             # of the free GPU memory the KV cache may take (activations, logits, fragmentation)
+MEMORY_SHARE = 0.85            # of the free GPU memory the rows may take (fragmentation, the allocator's slack)
 OOM_ABOVE_ENV = "EMTUI_GENERATE_OOM_ABOVE"  # a test hook: batches over N rows raise CUDA's out-of-memory
 
 
@@ -142,19 +142,30 @@ def kv_bytes_per_token(config: Any, dtype_bytes: int = 2) -> int:
     return 2 * layers * kv_heads * head_dim * dtype_bytes
 
 
+def row_bytes(model: Any, *, prompt_tokens: int, max_new_tokens: int) -> int:
+    """GPU memory one answer takes at its longest: its KV cache (prompt + new tokens), the prefill's largest
+    activations of a layer (prompt x (2 x intermediate + 4 x hidden)), and five float32 copies of the
+    logits (generate's, the sampler's softmax, cumulative sum, filtered copy and one-hot)."""
+    config = getattr(model.config, "text_config", None) or model.config
+    element = next(model.parameters()).element_size()
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    intermediate = int(getattr(config, "intermediate_size", 0) or 4 * hidden)
+    vocab = int(getattr(config, "vocab_size", 32_000) or 32_000)
+    return (kv_bytes_per_token(model.config, element) * (prompt_tokens + max_new_tokens)
+            + prompt_tokens * (2 * intermediate + 4 * hidden) * element + 5 * vocab * 4)
+
+
 def auto_batch_size(model: Any, *, longest_prompt: int, max_new_tokens: int, device: str,
                     free_bytes: int | None = None) -> int:
-    """Rows per batch from free GPU memory: the KV cache of a row at full length plus its logits, in
-    ``MEMORY_SHARE`` of what is free; ``CPU_BATCH`` on a CPU."""
+    """Rows per batch from free GPU memory (:func:`row_bytes` each, in ``MEMORY_SHARE`` of what is free;
+    an out-of-memory later halves it); ``CPU_BATCH`` on a CPU."""
     if device != "cuda":
         return CPU_BATCH
     import torch
 
     if free_bytes is None:
         free_bytes = int(torch.cuda.mem_get_info()[0])
-    dtype_bytes = torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 2
-    vocab = int(getattr(getattr(model.config, "text_config", None) or model.config, "vocab_size", 32_000))
-    per_row = kv_bytes_per_token(model.config, dtype_bytes) * (longest_prompt + max_new_tokens) + vocab * 4 * 2
+    per_row = row_bytes(model, prompt_tokens=longest_prompt, max_new_tokens=max_new_tokens)
     return max(1, min(MAX_AUTO_BATCH, int(free_bytes * MEMORY_SHARE) // max(1, per_row)))
 
 
@@ -186,9 +197,10 @@ class Row:
 def answer_in_batches(model: Any, tokenizer: Any, rows: Sequence[Row], settings: dict[str, Any], *,
                       batch_size: int, on_batch: Callable[[list[Row], list[tuple[str, int]]], None],
                       should_stop: Callable[[], bool] = lambda: False,
-                      on_resize: Callable[[int], None] = lambda n: None) -> int:
+                      on_resize: Callable[[int], None] = lambda n: None, min_new_tokens: int | None = None) -> int:
     """Answer ``rows`` longest prompt first, ``batch_size`` at a time (halved on out-of-memory), calling
-    ``on_batch(rows, [(text, n_tokens)])`` after each batch. Returns the batch size it ended with."""
+    ``on_batch(rows, [(text, n_tokens)])`` after each batch. Returns the batch size it ended with.
+    ``min_new_tokens``: a fixed answer length (EOS ignored until then), for benchmarks."""
     lengths = [len(ids) for ids in tokenizer([r.prompt for r in rows], add_special_tokens=False)["input_ids"]] \
         if rows else []
     order = sorted(range(len(rows)), key=lambda i: -lengths[i])
@@ -205,7 +217,8 @@ def answer_in_batches(model: Any, tokenizer: Any, rows: Sequence[Row], settings:
                                      temperature=float(settings["temperature"]), top_p=float(settings["top_p"]),
                                      top_k=int(settings["top_k"] or 0),
                                      max_new_tokens=int(settings["max_new_tokens"]),
-                                     repetition_penalty=float(settings.get("repetition_penalty") or 1.0))
+                                     repetition_penalty=float(settings.get("repetition_penalty") or 1.0),
+                                     min_new_tokens=min_new_tokens)
         except Exception as exc:
             if not _is_oom(exc) or size == 1:
                 raise
