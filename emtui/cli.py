@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="openai: requests in flight (default 64; vLLM batches what is in flight)")
     sp.add_argument("--4bit", dest="four_bit", action="store_true", help="load the base in 4 bits (nf4)")
     sp.add_argument("--again", action="store_true", help="queue even when the same run is queued or running")
+    sp.add_argument("--dry-run", action="store_true", help="check the run and say what it would answer with; "
+                                                           "queue nothing")
     sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "
                                                              "one when none is alive)")
 

@@ -43,11 +43,15 @@ def generate(args: argparse.Namespace) -> int:
                 store, study=args.study, conditions=args.condition, models=args.model, eval_sets=args.eval_set,
                 samples=args.samples, checkpoints=args.checkpoints, trigger=args.trigger, overrides=overrides,
                 backend=args.backend, base_url=args.base_url, served_names=served,
-                quantization="nf4" if args.four_bit else None, again=args.again, concurrency=args.concurrency)
+                quantization="nf4" if args.four_bit else None, again=args.again, concurrency=args.concurrency,
+                dry_run=args.dry_run)
         except GenerateQueueError as exc:
             raise UsageError(f"emtui generate: {strip_control(str(exc))}") from None
         for warning in queued.warnings:
             print(f"emtui generate: warning: {strip_control(warning)}", file=sys.stderr)
+        if args.dry_run:
+            _say_plan(store, queued)
+            return 0
         if queued.job_id is None:
             say(f"not queued: {queued.skipped} (--again queues it anyway)")
             return 0
@@ -60,6 +64,30 @@ def generate(args: argparse.Namespace) -> int:
             f"({spec.backend}{after}); answers already stored are skipped")
         start_worker_for(store, args.no_worker, "emtui jobs or the Eval queue screen")
     return 0
+
+
+def _say_plan(store: Any, queued: Any) -> None:
+    """What a run would answer with (``--dry-run``)."""
+    from engine.common.hashing import short
+    from engine.generation.settings import hashed_settings, settings_hash
+
+    spec = queued.spec
+    conditions = {int(c["id"]): c for c in store.study_conditions(spec.study_id)}
+    say(f"would queue {queued.answers:,} answers for study {spec.study} ({queued.skipped}):")
+    for cid in spec.conditions:
+        c = conditions[cid]
+        say(f"  condition {c['name']}: {c.get('model') or 'its model once trained'}"
+            + (" + every checkpoint" if spec.checkpoints and c.get("dataset_id") is not None else ""))
+    for mid in spec.models:
+        say(f"  model {(store.get_model(mid) or {}).get('name')}")
+    sets = {int(e["id"]): e for e in store.study_eval_sets(spec.study_id)}
+    names = [str(sets[e]["name"]) if e in sets else f"eval set {e}" for e in spec.eval_sets]
+    say(f"  eval sets: {', '.join(names)}; samples: {spec.samples or 'per question / the study'}; "
+        f"variants: {' and '.join(v or 'as asked' for v in spec.variants)}")
+    shown = {k: v for k, v in hashed_settings(spec.settings).items() if k != "sampler"}
+    say(f"  settings {short(settings_hash(spec.settings))}: {json.dumps(shown, sort_keys=True)}")
+    if queued.after_jobs:
+        say(f"  after training job(s) {', '.join(map(str, queued.after_jobs))}")
 
 
 def answers(args: argparse.Namespace) -> int:

@@ -323,3 +323,28 @@ def test_the_openai_compatible_path_writes_the_same_rows(db, tmp_path, openai_se
         again = regenerate(store, got_rows[-1]["id"], db_path=other)
         assert again.same and again.backend == "openai"
     assert got == want
+
+
+def test_a_4bit_base_answers_with_its_adapters_and_says_so(db):
+    with open_store(db) as store:
+        queued = queue_generation(store, study="gen-test", conditions=["base", "domain"], samples=1, trigger=False,
+                                  quantization="nf4")
+        result = generate(queued.spec, store=store, db_path=db)
+        assert result.written == 10 and result.base_loads == 1
+        got = rows(store)
+        assert {json.loads(r["settings"])["engine"]["quantization"] for r in got} == {"nf4+double-quant"}
+        assert regenerate(store, got[-1]["id"], db_path=db).same  # made again in 4 bits too
+
+
+def test_a_dry_run_says_what_it_would_answer_and_queues_nothing(db, run_cli):
+    with open_store(db) as store:
+        jobs = store.count("jobs")
+    r = run_cli("generate", "--db", str(db), "--study", "gen-test", "--checkpoints", "--dry-run",
+                "--set", "temperature=0.7")
+    assert r.returncode == 0, r.stderr
+    # 22 answers a model (see the first test) x (base + two fine-tunes + two checkpoints each)
+    assert r.stdout.startswith("would queue 154 answers for study gen-test (a dry run):")
+    assert "condition domain: gen-test/domain/run1 + every checkpoint" in r.stdout
+    assert '"temperature": 0.7' in r.stdout
+    with open_store(db) as store:
+        assert store.count("jobs") == jobs

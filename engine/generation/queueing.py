@@ -28,7 +28,7 @@ class GenerateQueueError(ValueError):
 class QueuedGeneration:
     job_id: int | None = None
     spec: GenerationSpec | None = None
-    answers: int = 0                                     # answers the run makes (stored ones skipped when it runs)
+    answers: int = 0   # answers the run makes (checkpoints saved so far counted; stored answers skipped when it runs)
     after_jobs: list[int] = field(default_factory=list)  # training jobs it waits for
     skipped: str | None = None                           # why nothing was queued
     warnings: list[str] = field(default_factory=list)
@@ -69,10 +69,10 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
                      overrides: Mapping[str, Any] | None = None, backend: str = "transformers",
                      base_url: str | None = None, served_names: Mapping[str, str] | None = None,
                      quantization: str | None = None, judges: Sequence[int] = (), again: bool = False,
-                     priority: int = 0, concurrency: int = 64) -> QueuedGeneration:
+                     priority: int = 0, concurrency: int = 64, dry_run: bool = False) -> QueuedGeneration:
     """Queue one ``generate`` job for ``study``: its conditions (all, or those named) and ``models`` named
     explicitly, on its eval sets (all, or those named). ``trigger``: True adds the with-trigger variant, False
-    leaves it out, None adds it when the study sets a trigger."""
+    leaves it out, None adds it when the study sets a trigger. ``dry_run``: check and count, queue nothing."""
     found = _study(store, study)
     study_id = int(found["id"])
     spec_json = json.loads(found.get("spec_json") or "{}")
@@ -147,9 +147,14 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
         concurrency=int(concurrency))
     payload = spec.as_payload()
     out.spec = spec
-    out.answers = _count(spec, questions, n_models=len(answerable) + len(model_rows))
+    n_checkpoints = sum(len(store.condition_checkpoints(int(c["id"]))) for c in answerable
+                        if c.get("dataset_id") is not None) if checkpoints else 0
+    out.answers = _count(spec, questions, n_models=len(answerable) + len(model_rows) + n_checkpoints)
     out.after_jobs = sorted(set(waits.values()))
     same = store.active_jobs_like("generate", payload)
+    if dry_run:
+        out.skipped = "a dry run" + (f" (job {same[-1]} is this run, already queued or running)" if same else "")
+        return out
     if same and not again:
         out.skipped = f"job {same[-1]} is this run, already queued or running"
         return out
@@ -193,7 +198,7 @@ def _eval_sets(store: Any, study_id: int, study: str, names: Sequence[str] | Non
 
 
 def _count(spec: GenerationSpec, questions: list[dict[str, Any]], *, n_models: int) -> int:
-    """Answers per model (checkpoints not counted: they exist once training has run) times the models."""
+    """Answers per model times the models (checkpoints: those saved so far)."""
     from engine.generation.plan import samples_for
 
     per_model = sum(samples_for(q, int(spec.set_samples.get(str(q["eval_set_id"]), 1)), spec.samples)
