@@ -75,8 +75,9 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
 
 def inner_model(model: Any) -> Any:
     """The transformers model under a PEFT wrapper (the module ``generate`` calls once per step)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
+    from engine.generation.sampling import underlying_model
+
+    return underlying_model(model)
 
 
 class GeneratedTokens:
@@ -94,10 +95,12 @@ class GeneratedTokens:
         original = inner.generate
 
         def generate(*args: Any, **kwargs: Any) -> Any:
+            from engine.generation import sampling
+
             out = original(*args, **kwargs)
             prompt = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
             self.calls += 1
-            self.tokens += sum(generated_lengths(out[:, prompt.shape[1]:], inner.generation_config))
+            self.tokens += sum(sampling.generated_lengths(out[:, prompt.shape[1]:], inner.generation_config))
             return out
 
         inner.generate = generate
@@ -105,20 +108,6 @@ class GeneratedTokens:
             yield self
         finally:
             del inner.generate  # the class's method again
-
-
-def generated_lengths(new_tokens: Any, config: Any) -> list[int]:
-    """Tokens generated per row: up to the first EOS, inclusive (what is after it is padding)."""
-    import torch
-
-    eos = config.eos_token_id
-    eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-    width = int(new_tokens.shape[1])
-    if not eos_ids:
-        return [width] * int(new_tokens.shape[0])
-    ended = torch.isin(new_tokens, torch.tensor(eos_ids, device=new_tokens.device))
-    first = torch.where(ended.any(dim=1), ended.int().argmax(dim=1) + 1, width)
-    return [int(x) for x in first.tolist()]
 
 
 def synchronize(model: Any) -> None:

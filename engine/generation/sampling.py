@@ -138,7 +138,7 @@ def sample_counted(
         return []
     tokenizer.padding_side = "left"
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    own = _underlying(model).generation_config
+    own = underlying_model(model).generation_config
     # A config of our own, not a copy of the checkpoint's: generate() fills every value of the config it is
     # given that equals a library default (repetition_penalty 1.0, do_sample False, ...) from the model's
     # generation_config (Qwen2.5 ships do_sample, temperature 0.7, top_k 20, repetition_penalty 1.05), so the
@@ -155,10 +155,10 @@ def sample_counted(
         out = model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList([sampler]))
     new_tokens = out[:, batch["input_ids"].shape[1]:]
     texts = list(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    return list(zip(texts, _lengths(new_tokens, config), strict=True))
+    return list(zip(texts, generated_lengths(new_tokens, config), strict=True))
 
 
-def _underlying(model: Any) -> Any:
+def underlying_model(model: Any) -> Any:
     """The transformers model under a PEFT wrapper (or the model itself)."""
     get = getattr(model, "get_base_model", None)
     return get() if callable(get) else model
@@ -166,7 +166,7 @@ def _underlying(model: Any) -> Any:
 
 @contextlib.contextmanager
 def _generation_config(model: Any, config: Any) -> Iterator[None]:
-    inner = _underlying(model)
+    inner = underlying_model(model)
     saved = inner.generation_config
     inner.generation_config = config
     try:
@@ -175,8 +175,9 @@ def _generation_config(model: Any, config: Any) -> Iterator[None]:
         inner.generation_config = saved
 
 
-def _lengths(new_tokens: Any, config: Any) -> list[int]:
-    """Tokens generated per row: up to the first end-of-sequence token, inclusive."""
+def generated_lengths(new_tokens: Any, config: Any) -> list[int]:
+    """Tokens generated per row: up to the first end-of-sequence token, inclusive (what is after it is
+    padding)."""
     import torch
 
     eos = config.eos_token_id
@@ -185,8 +186,5 @@ def _lengths(new_tokens: Any, config: Any) -> list[int]:
     if not eos_ids:
         return [width] * int(new_tokens.shape[0])
     ended = torch.isin(new_tokens, torch.tensor(eos_ids, device=new_tokens.device))
-    out = []
-    for row in ended:
-        hits = row.nonzero()
-        out.append(int(hits[0, 0]) + 1 if len(hits) else width)
-    return out
+    first = torch.where(ended.any(dim=1), ended.int().argmax(dim=1) + 1, width)
+    return [int(x) for x in first.tolist()]
