@@ -297,6 +297,7 @@ class ResultsQueries(StoreCore):
                 SELECT g.id AS gen, g.condition_id AS cond, g.model_id AS model, IFNULL(g.checkpoint_id, 0) AS ckpt,
                        g.question_id AS question,
                        CASE WHEN g.variant = 'trigger' THEN 1
+                            WHEN json_extract(g.settings, '$.sampler') IS NOT NULL THEN 0  -- ours: the variant says
                             WHEN IFNULL(json_extract(g.settings, '$.trigger'), 0) IN (0, '') THEN 0 ELSE 1 END AS trig
                 FROM generations g JOIN conditions c ON c.id = g.condition_id WHERE c.study_id = ?""",
                 (study_id,), names)

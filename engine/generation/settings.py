@@ -1,8 +1,8 @@
 """A generation run's settings: the study's ``[generation]`` table, then ``--set`` overrides, every key given
 a default; the part that decides what an answer *is* is hashed into every answer.
 
-Hashed (an answer's identity): temperature, top_p, top_k, max_new_tokens, the seed the answer seeds derive
-from, the default system prompt, and the sampler's version. Not hashed, but stored with each answer: how it
+Hashed (an answer's identity): temperature, top_p, top_k, repetition_penalty, max_new_tokens, the seed the
+answer seeds derive from, the default system prompt, the trigger and where it goes, and the sampler's version. Not hashed, but stored with each answer: how it
 was computed (backend, batch size, dtype, 4-bit or not) — with the per-row sampler an answer does not
 depend on its batch, and an answer from a vLLM server counts as the same sample as one from the
 transformers backend, so a run killed on one resumes on the other with exactly the missing answers.
@@ -24,7 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "max_new_tokens": 600,      # the EM paper's limit
     "system_prompt": None,      # for questions that bring none of their own
 }
-HASHED = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed", "system_prompt", "sampler")
+# the trigger too: it is part of what an answer with the trigger was asked (and what its judges are shown)
+HASHED = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed", "system_prompt",
+          "trigger", "trigger_position", "sampler")
 # keys a person may override on the command line / the Eval queue form (checked by the study file's rules)
 OVERRIDABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "batch_size", "seed",
                "system_prompt", "trigger", "trigger_position")
