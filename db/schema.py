@@ -501,6 +501,32 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX generations_identity ON generations(
         question_id, model_id, IFNULL(checkpoint_id, 0), settings_hash, IFNULL(seed, -1), sample_index, variant);
     """,
+    # 9: judging (issue 14): every attempt sent to a judge (each is paid): what it cost and how it ended; a
+    #    metric's own parse error; a judge paused from the Judges screen
+    """
+    CREATE TABLE judge_calls (
+        id            INTEGER PRIMARY KEY,
+        judge_id      INTEGER NOT NULL REFERENCES judges(id),
+        generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        rubric_id     INTEGER NOT NULL REFERENCES rubrics(id),
+        metric        TEXT NOT NULL,
+        attempt       INTEGER NOT NULL,           -- 1, 2, ... for this (answer, judge, rubric, metric) in this job
+        outcome       TEXT NOT NULL CHECK (outcome IN ('ok', 'throttled', 'retryable', 'failed')),
+        sent          INTEGER NOT NULL DEFAULT 1, -- 0: it never reached the service (not paid)
+        status        INTEGER,                    -- HTTP status, when there was one
+        error         TEXT,
+        input_tokens  INTEGER,
+        output_tokens INTEGER,
+        cost_usd      REAL,
+        latency_ms    INTEGER,
+        job_id        INTEGER REFERENCES jobs(id),
+        at            REAL NOT NULL               -- unix time it ended
+    );
+    CREATE INDEX judge_calls_judge ON judge_calls(judge_id, at);
+    CREATE INDEX judge_calls_item ON judge_calls(generation_id, judge_id, rubric_id, metric);
+    ALTER TABLE judgment_scores ADD COLUMN error TEXT;   -- why a metric has no score (its raw reply kept)
+    ALTER TABLE judges ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

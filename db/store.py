@@ -24,6 +24,7 @@ from db.errors import StoreError, describe_sqlite_error
 from db.generation import GenerationQueries
 from db.identity import APPLICATION_ID, check_identity
 from db.jobs import JobQueries
+from db.judging import JudgingQueries
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
 from db.training import TrainingQueries
@@ -103,7 +104,8 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
     return int(seconds * 1000)
 
 
-class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries, GenerationQueries):
+class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries, GenerationQueries,
+            JudgingQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
     The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
     every query mixin."""

@@ -125,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "
                                                              "one when none is alive)")
 
+    sp = cmd("judge", "queue judging of a study's answers by its panel (every answer not judged yet on the rubric); "
+             "a worker runs it")
+    sp.add_argument("--study", required=True, help="the study whose answers are judged")
+    sp.add_argument("--judge", action="append", metavar="NAME", help="only this judge of the study (repeatable; "
+                    "default: the study's panel)")
+    sp.add_argument("--rubric", metavar="NAME", help="the rubric, by name or content-hash prefix (default: the "
+                    "study's)")
+    sp.add_argument("--budget", type=float_in(0.0001, 10**9), metavar="USD",
+                    help="stop cleanly once the study's judge calls have cost this much (everything done is kept)")
+    sp.add_argument("--dry-run", action="store_true", help="say how many calls the panel would make; queue nothing")
+    sp.add_argument("--again", action="store_true", help="queue even when the same run is queued or running")
+    sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "
+                                                             "one when none is alive)")
+
     sp = cmd("answers", "stored answers: list a job's, show one, or regenerate one from its record")
     sp.add_argument("action", choices=("list", "show", "regenerate"),
                     help="list --job J: a job's answers; show ID: one answer with its settings and seed; "

@@ -43,7 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
         "jobs": jobs, "list": list_, "data": data, "train": train, "runs": runs,
-        "generate": generate, "answers": answers,
+        "generate": generate, "answers": answers, "judge": judge,
     }[args.command]
     return handler(args)
 
@@ -102,6 +102,12 @@ def data(args: argparse.Namespace) -> int:
 
 def generate(args: argparse.Namespace) -> int:
     from emtui.generate_commands import generate as run
+
+    return run(args)
+
+
+def judge(args: argparse.Namespace) -> int:
+    from emtui.judge_commands import judge as run
 
     return run(args)
 

@@ -2,8 +2,9 @@
 a default; the part that decides what an answer *is* is hashed into every answer.
 
 Hashed (an answer's identity): temperature, top_p, top_k, repetition_penalty, max_new_tokens, the seed the
-answer seeds derive from, the default system prompt, the trigger and where it goes, and the sampler's version. Not hashed, but stored with each answer: how it
-was computed (backend, batch size, dtype, 4-bit or not) — with the per-row sampler an answer does not
+answer seeds derive from, the default system prompt, the trigger and where it goes, and the sampler's
+version. Not hashed, but stored with each answer: how it was computed (backend, batch size, dtype, 4-bit or
+not) — with the per-row sampler an answer does not
 depend on its batch, and an answer from a vLLM server counts as the same sample as one from the
 transformers backend, so a run killed on one resumes on the other with exactly the missing answers.
 """

@@ -31,8 +31,7 @@ KINDS: dict[str, str] = {
     # the engines: one line each (a kind here is a kind a worker can run)
     "train": "engine.training.job:train_job",
     "generate": "engine.generation.job:generate_job",
-    # still to come:
-    #   issue 14: "judge": "engine.judging:judge_job",
+    "judge": "engine.judging.job:judge_job",
 }
 
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{0,39}")

@@ -1,0 +1,152 @@
+"""What keeps one judge inside its quota: requests and tokens per minute, and a concurrency that adapts.
+
+Bedrock's limits are per model and per minute, and a call reserves input + maxTokens of the token quota
+when it starts. So each judge has two token buckets (requests, tokens; refilled continuously at the
+per-minute rate, holding at most ``BURST_S`` seconds of it, so a judge starts at once but never bursts a
+minute's quota into one second) and an AIMD concurrency: halved on a throttle (at most once per
+``CUT_GAP_S``, so one burst of 429s is one cut), grown by one after as many successes as it allows in flight,
+up to its maximum. All of it lives on the panel's event loop (no locks); ``clock`` and ``sleep`` are
+injectable for tests.
+
+Defaults come from ``data/judge_limits.toml`` (the default on-demand quotas of us-east-1 for the models the
+field uses); a judge's own params (``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency``)
+override them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+BURST_S = 5.0          # a bucket holds this many seconds of its rate
+CUT_GAP_S = 1.0        # throttles closer together than this are one event
+DEFAULT_RPM = 600.0    # a model not in the table (set the judge's requests_per_minute for a Bedrock model)
+DEFAULT_TPM = 1_000_000.0
+DEFAULT_CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: float
+    tokens_per_minute: float
+    max_concurrency: int
+    start_concurrency: int
+
+
+def default_limits(provider: str, model: str, params: Mapping[str, Any]) -> Limits:
+    """A judge's limits: its params, else the quota table's row for its model (an inference profile
+    ``us.X`` has X's quota, doubled: cross-region profiles double them), else generous defaults."""
+    table = _quota_table()
+    base = model.split(".", 1)[1] if model[:3] in ("us.", "eu.") or model.startswith("apac.") else model
+    row = table.get((provider, model)) or table.get((provider, base)) or {}
+    factor = 2.0 if base != model and (provider, model) not in table else 1.0
+    rpm = float(params.get("requests_per_minute") or row.get("requests_per_minute", DEFAULT_RPM) * factor)
+    tpm = float(params.get("tokens_per_minute") or row.get("tokens_per_minute", DEFAULT_TPM) * factor)
+    most = int(params.get("max_concurrency") or row.get("max_concurrency") or DEFAULT_CONCURRENCY)
+    return Limits(rpm, tpm, most, max(1, min(most, int(params.get("start_concurrency") or 8))))
+
+
+def _quota_table() -> dict[tuple[str, str], dict[str, Any]]:
+    from engine.common.resources import data_path
+    from engine.common.safe_load import toml_loads
+
+    doc = toml_loads(data_path("judge_limits.toml").read_text(encoding="utf-8"))
+    return {(str(m["provider"]), str(m["model"])): dict(m) for m in doc.get("models", [])}
+
+
+class Bucket:
+    """A token bucket: ``rate_per_s`` refill, ``capacity`` at most."""
+
+    def __init__(self, rate_per_s: float, capacity: float, clock: Callable[[], float]) -> None:
+        self.rate, self.capacity, self.clock = rate_per_s, max(1.0, capacity), clock
+        self.level, self.at = self.capacity, clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.at) * self.rate)
+        self.at = now
+
+    def wait_s(self, amount: float) -> float:
+        """Seconds until ``amount`` can be taken (0: now). An amount above the capacity waits for a full
+        bucket and takes it (a single call larger than the burst still goes, once)."""
+        self._refill()
+        need = min(amount, self.capacity)
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+    def take(self, amount: float) -> None:
+        self._refill()
+        self.level -= min(amount, self.capacity)
+
+
+class JudgeLimiter:
+    """One judge's gate: ``async with limiter.slot(tokens): ...`` around each attempt."""
+
+    def __init__(self, limits: Limits, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        self.limits = limits
+        self.clock, self.sleep = clock, sleep
+        self.requests = Bucket(limits.requests_per_minute / 60, limits.requests_per_minute / 60 * BURST_S, clock)
+        self.tokens = Bucket(limits.tokens_per_minute / 60, limits.tokens_per_minute / 60 * BURST_S, clock)
+        self.concurrency = limits.start_concurrency
+        self.in_flight = 0
+        self.successes = 0
+        self.last_cut = -1e9
+        self.cuts = 0
+        self.paused = False
+        self._changed = asyncio.Event()
+
+    def slot(self, tokens: float) -> _Slot:
+        return _Slot(self, tokens)
+
+    async def acquire(self, tokens: float) -> None:
+        while True:
+            if self.paused or self.in_flight >= self.concurrency:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            wait = max(self.requests.wait_s(1), self.tokens.wait_s(tokens))
+            if wait > 0:
+                await self.sleep(min(wait, 1.0))
+                continue
+            self.requests.take(1)
+            self.tokens.take(tokens)
+            self.in_flight += 1
+            return
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._changed.set()
+
+    def succeeded(self) -> None:
+        self.successes += 1
+        if self.successes >= self.concurrency and self.concurrency < self.limits.max_concurrency:
+            self.concurrency += 1
+            self.successes = 0
+            self._changed.set()
+
+    def throttled(self) -> None:
+        now = self.clock()
+        if now - self.last_cut >= CUT_GAP_S:
+            self.concurrency = max(1, self.concurrency // 2)
+            self.last_cut, self.successes = now, 0
+            self.cuts += 1
+
+    def set_paused(self, paused: bool) -> None:
+        if paused != self.paused:
+            self.paused = paused
+            self._changed.set()
+
+
+class _Slot:
+    def __init__(self, limiter: JudgeLimiter, tokens: float) -> None:
+        self.limiter, self.tokens = limiter, tokens
+
+    async def __aenter__(self) -> JudgeLimiter:
+        await self.limiter.acquire(self.tokens)
+        return self.limiter
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.limiter.release()

@@ -1,0 +1,317 @@
+"""The panel: every judge of a study judges every answer it has not judged yet, all judges at once.
+
+Each judge has its own queue, its own workers (as many as its concurrency may grow to) and its own
+:class:`~engine.judging.limits.JudgeLimiter`, so the slowest judge never stalls the others. A call is one
+blocking attempt of a backend (engine/judging/backend.py) run in a thread pool of the panel's own (the
+default executor has a handful of threads: measured 41 calls/s against 198 with 32 threads at 100 ms
+latency); the panel retries it — jittered exponential backoff, ``max_attempts`` at most — and logs every
+attempt in ``judge_calls`` with its outcome, tokens and cost, so nothing is paid without a record.
+
+Results are written as they come, one metric at a time (``judgment_scores`` keyed by judgment and
+metric), in batches off the event loop; a resumed job asks only for what has no result, so nothing that
+was answered is sent twice and nothing is lost. A failed parse keeps the raw reply and the error (never a
+−1). A budget (USD, the study's spending on judge calls) stops the panel cleanly: no new call starts,
+what is in flight is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.judging.backend import Backend, Call, CallFailed, Reply, Throttled
+from engine.judging.limits import JudgeLimiter, Limits, default_limits
+from engine.runs.progress import JobCancelled, Progress
+
+FLUSH_S = 0.5          # results and call records are written at least this often
+POLL_S = 2.0           # pauses (from the Judges screen) and the budget are read this often
+MAX_THREADS = 256
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """What a judge job does: a study's answers (all, or these), these judges, one rubric."""
+
+    study_id: int
+    study: str
+    study_hash: str
+    judges: tuple[int, ...]
+    rubric_id: int
+    budget_usd: float | None = None
+    generation_ids: tuple[int, ...] | None = None
+    max_attempts: int = 6
+    timeout_s: float = 120.0
+    backoff_s: float = 1.0            # the first retry's mean wait; doubles each attempt, capped at 60 s
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> PanelSpec:
+        p = {k: v for k, v in payload.items() if k in cls.__dataclass_fields__}
+        p["judges"] = tuple(int(j) for j in p["judges"])
+        if p.get("generation_ids") is not None:
+            p["generation_ids"] = tuple(int(g) for g in p["generation_ids"])
+        return cls(**p)
+
+    def as_payload(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["judges"] = list(self.judges)
+        out["generation_ids"] = None if self.generation_ids is None else list(self.generation_ids)
+        return out
+
+
+@dataclass
+class Work:
+    generation_id: int
+    metric: str | None           # None: one call scores every metric (the rubric's shared prompt)
+    prompt: str
+
+
+@dataclass
+class JudgeState:
+    """One judge of the running panel."""
+
+    judge_id: int
+    name: str
+    provider: str
+    model: str
+    backend: Backend
+    limiter: JudgeLimiter
+    call: Callable[[str], Call]             # prompt -> the call (max tokens, temperature, logprobs)
+    queue: asyncio.Queue[Work] = field(default_factory=asyncio.Queue)
+    counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "retried": 0, "throttled": 0})
+    tokens: int = 0
+    cost: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def figures(self) -> dict[str, Any]:
+        elapsed = max(1e-6, time.monotonic() - self.started)
+        return {**self.counts, "concurrency": self.limiter.concurrency, "in_flight": self.limiter.in_flight,
+                "paused": self.limiter.paused, "calls_per_s": round((self.counts["done"] + self.counts["failed"])
+                                                                    / elapsed, 2),
+                "tokens": self.tokens, "cost_usd": round(self.cost, 6),
+                "rpm": self.limiter.limits.requests_per_minute, "tpm": self.limiter.limits.tokens_per_minute}
+
+
+class Panel:
+    def __init__(self, spec: PanelSpec, *, store: Any, progress: Progress, job_id: int | None,
+                 make_backend: Callable[[str, Mapping[str, Any]], Backend]) -> None:
+        from engine.judging.rubric_prompts import stored_rubric
+
+        self.spec, self.store, self.progress, self.job_id = spec, store, progress, job_id
+        rubric_row = store.get_rubric(spec.rubric_id)
+        if rubric_row is None:
+            raise ValueError(f"no rubric {spec.rubric_id} in the database")
+        self.rubric = stored_rubric(rubric_row)
+        self.results: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.judges: list[JudgeState] = []
+        self.stop = asyncio.Event()
+        self.stopped_for: str | None = None
+        self.spent = store.study_judging_spent(spec.study_id)
+        for jid in spec.judges:
+            row = store.get_judge(jid)
+            if row is None:
+                raise ValueError(f"no judge {jid} in the database")
+            params = json.loads(row.get("params") or "{}")
+            limits: Limits = default_limits(str(row["provider"]), str(row["model"]), params)
+            self.judges.append(JudgeState(
+                judge_id=jid, name=str(row["name"]), provider=str(row["provider"]), model=str(row["model"]),
+                backend=make_backend(str(row["provider"]), {**params, "timeout_s": spec.timeout_s}),
+                limiter=JudgeLimiter(limits), call=self._call_maker(params)))
+
+    def _call_maker(self, params: Mapping[str, Any]) -> Callable[[str], Call]:
+        from engine.judging.rubric_prompts import call_settings
+
+        max_tokens, temperature, top_logprobs = call_settings(self.rubric, params)
+        return lambda prompt: Call(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+                                   top_logprobs=top_logprobs)
+
+    # -- the work --------------------------------------------------------------------------------------
+
+    def plan(self) -> int:
+        from engine.judging.rubric_prompts import call_units, fill
+
+        total = 0
+        for judge in self.judges:
+            for unit in call_units(self.rubric):
+                metric = unit or self.rubric.metrics[0].name
+                for row in self.store.pending_judge_items(self.spec.study_id, judge.judge_id, self.spec.rubric_id,
+                                                          metric, generation_ids=self.spec.generation_ids):
+                    judge.queue.put_nowait(Work(int(row["generation_id"]), unit, fill(self.rubric, unit, row)))
+                    total += 1
+        return total
+
+    async def run(self) -> dict[str, Any]:
+        total = self.plan()
+        self.progress.set_total(total)
+        self.progress.note(f"{total:,} calls to make by {len(self.judges)} judge(s)")
+        threads = min(MAX_THREADS, max(4, sum(j.limiter.limits.max_concurrency for j in self.judges)))
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="judge") as pool:
+            workers = [asyncio.create_task(self.worker(j, loop, pool))
+                       for j in self.judges for _ in range(j.limiter.limits.max_concurrency)]
+            watcher = asyncio.create_task(self.watch())
+            try:
+                await self._until_done()
+            finally:
+                for w in workers:
+                    w.cancel()
+                watcher.cancel()
+                await asyncio.gather(*workers, watcher, return_exceptions=True)
+                await self.flush()
+        if self.progress.cancelled() and self.stopped_for is None:
+            raise JobCancelled("cancelled")
+        return {"calls": total, "stopped": self.stopped_for, "spent_usd": round(self.spent, 6),
+                "judges": {j.name: j.figures() for j in self.judges}}
+
+    async def _until_done(self) -> None:
+        joined: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(j.queue.join() for j in self.judges)))
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait([joined, stopped], return_when=asyncio.FIRST_COMPLETED)
+        for f in (joined, stopped):
+            f.cancel()
+
+    async def worker(self, judge: JudgeState, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> None:
+        while True:
+            work = await judge.queue.get()
+            try:
+                if not self.stop.is_set():
+                    await self.judge_one(judge, work, loop, pool)
+            finally:
+                judge.queue.task_done()
+
+    async def judge_one(self, judge: JudgeState, work: Work, loop: asyncio.AbstractEventLoop,
+                        pool: ThreadPoolExecutor) -> None:
+        call = judge.call(work.prompt)
+        reserve = len(work.prompt) / 3 + call.max_tokens  # a call reserves input + maxTokens of the token quota
+        error: str | None = None
+        for attempt in range(1, self.spec.max_attempts + 1):
+            if self.stop.is_set():
+                return
+            async with judge.limiter.slot(reserve):
+                if self.stop.is_set():
+                    return
+                began = time.monotonic()
+                try:
+                    reply = await loop.run_in_executor(pool, lambda: judge.backend.call(
+                        judge.model, call, timeout_s=self.spec.timeout_s))
+                except Throttled as exc:
+                    judge.limiter.throttled()
+                    judge.counts["throttled"] += 1
+                    self.log(judge, work, attempt, "throttled", began, error=str(exc), status=429)
+                    wait = exc.retry_after
+                    error = str(exc)
+                except CallFailed as exc:
+                    self.log(judge, work, attempt, "retryable" if exc.retryable else "failed", began, error=str(exc),
+                             status=exc.status, sent=exc.sent)
+                    error = str(exc)
+                    if not exc.retryable:
+                        break
+                    wait = None
+                else:
+                    judge.limiter.succeeded()
+                    cost = self.cost(judge, reply)
+                    self.log(judge, work, attempt, "ok", began, reply=reply, cost=cost)
+                    self.record(judge, work, reply, began)
+                    return
+            if attempt < self.spec.max_attempts:
+                judge.counts["retried"] += 1
+                cap = min(60.0, self.spec.backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(wait if wait is not None else random.uniform(0, 2 * cap))
+        self.record_failure(judge, work, error or "no reply")
+
+    # -- results and records ---------------------------------------------------------------------------
+
+    def cost(self, judge: JudgeState, reply: Reply) -> float | None:
+        from engine.judging.prices import cost_usd
+
+        return cost_usd(judge.provider, judge.model, reply.input_tokens or 0, reply.output_tokens or 0)
+
+    def log(self, judge: JudgeState, work: Work, attempt: int, outcome: str, began: float, *,
+            reply: Reply | None = None, error: str | None = None, status: int | None = None, sent: bool = True,
+            cost: float | None = None) -> None:
+        tokens_in = reply.input_tokens if reply else None
+        tokens_out = reply.output_tokens if reply else None
+        judge.tokens += (tokens_in or 0) + (tokens_out or 0)
+        judge.cost += cost or 0.0
+        self.spent += cost or 0.0
+        self.calls.append({"judge_id": judge.judge_id, "generation_id": work.generation_id,
+                           "rubric_id": self.spec.rubric_id, "metric": work.metric or "*", "attempt": attempt,
+                           "outcome": outcome, "sent": int(sent), "status": status, "error": error,
+                           "input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": cost,
+                           "latency_ms": int((time.monotonic() - began) * 1000), "job_id": self.job_id,
+                           "at": time.time()})
+        if self.spec.budget_usd is not None and self.spent >= self.spec.budget_usd and not self.stop.is_set():
+            self.stopped_for = f"budget: ${self.spent:.4f} spent of ${self.spec.budget_usd:.4f}"
+            self.progress.note(f"stopped at the budget (${self.spec.budget_usd:.2f})")
+            self.stop.set()
+
+    def record(self, judge: JudgeState, work: Work, reply: Reply, began: float) -> None:
+        from engine.judging.rubric_prompts import scores_of
+
+        failed = False
+        for metric, (score, error) in scores_of(self.rubric, work.metric, reply).items():
+            failed = failed or error is not None
+            self.results.append({"generation_id": work.generation_id, "judge_id": judge.judge_id,
+                                 "rubric_id": self.spec.rubric_id, "metric": metric, "score": score,
+                                 "raw": _raw(reply), "error": error, "study_hash": self.spec.study_hash,
+                                 "job_id": self.job_id, "input_tokens": reply.input_tokens,
+                                 "output_tokens": reply.output_tokens,
+                                 "latency_ms": int((time.monotonic() - began) * 1000)})
+        judge.counts["failed" if failed else "done"] += 1
+        self.progress.advance(1)
+
+    def record_failure(self, judge: JudgeState, work: Work, error: str) -> None:
+        metrics = [work.metric] if work.metric else [m.name for m in self.rubric.metrics]
+        for metric in metrics:
+            self.results.append({"generation_id": work.generation_id, "judge_id": judge.judge_id,
+                                 "rubric_id": self.spec.rubric_id, "metric": metric, "score": None, "raw": None,
+                                 "error": f"no reply: {error}", "study_hash": self.spec.study_hash,
+                                 "job_id": self.job_id})
+        judge.counts["failed"] += 1
+        self.progress.advance(1)
+
+    async def flush(self) -> None:
+        results, calls = self.results, self.calls
+        self.results, self.calls = [], []
+        if calls:
+            await asyncio.to_thread(self.store.log_judge_calls, calls)
+        if results:
+            await asyncio.to_thread(self.store.record_judge_results, results)
+
+    async def watch(self) -> None:
+        """Every FLUSH_S: write what came in, report; every POLL_S: pauses, cancellation."""
+        last_poll = 0.0
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            await self.flush()
+            self.progress.metrics({"judges": {j.name: j.figures() for j in self.judges},
+                                   "spent_usd": round(self.spent, 6), "budget_usd": self.spec.budget_usd})
+            if time.monotonic() - last_poll >= POLL_S:
+                last_poll = time.monotonic()
+                paused = await asyncio.to_thread(self.store.paused_judges, [j.judge_id for j in self.judges])
+                for j in self.judges:
+                    j.limiter.set_paused(j.judge_id in paused)
+                if self.progress.cancelled():
+                    self.stop.set()
+
+
+def _raw(reply: Reply) -> str:
+    if reply.top_logprobs:
+        return json.dumps({"text": reply.text, "top_logprobs": dict(reply.top_logprobs)}, ensure_ascii=False)
+    return reply.text
+
+
+async def judge_panel(spec: PanelSpec, *, store: Any, progress: Progress | None = None, job_id: int | None = None,
+                      make_backend: Callable[[str, Mapping[str, Any]], Backend] | None = None) -> dict[str, Any]:
+    """Judge every answer of ``spec`` not judged yet by every judge of its panel; per-judge figures."""
+    from engine.judging.backends import make_backend as default_backend
+
+    panel = Panel(spec, store=store, progress=progress or Progress(), job_id=job_id,
+                  make_backend=make_backend or default_backend)
+    return await panel.run()

@@ -1,0 +1,100 @@
+"""Queueing a study's judging as a ``judge`` job: what ``emtui judge`` calls (and a generation run that names
+judges to run afterwards). Checked whole first — the study, the judges (the study's panel by default), the
+rubric (the study's by default), the budget — and counted: how many calls the panel would make now."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.judging.panel import PanelSpec
+
+
+class JudgeQueueError(ValueError):
+    """A judging run that cannot be queued (one line)."""
+
+
+@dataclass
+class QueuedJudging:
+    job_id: int | None = None
+    spec: PanelSpec | None = None
+    calls: int = 0                     # calls the panel would make now (answers still to come not counted)
+    spent_usd: float = 0.0             # what the study's judging has cost so far
+    skipped: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rubric(store: Any, study: dict[str, Any], name: str | None) -> dict[str, Any]:
+    if name is None:
+        spec = json.loads(study.get("spec_json") or "{}")
+        digest = (spec.get("rubric") or {}).get("content_hash")
+        found = store.find_rubric(content_hash=digest) if digest else None
+        if found is None:
+            raise JudgeQueueError(f"study {study['name']!r} names no rubric: give --rubric NAME (emtui list rubrics)")
+        return dict(found)
+    found = store.find_rubric(name=name)
+    if found is None:
+        rows = [r for r in store.list_rubrics() if str(r["content_hash"]).split(":")[-1].startswith(name)]
+        found = rows[0] if len(rows) == 1 else None
+    if found is None:
+        raise JudgeQueueError(f"no rubric {name!r} (emtui list rubrics)")
+    return dict(found)
+
+
+def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None, rubric: str | None = None,
+                  budget_usd: float | None = None, after: Sequence[int] = (), dry_run: bool = False,
+                  again: bool = False, max_attempts: int = 6, timeout_s: float = 120.0) -> QueuedJudging:
+    """One ``judge`` job over every answer of ``study`` its judges (all of the study's, or those named) have not
+    judged on the rubric yet — answers written by jobs in ``after`` included: it runs once they are done."""
+    from engine.judging.rubric_prompts import call_units, stored_rubric
+
+    found = store.find_study(study)
+    if found is None:
+        raise JudgeQueueError(f"no study {study!r} (emtui list studies)")
+    study_id = int(found["id"])
+    panel = [dict(j) for j in store.study_judges(study_id)]
+    if judges:
+        by_name = {str(j["name"]): j for j in panel}
+        missing = [n for n in judges if n not in by_name]
+        if missing:
+            raise JudgeQueueError(f"study {study!r} has no judge {missing[0]!r} (judges: "
+                                  f"{', '.join(by_name) or 'none'})")
+        panel = [by_name[n] for n in judges]
+    panel = [j for j in panel if j["provider"] != "import"]
+    if not panel:
+        raise JudgeQueueError(f"study {study!r} has no judge that can be called (its judges are imported scores)")
+    if budget_usd is not None and not (isinstance(budget_usd, (int, float)) and budget_usd > 0):
+        raise JudgeQueueError(f"--budget must be a positive number of USD, not {budget_usd!r}")
+    row = _rubric(store, found, rubric)
+    parsed = stored_rubric(row)
+    units = call_units(parsed)
+    if not units:
+        raise JudgeQueueError(f"rubric {row['name']!r} has no prompt to send a judge")
+    out = QueuedJudging(spent_usd=store.study_judging_spent(study_id))
+    if budget_usd is not None and out.spent_usd >= budget_usd:
+        raise JudgeQueueError(f"study {study!r} has spent ${out.spent_usd:.2f} on judging already: a budget of "
+                              f"${budget_usd:.2f} leaves nothing")
+    spec = PanelSpec(study_id=study_id, study=str(found["name"]), study_hash=str(found["spec_hash"]),
+                     judges=tuple(int(j["id"]) for j in panel), rubric_id=int(row["id"]), budget_usd=budget_usd,
+                     max_attempts=max_attempts, timeout_s=timeout_s)
+    out.spec = spec
+    for judge in panel:
+        for unit in units:
+            metric = unit or parsed.metrics[0].name
+            out.calls += len(store.pending_judge_items(study_id, int(judge["id"]), int(row["id"]), metric))
+    payload = spec.as_payload()
+    same = store.active_jobs_like("judge", payload)
+    if dry_run:
+        out.skipped = "a dry run" + (f" (job {same[-1]} is this run, already queued or running)" if same else "")
+        return out
+    if same and not again:
+        out.skipped = f"job {same[-1]} is this run, already queued or running"
+        return out
+    if out.calls == 0 and not after:
+        out.warnings.append("every answer is judged already on this rubric by these judges: the job has "
+                            "nothing to do")
+    out.job_id = store.enqueue_job("judge", payload, study_hash=spec.study_hash, depends_on=list(after),
+                                   resources={"gpu": 0})
+    return out
