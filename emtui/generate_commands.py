@@ -62,6 +62,8 @@ def generate(args: argparse.Namespace) -> int:
         checkpoints = " + checkpoints" if spec.checkpoints else ""
         say(f"queued job {queued.job_id}: {queued.answers:,} answers{checkpoints}{variants} "
             f"({spec.backend}{after}); answers already stored are skipped")
+        if queued.judge_job_id is not None:
+            say(f"queued job {queued.judge_job_id}: judging the answers once job {queued.job_id} is done")
         start_worker_for(store, args.no_worker, "emtui jobs or the Eval queue screen")
     return 0
 

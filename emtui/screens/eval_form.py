@@ -36,8 +36,8 @@ from engine.common.text import one_line
 
 SETTING_LABELS = {"temperature": "temperature", "top_p": "top_p", "max_new_tokens": "max new tokens",
                   "batch_size": "batch size"}
-JUDGING_HINT = ("Judging starts once judge jobs exist (issue 14): the judges ticked are recorded with the run; "
-                "no judge job is queued yet.")
+JUDGING_HINT = ("The judges ticked judge the answers once they are written: a judge job that waits for this one "
+                "(emtui judge does the same for answers already there).")
 # what the form dismisses with: (what queue_generation returned, a sentence on the worker it started)
 Queued = tuple[Any, str]
 

@@ -390,8 +390,10 @@ class QueueScreen(AreaScreen):
         after = f", after training job(s) {', '.join(map(str, queued.after_jobs))}" if queued.after_jobs else ""
         checkpoints = " + checkpoints" if spec is not None and spec.checkpoints else ""
         variants = " with and without the trigger" if spec is not None and "trigger" in spec.variants else ""
-        self.notify(f"Queued job {queued.job_id}: {queued.answers:,} answers{checkpoints}{variants}{after}{worker}",
-                    timeout=8, markup=False)
+        judged = (f"; job {queued.judge_job_id} judges them afterwards"
+                  if getattr(queued, "judge_job_id", None) is not None else "")
+        self.notify(f"Queued job {queued.job_id}: {queued.answers:,} answers{checkpoints}{variants}{after}{judged}"
+                    f"{worker}", timeout=8, markup=False)
         for warning in queued.warnings:
             self.notify(one_line(warning, 300), severity="warning", timeout=8, markup=False)
         self.query_one("#jobs-table", PagedTable).move_cursor(row=0)

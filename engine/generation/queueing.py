@@ -31,6 +31,7 @@ class QueuedGeneration:
     answers: int = 0   # answers the run makes (checkpoints saved so far counted; stored answers skipped when it runs)
     after_jobs: list[int] = field(default_factory=list)  # training jobs it waits for
     skipped: str | None = None                           # why nothing was queued
+    judge_job_id: int | None = None                      # the judge job that runs on the answers afterwards
     warnings: list[str] = field(default_factory=list)
 
 
@@ -161,12 +162,15 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
     resources = {"gpu": 1 if backend == "transformers" and visible_gpus() else 0}
     out.job_id = store.enqueue_job("generate", payload, study_hash=spec.study_hash, priority=priority,
                                    depends_on=out.after_jobs, resources=resources)
-    if judges:
-        from engine.runs.kinds import kinds
+    if judges:  # judged once the answers are there: a judge job that waits for this one
+        from engine.judging.queueing import JudgeQueueError, queue_judging
 
-        if "judge" not in kinds():  # issue 14 registers the kind; until then the choice is kept with the run
-            out.warnings.append("judging is not built yet (issue 14): the judges chosen are recorded with the run "
-                                "but no judge job is queued")
+        names = [str(j["name"]) for j in store.study_judges(study_id) if int(j["id"]) in set(spec.judges)]
+        try:
+            judged = queue_judging(store, study=str(found["name"]), judges=names, after=[out.job_id])
+            out.judge_job_id = judged.job_id
+        except JudgeQueueError as exc:
+            out.warnings.append(f"the answers will not be judged: {exc}")
     if checkpoints and not any(c.get("dataset_id") is not None for c in answerable):
         out.warnings.append("--checkpoints: no trained condition, so no checkpoints to answer with")
     return out
