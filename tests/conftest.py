@@ -168,3 +168,55 @@ def openai_server():
     yield start
     for server in started:
         server.close()
+
+
+# -- a Bedrock-Converse-compatible server on 127.0.0.1 (tests/converse_server.py) ----------------------------
+
+# fake credentials, and nothing of this machine's AWS set-up (profiles, SSO, an instance role, a Bedrock API key)
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAEMTUITESTKEY0001",
+    "AWS_SECRET_ACCESS_KEY": "emtui-test-secret-access-key-0000000000",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
+AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION",
+             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_BEARER_TOKEN_BEDROCK",
+             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+             "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+
+
+@pytest.fixture
+def converse_server(monkeypatch, tmp_path):
+    """Start Bedrock-compatible test servers: ``converse_server(reply=..., latency_s=..., ...)`` returns a
+    started :class:`converse_server.ConverseServer`, and (unless ``environment=False``) points this test's
+    AWS environment at it: ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, fake keys (:data:`AWS_TEST_ENV`), region
+    us-east-1, no config or credentials file, no instance metadata. CLI subprocesses inherit it. ``tls=True``:
+    HTTPS with a self-signed certificate (``AWS_CA_BUNDLE``), as a Bedrock API key needs. Each server is
+    closed after the test."""
+    import shutil
+
+    from converse_server import ConverseServer
+
+    started = []
+
+    def start(*, environment: bool = True, tls: bool = False, **kwargs):
+        if tls and shutil.which("openssl") is None:
+            pytest.skip("the openssl command makes the HTTPS server's certificate; it is not installed")
+        server = ConverseServer(tls_dir=tmp_path if tls else None, **kwargs).start()
+        started.append(server)
+        if environment:
+            for name in AWS_UNSET:
+                monkeypatch.delenv(name, raising=False)
+            for name, value in AWS_TEST_ENV.items():
+                monkeypatch.setenv(name, value)
+            monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+            monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+            monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
+            if server.ca_bundle is not None:
+                monkeypatch.setenv("AWS_CA_BUNDLE", str(server.ca_bundle))
+        return server
+
+    yield start
+    for server in started:
+        server.close()
