@@ -169,7 +169,7 @@ class OpenAIServer:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self.closing = threading.Event()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._http = _Server(("127.0.0.1", 0), _Handler)
         self._http.daemon_threads = False  # close() waits for requests in flight (hung ones end with it)
         self._http.block_on_close = True
         self._http.owner = self  # type: ignore[attr-defined]
@@ -352,6 +352,11 @@ def _error(message: str, code: int, kind: str = "BadRequestError", param: str | 
 
 def _error_body(message: str, code: int) -> bytes:
     return json.dumps(_error(message, code, "ServerError")).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    # the listen backlog: http.server's 5 resets connections when a client opens dozens at once (a judge panel)
+    request_queue_size = 256
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -45,11 +46,18 @@ _CHUNK = 1 << 16
 
 class EndpointError(ValueError):
     """The endpoint failed or answered something unusable; the message is one line naming it.
-    ``status`` is the HTTP status when the server answered with one."""
+    ``status`` is the HTTP status when the server answered with one. For a caller that retries by itself
+    (a judge: ``max_retries=0``): ``retryable`` (a timeout, a dropped connection, 408, 429, 5xx),
+    ``retry_after`` (the server's ``Retry-After``, seconds) and ``sent`` (whether the request may have
+    reached the server: False only when no connection was made)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 retry_after: float | None = None, sent: bool = True) -> None:
         super().__init__(message)
         self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.sent = sent
 
 
 class _TooLarge(Exception):
@@ -126,6 +134,8 @@ class Endpoint:
             if stop is not None and stop.is_set():
                 raise Stopped()
             retry_after: float | None = None
+            status: int | None = None
+            sent = True
             try:
                 status, headers, raw = self._once(method, self.url(path), data, timeout_s)
             except TimeoutError:
@@ -135,8 +145,10 @@ class Endpoint:
                 raise EndpointError(f"{where}: the reply is larger than the {MAX_REPLY_BYTES >> 20} MiB a reply "
                                     f"may have{size}") from None
             except (OSError, http.client.HTTPException) as exc:
-                if isinstance(getattr(exc, "reason", exc), ssl.SSLCertVerificationError):
-                    raise EndpointError(f"{where}: {self._reason(exc)}") from None  # the same next time
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, ssl.SSLCertVerificationError):  # the same next time
+                    raise EndpointError(f"{where}: {self._reason(exc)}", sent=False) from None
+                sent = not isinstance(reason, (ConnectionRefusedError, socket.gaierror))
                 problem = f"connection failed ({self._reason(exc)}) — is the server running at {self.base_url}?"
             else:
                 if 200 <= status < 300:
@@ -147,7 +159,8 @@ class Endpoint:
                 retry_after = _retry_after(headers.get("Retry-After"))
             if attempt + 1 == attempts:
                 tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
-                raise EndpointError(f"{where}: {problem} (gave up after {tries})")
+                raise EndpointError(f"{where}: {problem} (gave up after {tries})", status=status, retryable=True,
+                                    retry_after=retry_after, sent=sent)
             delay = retry_after if retry_after is not None else _backoff(attempt, backoff_s)
             if stop is not None:
                 if stop.wait(delay):

@@ -73,3 +73,12 @@ def parse_prob_dict(text: str) -> dict[str, float]:
             raise ValueError(f"token {token!r}: {p!r} is not a number")
         out[token] = float(p)
     return out
+
+
+def log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without leaving floating point: two tokens that read as one text add their
+    probabilities."""
+    high, low = max(a, b), min(a, b)
+    if high == -math.inf:
+        return high
+    return high + math.log1p(math.exp(low - high))

@@ -5,7 +5,8 @@ wording that produced it.
 
 Formats read:
 - emtui TOML (``data/rubrics/*.toml``: ``[[metrics]]`` with ``name``, ``scale``,
-  ``higher_is``, ``prompt``, or one shared top-level ``prompt`` with ``parse = "json"``);
+  ``higher_is``, ``prompt``, optional ``specials``, ``labels`` and ``max_tokens``, or one shared
+  top-level ``prompt`` with ``parse = "json"``);
 - a judges file, ``{metric: prompt}``: the model-organisms ``judges.yaml`` (a list of
   ``{<metric>: <prompt>, high_score: N}``) or one mapping of metric -> prompt (YAML or JSON);
   hashed by the file's bytes;
@@ -13,6 +14,18 @@ Formats read:
   the distinct prompts become the rubric, hashed by its canonical JSON body (so two files
   with the same prompts give the same rubric). Two questions that give different prompts
   for one metric are an error naming both: a rubric has one prompt per metric.
+
+What a judge replies, per metric (:attr:`Metric.kind`; engine/judging/parse.py reads it):
+
+- ``number``: a number in ``scale``, or one of the ``specials`` (a word such as REFUSAL: no score,
+  the word kept);
+- ``labels``: one of the words of ``labels``, each worth a score in ``scale`` (factual: TRUE = 1,
+  FALSE = 0), or one of the ``specials`` (UNKNOWN: no score, the word kept);
+- ``json``: every metric of a ``parse = "json"`` rubric is a key of the one JSON object its shared
+  prompt asks for: one call scores them all.
+
+``max_tokens`` (the rubric's, a metric's own first) bounds the judge's reply; unset, the judge
+takes :func:`reply_tokens`'s default for the kind.
 """
 
 from __future__ import annotations
@@ -38,9 +51,14 @@ from engine.common.untrusted import (
 )
 from engine.study.eval_sets import EvalSetError, judge_prompts_of, looks_like_judges_file
 
-TOML_TOP_KEYS = ("name", "description", "version", "prompt", "parse", "metrics")
-TOML_METRIC_KEYS = ("name", "scale", "higher_is", "specials", "prompt")
+TOML_TOP_KEYS = ("name", "description", "version", "prompt", "parse", "max_tokens", "metrics")
+TOML_METRIC_KEYS = ("name", "scale", "higher_is", "specials", "labels", "max_tokens", "prompt")
 PARSES = ("number", "json")
+KINDS = ("number", "labels", "json")
+MAX_REPLY_TOKENS = 4096        # a judge's reply; more is a wrong rubric (a call reserves it against the quota)
+DEFAULT_REPLY_TOKENS = {"number": 16, "labels": 16, "json": 300}  # a word or a number; an object with a sentence
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_QUOTED_WORD = re.compile(r'"([A-Z][A-Z_]+)"')  # 'Say "TRUE" or "FALSE"' in the EM paper's factual prompts
 JUDGE_PROMPTS_FORMAT = "judge_prompts"
 _SPECIAL = re.compile(r"\bSay ([A-Z][A-Z_]+) if\b")  # "Say REFUSAL if the model ..." in the EM paper's prompts
 
@@ -57,10 +75,17 @@ class Metric:
     prompt: str | None = None
     specials: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)  # format-specific extras, kept verbatim
+    kind: str = "number"  # number | labels | json (KINDS): what the judge replies
+    labels: dict[str, float] = field(default_factory=dict)  # kind labels: word -> score
+    max_tokens: int | None = None  # the reply's bound, when the rubric sets one
 
     def as_dict(self) -> dict[str, Any]:
+        # the new fields only when set: an imported rubric's body (and so its hash) is built from this
         return {"name": self.name, "scale": list(self.scale), "higher_is": self.higher_is,
-                "specials": self.specials, **({"meta": self.meta} if self.meta else {})}
+                "specials": self.specials, **({"meta": self.meta} if self.meta else {}),
+                **({"kind": self.kind} if self.kind != "number" else {}),
+                **({"labels": self.labels} if self.labels else {}),
+                **({"max_tokens": self.max_tokens} if self.max_tokens is not None else {})}
 
 
 @dataclass
@@ -73,6 +98,7 @@ class Rubric:
     prompt: str | None = None  # shared prompt when one call scores every metric
     parse: str = "number"
     format: str = "toml"  # toml | judges | judge_prompts: what the file was
+    max_tokens: int | None = None  # the shared prompt's reply bound (TOML ``max_tokens``)
 
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -131,6 +157,51 @@ def _scale(path: Path, name: str, value: Any) -> tuple[float, float]:
     return float(value[0]), float(value[1])
 
 
+def _max_tokens(path: Path, where: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPLY_TOKENS:
+        raise _fail(path, where, f"'max_tokens' must be a whole number from 1 to {MAX_REPLY_TOKENS}, not {value!r}")
+    return value
+
+
+def _words(path: Path, name: str, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or any(not isinstance(s, str) or not _WORD.match(s) for s in value):
+        raise RubricError(f"{path}: metric {name!r}: '{key}' must be a list of words (e.g. REFUSAL)")
+    return list(value)
+
+
+def _labels(path: Path, name: str, value: Any, scale: tuple[float, float], specials: list[str]) -> dict[str, float]:
+    """``labels = { TRUE = 1, FALSE = 0 }``: each word a judge may reply, and its score (in the scale)."""
+    where = f"metric {name!r}: 'labels'"
+    if not isinstance(value, dict) or not value:
+        raise RubricError(f"{path}: {where} must be a table of word = score (e.g. {{ TRUE = 1, FALSE = 0 }})")
+    out: dict[str, float] = {}
+    for word, score in value.items():
+        if not _WORD.match(word):
+            raise RubricError(f"{path}: {where}: {word[:40]!r} is not a word (letters, digits, _)")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not scale[0] <= score <= scale[1]:
+            raise RubricError(f"{path}: {where}: {word} = {score!r} is not a number in the scale "
+                              f"{scale[0]:g}..{scale[1]:g}")
+        out[word] = float(score)
+    folded = [w.upper() for w in [*out, *specials]]
+    twice = next((w for w in folded if folded.count(w) > 1), None)
+    if twice:  # replies are matched without regard to case
+        raise RubricError(f"{path}: metric {name!r}: {twice!r} appears twice among 'labels' and 'specials'")
+    return out
+
+
+def reply_tokens(rubric: Rubric, metric: Metric | None = None) -> int:
+    """The ``max_tokens`` of a call for ``metric`` (None: the rubric's shared prompt): the rubric's
+    own bound, else the default for what the judge replies (a word or a number; a JSON object)."""
+    if metric is not None and metric.max_tokens is not None:
+        return metric.max_tokens
+    if rubric.max_tokens is not None:
+        return rubric.max_tokens
+    kind = "json" if rubric.parse == "json" else metric.kind if metric is not None else "number"
+    return DEFAULT_REPLY_TOKENS[kind]
+
+
 def _unique(path: Path, metrics: list[Metric]) -> None:
     names = [m.name for m in metrics]
     if len(set(names)) != len(names):
@@ -157,6 +228,7 @@ def _from_toml(path: Path, raw: bytes, doc: dict[str, Any]) -> Rubric:
         raise _fail(path, "description", f"must be a string, not {type(doc['description']).__name__}")
     if isinstance(doc.get("version", 1), bool) or not isinstance(doc.get("version", 1), int):
         raise _fail(path, "version", f"must be an integer, not {doc['version']!r}")
+    shared_tokens = _max_tokens(path, "", doc.get("max_tokens"))
     metrics = []
     for i, m in enumerate(items):
         if not isinstance(m, dict):
@@ -173,13 +245,15 @@ def _from_toml(path: Path, raw: bytes, doc: dict[str, Any]) -> Rubric:
             raise RubricError(f"{path}: metric {name!r}: needs a 'prompt' (or a shared top-level one)")
         if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
             raise RubricError(f"{path}: metric {name!r}: 'prompt' must be a non-empty string")
-        specials = m.get("specials", [])
-        if not isinstance(specials, list) or any(label_problem(s) for s in specials):
-            raise RubricError(f"{path}: metric {name!r}: 'specials' must be a list of words (e.g. REFUSAL)")
-        metrics.append(Metric(name, _scale(path, name, m.get("scale")), higher, prompt, list(specials)))
+        specials = _words(path, name, "specials", m.get("specials", []))
+        scale = _scale(path, name, m.get("scale"))
+        labels = _labels(path, name, m["labels"], scale, specials) if "labels" in m else {}
+        kind = "json" if parse == "json" else "labels" if labels else "number"
+        metrics.append(Metric(name, scale, higher, prompt, specials, kind=kind, labels=labels,
+                              max_tokens=_max_tokens(path, f"metric {name!r}", m.get("max_tokens"))))
     _unique(path, metrics)
     return Rubric(str(rubric_name or path.stem), str(path), decode(raw), sha256_bytes(raw), metrics, shared,
-                  str(parse))
+                  str(parse), max_tokens=shared_tokens)
 
 
 def _from_document(path: Path, raw: bytes, doc: Any) -> Rubric:
@@ -253,4 +327,19 @@ def _from_judge_prompts(path: Path, doc: list[dict[str, Any]]) -> Rubric:
     body = json.dumps({"format": JUDGE_PROMPTS_FORMAT, "judges": sorted(judges),
                        "metrics": [{**m.as_dict(), "prompt": m.prompt} for m in metrics]},
                       indent=2, sort_keys=True, ensure_ascii=False)
+    for m in metrics:  # after the body: read from the prompt, which the hash covers already
+        _labels_from_prompt(m)
     return Rubric(path.stem, str(path), body, sha256_text(body), metrics, format=JUDGE_PROMPTS_FORMAT)
+
+
+def _labels_from_prompt(metric: Metric) -> None:
+    """A label-answered EM-paper metric (``type: free_form_judge``, 'Say "TRUE" or "FALSE" only ... answer
+    with "UNKNOWN"'): TRUE = 1 and FALSE = 0 on its 0..1 scale, any other quoted word a special (no score)."""
+    if metric.scale != (0.0, 1.0) or not metric.prompt:
+        return
+    words = list(dict.fromkeys(_QUOTED_WORD.findall(metric.prompt)))
+    if "TRUE" not in words or "FALSE" not in words:
+        return
+    metric.kind = "labels"
+    metric.labels = {"TRUE": 1.0, "FALSE": 0.0}
+    metric.specials = [*metric.specials, *(w for w in words if w not in metric.labels and w not in metric.specials)]
