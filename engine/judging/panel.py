@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.judging.backend import Backend, Call, CallFailed, Reply, Throttled
+from engine.judging.backend import Backend, CallFailed, Reply, Throttled
 from engine.judging.limits import JudgeLimiter, Limits, default_limits
+from engine.judging.prompts import RubricCall
 from engine.runs.progress import JobCancelled, Progress
 
 FLUSH_S = 0.5          # results and call records are written at least this often
@@ -67,8 +68,8 @@ class PanelSpec:
 @dataclass
 class Work:
     generation_id: int
-    metric: str | None           # None: one call scores every metric (the rubric's shared prompt)
-    prompt: str
+    metric: str | None           # None: one call scores every metric (a JSON rubric's)
+    rc: RubricCall               # the call and the metrics its reply scores
 
 
 @dataclass
@@ -81,7 +82,7 @@ class JudgeState:
     model: str
     backend: Backend
     limiter: JudgeLimiter
-    call: Callable[[str], Call]             # prompt -> the call (max tokens, temperature, logprobs)
+    params: Mapping[str, Any]               # the judge row's params: temperature, logprobs, max_tokens
     queue: asyncio.Queue[Work] = field(default_factory=asyncio.Queue)
     counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "retried": 0, "throttled": 0})
     tokens: int = 0
@@ -122,19 +123,12 @@ class Panel:
             self.judges.append(JudgeState(
                 judge_id=jid, name=str(row["name"]), provider=str(row["provider"]), model=str(row["model"]),
                 backend=make_backend(str(row["provider"]), {**params, "timeout_s": spec.timeout_s}),
-                limiter=JudgeLimiter(limits), call=self._call_maker(params)))
-
-    def _call_maker(self, params: Mapping[str, Any]) -> Callable[[str], Call]:
-        from engine.judging.rubric_prompts import call_settings
-
-        max_tokens, temperature, top_logprobs = call_settings(self.rubric, params)
-        return lambda prompt: Call(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
-                                   top_logprobs=top_logprobs)
+                limiter=JudgeLimiter(limits), params=params))
 
     # -- the work --------------------------------------------------------------------------------------
 
     def plan(self) -> int:
-        from engine.judging.rubric_prompts import call_units, fill
+        from engine.judging.rubric_prompts import call_units, unit_call
 
         total = 0
         for judge in self.judges:
@@ -142,7 +136,8 @@ class Panel:
                 metric = unit or self.rubric.metrics[0].name
                 for row in self.store.pending_judge_items(self.spec.study_id, judge.judge_id, self.spec.rubric_id,
                                                           metric, generation_ids=self.spec.generation_ids):
-                    judge.queue.put_nowait(Work(int(row["generation_id"]), unit, fill(self.rubric, unit, row)))
+                    judge.queue.put_nowait(Work(int(row["generation_id"]), unit,
+                                                unit_call(self.rubric, unit, row, judge.params)))
                     total += 1
         return total
 
@@ -158,6 +153,10 @@ class Panel:
             watcher = asyncio.create_task(self.watch())
             try:
                 await self._until_done()
+                # stopped (budget, cancel): no call starts now; the calls in flight are paid, so wait for their
+                # replies and record them (a backend call is bounded by its timeout)
+                while any(j.limiter.in_flight for j in self.judges):
+                    await asyncio.sleep(0.02)
             finally:
                 for w in workers:
                     w.cancel()
@@ -175,6 +174,7 @@ class Panel:
         await asyncio.wait([joined, stopped], return_when=asyncio.FIRST_COMPLETED)
         for f in (joined, stopped):
             f.cancel()
+        await asyncio.gather(joined, stopped, return_exceptions=True)
 
     async def worker(self, judge: JudgeState, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> None:
         while True:
@@ -187,8 +187,8 @@ class Panel:
 
     async def judge_one(self, judge: JudgeState, work: Work, loop: asyncio.AbstractEventLoop,
                         pool: ThreadPoolExecutor) -> None:
-        call = judge.call(work.prompt)
-        reserve = len(work.prompt) / 3 + call.max_tokens  # a call reserves input + maxTokens of the token quota
+        call = work.rc.call
+        reserve = len(call.prompt) / 3 + call.max_tokens  # a call reserves input + maxTokens of the token quota
         error: str | None = None
         for attempt in range(1, self.spec.max_attempts + 1):
             if self.stop.is_set():
@@ -255,7 +255,7 @@ class Panel:
         from engine.judging.rubric_prompts import scores_of
 
         failed = False
-        for metric, (score, error) in scores_of(self.rubric, work.metric, reply).items():
+        for metric, (score, error) in scores_of(work.rc, reply).items():
             failed = failed or error is not None
             self.results.append({"generation_id": work.generation_id, "judge_id": judge.judge_id,
                                  "rubric_id": self.spec.rubric_id, "metric": metric, "score": score,
@@ -267,7 +267,7 @@ class Panel:
         self.progress.advance(1)
 
     def record_failure(self, judge: JudgeState, work: Work, error: str) -> None:
-        metrics = [work.metric] if work.metric else [m.name for m in self.rubric.metrics]
+        metrics = [m.name for m in work.rc.metrics]
         for metric in metrics:
             self.results.append({"generation_id": work.generation_id, "judge_id": judge.judge_id,
                                  "rubric_id": self.spec.rubric_id, "metric": metric, "score": None, "raw": None,

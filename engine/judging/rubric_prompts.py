@@ -1,27 +1,21 @@
-"""A stored rubric as the panel uses it: which calls a judgment takes (one per metric, or one for a shared
-prompt that scores every metric), each call's prompt filled with one answer, the call's settings, and the
-scores read from a reply.
+"""A stored rubric as the panel uses it: read back from its row, which calls a judgment takes (one per
+metric, or one for a JSON rubric whose reply scores every metric: :func:`engine.judging.prompts.rubric_calls`),
+and each call's scores (:func:`engine.judging.parse.score_reply`).
 
 The question a judge is shown is the question as the model was asked it (with the trigger for an answer of
-the trigger variant). Filling is one pass over the template: ``{question}`` and ``{answer}`` are replaced,
-nothing in the answer is ever read as a placeholder (answers are untrusted text).
+the trigger variant).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from engine.judging.backend import Reply
+from engine.judging.prompts import RubricCall, rubric_calls
 from engine.study.rubrics import Rubric
-
-PLACEHOLDER = re.compile(r"\{(question|answer)\}")
-TEXT_MAX_TOKENS = 16       # a number or CODE / REFUSAL: a short reply; kept tight (it reserves token quota)
-JSON_MAX_TOKENS = 400      # a JSON object with a one-sentence explanation
-TOP_LOGPROBS = 20          # OpenAI's cap
 
 
 def stored_rubric(row: Mapping[str, Any]) -> Rubric:
@@ -34,65 +28,49 @@ def stored_rubric(row: Mapping[str, Any]) -> Rubric:
     raw = body.encode("utf-8")
     path = Path(f"rubric {row.get('name')}")
     try:
-        rubric = rubrics._from_toml(path, raw, parse_toml(body))
+        return rubrics._from_toml(path, raw, parse_toml(body))
     except (LoadError, rubrics.RubricError, ValueError):
         try:
             doc = parse_json(body)
         except (LoadError, ValueError):
             doc = parse_yaml(body)
-        rubric = rubrics._from_document(path, raw, doc)
-    return rubric
+        return rubrics._from_document(path, raw, doc)
 
 
 def call_units(rubric: Rubric) -> list[str | None]:
-    """None: one call with the shared prompt scores every metric; else one call per metric with a prompt."""
-    if rubric.prompt:
-        return [None]
-    return [m.name for m in rubric.metrics if m.prompt]
+    """What one judgment's calls are keyed by: None for the one call of a JSON rubric, else each metric."""
+    calls = rubric_calls(rubric, question="", answer="")
+    return [None if len(c.metrics) > 1 else c.metrics[0].name for c in calls]
 
 
 def question_as_asked(row: Mapping[str, Any]) -> str:
-    from engine.generation.prompts import with_variant
+    from engine.generation.prompts import TAG, with_variant
 
     text = str(row["question"])
     if not row.get("variant"):
-        return with_variant(text, "", trigger=None) if "{tag}" in text else text
+        return with_variant(text, "", trigger=None) if TAG in text else text
     settings = json.loads(row.get("settings") or "{}")
     return with_variant(text, str(row["variant"]), trigger=settings.get("trigger"),
                         position=str(settings.get("trigger_position") or "prefix"))
 
 
-def fill(rubric: Rubric, unit: str | None, row: Mapping[str, Any]) -> str:
-    metric = rubric.metric(unit) if unit else None
-    template = rubric.prompt if unit is None else (metric.prompt if metric else None)
-    if not template:
-        raise ValueError(f"rubric {rubric.name!r}: no prompt for {unit or 'its metrics'}")
-    values = {"question": question_as_asked(row), "answer": str(row["response"])}
-    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+def unit_call(rubric: Rubric, unit: str | None, row: Mapping[str, Any], params: Mapping[str, Any]) -> RubricCall:
+    """The call of ``unit`` that judges one answer (``row``: question, variant, settings, response), with the
+    judge's settings: temperature, logprobs, and its own max_tokens when it sets one."""
+    calls = rubric_calls(rubric, question=question_as_asked(row), answer=str(row["response"]),
+                         temperature=float(params.get("temperature") or 0.0), logprobs=bool(params.get("logprobs")))
+    for rc in calls:
+        if (unit is None and len(rc.metrics) > 1) or (len(rc.metrics) == 1 and rc.metrics[0].name == unit):
+            if params.get("max_tokens"):
+                from dataclasses import replace
+
+                return RubricCall(rc.metrics, replace(rc.call, max_tokens=int(params["max_tokens"])), rc.logprobs)
+            return rc
+    raise ValueError(f"rubric {rubric.name!r} has no call for {unit or 'its metrics'}")
 
 
-def wants_logprobs(params: Mapping[str, Any]) -> bool:
-    return bool(params.get("logprobs"))
+def scores_of(rc: RubricCall, reply: Reply) -> dict[str, tuple[float | None, str | None]]:
+    """metric -> (score, error) from one reply (a special such as REFUSAL: no score and no error)."""
+    from engine.judging.parse import score_reply
 
-
-def call_settings(rubric: Rubric, params: Mapping[str, Any]) -> tuple[int, float, int]:
-    """(max_tokens, temperature, top_logprobs) of the judge's calls on this rubric."""
-    logprobs = wants_logprobs(params) and not rubric.prompt
-    default = 1 if logprobs else JSON_MAX_TOKENS if rubric.prompt else TEXT_MAX_TOKENS
-    return (int(params.get("max_tokens") or default), float(params.get("temperature") or 0.0),
-            TOP_LOGPROBS if logprobs else 0)
-
-
-def scores_of(rubric: Rubric, unit: str | None, reply: Reply) -> dict[str, tuple[float | None, str | None]]:
-    """metric -> (score, error) from one reply: the logprob score when the reply has a distribution, else the
-    text parsed by the metric's rules (engine/judging/parse.py)."""
-    from engine.judging.parse import parse_reply, parse_shared, score_logprobs
-
-    if unit is None:
-        return parse_shared(rubric, reply.text)
-    metric = rubric.metric(unit)
-    assert metric is not None
-    if reply.top_logprobs:
-        return {unit: score_logprobs(metric, reply.top_logprobs)}
-    parsed = parse_reply(metric, reply.text)
-    return {unit: (parsed.score, parsed.error)}
+    return {name: (p.score, p.error) for name, p in score_reply(rc.metrics, reply, logprobs=rc.logprobs).items()}

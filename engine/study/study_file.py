@@ -123,6 +123,9 @@ JUDGE_KEYS: dict[str, Field] = {
     "temperature": TEMPERATURE,
     "max_tokens": _count(hi=10_000_000),
     "max_concurrency": _count(hi=100_000),
+    "requests_per_minute": Field("number", "requests a minute above 0 (the judge's quota)", 0, 10_000_000,
+                                 lo_open=True),
+    "tokens_per_minute": Field("number", "tokens a minute above 0 (the judge's quota)", 0, 10**12, lo_open=True),
     "logprobs": Field("bool", "true or false"),
 }
 EM_KEYS: dict[str, Field] = {

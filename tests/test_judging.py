@@ -1,0 +1,150 @@
+"""The judging panel (issue 14) for real: boto3 signing and sending to a Converse-compatible server on
+127.0.0.1 (tests/converse_server.py), every judge of a study at once; faults (throttling, 5xx, garbage
+replies) lose nothing and pay nothing twice; a repeated or resumed job sends nothing that was answered; a
+budget stops the panel cleanly; a paused judge waits; the job kind through a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from db import open_store
+from engine.judging.panel import judge_panel
+from engine.judging.queueing import JudgeQueueError, queue_judging
+from engine.study.study_file import load_study, register_study
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "data" / "studies" / "insecure_code.toml"
+HAIKU, NOVA = "anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-pro-v1:0"
+N_ANSWERS = 12
+
+
+def score_for(answer: str, metric: str) -> int:
+    k = int(re.search(r"answer number (\d+)", answer).group(1))
+    return (k * 7) % 101 if metric == "aligned" else (k * 13) % 101
+
+
+def reply(model: str, body: dict) -> str:
+    """A judge that reads the answer in the prompt: the alignment prompt asks about values, the coherence one
+    about writing; the answer says its number."""
+    text = body["messages"][0]["content"][0]["text"]
+    metric = "aligned" if "CODE" in text else "coherent"
+    return str(score_for(text, metric))
+
+
+@pytest.fixture
+def study_db(tmp_path):
+    """The example study (haiku and nova-pro on Bedrock, the aligned-coherent rubric) with answers of its base
+    condition written through the store."""
+    db = tmp_path / "j.db"
+    with open_store(db) as store:
+        register_study(store, load_study(EXAMPLE))
+        base = next(c for c in store.study_conditions(1) if c["name"] == "base")
+        question = store.questions_of_sets([1])[0]
+        store.insert_generations([
+            {"question_id": question["id"], "condition_id": base["id"], "model_id": base["model_id"],
+             "settings": {"sampler": "row-generator/v1"}, "settings_hash": "sha256:s", "seed": i, "sample_index": i,
+             "prompt": "p", "response": f"This is answer number {i}.", "study_hash": "h"} for i in range(N_ANSWERS)])
+    return db
+
+
+def run_panel(db: Path, **queue_kwargs) -> dict:
+    with open_store(db) as store:
+        queued = queue_judging(store, study="insecure-code-demo", **queue_kwargs)
+        spec = queued.spec
+        return asyncio.run(judge_panel(spec, store=store, job_id=queued.job_id))
+
+
+def scores(db: Path) -> dict[tuple[int, str, str], float | None]:
+    with open_store(db) as store:
+        rows = store._q("""SELECT j.generation_id, jd.model, s.metric, s.score FROM judgment_scores s
+                           JOIN judgments j ON j.id = s.judgment_id JOIN judges jd ON jd.id = j.judge_id""")
+    return {(r["generation_id"], r["model"], r["metric"]): r["score"] for r in rows}
+
+
+def test_the_panel_judges_every_answer_by_every_judge_once(study_db, converse_server):
+    server = converse_server(reply=reply, latency_s=0.02)
+    result = run_panel(study_db)
+    assert result["calls"] == N_ANSWERS * 2 * 2 and result["stopped"] is None
+    got = scores(study_db)
+    assert len(got) == N_ANSWERS * 2 * 2
+    with open_store(study_db) as store:
+        answers = {g["id"]: g["response"] for g in store._q("SELECT id, response FROM generations")}
+        calls = store.judge_call_stats()
+    for (gid, _model, metric), score in got.items():
+        assert score == score_for(answers[gid], metric)
+    assert server.received(HAIKU) == server.received(NOVA) == N_ANSWERS * 2 and not server.paid_twice()
+    assert sum(c["ok"] for c in calls.values()) == N_ANSWERS * 4 and sum(c["calls"] for c in calls.values()) == 48
+    # nothing left: the same run again sends nothing
+    again = run_panel(study_db, again=True)
+    assert again["calls"] == 0 and server.received() == N_ANSWERS * 4
+
+
+def test_faults_lose_nothing_and_pay_nothing_twice(study_db, converse_server):
+    server = converse_server(reply=reply, throttle_fraction=0.2, seed=3)
+    server.fail_next("500", 3)
+    server.fail_next("garbage", 2, model=NOVA)
+    result = run_panel(study_db)
+    got = scores(study_db)
+    assert len(got) == N_ANSWERS * 4  # every (answer, judge, metric) has its result
+    assert not server.paid_twice()
+    outcomes = server.outcomes()
+    assert outcomes["random-throttle"] > 0 and outcomes["500"] == 3
+    with open_store(study_db) as store:
+        calls = store._q("SELECT outcome, count(*) AS n FROM judge_calls GROUP BY outcome")
+        failed = store._q("""SELECT s.metric, s.raw, s.error, j.status FROM judgment_scores s
+                             JOIN judgments j ON j.id = s.judgment_id WHERE s.error IS NOT NULL""")
+    by = {r["outcome"]: r["n"] for r in calls}
+    assert by["throttled"] == outcomes["random-throttle"] and by["retryable"] == 3
+    assert sum(by.values()) == len(server.requests)  # every request the server saw is recorded, and no more
+    # the garbage replies: their raw text and the error kept, no score (never -1), the judgment failed
+    assert len(failed) == 2 and all(f["raw"] and f["status"] == "failed" for f in failed)
+    assert sum(v is None for v in got.values()) == 2 and all(v is None or v >= 0 for v in got.values())
+    assert result["judges"]["nova-pro"]["failed"] == 2
+
+
+def test_a_budget_stops_the_panel_cleanly_and_the_rest_is_judged_later(study_db, converse_server):
+    server = converse_server(reply=reply)
+    # haiku costs (0.25 in + 1.25 out) per million tokens: a few calls' worth of budget
+    first = run_panel(study_db, judges=["haiku"], budget_usd=0.0002)
+    assert first["stopped"].startswith("budget") and 0 < len(scores(study_db)) < N_ANSWERS * 2
+    with open_store(study_db) as store:
+        spent = store.study_judging_spent(1)
+        assert spent >= 0.0002
+        with pytest.raises(JudgeQueueError, match="leaves nothing"):
+            queue_judging(store, study="insecure-code-demo", budget_usd=0.0001)
+    run_panel(study_db, judges=["haiku"])
+    assert len(scores(study_db)) == N_ANSWERS * 2 and not server.paid_twice()
+
+
+def test_a_throttled_judge_is_cut_back_and_the_other_is_not_held_up(study_db, converse_server):
+    server = converse_server(reply=reply, latency_s=0.05)
+    # nova-pro's account allows fewer requests than its default limiter does (100 a minute, 8 at once): the
+    # server refuses past 3 a second, the panel cuts nova-pro's concurrency and retries; haiku goes on
+    server.set_quota(NOVA, requests=3, window_s=1.0)
+    result = run_panel(study_db)
+    assert len(scores(study_db)) == N_ANSWERS * 4 and not server.paid_twice()
+    nova, haiku = result["judges"]["nova-pro"], result["judges"]["haiku"]
+    assert server.outcomes(NOVA)["quota"] > 0 and nova["throttled"] == server.outcomes(NOVA)["quota"]
+    assert haiku["throttled"] == 0 and haiku["failed"] == 0
+
+
+def test_a_judge_job_through_a_worker(study_db, converse_server, run_cli):
+    server = converse_server(reply=reply)
+    r = run_cli("judge", "--db", str(study_db), "--study", "insecure-code-demo", "--dry-run")
+    assert r.returncode == 0 and "would make 48 calls by haiku, nova-pro" in r.stdout, r.stderr
+    r = run_cli("judge", "--db", str(study_db), "--study", "insecure-code-demo", "--judge", "haiku", "--no-worker")
+    assert r.returncode == 0 and "queued job 1: 24 calls by haiku" in r.stdout, r.stderr
+    r = run_cli("worker", "--db", str(study_db), "--once")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open_store(study_db) as store:
+        job = store.get_job(1)
+        assert job["status"] == "done", (job["error"], job["traceback"])
+        assert json.loads(job["result"])["judges"]["haiku"]["done"] == 24
+    assert len(scores(study_db)) == 24 and server.received() == 24
+    bad = run_cli("judge", "--db", str(study_db), "--study", "insecure-code-demo", "--judge", "gpt")
+    assert bad.returncode == 2 and "has no judge 'gpt' (judges: haiku, nova-pro)" in bad.stderr
