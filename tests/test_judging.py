@@ -148,3 +148,68 @@ def test_a_judge_job_through_a_worker(study_db, converse_server, run_cli):
     assert len(scores(study_db)) == 24 and server.received() == 24
     bad = run_cli("judge", "--db", str(study_db), "--study", "insecure-code-demo", "--judge", "gpt")
     assert bad.returncode == 2 and "has no judge 'gpt' (judges: haiku, nova-pro)" in bad.stderr
+
+
+def test_a_paused_judge_starts_no_call_until_it_is_resumed(study_db, converse_server):
+    server = converse_server(reply=reply)
+    with open_store(study_db) as store:
+        nova = next(j for j in store.study_judges(1) if j["name"] == "nova-pro")
+        store.set_judge_paused(int(nova["id"]), True)
+        spec = queue_judging(store, study="insecure-code-demo").spec
+
+        async def run() -> dict:
+            panel = asyncio.ensure_future(judge_panel(spec, store=store))
+            for _ in range(200):  # haiku finishes while nova-pro waits
+                await asyncio.sleep(0.05)
+                if server.received(HAIKU) == N_ANSWERS * 2:
+                    break
+            await asyncio.sleep(0.5)
+            assert server.received(NOVA) == 0 and not panel.done()
+            await asyncio.to_thread(store.set_judge_paused, int(nova["id"]), False)
+            return await asyncio.wait_for(panel, 60)
+
+        result = asyncio.run(run())
+    assert result["judges"]["nova-pro"]["done"] == N_ANSWERS * 2 and server.received(NOVA) == N_ANSWERS * 2
+
+
+def test_a_sigkilled_judge_job_resumes_without_losing_or_resending_what_was_answered(study_db, converse_server):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = converse_server(reply=reply, latency_s=0.15)
+    with open_store(study_db) as store:
+        job_id = queue_judging(store, study="insecure-code-demo").job_id
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    worker = subprocess.Popen([sys.executable, "-m", "emtui", "worker", "--db", str(study_db), "--once"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        before: dict = {}
+        with open_store(study_db) as store:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and worker.poll() is None:
+                child = store.get_job(job_id)["child_pid"]
+                if child and store.count("judgment_scores") >= 8:
+                    os.kill(int(child), signal.SIGKILL)
+                    before = scores(study_db)
+                    break
+                time.sleep(0.02)
+        assert 8 <= len(before) < N_ANSWERS * 4, len(before)
+        out, _ = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, out
+    with open_store(study_db) as store:
+        job = store.get_job(job_id)
+        assert job["status"] == "done" and job["attempts"] == 2, (job["error"], out)
+        calls = store.count("judge_calls")
+    after = scores(study_db)
+    assert len(after) == N_ANSWERS * 4 and all(after[k] == v for k, v in before.items())
+    # what was recorded before the kill is not asked again; only calls in flight at the kill (their replies
+    # lost with the process) may have been sent twice — at most the two judges' concurrency
+    assert len(server.paid_twice()) <= 16
+    assert server.received() - len(server.paid_twice()) == N_ANSWERS * 4
+    assert calls <= server.received()  # the killed attempt's unflushed records are the only ones missing

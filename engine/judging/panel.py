@@ -143,6 +143,9 @@ class Panel:
 
     async def run(self) -> dict[str, Any]:
         total = self.plan()
+        paused = self.store.paused_judges([j.judge_id for j in self.judges])
+        for j in self.judges:  # a judge paused before the job started starts paused
+            j.limiter.set_paused(j.judge_id in paused)
         self.progress.set_total(total)
         self.progress.note(f"{total:,} calls to make by {len(self.judges)} judge(s)")
         threads = min(MAX_THREADS, max(4, sum(j.limiter.limits.max_concurrency for j in self.judges)))
