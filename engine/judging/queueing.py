@@ -73,6 +73,13 @@ def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None
     if not units:
         raise JudgeQueueError(f"rubric {row['name']!r} has no prompt to send a judge")
     out = QueuedJudging(spent_usd=store.study_judging_spent(study_id))
+    for region in sorted({str(json.loads(j.get("params") or "{}").get("region") or "")
+                          for j in panel if j["provider"] == "bedrock"}):
+        from engine.judging.bedrock import check_credentials  # boto3: only when a Bedrock judge is queued
+
+        check = check_credentials(region or None)
+        if not check.ok:  # a worker elsewhere may have credentials: say it, queue anyway
+            out.warnings.append(f"Bedrock on this machine: {check.message}")
     if budget_usd is not None and out.spent_usd >= budget_usd:
         raise JudgeQueueError(f"study {study!r} has spent ${out.spent_usd:.2f} on judging already: a budget of "
                               f"${budget_usd:.2f} leaves nothing")
