@@ -73,6 +73,13 @@ def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None
     if not units:
         raise JudgeQueueError(f"rubric {row['name']!r} has no prompt to send a judge")
     out = QueuedJudging(spent_usd=store.study_judging_spent(study_id))
+    if budget_usd is not None:
+        from engine.judging.prices import price_of
+
+        unpriced = [str(j["name"]) for j in panel if price_of(str(j["provider"]), str(j["model"])) is None]
+        if unpriced:
+            out.warnings.append(f"no price for {', '.join(unpriced)} in data/prices.toml: their calls do not count "
+                                "against the budget")
     for region in sorted({str(json.loads(j.get("params") or "{}").get("region") or "")
                           for j in panel if j["provider"] == "bedrock"}):
         from engine.judging.bedrock import check_credentials  # boto3: only when a Bedrock judge is queued
