@@ -99,10 +99,8 @@ def panel_job(job: dict[str, Any]) -> PanelJob:
     """A running judge job's row (``store.get_job``) as the screen reads it: a payload or metrics of
     another shape (an older job, another tool's) gives what can be read of it, never an error."""
     payload, metrics = _json_object(job.get("payload")), _json_object(job.get("metrics"))
-    judges = []
-    for j in payload.get("judges") or []:
-        if count(j) is not None:
-            judges.append(int(j))
+    listed = payload.get("judges")
+    judges = [j for j in listed if isinstance(j, int) and not isinstance(j, bool)] if isinstance(listed, list) else []
     reported = isinstance(metrics.get("judges"), dict)
     figures = {}
     for name, values in (metrics.get("judges") or {}).items() if reported else ():
@@ -260,12 +258,12 @@ def fmt_flight(row: dict[str, Any]) -> str:
 
 
 def fmt_at(value: Any) -> str:
-    """A call's Unix time as ``HH:MM:SS`` (UTC) today, else ``MM-DD HH:MM``."""
+    """A call's Unix time as ``HH:MM:SS`` (UTC) today, else its day, ``MM-DD`` (Enter shows the whole time)."""
     v = number(value)
     if v is None:
         return "—"
     at = datetime.fromtimestamp(v, UTC)
-    return at.strftime("%H:%M:%S") if at.date() == datetime.now(UTC).date() else at.strftime("%m-%d %H:%M")
+    return at.strftime("%H:%M:%S") if at.date() == datetime.now(UTC).date() else at.strftime("%m-%d")
 
 
 def state_text(row: dict[str, Any]) -> Text:

@@ -131,3 +131,37 @@ PLAY_PANEL = textwrap.dedent("""
                    total=1000 * len(judges))
             time.sleep(delay)
 """)
+
+
+def live_panel(path: Any) -> None:
+    """What the snapshot of a running panel shows, added to a database at ``path`` (every time fixed): three
+    Bedrock judges, a judge job reporting — nova-pro paused, llama throttled hard — and haiku's last errors."""
+    import pytest
+
+    import db
+    from demo_db import FIXED_NOW
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("db.store.utc_now", lambda: FIXED_NOW)
+        with db.open_store(path) as s:
+            seeded = seed_panel(s, answers=12)
+            haiku, nova, rubric = seeded["judges"]["haiku"], seeded["judges"]["nova-pro"], seeded["rubric"]
+            g = seeded["generations"]
+            s.log_judge_calls([
+                call(haiku, g[4], rubric, outcome="throttled", status=429, metric="aligned",
+                     error="ThrottlingException: Too many requests, please wait before trying again.", at=AT),
+                call(haiku, g[5], rubric, outcome="failed", status=400, metric="coherent",
+                     error="ValidationException: Input is too long for requested model.", at=AT + 1)])
+            unparsed(s, haiku, g[6], rubric, reply="I'd rather not say.", error="no number in the reply")
+            job = start_judge_job(s, seeded, budget_usd=5.0)
+            s.set_judge_paused(nova, True)
+            report(s, job, {"haiku": figures(done=412, failed=3, retried=9, throttled=6, concurrency=24, in_flight=22,
+                                             calls_per_s=11.8, tokens=125_660, cost_usd=0.1291, rpm=2000.0,
+                                             tpm=4_000_000.0),
+                            "nova-pro": figures(done=97, retried=1, throttled=1, concurrency=4, in_flight=0,
+                                                paused=True, calls_per_s=0.0, tokens=29_585, cost_usd=0.0784,
+                                                rpm=100.0, tpm=400_000.0),
+                            "llama": figures(done=180, failed=1, retried=41, throttled=40, concurrency=3,
+                                             in_flight=3, calls_per_s=5.2, tokens=54_900, cost_usd=0.0395,
+                                             rpm=800.0, tpm=600_000.0)},
+                   spent_usd=1.2470, budget_usd=5.0, done=694, total=2160)
