@@ -152,13 +152,13 @@ class JudgingQueries(StoreCore):
                ORDER BY j.id DESC, s.metric LIMIT ?""", (judge_id, window, limit))
 
     def judges_page(self, *, limit: int = 100, offset: int = 0) -> Any:
-        """A page of judges, as the Judges screen lists them: what each is and whether it is paused (no
-        counts: the screen polls it while a panel runs)."""
+        """A page (db.Page) of judges, as the Judges screen lists them: what each is and whether it is paused
+        (no counts: the screen polls it while a panel runs)."""
         from db.store import Page
 
         rows = self._q("SELECT id, name, provider, model, params, paused FROM judges ORDER BY id LIMIT ? OFFSET ?",
                        (limit, offset))
-        return Page(rows, self.count("judges"), offset, limit)
+        return Page(rows, int(self._scalar("SELECT count(*) FROM judges")), offset, limit)
 
     def judge_call_totals_after(self, after_id: int) -> tuple[int, dict[int, dict[str, Any]]]:
         """(the last call's id, per judge the calls logged after ``after_id``: attempts by outcome, tokens, cost,

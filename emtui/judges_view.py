@@ -111,7 +111,8 @@ def panel_job(job: dict[str, Any]) -> PanelJob:
     return PanelJob(id=int(job["id"]), judges=judges, figures=figures, reported=reported,
                     spent_usd=number(metrics.get("spent_usd")), budget_usd=budget,
                     done=int(job.get("progress_done") or 0), total=int(total) if total else None,
-                    stale=bool(job.get("stale")), note=str(job.get("note") or ""), study=str(payload.get("study") or ""))
+                    stale=bool(job.get("stale")), note=str(job.get("note") or ""),
+                    study=str(payload.get("study") or ""))
 
 
 def metrics_figures(values: dict[str, Any]) -> dict[str, Any]:
@@ -220,10 +221,12 @@ def judges_for(jobs: list[PanelJob]) -> dict[int, PanelJob]:
 
 
 def fmt_usd(value: Any) -> str:
-    """``$0.0123`` under a dollar, ``$12.34``, ``$1,234``; ``—``."""
+    """``$0.0123`` under a dollar, ``$12.34``, ``$1,234``; ``$0``, ``—``."""
     v = number(value)
     if v is None:
         return "—"
+    if v == 0:
+        return "$0"
     if abs(v) < 1:
         return f"${v:.4f}"
     if abs(v) < 1000:
@@ -262,7 +265,10 @@ def fmt_at(value: Any) -> str:
     v = number(value)
     if v is None:
         return "—"
-    at = datetime.fromtimestamp(v, UTC)
+    try:
+        at = datetime.fromtimestamp(v, UTC)
+    except (OverflowError, OSError, ValueError):  # not a time this machine can show
+        return "—"
     return at.strftime("%H:%M:%S") if at.date() == datetime.now(UTC).date() else at.strftime("%m-%d")
 
 

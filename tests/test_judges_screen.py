@@ -346,4 +346,31 @@ def test_a_report_of_another_shape_reads_as_what_can_be_read():
                                                                  '"paused": "yes"}, "b": 7}, "spent_usd": "NaN"}'})
     assert got.judges == [] and got.figures["a"]["done"] is None and got.figures["a"]["in_flight"] == 2
     assert got.figures["a"]["paused"] is False and "b" not in got.figures and got.spent_usd is None
-    assert [fmt_usd(v) for v in (None, 0.0123456, 12.345, 12345.6)] == ["—", "$0.0123", "$12.35", "$12,346"]
+    assert [fmt_usd(v) for v in (None, 0, 0.0123456, 12.345, 12345.6)] == ["—", "$0", "$0.0123", "$12.35", "$12,346"]
+
+
+def test_the_totals_held_and_brought_up_to_date_are_every_calls(store):
+    """What the screen adds poll by poll (judge_call_totals_after) is what judge_call_stats counts at once; an
+    answer no judge replied to (no reply kept) is not an unparsed reply."""
+    from emtui.judges_view import add_stats
+
+    seeded = seed_panel(store)
+    haiku, nova = seeded["judges"]["haiku"], seeded["judges"]["nova-pro"]
+    rubric, g = seeded["rubric"], seeded["generations"]
+    held: dict[int, dict] = {}
+    last = 0
+    for k, outcome in enumerate(["ok", "throttled", "ok", "failed", "retryable", "ok"]):
+        store.log_judge_calls([call(haiku if k % 2 else nova, g[k], rubric, outcome=outcome, tokens=(10 * k, k),
+                                    cost_usd=0.01 * k, at=AT + k)])
+        last, new = store.judge_call_totals_after(last)
+        for judge_id, stats in new.items():
+            held[judge_id] = add_stats(held.get(judge_id), stats)
+    assert held == store.judge_call_stats()
+    assert store.judge_call_totals_after(last) == (last, {})
+    store.record_judge_results([{"generation_id": g[0], "judge_id": haiku, "rubric_id": rubric, "metric": "aligned",
+                                 "score": None, "raw": None, "error": "no reply: timed out"}])
+    unparsed(store, haiku, g[1], rubric, reply="maybe", error="no number")
+    assert [(r["generation_id"], r["metric"], r["raw"]) for r in store.last_judge_unparsed(haiku, limit=5)] == [
+        (g[1], "aligned", "maybe"), (g[1], "coherent", "maybe")]
+    assert [r["name"] for r in store.judges_page(limit=2).rows] == ["haiku", "nova-pro"]
+    assert store.judges_page(limit=2).total == 3

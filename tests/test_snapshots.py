@@ -17,9 +17,9 @@ import pytest
 
 import db
 from demo_db import build
-from judge_panels import live_panel
 from emtui.app import create_app
 from emtui.screens.results import ResultsScreen
+from judge_panels import live_panel
 
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 # screen name -> the keys that open it from the Studies screen. On the Data screen the eval sets

@@ -114,6 +114,13 @@ def read_errors(store: Any, judge_id: int, limit: int = ERRORS_SHOWN) -> list[di
     return rows[:limit]
 
 
+def full_time(at: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(at), UTC).isoformat(timespec="seconds")
+    except (TypeError, OverflowError, OSError, ValueError):
+        return "—"
+
+
 def metric_name(metric: Any) -> str:
     """A call's metric: ``*`` is one call that scores every metric of the rubric."""
     return "all" if metric == "*" else str(metric)
@@ -327,7 +334,7 @@ class JudgesScreen(AreaScreen):
         fields = [("Judge", f"{judge['name']} ({judge['provider']} {judge['model']})"), ("Answer", str(gid)),
                   ("Metric", metric_name(error["metric"])), ("What", str(error["outcome"])),
                   ("HTTP status", "—" if error.get("status") is None else str(error["status"])),
-                  ("At (UTC)", datetime.fromtimestamp(float(at), UTC).isoformat(timespec="seconds") if at else "—")]
+                  ("At (UTC)", full_time(at))]
         if answer is not None:
             fields += [("Question", f"{answer['question_key']}, paraphrase {answer['paraphrase']}"),
                        ("Answered by", str(answer["model"]))]
