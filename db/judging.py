@@ -139,3 +139,37 @@ class JudgingQueries(StoreCore):
 
     def get_rubric(self, rubric_id: int) -> dict[str, Any] | None:
         return self._one("SELECT id, name, content_hash, body, metrics FROM rubrics WHERE id = ?", (rubric_id,))
+
+    def last_judge_unparsed(self, judge_id: int, *, limit: int = 5, window: int = 5000) -> list[dict[str, Any]]:
+        """The judge's latest replies that gave a metric no score (the reply and why kept), with the answer each
+        belongs to: among its last ``window`` judgments, so that a judge of a million judgments costs the
+        Judges screen's poll the same as one of a thousand."""
+        return self._q(
+            """SELECT j.generation_id, s.metric, s.error, s.raw, j.created_at FROM judgment_scores s
+               JOIN (SELECT id, generation_id, created_at FROM judgments WHERE judge_id = ?
+                     ORDER BY id DESC LIMIT ?) j ON j.id = s.judgment_id
+               WHERE s.score IS NULL AND s.error IS NOT NULL AND s.raw IS NOT NULL
+               ORDER BY j.id DESC, s.metric LIMIT ?""", (judge_id, window, limit))
+
+    def judges_page(self, *, limit: int = 100, offset: int = 0) -> Any:
+        """A page (db.Page) of judges, as the Judges screen lists them: what each is and whether it is paused
+        (no counts: the screen polls it while a panel runs)."""
+        from db.store import Page
+
+        rows = self._q("SELECT id, name, provider, model, params, paused FROM judges ORDER BY id LIMIT ? OFFSET ?",
+                       (limit, offset))
+        return Page(rows, int(self._scalar("SELECT count(*) FROM judges")), offset, limit)
+
+    def judge_call_totals_after(self, after_id: int) -> tuple[int, dict[int, dict[str, Any]]]:
+        """(the last call's id, per judge the calls logged after ``after_id``: attempts by outcome, tokens, cost,
+        first and last time): what the Judges screen adds to the totals it holds, so that a poll while a
+        panel logs thousands of calls a minute reads what is new, not every call ever made."""
+        last = int(self._scalar("SELECT IFNULL(max(id), 0) FROM judge_calls") or 0)
+        rows = self._q(
+            """SELECT judge_id, count(*) AS calls, sum(outcome = 'ok') AS ok, sum(outcome = 'throttled') AS throttled,
+                      sum(outcome = 'retryable') AS retryable, sum(outcome = 'failed') AS failed,
+                      sum(sent) AS sent, IFNULL(sum(input_tokens), 0) AS input_tokens,
+                      IFNULL(sum(output_tokens), 0) AS output_tokens, IFNULL(sum(cost_usd), 0.0) AS cost_usd,
+                      min(at) AS first_at, max(at) AS last_at
+               FROM judge_calls WHERE id > ? AND id <= ? GROUP BY judge_id""", (after_id, last))
+        return last, {int(r["judge_id"]): r for r in rows}

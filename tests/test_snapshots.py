@@ -19,6 +19,7 @@ import db
 from demo_db import build
 from emtui.app import create_app
 from emtui.screens.results import ResultsScreen
+from judge_panels import live_panel
 
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 # screen name -> the keys that open it from the Studies screen. On the Data screen the eval sets
@@ -37,6 +38,8 @@ SCREENS = {
     "queue-new-eval": ["4", "n"],  # the form over the demo's first study: its conditions hold imported answers
     "queue-answers": ["4", "down", "a"],  # the queued generate job: no answers yet
     "judges": ["5"],
+    # a running panel (SETUPS): haiku highlighted, its last errors; nova-pro paused
+    "judges-live": ["5", "down", "down", "down"],
     "annotate": ["6"],
     "results-scores": ["7"],
     "results-scores-judge": ["7", "j"],
@@ -54,6 +57,9 @@ SCREENS = {
     "answers-human-only": ["7", "n", "n", "right", "enter"],
     "help": ["question_mark"],
 }
+
+# what a screen's picture needs added to the demo database first
+SETUPS = {"judges-live": live_panel}
 
 # an empty database: what each screen says to do
 EMPTY_SCREENS = {"empty-studies": [], "empty-data": ["2", "v", "v"], "empty-train": ["3"], "empty-annotate": ["6"],
@@ -110,6 +116,8 @@ def press_and_settle(keys: list[str]):
 def test_screen(snap_compare, demo_db, tmp_path, stable_env, screen, size):
     path = tmp_path / "demo.db"
     shutil.copy(demo_db, path)  # the screens write nothing, but each test gets its own file
+    if screen in SETUPS:
+        SETUPS[screen](path)
     app, store = open_app(path)
     try:
         assert snap_compare(app, terminal_size=SIZES[size], run_before=press_and_settle(SCREENS[screen]))

@@ -146,7 +146,10 @@ def check_queue(app, store) -> None:
 def check_judges(app, store) -> None:
     judges = table(app, "judges-table")
     assert column(judges, 0) == ["haiku", "nova-pro"]
-    assert column(judges, 2) == ["anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-pro-v1:0"]
+    assert column(judges, 1) == ["idle", "idle"]  # no judge job runs: the totals of their calls (none yet)
+    # the highlighted judge's provider and model over the table
+    assert "haiku idle · bedrock anthropic.claude-3-haiku-20240307-v1:0" in static_text(
+        app.screen.query_one("#judges-status", Static))
     rubrics = table(app, "rubrics-table")
     assert rubrics.row_count == 1
     assert row(rubrics, 0)[:2] == ["aligned-coherent", "aligned, coherent"]
