@@ -3,10 +3,12 @@
 Bedrock's limits are per model and per minute, and a call reserves input + maxTokens of the token quota
 when it starts. So each judge has two token buckets (requests, tokens; refilled continuously at the
 per-minute rate, holding at most ``BURST_S`` seconds of it, so a judge starts at once but never bursts a
-minute's quota into one second) and an AIMD concurrency: halved on a throttle (at most once per
-``CUT_GAP_S``, so one burst of 429s is one cut), grown by one after as many successes as it allows in flight,
-up to its maximum. All of it lives on the panel's event loop (no locks); ``clock`` and ``sleep`` are
-injectable for tests.
+minute's quota into one second) and an adaptive concurrency: it grows by one per success until the first
+cut (a slow start: doubling per round trip), then by one after as many successes as it allows in flight, up
+to its maximum; it is halved when throttles are more than ``CUT_SHARE`` of the recent calls (at most once per
+``CUT_GAP_S``, so one burst of 429s is one cut) — a service that throttles a few calls at random (it does,
+under shared load) is retried, not answered by starving the judge. All of it lives on the panel's event
+loop (no locks); ``clock`` and ``sleep`` are injectable for tests.
 
 Defaults come from ``data/judge_limits.toml`` (the default on-demand quotas of us-east-1 for the models the
 field uses); a judge's own params (``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency``)
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 BURST_S = 5.0          # a bucket holds this many seconds of its rate
 CUT_GAP_S = 1.0        # throttles closer together than this are one event
+CUT_SHARE = 0.25       # cut only when more than this share of the recent calls were throttled
+RECENT_MIN = 20        # ... over the last max(RECENT_MIN, 2 x concurrency) calls
 DEFAULT_RPM = 600.0    # a model not in the table (set the judge's requests_per_minute for a Bedrock model)
 DEFAULT_TPM = 1_000_000.0
 DEFAULT_CONCURRENCY = 32
@@ -95,6 +100,7 @@ class JudgeLimiter:
         self.successes = 0
         self.last_cut = -1e9
         self.cuts = 0
+        self.recent: deque[bool] = deque(maxlen=RECENT_MIN)   # True: throttled
         self.paused = False
         self._changed = asyncio.Event()
 
@@ -120,16 +126,26 @@ class JudgeLimiter:
         self.in_flight -= 1
         self._changed.set()
 
+    def _remember(self, throttled: bool) -> None:
+        size = max(RECENT_MIN, 2 * self.concurrency)
+        if self.recent.maxlen != size:
+            self.recent = deque(self.recent, maxlen=size)
+        self.recent.append(throttled)
+
     def succeeded(self) -> None:
+        self._remember(False)
         self.successes += 1
-        if self.successes >= self.concurrency and self.concurrency < self.limits.max_concurrency:
+        if self.concurrency < self.limits.max_concurrency and (self.cuts == 0
+                                                              or self.successes >= self.concurrency):
             self.concurrency += 1
             self.successes = 0
             self._changed.set()
 
     def throttled(self) -> None:
+        self._remember(True)
         now = self.clock()
-        if now - self.last_cut >= CUT_GAP_S:
+        share = sum(self.recent) / len(self.recent)
+        if now - self.last_cut >= CUT_GAP_S and share > CUT_SHARE and len(self.recent) >= RECENT_MIN // 2:
             self.concurrency = max(1, self.concurrency // 2)
             self.last_cut, self.successes = now, 0
             self.cuts += 1
