@@ -36,13 +36,12 @@ class PanelJob:
     id: int
     judges: list[int]
     figures: dict[str, dict[str, Any]]   # judge name -> the figures it reported (empty before its first report)
-    reported: bool                       # it has written metrics (else: figures from its calls so far)
+    reported: bool                       # it has written metrics (before: no figures, its judges "judging")
     spent_usd: float | None
     budget_usd: float | None
     done: int
     total: int | None
     stale: bool                          # its lease ran out: its worker is gone
-    note: str = ""
     study: str = ""
 
 
@@ -111,8 +110,7 @@ def panel_job(job: dict[str, Any]) -> PanelJob:
     return PanelJob(id=int(job["id"]), judges=judges, figures=figures, reported=reported,
                     spent_usd=number(metrics.get("spent_usd")), budget_usd=budget,
                     done=int(job.get("progress_done") or 0), total=int(total) if total else None,
-                    stale=bool(job.get("stale")), note=str(job.get("note") or ""),
-                    study=str(payload.get("study") or ""))
+                    stale=bool(job.get("stale")), study=str(payload.get("study") or ""))
 
 
 def metrics_figures(values: dict[str, Any]) -> dict[str, Any]:
