@@ -18,6 +18,7 @@ from engine.generation.prompts import TAG
 from engine.generation.settings import SettingsError, resolve_settings
 from engine.generation.spec import BACKENDS, GenerationSpec
 from engine.runs.gpus import visible_gpus
+from engine.runs.queue import not_queued_because
 
 
 class GenerateQueueError(ValueError):
@@ -152,12 +153,8 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
                         if c.get("dataset_id") is not None) if checkpoints else 0
     out.answers = _count(spec, questions, n_models=len(answerable) + len(model_rows) + n_checkpoints)
     out.after_jobs = sorted(set(waits.values()))
-    same = store.active_jobs_like("generate", payload)
-    if dry_run:
-        out.skipped = "a dry run" + (f" (job {same[-1]} is this run, already queued or running)" if same else "")
-        return out
-    if same and not again:
-        out.skipped = f"job {same[-1]} is this run, already queued or running"
+    out.skipped = not_queued_because(store, "generate", payload, dry_run=dry_run, again=again)
+    if out.skipped is not None:
         return out
     resources = {"gpu": 1 if backend == "transformers" and visible_gpus() else 0}
     out.job_id = store.enqueue_job("generate", payload, study_hash=spec.study_hash, priority=priority,

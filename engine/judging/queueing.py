@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.judging.panel import PanelSpec
+from engine.runs.queue import not_queued_because
 
 
 class JudgeQueueError(ValueError):
@@ -99,12 +100,8 @@ def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None
             metric = unit or parsed.metrics[0].name
             out.calls += len(store.pending_judge_items(study_id, int(judge["id"]), int(row["id"]), metric))
     payload = spec.as_payload()
-    same = store.active_jobs_like("judge", payload)
-    if dry_run:
-        out.skipped = "a dry run" + (f" (job {same[-1]} is this run, already queued or running)" if same else "")
-        return out
-    if same and not again:
-        out.skipped = f"job {same[-1]} is this run, already queued or running"
+    out.skipped = not_queued_because(store, "judge", payload, dry_run=dry_run, again=again)
+    if out.skipped is not None:
         return out
     if out.calls == 0 and not after:
         out.warnings.append("every answer is judged already on this rubric by these judges: the job has "

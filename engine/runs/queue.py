@@ -53,3 +53,14 @@ def job_report(store: Any, job_id: int, *, lines: int = 40) -> dict[str, Any] | 
     job = job_view(row)
     tail = log_tail(job.get("log_path"), lines)
     return {"job": job, "events": store.job_events(job_id), "log_tail": tail.splitlines() if tail else []}
+
+
+def not_queued_because(store: Any, kind: str, payload: Mapping[str, Any], *, dry_run: bool, again: bool) -> str | None:
+    """Why a run of ``kind`` with this payload is not queued now — a dry run, or the same run already queued or
+    running (unless ``again``) — or None: queue it."""
+    same = store.active_jobs_like(kind, dict(payload))
+    if dry_run:
+        return "a dry run" + (f" (job {same[-1]} is this run, already queued or running)" if same else "")
+    if same and not again:
+        return f"job {same[-1]} is this run, already queued or running"
+    return None
