@@ -281,12 +281,13 @@ def part_threads(server: Server, calls: list[Any], *, concurrency: int, seconds:
                 counts["ok"] += 1
             i += concurrency
 
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(loop, range(concurrency)))
-    elapsed = time.monotonic() - began
+    elapsed, cpu = time.monotonic() - began, time.process_time() - cpu
     return {"concurrency": concurrency, "seconds": round(elapsed, 3), "answered": counts["ok"],
             "throttled": counts["throttled"], "judgments_per_s": counts["ok"] / elapsed,
+            "cpu_ms_per_judgment": 1000 * cpu / max(1, counts["ok"]),
             "t429_ms": 1000 * sorted(throttle_rtt)[len(throttle_rtt) // 2] if throttle_rtt else None}
 
 
@@ -403,6 +404,8 @@ class Variant:
 
     name: str
     start_at_max: bool = False        # the limiter starts at max_concurrency (shipped: 8)
+    slow_start: bool = False          # until its first cut, the limiter grows by one a success (shipped: by
+                                      # one after as many successes as it allows in flight)
     share_cut: float | None = None    # cut only when this share of the last SHARE_OF attempts were 429s
     backoff_s: float | None = None    # the retry's mean first wait (shipped: PanelSpec.backoff_s)
     throttle: float | None = None     # the server's random throttling (None: --throttle)
@@ -410,18 +413,19 @@ class Variant:
                                       # lets at most max_concurrency calls out at once
 
 
-SHARE_OF, SHARE_MIN = 50, 20
+SHARE_OF, SHARE_MIN = 100, 50
 VARIANTS = (
     Variant("shipped"),
     Variant("shipped, no random throttling", throttle=0.0),
-    Variant("start at max", start_at_max=True),
     Variant("start at max, no random throttling", start_at_max=True, throttle=0.0),
+    Variant("slow start, no random throttling", slow_start=True, throttle=0.0),
     Variant("cut only at > 25% throttled", share_cut=0.25),
     Variant("start at max + cut at > 25%", start_at_max=True, share_cut=0.25),
-    Variant("start at max + cut at > 25% + backoff 0.05 s", start_at_max=True, share_cut=0.25, backoff_s=0.05),
-    Variant("start at max + cut at > 25% + 2x workers", start_at_max=True, share_cut=0.25, workers=2),
-    Variant("start at max + cut at > 25% + 2x workers + backoff 0.05 s", start_at_max=True, share_cut=0.25,
-            workers=2, backoff_s=0.05),
+    Variant("slow start + cut at > 25%", slow_start=True, share_cut=0.25),
+    Variant("slow start + cut at > 25% + 2x workers", slow_start=True, share_cut=0.25, workers=2),
+    Variant("slow start + cut at > 25% + 2x workers + backoff 0.05 s", slow_start=True, share_cut=0.25, workers=2,
+            backoff_s=0.05),
+    Variant("slow start + cut at > 25% + backoff 0.05 s", slow_start=True, share_cut=0.25, backoff_s=0.05),
 )
 
 
@@ -458,8 +462,13 @@ def patched(variant: Variant) -> Iterator[None]:
     def succeeded(self: Any) -> None:
         if variant.share_cut is not None:
             share(self, False)
-        saved[1](self)
-        self.concurrency = min(self.concurrency, caps.get(id(self.limits), self.concurrency))
+        cap = caps.get(id(self.limits), self.limits.max_concurrency)
+        if variant.slow_start and self.cuts == 0 and self.concurrency < cap:
+            self.concurrency += 1
+            self._changed.set()
+        else:
+            saved[1](self)
+        self.concurrency = min(self.concurrency, cap)
 
     limits.JudgeLimiter.succeeded = succeeded
     try:
@@ -476,8 +485,10 @@ def part_panel(server: Server, db: Path, *, answers: int, concurrency: int, late
     backoff_s = PanelSpec.backoff_s if variant.backoff_s is None else variant.backoff_s
     server.configure(throttle=throttle, latency_s=latency)
     progress = bench_progress()
+    cpu = time.process_time()
     with patched(variant):
         result, began, ended = run_panel(db, ["fast"], progress, backoff_s=variant.backoff_s)
+    cpu = time.process_time() - cpu
     assert result is not None
     report = server.report()
     judgments = result["judges"]["fast"]["done"]
@@ -497,7 +508,7 @@ def part_panel(server: Server, db: Path, *, answers: int, concurrency: int, late
             "concurrency_seen": limiter_seen(progress.samples, "fast"),
             # when half, 95% and all of the answers had been sent (s from the start), and the rate up to 95%
             "answers_sent_by_s": {f"{q:.0%}": round(t, 3) for q, t in at.items()},
-            "rate_to_95_per_s": bulk, "of_ideal_to_95": bulk / ideal,
+            "rate_to_95_per_s": bulk, "of_ideal_to_95": bulk / ideal, "cpu_ms_per_judgment": 1000 * cpu / judgments,
             "server_outcomes": report["models"].get(FAST, {}).get("outcomes", {}),
             "checks": checks(report, db, {"fast": FAST}, complete=True, answers=answers),
             "ideal_formula": "concurrency / (latency + f/(1-f) x t429)"}
@@ -563,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quota-throttle", type=float, default=0.0, help="random throttling in the quota part")
     p.add_argument("--free-concurrency", type=int, default=16, help="the quota part's unlimited judge")
     p.add_argument("--parts", default="threads,panel,sequential,quota")
+    p.add_argument("--repeats", type=int, default=1, help="runs of the panel part (and of each variant)")
     p.add_argument("--diagnose", action="store_true",
                    help="also run the panel part with each change of VARIANTS (patched for that run only)")
     p.add_argument("--quick", action="store_true", help="a few seconds: the plumbing only")
@@ -590,20 +602,26 @@ def main(argv: list[str] | None = None) -> int:
                 r = out["parts"]["threads"] = part_threads(server, calls, concurrency=args.concurrency,
                                                            seconds=args.threads_s)
                 print(f"boto3 alone, {args.concurrency} threads: {r['judgments_per_s']:.1f} judgments/s "
-                      f"({r['answered']} in {r['seconds']:.1f} s, {r['throttled']} throttled)")
+                      f"({r['answered']} in {r['seconds']:.1f} s, {r['throttled']} throttled, retried at once; "
+                      f"{r['cpu_ms_per_judgment']:.2f} CPU-ms a judgment)")
             variants = [v for v in VARIANTS if args.diagnose or v is VARIANTS[0]] if "panel" in parts else []
-            for variant in variants:
-                r = part_panel(server, fresh_copy(pristine, variant.name), answers=args.answers,
-                               concurrency=args.concurrency, latency=args.latency, throttle=args.throttle, t429=t429,
-                               variant=variant)
+            runs: dict[str, list[dict[str, Any]]] = {}
+            for k in range(args.repeats if variants else 0):
+                for variant in variants if k % 2 == 0 else variants[::-1]:  # the order reversed every other round
+                    r = part_panel(server, fresh_copy(pristine, variant.name), answers=args.answers,
+                                   concurrency=args.concurrency, latency=args.latency, throttle=args.throttle,
+                                   t429=t429, variant=variant)
+                    runs.setdefault(variant.name, []).append(r)
+                    print_run(r, k)
+            if runs:
+                median = out["parts"]["panel"] = median_run(runs[VARIANTS[0].name])
                 if "threads" in out["parts"]:
-                    r["of_threads"] = r["judgments_per_s"] / out["parts"]["threads"]["judgments_per_s"]
-                if variant is VARIANTS[0]:
-                    out["parts"]["panel"] = r
-                    print_panel(r)
-                else:
-                    out["parts"].setdefault("diagnosis", []).append(r)
-                    print_variant(r)
+                    median["of_threads"] = median["judgments_per_s"] / out["parts"]["threads"]["judgments_per_s"]
+                print_panel(median)
+            if args.diagnose and runs:
+                out["parts"]["diagnosis"] = {name: {key: [r[key] for r in rs] for key in DIAGNOSIS_KEYS}
+                                             for name, rs in runs.items()}
+                print_diagnosis(runs)
             if "sequential" in parts:
                 r = out["parts"]["sequential"] = part_sequential(server, calls[:args.seq_n], throttle=args.throttle)
                 print(f"sequential (the seed's loop, {SEED_SLEEP_S} s sleep): {r['judgments_per_s']:.2f} judgments/s "
@@ -636,8 +654,11 @@ def print_panel(r: dict[str, Any]) -> None:
     from engine.judging.panel import FLUSH_S
 
     f, c = r["figures"], r["concurrency_seen"]
-    print(f"panel, concurrency {r['concurrency']}: {r['judgments_per_s']:.1f} judgments/s ({r['judgments']:,} in "
-          f"{r['seconds']:.1f} s; throttled {f['throttled']}, retried {f['retried']}, failed {f['failed']})")
+    runs = f" (the median of {len(r['rates'])} runs: {', '.join(f'{x:.1f}' for x in r['rates'])})" \
+        if len(r["rates"]) > 1 else ""
+    print(f"panel, concurrency {r['concurrency']}: {r['judgments_per_s']:.1f} judgments/s{runs} ({r['judgments']:,} in "
+          f"{r['seconds']:.1f} s; throttled {f['throttled']}, retried {f['retried']}, failed {f['failed']}; "
+          f"{r['cpu_ms_per_judgment']:.2f} CPU-ms a judgment)")
     print(f"  ideal {r['ideal_per_s']:.1f}/s ({r['ideal_formula']}): panel / ideal = {r['of_ideal']:.1%} (target >= "
           f"{IDEAL_TARGET:.0%}); ideal with the panel's backoff (mean first wait {r['backoff_s']:g} s) "
           f"{r['ideal_with_backoff_per_s']:.1f}/s: {r['of_ideal_with_backoff']:.1%}"
@@ -650,12 +671,30 @@ def print_panel(r: dict[str, Any]) -> None:
     print_checks(r["checks"])
 
 
-def print_variant(r: dict[str, Any]) -> None:
+DIAGNOSIS_KEYS = ("judgments_per_s", "of_ideal", "of_ideal_to_95", "cpu_ms_per_judgment", "seconds")
+
+
+def median_run(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median judgments/s, with every run's rate."""
+    ranked = sorted(rs, key=lambda r: r["judgments_per_s"])
+    return {**ranked[(len(ranked) - 1) // 2], "rates": [r["judgments_per_s"] for r in rs]}
+
+
+def print_run(r: dict[str, Any], k: int) -> None:
     c = r["concurrency_seen"]
-    print(f"  diagnosis: {r['variant']:<58} {r['judgments_per_s']:6.1f}/s = {r['of_ideal']:6.1%} of its ideal "
-          f"({r['ideal_per_s']:.0f}/s), to 95%: {r['of_ideal_to_95']:6.1%}; concurrency median "
-          f"{c['concurrency_median']:g}, in flight median {c['in_flight_median']:g}; last answer sent at "
-          f"{r['answers_sent_by_s']['100%']:.1f} s; {'ok' if r['checks']['ok'] else 'CHECKS FAILED'}")
+    print(f"  run {k + 1}: {r['variant']:<58} {r['judgments_per_s']:6.1f}/s = {r['of_ideal']:6.1%} of ideal, to 95%: "
+          f"{r['of_ideal_to_95']:6.1%}; concurrency median {c['concurrency_median']:g}, in flight median "
+          f"{c['in_flight_median']:g}; last answer sent at {r['answers_sent_by_s']['100%']:.1f} s; "
+          f"{r['cpu_ms_per_judgment']:.2f} CPU-ms a judgment; {'ok' if r['checks']['ok'] else 'CHECKS FAILED'}")
+
+
+def print_diagnosis(runs: dict[str, list[dict[str, Any]]]) -> None:
+    print("diagnosis (median of the runs): judgments/s, of ideal (whole job), of ideal up to 95% of the answers")
+    for name, rs in runs.items():
+        med = {key: statistics.median(r[key] for r in rs) for key in DIAGNOSIS_KEYS}
+        each = ", ".join(f"{r['judgments_per_s']:.0f}" for r in rs)
+        print(f"  {name:<58} {med['judgments_per_s']:6.1f}/s {med['of_ideal']:6.1%} {med['of_ideal_to_95']:6.1%}"
+              f"  (runs: {each})")
 
 
 def print_quota(r: dict[str, Any]) -> None:
