@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from engine.judging.backend import Reply
@@ -19,22 +18,10 @@ from engine.study.rubrics import Rubric
 
 
 def stored_rubric(row: Mapping[str, Any]) -> Rubric:
-    """A ``rubrics`` row's body read again with the loader of its format (TOML, else JSON / YAML)."""
-    from engine.common.safe_load import LoadError
-    from engine.common.untrusted import parse_json, parse_toml, parse_yaml
-    from engine.study import rubrics
+    """A ``rubrics`` row's body read again (:func:`engine.study.rubrics.rubric_from_text`)."""
+    from engine.study.rubrics import rubric_from_text
 
-    body = str(row["body"])
-    raw = body.encode("utf-8")
-    path = Path(f"rubric {row.get('name')}")
-    try:
-        return rubrics._from_toml(path, raw, parse_toml(body))
-    except (LoadError, rubrics.RubricError, ValueError):
-        try:
-            doc = parse_json(body)
-        except (LoadError, ValueError):
-            doc = parse_yaml(body)
-        return rubrics._from_document(path, raw, doc)
+    return rubric_from_text(str(row["body"]), name=str(row.get("name")))
 
 
 def call_units(rubric: Rubric) -> list[str | None]:

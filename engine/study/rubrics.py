@@ -136,6 +136,21 @@ def load_rubric(source: str, *, base_dir: Path | None = None) -> Rubric:
     return rubric
 
 
+def rubric_from_text(text: str, *, name: str) -> Rubric:
+    """A rubric read from its text, as the database keeps it (a row's verbatim ``body``: the format is not
+    stored): TOML when it reads as a TOML rubric, else JSON, else YAML. ``name`` only labels messages."""
+    raw = text.encode("utf-8")
+    path = Path(f"rubric {name}")
+    try:
+        return _from_toml(path, raw, parse_toml(text))
+    except (LoadError, RubricError, ValueError):
+        try:
+            doc = parse_json(text)
+        except (LoadError, ValueError):
+            doc = parse_yaml(text)
+        return _from_document(path, raw, doc)
+
+
 def _fail(path: Path, where: str, message: str) -> RubricError:
     return RubricError(f"{path}: {where}: {message}" if where else f"{path}: {message}")
 
