@@ -12,6 +12,25 @@ CALL_COLUMNS = ("judge_id", "generation_id", "rubric_id", "metric", "attempt", "
                 "input_tokens", "output_tokens", "cost_usd", "latency_ms", "job_id", "at")
 
 
+# what the judge_calls of a judge add up to: attempts by outcome, tokens, cost, the first and last attempt's time
+CALL_FIGURES = """SELECT judge_id, count(*) AS calls, sum(outcome = 'ok') AS ok,
+                         sum(outcome = 'throttled') AS throttled, sum(outcome = 'retryable') AS retryable,
+                         sum(outcome = 'failed') AS failed,
+                         sum(sent) AS sent, IFNULL(sum(input_tokens), 0) AS input_tokens,
+                         IFNULL(sum(output_tokens), 0) AS output_tokens, IFNULL(sum(cost_usd), 0.0) AS cost_usd,
+                         min(at) AS first_at, max(at) AS last_at
+                  FROM judge_calls"""
+
+# the study's answers with no result of one judge on one metric of one rubric (params: judge, rubric, metric,
+# study)
+PENDING = """FROM generations g
+             JOIN conditions c ON c.id = g.condition_id
+             JOIN questions q ON q.id = g.question_id
+             LEFT JOIN judgments j ON j.generation_id = g.id AND j.judge_id = ? AND j.rubric_id = ?
+             LEFT JOIN judgment_scores s ON s.judgment_id = j.id AND s.metric = ?
+             WHERE c.study_id = ? AND s.judgment_id IS NULL"""
+
+
 class JudgingQueries(StoreCore):
     """Judging queries, mixed into :class:`db.store.Store`."""
 
@@ -30,13 +49,12 @@ class JudgingQueries(StoreCore):
         return self._q(
             f"""SELECT g.id AS generation_id, q.text AS question, g.variant, g.settings, g.response,
                        c.name AS condition
-                FROM generations g
-                JOIN conditions c ON c.id = g.condition_id
-                JOIN questions q ON q.id = g.question_id
-                LEFT JOIN judgments j ON j.generation_id = g.id AND j.judge_id = ? AND j.rubric_id = ?
-                LEFT JOIN judgment_scores s ON s.judgment_id = j.id AND s.metric = ?
-                WHERE c.study_id = ? AND s.judgment_id IS NULL{where}
+                {PENDING}{where}
                 ORDER BY g.id""", params)
+
+    def pending_judge_count(self, study_id: int, judge_id: int, rubric_id: int, metric: str) -> int:
+        """How many answers :meth:`pending_judge_items` would give (without reading them)."""
+        return int(self._scalar(f"SELECT count(*) {PENDING}", (judge_id, rubric_id, metric, study_id)) or 0)
 
     def record_judge_results(self, results: Iterable[dict[str, Any]]) -> int:
         """Each metric's result for one (answer, judge, rubric) — ``score`` (None: missing), ``raw`` (the reply
@@ -105,13 +123,7 @@ class JudgingQueries(StoreCore):
         if since is not None:
             where.append("at >= ?")
             params.append(since)
-        rows = self._q(
-            f"""SELECT judge_id, count(*) AS calls, sum(outcome = 'ok') AS ok, sum(outcome = 'throttled') AS throttled,
-                       sum(outcome = 'retryable') AS retryable, sum(outcome = 'failed') AS failed,
-                       sum(sent) AS sent, IFNULL(sum(input_tokens), 0) AS input_tokens,
-                       IFNULL(sum(output_tokens), 0) AS output_tokens, IFNULL(sum(cost_usd), 0.0) AS cost_usd,
-                       min(at) AS first_at, max(at) AS last_at
-                FROM judge_calls WHERE {' AND '.join(where)} GROUP BY judge_id""", params)
+        rows = self._q(f"{CALL_FIGURES} WHERE {' AND '.join(where)} GROUP BY judge_id", params)
         return {int(r["judge_id"]): r for r in rows}
 
     def last_judge_errors(self, judge_id: int, *, limit: int = 5) -> list[dict[str, Any]]:
@@ -165,11 +177,5 @@ class JudgingQueries(StoreCore):
         first and last time): what the Judges screen adds to the totals it holds, so that a poll while a
         panel logs thousands of calls a minute reads what is new, not every call ever made."""
         last = int(self._scalar("SELECT IFNULL(max(id), 0) FROM judge_calls") or 0)
-        rows = self._q(
-            """SELECT judge_id, count(*) AS calls, sum(outcome = 'ok') AS ok, sum(outcome = 'throttled') AS throttled,
-                      sum(outcome = 'retryable') AS retryable, sum(outcome = 'failed') AS failed,
-                      sum(sent) AS sent, IFNULL(sum(input_tokens), 0) AS input_tokens,
-                      IFNULL(sum(output_tokens), 0) AS output_tokens, IFNULL(sum(cost_usd), 0.0) AS cost_usd,
-                      min(at) AS first_at, max(at) AS last_at
-               FROM judge_calls WHERE id > ? AND id <= ? GROUP BY judge_id""", (after_id, last))
+        rows = self._q(f"{CALL_FIGURES} WHERE id > ? AND id <= ? GROUP BY judge_id", (after_id, last))
         return last, {int(r["judge_id"]): r for r in rows}

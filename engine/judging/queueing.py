@@ -98,7 +98,7 @@ def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None
     for judge in panel:
         for unit in units:
             metric = unit or parsed.metrics[0].name
-            out.calls += len(store.pending_judge_items(study_id, int(judge["id"]), int(row["id"]), metric))
+            out.calls += store.pending_judge_count(study_id, int(judge["id"]), int(row["id"]), metric)
     payload = spec.as_payload()
     out.skipped = not_queued_because(store, "judge", payload, dry_run=dry_run, again=again)
     if out.skipped is not None:
