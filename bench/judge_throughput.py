@@ -4,7 +4,9 @@ loop; nothing lost or paid twice; per-model quotas kept, the slowest judge stall
 
 The server is tests/converse_server.py (real HTTP on 127.0.0.1, boto3 signing and parsing as against AWS),
 run in a process of its own (as Bedrock is elsewhere: its threads do not take the panel's CPU or GIL) and
-reached through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` with fake keys. The study is the example study
+reached through ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` with fake keys; its handler sends with TCP_NODELAY
+(as shipped, an answer waits 40 ms for the client's delayed ACK between its headers and body: measured
+44 ms a round trip against 1.2 ms). The study is the example study
 (data/studies/insecure_code.toml, rubric aligned-coherent: two calls an answer, one per metric) in a
 temporary database, with ``--answers`` answers and the bench's own judges. A *judgment* is one (answer,
 judge, metric) result: one answered call.
@@ -21,7 +23,10 @@ Parts (``--parts``, in this order):
   judgment takes 1/(1-f) attempts on average, the f/(1-f) extra ones each a 429's round trip (t429,
   measured here). Backing off after a 429 is the client's choice, so it is not in the ideal; the panel's
   own policy (``backoff_s`` mean first wait) gives the second figure, ``ideal with backoff``. Target:
-  panel >= 90% of ideal.
+  panel >= 90% of ideal. Also printed: the judge's limiter (concurrency, calls in flight) every FLUSH_S,
+  when half / 95% / all of the answers were sent and the rate up to 95% (the rest is the last retries'
+  backoff), CPU-ms a judgment (this process; the server's not counted). ``--repeats N``: N runs, the
+  median reported.
 - **sequential**: the seed study's loop over the first ``--seq-n`` of the same prompts — one boto3 call at a
   time (botocore's default retries, as the seed had), the reply's number read, then ``time.sleep(0.4)``.
   Target: panel >= 50x it.
@@ -35,7 +40,12 @@ Parts (``--parts``, in this order):
   from it between the start and the cancel; target >= 90% of its quota (free: of its ideal,
   concurrency / latency); its quota 429s are compared with what its limiter allows: the bucket's burst
   (requests_per_minute / 60 x BURST_S requests) — a full bucket at the start is sent at once, and a
-  sliding window sees it twice.
+  sliding window sees it twice. The 429s are also counted per window (at most the burst each).
+- **diagnosis** (``--diagnose``, with the panel part; ``--only TEXT`` picks variants): the panel part again
+  with each change of :data:`VARIANTS` patched in for its run only (start at max_concurrency; slow start;
+  a cut only when > 25% of the last 100 attempts were 429s; twice as many workers as the limiter lets
+  calls out; a shorter first backoff), each on a fresh copy of the database, the order reversed every
+  other round: the evidence for what the panel should change. engine/judging is not edited.
 
 Checked in every panel part: every (answer, judge, metric) has a result (panel: all; quota: every answered
 call), the server answered no (model, prompt) twice (``paid_twice``), and the server's requests equal the
@@ -43,7 +53,8 @@ call), the server answered no (model, prompt) twice (``paid_twice``), and the se
 
 Usage:
     python bench/judge_throughput.py [--answers 1000] [--latency 0.2] [--throttle 0.1] [--concurrency 64]
-                                     [--seq-n 20] [--quota-s 30] [--json FILE]
+                                     [--seq-n 20] [--quota-s 20] [--repeats 1] [--json FILE]
+    python bench/judge_throughput.py --diagnose --repeats 3 --json FILE  # + every variant (~10 minutes)
     python bench/judge_throughput.py --quick --json /tmp/j.json      # seconds: the plumbing only
 """
 
@@ -426,6 +437,8 @@ VARIANTS = (
     Variant("slow start + cut at > 25% + 2x workers + backoff 0.05 s", slow_start=True, share_cut=0.25, workers=2,
             backoff_s=0.05),
     Variant("slow start + cut at > 25% + backoff 0.05 s", slow_start=True, share_cut=0.25, backoff_s=0.05),
+    Variant("start at max + cut at > 25% + 2x workers + backoff 0.05 s", start_at_max=True, share_cut=0.25,
+            workers=2, backoff_s=0.05),
 )
 
 
@@ -577,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="runs of the panel part (and of each variant)")
     p.add_argument("--diagnose", action="store_true",
                    help="also run the panel part with each change of VARIANTS (patched for that run only)")
+    p.add_argument("--only", default="", help="with --diagnose: only the variants whose name has this text")
     p.add_argument("--quick", action="store_true", help="a few seconds: the plumbing only")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
@@ -604,7 +618,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"boto3 alone, {args.concurrency} threads: {r['judgments_per_s']:.1f} judgments/s "
                       f"({r['answered']} in {r['seconds']:.1f} s, {r['throttled']} throttled, retried at once; "
                       f"{r['cpu_ms_per_judgment']:.2f} CPU-ms a judgment)")
-            variants = [v for v in VARIANTS if args.diagnose or v is VARIANTS[0]] if "panel" in parts else []
+            variants = [v for v in VARIANTS if v is VARIANTS[0] or (args.diagnose and args.only in v.name)]
+            variants = variants if "panel" in parts else []
             runs: dict[str, list[dict[str, Any]]] = {}
             for k in range(args.repeats if variants else 0):
                 for variant in variants if k % 2 == 0 else variants[::-1]:  # the order reversed every other round
