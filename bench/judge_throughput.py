@@ -22,7 +22,7 @@ Parts (``--parts``, in this order):
   takes ``--latency`` (the server's injected delay); with a share f of attempts throttled at random, a
   judgment takes 1/(1-f) attempts on average, the f/(1-f) extra ones each a 429's round trip (t429,
   measured here). Backing off after a 429 is the client's choice, so it is not in the ideal; the panel's
-  own policy (``backoff_s`` mean first wait) gives the second figure, ``ideal with backoff``. Target:
+  own policy (``throttle_backoff_s``, a 429's mean first wait) gives the second figure, ``ideal with backoff``. Target:
   panel >= 90% of ideal. Also printed: the judge's limiter (concurrency, calls in flight) every FLUSH_S,
   when half / 95% / all of the answers were sent and the rate up to 95% (the rest is the last retries'
   backoff), CPU-ms a judgment (this process; the server's not counted). ``--repeats N``: N runs, the
@@ -42,10 +42,9 @@ Parts (``--parts``, in this order):
   (requests_per_minute / 60 x BURST_S requests) — a full bucket at the start is sent at once, and a
   sliding window sees it twice. The 429s are also counted per window (at most the burst each).
 - **diagnosis** (``--diagnose``, with the panel part; ``--only TEXT`` picks variants): the panel part again
-  with each change of :data:`VARIANTS` patched in for its run only (start at max_concurrency; slow start;
-  a cut only when > 25% of the last 100 attempts were 429s; twice as many workers as the limiter lets
-  calls out; a shorter first backoff), each on a fresh copy of the database, the order reversed every
-  other round: the evidence for what the panel should change. engine/judging is not edited.
+  with each change of :data:`VARIANTS` patched in for its run only (no random throttling; the limiter
+  starting at max_concurrency instead of its slow start from 8; a 429's first backoff at 1 s, as an error's),
+  each on a fresh copy of the database, the order reversed every other round. engine/judging is not edited.
 
 Checked in every panel part: every (answer, judge, metric) has a result (panel: all; quota: every answered
 call), the server answered no (model, prompt) twice (``paid_twice``), and the server's requests equal the
@@ -73,7 +72,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -371,7 +370,7 @@ def limiter_seen(samples: list[tuple[str, int, int]], judge: str) -> dict[str, A
 
 
 def run_panel(db: Path, judges: list[str], progress: Any = None, *,
-              backoff_s: float | None = None) -> tuple[dict[str, Any] | None, float, float]:
+              throttle_backoff_s: float | None = None) -> tuple[dict[str, Any] | None, float, float]:
     """The panel over every answer by ``judges``, queued as ``emtui judge`` queues it; (its result — None when
     cancelled —, start, end)."""
     from db import open_store
@@ -381,7 +380,8 @@ def run_panel(db: Path, judges: list[str], progress: Any = None, *,
 
     with open_store(db) as store:
         queued = queue_judging(store, study="insecure-code-demo", judges=judges)
-        spec = queued.spec if backoff_s is None else replace(queued.spec, backoff_s=backoff_s)
+        spec = (queued.spec if throttle_backoff_s is None
+                else replace(queued.spec, throttle_backoff_s=throttle_backoff_s))
         began = time.monotonic()
         try:
             result = asyncio.run(judge_panel(spec, store=store, progress=progress, job_id=queued.job_id))
@@ -411,83 +411,38 @@ def checks(report: dict[str, Any], db: Path, judges: dict[str, str], *, complete
 
 @dataclass(frozen=True)
 class Variant:
-    """The panel as shipped, or with one of the changes the diagnosis tries (patched for that run only)."""
+    """The panel as shipped, or with one change the diagnosis tries (patched for that run only)."""
 
     name: str
-    start_at_max: bool = False        # the limiter starts at max_concurrency (shipped: 8)
-    slow_start: bool = False          # until its first cut, the limiter grows by one a success (shipped: by
-                                      # one after as many successes as it allows in flight)
-    share_cut: float | None = None    # cut only when this share of the last SHARE_OF attempts were 429s
-    backoff_s: float | None = None    # the retry's mean first wait (shipped: PanelSpec.backoff_s)
-    throttle: float | None = None     # the server's random throttling (None: --throttle)
-    workers: int | None = None        # the panel's workers (shipped: max_concurrency); the limiter still
-                                      # lets at most max_concurrency calls out at once
+    start_at_max: bool = False               # the limiter starts at max_concurrency (shipped: 8, slow start)
+    throttle_backoff_s: float | None = None  # a 429's mean first wait (shipped: PanelSpec.throttle_backoff_s)
+    throttle: float | None = None            # the server's random throttling (None: --throttle)
 
 
-SHARE_OF, SHARE_MIN = 100, 50
 VARIANTS = (
     Variant("shipped"),
     Variant("shipped, no random throttling", throttle=0.0),
-    Variant("start at max, no random throttling", start_at_max=True, throttle=0.0),
-    Variant("slow start, no random throttling", slow_start=True, throttle=0.0),
-    Variant("cut only at > 25% throttled", share_cut=0.25),
-    Variant("start at max + cut at > 25%", start_at_max=True, share_cut=0.25),
-    Variant("slow start + cut at > 25%", slow_start=True, share_cut=0.25),
-    Variant("slow start + cut at > 25% + 2x workers", slow_start=True, share_cut=0.25, workers=2),
-    Variant("slow start + cut at > 25% + 2x workers + backoff 0.05 s", slow_start=True, share_cut=0.25, workers=2,
-            backoff_s=0.05),
-    Variant("slow start + cut at > 25% + backoff 0.05 s", slow_start=True, share_cut=0.25, backoff_s=0.05),
-    Variant("start at max + cut at > 25% + 2x workers + backoff 0.05 s", start_at_max=True, share_cut=0.25,
-            workers=2, backoff_s=0.05),
+    Variant("start at max", start_at_max=True),
+    Variant("throttle backoff 1 s (as an error's)", throttle_backoff_s=1.0),
 )
 
 
 @contextmanager
 def patched(variant: Variant) -> Iterator[None]:
     """The engine as ``variant`` says, restored afterwards (the bench's diagnosis only)."""
-    from engine.judging import limits, panel
+    from engine.judging import panel
 
-    saved = (panel.default_limits, limits.JudgeLimiter.succeeded, limits.JudgeLimiter.throttled)
-    caps: dict[int, int] = {}    # id(Limits) -> the judge's own max_concurrency, where workers exceed it
-    if variant.start_at_max or variant.workers:
+    saved = panel.default_limits
+    if variant.start_at_max:
         def limits_of(provider: str, model: str, params: Any) -> Any:
-            found = saved[0](provider, model, params)
-            start = found.max_concurrency if variant.start_at_max else found.start_concurrency
-            changed = replace(found, start_concurrency=start,
-                              max_concurrency=found.max_concurrency * (variant.workers or 1))
-            caps[id(changed)] = found.max_concurrency
-            return changed
+            found = saved(provider, model, params)
+            return replace(found, start_concurrency=found.max_concurrency)
 
         panel.default_limits = limits_of
-    if variant.share_cut is not None:
-        def share(self: Any, throttled: bool) -> float:
-            """The share of 429s among the judge's last SHARE_OF attempts (0 until there are SHARE_MIN)."""
-            ends = self.__dict__.setdefault("_bench_ends", deque(maxlen=SHARE_OF))
-            ends.append(throttled)
-            return sum(ends) / len(ends) if len(ends) >= SHARE_MIN else 0.0
-
-        def throttled(self: Any) -> None:
-            if share(self, True) > variant.share_cut:
-                saved[2](self)
-
-        limits.JudgeLimiter.throttled = throttled
-
-    def succeeded(self: Any) -> None:
-        if variant.share_cut is not None:
-            share(self, False)
-        cap = caps.get(id(self.limits), self.limits.max_concurrency)
-        if variant.slow_start and self.cuts == 0 and self.concurrency < cap:
-            self.concurrency += 1
-            self._changed.set()
-        else:
-            saved[1](self)
-        self.concurrency = min(self.concurrency, cap)
-
-    limits.JudgeLimiter.succeeded = succeeded
     try:
         yield
     finally:
-        panel.default_limits, limits.JudgeLimiter.succeeded, limits.JudgeLimiter.throttled = saved
+        panel.default_limits = saved
 
 
 def part_panel(server: Server, db: Path, *, answers: int, concurrency: int, latency: float, throttle: float,
@@ -495,12 +450,12 @@ def part_panel(server: Server, db: Path, *, answers: int, concurrency: int, late
     from engine.judging.panel import PanelSpec
 
     throttle = throttle if variant.throttle is None else variant.throttle
-    backoff_s = PanelSpec.backoff_s if variant.backoff_s is None else variant.backoff_s
+    backoff_s = PanelSpec.throttle_backoff_s if variant.throttle_backoff_s is None else variant.throttle_backoff_s
     server.configure(throttle=throttle, latency_s=latency)
     progress = bench_progress()
     cpu = time.process_time()
     with patched(variant):
-        result, began, ended = run_panel(db, ["fast"], progress, backoff_s=variant.backoff_s)
+        result, began, ended = run_panel(db, ["fast"], progress, throttle_backoff_s=variant.throttle_backoff_s)
     cpu = time.process_time() - cpu
     assert result is not None
     report = server.report()

@@ -346,6 +346,7 @@ def _input_text(body: dict[str, Any]) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"    # keep-alive, as botocore's connection pool expects of Bedrock
+    disable_nagle_algorithm = True   # else a reply's body waits ~40 ms for the client's delayed ACK
     timeout = 10                     # an idle keep-alive connection's thread ends after this
     server_version = "emtui-test-converse/1"
     server: _Server

@@ -144,6 +144,40 @@ def test_a_throttled_judge_is_cut_back_and_the_other_is_not_held_up(study_db, co
     assert haiku["throttled"] == 0 and haiku["failed"] == 0
 
 
+def test_a_call_waiting_out_its_backoff_holds_no_worker(study_db, converse_server):
+    """One slot (max_concurrency 1): while the throttled call waits its 1.5 s, the slot sends the other calls
+    (a worker asleep in a backoff left its slot idle: 10.8% of ideal in the bench at 10% throttled)."""
+    server = converse_server(reply=reply, latency_s=0.01)
+    with open_store(study_db) as store:
+        with store.transaction():
+            store.conn.execute("UPDATE judges SET params = json_set(params, '$.max_concurrency', 1) "
+                               "WHERE name = 'haiku'")
+    server.fail_next("throttle", 1, model=HAIKU, retry_after=1.5)
+    result = run_panel(study_db, judges=["haiku"])
+    assert len(scores(study_db)) == N_ANSWERS * 2 and not server.paid_twice()
+    assert result["judges"]["haiku"]["throttled"] == 1 and result["judges"]["haiku"]["retried"] == 1
+    order = [r["prompt_sha"] for r in server.requests]
+    first = order[0]  # the throttled call; its retry came after every other call was answered
+    assert order.count(first) == 2 and order.index(first, 1) == len(order) - 1 == N_ANSWERS * 2
+
+
+def test_throttling_is_retried_past_max_attempts_with_short_backoffs(study_db, converse_server):
+    """Throttled attempts have their own, larger bound (max_throttled) and short backoffs: one answer's two
+    calls meet 13 429s in a row, so one call is throttled at least 7 times — past max_attempts (6), which
+    bounds errors — and both still end in their answers."""
+    import dataclasses
+
+    server = converse_server(reply=reply)
+    server.fail_next("throttle", 13, model=HAIKU)
+    with open_store(study_db) as store:
+        queued = queue_judging(store, study="insecure-code-demo", judges=["haiku"])
+        spec = dataclasses.replace(queued.spec, generation_ids=(1,), throttle_backoff_s=0.005)
+        result = asyncio.run(judge_panel(spec, store=store, job_id=queued.job_id))
+    got = scores(study_db)
+    assert len(got) == 2 and None not in got.values() and not server.paid_twice()
+    assert result["judges"]["haiku"]["throttled"] == 13 and result["judges"]["haiku"]["failed"] == 0
+
+
 def test_a_judge_job_through_a_worker(study_db, converse_server, run_cli):
     server = converse_server(reply=reply)
     r = run_cli("judge", "--db", str(study_db), "--study", "insecure-code-demo", "--dry-run")

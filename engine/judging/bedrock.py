@@ -112,6 +112,10 @@ class BedrockBackend:
                     self._client = self._make_client()
         return self._client
 
+    def warm(self) -> None:
+        """Make the client now (the panel does, in a thread, while it reads its plan)."""
+        self.client()
+
     def _make_client(self) -> Any:
         import boto3
         from botocore.config import Config
