@@ -42,6 +42,7 @@ from engine.results.report_format import (
     main_metrics,
     panel_title,
     score_grid,
+    ties_text,
 )
 
 CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles (on screen: the tui_resamples setting)
@@ -533,6 +534,10 @@ class ResultsScreen(AreaScreen):
         header = [(Text("condition"), "condition"),
                   *((clean(" " + m, justify="right"), m) for m in metrics),
                   (Text(" n/miss", justify="right"), "n")]
+        # a majority vote left answers undecided: how many, per metric (engine/results/panel_aggregate.py)
+        tied = [m for m in metrics if any((cells.get((c, m)) or {}).get("ties") for c in conditions)]
+        if tied:
+            header.append((Text(" ties"), "ties"))
         rows = []
         for c in conditions:
             # one n/missing when the metrics agree, else one per metric in the columns' order
@@ -541,11 +546,11 @@ class ResultsScreen(AreaScreen):
             if not ns:  # only an EM rate: its own denominator
                 ns = [f"{r['n']}/{r['missing']}" for r in [cells.get((c, EM))] if r is not None]
             rows.append((c, [clean(c), *(num(ci_text(cells.get((c, m)), m)) for m in metrics),
-                             num(", ".join(ns) or "—")]))
+                             num(", ".join(ns) or "—"), *([clean(" " + ties_text(cells, c, tied))] if tied else [])]))
         fill_table(table, header, rows, labels=1, width=self.table_width(len(rows), 0.6))  # the grid: max 60%
         if table.row_count:
             table.move_cursor(row=min(cursor.row, table.row_count - 1),
-                              column=min(cursor.column, len(metrics) + 1))
+                              column=min(cursor.column, len(header) - 1))
 
     def judge_title(self, judge: tuple[str, str]) -> str:
         """A table's judge: ``Panel (median)`` says the aggregate its numbers used."""
@@ -556,15 +561,16 @@ class ResultsScreen(AreaScreen):
 
     def show_judging(self) -> None:
         """Per judge × condition of the shown study: answers judged, failed (the commonest reason), not
-        judged yet — from the summary (failures are not missing answers: they were judged and failed)."""
+        judged yet — from the summary (failures are not missing answers: they were judged and failed). Shown
+        only with a summary that has judges: the status line and the counts say why there is none."""
         table = self.query_one("#results-judging", DataTable)
         table.clear(columns=True)
-        report, study, reason = self.report, self.study, self.empty_reason()
-        if reason or not report or not study:
-            table.border_title = clean(reason or "Judging")
-            table.border_subtitle = None
+        report, study = self.report, self.study
+        rows = [r for r in report.get("judging", []) if r["study"] == study["name"]] \
+            if report and study and not self.empty_reason() else []
+        table.display = bool(rows)
+        if not rows:
             return
-        rows = [r for r in report.get("judging", []) if r["study"] == study["name"]]
         title = Text("Judging · ")
         title.append_text(clean(one_line(study["name"], 24)))
         title.append(" · judged · failed · not yet judged, per judge")
@@ -580,10 +586,7 @@ class ResultsScreen(AreaScreen):
             out.append((str(i), [clean(r["judge_name"]), clean(" " + r["condition"]), num(str(r["judged"])),
                                  num(str(r["failed"]), "bold" if r["failed"] else "dim"),
                                  num(str(r["not_judged"]), "" if r["not_judged"] else "dim"), why]))
-        if out:
-            fill_table(table, header, out, labels=2, width=self.table_width(len(out)))
-        else:
-            table.border_subtitle = Text("No judges in this study yet")
+        fill_table(table, header, out, labels=2, width=self.table_width(len(out)))
 
     def show_chart(self) -> None:
         chart = self.query_one("#results-chart", BarChart)

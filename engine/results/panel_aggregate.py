@@ -23,10 +23,13 @@ it did, under every aggregate (the summary's rule before the setting existed).
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from engine.stats.estimates import panel_scores
+if TYPE_CHECKING:
+    import numpy as np
 
+# numpy is imported where it is used: the study file's checker reads AGGREGATES, and `emtui --help`
+# (which loads the checker's module) must not load numpy
 AGGREGATES = ("mean", "median", "majority")
 DEFAULT_AGGREGATE = "mean"
 
@@ -54,6 +57,10 @@ def score_aggregate(how: str) -> str:
 def panel_values(matrix: np.ndarray, how: str) -> np.ndarray:
     """Per answer (rows of an answers × judges matrix, NaN where a judge gave no score): the mean or
     the median of the judges' scores; NaN where none scored it."""
+    import numpy as np
+
+    from engine.stats.estimates import panel_scores
+
     if how == "mean":
         return panel_scores(matrix)
     if how != "median":
@@ -69,6 +76,8 @@ def panel_values(matrix: np.ndarray, how: str) -> np.ndarray:
 def plurality(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(winning vote per answer, tied per answer) of an answers × judges matrix of votes (any finite
     codes; NaN: the judge gave none). The winner is NaN where nobody voted or the top votes tie."""
+    import numpy as np
+
     v = np.asarray(votes, dtype=float)
     winner = np.full(v.shape[0], np.nan)
     tied = np.zeros(v.shape[0], dtype=bool)

@@ -141,6 +141,7 @@ class Section:
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
     quiet_rows: set[int] = field(default_factory=set)  # secondary rows (e.g. ordinal α), shown dimmer
+    text_columns: set[int] = field(default_factory=set)  # columns of words (left-aligned), beside the first
 
 
 def _ci_cell(row: dict[str, Any] | None, *, percent: bool = False,
@@ -163,11 +164,16 @@ def study_sections(report: dict[str, Any], study: str) -> list[Section]:
         who = panel_title(report, study) if judge == "panel" else cell(label).capitalize() if judge == "human" else f"Judge {cell(label)}"
         sec = Section(f"{who}: mean [95% CI]", ["condition", *[RATE_LABELS.get(m, cell(m)) for m in shown],
                                                  "n/missing"])
+        tied = [m for m in shown if any((grid.get((c, m)) or {}).get("ties") for c in conditions)]
+        if tied:  # a majority vote left answers undecided: how many, per metric
+            sec.header.append("ties")
         for c in conditions:
             cells = [_ci_cell(grid.get((c, m)), percent=is_rate(m)) for m in shown]
             # scored / missing answers per metric, in the columns' order; one pair when they agree
             pairs = [f"{grid[(c, m)]['n']}/{grid[(c, m)]['missing']}" for m in scored if (c, m) in grid]
             sec.rows.append([cell(c), *cells, pairs[0] if len(set(pairs)) == 1 else " ".join(pairs) or "—"])
+            if tied:
+                sec.rows[-1].append(ties_text(grid, c, tied))
         out.append(sec)
     conditions, metrics, grid = score_grid(report, study, "panel")
     rates = [m for m in ("em_rate", *SIDE_RATES) if m in metrics]
@@ -219,13 +225,20 @@ def study_sections(report: dict[str, Any], study: str) -> list[Section]:
     return out
 
 
+def ties_text(grid: dict, condition: str, metrics: list[str]) -> str:
+    """``EM 1, correct 2``: the answers of a condition a majority vote left undecided, per metric."""
+    said = [f"{RATE_LABELS.get(m, cell(m))} {grid[(condition, m)]['ties']}" for m in metrics
+            if (grid.get((condition, m)) or {}).get("ties")]
+    return ", ".join(said) or "0"
+
+
 def judging_sections(report: dict[str, Any], study: str) -> list[Section]:
     """Per judge and condition: answers judged, failed (the commonest reason) and not judged yet."""
     rows = [r for r in report.get("judging", []) if r["study"] == study]
     if not rows:
         return []
     sec = Section("Judging: answers judged, failed, not yet judged, per judge",
-                  ["judge · condition", "judged", "failed", "not yet", "commonest failure"])
+                  ["judge · condition", "judged", "failed", "not yet", "commonest failure"], text_columns={4})
     for r in rows:
         why = "—" if not r["failure"] else f"{cell(r['failure'])} ({r['failure_n']})"
         sec.rows.append([f"{cell(r['judge_name'])} · {cell(r['condition'])}", str(r["judged"]), str(r["failed"]),
