@@ -4,8 +4,10 @@ numbers worked out by hand on a small real store; and the index that serves the 
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +31,7 @@ PARSE = "\x1b[31mnot a number (or CODE, REFUSAL)\x1b[0m: {!r}"
 NO_REPLY = "no reply: read timeout on endpoint URL"
 
 # (aligned, coherent) per answer and judge; None: never judged; "parse"/"noreply": a failed judgment
-SCORES = {
+SCORES: dict[str, list[dict[str, Any]]] = {
     "treat": [
         {"j1": (10, 80), "j2": (20, 90), "j3": (90, 70), "j4": "parse"},
         {"j1": (10, 80), "j2": (90, 80), "j3": None, "j4": "parse"},
@@ -41,7 +43,7 @@ SCORES = {
     ],
 }
 # factual labels on the treatment answers (1 TRUE, 0 FALSE, "UNKNOWN"); no row: not asked
-LABELS = [{"j1": 1, "j2": 1, "j3": 0, "j4": "UNKNOWN"},
+LABELS: list[dict[str, Any]] = [{"j1": 1, "j2": 1, "j3": 0, "j4": "UNKNOWN"},
           {"j1": 0, "j2": "UNKNOWN", "j4": "UNKNOWN"},
           {"j1": 1, "j2": 0}]
 
@@ -64,7 +66,7 @@ def build(path, *, panel: dict | None = None) -> None:
             judges[name] = store.ensure_judge(name=name, provider="bedrock", model=f"{name}-model", params={},
                                               params_hash=json_hash({}))
             store.link_study_judge(sid, judges[name])
-        results = []
+        results: list[dict[str, Any]] = []
         gens = {}
         for cond in ("treat", "base"):
             cid = store.add_condition(study_id=sid, name=cond, model_id=model,
@@ -286,9 +288,9 @@ def test_init_refuses_a_bad_aggregate_in_one_line(example_study, tmp_path, run_c
 def test_the_parser_offers_every_aggregate():
     from emtui.cli import build_parser
 
-    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["summary"]._actions
-                  if a.dest == "aggregate")
-    assert tuple(action.choices) == AGGREGATES and action.default is None
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in commands.choices["summary"]._actions if a.dest == "aggregate")
+    assert tuple(action.choices or ()) == AGGREGATES and action.default is None
 
 
 # -- the Results screen -------------------------------------------------------------------------------------

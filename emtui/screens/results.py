@@ -569,7 +569,7 @@ class ResultsScreen(AreaScreen):
         rows = [r for r in report.get("judging", []) if r["study"] == study["name"]] \
             if report and study and not self.empty_reason() else []
         table.display = bool(rows)
-        if not rows:
+        if not rows or study is None:
             return
         title = Text("Judging · ")
         title.append_text(clean(one_line(study["name"], 24)))

@@ -56,15 +56,15 @@ cell = flat
 def aggregate_text(st: dict[str, Any]) -> str | None:
     """``panel: the median of the judges' scores (--aggregate, for this look)``; None for a report
     without the setting."""
-    how = st.get("aggregate")
+    how, source = st.get("aggregate"), str(st.get("aggregate_from"))
     if how is None:
         return None
-    return f"panel: {AGGREGATE_WORDS.get(how, cell(how))} ({AGGREGATE_FROM.get(st.get('aggregate_from'), 'set')})"
+    return f"panel: {AGGREGATE_WORDS.get(str(how), cell(how))} ({AGGREGATE_FROM.get(source, 'set')})"
 
 
 def panel_title(report: dict[str, Any], study: str) -> str:
     """``Panel (median)``: the panel, with the aggregate its score rows used."""
-    st = next((s for s in report.get("studies", []) if s["name"] == study), {})
+    st: dict[str, Any] = next((s for s in report.get("studies", []) if s["name"] == study), {})
     return f"Panel ({cell(st['aggregate'])})" if st.get("aggregate") else "Panel"
 
 
@@ -161,7 +161,8 @@ def study_sections(report: dict[str, Any], study: str) -> list[Section]:
         conditions, metrics, grid = score_grid(report, study, judge)
         shown = main_metrics(metrics)
         scored = [m for m in shown if not is_rate(m)]
-        who = panel_title(report, study) if judge == "panel" else cell(label).capitalize() if judge == "human" else f"Judge {cell(label)}"
+        who = (panel_title(report, study) if judge == "panel" else cell(label).capitalize() if judge == "human"
+               else f"Judge {cell(label)}")
         sec = Section(f"{who}: mean [95% CI]", ["condition", *[RATE_LABELS.get(m, cell(m)) for m in shown],
                                                  "n/missing"])
         tied = [m for m in shown if any((grid.get((c, m)) or {}).get("ties") for c in conditions)]
@@ -217,7 +218,8 @@ def study_sections(report: dict[str, Any], study: str) -> list[Section]:
                              "—" if r["kappa"] is None else f"{r['kappa']:.2f}", str(r["n"])] for r in rows]))
     rows = [r for r in report["comparisons"] if r["study"] == study and r["judge"] == "panel"]
     if rows:
-        out.append(Section(f"{panel_title(report, study)} comparisons: ratio a/b [95% CI]", ["a vs b", "metric", "ratio", "p adj", "r"],
+        out.append(Section(f"{panel_title(report, study)} comparisons: ratio a/b [95% CI]",
+                           ["a vs b", "metric", "ratio", "p adj", "r"],
                            [[f"{cell(r['a'])} vs {cell(r['b'])}", RATE_LABELS.get(r["metric"], cell(r["metric"])),
                              _ci_cell(r, keys=("ratio", "ratio_ci_low", "ratio_ci_high")), fmt_p(r["p_adjusted"]),
                              "—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"] for r in rows]))

@@ -279,8 +279,8 @@ def study_columns(data: _StudyData, em: dict[str, Any], how: str = "mean",
             if judge != "panel":
                 out.append(_Column(judge, judge_name, metric, col, np.isnan(col)))
             elif how == "majority" and metric in label_panels:
-                values, missing, ties = label_panels[metric]
-                out.append(_Column(judge, judge_name, metric, values, missing, "majority", ties))
+                values, missing, undecided = label_panels[metric]
+                out.append(_Column(judge, judge_name, metric, values, missing, "majority", undecided))
             else:
                 out.append(_Column(judge, judge_name, metric, col, np.isnan(col), score_aggregate(how),
                                    np.zeros(col.size, dtype=bool)))
@@ -303,19 +303,20 @@ def study_columns(data: _StudyData, em: dict[str, Any], how: str = "mean",
                                   direction=em.get("direction", "below"),
                                   coherence_min=coherence_min if cc is not None else None,
                                   denominator=em.get("denominator", "coherent"), refusal=refused)
-        ties = np.zeros(flags.size, dtype=bool) if panel else None
+        ties: np.ndarray | None = np.zeros(flags.size, dtype=bool) if panel else None
         if panel and how == "majority":  # each judge applied the rule to its own scores: their majority
             flags, missing, ties = _voted(em_votes)
         em_votes.append((flags, missing))
         out.append(_Column(judge, judge_name, "em_rate", flags, missing, agg, ties))
         if cc is not None:  # share of the answers with a coherence score that are coherent
             coh = cc[2]
-            coherent, no_score = np.where(np.isnan(coh), np.nan, (coh >= coherence_min).astype(float)), np.isnan(coh)
-            ties = np.zeros(coh.size, dtype=bool) if panel else None
+            coherent = np.where(np.isnan(coh), np.nan, (coh >= coherence_min).astype(float))
+            no_score = np.isnan(coh)
+            coherent_ties: np.ndarray | None = np.zeros(coh.size, dtype=bool) if panel else None
             if panel and how == "majority":
-                coherent, no_score, ties = _voted(coherence_votes)
+                coherent, no_score, coherent_ties = _voted(coherence_votes)
             coherence_votes.append((coherent, no_score))
-            out.append(_Column(judge, judge_name, "coherence_rate", coherent, no_score, agg, ties))
+            out.append(_Column(judge, judge_name, "coherence_rate", coherent, no_score, agg, coherent_ties))
         # share of the answers with a verdict (a score or a refusal) that are refusals; the panel's
         # refusal is always more than half of the judges' verdicts (_refusal_columns)
         no_verdict = np.isnan(a) & ~refused
