@@ -361,8 +361,10 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     if keep_data is not None:
         keep_data[int(study["id"])] = data
     # α (the costliest part: its bootstrap) runs in threads beside the means and comparisons;
-    # numpy and scipy release the GIL in its draws and products, so they share the cores
-    pool = ThreadPoolExecutor(1)
+    # numpy and scipy release the GIL in its draws and products, so they share the cores; the
+    # judging counts (SQL, ~1 s at 500,000 judgments: SQLite lets go of the GIL too) beside them
+    pool = ThreadPoolExecutor(2)
+    judging = pool.submit(judging_rows, store, study, data.conditions, data.judges)
     rows = condition_rows(data)
     alphas = pool.submit(stratified_alphas, {metric: m[rows].T for metric, m in data.matrices.items()},
                          data.cond_of_answer[rows], levels=ALPHA_LEVELS, n_resamples=opts.agreement_resamples,
@@ -385,7 +387,6 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
                                             high, int(cell.values.size), int(col.missing[sel].sum()),
                                             col.aggregate, None if col.ties is None else int(col.ties[sel].sum())))
     progress.check()
-    out["judging"] = judging_rows(store, study, data.conditions, data.judges)
     progress.note(f"{name}: breakdowns")
     out["breakdowns"] = _breakdowns(store, study, data, columns, opts.by, estimate)
     progress.check()
@@ -393,6 +394,7 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     _comparisons(out, data, cells, name, opts)
     if alphas is not None:
         _agreement(out, data, alphas.result(), name)
+    out["judging"] = judging.result()
     pool.shutdown()
     progress.check()
     progress.note(f"{name}: human ratings")
