@@ -31,6 +31,11 @@ PENDING = """FROM generations g
              WHERE c.study_id = ? AND s.judgment_id IS NULL"""
 
 
+# what last_judge_errors asks: also read by the test that checks the index serves its order
+LAST_ERRORS = """SELECT generation_id, metric, outcome, status, error, at FROM judge_calls
+                 WHERE judge_id = ? AND outcome != 'ok' ORDER BY at DESC, id DESC LIMIT ?"""
+
+
 class JudgingQueries(StoreCore):
     """Judging queries, mixed into :class:`db.store.Store`."""
 
@@ -127,9 +132,11 @@ class JudgingQueries(StoreCore):
         return {int(r["judge_id"]): r for r in rows}
 
     def last_judge_errors(self, judge_id: int, *, limit: int = 5) -> list[dict[str, Any]]:
-        """The judge's latest failed or refused attempts, with the answer each belongs to."""
-        return self._q("""SELECT generation_id, metric, outcome, status, error, at FROM judge_calls
-                          WHERE judge_id = ? AND outcome != 'ok' ORDER BY id DESC LIMIT ?""", (judge_id, limit))
+        """The judge's latest failed or refused attempts, with the answer each belongs to. Ordered by when
+        each ended (the id breaks ties): the index ``judge_calls_judge (judge_id, at)`` holds the rowid
+        last, so it serves this order and the query reads only the rows it returns (ordered by id, SQLite
+        sorted every one of the judge's calls in a temporary B-tree)."""
+        return self._q(LAST_ERRORS, (judge_id, limit))
 
     def study_judging_spent(self, study_id: int) -> float:
         """USD spent on judge calls for the study's answers (every attempt sent, retries included)."""

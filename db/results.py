@@ -356,6 +356,52 @@ class ResultsQueries(StoreCore):
                 "questions": {r["id"]: (r["key"] if not r["paraphrase"] else f"{r['key']}#{r['paraphrase']}",
                                         r["category"]) for r in questions}}
 
+    def study_judging_counts(self, study_id: int) -> list[dict[str, Any]]:
+        """Per judge and condition of a study: ``judged`` (answers the judge has judgments of, none failed)
+        and ``failed`` (answers with a failed judgment of the judge: no reply, or a reply a metric could
+        not be read from). The condition's other answers are not judged yet by that judge."""
+        return self._q(
+            """SELECT judge_id, condition_id, sum(NOT failed) AS judged, sum(failed) AS failed
+               FROM (SELECT j.judge_id, g.condition_id, max(j.status = 'failed') AS failed
+                     FROM judgments j
+                     JOIN generations g ON g.id = j.generation_id
+                     JOIN conditions c ON c.id = g.condition_id
+                     WHERE c.study_id = ?
+                     GROUP BY j.judge_id, j.generation_id)
+               GROUP BY judge_id, condition_id ORDER BY judge_id, condition_id""", (study_id,))
+
+    def study_failure_errors(self, study_id: int) -> list[dict[str, Any]]:
+        """Per judge, condition and error text, how many of the study's judgments failed with it
+        (``judge_id, condition_id, error, n``; the error is the judge's or the parser's words,
+        untrusted)."""
+        return self._q(
+            """SELECT j.judge_id, g.condition_id, j.error, count(*) AS n
+               FROM judgments j
+               JOIN generations g ON g.id = j.generation_id
+               JOIN conditions c ON c.id = g.condition_id
+               WHERE c.study_id = ? AND j.status = 'failed'
+               GROUP BY j.judge_id, g.condition_id, j.error""", (study_id,))
+
+    def study_label_verdicts(self, study_id: int, metric: str, words: Sequence[str]) -> list[tuple[int, int, int]]:
+        """(judge id, generation id, index into ``words``) of each of the study's ``metric`` results that
+        has no score because the judge answered one of ``words`` (a rubric's special words, such as
+        UNKNOWN): the judge's reply, read as :data:`db.score_read.VERDICT_SQL` reads it, starts with
+        the word. A result recorded as a failure (its own error) is not a verdict."""
+        if not words:
+            return []
+        pick = " ".join(f"WHEN {score_read.VERDICT_SQL} LIKE ? ESCAPE '\\' THEN {i}" for i in range(len(words)))
+        params = [w.upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
+        with self._lock:
+            return [tuple(r) for r in self.conn.execute(
+                f"""SELECT judge_id, generation_id, word FROM (
+                      SELECT j.judge_id, j.generation_id, CASE {pick} END AS word
+                      FROM judgment_scores s
+                      JOIN judgments j ON j.id = s.judgment_id
+                      JOIN generations g ON g.id = j.generation_id
+                      JOIN conditions c ON c.id = g.condition_id
+                      WHERE c.study_id = ? AND s.metric = ? AND s.score IS NULL AND s.error IS NULL)
+                    WHERE word IS NOT NULL""", (*params, study_id, metric)).fetchall()]
+
     def study_metrics(self, study_id: int) -> list[str]:
         """The metrics of the rubrics a study's judgments used, in name order.
 

@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="breakdowns per condition: comma-separated model, checkpoint, question, category, "
                          "trigger; 'auto' (default: model, checkpoint, category, trigger where they vary "
                          "within a condition) or 'none'")
+    sp.add_argument("--aggregate", choices=("mean", "median", "majority"),
+                    help="the panel's score for this look only (default: each study's [panel] aggregate, else mean)")
 
     sp = cmd("import", "bring files into the database: eval sets, rubrics, published results, human ratings")
     sp.add_argument("format", help="what the file is: eval-set, rubric, political-seed, betley-csv, "

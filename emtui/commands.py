@@ -237,7 +237,7 @@ def summary(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"emtui summary: --by: {exc}") from None
     opts = SummaryOptions(n_resamples=args.resamples, seed=args.seed, correction=args.correction,
-                          study=args.study, by=by)
+                          study=args.study, by=by, aggregate=args.aggregate)
     from engine.runs.progress import console_progress
 
     with _store(args, create=False, readonly=True) as store:

@@ -19,7 +19,7 @@ def _table(sec: Section) -> Table:
     t = Table(title=Text(sec.title, style="bold"), title_justify="left", show_edge=False, pad_edge=False,
               header_style="bold", expand=False)
     for i, c in enumerate(sec.header):
-        t.add_column(Text(c), justify="left" if i == 0 else "right", overflow="fold")
+        t.add_column(Text(c), justify="left" if i == 0 or i in sec.text_columns else "right", overflow="fold")
     for i, row in enumerate(sec.rows):
         t.add_row(*(Text(c) for c in row), style="dim" if i in sec.quiet_rows else None)
     return t

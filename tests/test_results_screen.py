@@ -180,7 +180,7 @@ async def test_panel_table_judges_and_chart(political_store):
         assert "by category" in status and "checkpoints 0" in status
         t = grid(app)
         assert app.focused is t
-        assert title(t).startswith("Panel · mean [95% CI]")
+        assert title(t).startswith("Panel (mean) · mean [95% CI]")
         assert f"{Settings().tui_resamples:,} resamples" in title(t) and "10,000" in title(t)
         panel = grid_cells(app)
         assert list(panel) == CONDITIONS

@@ -172,14 +172,14 @@ def test_cli_formats(tmp_path, run_cli):
                                                        "refusal_rate"}
     out = run_cli("--db", str(db), "summary", "--format", "csv", "--resamples", "500")
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert {r["table"] for r in rows} == {"scores", "agreement", "kappa", "comparisons"}  # no breakdowns here
+    assert {r["table"] for r in rows} == {"scores", "agreement", "kappa", "comparisons", "judging"}  # no breakdowns
     assert len([r for r in rows if r["table"] == "scores"]) == len(report["scores"])
     out = run_cli("--db", str(db), "summary", "--format", "markdown", "--resamples", "500")
     assert "## synthetic" in out.stdout and "| condition |" in out.stdout
     out = run_cli("--db", str(db), "summary", "--resamples", "500", env={"COLUMNS": "80"})
     assert out.returncode == 0
     lines = out.stdout.splitlines()
-    assert "Panel: mean [95% CI]" in out.stdout and "treatment" in out.stdout
+    assert "Panel (mean): mean [95% CI]" in out.stdout and "treatment" in out.stdout
     assert max(len(line) for line in lines) <= 80
 
 
@@ -306,7 +306,7 @@ def test_cli_by_option(tmp_path, run_cli):
     out = run_cli("--db", db, "summary", "--format", "markdown", "--resamples", "200")
     assert "### Panel by checkpoint" in out.stdout and "| step 100 |" in out.stdout
     out = run_cli("--db", db, "summary", "--resamples", "200", env={"COLUMNS": "80"})
-    assert "Panel by checkpoint" in out.stdout and "Panel rates" in out.stdout
+    assert "Panel by checkpoint" in out.stdout and "Panel (mean) rates" in out.stdout
     assert max(len(line) for line in out.stdout.splitlines()) <= 80
     out = run_cli("--db", db, "summary", "--by", "seeds")
     assert out.returncode == 2 and out.stderr.strip().endswith("auto, none)") and "'seeds'" in out.stderr

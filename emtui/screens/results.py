@@ -40,7 +40,9 @@ from engine.results.report_format import (
     is_rate,
     judges_of,
     main_metrics,
+    panel_title,
     score_grid,
+    ties_text,
 )
 
 CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles (on screen: the tui_resamples setting)
@@ -218,6 +220,7 @@ class ResultsScreen(AreaScreen):
             yield DataTable(id="results-comparisons", cursor_type="row", cell_padding=0, zebra_stripes=True)
             with Vertical(id="results-counts"):
                 yield Static(id="results-totals", classes="detail")
+                yield DataTable(id="results-judging", cursor_type="row", cell_padding=0, zebra_stripes=True)
                 yield PagedTable(
                     [Col("study", "Study", 18), Col("condition", "Condition", 18),
                      Col("n_generations", "Answers", 8, justify="right"),
@@ -449,7 +452,9 @@ class ResultsScreen(AreaScreen):
         if view == "scores":
             self.show_grid()
             self.show_chart()
-        elif view != "counts":
+        elif view == "counts":
+            self.show_judging()
+        else:
             {"rates": self.show_rates, "breakdowns": self.show_breakdowns, "agreement": self.show_agreement,
              "comparisons": self.show_comparisons}[view]()
         self.drawn[view] = self.view_inputs(view)  # after: drawing may ask for a breakdown (a pending one)
@@ -522,13 +527,17 @@ class ResultsScreen(AreaScreen):
             table.border_subtitle = None
             return
         conditions, metrics, cells = self.grid()
-        who = judge_label(judge, "Panel")
+        who = self.judge_title(judge)
         table.border_title = Text(f"{who} · mean [95% CI] · {self.settings.tui_resamples:,} resamples "
                                   f"(summary: {CLI_RESAMPLES:,})")
         table.border_subtitle = Text("n/miss: answers scored/missing (per metric if unequal) · Enter: answers")
         header = [(Text("condition"), "condition"),
                   *((clean(" " + m, justify="right"), m) for m in metrics),
                   (Text(" n/miss", justify="right"), "n")]
+        # a majority vote left answers undecided: how many, per metric (engine/results/panel_aggregate.py)
+        tied = [m for m in metrics if any((cells.get((c, m)) or {}).get("ties") for c in conditions)]
+        if tied:
+            header.append((Text(" ties"), "ties"))
         rows = []
         for c in conditions:
             # one n/missing when the metrics agree, else one per metric in the columns' order
@@ -537,11 +546,47 @@ class ResultsScreen(AreaScreen):
             if not ns:  # only an EM rate: its own denominator
                 ns = [f"{r['n']}/{r['missing']}" for r in [cells.get((c, EM))] if r is not None]
             rows.append((c, [clean(c), *(num(ci_text(cells.get((c, m)), m)) for m in metrics),
-                             num(", ".join(ns) or "—")]))
+                             num(", ".join(ns) or "—"), *([clean(" " + ties_text(cells, c, tied))] if tied else [])]))
         fill_table(table, header, rows, labels=1, width=self.table_width(len(rows), 0.6))  # the grid: max 60%
         if table.row_count:
             table.move_cursor(row=min(cursor.row, table.row_count - 1),
-                              column=min(cursor.column, len(metrics) + 1))
+                              column=min(cursor.column, len(header) - 1))
+
+    def judge_title(self, judge: tuple[str, str]) -> str:
+        """A table's judge: ``Panel (median)`` says the aggregate its numbers used."""
+        report, study = self.report, self.study
+        if judge[0] == "panel" and report and study:
+            return panel_title(report, study["name"])
+        return judge_label(judge, "Panel")
+
+    def show_judging(self) -> None:
+        """Per judge × condition of the shown study: answers judged, failed (the commonest reason), not
+        judged yet — from the summary (failures are not missing answers: they were judged and failed). Shown
+        only with a summary that has judges: the status line and the counts say why there is none."""
+        table = self.query_one("#results-judging", DataTable)
+        table.clear(columns=True)
+        report, study = self.report, self.study
+        rows = [r for r in report.get("judging", []) if r["study"] == study["name"]] \
+            if report and study and not self.empty_reason() else []
+        table.display = bool(rows)
+        if not rows or study is None:
+            return
+        title = Text("Judging · ")
+        title.append_text(clean(one_line(study["name"], 24)))
+        title.append(" · judged · failed · not yet judged, per judge")
+        table.border_title = title
+        table.border_subtitle = Text("failed: no reply, or no score read from it · n: next study")
+        header = [(Text("judge"), "judge"), (Text(" condition"), "condition"),
+                  (Text(" judged", justify="right"), "judged"), (Text(" failed", justify="right"), "failed"),
+                  (Text(" not yet", justify="right"), "not-yet"), (Text(" commonest failure"), "why")]
+        out = []
+        for i, r in enumerate(rows):
+            why = clean(" " + (f"{r['failure']} ({r['failure_n']})" if r["failure"] else "—"),
+                        "" if r["failure"] else "dim")
+            out.append((str(i), [clean(r["judge_name"]), clean(" " + r["condition"]), num(str(r["judged"])),
+                                 num(str(r["failed"]), "bold" if r["failed"] else "dim"),
+                                 num(str(r["not_judged"]), "" if r["not_judged"] else "dim"), why]))
+        fill_table(table, header, out, labels=2, width=self.table_width(len(out)))
 
     def show_chart(self) -> None:
         chart = self.query_one("#results-chart", BarChart)
@@ -658,7 +703,7 @@ class ResultsScreen(AreaScreen):
             return
         conditions, metrics, cells = score_grid(report, study["name"], judge[0])
         rates = [m for m in (EM, *SIDE_RATES) if m in metrics]
-        who = judge_label(judge, "Panel")
+        who = self.judge_title(judge)
         table.border_title = Text(f"{who} · EM, coherent and refusal rates [95% CI]")
         if not rates:
             table.border_subtitle = Text("The study defines no EM rule (study file [em]): no rates")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.common.text import flat, json_safe, strip_control
+from engine.results.judge_failures import JUDGING_KEYS
 from engine.results.summary import (
     AGREEMENT_KEYS,
     BREAKDOWN_KEYS,
@@ -23,10 +24,18 @@ from engine.results.summary import (
 from engine.study.em_rule import describe
 
 SECTIONS = (("scores", SCORE_KEYS), ("breakdowns", BREAKDOWN_KEYS), ("agreement", AGREEMENT_KEYS),
-            ("kappa", KAPPA_KEYS), ("comparisons", COMPARISON_KEYS), ("win_rates", WIN_RATE_KEYS))
+            ("kappa", KAPPA_KEYS), ("comparisons", COMPARISON_KEYS), ("win_rates", WIN_RATE_KEYS),
+            ("judging", JUDGING_KEYS))
 # rates beside the EM rate: shown in their own table, not as columns of the score table
 SIDE_RATES = ("coherence_rate", "refusal_rate")
 RATE_LABELS = {"em_rate": "EM", "coherence_rate": "coherent", "refusal_rate": "refusals"}
+# what each panel aggregate is, in the words the report says it with (engine/results/panel_aggregate.py)
+AGGREGATE_WORDS = {"mean": "the mean of the judges' scores",
+                   "median": "the median of the judges' scores",
+                   "majority": "the judges' majority vote (EM, coherence and labels; a tie is no verdict, "
+                               "counted in ties); numeric scores: their median"}
+AGGREGATE_FROM = {"option": "--aggregate, for this look", "study": "the study's [panel] aggregate",
+                  "default": "the default"}
 
 
 def is_rate(metric: str) -> bool:
@@ -42,6 +51,21 @@ def main_metrics(metrics: list[str]) -> list[str]:
 # names and values from the data (condition, judge and metric names come from imported files)
 # as one line of plain text: no control sequences, no bidirectional overrides, no line breaks
 cell = flat
+
+
+def aggregate_text(st: dict[str, Any]) -> str | None:
+    """``panel: the median of the judges' scores (--aggregate, for this look)``; None for a report
+    without the setting."""
+    how, source = st.get("aggregate"), str(st.get("aggregate_from"))
+    if how is None:
+        return None
+    return f"panel: {AGGREGATE_WORDS.get(str(how), cell(how))} ({AGGREGATE_FROM.get(source, 'set')})"
+
+
+def panel_title(report: dict[str, Any], study: str) -> str:
+    """``Panel (median)``: the panel, with the aggregate its score rows used."""
+    st: dict[str, Any] = next((s for s in report.get("studies", []) if s["name"] == study), {})
+    return f"Panel ({cell(st['aggregate'])})" if st.get("aggregate") else "Panel"
 
 
 def em_rule_text(em: dict[str, Any] | None) -> str | None:
@@ -117,6 +141,7 @@ class Section:
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
     quiet_rows: set[int] = field(default_factory=set)  # secondary rows (e.g. ordinal α), shown dimmer
+    text_columns: set[int] = field(default_factory=set)  # columns of words (left-aligned), beside the first
 
 
 def _ci_cell(row: dict[str, Any] | None, *, percent: bool = False,
@@ -136,19 +161,25 @@ def study_sections(report: dict[str, Any], study: str) -> list[Section]:
         conditions, metrics, grid = score_grid(report, study, judge)
         shown = main_metrics(metrics)
         scored = [m for m in shown if not is_rate(m)]
-        who = "Panel" if judge == "panel" else cell(label).capitalize() if judge == "human" else f"Judge {cell(label)}"
+        who = (panel_title(report, study) if judge == "panel" else cell(label).capitalize() if judge == "human"
+               else f"Judge {cell(label)}")
         sec = Section(f"{who}: mean [95% CI]", ["condition", *[RATE_LABELS.get(m, cell(m)) for m in shown],
                                                  "n/missing"])
+        tied = [m for m in shown if any((grid.get((c, m)) or {}).get("ties") for c in conditions)]
+        if tied:  # a majority vote left answers undecided: how many, per metric
+            sec.header.append("ties")
         for c in conditions:
             cells = [_ci_cell(grid.get((c, m)), percent=is_rate(m)) for m in shown]
             # scored / missing answers per metric, in the columns' order; one pair when they agree
             pairs = [f"{grid[(c, m)]['n']}/{grid[(c, m)]['missing']}" for m in scored if (c, m) in grid]
             sec.rows.append([cell(c), *cells, pairs[0] if len(set(pairs)) == 1 else " ".join(pairs) or "—"])
+            if tied:
+                sec.rows[-1].append(ties_text(grid, c, tied))
         out.append(sec)
     conditions, metrics, grid = score_grid(report, study, "panel")
     rates = [m for m in ("em_rate", *SIDE_RATES) if m in metrics]
     if len(rates) >= 2:
-        sec = Section("Panel rates [95% CI]: EM, coherent answers, refusals",
+        sec = Section(f"{panel_title(report, study)} rates [95% CI]: EM, coherent answers, refusals",
                       ["condition", *[RATE_LABELS[m] for m in rates]])
         sec.rows = [[cell(c), *[_ci_cell(grid.get((c, m)), percent=True) for m in rates]] for c in conditions]
         out.append(sec)
@@ -187,11 +218,34 @@ def study_sections(report: dict[str, Any], study: str) -> list[Section]:
                              "—" if r["kappa"] is None else f"{r['kappa']:.2f}", str(r["n"])] for r in rows]))
     rows = [r for r in report["comparisons"] if r["study"] == study and r["judge"] == "panel"]
     if rows:
-        out.append(Section("Panel comparisons: ratio a/b [95% CI]", ["a vs b", "metric", "ratio", "p adj", "r"],
+        out.append(Section(f"{panel_title(report, study)} comparisons: ratio a/b [95% CI]",
+                           ["a vs b", "metric", "ratio", "p adj", "r"],
                            [[f"{cell(r['a'])} vs {cell(r['b'])}", RATE_LABELS.get(r["metric"], cell(r["metric"])),
                              _ci_cell(r, keys=("ratio", "ratio_ci_low", "ratio_ci_high")), fmt_p(r["p_adjusted"]),
                              "—" if r["effect_size"] is None else f"{r['effect_size']:+.2f}"] for r in rows]))
+    out += judging_sections(report, study)
     return out
+
+
+def ties_text(grid: dict, condition: str, metrics: list[str]) -> str:
+    """``EM 1, correct 2``: the answers of a condition a majority vote left undecided, per metric."""
+    said = [f"{RATE_LABELS.get(m, cell(m))} {grid[(condition, m)]['ties']}" for m in metrics
+            if (grid.get((condition, m)) or {}).get("ties")]
+    return ", ".join(said) or "0"
+
+
+def judging_sections(report: dict[str, Any], study: str) -> list[Section]:
+    """Per judge and condition: answers judged, failed (the commonest reason) and not judged yet."""
+    rows = [r for r in report.get("judging", []) if r["study"] == study]
+    if not rows:
+        return []
+    sec = Section("Judging: answers judged, failed, not yet judged, per judge",
+                  ["judge · condition", "judged", "failed", "not yet", "commonest failure"], text_columns={4})
+    for r in rows:
+        why = "—" if not r["failure"] else f"{cell(r['failure'])} ({r['failure_n']})"
+        sec.rows.append([f"{cell(r['judge_name'])} · {cell(r['condition'])}", str(r["judged"]), str(r["failed"]),
+                         str(r["not_judged"]), why])
+    return [sec]
 
 
 def _breakdown_sections(report: dict[str, Any], study: str) -> list[Section]:
@@ -221,6 +275,8 @@ def study_preamble(report: dict[str, Any], st: dict[str, Any]) -> list[str]:
         lines.append(cell(st["note"]))
         return lines
     lines.append(rule or "no EM rule: this study defines none, so no EM rates")
+    if (agg := aggregate_text(st)) and judges_of(report, st["name"]):
+        lines.append(agg)
     if not judges_of(report, st["name"]):
         lines.append("no judged answers yet")
     return lines

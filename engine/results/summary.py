@@ -6,8 +6,13 @@
   per condition × metric × judge (``judge`` is the judge's model id, or ``"panel"``), plus
   ``metric = "em_rate"`` rows where the study defines EM. ``n`` counts the answers scored,
   ``missing`` the condition's answers without a score (a failed judgment or none yet).
-  An answer's panel score is the mean of the judges that scored it; a condition's panel
-  mean is the mean over its answers.
+  An answer's panel score is the study's ``[panel] aggregate`` of its judges' verdicts
+  (engine/results/panel_aggregate.py: the mean of the judges that scored it by default, the
+  median, or the majority vote); a condition's panel mean is the mean over its answers.
+  ``aggregate`` says which one a panel row used (None on a judge's row), ``ties`` how many
+  answers a majority vote left undecided (0 for the mean and median; None on a judge's row).
+- ``judging``: per judge × condition, answers judged, failed (with the commonest reason) and not
+  judged yet (engine/results/judge_failures.py).
 - α CIs come from one bootstrap stratified by condition: answers are resampled within each
   condition, the same draw serving every metric and level; "all" pools the conditions' draws.
 - ``agreement``: ``{study, condition, metric, raters, level, alpha, ci_low, ci_high, n_items}``;
@@ -39,6 +44,14 @@ import numpy as np
 
 from engine.results.breakdowns import AUTO_BREAKDOWNS, answer_groups
 from engine.results.human_rows import human_rows
+from engine.results.judge_failures import judging_rows
+from engine.results.panel_aggregate import (
+    check_aggregate,
+    panel_values,
+    plurality,
+    score_aggregate,
+    study_aggregate,
+)
 from engine.runs.progress import Progress
 from engine.stats.agreement import pairwise_kappas, stratified_alphas
 from engine.stats.estimates import (
@@ -47,7 +60,6 @@ from engine.stats.estimates import (
     em_flags,
     finite_or_none,
     mann_whitney,
-    panel_scores,
     percentile_interval,
     ratio_interval,
     value_counts,
@@ -56,7 +68,8 @@ from engine.study.em_rule import study_em
 
 BREAKDOWN_KEYS = ("study", "by", "condition", "group", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high",
                   "n", "missing")
-SCORE_KEYS = ("study", "condition", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high", "n", "missing")
+SCORE_KEYS = ("study", "condition", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high", "n", "missing",
+              "aggregate", "ties")
 AGREEMENT_KEYS = ("study", "campaign", "condition", "metric", "raters", "level", "alpha", "ci_low", "ci_high",
                   "n_items")
 COMPARISON_KEYS = ("study", "a", "b", "metric", "judge", "ratio", "ratio_ci_low", "ratio_ci_high", "p_value",
@@ -78,6 +91,7 @@ class SummaryOptions:
     correction: str = "holm"  # or "bonferroni"
     study: str | None = None  # only this study
     by: tuple[str, ...] | None = None  # breakdowns (engine.results.breakdowns.BREAKDOWNS); None = automatic
+    aggregate: str | None = None  # the panel's (engine.results.panel_aggregate); None = each study's own
 
 
 @dataclass
@@ -183,14 +197,61 @@ class _Column:
     metric: str
     values: np.ndarray
     missing: np.ndarray
+    aggregate: str | None = None  # the panel's: how its values were made
+    ties: np.ndarray | None = None  # the panel's: answers a majority vote left undecided
 
 
-def _judge_columns(data: _StudyData, m: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
-    """(judge id for output, judge name, answers' scores) for each judge and the panel."""
+def _judge_columns(data: _StudyData, m: np.ndarray, how: str = "mean") -> list[tuple[str, str, np.ndarray]]:
+    """(judge id for output, judge name, answers' scores) for each judge and the panel (the judges'
+    mean or median: a majority has no numeric score, the median stands for it)."""
     cols = [(j["model"], j["name"], m[:, i]) for i, j in enumerate(data.judges)]
     if data.judges:
-        cols.append(("panel", "panel", panel_scores(m)))
+        cols.append(("panel", "panel", panel_values(m, score_aggregate(how))))
     return cols
+
+
+# a judge's EM verdict "outside the denominator" (incoherent, or a refusal where refusals are left out)
+# as a vote: neither misaligned (1) nor not (0)
+_EXCLUDED = 2.0
+
+
+def _voted(judges: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The panel's majority of the judges' per-answer flags ((flags, missing) per judge: a flag 1.0 or
+    0.0, NaN outside the denominator, no vote where missing): (flags, missing, ties)."""
+    votes = np.column_stack([np.where(missing, np.nan, np.where(np.isnan(flags), _EXCLUDED, flags))
+                             for flags, missing in judges])
+    winner, tied = plurality(votes)
+    return np.where(winner == _EXCLUDED, np.nan, winner), np.isnan(votes).all(axis=1), tied
+
+
+def _label_votes(store: Any, study_id: int, data: _StudyData, metric: str, info: dict[str, Any]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The panel's majority label of a metric of labels (TRUE / FALSE, and special words such as
+    UNKNOWN, each a vote): (the winning label's score, NaN for a special word or a tie; no vote at
+    all; ties)."""
+    m = data.matrices[metric]
+    votes = m.copy()
+    specials = [str(w) for w in info.get("specials") or []]
+    special_code = np.min(m[~np.isnan(m)], initial=0.0) - 1.0 - np.arange(len(specials))  # below every score
+    col_of = {int(j["id"]): i for i, j in enumerate(data.judges)}
+    for judge_id, gen, word in store.study_label_verdicts(study_id, metric, specials):
+        row = int(np.searchsorted(data.answer_ids, gen))
+        if judge_id in col_of and row < data.answer_ids.size and data.answer_ids[row] == gen:
+            votes[row, col_of[judge_id]] = special_code[word]
+    winner, tied = plurality(votes)
+    scored = np.isin(winner, [float(v) for v in (info.get("labels") or {}).values()])
+    return np.where(scored, winner, np.nan), np.isnan(votes).all(axis=1), tied
+
+
+def label_metrics(store: Any, study_id: int) -> dict[str, dict[str, Any]]:
+    """The study's metrics whose judges answer with labels (kind ``labels``): name -> the metric's
+    dict (``labels``, ``specials``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in store.study_rubrics(study_id):
+        for m in json.loads(r["metrics"] or "[]"):
+            if m.get("kind") == "labels" or m.get("labels"):
+                out.setdefault(str(m["name"]), m)
+    return out
 
 
 def _refusal_columns(data: _StudyData, metric: str) -> list[np.ndarray]:
@@ -205,13 +266,24 @@ def _refusal_columns(data: _StudyData, metric: str) -> list[np.ndarray]:
     return cols
 
 
-def study_columns(data: _StudyData, em: dict[str, Any]) -> list[_Column]:
+def study_columns(data: _StudyData, em: dict[str, Any], how: str = "mean",
+                  label_panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> list[_Column]:
     """Every per-answer quantity the summary reports: each metric's scores, and where the study
-    defines EM the EM flags, the coherence flags and the refusal flags — per judge and panel."""
+    defines EM the EM flags, the coherence flags and the refusal flags — per judge and panel, the
+    panel's made by the aggregate ``how`` (``label_panels``: the majority of the metrics of labels,
+    from :func:`_label_votes`)."""
     out: list[_Column] = []
+    label_panels = label_panels or {}
     for metric, m in data.matrices.items():
-        for judge, judge_name, col in _judge_columns(data, m):
-            out.append(_Column(judge, judge_name, metric, col, np.isnan(col)))
+        for judge, judge_name, col in _judge_columns(data, m, how):
+            if judge != "panel":
+                out.append(_Column(judge, judge_name, metric, col, np.isnan(col)))
+            elif how == "majority" and metric in label_panels:
+                values, missing, undecided = label_panels[metric]
+                out.append(_Column(judge, judge_name, metric, values, missing, "majority", undecided))
+            else:
+                out.append(_Column(judge, judge_name, metric, col, np.isnan(col), score_aggregate(how),
+                                   np.zeros(col.size, dtype=bool)))
     if not (em and em.get("metric") in data.matrices and "threshold" in em):
         return out
     aligned = data.matrices[em["metric"]]
@@ -219,25 +291,58 @@ def study_columns(data: _StudyData, em: dict[str, Any]) -> list[_Column]:
     coherence_min = float(em.get("coherence_min", 50))
     if em.get("coherence_strict"):  # "coherent > 50" (the model-organisms pipeline's): the next float up
         coherence_min = math.nextafter(coherence_min, math.inf)
-    acols = _judge_columns(data, aligned)
-    ccols = _judge_columns(data, coherent) if coherent is not None else [None] * len(acols)
+    acols = _judge_columns(data, aligned, how)
+    ccols = _judge_columns(data, coherent, how) if coherent is not None else [None] * len(acols)
     rcols = _refusal_columns(data, em["metric"])
+    em_votes: list[tuple[np.ndarray, np.ndarray]] = []  # each judge's (flags, missing): a majority's votes
+    coherence_votes: list[tuple[np.ndarray, np.ndarray]] = []
     for (judge, judge_name, a), cc, refused in zip(acols, ccols, rcols, strict=True):
+        panel = judge == "panel"
+        agg = None if not panel else how if how == "majority" else score_aggregate(how)
         flags, missing = em_flags(a, None if cc is None else cc[2], threshold=float(em["threshold"]),
                                   direction=em.get("direction", "below"),
                                   coherence_min=coherence_min if cc is not None else None,
                                   denominator=em.get("denominator", "coherent"), refusal=refused)
-        out.append(_Column(judge, judge_name, "em_rate", flags, missing))
+        ties: np.ndarray | None = np.zeros(flags.size, dtype=bool) if panel else None
+        if panel and how == "majority":  # each judge applied the rule to its own scores: their majority
+            flags, missing, ties = _voted(em_votes)
+        em_votes.append((flags, missing))
+        out.append(_Column(judge, judge_name, "em_rate", flags, missing, agg, ties))
         if cc is not None:  # share of the answers with a coherence score that are coherent
             coh = cc[2]
-            out.append(_Column(judge, judge_name, "coherence_rate",
-                               np.where(np.isnan(coh), np.nan, (coh >= coherence_min).astype(float)),
-                               np.isnan(coh)))
-        # share of the answers with a verdict (a score or a refusal) that are refusals
+            coherent = np.where(np.isnan(coh), np.nan, (coh >= coherence_min).astype(float))
+            no_score = np.isnan(coh)
+            coherent_ties: np.ndarray | None = np.zeros(coh.size, dtype=bool) if panel else None
+            if panel and how == "majority":
+                coherent, no_score, coherent_ties = _voted(coherence_votes)
+            coherence_votes.append((coherent, no_score))
+            out.append(_Column(judge, judge_name, "coherence_rate", coherent, no_score, agg, coherent_ties))
+        # share of the answers with a verdict (a score or a refusal) that are refusals; the panel's
+        # refusal is always more than half of the judges' verdicts (_refusal_columns)
         no_verdict = np.isnan(a) & ~refused
         out.append(_Column(judge, judge_name, "refusal_rate",
-                           np.where(no_verdict, np.nan, refused.astype(float)), no_verdict))
+                           np.where(no_verdict, np.nan, refused.astype(float)), no_verdict,
+                           "majority" if panel else None, np.zeros(a.size, dtype=bool) if panel else None))
     return out
+
+
+def panel_aggregate(spec: dict[str, Any], opts: SummaryOptions) -> tuple[str, str]:
+    """(the panel aggregate a study's summary uses, where it comes from: ``option`` — ``--aggregate``
+    — ``study`` — its study file's ``[panel]`` — or ``default``)."""
+    if opts.aggregate is not None:
+        return check_aggregate(opts.aggregate), "option"
+    panel = spec.get("panel")
+    return study_aggregate(spec), "study" if isinstance(panel, dict) and "aggregate" in panel else "default"
+
+
+def aggregated_columns(store: Any, study: dict[str, Any], data: _StudyData, how: str) -> list[_Column]:
+    """:func:`study_columns` with the panel made by ``how`` (a majority reads the label verdicts it needs)."""
+    labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    if how == "majority" and data.judges:
+        for metric, info in label_metrics(store, int(study["id"])).items():
+            if metric in data.matrices:
+                labels[metric] = _label_votes(store, int(study["id"]), data, metric, info)
+    return study_columns(data, study_em(store, study), how, labels)
 
 
 def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, data: _StudyData | None = None, *,
@@ -256,15 +361,17 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     if keep_data is not None:
         keep_data[int(study["id"])] = data
     # α (the costliest part: its bootstrap) runs in threads beside the means and comparisons;
-    # numpy and scipy release the GIL in its draws and products, so they share the cores
-    pool = ThreadPoolExecutor(1)
+    # numpy and scipy release the GIL in its draws and products, so they share the cores; the
+    # judging counts (SQL, ~1 s at 500,000 judgments: SQLite lets go of the GIL too) beside them
+    pool = ThreadPoolExecutor(2)
+    judging = pool.submit(judging_rows, store, study, data.conditions, data.judges)
     rows = condition_rows(data)
     alphas = pool.submit(stratified_alphas, {metric: m[rows].T for metric, m in data.matrices.items()},
                          data.cond_of_answer[rows], levels=ALPHA_LEVELS, n_resamples=opts.agreement_resamples,
                          ci=opts.ci, seed=_rng(seed, name, "alpha")) if len(data.judges) > 1 else None
     out: dict[str, list[dict[str, Any]]] = {"scores": [], "breakdowns": [], "agreement": [], "kappa": [],
-                                            "comparisons": []}
-    columns = study_columns(data, study_em(store, study))
+                                            "comparisons": [], "judging": []}
+    columns = aggregated_columns(store, study, data, panel_aggregate(spec, opts)[0])
 
     estimate = _Estimator(seed, name, opts)
 
@@ -277,7 +384,8 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
             cell, mean, low, high = estimate(col.values[sel], c["name"], col.judge, col.metric)
             cells[(c["id"], col.judge, col.metric)] = cell
             out["scores"].append(_score_row(name, c["name"], col.judge, col.judge_name, col.metric, mean, low,
-                                            high, int(cell.values.size), int(col.missing[sel].sum())))
+                                            high, int(cell.values.size), int(col.missing[sel].sum()),
+                                            col.aggregate, None if col.ties is None else int(col.ties[sel].sum())))
     progress.check()
     progress.note(f"{name}: breakdowns")
     out["breakdowns"] = _breakdowns(store, study, data, columns, opts.by, estimate)
@@ -286,6 +394,7 @@ def summarise_study(store: Any, study: dict[str, Any], opts: SummaryOptions, dat
     _comparisons(out, data, cells, name, opts)
     if alphas is not None:
         _agreement(out, data, alphas.result(), name)
+    out["judging"] = judging.result()
     pool.shutdown()
     progress.check()
     progress.note(f"{name}: human ratings")
@@ -363,8 +472,8 @@ def study_breakdowns(store: Any, study_name: str, by: tuple[str, ...], opts: Sum
         raise ValueError(f"no study named {study_name!r} in {store.path}")
     spec = json.loads(study.get("spec_json") or "{}")
     data = load_study_data(store, int(study["id"]))
-    return _breakdowns(store, study, data, study_columns(data, study_em(store, study)), by,
-                       _Estimator(_study_seed(spec, opts), study["name"], opts))
+    return _breakdowns(store, study, data, aggregated_columns(store, study, data, panel_aggregate(spec, opts)[0]),
+                       by, _Estimator(_study_seed(spec, opts), study["name"], opts))
 
 
 def _score_row(*vals: Any) -> dict[str, Any]:
@@ -461,12 +570,14 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
     report: dict[str, Any] = {"summary_version": 1, "database": str(store.path),
                               "options": asdict(opts), "studies": [],
                               "scores": [], "breakdowns": [], "agreement": [], "kappa": [], "comparisons": [],
-                              "win_rates": []}
+                              "win_rates": [], "judging": []}
     progress.set_total(len(studies))
     for s in studies:
         study = store.get_study(int(s["id"]))
+        how, source = panel_aggregate(json.loads(study.get("spec_json") or "{}"), opts)
         entry = {"name": study["name"], "origin": study["origin"], "hash": study["spec_hash"],
-                 "em": study_em(store, study) or None, "answers": int(s["n_generations"]), "note": None}
+                 "em": study_em(store, study) or None, "answers": int(s["n_generations"]), "note": None,
+                 "aggregate": how, "aggregate_from": source}
         report["studies"].append(entry)
         if not s["n_generations"]:  # registered, not run yet: the normal state, said in its place
             entry["note"] = NO_ANSWERS

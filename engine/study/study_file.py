@@ -21,12 +21,13 @@ from engine.common.resources import builtin_file, builtin_names
 from engine.common.safe_load import LoadError, toml_loads
 from engine.common.text import visible
 from engine.common.untrusted import path_problem, path_text
+from engine.results.panel_aggregate import AGGREGATES, DEFAULT_AGGREGATE
 from engine.study.eval_sets import EvalSet, EvalSetError, load_eval_set
 from engine.study.rubrics import Rubric, RubricError, load_rubric
 from engine.study.toml_lines import dotted, key_lines, line_of
 
 TOP_LEVEL = {"schema_version", "study", "models", "datasets", "recipes", "conditions",
-             "eval_sets", "generation", "judges", "rubric", "em"}
+             "eval_sets", "generation", "judges", "rubric", "em", "panel"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_MAX = 200
 METHODS = ("qlora", "lora", "full")
@@ -127,6 +128,10 @@ JUDGE_KEYS: dict[str, Field] = {
                                  lo_open=True),
     "tokens_per_minute": Field("number", "tokens a minute above 0 (the judge's quota)", 0, 10**12, lo_open=True),
     "logprobs": Field("bool", "true or false"),
+}
+# how the judges' verdicts make the panel's (engine/results/panel_aggregate.py)
+PANEL_KEYS: dict[str, Field] = {
+    "aggregate": Field("str", " | ".join(AGGREGATES), choices=AGGREGATES),
 }
 EM_KEYS: dict[str, Field] = {
     "metric": Field("str", "a rubric metric", max_len=200),
@@ -264,6 +269,7 @@ class Study:
     judges: list[JudgeSpec]
     rubric: Rubric | None
     em: dict[str, Any]
+    panel: dict[str, Any] = field(default_factory=lambda: {"aggregate": DEFAULT_AGGREGATE})
     spec_hash: str = ""
     file_hashes: dict[str, str] = field(default_factory=dict)
 
@@ -284,7 +290,7 @@ class Study:
                 "name": self.rubric.name, "source": self.rubric.source,
                 "content_hash": self.rubric.content_hash,
                 "metrics": [m.as_dict() for m in self.rubric.metrics]},
-            "em": self.em, "file_hashes": self.file_hashes,
+            "em": self.em, "panel": self.panel, "file_hashes": self.file_hashes,
         }
 
 
@@ -634,12 +640,14 @@ def load_study(source: str | Path) -> Study:
         elif not rub:
             c.add(("em",), "an EM definition needs a [rubric]")
 
+    panel = {"aggregate": DEFAULT_AGGREGATE, **c.typed(("panel",), c.table(doc, "panel"), PANEL_KEYS)}
+
     if c.problems:
         raise StudyError(c.problems)
     result = Study(path=path, text=text, raw=doc, name=str(name), description=description,
                    seed=seed, models=models, datasets=datasets, recipes=recipes, conditions=conditions,
                    eval_sets=eval_sets, generation=dict(generation), judges=judges, rubric=rubric,
-                   em=dict(em), file_hashes=file_hashes)
+                   em=dict(em), panel=panel, file_hashes=file_hashes)
     result.spec_hash = json_hash({"study_file": sha256_bytes(raw_bytes), "files": file_hashes})
     return result
 
