@@ -13,7 +13,7 @@ from typing import Any
 
 from db.core import StoreCore
 
-BATCH_FIELDS = ("job_id", "arn", "status", "message", "processed", "ingested")
+BATCH_FIELDS = ("job_id", "arn", "status", "message", "processed", "ingested", "stop_asked")
 
 
 class JudgeBatchQueries(StoreCore):

@@ -547,6 +547,7 @@ MIGRATIONS: list[str] = [
         arn           TEXT,                             -- NULL until CreateModelInvocationJob answered
         status        TEXT NOT NULL DEFAULT 'Preparing',-- 'Preparing', then AWS's status (Submitted ... Completed)
         message       TEXT,                             -- AWS's words on a failed or stopped job
+        stop_asked    INTEGER NOT NULL DEFAULT 0,       -- 1: emtui asked AWS to stop it (its emtui job was cancelled)
         records       INTEGER NOT NULL,
         processed     INTEGER NOT NULL DEFAULT 0,       -- AWS's processedRecordCount
         ingested      INTEGER NOT NULL DEFAULT 0,       -- 1: ended, and its output is in judgment_scores

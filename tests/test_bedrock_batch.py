@@ -21,9 +21,12 @@ import pytest
 
 from conftest import AWS_TEST_ENV, AWS_UNSET
 from db import open_store
+from emtui.judges_view import judge_lines
+from emtui.screens.judges import CallTotals, read_panel
 from engine.judging.bedrock_batch import BatchError, BatchSettings, judge_batch
 from engine.judging.panel import judge_panel
 from engine.judging.queueing import queue_judging
+from engine.runs.progress import JobCancelled, Progress
 from engine.study.study_file import load_study, register_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +187,8 @@ def test_a_sigkilled_batch_job_polls_the_same_aws_job_and_never_submits_twice(st
                     break
                 time.sleep(0.02)
         assert killed and server.creates == 1 and not server.processed
+        with open_store(study_db) as store:  # its keys are on their way: an on-demand run would send none of them
+            assert store.pending_judge_count(1, 1, 1, "aligned") == store.pending_judge_count(1, 1, 1, "coherent") == 0
         out, _ = worker.communicate(timeout=120)
     finally:
         if worker.poll() is None:
@@ -211,6 +216,32 @@ def test_a_failed_aws_job_is_recorded_with_its_message_and_its_keys_are_pending_
     assert rows(study_db) == {}
     run_batch(study_db, judges=["haiku"])  # a later run submits them again
     assert server.creates == 2 and len(rows(study_db)) == N_ANSWERS * 2
+
+
+def test_cancelling_stops_the_aws_job_and_the_next_run_reads_it_back_stopped(study_db, batch_server):
+    server = batch_server(reply=reply, run_delay_s=30)
+
+    class CancelOnceSubmitted(Progress):
+        def cancelled(self) -> bool:
+            return bool(server.jobs)
+
+    with open_store(study_db) as store:
+        spec = queue_judging(store, study=STUDY, judges=["haiku"], batch=SETTINGS, dry_run=True).spec
+        with pytest.raises(JobCancelled):
+            judge_batch(spec, SETTINGS, store=store, progress=CancelOnceSubmitted(), job_id=None)
+        batch = store.get_judge_batch(1)
+        assert server.operations["StopModelInvocationJob"] == 1 and batch["stop_asked"] == 1
+        assert batch["status"] == "Stopping" and batch["ingested"] == 0
+        # the Judges screen's line for haiku: its open batch, first
+        row = read_panel(store, CallTotals(), 50, 0).rows[0]
+        assert row["name"] == "haiku" and row["state"] == "batch"
+        job_id = next(iter(server.jobs))
+        assert f"batch job {job_id}: Stopping, 0 of 120 · " in judge_lines(row).plain
+        # the next run polls it to Stopped (asked for: no error), reads what it did (nothing), frees its keys
+        result = judge_batch(spec, SETTINGS, store=store)
+        assert [b["status"] for b in result["batches"]] == ["Stopped"] and server.creates == 1
+        assert store.pending_judge_count(1, 1, 1, "aligned") == N_ANSWERS
+        assert "last batch job" in judge_lines(read_panel(store, CallTotals(), 50, 0).rows[0]).plain
 
 
 def test_the_cli_says_what_a_batch_would_cost_and_refuses_bad_input_in_one_line(study_db, run_cli, batch_server):

@@ -19,10 +19,11 @@ Kill-safe and never paid twice:
 4. Once it ends, its output ``<s3>/<name>/output/<job id>/records.jsonl.out`` is read: a ``modelOutput`` is
    scored; an ``error`` record is a failed judgment with its raw text; each is logged in ``judge_calls`` at
    the batch price. Keys without an output line (a job that Failed, was Stopped or Expired) are pending
-   again; such a job is recorded with AWS's message and fails the emtui job in one line.
+   again; such a job is recorded with AWS's message and fails the emtui job in one line (but a job emtui itself
+asked to stop).
 
-Cancelling the emtui job stops the AWS jobs it follows (StopModelInvocationJob; what AWS processed is paid and
-read back by a later run).
+Cancelling the emtui job stops the AWS jobs it follows (StopModelInvocationJob): they stay open, and the next
+run polls them until AWS says Stopped and reads what they did (it was paid); their other keys are pending then.
 
 boto3 clients ``bedrock`` (the control plane) and ``s3`` are made on first use; credentials, region and
 endpoints come only from the standard AWS chain (``AWS_ENDPOINT_URL_BEDROCK``, ``AWS_ENDPOINT_URL_S3``
@@ -250,7 +251,8 @@ class BatchRun:
             if batch["arn"] is None:
                 batch.update(self.submit(batch))
         self.follow(batches)
-        failed = [b for b in batches if b["status"] in UNFINISHED]
+        failed = [b for b in batches
+                  if b["status"] in UNFINISHED and not (b["status"] == "Stopped" and b["stop_asked"])]
         result = {"batches": [self.report[int(b["id"])] for b in batches], "skipped": skipped}
         if failed:
             b = failed[0]
@@ -359,7 +361,7 @@ class BatchRun:
                 try:
                     self.aws(self.judges[int(batch["judge_id"])]).call(
                         "bedrock", "stop_model_invocation_job", jobIdentifier=batch["arn"])
-                    self.store.update_judge_batch(int(batch["id"]), status="Stopping")
+                    self.store.update_judge_batch(int(batch["id"]), status="Stopping", stop_asked=1)
                 except BatchError as exc:
                     self.progress.note(f"stopping {batch['arn']}: {exc}")
 
