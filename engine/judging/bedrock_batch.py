@@ -47,8 +47,10 @@ from engine.runs.progress import JobCancelled, Progress
 
 __all__ = ["MIN_RECORDS", "BatchError", "BatchSettings", "judge_batch", "judge_batch_job"]
 
-MIN_RECORDS = 100          # AWS's minimum records per batch inference job (a service quota; 100 by default)
-MAX_RECORDS = 50_000       # records per job: AWS's default quota for most models; more go in further jobs
+MIN_RECORDS = 100          # the fewest records a batch inference job takes (issue 14; Service Quotas: "Minimum
+                           # number of records per batch inference job")
+MAX_RECORDS = 50_000       # the most we put in one job (more go in further jobs); AWS's per-job quota differs by
+                           # model and account ("Records per batch inference job"): lower max_records to yours
 TERMINAL = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
 UNFINISHED = frozenset({"Failed", "Stopped", "Expired"})   # ended before every record was done
 INPUT_NAME = "records.jsonl"
