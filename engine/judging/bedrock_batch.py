@@ -37,7 +37,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -159,9 +159,12 @@ class BatchAWS:
         bucket, key = split_s3_uri(uri)
         self.call("s3", "put_object", Bucket=bucket, Key=key, Body=data)
 
-    def get(self, uri: str) -> bytes:
+    def lines(self, uri: str) -> Iterator[str]:
+        """The object's lines, read as they come (an output file of 50,000 replies is not held whole)."""
         bucket, key = split_s3_uri(uri)
-        return bytes(self.call("s3", "get_object", Bucket=bucket, Key=key)["Body"].read())
+        body = self.call("s3", "get_object", Bucket=bucket, Key=key)["Body"]
+        for line in body.iter_lines():
+            yield line.decode("utf-8", "replace")
 
     def keys(self, uri: str) -> list[str]:
         """The URIs of every object under the prefix ``uri``."""
@@ -403,7 +406,7 @@ class BatchRun:
         for uri in aws.keys(job_folder):
             if not uri.endswith(".jsonl.out"):
                 continue  # manifest.json.out: AWS's summary
-            for line in aws.get(uri).decode("utf-8", "replace").splitlines():
+            for line in aws.lines(uri):
                 record: Any
                 try:
                     record = json.loads(line) if line.strip() else None
@@ -447,9 +450,10 @@ class BatchRun:
                     logged.append({**call_row, "outcome": "failed", "error": line_error,
                                    "status": code if isinstance(code, int) else None})
                     failed += 1
-        self.store.log_judge_calls(logged)
-        self.store.record_judge_results(results)
-        self.store.update_judge_batch(int(batch["id"]), ingested=1)
+        with self.store.transaction():  # all or nothing: a run killed here reads the output again, logs it once
+            self.store.log_judge_calls(logged)
+            self.store.record_judge_results(results)
+            self.store.update_judge_batch(int(batch["id"]), ingested=1)
         batch["ingested"] = 1
         self.report[int(batch["id"])] = {**self.summary(batch), "judged": judged, "failed": failed,
                                          "missing": len(calls) - len(seen), "unreadable_lines": unreadable,
