@@ -214,8 +214,17 @@ def test_a_failed_aws_job_is_recorded_with_its_message_and_its_keys_are_pending_
         assert batch["status"] == "Failed" and "Access Denied" in batch["message"] and batch["ingested"] == 1
         assert store.pending_judge_count(1, 1, 1, "aligned") == N_ANSWERS
     assert rows(study_db) == {}
+    # a job AWS refuses to create (here: fewer records than its minimum) is recorded, its keys pending again
+    server.min_records = 500
+    with pytest.raises(BatchError, match=r"judge haiku: bedrock create_model_invocation_job \(us-east-1, endpoint "
+                                         r"http://127.0.0.1:\d+\): ValidationException: The number of records"):
+        run_batch(study_db, judges=["haiku"])
+    with open_store(study_db) as store:
+        assert store.get_judge_batch(2)["status"] == "Refused" and store.get_judge_batch(2)["ingested"] == 1
+        assert store.pending_judge_count(1, 1, 1, "coherent") == N_ANSWERS
+    server.min_records = 100
     run_batch(study_db, judges=["haiku"])  # a later run submits them again
-    assert server.creates == 2 and len(rows(study_db)) == N_ANSWERS * 2
+    assert server.creates == 3 and len(server.jobs) == 2 and len(rows(study_db)) == N_ANSWERS * 2
 
 
 def test_cancelling_stops_the_aws_job_and_the_next_run_reads_it_back_stopped(study_db, batch_server):

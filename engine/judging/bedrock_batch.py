@@ -150,8 +150,13 @@ class BatchAWS:
             return getattr(self.client(service), operation)(**kwargs)
         except ClientError as exc:
             error = (exc.response or {}).get("Error") or {}
-            raise ServiceRefused(f"{service} {operation} ({self.where()}): {error.get('Code') or 'an error'}: "
-                                 f"{one_line(str(error.get('Message') or '(no message)'), 300)}") from None
+            status = ((exc.response or {}).get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            code = str(error.get("Code") or "an error")
+            line = (f"{service} {operation} ({self.where()}): {code}: "
+                    f"{one_line(str(error.get('Message') or '(no message)'), 300)}")
+            if isinstance(status, int) and 400 <= status < 500 and status != 429 and code != "ThrottlingException":
+                raise ServiceRefused(line) from None
+            raise BatchError(line) from None  # throttled, or the service's own failure: it may have been done
         except BotoCoreError as exc:
             raise BatchError(f"{service} {operation} ({self.where()}): {one_line(str(exc), 300)}") from None
 
@@ -181,7 +186,8 @@ class BatchAWS:
 
 
 class ServiceRefused(BatchError):
-    """The service answered with an error (it did not do what was asked)."""
+    """The service refused the request (a 4xx other than throttling): it did not do what was asked, and asking
+    again the same way would fail the same way."""
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
@@ -310,6 +316,8 @@ class BatchRun:
         lines = [json.dumps({"recordId": rid, "modelInput": model_input(judge.model, rc.call)}, ensure_ascii=False)
                  for rid, (_gid, rc) in self.calls_of(batch).items()]
         aws.put(str(batch["input_uri"]), ("\n".join(lines) + "\n").encode("utf-8"))
+        # refused (4xx): not created, its keys pending again; any other error leaves the row as it is, and the
+        # next run asks again with the same token (AWS makes the job at most once)
         try:
             created = aws.call("bedrock", "create_model_invocation_job", jobName=batch["name"],
                                clientRequestToken=batch["name"], roleArn=batch["role_arn"], modelId=batch["model"],
@@ -317,7 +325,7 @@ class BatchRun:
                                inputDataConfig={"s3InputDataConfig": {"s3Uri": batch["input_uri"],
                                                                       "s3InputFormat": "JSONL"}},
                                outputDataConfig={"s3OutputDataConfig": {"s3Uri": batch["output_uri"]}})
-        except ServiceRefused as exc:  # not created: its keys are pending again
+        except ServiceRefused as exc:
             self.store.update_judge_batch(int(batch["id"]), status="Refused", message=str(exc), ingested=1)
             raise BatchError(f"judge {judge.name}: {exc}") from None
         fields = {"arn": str(created["jobArn"]), "status": "Submitted", "job_id": self.job_id}
