@@ -272,3 +272,27 @@ def test_the_cli_says_what_a_batch_would_cost_and_refuses_bad_input_in_one_line(
         r = run_cli(*base, *args)
         assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert study_db.read_bytes() == before
+
+
+def test_each_family_gets_its_own_body_and_its_reply_is_read_back():
+    from bedrock_batch_server import model_output
+    from engine.judging.backend import Call
+    from engine.judging.batch_records import invocation_type, model_input, parse_record_id, record_id, reply_from_output
+
+    call = Call(prompt="Rate this.", max_tokens=5, temperature=0.0, system="You are a judge.")
+    llama = "us.meta.llama3-3-70b-instruct-v1:0"
+    assert [invocation_type(m) for m in (HAIKU, "us." + NOVA, llama)] == ["InvokeModel", "InvokeModel", "Converse"]
+    assert model_input(HAIKU, call) == {
+        "anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "temperature": 0.0, "system": "You are a judge.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Rate this."}]}]}
+    assert model_input(NOVA, call) == {
+        "schemaVersion": "messages-v1", "messages": [{"role": "user", "content": [{"text": "Rate this."}]}],
+        "inferenceConfig": {"maxTokens": 5, "temperature": 0.0}, "system": [{"text": "You are a judge."}]}
+    assert "schemaVersion" not in model_input(llama, call) and model_input(llama, call)["system"] == [
+        {"text": "You are a judge."}]
+    for model, converse in ((HAIKU, False), (NOVA, False), (llama, True)):
+        reply = reply_from_output(model, model_output(model, converse, "42", 7, 1))
+        assert (reply.text, reply.input_tokens, reply.output_tokens, reply.stop_reason) == ("42", 7, 1, "end_turn")
+    with pytest.raises(ValueError, match="no content list: not anthropic's reply shape"):
+        reply_from_output(HAIKU, {"output": {}})
+    assert parse_record_id(record_id(12, 3, 4, 1)) == (12, 3, 4, 1) and parse_record_id("g1j2") is None

@@ -102,7 +102,7 @@ def reply_from_output(model: str, output: Any) -> Reply:
         stop = output.get("stopReason")
         where = "output.message.content"
     if not isinstance(blocks, list):
-        raise ValueError(f"modelOutput has no {where} list: not a {family(model)} reply")
+        raise ValueError(f"modelOutput has no {where} list: not {family(model)}'s reply shape")
     text = "".join(b["text"] for b in blocks if isinstance(b, Mapping) and isinstance(b.get("text"), str))
     return Reply(text=text, input_tokens=_count(tokens[0]), output_tokens=_count(tokens[1]),
                  stop_reason=stop if isinstance(stop, str) else None)
