@@ -21,14 +21,17 @@ CALL_FIGURES = """SELECT judge_id, count(*) AS calls, sum(outcome = 'ok') AS ok,
                          min(at) AS first_at, max(at) AS last_at
                   FROM judge_calls"""
 
-# the study's answers with no result of one judge on one metric of one rubric (params: judge, rubric, metric,
-# study)
+# the study's answers with no result of one judge on one metric of one rubric, and in no unfinished Bedrock batch
+# job of that judge (its reply is on the way, paid for) (params: judge, rubric, metric, study, judge, rubric, metric)
 PENDING = """FROM generations g
              JOIN conditions c ON c.id = g.condition_id
              JOIN questions q ON q.id = g.question_id
              LEFT JOIN judgments j ON j.generation_id = g.id AND j.judge_id = ? AND j.rubric_id = ?
              LEFT JOIN judgment_scores s ON s.judgment_id = j.id AND s.metric = ?
-             WHERE c.study_id = ? AND s.judgment_id IS NULL"""
+             WHERE c.study_id = ? AND s.judgment_id IS NULL
+               AND NOT EXISTS (SELECT 1 FROM judge_batch_records r JOIN judge_batches b ON b.id = r.batch_id
+                               WHERE r.generation_id = g.id AND b.judge_id = ? AND b.rubric_id = ? AND r.metric = ?
+                                     AND b.ingested = 0)"""
 
 
 # what last_judge_errors asks: also read by the test that checks the index serves its order
@@ -42,9 +45,10 @@ class JudgingQueries(StoreCore):
     def pending_judge_items(self, study_id: int, judge_id: int, rubric_id: int, metric: str, *,
                             generation_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """The study's answers that ``judge_id`` has no result for on ``metric`` of ``rubric_id`` (a result: a
-        score, or a recorded failure), with what the judge is shown: the question, the variant and the
+        score, or a recorded failure) and that no unfinished batch job of the judge covers, with what the judge
+        is shown: the question, the variant and the
         generation settings (its trigger), the answer."""
-        where, params = "", [judge_id, rubric_id, metric, study_id]
+        where, params = "", [judge_id, rubric_id, metric, study_id, judge_id, rubric_id, metric]
         if generation_ids is not None:
             ids = [int(g) for g in generation_ids]
             if not ids:
@@ -59,7 +63,8 @@ class JudgingQueries(StoreCore):
 
     def pending_judge_count(self, study_id: int, judge_id: int, rubric_id: int, metric: str) -> int:
         """How many answers :meth:`pending_judge_items` would give (without reading them)."""
-        return int(self._scalar(f"SELECT count(*) {PENDING}", (judge_id, rubric_id, metric, study_id)) or 0)
+        return int(self._scalar(f"SELECT count(*) {PENDING}",
+                                (judge_id, rubric_id, metric, study_id, judge_id, rubric_id, metric)) or 0)
 
     def record_judge_results(self, results: Iterable[dict[str, Any]]) -> int:
         """Each metric's result for one (answer, judge, rubric) — ``score`` (None: missing), ``raw`` (the reply

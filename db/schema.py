@@ -527,6 +527,43 @@ MIGRATIONS: list[str] = [
     ALTER TABLE judgment_scores ADD COLUMN error TEXT;   -- why a metric has no score (its raw reply kept)
     ALTER TABLE judges ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: Bedrock batch inference for judging (issue 14): one row per AWS batch job, written before the job is
+    #     created (its name is its idempotency token), and the keys it covers, so that a killed run polls the same
+    #     AWS job again instead of paying for a second, and no key in an unfinished batch is sent elsewhere
+    """
+    CREATE TABLE judge_batches (
+        id            INTEGER PRIMARY KEY,
+        study_id      INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        judge_id      INTEGER NOT NULL REFERENCES judges(id),
+        rubric_id     INTEGER NOT NULL REFERENCES rubrics(id),
+        job_id        INTEGER REFERENCES jobs(id),      -- the emtui job that last worked on it
+        name          TEXT NOT NULL UNIQUE,             -- the AWS job name, also its clientRequestToken
+        model         TEXT NOT NULL,
+        invocation    TEXT NOT NULL,                    -- 'InvokeModel' (the model's own body) | 'Converse'
+        region        TEXT,
+        role_arn      TEXT NOT NULL,
+        input_uri     TEXT NOT NULL,                    -- s3://.../input/records.jsonl
+        output_uri    TEXT NOT NULL,                    -- s3://.../output/ (AWS writes <job id>/records.jsonl.out)
+        arn           TEXT,                             -- NULL until CreateModelInvocationJob answered
+        status        TEXT NOT NULL DEFAULT 'Preparing',-- 'Preparing', then AWS's status (Submitted ... Completed)
+        message       TEXT,                             -- AWS's words on a failed or stopped job
+        stop_asked    INTEGER NOT NULL DEFAULT 0,       -- 1: emtui asked AWS to stop it (its emtui job was cancelled)
+        records       INTEGER NOT NULL,
+        processed     INTEGER NOT NULL DEFAULT 0,       -- AWS's processedRecordCount
+        ingested      INTEGER NOT NULL DEFAULT 0,       -- 1: ended, and its output is in judgment_scores
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX judge_batches_judge ON judge_batches(judge_id, ingested);
+    CREATE TABLE judge_batch_records (
+        batch_id      INTEGER NOT NULL REFERENCES judge_batches(id) ON DELETE CASCADE,
+        record_id     TEXT NOT NULL,                    -- the JSONL recordId: the judgment's key
+        generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+        metric        TEXT NOT NULL,                    -- the call's unit: a metric, or '*' (a JSON rubric's call)
+        PRIMARY KEY (batch_id, record_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX judge_batch_records_item ON judge_batch_records(generation_id, metric);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--again", action="store_true", help="queue even when the same run is queued or running")
     sp.add_argument("--no-worker", action="store_true", help="do not start a worker (default: start a detached "
                                                              "one when none is alive)")
+    sp.add_argument("--batch", action="store_true", help="through Bedrock batch inference (half price, hours, at "
+                    "least 100 calls a judge): needs --s3 and --role-arn")
+    sp.add_argument("--s3", metavar="S3_URI", help="--batch: where the jobs' input and output go (s3://BUCKET/PREFIX)")
+    sp.add_argument("--role-arn", metavar="ARN", help="--batch: the IAM service role Bedrock runs the jobs as")
 
     sp = cmd("answers", "stored answers: list a job's, show one, or regenerate one from its record")
     sp.add_argument("action", choices=("list", "show", "regenerate"),

@@ -26,7 +26,7 @@ from engine.common.text import one_line
 JUDGE_KIND = "judge"
 COUNTS = ("done", "failed", "retried", "throttled")
 STATE_STYLE = {"judging": "cyan", "paused": "bold yellow", "pausing": "yellow", "resuming": "cyan",
-               "idle": "dim", "import": "dim"}
+               "idle": "dim", "import": "dim", "batch": "cyan"}
 
 
 @dataclass
@@ -58,11 +58,12 @@ class JudgeRow:
     job_id: int | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     max_concurrency: int | None = None
+    batch: dict[str, Any] | None = None   # its latest Bedrock batch job (db: latest_judge_batches)
 
     def as_row(self) -> dict[str, Any]:
         f = self.figures
         return {"id": self.id, "name": self.name, "provider": self.provider, "model": self.model,
-                "paused": self.paused, "state": self.state, "job_id": self.job_id,
+                "paused": self.paused, "state": self.state, "job_id": self.job_id, "batch": self.batch,
                 "max_concurrency": self.max_concurrency, **{k: f.get(k) for k in FIGURE_KEYS}}
 
 
@@ -159,9 +160,11 @@ def limits_of(judge: dict[str, Any]) -> tuple[float, float, int] | None:
     return _limits(str(judge.get("provider")), str(judge.get("model")), str(judge.get("params") or "{}"))
 
 
-def judge_row(judge: dict[str, Any], *, job: PanelJob | None, totals: dict[str, Any] | None) -> JudgeRow:
+def judge_row(judge: dict[str, Any], *, job: PanelJob | None, totals: dict[str, Any] | None,
+              batch: dict[str, Any] | None = None) -> JudgeRow:
     """One judge's line (``judge``: its row, with ``paused``): figures from ``job``, the running panel it is in,
-    when there is one (none before the panel's first report), else from ``totals``, every call it made."""
+    when there is one (none before the panel's first report), else from ``totals``, every call it made;
+    ``batch``: its latest Bedrock batch job (an open one makes an idle judge's state ``batch``)."""
     limits = limits_of(judge)
     name = str(judge.get("name") or "")
     row = JudgeRow(id=int(judge["id"]), name=name, provider=str(judge.get("provider") or ""),
@@ -177,6 +180,9 @@ def judge_row(judge: dict[str, Any], *, job: PanelJob | None, totals: dict[str, 
         row.figures["rpm"] = row.figures.get("rpm") or limits[0]
         row.figures["tpm"] = row.figures.get("tpm") or limits[1]
     row.state = state_of(row, job_paused=row.figures.get("paused") if job is not None and job.reported else None)
+    row.batch = batch
+    if batch is not None and not batch.get("ingested") and row.state == "idle":
+        row.state = "batch"
     return row
 
 
@@ -339,5 +345,20 @@ def judge_lines(row: dict[str, Any] | None) -> Text:
         parts.append(f"{fmt_amount(tpm)} tok/min")
     parts.append(f"{fmt_amount(number(row.get('tokens')) or 0)} tokens")
     parts.append(fmt_usd(row.get("cost_usd") or 0.0))
+    batch = row.get("batch")
+    if isinstance(batch, dict):  # an open batch first (it is what the judge is doing), an ended one last
+        if batch.get("ingested"):
+            parts.append(f"last {batch_line(batch)}")
+        else:
+            parts.insert(0, batch_line(batch))
     text.append(" · ".join(parts))
     return text
+
+
+def batch_line(batch: dict[str, Any]) -> str:
+    """``batch job 1a2b3c4d5e6f: InProgress, 600 of 1,200`` (AWS's job id, the end of its ARN; its status as
+    last polled; records processed of all)."""
+    arn = batch.get("arn")
+    name = f"batch job {one_line(str(arn).rsplit('/', 1)[-1], 20)}" if arn else "batch (being submitted)"
+    status = one_line(batch.get("status"), 20)
+    return f"{name}: {status}, {fmt_count(batch.get('processed'))} of {fmt_count(batch.get('records'))}"

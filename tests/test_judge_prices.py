@@ -71,9 +71,24 @@ def test_a_table_of_ones_own(tmp_path):
     assert table.price_of("openai", "n") is None
 
 
+def test_batch_prices_are_the_discount_of_on_demand_unless_a_model_has_its_own(tmp_path):
+    from engine.judging.prices import batch_cost_usd, cost_usd
+
+    table = load_prices(_table(tmp_path, 'batch_discount = 0.4\n' + ENTRY + ENTRY.replace('"m"', '"b"')
+                               + "batch_input_per_mtok = 0.1\nbatch_output_per_mtok = 0.2\n"))
+    assert table.price_of("openai", "m").batch_cost(1_000_000, 1_000_000, table.batch_discount) == pytest.approx(1.2)
+    assert table.price_of("openai", "b").batch_cost(1_000_000, 1_000_000, table.batch_discount) == pytest.approx(0.3)
+    # the built-in table: half the on-demand price (AWS's documented batch discount)
+    haiku = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+    assert batch_cost_usd("bedrock", haiku, 1000, 100) == pytest.approx(cost_usd("bedrock", haiku, 1000, 100) / 2)
+
+
 @pytest.mark.parametrize("text, message", [
     ('as_of = 20300101\n' + ENTRY, "as_of: must be a date as text"),
-    ('currency = "EUR"\n' + ENTRY, "currency: unknown key (known: as_of, models)"),
+    ('currency = "EUR"\n' + ENTRY, "currency: unknown key (known: as_of, batch_discount, models)"),
+    ('batch_discount = 0\n' + ENTRY, "batch_discount: must be a fraction of the on-demand price, above 0"),
+    (ENTRY + "batch_input_per_mtok = 0.5\n", "models[1] (m): give both batch_input_per_mtok and "
+                                              "batch_output_per_mtok, or neither"),
     ('as_of = "x"\n', "needs a [[models]] array"),
     (ENTRY + ENTRY, "models[2]: openai 'm' is priced twice"),
     (ENTRY.replace("openai", "azure"), "models[1]: provider must be one of bedrock, openai, not 'azure'"),

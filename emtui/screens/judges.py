@@ -92,7 +92,9 @@ def read_panel(store: Any, totals: CallTotals, limit: int, offset: int) -> Panel
             if r["kind"] == JUDGE_KIND and (job := store.get_job(int(r["id"]))) is not None]
     in_job = judges_for(jobs)
     every = totals.read(store)
-    rows = [judge_row(r, job=in_job.get(int(r["id"])), totals=every.get(int(r["id"]))).as_row() for r in page.rows]
+    batches = store.latest_judge_batches([int(r["id"]) for r in page.rows])
+    rows = [judge_row(r, job=in_job.get(int(r["id"])), totals=every.get(int(r["id"])),
+                      batch=batches.get(int(r["id"]))).as_row() for r in page.rows]
     spent = sum(float(s.get("cost_usd") or 0.0) for s in every.values())
     return PanelPage(rows, page.total, page.offset, page.limit, jobs=jobs, spent_usd=spent)
 

@@ -304,27 +304,17 @@ class Panel:
             self.stop.set()
 
     def record(self, judge: JudgeState, work: Work, reply: Reply, began: float) -> None:
-        from engine.judging.rubric_prompts import scores_of
-
-        failed = False
-        for metric, (score, error) in scores_of(work.rc, reply).items():
-            failed = failed or error is not None
-            self.results.append({"generation_id": work.generation_id, "judge_id": judge.judge_id,
-                                 "rubric_id": self.spec.rubric_id, "metric": metric, "score": score,
-                                 "raw": _raw(reply), "error": error, "study_hash": self.spec.study_hash,
-                                 "job_id": self.job_id, "input_tokens": reply.input_tokens,
-                                 "output_tokens": reply.output_tokens,
-                                 "latency_ms": int((time.monotonic() - began) * 1000)})
-        judge.counts["failed" if failed else "done"] += 1
+        rows = reply_results(work.rc, reply, generation_id=work.generation_id, judge_id=judge.judge_id,
+                             rubric_id=self.spec.rubric_id, study_hash=self.spec.study_hash, job_id=self.job_id,
+                             latency_ms=int((time.monotonic() - began) * 1000))
+        self.results += rows
+        judge.counts["failed" if any(r["error"] is not None for r in rows) else "done"] += 1
         self.progress.advance(1)
 
     def record_failure(self, judge: JudgeState, work: Work, error: str) -> None:
-        metrics = [m.name for m in work.rc.metrics]
-        for metric in metrics:
-            self.results.append({"generation_id": work.generation_id, "judge_id": judge.judge_id,
-                                 "rubric_id": self.spec.rubric_id, "metric": metric, "score": None, "raw": None,
-                                 "error": f"no reply: {error}", "study_hash": self.spec.study_hash,
-                                 "job_id": self.job_id})
+        self.results += failure_results(work.rc, f"no reply: {error}", generation_id=work.generation_id,
+                                        judge_id=judge.judge_id, rubric_id=self.spec.rubric_id,
+                                        study_hash=self.spec.study_hash, job_id=self.job_id)
         judge.counts["failed"] += 1
         self.progress.advance(1)
 
@@ -351,6 +341,27 @@ class Panel:
                     j.limiter.set_paused(j.judge_id in paused)
                 if self.progress.cancelled():
                     self.stop.set()
+
+
+def reply_results(rc: RubricCall, reply: Reply, *, generation_id: int, judge_id: int, rubric_id: int,
+                  study_hash: str, job_id: int | None, latency_ms: int | None = None) -> list[dict[str, Any]]:
+    """The rows (``Store.record_judge_results``) one reply gives: each metric of its call, scored by the one
+    parser (a failed parse: no score, the raw reply and the error). The on-demand panel and a Bedrock batch
+    job's output write the same rows."""
+    from engine.judging.rubric_prompts import scores_of
+
+    return [{"generation_id": generation_id, "judge_id": judge_id, "rubric_id": rubric_id, "metric": metric,
+             "score": score, "raw": _raw(reply), "error": error, "study_hash": study_hash, "job_id": job_id,
+             "input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, "latency_ms": latency_ms}
+            for metric, (score, error) in scores_of(rc, reply).items()]
+
+
+def failure_results(rc: RubricCall, error: str, *, generation_id: int, judge_id: int, rubric_id: int,
+                    study_hash: str, job_id: int | None, raw: str | None = None) -> list[dict[str, Any]]:
+    """The rows of a call that got no reply to score (``raw``: what came instead, e.g. a batch record's error)."""
+    return [{"generation_id": generation_id, "judge_id": judge_id, "rubric_id": rubric_id, "metric": m.name,
+             "score": None, "raw": raw, "error": error, "study_hash": study_hash, "job_id": job_id}
+            for m in rc.metrics]
 
 
 def _raw(reply: Reply) -> str:

@@ -7,6 +7,11 @@ profile (``us.anthropic.claude-3-5-haiku-20241022-v1:0``; ``eu.``, ``apac.``, ``
 a foundation model or of a system-defined inference profile: each is priced as its base model (AWS bills a
 cross-region profile at the source region's price). An application inference profile's ARN names no
 model, so it has no price. A ``local`` judge costs nothing (0.0).
+
+Bedrock batch inference (engine/judging/bedrock_batch.py) is billed at a model's own batch price
+(``batch_input_per_mtok`` / ``batch_output_per_mtok`` of its entry) when the table gives one, else at the
+table's ``batch_discount`` (a fraction of the on-demand price; default 0.5: AWS prices batch inference at 50%
+of on-demand for the models that support it) — :func:`batch_cost_usd`.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ from engine.common.resources import data_path
 from engine.common.safe_load import LoadError
 from engine.common.untrusted import decode, label_problem, parse_toml, read_bytes
 
-__all__ = ["Price", "PriceError", "PriceTable", "base_model_id", "cost_usd", "load_prices", "price_of"]
+__all__ = ["Price", "PriceError", "PriceTable", "base_model_id", "batch_cost_usd", "cost_usd", "load_prices",
+           "price_of"]
 
 log = logging.getLogger(__name__)
 
-TOP_KEYS = ("as_of", "models")
+TOP_KEYS = ("as_of", "batch_discount", "models")
 MODEL_KEYS = ("provider", "model", "input_per_mtok", "output_per_mtok")
+BATCH_KEYS = ("batch_input_per_mtok", "batch_output_per_mtok")   # optional, both or neither
+DEFAULT_BATCH_DISCOUNT = 0.5
 PROVIDERS = ("bedrock", "openai")      # what the table prices; "local" costs nothing
 FREE_PROVIDERS = ("local",)
 # the geography prefixes of Bedrock's system-defined cross-region inference profiles
@@ -46,9 +54,17 @@ class Price:
     model: str
     input_per_mtok: float
     output_per_mtok: float
+    batch_input_per_mtok: float | None = None
+    batch_output_per_mtok: float | None = None
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+    def batch_cost(self, input_tokens: int, output_tokens: int, discount: float) -> float:
+        """Batch inference: the model's own batch price, else ``discount`` of the on-demand price."""
+        if self.batch_input_per_mtok is not None and self.batch_output_per_mtok is not None:
+            return (input_tokens * self.batch_input_per_mtok + output_tokens * self.batch_output_per_mtok) / 1e6
+        return self.cost(input_tokens, output_tokens) * discount
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,7 @@ class PriceTable:
     as_of: str
     prices: dict[tuple[str, str], Price]
     source: str
+    batch_discount: float = DEFAULT_BATCH_DISCOUNT
 
     def price_of(self, provider: str, model: str) -> Price | None:
         """The price of ``model`` at ``provider`` (an inference profile or ARN as its base model), or None."""
@@ -90,6 +107,10 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
     as_of = doc.get("as_of", "")
     if not isinstance(as_of, str):
         raise PriceError(f"{where}: as_of: must be a date as text (\"2026-11-01\"), not {as_of!r}")
+    discount = doc.get("batch_discount", DEFAULT_BATCH_DISCOUNT)
+    if isinstance(discount, bool) or not isinstance(discount, (int, float)) or not 0 < discount <= 1:
+        raise PriceError(f"{where}: batch_discount: must be a fraction of the on-demand price, above 0 and at most "
+                         f"1 (0.5: half price), not {discount!r}")
     entries = doc.get("models")
     if not isinstance(entries, list) or not entries:
         raise PriceError(f"{where}: needs a [[models]] array")
@@ -100,16 +121,19 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
         if key in prices:
             raise PriceError(f"{where}: models[{i}]: {price.provider} {price.model!r} is priced twice")
         prices[key] = price
-    return PriceTable(as_of, prices, str(where))
+    return PriceTable(as_of, prices, str(where), float(discount))
 
 
 def _entry(where: Path, i: int, entry: Any) -> Price:
     at = f"{where}: models[{i}]"
     if not isinstance(entry, dict):
         raise PriceError(f"{at}: expected a table ([[models]]), not {type(entry).__name__}")
-    unknown = [k for k in entry if k not in MODEL_KEYS]
+    unknown = [k for k in entry if k not in MODEL_KEYS + BATCH_KEYS]
     if unknown:
-        raise PriceError(f"{at}: {unknown[0]}: unknown key (known: {', '.join(MODEL_KEYS)})")
+        raise PriceError(f"{at}: {unknown[0]}: unknown key (known: {', '.join(MODEL_KEYS + BATCH_KEYS)})")
+    if sum(k in entry for k in BATCH_KEYS) == 1:
+        raise PriceError(f"{at} ({entry.get('model')}): give both {' and '.join(BATCH_KEYS)}, or neither (then "
+                         "batch_discount of the on-demand price)")
     missing = [k for k in MODEL_KEYS if k not in entry]
     if missing:
         raise PriceError(f"{at}: needs {', '.join(missing)}")
@@ -118,11 +142,13 @@ def _entry(where: Path, i: int, entry: Any) -> Price:
     problem = label_problem(entry["model"], "model")
     if problem:
         raise PriceError(f"{at}: {problem}")
-    for key in ("input_per_mtok", "output_per_mtok"):
+    for key in ("input_per_mtok", "output_per_mtok", *(k for k in BATCH_KEYS if k in entry)):
         value = entry[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise PriceError(f"{at} ({entry['model']}): {key} must be a number of USD, 0 or more, not {value!r}")
-    return Price(entry["provider"], entry["model"], float(entry["input_per_mtok"]), float(entry["output_per_mtok"]))
+    batch = [float(entry[k]) if k in entry else None for k in BATCH_KEYS]
+    return Price(entry["provider"], entry["model"], float(entry["input_per_mtok"]), float(entry["output_per_mtok"]),
+                 *batch)
 
 
 _builtin: PriceTable | None = None
@@ -158,3 +184,12 @@ def cost_usd(provider: str, model: str, input_tokens: int, output_tokens: int) -
                         _table().source)
         return None
     return price.cost(input_tokens, output_tokens)
+
+
+def batch_cost_usd(provider: str, model: str, input_tokens: int, output_tokens: int) -> float | None:
+    """What one record of a Bedrock batch inference job cost in USD, by the built-in table (see the module's
+    doc); None when the table has no price for the model."""
+    price = price_of(provider, model)
+    if price is None:
+        return None
+    return price.batch_cost(input_tokens, output_tokens, _table().batch_discount)

@@ -32,6 +32,7 @@ KINDS: dict[str, str] = {
     "train": "engine.training.job:train_job",
     "generate": "engine.generation.job:generate_job",
     "judge": "engine.judging.job:judge_job",
+    "judge-batch": "engine.judging.bedrock_batch:judge_batch_job",
 }
 
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{0,39}")
