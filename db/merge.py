@@ -52,7 +52,10 @@ class Rule:
     over them when the unique index is on expressions. ``refs``: column -> the table its id points into (remapped;
     a reference nothing maps is an error). ``drop``: columns emptied (they point at what is not merged: jobs).
     ``later``: references filled once the table they point into is merged (a NULL here is filled then).
-    ``pk``: the table has no id column (its key is its primary key): rows are inserted or left, nothing is mapped."""
+    ``pk``: the table has no id column (its key is its primary key): rows are inserted or left, nothing is mapped.
+    ``origin``: the key is content that two boxes may well write alike (a run of the same condition started the
+    same second, on two copies of one database): a row here is that row only when it also has the same origin —
+    the database that made it (its uid) and its id there."""
 
     table: str
     key: tuple[str, ...]
@@ -62,6 +65,7 @@ class Rule:
     key_sql: str | None = None
     pk: bool = False
     where: str = "1"  # which of the other database's rows this rule takes
+    origin: bool = False  # no unique key: the same content is the same row only when made by the same database
 
 
 GENERATION_KEY = ("question_id = ? AND model_id = ? AND IFNULL(checkpoint_id, 0) = IFNULL(?, 0) AND settings_hash = ? "
@@ -85,10 +89,10 @@ RULES: tuple[Rule, ...] = (
     Rule("study_eval_sets", ("study_id", "eval_set_id"), refs={"study_id": "studies", "eval_set_id": "eval_sets"},
          pk=True),
     Rule("study_judges", ("study_id", "judge_id"), refs={"study_id": "studies", "judge_id": "judges"}, pk=True),
-    Rule("study_em_rules", ("study_id", "em", "source", "set_at"), refs={"study_id": "studies"}),
+    Rule("study_em_rules", ("study_id", "em", "source", "set_at"), refs={"study_id": "studies"}, origin=True),
     Rule("train_runs", ("condition_id", "recipe_hash", "seed", "study_hash", "created_at"),
          refs={"condition_id": "conditions", "base_model_id": "models", "dataset_id": "datasets"},
-         drop=("job_id",), later={"output_model_id": "models"}),
+         drop=("job_id",), later={"output_model_id": "models"}, origin=True),
     Rule("train_metrics", ("train_run_id", "step", "name"), refs={"train_run_id": "train_runs"}, pk=True),
     Rule("models", ("name", "source"), refs={"base_model_id": "models"}, where=TRAINED),
     Rule("checkpoints", ("train_run_id", "step"), refs={"train_run_id": "train_runs", "model_id": "models"}),
@@ -100,7 +104,8 @@ RULES: tuple[Rule, ...] = (
          refs={"generation_id": "generations", "judge_id": "judges", "rubric_id": "rubrics"}, drop=("job_id",)),
     Rule("judgment_scores", ("judgment_id", "metric"), refs={"judgment_id": "judgments"}, pk=True),
     Rule("judge_calls", ("judge_id", "generation_id", "rubric_id", "metric", "attempt", "outcome", "at"),
-         refs={"judge_id": "judges", "generation_id": "generations", "rubric_id": "rubrics"}, drop=("job_id",)),
+         refs={"judge_id": "judges", "generation_id": "generations", "rubric_id": "rubrics"}, drop=("job_id",),
+         origin=True),
     Rule("annotators", ("name",)),
     Rule("campaigns", ("name",), refs={"study_id": "studies", "rubric_id": "rubrics"}),
     Rule("campaign_items", ("campaign_id", "code"),
@@ -114,11 +119,12 @@ RULES: tuple[Rule, ...] = (
                "item_id": "campaign_items"}),
     Rule("ratings", ("campaign_id", "item_id", "generation_id", "annotator_id", "metric", "created_at"),
          refs={"assignment_id": "assignments", "campaign_id": "campaigns", "generation_id": "generations",
-               "annotator_id": "annotators", "item_id": "campaign_items"}),
+               "annotator_id": "annotators", "item_id": "campaign_items"}, origin=True),
     Rule("rating_edits", ("rating_id", "annotator_id", "at", "new_score", "new_note", "new_flagged", "new_choice"),
-         refs={"rating_id": "ratings", "annotator_id": "annotators"}),
+         refs={"rating_id": "ratings", "annotator_id": "annotators"}, origin=True),
     Rule("adjudications", ("campaign_id", "item_id", "metric", "lead_annotator_id", "created_at"),
-         refs={"campaign_id": "campaigns", "item_id": "campaign_items", "lead_annotator_id": "annotators"}),
+         refs={"campaign_id": "campaigns", "item_id": "campaign_items", "lead_annotator_id": "annotators"},
+         origin=True),
 )
 # what a person reads in the summary, in this order (models once, though two rules bring them in)
 TABLES = tuple(dict.fromkeys(r.table for r in RULES))
@@ -263,10 +269,12 @@ class MergeQueries(StoreCore):
                     "(register the changed one under a new name): nothing was merged")
 
     def merged_from(self, table: str, local_id: int) -> dict[str, Any] | None:
-        """Where a row a merge added came from: the merge (its source path, uid, hosts, when) and the row's id
-        there; None for a row made here."""
+        """Where a row a merge added came from: the merge (its source path, uid, hosts, when), the row's id
+        there (``source_id``) and the database that made it (``origin_uid``, ``origin_id``: the source itself unless
+        it had merged the row from a third); None for a row made here."""
         return self._one(
-            """SELECT r.origin_id, m.id AS merge_id, m.source_path, m.source_uid, m.source_hosts, m.merged_at
+            """SELECT r.source_id, r.origin_uid, r.origin_id, m.id AS merge_id, m.source_path, m.source_uid,
+                      m.source_hosts, m.merged_at
                FROM merged_rows r JOIN merges m ON m.id = r.merge_id WHERE r.tbl = ? AND r.local_id = ?""",
             (table, int(local_id)))
 
@@ -293,6 +301,10 @@ class _Merge:
         self.pending: list[tuple[str, int, str, str, int]] = []  # (table, id here, column, table, id there)
         self.merge_id: int | None = None
         self.table = ""  # the table being merged
+        self.uid = store.conn.execute("SELECT uid FROM database_identity WHERE id = 1").fetchone()[0]
+        self.other_origins: dict[tuple[str, int], tuple[str | None, int]] = {
+            (str(r[0]), int(r[1])): (r[2], int(r[3])) for r in other.execute(
+                "SELECT tbl, local_id, origin_uid, origin_id FROM merged_rows")}
         self.columns = {t: [r[1] for r in self.conn.execute(f"PRAGMA table_info([{t}])")] for t in TABLES}
 
     def run(self) -> None:
@@ -309,7 +321,8 @@ class _Merge:
         if rule.table == "models":  # a base before the models made from it
             rows = _bases_first(list(rows))
         key_sql = rule.key_sql or " AND ".join(f"[{k}] IS ?" for k in rule.key)
-        find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql} LIMIT 1"
+        find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql}" + ("" if rule.origin
+                                                                                        else " LIMIT 1")
         for src in rows:
             row = {c: src[c] for c in src.keys() if c in cols}
             there = None if rule.pk else int(row.pop("id"))
@@ -319,7 +332,12 @@ class _Merge:
                 row[col] = None
             later = {col: row.pop(col, None) for col in rule.later}
             self.adjust(rule.table, row, there)
-            found = self.conn.execute(find, [row[k] for k in rule.key]).fetchone()
+            if rule.origin:
+                want = self.origin_there(rule.table, there)
+                found = next((f for f in self.conn.execute(find, [row[k] for k in rule.key]).fetchall()
+                              if self.origin_here(rule.table, int(f[0])) == want), None)
+            else:
+                found = self.conn.execute(find, [row[k] for k in rule.key]).fetchone()
             if found is not None:
                 self.present[rule.table] += 1
                 if there is not None:
@@ -337,6 +355,17 @@ class _Merge:
                 self.ids[rule.table][there] = here
                 self.new_rows.append((rule.table, here, there))
                 self.defer(rule, here, later)
+
+    def origin_there(self, table: str, there: int | None) -> tuple[str | None, int]:
+        """The database that made the other database's row (its uid: None for one from before uids) and its id
+        there: the other database itself, unless it had merged the row from a third."""
+        assert there is not None
+        return self.other_origins.get((table, there), (self.about["uid"], there))
+
+    def origin_here(self, table: str, here: int) -> tuple[str | None, int]:
+        row = self.conn.execute("SELECT origin_uid, origin_id FROM merged_rows WHERE tbl = ? AND local_id = ?",
+                                (table, here)).fetchone()
+        return (self.uid, here) if row is None else (row[0], int(row[1]))
 
     def ref(self, table: str, col: str, target: str, value: Any) -> int | None:
         if value is None:
@@ -408,8 +437,9 @@ class _Merge:
             (str(self.path), self.about["uid"], self.about["sha256"], self.about["version"],
              _dumps(self.about["hosts"]), _dumps({"added": added, "filled": self.filled}), utc_now()))
         self.merge_id = int(cur.lastrowid or 0)
-        self.conn.executemany("INSERT INTO merged_rows (tbl, local_id, merge_id, origin_id) VALUES (?, ?, ?, ?)",
-                              ((t, here, self.merge_id, there) for t, here, there in self.new_rows))
+        self.conn.executemany(
+            "INSERT INTO merged_rows (tbl, local_id, merge_id, source_id, origin_uid, origin_id) VALUES (?, ?, ?, ?, ?, ?)",
+            ((t, here, self.merge_id, there, *self.origin_there(t, there)) for t, here, there in self.new_rows))
 
 
 def _bases_first(rows: Sequence[sqlite3.Row]) -> list[sqlite3.Row]:

@@ -553,7 +553,9 @@ MIGRATIONS: list[str] = [
         tbl           TEXT NOT NULL,
         local_id      INTEGER NOT NULL,
         merge_id      INTEGER NOT NULL REFERENCES merges(id),
-        origin_id     INTEGER NOT NULL,           -- the row's id in the other database
+        source_id     INTEGER NOT NULL,           -- the row's id in the database it was merged from
+        origin_uid    TEXT,                       -- the database that made it (that one's source, when it had
+        origin_id     INTEGER NOT NULL,           -- merged it from a third), and its id there
         PRIMARY KEY (tbl, local_id)
     ) WITHOUT ROWID;
     CREATE INDEX merged_rows_merge ON merged_rows(merge_id);
