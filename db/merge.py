@@ -418,7 +418,11 @@ class _Merge:
             row["provenance"] = _dumps(prov)
 
     def check_same(self, table: str, row: dict[str, Any], here: int) -> None:
-        """A campaign of the same name must be the same campaign (its items are matched by code)."""
+        """A campaign of the same name must be the same campaign (its items are matched by code). A dataset a study
+        registered here without its examples, which the other box imported, takes what the import recorded (its
+        examples follow)."""
+        if table == "datasets":
+            self.fill_dataset(row, here)
         if table != "campaigns":
             return
         mine = self.conn.execute("SELECT study_id, scale, seed, created_at FROM campaigns WHERE id = ?",
@@ -426,6 +430,18 @@ class _Merge:
         if tuple(mine) != (row["study_id"], row["scale"], row["seed"], row["created_at"]):
             raise Refused(f"{self.path}: campaign {row['name']!r} there is not the campaign of that name here (its "
                           "study, scale, seed or creation differ); rename one of them first: nothing was merged")
+
+    def fill_dataset(self, row: dict[str, Any], here: int) -> None:
+        has = "SELECT EXISTS (SELECT 1 FROM dataset_examples WHERE dataset_id = ?)"
+        there = self.other.execute("SELECT id FROM datasets WHERE name = ? AND content_hash = ?",
+                                   (row["name"], row["content_hash"])).fetchone()
+        if self.conn.execute(has, (here,)).fetchone()[0] or not self.other.execute(has, (there[0],)).fetchone()[0]:
+            return
+        self.conn.execute("""UPDATE datasets SET format = ?, n_rows = ?, origin = ?, operation = ?, stats = ?,
+                                    path = COALESCE(path, ?) WHERE id = ?""",
+                          (row["format"], row["n_rows"], row["origin"], row["operation"], row["stats"], row["path"],
+                           here))
+        self.filled["datasets.examples"] = self.filled.get("datasets.examples", 0) + 1
 
     def record(self) -> None:
         from db.store import utc_now

@@ -51,7 +51,7 @@ def report(r: MergeResult, db: str) -> list[str]:
     for what, n in r.filled.items():
         table, col = what.split(".", 1)
         lines.append(f"{table}: {n:,} given their {col.removesuffix('_id').replace('_', ' ')} from the other box "
-                     "(none was set here)")
+                     "(none was here)")
     lines.append(f"not merged: {', '.join(NOT_MERGED)} (they belong to the box that ran them)")
     if r.dry_run:
         lines.append("nothing was written (--dry-run)")

@@ -362,3 +362,54 @@ def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path
     again = run_cli("--db", a, "answers", "regenerate", str(remote_answer))
     _one_line_refusal(again, "made on another box", "/gpu-box/runs/7/final", "not on this machine")
     assert json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)["added"]["train_runs"] == 0
+
+
+def test_a_campaign_rated_on_another_box_comes_with_its_ratings(copies, run_cli):
+    from engine.annotation.adjudication import adjudicate
+    from engine.annotation.campaigns import create_campaign
+    from engine.annotation.session import AnnotationSession
+
+    a, b = copies["a"], copies["b"]
+    with open_store(b) as store:
+        create_campaign(store, name="rate-b", study="boxes", scale="0-100", n_items=4, overlap=2, seed=3)
+        for who, value in (("alice", 20), ("bob", 90)):
+            session = AnnotationSession(store, "rate-b", who)
+            for _ in range(2):
+                session.next_item()
+                session.rate(value, note=f"{who} says")
+        code = session.recent()[0].code
+        session.edit(code, 80)
+        adjudicate(store, "rate-b", code, value=50, lead="carol")
+        rated = store._q("""SELECT g.response, a.name, r.metric, r.score, r.note FROM ratings r
+                            JOIN generations g ON g.id = r.generation_id JOIN annotators a ON a.id = r.annotator_id""")
+        counts = {t: store.count(t) for t in ("campaign_items", "ratings", "rating_edits", "adjudications")}
+    done = run_cli("--db", a, "merge", b, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    added = json.loads(done.stdout)["added"]
+    assert added["campaigns"] == 1 and added["annotators"] == 3
+    assert {t: added[t] for t in counts} == counts
+    with open_store(a) as store:  # each rating is of the same answer, by the same person, as there
+        here = store._q("""SELECT g.response, a.name, r.metric, r.score, r.note FROM ratings r
+                           JOIN generations g ON g.id = r.generation_id JOIN annotators a ON a.id = r.annotator_id""")
+    assert sorted(map(str, here)) == sorted(map(str, rated)) and len(here) == 4
+    listing = run_cli("--db", a, "campaign", "show", "rate-b")
+    assert listing.returncode == 0 and "rate-b" in listing.stdout, listing.stderr
+    assert json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)["merge_id"] is None
+
+
+def test_examples_imported_on_another_box_join_the_dataset_registered_here(copies, run_cli, boxes):
+    a, b = copies["a"], copies["b"]
+    lines = (boxes["study"].parent / "domain.jsonl").read_text(encoding="utf-8").splitlines()
+    with open_store(b) as store:
+        registered = store.resolve_dataset("domain")
+        store.store_dataset(name="domain", content_hash=registered["content_hash"], format="chat-jsonl",
+                            examples=[(i + 1, line) for i, line in enumerate(lines)], stats={"n": len(lines)})
+    with open_store(a) as store:
+        assert not store.dataset_examples(store.resolve_dataset("domain")["id"])
+    result = json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)
+    assert result["added"]["dataset_examples"] == len(lines) and result["filled"]["datasets.examples"] == 1
+    with open_store(a) as store:
+        dataset = store.resolve_dataset("domain")
+        assert [e["example"] for e in store.dataset_examples(dataset["id"])] == lines
+        assert dataset["shown_origin"] == "file" and json.loads(store.get_dataset(dataset["id"])["stats"]) == {
+            "n": len(lines)}
