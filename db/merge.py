@@ -30,7 +30,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,7 +317,8 @@ class _Merge:
         self.table = rule.table
         cols = self.columns[rule.table]
         order = ", ".join(rule.key) if rule.pk else "id"
-        rows = self.other.execute(f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
+        rows: Iterable[sqlite3.Row] = self.other.execute(
+            f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
         if rule.table == "models":  # a base before the models made from it
             rows = _bases_first(list(rows))
         key_sql = rule.key_sql or " AND ".join(f"[{k}] IS ?" for k in rule.key)
@@ -454,7 +455,8 @@ class _Merge:
              _dumps(self.about["hosts"]), _dumps({"added": added, "filled": self.filled}), utc_now()))
         self.merge_id = int(cur.lastrowid or 0)
         self.conn.executemany(
-            "INSERT INTO merged_rows (tbl, local_id, merge_id, source_id, origin_uid, origin_id) VALUES (?, ?, ?, ?, ?, ?)",
+            """INSERT INTO merged_rows (tbl, local_id, merge_id, source_id, origin_uid, origin_id)
+               VALUES (?, ?, ?, ?, ?, ?)""",
             ((t, here, self.merge_id, there, *self.origin_there(t, there)) for t, here, there in self.new_rows))
 
 

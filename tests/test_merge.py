@@ -121,8 +121,8 @@ def sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def boxes(tmp_path_factory):
     """Box A answered "treated", box B "base", box C both (each closed: no -wal file left)."""
-    from converse_server import ConverseServer
     from conftest import AWS_TEST_ENV, AWS_UNSET
+    from converse_server import ConverseServer
 
     folder = tmp_path_factory.mktemp("boxes")
     study = study_text(folder)
@@ -154,10 +154,14 @@ def copies(boxes, tmp_path):
 
 
 def summary(run_cli, db: Path) -> dict:
-    done = run_cli("--db", db, "summary", "--format", "json", "--resamples", "200")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    """What ``emtui summary --format json`` prints (built in this process: the CLI's own two calls)."""
+    from engine.results.report_format import to_json
+    from engine.results.summary import SummaryOptions, build_summary
+
+    with open_store(db) as store:
+        report = json.loads(to_json(build_summary(store, SummaryOptions(n_resamples=200))))
     report.pop("database")  # its path: the one thing that differs
+    assert {s["condition"] for s in report["scores"] if s["n"]} == {"treated", "base"}, report["scores"]
     return report
 
 
