@@ -336,7 +336,7 @@ class _Merge:
             if rule.origin:
                 want = self.origin_there(rule.table, there)
                 found = next((f for f in self.conn.execute(find, [row[k] for k in rule.key]).fetchall()
-                              if self.origin_here(rule.table, int(f[0])) == want), None)
+                              if _same_origin(self.origin_here(rule.table, int(f[0])), want)), None)
             else:
                 found = self.conn.execute(find, [row[k] for k in rule.key]).fetchone()
             if found is not None:
@@ -458,6 +458,12 @@ class _Merge:
             """INSERT INTO merged_rows (tbl, local_id, merge_id, source_id, origin_uid, origin_id)
                VALUES (?, ?, ?, ?, ?, ?)""",
             ((t, here, self.merge_id, there, *self.origin_there(t, there)) for t, here, there in self.new_rows))
+
+
+def _same_origin(a: tuple[str | None, int], b: tuple[str | None, int]) -> bool:
+    """Made by the same database with the same id. A database from before uids (None) is taken at its word on
+    the id: merged again once its box has upgraded (and has a uid), its rows are not taken for new ones."""
+    return a[1] == b[1] and (a[0] == b[0] or a[0] is None or b[0] is None)
 
 
 def _bases_first(rows: Sequence[sqlite3.Row]) -> list[sqlite3.Row]:

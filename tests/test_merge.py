@@ -292,16 +292,22 @@ def test_an_older_database_is_migrated_in_a_copy_and_left_as_it_was(copies, run_
 
     old = tmp_path / "old.db"
     with open_store(old, upto=SCHEMA_VERSION - 1) as store:
-        seed_panel(store, study="older-box", judges=(("haiku", "bedrock", HAIKU),), answers=4)
+        seeded = seed_panel(store, study="older-box", judges=(("haiku", "bedrock", HAIKU),), answers=4)
+        store.add_em_rule(seeded["study_id"], {"metric": "aligned", "threshold": 40}, source="cli")
     before = sha(old)
     done = run_cli("--db", copies["a"], "merge", old, "--format", "json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["source_version"] == SCHEMA_VERSION - 1 and result["source_uid"] is None
     assert result["added"]["studies"] == 1 and result["added"]["generations"] == 4
+    assert result["added"]["study_em_rules"] == 1
     assert sha(old) == before
     with open_store(copies["a"]) as store:
         assert store.find_study("older-box") is not None
+    # its box upgrades emtui (the file gets a uid): merged again, nothing of it is new
+    open_store(old).close()
+    again = json.loads(run_cli("--db", copies["a"], "merge", old, "--format", "json").stdout)
+    assert again["source_uid"] is not None and again["merge_id"] is None and not any(again["added"].values())
 
 
 def write_run(store, *, output: Path, steps: tuple[int, ...], finished: bool = True) -> dict:
