@@ -176,8 +176,11 @@ def open_other(path: Path, *, local: Path | None) -> Iterator[tuple[sqlite3.Conn
     if local is not None and local.exists() and os.path.samefile(path, local):
         raise Refused(f"{path} is this database itself; give the other box's copy")
     sha = file_sha256(path)
+    # a copy made with .backup has no -wal file: read as it is (immutable), or SQLite would leave an empty -wal
+    # and a -shm beside it; one with a -wal (a live database) is read through it, in one snapshot
+    immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{immutable}", uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise Refused(describe_sqlite_error(exc, path)) from None
     tmp: str | None = None

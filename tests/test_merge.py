@@ -224,7 +224,8 @@ def test_merging_twice_adds_nothing_and_keeps_every_id(copies, run_cli, boxes):
     with open_store(a) as store:
         assert store.counts() == counts  # not a row more, not even a second merge record
     assert answers(a) == ids  # every answer keeps its id
-    assert sha(b) == other_before  # the other database is only read
+    assert sha(b) == other_before  # the other database is only read, and nothing is left beside it
+    assert not Path(f"{b}-wal").exists() and not Path(f"{b}-shm").exists()
 
 
 def test_every_merged_row_says_where_it_came_from(copies, run_cli):
