@@ -373,6 +373,30 @@ def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path
     again = run_cli("--db", a, "answers", "regenerate", str(remote_answer))
     _one_line_refusal(again, "made on another box", "/gpu-box/runs/7/final", "not on this machine")
     assert json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)["added"]["train_runs"] == 0
+    assert "remote: trained on another box" in asyncio.run(train_screen_info(a))
+
+
+async def train_screen_info(path: Path) -> str:
+    """The Train screen's panel of the run it selects first (the newest: the merged one)."""
+    import time
+
+    from textual.widgets import Static
+
+    from emtui.app import create_app
+    from tui_helpers import plain
+
+    store = open_store(path)
+    try:
+        app = create_app(store, keymap={})
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("3")
+            deadline = time.monotonic() + 15
+            while "step" not in (text := plain(app.screen.query_one("#train-info", Static).render())):
+                assert time.monotonic() < deadline, text
+                await pilot.pause(0.05)
+            return text
+    finally:
+        store.close()
 
 
 def test_a_campaign_rated_on_another_box_comes_with_its_ratings(copies, run_cli):
