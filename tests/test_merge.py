@@ -373,7 +373,7 @@ def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path
     again = run_cli("--db", a, "answers", "regenerate", str(remote_answer))
     _one_line_refusal(again, "made on another box", "/gpu-box/runs/7/final", "not on this machine")
     assert json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)["added"]["train_runs"] == 0
-    assert "remote: trained on another box" in asyncio.run(train_screen_info(a))
+    assert "remote: another box (merged)" in asyncio.run(train_screen_info(a))
 
 
 async def train_screen_info(path: Path) -> str:

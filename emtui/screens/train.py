@@ -239,7 +239,7 @@ class TrainScreen(AreaScreen):
         text.append("  (k lists)" if n_checkpoints else "", style="dim")
         if run.get("merged_from"):  # trained on another box (emtui merge): its files stayed there
             text.append("\n")
-            text.append(one_line(f"remote: trained on {run.get('merged_host') or 'another box'}, merged", 60),
+            text.append(one_line(f"remote: {run.get('merged_host') or 'another box'} (merged)", 60),
                         style="yellow")
         if run.get("error"):
             text.append("\n")
