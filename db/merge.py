@@ -41,6 +41,8 @@ from db.identity import check_identity
 from db.schema import SCHEMA_VERSION
 
 NOT_MERGED = ("jobs", "job_deps", "job_events", "workers")  # they belong to the box
+# this database's own bookkeeping: its identity, its merges, its change counter
+OWN_TABLES = ("database_identity", "merges", "merged_rows", "data_changes")
 _TRAINED_SOURCE = re.compile(r"^train_run:(\d+)((?::step\d+)?)$")
 
 

@@ -448,3 +448,20 @@ def test_examples_imported_on_another_box_join_the_dataset_registered_here(copie
         assert [e["example"] for e in store.dataset_examples(dataset["id"])] == lines
         assert dataset["shown_origin"] == "file" and json.loads(store.get_dataset(dataset["id"])["stats"]) == {
             "n": len(lines)}
+
+
+def test_every_table_is_merged_or_said_to_stay():
+    """A migration that adds a table must say here how its rows are merged (db.merge.RULES) or that they stay on
+    the box (NOT_MERGED, OWN_TABLES): a table left out would be dropped by every merge without a word."""
+    from db.identity import tables_at
+    from db.merge import NOT_MERGED, OWN_TABLES, TABLES
+
+    assert tables_at(SCHEMA_VERSION) == set(TABLES) | set(NOT_MERGED) | set(OWN_TABLES)
+    # and each column that points at another row is remapped (or emptied): an id copied as it is would point at
+    # whatever row has that id here
+    from db.merge import RULES
+
+    with open_store(":memory:") as store:
+        for rule in RULES:
+            pointing = {r[3] for r in store.conn.execute(f"PRAGMA foreign_key_list([{rule.table}])")}
+            assert pointing <= set(rule.refs) | set(rule.drop) | set(rule.later), (rule.table, pointing)
