@@ -248,6 +248,8 @@ def test_every_merged_row_says_where_it_came_from(copies, run_cli):
     with open_store(b) as store:  # the id it had there is that answer there
         there = store._one("SELECT response FROM generations WHERE id = ?", (origin["source_id"],))
     assert there["response"] == merged[0]["response"] and origin["source_path"] == str(b)
+    shown = run_cli("--db", a, "answers", "show", str(merged[0]["id"]))
+    assert f"merged from: {b} (answer {origin['source_id']} there; merge #1)" in shown.stdout, shown.stderr
 
 
 def _one_line_refusal(done, *words: str) -> None:
