@@ -130,6 +130,8 @@ RULES: tuple[Rule, ...] = (
 )
 # what a person reads in the summary, in this order (models once, though two rules bring them in)
 TABLES = tuple(dict.fromkeys(r.table for r in RULES))
+# the tables other rows point into: only their ids are kept in memory while merging (not every judge call's)
+REFERENCED = frozenset(t for r in RULES for t in (*r.refs.values(), *r.later.values()))
 
 
 @dataclass
@@ -347,7 +349,8 @@ class _Merge:
             if found is not None:
                 self.present[rule.table] += 1
                 if there is not None:
-                    self.ids[rule.table][there] = int(found[0])
+                    if rule.table in REFERENCED:
+                        self.ids[rule.table][there] = int(found[0])
                     self.check_same(rule.table, row, int(found[0]))
                     self.defer(rule, int(found[0]), later)
                 continue
@@ -358,7 +361,8 @@ class _Merge:
             self.added[rule.table] += 1
             if there is not None:
                 here = int(cur.lastrowid or 0)
-                self.ids[rule.table][there] = here
+                if rule.table in REFERENCED:
+                    self.ids[rule.table][there] = here
                 self.new_rows.append((rule.table, here, there))
                 self.defer(rule, here, later)
 
@@ -403,7 +407,8 @@ class _Merge:
 
     def adjust(self, table: str, row: dict[str, Any], there: int | None) -> None:
         """What a row says of the other box's ids, said in this database's: a trained model's name and source
-        name its run; a run keeps which box and job made it."""
+        name its run; a run keeps which box and job made it. What belongs to the box stays there: a judge's pause,
+        an annotator's lease on an item."""
         if table == "models":
             m = _TRAINED_SOURCE.match(str(row.get("source") or ""))
             run = None if m is None else self.ids["train_runs"].get(int(m.group(1)))
@@ -415,6 +420,10 @@ class _Merge:
                 if prov.get("train_run") == old:
                     prov["train_run"] = run
                 row["provenance"] = _dumps(prov)
+        elif table == "judges":
+            row["paused"] = 0  # paused on the other box's Judges screen: that box's business
+        elif table == "assignments" and row.get("status") == "leased":
+            row["status"], row["lease_expires"] = "open", None  # a lease there is given back here
         elif table == "train_runs" and there is not None:
             src = self.other.execute("SELECT r.job_id, j.worker_host FROM train_runs r LEFT JOIN jobs j "
                                      "ON j.id = r.job_id WHERE r.id = ?", (there,)).fetchone()

@@ -417,18 +417,23 @@ def test_a_campaign_rated_on_another_box_comes_with_its_ratings(copies, run_cli)
         code = session.recent()[0].code
         session.edit(code, 80)
         adjudicate(store, "rate-b", code, value=50, lead="carol")
+        AnnotationSession(store, "rate-b", "dave").next_item()  # dave holds an item there (a lease of that box)
         rated = store._q("""SELECT g.response, a.name, r.metric, r.score, r.note FROM ratings r
                             JOIN generations g ON g.id = r.generation_id JOIN annotators a ON a.id = r.annotator_id""")
         counts = {t: store.count(t) for t in ("campaign_items", "ratings", "rating_edits", "adjudications")}
     done = run_cli("--db", a, "merge", b, "--format", "json")
     assert done.returncode == 0, done.stderr
     added = json.loads(done.stdout)["added"]
-    assert added["campaigns"] == 1 and added["annotators"] == 3
+    assert added["campaigns"] == 1 and added["annotators"] == 4
     assert {t: added[t] for t in counts} == counts
     with open_store(a) as store:  # each rating is of the same answer, by the same person, as there
         here = store._q("""SELECT g.response, a.name, r.metric, r.score, r.note FROM ratings r
                            JOIN generations g ON g.id = r.generation_id JOIN annotators a ON a.id = r.annotator_id""")
     assert sorted(map(str, here)) == sorted(map(str, rated)) and len(here) == 4
+    with open_store(a) as store:  # dave's lease stayed on that box: here the item is open to anyone
+        assert store._scalar("SELECT count(*) FROM assignments WHERE status = 'leased'") == 0
+        assert store._scalar("""SELECT s.status FROM assignments s JOIN annotators n ON n.id = s.annotator_id
+                                WHERE n.name = 'dave'""") == "open"
     listing = run_cli("--db", a, "campaign", "show", "rate-b")
     assert listing.returncode == 0 and "rate-b" in listing.stdout, listing.stderr
     assert json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)["merge_id"] is None
