@@ -49,9 +49,9 @@ def runs(args: argparse.Namespace) -> int:
     table = [[str(r["id"]), r["study"], r["condition"], r["preset"] or "—", r["status"], r["step"], r["loss"] or "—",
               r["tokens"] or "—", r["eta"] or "—", str(r["n_checkpoints"])] for r in shown]
     if any(r.get("merged_from") for r in shown):  # runs another box made (emtui merge): their files are there
-        header.append("where")
+        header.append("where")  # the host is in runs show (80 columns leave no room for it here)
         for line, r in zip(table, shown, strict=True):
-            line.append(remote_text(r) or "here")
+            line.append("remote" if r.get("merged_from") else "here")
     say(plain_table(header, table, width=_width()))
     return 0
 

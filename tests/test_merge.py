@@ -313,14 +313,17 @@ def test_an_older_database_is_migrated_in_a_copy_and_left_as_it_was(copies, run_
     assert again["source_uid"] is not None and again["merge_id"] is None and not any(again["added"].values())
 
 
-def write_run(store, *, output: Path, steps: tuple[int, ...], finished: bool = True) -> dict:
-    """A training run of the "domain" condition written as the trainer writes it (run, metrics, a checkpoint model
-    per saved step; finished: the final adapter, the condition's model, and one answer of it)."""
+def write_run(store, *, output: Path, steps: tuple[int, ...], finished: bool = True, host: str = "here") -> dict:
+    """A training run of the "domain" condition written as the trainer writes it (its job claimed by a worker on
+    ``host``, the run, metrics, a checkpoint model per saved step; finished: the final adapter, the condition's
+    model, and one answer of it)."""
     study = store.find_study("boxes")
     cond = next(c for c in store.study_conditions(int(study["id"])) if c["name"] == "domain")
+    job = store.enqueue_job("train", {"x": 1})
+    store.claim_job(f"{host}:1", kinds=["train"], host=host, pid=1)
     run = store.add_train_run(condition_id=cond["id"], base_model_id=cond["base_model_id"],
                               dataset_id=cond["dataset_id"], recipe={"max_steps": 2}, recipe_hash="sha256:r", seed=7,
-                              study_hash=study["spec_hash"])
+                              study_hash=study["spec_hash"], job_id=job)
     store.start_train_run(run, max_steps=2, output_dir=str(output), masking="assistant", provenance={"x": 1})
     for step in steps:
         store.log_train_metrics(run, step, {"loss": 2.0 / step})
@@ -329,7 +332,7 @@ def write_run(store, *, output: Path, steps: tuple[int, ...], finished: bool = T
                                    path=str(output / f"checkpoint-{step}"), provenance={"train_run": run})
         store.add_checkpoint(train_run_id=run, step=step, path=str(output / f"checkpoint-{step}"), model_id=model)
     if not finished:
-        return {"run": run}
+        return {"run": run, "job": job}
     final = store.ensure_model(name=f"boxes/domain/run{run}", kind="adapter", source=f"train_run:{run}",
                                base_model_id=cond["base_model_id"], path=str(output / "final"),
                                provenance={"train_run": run})
@@ -340,7 +343,7 @@ def write_run(store, *, output: Path, steps: tuple[int, ...], finished: bool = T
         "question_id": question["id"], "condition_id": cond["id"], "model_id": final, "settings_hash": "sha256:s",
         "settings": {"sampler": "row/v1", "max_new_tokens": 4, "temperature": 1.0, "top_p": 1.0}, "seed": 3,
         "sample_index": 0, "prompt": "p", "response": "trained there"}])
-    return {"run": run, "model": final, "answer": gid}
+    return {"run": run, "job": job, "model": final, "answer": gid}
 
 
 def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path):
@@ -348,7 +351,7 @@ def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path
     with open_store(a) as store:  # A is training the condition too: the run ids of the two boxes collide
         mine = write_run(store, output=tmp_path / "a-out", steps=(1,), finished=False)
     with open_store(b) as store:
-        theirs = write_run(store, output=Path("/gpu-box/runs/7"), steps=(1, 2))
+        theirs = write_run(store, output=Path("/gpu-box/runs/7"), steps=(1, 2), host="gpu-b")
     assert mine["run"] == theirs["run"] == 1
     done = run_cli("--db", a, "merge", b, "--format", "json")
     assert done.returncode == 0, done.stderr
@@ -358,7 +361,10 @@ def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path
     with open_store(a) as store:
         run = store.get_train_run(2)
         assert run["merged_from"] == str(b) and run["output_dir"] == "/gpu-box/runs/7"
-        assert json.loads(run["provenance"])["merged_from"]["train_run"] == 1
+        made = {"database": str(b), "uid": result["source_uid"], "train_run": 1, "job_id": theirs["job"],
+                "host": "gpu-b"}
+        assert json.loads(run["provenance"])["merged_from"] == made
+        assert run["job_id"] is None and result["source_hosts"] == ["gpu-b"]  # B's jobs are not A's
         assert [c["path"] for c in store.run_checkpoints(2)] == ["/gpu-box/runs/7/checkpoint-1",
                                                                  "/gpu-box/runs/7/checkpoint-2"]
         # its models are named by the run's id here, not its id there (which is A's own run 1)
@@ -371,11 +377,11 @@ def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path
     rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
     assert rows["2"].rstrip().endswith("remote") and rows["1"].rstrip().endswith("here")
     shown = run_cli("--db", a, "runs", "show", "2")
-    assert "made on another box and merged from" in shown.stdout
+    assert f"remote (gpu-b): made on another box and merged from {b}" in shown.stdout
     again = run_cli("--db", a, "answers", "regenerate", str(remote_answer))
     _one_line_refusal(again, "made on another box", "/gpu-box/runs/7/final", "not on this machine")
     assert json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)["added"]["train_runs"] == 0
-    assert "remote: another box (merged)" in asyncio.run(train_screen_info(a))
+    assert "remote: gpu-b (merged)" in asyncio.run(train_screen_info(a))
 
 
 async def train_screen_info(path: Path) -> str:
