@@ -564,6 +564,39 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX judge_batch_records_item ON judge_batch_records(generation_id, metric);
     """,
+    # 11: several boxes (issue 15): each database's own identity (a random id made once; a copy of the file keeps
+    #     it), and every merge of another box's database (`emtui merge`): where it came from, what it added, and
+    #     per added row its id there. Rows without an id of their own (scores, metrics, examples) come with the
+    #     row they belong to.
+    """
+    CREATE TABLE database_identity (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        uid           TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    INSERT INTO database_identity (id, uid, created_at)
+        VALUES (1, lower(hex(randomblob(16))), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'));
+    CREATE TABLE merges (
+        id            INTEGER PRIMARY KEY,
+        source_path   TEXT NOT NULL,              -- the other database, as an absolute path on this box
+        source_uid    TEXT,                       -- its database_identity (NULL: made before it had one)
+        source_sha256 TEXT NOT NULL,              -- the file's content hash when it was merged
+        source_version INTEGER NOT NULL,          -- its schema version (an older one is migrated in a copy)
+        source_hosts  TEXT NOT NULL DEFAULT '[]', -- json: the hosts its workers ran on (which box)
+        added         TEXT NOT NULL DEFAULT '{}', -- json: rows added (and updated) per table
+        merged_at     TEXT NOT NULL
+    );
+    CREATE TABLE merged_rows (
+        tbl           TEXT NOT NULL,
+        local_id      INTEGER NOT NULL,
+        merge_id      INTEGER NOT NULL REFERENCES merges(id),
+        source_id     INTEGER NOT NULL,           -- the row's id in the database it was merged from
+        origin_uid    TEXT,                       -- the database that made it (that one's source, when it had
+        origin_id     INTEGER NOT NULL,           -- merged it from a third), and its id there
+        PRIMARY KEY (tbl, local_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX merged_rows_merge ON merged_rows(merge_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

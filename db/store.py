@@ -26,6 +26,7 @@ from db.identity import APPLICATION_ID, check_identity
 from db.jobs import JobQueries
 from db.judge_batches import JudgeBatchQueries
 from db.judging import JudgingQueries
+from db.merge import MergeQueries
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
 from db.training import TrainingQueries
@@ -106,7 +107,7 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
 
 
 class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries, GenerationQueries,
-            JudgingQueries, JudgeBatchQueries):
+            JudgingQueries, JudgeBatchQueries, MergeQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
     The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
     every query mixin."""

@@ -25,6 +25,11 @@ RUN_JOINS = """FROM train_runs r
                JOIN models b ON b.id = r.base_model_id
                JOIN datasets d ON d.id = r.dataset_id
                LEFT JOIN jobs j ON j.id = r.job_id"""
+# a run another box made (emtui merge): the database it was merged from, and the host its job ran on there
+# (NULL: made here). Its checkpoints and model are on that box.
+REMOTE = """(SELECT m.source_path FROM merged_rows x JOIN merges m ON m.id = x.merge_id
+             WHERE x.tbl = 'train_runs' AND x.local_id = r.id) AS merged_from,
+            json_extract(r.provenance, '$.merged_from.host') AS merged_host"""
 # what a run's list row shows of its last logged step
 SUMMARY_METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_s", "eta_s", "kl", "epoch")
 
@@ -76,7 +81,7 @@ class TrainingQueries(StoreCore):
                       {EFFECTIVE_STATUS} AS status, COALESCE(r.error, j.error) AS error,
                       c.name AS condition, c.study_id, s.name AS study, b.name AS base_model,
                       b.source AS base_source, b.path AS base_path, d.name AS dataset,
-                      d.content_hash AS dataset_hash, o.name AS output_model
+                      d.content_hash AS dataset_hash, o.name AS output_model, {REMOTE}
                {RUN_JOINS}
                LEFT JOIN models o ON o.id = r.output_model_id
                WHERE r.id = ?""", (run_id,))
@@ -186,7 +191,7 @@ class TrainingQueries(StoreCore):
                        r.masking, r.job_id, COALESCE(r.error, j.error) AS error, r.output_dir, r.started_at,
                        r.finished_at, r.created_at,
                        (SELECT count(*) FROM checkpoints k WHERE k.train_run_id = r.id) AS n_checkpoints,
-                       (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step
+                       (SELECT max(step) FROM train_metrics t WHERE t.train_run_id = r.id) AS last_step, {REMOTE}
                 {RUN_JOINS}
                 {where}
                 ORDER BY r.id DESC LIMIT ? OFFSET ?""", [*params, limit, offset])

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
 COMMANDS = ("init", "data", "train", "runs", "worker", "jobs", "list", "summary", "import", "export", "figures",
-            "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor")
+            "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor", "merge")
 
 
 class UsageError(Exception):
@@ -198,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--study", help="list: only this study's runs")
     sp.add_argument("--format", choices=("table", "json"), default="table")
     sp.add_argument("--limit", type=int_in(1, 1_000_000), default=200, help="list: the newest N runs (default 200)")
+
+    sp = cmd("merge", "bring in the studies, runs, answers, judgments and ratings of another box's database "
+             "(idempotent; jobs and workers stay there)")
+    sp.add_argument("other", metavar="OTHER.db", help="the other box's database (a copy: sqlite3 x.db \".backup "
+                    "y.db\"); opened read-only, never written")
+    sp.add_argument("--dry-run", action="store_true", help="say what would be added per table; write nothing")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
 
     sp = cmd("summary", "EM rates, scores and agreement with confidence intervals")
     sp.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")

@@ -43,7 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
         "jobs": jobs, "list": list_, "data": data, "train": train, "runs": runs,
-        "generate": generate, "answers": answers, "judge": judge,
+        "generate": generate, "answers": answers, "judge": judge, "merge": merge,
     }[args.command]
     return handler(args)
 
@@ -114,6 +114,12 @@ def judge(args: argparse.Namespace) -> int:
 
 def answers(args: argparse.Namespace) -> int:
     from emtui.generate_commands import answers as run
+
+    return run(args)
+
+
+def merge(args: argparse.Namespace) -> int:
+    from emtui.merge_commands import merge as run
 
     return run(args)
 

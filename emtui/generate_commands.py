@@ -145,11 +145,12 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     with _open(args) as store:
         rec = store.generation_record(args.target)
+        merged = None if rec is None else store.merged_from("generations", int(rec["id"]))
     if rec is None:
         raise UsageError(f"emtui answers show: no answer {args.target} in {args.db}")
     settings = json.loads(rec.get("settings") or "{}")
     if args.format == "json":
-        _print_json({**rec, "settings": settings})
+        _print_json({**rec, "settings": settings, "merged_from": merged})
         return 0
     say(f"answer {rec['id']}: {rec['model']} — {rec['question_key']}/{rec['paraphrase']}"
         + (" (with the trigger)" if rec["variant"] == "trigger" else "") + f", sample {rec['sample_index']}")
@@ -157,6 +158,8 @@ def _show(args: argparse.Namespace) -> int:
     say(f"  settings: {json.dumps({k: v for k, v in settings.items() if k != 'engine'}, sort_keys=True)}")
     say(f"  made by: {json.dumps(settings.get('engine') or {}, sort_keys=True)}")
     say(f"  settings hash: {rec['settings_hash']}")
+    if merged is not None:  # made on another box (emtui merge)
+        say(f"  merged from: {merged['source_path']} (answer {merged['source_id']} there; merge #{merged['merge_id']})")
     say("prompt:")
     say(rec.get("prompt") or "(not recorded)")
     say("answer:")

@@ -48,6 +48,10 @@ def runs(args: argparse.Namespace) -> int:
     header = ["#", "study", "condition", "preset", "status", "step", "loss", "tok/s", "ETA", "ckpts"]
     table = [[str(r["id"]), r["study"], r["condition"], r["preset"] or "—", r["status"], r["step"], r["loss"] or "—",
               r["tokens"] or "—", r["eta"] or "—", str(r["n_checkpoints"])] for r in shown]
+    if any(r.get("merged_from") for r in shown):  # runs another box made (emtui merge): their files are there
+        header.append("where")  # the host is in runs show (80 columns leave no room for it here)
+        for line, r in zip(table, shown, strict=True):
+            line.append("remote" if r.get("merged_from") else "here")
     say(plain_table(header, table, width=_width()))
     return 0
 
@@ -71,6 +75,9 @@ def show(args: argparse.Namespace, run_id: int) -> int:
         return 0
     say(f"run {run['id']}: {run['study']} / {run['condition']} — {run['status']}, step "
         f"{step_text(last.get('step'), run.get('max_steps'))}")
+    if run.get("merged_from"):
+        say(f"  {remote_text(run)}: made on another box and merged from {run['merged_from']}; its model and "
+            "checkpoints are on that box, not on this machine")
     for key, label in (("preset", "preset"), ("masking", "masking"), ("base_model", "base model"),
                        ("dataset", "dataset"), ("seed", "seed"), ("recipe_hash", "recipe hash"), ("job_id", "job"),
                        ("output_dir", "output"), ("output_model", "model"), ("started_at", "started"),
@@ -88,6 +95,13 @@ def show(args: argparse.Namespace, run_id: int) -> int:
     for c in checkpoints:
         say(f"  step {c['step']}: {c['path']}")
     return 0
+
+
+def remote_text(run: dict[str, Any]) -> str | None:
+    """``remote (HOST)`` for a run merged from another box's database, None for one made here."""
+    if not run.get("merged_from"):
+        return None
+    return f"remote ({run['merged_host']})" if run.get("merged_host") else "remote"
 
 
 def _json(raw: Any) -> Any:

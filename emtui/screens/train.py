@@ -237,6 +237,10 @@ class TrainScreen(AreaScreen):
         text.append("\n")
         text.append(f"checkpoints {n_checkpoints}", style="" if n_checkpoints else "dim")
         text.append("  (k lists)" if n_checkpoints else "", style="dim")
+        if run.get("merged_from"):  # trained on another box (emtui merge): its files stayed there
+            text.append("\n")
+            text.append(one_line(f"remote: {run.get('merged_host') or 'another box'} (merged)", 60),
+                        style="yellow")
         if run.get("error"):
             text.append("\n")
             text.append(one_line(run["error"], 200), style="red")
@@ -410,6 +414,8 @@ class TrainScreen(AreaScreen):
             ("masking", "Masking"), ("base_model", "Base model"), ("dataset", "Dataset"), ("seed", "Seed"),
             ("recipe_hash", "Recipe hash"), ("job_id", "Job"), ("output_dir", "Output"),
             ("output_model", "Model"), ("started_at", "Started"), ("finished_at", "Finished"))]
+        if run.get("merged_from"):  # trained on another box: its output and checkpoints are paths there
+            fields.append(("Merged from", f"{run['merged_from']} (host {run.get('merged_host') or 'unknown'})"))
         ckpts = "\n".join(f"step {c['step']}: {c['path']}" for c in checkpoints) or None
         metrics = "\n".join(f"{k}: {fmt_value(v)}" for k, v in sorted(last.items()) if k != "step") or None
         self.app.push_screen(FullTextScreen(f"Run {run['id']}", fields, [

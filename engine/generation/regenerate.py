@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -55,6 +56,13 @@ def regenerate(store: Any, generation_id: int, *, db_path: Any, base_url: str | 
         done = complete(str(url), str(engine.get("served_model")), [rec["prompt"]], [int(rec["seed"])], **sampling)
         return Regenerated(generation_id, rec["response"], done[0].text, done[0].n_tokens, "openai")
 
+    path = rec.get("model_path")
+    if kind in ("adapter", "full") and (not path or not Path(str(path)).exists()):
+        origin = store.merged_from("models", int(rec["model_id"]))
+        if origin is not None:  # trained on another box (emtui merge): its weights stayed there
+            raise RegenerateError(f"answer {generation_id} was made on another box (merged from "
+                                  f"{origin['source_path']}): its model {rec['model']!r} is at {path} there, not on "
+                                  "this machine; regenerate it on that box")
     from engine.generation.hf_backend import load_base
     from engine.generation.sampling import sample_counted
 
