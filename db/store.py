@@ -27,6 +27,7 @@ from db.jobs import JobQueries
 from db.judging import JudgingQueries
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
+from db.study_status import StudyStatusQueries
 from db.training import TrainingQueries
 
 BUSY_TIMEOUT_MS = 30_000
@@ -105,7 +106,7 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
 
 
 class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries, GenerationQueries,
-            JudgingQueries):
+            JudgingQueries, StudyStatusQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
     The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
     every query mixin."""
