@@ -273,7 +273,8 @@ def test_killing_the_worker_in_every_stage_loses_and_duplicates_nothing(finished
         store.close()
     # each kill came in the middle of its stage
     print("at kill (losses, answers, scores):", at_kill)
-    assert at_kill["train"][0] < 6 and at_kill["train"][1] == 0 and 0 < at_kill["generate"][1] < 12 and 0 < at_kill["judge"][2] < 24, at_kill
+    assert at_kill["train"][0] < 6 and at_kill["train"][1] == 0, at_kill
+    assert 0 < at_kill["generate"][1] < 12 and 0 < at_kill["judge"][2] < 24, at_kill
     with open_store(db) as store:
         jobs = store.study_jobs(store.find_study(STUDY)["spec_hash"])
         assert [(j["kind"], j["status"]) for j in jobs] == [

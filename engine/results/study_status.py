@@ -6,7 +6,8 @@ Counts:
 - ``answers.planned``: what the study's newest ``generate`` job makes for the condition (its models and
   checkpoints times every wording, sample and variant), else what one would with the study's defaults.
 - ``judgments[judge]``: one result per answer and rubric metric — ``done`` (a score or a recorded failure) of
-  ``planned`` (the planned answers, or the stored ones when more, times the metrics), ``failed`` (no score: the reply and reason are kept).
+  ``planned`` (the planned answers, or the stored ones when more, times the metrics), ``failed`` (no score:
+  the reply and the reason are kept).
 - ``failed``: the condition's results without a score, and the commonest reason (untrusted text, stripped).
 """
 
@@ -107,7 +108,7 @@ def study_status(store: Any, name: str) -> dict[str, Any]:
     for c in store.study_conditions(study_id):
         cid = int(c["id"])
         run = runs.get(cid)
-        trained = None
+        trained: dict[str, Any] | None = None
         if c.get("dataset_id") is not None:
             trained = {"run_id": None, "status": "not queued", "steps": None, "max_steps": None, "error": None}
             if run is not None:
@@ -122,7 +123,8 @@ def study_status(store: Any, name: str) -> dict[str, Any]:
             per_judge[jname] = {"done": int(got.get("results") or 0), "planned": expected,
                                 "failed": int(got.get("failed") or 0)}
             failed += int(got.get("failed") or 0)
-        top = (reasons.get(cid) or [None])[0]
+        why = reasons.get(cid) or []
+        top = why[0] if why else None
         conditions.append({
             "name": c["name"], "role": json.loads(c.get("recipe") or "{}").get("role"),
             "trained": trained,
