@@ -283,3 +283,60 @@ def test_killing_the_worker_in_every_stage_loses_and_duplicates_nothing(finished
         assert store.count("train_runs") == 1
     assert answer_keys(db) == answer_keys(reference) and len(set(answer_keys(db))) == 12
     assert judgment_keys(db) == judgment_keys(reference) and len(set(judgment_keys(db))) == 24
+
+
+async def test_the_studies_screen_shows_the_chain_and_runs_a_study_with_a_key(finished, judge_env, tmp_path,
+                                                                               monkeypatch):
+    from dataclasses import replace
+
+    from textual.widgets import Static
+
+    from emtui.app import create_app
+    from emtui.screens.study_run_confirm import ConfirmRun
+    from emtui.widgets.paged_table import PagedTable
+    from engine.settings import load_settings
+    from engine.study.study_file import load_study, register_study
+    from tui_helpers import plain
+
+    db, _, _ = finished
+    for name, value in judge_env[1].items():  # the example's Bedrock judges are checked against the test server
+        monkeypatch.setenv(name, value) if value else monkeypatch.delenv(name, raising=False)
+    copy = tmp_path / "c.db"
+    shutil.copy(db, copy)
+    store = open_store(copy)
+    register_study(store, load_study("builtin:insecure-code"))  # a second study, not run yet
+    settings = replace(load_settings(), tui_start_worker=False)
+    app = create_app(store, keymap={}, settings=settings)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            studies = app.screen.query_one("#studies-table", PagedTable)
+            assert [plain(c) for c in studies.get_row_at(0)][1:3] == ["chain-test", "done"]
+            assert [plain(c) for c in studies.get_row_at(1)][1:3] == ["insecure-code-demo", "not started"]
+            info = " ".join(plain(app.screen.query_one("#study-info", Static).render()).split())
+            assert "Chain: done · 4 job(s)" in info
+            assert "domain: run 1 done, 6/6 steps · answers 6/6 · haiku 12/12 · failed 0" in info, info
+            await pilot.press("g")  # everything is done: nothing to confirm, nothing queued
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmRun) and store.count("jobs") == 4
+            await pilot.press("down")
+            await pilot.pause()
+            await pilot.press("g")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmRun)
+            said = plain(app.screen.query_one("#confirm-run-text", Static).render())
+            assert "would queue the chain of study 'insecure-code-demo'" in said and "train     job 5, 6" in said
+            await pilot.press("n")  # not now: nothing is written
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmRun) and store.count("jobs") == 4
+            await pilot.press("g")
+            await pilot.pause()
+            await pilot.press("y")
+            await pilot.pause()
+            demo = store.find_study("insecure-code-demo")
+            assert [(j["kind"], j["status"]) for j in store.study_jobs(demo["spec_hash"])] == [
+                ("train", "queued"), ("train", "queued"), ("generate", "queued"), ("judge", "queued"),
+                ("summary", "queued")]
+            assert [plain(c) for c in studies.get_row_at(1)][2] == "queued"
+    finally:
+        store.close()
