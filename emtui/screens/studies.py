@@ -56,12 +56,14 @@ class StudiesScreen(AreaScreen):
 
     def body(self) -> ComposeResult:
         with Vertical(id="studies-area"):
+            cols = [Col("id", "#", 4, justify="right"), Col("name", "Study", 20), Col("chain", "Chain", 11)]
+            if (self.app.size.width or 80) >= 100:  # at 80 columns the origin is the detail pane's
+                cols.append(Col("origin", "Origin", 11))
+            cols += [Col("spec_hash", "Hash", 12, short), Col("n_conditions", "Conds", 5, justify="right"),
+                     Col("n_generations", "Answers", 8, justify="right"),
+                     Col("created_at", "Created (UTC)", 16, minute)]
             yield PagedTable(
-                [Col("id", "#", 4, justify="right"), Col("name", "Study", 20), Col("chain", "Chain", 11),
-                 Col("origin", "Origin", 11), Col("spec_hash", "Hash", 12, short),
-                 Col("n_conditions", "Conds", 5, justify="right"), Col("n_generations", "Answers", 8, justify="right"),
-                 Col("created_at", "Created (UTC)", 16, minute)],
-                self._studies, id="studies-table",
+                cols, self._studies, id="studies-table",
                 empty="No studies yet — emtui init builtin:insecure-code")
             with Horizontal(id="study-detail"):
                 yield Static(id="study-info", classes="detail")
