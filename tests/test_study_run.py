@@ -340,3 +340,46 @@ async def test_the_studies_screen_shows_the_chain_and_runs_a_study_with_a_key(fi
             assert [plain(c) for c in studies.get_row_at(1)][2] == "queued"
     finally:
         store.close()
+
+
+def test_another_base_model_runs_as_a_derived_study_and_the_study_never_changes(finished, judge_env, tmp_path):
+    db, _, _ = finished
+    _, env = judge_env
+    copy = tmp_path / "c.db"
+    shutil.copy(db, copy)
+    model = tmp_path / "My Model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    with open_store(copy) as store:
+        original = dict(store.find_study(STUDY))
+    r = cli(env, "--db", copy, "run", "--study", STUDY, "--model", model, "--no-worker", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    derived = f"{STUDY}--My-Model"
+    assert f"registered study '{derived}'" in r.stdout and f"is '{STUDY}' on base model {model}" in r.stdout
+    with open_store(copy) as store:
+        assert dict(store.find_study(STUDY)) == original
+        row = store.find_study(derived)
+        assert row["spec_hash"] != original["spec_hash"]
+        assert json.loads(row["spec_json"])["models"]["base"]["source"] == str(model)
+        assert row["spec_toml"].startswith(f"# Derived by emtui run --model from study '{STUDY}'")
+        assert [j["kind"] for j in store.study_jobs(row["spec_hash"])] == ["train", "generate", "judge", "summary"]
+    again = cli(env, "--db", copy, "run", "--study", STUDY, "--model", model, "--no-worker", cwd=tmp_path)
+    assert again.returncode == 0 and f"nothing to queue for study '{derived}'" in again.stdout, again.stdout
+    with open_store(copy) as store:
+        assert store.count("studies") == 2 and store.count("jobs") == 8
+
+
+def test_bad_input_is_one_line_and_exit_2(finished, judge_env, tmp_path):
+    db, study, _ = finished
+    _, env = judge_env
+    copy = tmp_path / "c.db"
+    shutil.copy(db, copy)
+    before = copy.read_bytes()
+    for args, said in (
+            (["run", "--study", "nope"], "no study 'nope'"),
+            (["run", tmp_path / "missing.toml"], "missing.toml: no such file"),
+            (["run", study, "--study", STUDY], "give a study file or --study NAME (one of them)"),
+            (["status", "nope"], "no study 'nope'")):
+        r = cli(env, "--db", copy, *args, cwd=tmp_path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and said in r.stderr, (args, r.stderr)
+    assert copy.read_bytes() == before

@@ -152,8 +152,10 @@ def _derive(store: Any, row: dict[str, Any], model: str, *, dry_run: bool) -> tu
     from engine.runs.paths import run_dir
     from engine.study.derived_study import write_derived_study
 
-    folder = Path(tempfile.mkdtemp(prefix="emtui-derived-")) if dry_run else run_dir(store.path) / "studies"
-    return register_study_file(store, write_derived_study(row, model, folder))
+    if not dry_run:
+        return register_study_file(store, write_derived_study(row, model, run_dir(store.path) / "studies"))
+    with tempfile.TemporaryDirectory(prefix="emtui-derived-") as folder:  # a dry run leaves no file
+        return register_study_file(store, write_derived_study(row, model, Path(folder)))
 
 
 def _train(store: Any, found: dict[str, Any], plan: ChainPlan) -> None:
