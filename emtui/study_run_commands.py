@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"emtui run: warning: {strip_control(warning)}", file=sys.stderr)
         for line in plan_lines(plan, args.db):
             say(line)
-        if plan.queued_jobs() and not args.dry_run:
+        pending = plan.queued_jobs() or any(getattr(plan, s).waiting for s in plan.STAGES)
+        if pending and not args.dry_run:  # queued now or before: a worker must be there to run it
             start_worker_for(store, args.no_worker, FOLLOW.format(study=plan.study))
         elif not args.dry_run:
             say(f"watch it: {FOLLOW.format(study=plan.study)}")
