@@ -29,6 +29,7 @@ from db.judging import JudgingQueries
 from db.merge import MergeQueries
 from db.results import ResultsQueries
 from db.schema import MIGRATIONS, SCHEMA_VERSION
+from db.study_status import StudyStatusQueries
 from db.training import TrainingQueries
 
 BUSY_TIMEOUT_MS = 30_000
@@ -107,7 +108,7 @@ def busy_timeout_ms(seconds: float | None = None) -> int:
 
 
 class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, DatasetQueries, GenerationQueries,
-            JudgingQueries, JudgeBatchQueries, MergeQueries):
+            JudgingQueries, JudgeBatchQueries, MergeQueries, StudyStatusQueries):
     """A connection to one emtui database. Thread-safe: calls are serialised by a lock.
     The connection, transactions and query helpers are :class:`db.core.StoreCore`'s, the base of
     every query mixin."""

@@ -96,6 +96,9 @@ def all_bindings() -> list[tuple[str, str, str, str]]:
     rows += binding_rows("guidelines", GuidelinesScreen.BINDINGS)
     rows += binding_rows("annotator", AnnotatorNameScreen.BINDINGS)
     rows += binding_rows("adjudicate", AdjudicationScreen.BINDINGS)
+    from emtui.screens.study_run_confirm import ConfirmRun
+
+    rows += binding_rows("run-study", ConfirmRun.BINDINGS)
     from emtui.room import RoomCampaignsScreen, RoomKeysScreen  # emtui annotate's closed room
 
     rows += binding_rows("room", RoomCampaignsScreen.BINDINGS) + binding_rows("room-keys", RoomKeysScreen.BINDINGS)

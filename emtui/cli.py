@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
 INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
-COMMANDS = ("init", "data", "train", "runs", "worker", "jobs", "list", "summary", "import", "export", "figures",
-            "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor", "merge")
+COMMANDS = ("init", "run", "status", "data", "train", "runs", "worker", "jobs", "list", "summary", "import", "export",
+            "figures", "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor", "merge")
 
 
 class UsageError(Exception):
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int_in(0, SEED_MAX), default=0)
 
     from emtui.list_commands import add_parser as add_list_parser  # light: argparse and a table of lists
+    from emtui.study_run_commands import add_parsers as add_study_run_parsers  # light: argparse only
+
+    add_study_run_parsers(cmd)
 
     add_list_parser(sub, cmd)
 

@@ -43,7 +43,8 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": export, "figures": figures, "serve": serve, "tiny-model": tiny_model, "keys": keys,
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
         "jobs": jobs, "list": list_, "data": data, "train": train, "runs": runs,
-        "generate": generate, "answers": answers, "judge": judge, "merge": merge,
+        "generate": generate, "answers": answers, "judge": judge, "merge": merge, "run": run_study,
+        "status": study_status,
     }[args.command]
     return handler(args)
 
@@ -110,6 +111,18 @@ def judge(args: argparse.Namespace) -> int:
     from emtui.judge_commands import judge as run
 
     return run(args)
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from emtui.study_run_commands import run
+
+    return run(args)
+
+
+def study_status(args: argparse.Namespace) -> int:
+    from emtui.study_run_commands import status
+
+    return status(args)
 
 
 def answers(args: argparse.Namespace) -> int:

@@ -219,7 +219,8 @@ def test_worker_once_on_an_empty_queue(run_cli, tmp_path):
     assert run_cli("--db", tmp_path / "x.db", "init", "builtin:insecure-code").returncode == 0
     r = run_cli("--db", tmp_path / "x.db", "worker", "--once", env={"CUDA_VISIBLE_DEVICES": ""})
     assert r.returncode == 0, r.stderr
-    assert "kinds crash, doctor, echo, echo-async, fail, generate, judge, judge-batch, sleep, train; no GPU" in r.stdout
+    assert ("kinds crash, doctor, echo, echo-async, fail, generate, judge, judge-batch, sleep, summary, train; "
+            "no GPU") in r.stdout
     assert r.stdout.rstrip().endswith("stopped after 0 job(s)")
 
 

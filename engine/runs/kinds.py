@@ -33,6 +33,7 @@ KINDS: dict[str, str] = {
     "generate": "engine.generation.job:generate_job",
     "judge": "engine.judging.job:judge_job",
     "judge-batch": "engine.judging.bedrock_batch:judge_batch_job",
+    "summary": "engine.results.summary_job:summary_job",  # the last stage of a study's chain (emtui run)
 }
 
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{0,39}")
