@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
-INTERACTIVE = (None, "annotate", "serve", "worker", "demo")  # they handle their own ending (a TUI, a server, a job loop)
+INTERACTIVE = (None, "annotate", "serve", "worker", "demo")  # they handle their own ending (a TUI, a server, ...)
 COMMANDS = ("init", "data", "train", "runs", "worker", "jobs", "list", "summary", "import", "export", "figures",
             "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor", "demo")
 
@@ -339,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("demo", "the offline demo: a tiny-model study trained, answered, judged and summarised by a worker "
                      "while the TUI shows it (database: ./demo.db unless --db)")
     sp.add_argument("--no-tui", action="store_true", help="queue the demo and start its worker; open no TUI")
+    sp.add_argument("--no-worker", action="store_true", help="start no worker (emtui worker runs the chain)")
 
     sp = cmd("tiny-model", "build the tiny offline Qwen2-architecture model used by demos and tests")
     sp.add_argument("out", help="folder to write the model and tokenizer into")

@@ -3,7 +3,7 @@
 Builds the tiny model next to the database when it is missing, registers the demo studies shipped in
 data/studies (``demo`` and its judge adapter's ``demo-judge``), queues the whole chain once
 (:func:`engine.runs.demo_chain.queue_demo_chain`), starts a detached worker when work is waiting and none
-is alive, and opens the TUI on the Train screen. Run again, it queues nothing and reopens the TUI on the
+is alive, and opens the TUI (3 shows the Train screen). Run again, it queues nothing and reopens the TUI on the
 demo as it stands (running or done). Its database is ``demo.db`` in the current folder unless ``--db``
 says otherwise: never the research database a person opens with plain ``emtui``.
 """
@@ -47,7 +47,7 @@ def demo(args: argparse.Namespace) -> int:
         if _pending(store):
             from emtui.streams import start_worker_for
 
-            start_worker_for(store, False, "the TUI (emtui --db " + str(args.db) + ") or emtui jobs")
+            start_worker_for(store, args.no_worker, f"the TUI (emtui --db {args.db}) or emtui jobs")
     if args.no_tui:
         return 0
     return _open_tui(args)
@@ -78,7 +78,6 @@ def _open_tui(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     store = _store(args)
     app = create_app(store, keymap=keymap, settings=settings)
-    app.DEFAULT_MODE = "train"  # the loss curves grow first
     app.run()
     store.close()
     return app.return_code or 0
