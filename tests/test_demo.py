@@ -144,3 +144,27 @@ def test_emtui_demo_queues_the_chain_once(run_cli, tmp_path):
     assert "nothing new queued" in again.stdout
     with open_store(db) as store:
         assert store.count("jobs") == 5 and store.count("train_runs") == 3
+
+
+async def test_the_results_screen_says_a_tiny_study_is_noise(tmp_path):
+    """The banner over the demo study (its base model is tiny), whole at 80 columns."""
+    from textual.widgets import Static
+
+    from emtui.app import create_app
+    from emtui.tiny_banner import TINY_BANNER
+    from engine.runs.demo_chain import register_builtin
+    from test_results_screen import open_results, static_text
+
+    store = open_store(tmp_path / "demo.db")
+    register_builtin(store, "builtin:demo")
+    app = create_app(store, keymap={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_results(pilot)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if screen.query_one("#results-tiny", Static).display:
+                break
+        line = screen.query_one("#results-tiny", Static)
+        assert line.display and static_text(line).strip() == TINY_BANNER  # fits 80 columns, whole
+        assert "Study 1/1 demo" in static_text(screen.query_one("#results-status", Static))
+    store.close()
