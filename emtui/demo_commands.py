@@ -25,15 +25,16 @@ def demo(args: argparse.Namespace) -> int:
     from engine.generation.queueing import GenerateQueueError
     from engine.judging.queueing import JudgeQueueError
     from engine.models.locate import ensure_tiny, tiny_folder
+    from engine.runs.demo_chain import OtherDemo
     from engine.training.queueing import QueueError
 
     with _store(args) as store:
-        if not (tiny_folder(store.path) / "model.safetensors").exists():
-            say(f"building the tiny random model in {ensure_tiny(store.path)}")
         try:
             chain = _queue(store)
-        except (QueueError, GenerateQueueError, JudgeQueueError) as exc:
+        except (QueueError, GenerateQueueError, JudgeQueueError, OtherDemo) as exc:
             raise UsageError(f"emtui demo: {strip_control(str(exc))}") from None
+        if not (tiny_folder(store.path) / "model.safetensors").exists():  # built once the chain is queued
+            say(f"building the tiny random model in {ensure_tiny(store.path)}")
         for name in chain.registered:
             say(f"registered study {name!r} (data/studies)")
         for warning in chain.warnings:

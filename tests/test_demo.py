@@ -168,3 +168,16 @@ async def test_the_results_screen_says_a_tiny_study_is_noise(tmp_path):
         assert line.display and static_text(line).strip() == TINY_BANNER  # fits 80 columns, whole
         assert "Study 1/1 demo" in static_text(screen.query_one("#results-status", Static))
     store.close()
+
+
+def test_an_older_demo_in_the_database_is_one_line_and_nothing_written(run_cli, tmp_path):
+    db = tmp_path / "demo.db"
+    with open_store(db) as store:
+        store.add_study(name="demo", description="an older demo", origin="study-file", spec_hash="sha256:old",
+                        spec={}, spec_toml="", source_path="demo.toml")
+    before = db.read_bytes()
+    out = run_cli("demo", "--db", db, "--no-tui", "--no-worker")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"emtui demo: {db} holds another version of study 'demo' (this emtui ships a "
+                                  f"changed one): delete {db} and {db}.runs/ to run the demo again")
+    assert db.read_bytes() == before and not Path(f"{db}.runs").exists()

@@ -32,11 +32,19 @@ class DemoChain:
     warnings: list[str] = field(default_factory=list)
 
 
+class OtherDemo(ValueError):
+    """The database holds another version of a demo study (emtui's shipped files changed since)."""
+
+
 def register_builtin(store: Any, source: str) -> tuple[str, bool]:
     """Register the built-in study ``source`` unless it is there already: (its name, registered now)."""
     from engine.study.study_file import AlreadyRegistered, load_study, register_study
 
     study = load_study(source)
+    found = store.find_study(study.name)
+    if found is not None and found["spec_hash"] != study.spec_hash:
+        raise OtherDemo(f"{store.path} holds another version of study {study.name!r} (this emtui ships a changed "
+                        f"one): delete {store.path} and {store.path}.runs/ to run the demo again")
     try:
         register_study(store, study)
     except AlreadyRegistered:
