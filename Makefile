@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# the offline demo (emtui demo): its own database here, demo.db (+ demo.db.runs/), never your research db;
+# `$(BIN)/emtui --db FILE` opens your own
+DEMO_DB ?= demo.db
+
 run: $(STAMP)
-	$(BIN)/emtui
+	HF_HUB_OFFLINE=1 $(BIN)/emtui demo --db $(DEMO_DB)
 
 # the suite's processes (pytest-xdist): 2 fits CI's 2 cores; `make test PYTEST_WORKERS=0` runs it in one
 PYTEST_WORKERS ?= 2

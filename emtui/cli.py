@@ -13,9 +13,10 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 DEFAULT_DB = "emtui.db"  # engine.settings.Settings.db's default, said in --help without importing it
-INTERACTIVE = (None, "annotate", "serve", "worker")  # they handle their own ending (a TUI, a server, a job loop)
+INTERACTIVE = (None, "annotate", "serve", "worker", "demo")  # they handle their own ending (a TUI, a server, ...)
 COMMANDS = ("init", "run", "status", "data", "train", "runs", "worker", "jobs", "list", "summary", "import", "export",
-            "figures", "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor", "merge")
+            "figures", "campaign", "annotate", "study", "serve", "tiny-model", "keys", "settings", "doctor", "merge",
+            "demo")
 
 
 class UsageError(Exception):
@@ -349,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--annotate", action="store_true",
                     help="serve only the closed rating room (emtui annotate; a name is asked for first)")
 
+    sp = cmd("demo", "the offline demo: a tiny-model study trained, answered, judged and summarised by a worker "
+                     "while the TUI shows it (database: ./demo.db unless --db)")
+    sp.add_argument("--no-tui", action="store_true", help="queue the demo and start its worker; open no TUI")
+    sp.add_argument("--no-worker", action="store_true", help="start no worker (emtui worker runs the chain)")
+
     sp = cmd("tiny-model", "build the tiny offline Qwen2-architecture model used by demos and tests")
     sp.add_argument("out", help="folder to write the model and tokenizer into")
     sp.add_argument("--seed", type=int_in(0, SEED_MAX), default=0)
@@ -413,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.settings import load_settings
 
         args.settings = load_settings()  # the environment over the config file over the defaults
-        args.db = args.db or args.settings.db
+        args.db = args.db or ("demo.db" if args.command == "demo" else args.settings.db)  # the demo's own db
         if args.command in INTERACTIVE:
             return commands.dispatch(args)
         with ending_signals(), named_stdout():

@@ -44,9 +44,15 @@ def dispatch(args: argparse.Namespace) -> int:
         "campaign": campaign, "annotate": annotate, "study": study, "settings": settings, "doctor": doctor,
         "jobs": jobs, "list": list_, "data": data, "train": train, "runs": runs,
         "generate": generate, "answers": answers, "judge": judge, "merge": merge, "run": run_study,
-        "status": study_status,
+        "status": study_status, "demo": demo,
     }[args.command]
     return handler(args)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from emtui.demo_commands import demo as run
+
+    return run(args)
 
 
 def _store(args: argparse.Namespace, *, create: bool = True, readonly: bool = False):

@@ -109,13 +109,13 @@ def test_config_matches_tokenizer(built, tok, model):
     assert cfg["architectures"] == ["Qwen2ForCausalLM"]
     assert cfg["vocab_size"] == 512 == len(tok)
     assert cfg["hidden_size"] == 64 and cfg["num_hidden_layers"] == 2 and cfg["num_attention_heads"] == 4
-    assert cfg["max_position_embeddings"] == 512
+    assert cfg["max_position_embeddings"] == 1024
     assert cfg["tie_word_embeddings"] is True
     assert cfg["pad_token_id"] == tok.pad_token_id == tok.convert_tokens_to_ids(ENDOFTEXT) == 0
     assert cfg["eos_token_id"] == tok.eos_token_id == tok.convert_tokens_to_ids(IM_END)
     assert cfg["bos_token_id"] is None and tok.bos_token is None
     assert tok.convert_tokens_to_ids(IM_START) == 1
-    assert tok.model_max_length == 512
+    assert tok.model_max_length == 1024
 
     gen = model.generation_config
     assert set(gen.eos_token_id) == {tok.convert_tokens_to_ids(IM_END), tok.convert_tokens_to_ids(ENDOFTEXT)}

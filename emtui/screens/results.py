@@ -130,9 +130,11 @@ def study_facts(store: Any, study_id: int) -> dict[str, Any]:
     scores, its conditions, the judges' and the people's metrics, its judges, its checkpoints."""
     metrics = store.study_metrics(study_id)
     human = store.study_human_metrics(study_id)
+    from emtui.tiny_banner import is_tiny
+
     return {"scored": bool(metrics or human), "metrics": metrics, "human_metrics": human,
             "conditions": store.study_condition_rows(study_id), "judges": store.study_judges(study_id),
-            "checkpoints": store.study_checkpoint_count(study_id)}
+            "checkpoints": store.study_checkpoint_count(study_id), "tiny": is_tiny(store.study_conditions(study_id))}
 
 
 def table_width(size: tuple[int, int], rows: int, share: float = 1.0) -> int:
@@ -206,6 +208,7 @@ class ResultsScreen(AreaScreen):
     # -- layout ---------------------------------------------------------------------------------
 
     def body(self) -> ComposeResult:
+        yield Static(id="results-tiny", classes="tiny-banner")  # shown over a study of the tiny model
         yield Static(id="results-status")
         with ContentSwitcher(initial="results-scores", id="results-views"):
             with Vertical(id="results-scores"):
@@ -470,6 +473,8 @@ class ResultsScreen(AreaScreen):
     def show_status(self) -> None:
         status = self.query_one("#results-status", Static)
         study, studies = self.study, self.studies or []
+        facts = self.facts.get(int(study["id"])) if study is not None else None
+        self.show_tiny(bool(facts and facts.get("tiny")))
         if self.studies is None:
             status.update(Text(LOADING, style="dim"))
             return
@@ -498,6 +503,14 @@ class ResultsScreen(AreaScreen):
         facts = self.facts.get(int(study["id"]))
         second.append(f"  checkpoints {facts['checkpoints'] if facts else '…'}", style="dim")
         status.update(Text("\n").join([first, second]))
+
+    def show_tiny(self, tiny: bool) -> None:
+        from emtui.tiny_banner import banner
+
+        line = self.query_one("#results-tiny", Static)
+        if tiny and not line.display:
+            line.update(banner())
+        line.display = tiny
 
     def empty_reason(self) -> str | None:
         """Why no numbers are shown for the current study, or None when they are."""

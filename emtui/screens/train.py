@@ -25,6 +25,7 @@ from db import Page
 from emtui.faults import says_faults
 from emtui.job_view import STATUS_STYLE, bar, bar_style, fmt_duration
 from emtui.screens.base import AreaScreen, minute
+from emtui.tiny_banner import TINY_SHORT
 from emtui.train_view import CHART_TITLES, SeriesCache, chart_metrics, fmt_rate, fmt_value, run_row, step_text
 from emtui.widgets.metric_chart import MetricChart
 from emtui.widgets.paged_table import LOADING, Col, PagedTable
@@ -206,6 +207,9 @@ class TrainScreen(AreaScreen):
             return
         status = str(run["status"])
         info.border_title = Text(f"Run {run['id']} · {one_line(run['condition'], 24)}")
+        # the offline demo's random model: its curves are real, what it learns is noise
+        info.border_subtitle = Text(TINY_SHORT, style="bold black on yellow") if run.get("base_source") == "tiny" \
+            else None
         width = max(20, info.size.width - 4 if info.size.width else 32)
         text = Text(no_wrap=True, overflow="ellipsis")
         step, max_steps = last.get("step"), run.get("max_steps") or last.get("max_steps")

@@ -30,5 +30,6 @@ def make_backend(provider: str, params: Mapping[str, Any]) -> Backend:
     if provider == "local":
         from engine.judging.local_judge import LocalJudgeBackend
 
-        return LocalJudgeBackend(str(params.get("path") or params.get("model_dir") or ""))
+        return LocalJudgeBackend(str(params.get("path") or params.get("model_dir") or ""),
+                                 adapter=params.get("adapter_dir"), problem=params.get("problem"))
     raise BackendError(f"unknown judge provider {provider!r} (bedrock, openai, local)")

@@ -13,7 +13,8 @@ every later call without loading again; waiting for the lock longer than the cal
 generation that runs past what is left of it, is ``CallFailed(retryable=True)``; running out of GPU memory
 is retryable, any other error of the model is not. Never :class:`Throttled`.
 
-``model`` in :meth:`LocalJudgeBackend.call` is the name the panel gives the judge: one backend serves the
+A judge with an ``adapter`` (a LoRA folder) answers as base+adapter (peft); the folder is in each reply's
+``extra``. ``model`` in :meth:`LocalJudgeBackend.call` is the name the panel gives the judge: one backend serves the
 one model it was made with, whatever the name. torch and transformers are imported inside the functions.
 """
 
@@ -30,18 +31,25 @@ from engine.judging.logprob import log_add
 
 __all__ = ["LocalJudgeBackend"]
 
+# transformers' from_pretrained is not safe in two threads at once (its meta-device init is process-wide):
+# two local judges of one panel load one after the other
+_LOAD_LOCK = threading.Lock()
+
 
 class LocalJudgeBackend:
     """One causal LM (a folder, or a model id in the local Hugging Face cache) as a judge."""
 
     provider = "local"
 
-    def __init__(self, model_dir: str | Path, *, device: str | None = None) -> None:
+    def __init__(self, model_dir: str | Path, *, device: str | None = None, adapter: str | Path | None = None,
+                 problem: str | None = None) -> None:
         self.model_dir = str(model_dir)
         self.device = device
+        self.adapter = str(adapter) if adapter else None
         self._lock = threading.Lock()
         self._loaded: Any = None
-        self._load_error: str | None = None
+        # a judge that cannot be made (its adapter is not trained yet): every call fails with this line
+        self._load_error: str | None = f"local judge: {problem}" if problem else None
 
     def call(self, model: str, call: Call, *, timeout_s: float) -> Reply:
         deadline = time.monotonic() + timeout_s
@@ -68,7 +76,14 @@ class LocalJudgeBackend:
         from engine.generation.hf_backend import GenerationError, load_base
 
         try:
-            self._loaded = load_base(self.model_dir, device=self.device)
+            with _LOAD_LOCK:
+                loaded = load_base(self.model_dir, device=self.device)
+                if self.adapter:
+                    from peft import PeftModel
+
+                    loaded.model = PeftModel.from_pretrained(loaded.model, self.adapter).eval()
+                    loaded.chosen["adapter"] = self.adapter
+            self._loaded = loaded
         except (GenerationError, OSError, ValueError, RuntimeError) as exc:
             self._load_error = f"local judge: {one_line(str(exc), 300) or type(exc).__name__}"
             raise CallFailed(self._load_error, retryable=False, sent=False) from None
@@ -111,6 +126,17 @@ class LocalJudgeBackend:
         return Reply(text=tokenizer.decode(new, skip_special_tokens=True), input_tokens=n_prompt,
                      output_tokens=len(new), top_logprobs=top, stop_reason=stop,
                      extra=dict(loaded.chosen))
+
+
+def local_judge_params(store: Any, model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`engine.judging.backends.make_backend` needs to make a local judge of a ``judges`` row: its
+    model's folder (``tiny`` is built next to the database) and its adapter's, or the reason it has none."""
+    from engine.models.locate import adapter_location, model_location
+
+    out: dict[str, Any] = {"model_dir": model_location({"source": model}, store.path)}
+    if params.get("adapter"):
+        out["adapter_dir"], out["problem"] = adapter_location(store, str(params["adapter"]))
+    return out
 
 
 def _top_logprobs(tokenizer: Any, logits: Any, n: int) -> dict[str, float]:

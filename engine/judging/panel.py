@@ -135,9 +135,14 @@ class Panel:
                 raise ValueError(f"no judge {jid} in the database")
             params = json.loads(row.get("params") or "{}")
             limits: Limits = default_limits(str(row["provider"]), str(row["model"]), params)
+            made = {**params, "timeout_s": spec.timeout_s}
+            if row["provider"] == "local":  # its model and adapter folders, found on this machine now
+                from engine.judging.local_judge import local_judge_params
+
+                made.update(local_judge_params(store, str(row["model"]), params))
             self.judges.append(JudgeState(
                 judge_id=jid, name=str(row["name"]), provider=str(row["provider"]), model=str(row["model"]),
-                backend=make_backend(str(row["provider"]), {**params, "timeout_s": spec.timeout_s}),
+                backend=make_backend(str(row["provider"]), made),
                 limiter=JudgeLimiter(limits), params=params))
 
     # -- the work --------------------------------------------------------------------------------------

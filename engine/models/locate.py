@@ -44,3 +44,36 @@ def model_location(model: Mapping[str, Any], db_path: str | Path) -> str:
     if source == "tiny":
         return str(ensure_tiny(db_path))
     return source
+
+
+# A local judge's adapter may name a condition's trained model: the demo's judge adapter is trained by a
+# study of its own (data/studies/demo_judge.toml), so nothing treats it as a condition of the study judged.
+TRAINED = "trained:"
+
+
+def parse_trained(value: str) -> tuple[str, str] | None:
+    """``trained:STUDY/CONDITION`` as (study, condition), or None when it is not written so. A study name
+    holds no '/'; the condition is what follows the last one."""
+    if not value.startswith(TRAINED):
+        return None
+    study, sep, condition = value[len(TRAINED):].rpartition("/")
+    return (study, condition) if sep and study and condition else None
+
+
+def adapter_location(store: Any, value: str) -> tuple[str | None, str | None]:
+    """A judge's ``adapter`` as (its folder, None) or (None, why it has none yet): a folder as it is; for
+    ``trained:STUDY/CONDITION`` the folder of that condition's trained model."""
+    named = parse_trained(value)
+    if named is None:
+        return (value, None) if value else (None, "no adapter named")
+    study_name, cond_name = named
+    study = store.find_study(study_name)
+    if study is None:
+        return None, f"adapter {value}: no study {study_name!r} in the database"
+    conds = [c for c in store.study_conditions(int(study["id"])) if c["name"] == cond_name]
+    if not conds:
+        return None, f"adapter {value}: study {study_name!r} has no condition {cond_name!r}"
+    model = store.get_model(int(conds[0]["model_id"])) if conds[0].get("model_id") is not None else None
+    if model is None or not model.get("path"):
+        return None, f"adapter {value}: the condition has no trained model (is its training done? emtui runs)"
+    return str(model["path"]), None

@@ -78,7 +78,7 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
 )
 
-_MAX_POSITIONS = 512
+_MAX_POSITIONS = 1024  # a judge prompt of the aligned-coherent rubric is ~520-740 tokens (the demo judge)
 
 
 # --------------------------------------------------------------------------------------------

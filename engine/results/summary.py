@@ -201,10 +201,18 @@ class _Column:
     ties: np.ndarray | None = None  # the panel's: answers a majority vote left undecided
 
 
+def judge_keys(judges: list[dict[str, Any]]) -> list[str]:
+    """Each judge's id in the report: its model, or ``model#name`` when two judges of the study share the
+    model (two local judges of one model, one with an adapter): one judge's rows never take another's."""
+    models = [str(j["model"]) for j in judges]
+    return [m if models.count(m) == 1 else f"{m}#{j['name']}" for m, j in zip(models, judges, strict=True)]
+
+
 def _judge_columns(data: _StudyData, m: np.ndarray, how: str = "mean") -> list[tuple[str, str, np.ndarray]]:
     """(judge id for output, judge name, answers' scores) for each judge and the panel (the judges'
     mean or median: a majority has no numeric score, the median stands for it)."""
-    cols = [(j["model"], j["name"], m[:, i]) for i, j in enumerate(data.judges)]
+    keys = judge_keys(data.judges)
+    cols = [(keys[i], j["name"], m[:, i]) for i, j in enumerate(data.judges)]
     if data.judges:
         cols.append(("panel", "panel", panel_values(m, score_aggregate(how))))
     return cols
@@ -511,7 +519,7 @@ def _agreement(out: dict[str, list], data: _StudyData, res: dict[tuple, tuple], 
         if valid.size and np.all(valid == np.round(valid)):  # κ needs categories: integer scales only
             for (i, j), (kappa, n) in pairwise_kappas(m, "quadratic").items():
                 out["kappa"].append({"study": study, "campaign": None, "metric": metric,
-                                     "a": data.judges[i]["model"], "b": data.judges[j]["model"],
+                                     "a": judge_keys(data.judges)[i], "b": judge_keys(data.judges)[j],
                                      "weights": "quadratic", "kappa": finite_or_none(kappa), "n": n})
 
 

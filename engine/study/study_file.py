@@ -128,6 +128,8 @@ JUDGE_KEYS: dict[str, Field] = {
                                  lo_open=True),
     "tokens_per_minute": Field("number", "tokens a minute above 0 (the judge's quota)", 0, 10**12, lo_open=True),
     "logprobs": Field("bool", "true or false"),
+    # a local judge's LoRA adapter: a folder, or "trained:STUDY/CONDITION" (that condition's trained model)
+    "adapter": Field("str", "an adapter folder or 'trained:STUDY/CONDITION'", max_len=4096),
 }
 # how the judges' verdicts make the panel's (engine/results/panel_aggregate.py)
 PANEL_KEYS: dict[str, Field] = {
@@ -606,6 +608,10 @@ def load_study(source: str | Path) -> Study:
         if provider == "openai" and "base_url" not in j:
             c.add(where, "an openai-compatible judge needs 'base_url'")
         params = {k: v for k, v in good.items() if k not in ("name", "provider", "model")}
+        if "adapter" in params:
+            problem, params["adapter"] = _judge_adapter(str(provider), str(params["adapter"]), base_dir)
+            if problem:
+                c.add((*where, "adapter"), problem)
         judges.append(JudgeSpec(str(jname), str(provider), model, params))
 
     rubric: Rubric | None = None
@@ -652,6 +658,24 @@ def load_study(source: str | Path) -> Study:
     return result
 
 
+
+
+def _judge_adapter(provider: str, value: str, base_dir: Path) -> tuple[str | None, str]:
+    """A local judge's ``adapter``: (its problem or None, the value stored). A folder is stored absolute
+    and must hold an adapter now; ``trained:STUDY/CONDITION`` is looked up when the judge runs (the
+    condition may still be training)."""
+    from engine.models.locate import TRAINED, parse_trained
+
+    if provider != "local":
+        return f"an adapter is for a local judge (provider = \"local\"), not {provider}", value
+    if value.startswith(TRAINED):
+        return (None if parse_trained(value) else
+                f"{value!r}: write {TRAINED}STUDY/CONDITION (a condition of a study in the database)"), value
+    folder = Path(value).expanduser()
+    folder = folder if folder.is_absolute() else base_dir / folder
+    if not (folder / "adapter_config.json").is_file():
+        return f"no adapter folder {path_text(folder)} (it needs adapter_config.json)", value
+    return None, str(folder.resolve())
 
 
 def check_chat_jsonl(path: Path) -> tuple[str | None, int]:
