@@ -67,18 +67,6 @@ def _pending(store) -> bool:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
-    from emtui.app import create_app
-    from emtui.bindings import KeymapError, load_keymap
-    from emtui.commands import _store
-    from emtui.settings_commands import settings_of
+    from emtui.commands import open_tui
 
-    settings = settings_of(args)
-    try:
-        keymap = load_keymap(settings.keymap_file())
-    except KeymapError as exc:
-        raise UsageError(str(exc)) from None
-    store = _store(args)
-    app = create_app(store, keymap=keymap, settings=settings)
-    app.run()
-    store.close()
-    return app.return_code or 0
+    return open_tui(args)
