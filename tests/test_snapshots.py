@@ -89,8 +89,14 @@ def open_app(path: Path):
 
 async def settle(pilot) -> None:
     """Wait until the Results screen's summary (computed in a thread) is on the screen."""
+    from textual.worker import WorkerCancelled
+
     for _ in range(400):
-        await pilot.app.workers.wait_for_complete()
+        try:
+            await pilot.app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive read replaced by a newer one (a refresh on a loaded box): wait again
+            await pilot.pause(0.025)
+            continue
         await pilot.pause()
         screen = pilot.app.screen
         busy = isinstance(screen, ResultsScreen) and (screen.computing or any(
