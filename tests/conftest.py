@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -186,6 +187,30 @@ AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SEC
              "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 
+def point_aws_at(mp: pytest.MonkeyPatch, folder: Path, **endpoints: str) -> None:
+    """This machine's AWS chain replaced by fake keys (:data:`AWS_TEST_ENV`), no config or credentials file
+    (they would be in ``folder``), and each ``AWS_ENDPOINT_URL_<SERVICE>=url`` of ``endpoints``."""
+    for name in AWS_UNSET:
+        mp.delenv(name, raising=False)
+    for name, value in AWS_TEST_ENV.items():
+        mp.setenv(name, value)
+    mp.setenv("AWS_CONFIG_FILE", str(folder / "no-aws-config"))
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "no-aws-credentials"))
+    for name, url in endpoints.items():
+        mp.setenv(name, url)
+
+
+def insert_numbered_answers(store: Any, n: int) -> None:
+    """``n`` answers of the registered example study's base condition to its first question, written through
+    the store: answer i says "This is answer number i." (the judging tests' servers read the number)."""
+    base = next(c for c in store.study_conditions(1) if c["name"] == "base")
+    question = store.questions_of_sets([1])[0]
+    store.insert_generations([
+        {"question_id": question["id"], "condition_id": base["id"], "model_id": base["model_id"],
+         "settings": {"sampler": "row-generator/v1"}, "settings_hash": "sha256:s", "seed": i, "sample_index": i,
+         "prompt": "p", "response": f"This is answer number {i}.", "study_hash": "h"} for i in range(n)])
+
+
 @pytest.fixture
 def converse_server(monkeypatch, tmp_path):
     """Start Bedrock-compatible test servers: ``converse_server(reply=..., latency_s=..., ...)`` returns a
@@ -206,13 +231,7 @@ def converse_server(monkeypatch, tmp_path):
         server = ConverseServer(tls_dir=tmp_path if tls else None, **kwargs).start()
         started.append(server)
         if environment:
-            for name in AWS_UNSET:
-                monkeypatch.delenv(name, raising=False)
-            for name, value in AWS_TEST_ENV.items():
-                monkeypatch.setenv(name, value)
-            monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-            monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-            monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
+            point_aws_at(monkeypatch, tmp_path, AWS_ENDPOINT_URL_BEDROCK_RUNTIME=server.url)
             if server.ca_bundle is not None:
                 monkeypatch.setenv("AWS_CA_BUNDLE", str(server.ca_bundle))
         return server

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AWS_TEST_ENV, AWS_UNSET
+from conftest import insert_numbered_answers, point_aws_at
 from db import open_store
 from emtui.judges_view import judge_lines
 from emtui.screens.judges import CallTotals, read_panel
@@ -61,12 +61,7 @@ def study_file(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("batch") / "study.db"
     with open_store(db) as store:
         register_study(store, load_study(ROOT / "data" / "studies" / "insecure_code.toml"))
-        base = next(c for c in store.study_conditions(1) if c["name"] == "base")
-        question = store.questions_of_sets([1])[0]
-        store.insert_generations([
-            {"question_id": question["id"], "condition_id": base["id"], "model_id": base["model_id"],
-             "settings": {"sampler": "row-generator/v1"}, "settings_hash": "sha256:s", "seed": i, "sample_index": i,
-             "prompt": "p", "response": f"This is answer number {i}.", "study_hash": "h"} for i in range(N_ANSWERS)])
+        insert_numbered_answers(store, N_ANSWERS)
     return db
 
 
@@ -87,14 +82,7 @@ def batch_server(monkeypatch, tmp_path):
     def start(**kwargs):
         server = BatchServer(**kwargs).start()
         started.append(server)
-        for name in AWS_UNSET:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in AWS_TEST_ENV.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", server.url)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.url)
+        point_aws_at(monkeypatch, tmp_path, AWS_ENDPOINT_URL_BEDROCK=server.url, AWS_ENDPOINT_URL_S3=server.url)
         return server
 
     yield start

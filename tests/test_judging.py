@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import insert_numbered_answers
 from db import open_store
 from engine.judging.panel import judge_panel
 from engine.judging.queueing import JudgeQueueError, queue_judging
@@ -43,12 +44,7 @@ def study_db(tmp_path):
     db = tmp_path / "j.db"
     with open_store(db) as store:
         register_study(store, load_study(EXAMPLE))
-        base = next(c for c in store.study_conditions(1) if c["name"] == "base")
-        question = store.questions_of_sets([1])[0]
-        store.insert_generations([
-            {"question_id": question["id"], "condition_id": base["id"], "model_id": base["model_id"],
-             "settings": {"sampler": "row-generator/v1"}, "settings_hash": "sha256:s", "seed": i, "sample_index": i,
-             "prompt": "p", "response": f"This is answer number {i}.", "study_hash": "h"} for i in range(N_ANSWERS)])
+        insert_numbered_answers(store, N_ANSWERS)
     return db
 
 

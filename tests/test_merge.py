@@ -121,7 +121,7 @@ def sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def boxes(tmp_path_factory):
     """Box A answered "treated", box B "base", box C both (each closed: no -wal file left)."""
-    from conftest import AWS_TEST_ENV, AWS_UNSET
+    from conftest import point_aws_at
     from converse_server import ConverseServer
 
     folder = tmp_path_factory.mktemp("boxes")
@@ -129,13 +129,7 @@ def boxes(tmp_path_factory):
     server = ConverseServer(reply=reply).start()
     try:
         with pytest.MonkeyPatch.context() as mp:
-            for name in AWS_UNSET:
-                mp.delenv(name, raising=False)
-            for name, value in AWS_TEST_ENV.items():
-                mp.setenv(name, value)
-            mp.setenv("AWS_CONFIG_FILE", str(folder / "no-aws-config"))
-            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "no-aws-credentials"))
-            mp.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
+            point_aws_at(mp, folder, AWS_ENDPOINT_URL_BEDROCK_RUNTIME=server.url)
             for name, conditions in (("a", ["treated"]), ("b", ["base"]), ("c", ["treated", "base"])):
                 run_box(folder / f"{name}.db", study, conditions)
     finally:
