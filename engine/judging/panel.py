@@ -4,7 +4,8 @@ Each judge has its own queue, its own workers (as many as its concurrency may gr
 :class:`~engine.judging.limits.JudgeLimiter`, so the slowest judge never stalls the others. A call is one
 blocking attempt of a backend (engine/judging/backend.py) run in a thread pool of the panel's own (the
 default executor has a handful of threads: measured 41 calls/s against 198 with 32 threads at 100 ms
-latency); the panel retries it — jittered exponential backoff, ``max_attempts`` at most — and logs every
+latency); the panel retries it — jittered exponential backoff, waited out in a task of its own so the judge's
+workers keep its slots busy, ``max_attempts`` errors or ``max_throttled`` 429s at most — and logs every
 attempt in ``judge_calls`` with its outcome, tokens and cost, so nothing is paid without a record.
 
 Results are written as they come, one metric at a time (``judgment_scores`` keyed by judgment and
