@@ -40,6 +40,19 @@ async def wait_for_loads(pilot: Pilot, pause) -> None:
         await pause(pilot)
 
 
+# The modules that hold the suite's longest tests (measured with `pytest --durations=60`, 2026-12-01), run
+# first: pytest-xdist hands tests out in collection order, so a long test left to the end runs alone while the
+# other worker idles. Only the order of modules changes (each stays whole: its module fixtures set up once).
+HEAVY_FIRST = ("test_room", "test_study_run", "test_training", "test_tui_hostile", "test_tui_reads",
+               "test_train_screen", "test_layering", "test_generation", "test_generate_throughput",
+               "test_tui_stalls", "test_tui", "test_judging", "test_demo", "test_eval_queue_screen")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def pauses_wait_for_reads(monkeypatch):
     """The TUI reads the database in threads (emtui.loading): a test's ``pilot.pause()`` (no delay) also

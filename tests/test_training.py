@@ -289,39 +289,21 @@ def test_two_process_ddp_under_torchrun(store, study_db):
     assert [c["step"] for c in store.run_checkpoints(run_id)] == [6, 12]
 
 
-def test_emtui_train_queues_and_a_worker_trains(run_cli, tmp_path):
-    path = write_study(tmp_path / "s", name="cli-train", recipe={"max_steps": 4, "save_steps": 2})
-    db = tmp_path / "c.db"
-    assert run_cli("init", str(path), "--db", str(db)).returncode == 0
-    out = run_cli("train", "--db", str(db), "--study", "cli-train", "--condition", "domain", "--no-worker",
-                  "--set", "learning_rate=2e-3")
-    assert out.returncode == 0, out.stderr
-    assert "queued run 1: domain (job 1" in out.stdout
-    again = run_cli("train", "--db", str(db), "--study", "cli-train", "--condition", "domain", "--no-worker",
-                    "--set", "learning_rate=2e-3")
-    assert "skipped domain: run 1 with this recipe is queued" in again.stdout
-    bad = run_cli("train", "--db", str(db), "--study", "cli-train", "--set", "lora_r=0")
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "lora_r" in bad.stderr
-
-    worked = run_cli("worker", "--db", str(db), "--once")
-    assert worked.returncode == 0, worked.stderr
-    with open_store(db) as store:
-        job = store.get_job(1)
-        assert job["status"] == "done", job["error"]
-        result = json.loads(job["result"])
-        assert result["final_step"] == 4 and result["model_id"]
-        assert store.get_train_run(1)["status"] == "done"
-        assert json.loads(store.get_train_run(1)["recipe"])["learning_rate"] == 2e-3
-
-
 def test_a_job_killed_under_its_worker_is_retried_and_resumes(run_cli, tmp_path):
-    """SIGKILL of a train job's process (the OOM killer's way): the worker gives the job back, runs it
-    again, and the run goes on from its newest complete checkpoint — every step logged once."""
+    """`emtui train` queues a run (once; bad settings refused) and a worker trains it. SIGKILL of the train
+    job's process (the OOM killer's way): the worker gives the job back, runs it again, and the run goes on
+    from its newest complete checkpoint — every step logged once."""
     path = write_study(tmp_path / "s", name="kill-train", recipe={"max_steps": 16, "save_steps": 4})
     db = tmp_path / "k.db"
     assert run_cli("init", str(path), "--db", str(db)).returncode == 0
-    assert run_cli("train", "--db", str(db), "--study", "kill-train", "--condition", "domain",
-                   "--no-worker").returncode == 0
+    queue_it = ("train", "--db", str(db), "--study", "kill-train", "--condition", "domain", "--no-worker",
+                "--set", "learning_rate=2e-3")
+    out = run_cli(*queue_it)
+    assert out.returncode == 0, out.stderr
+    assert "queued run 1: domain (job 1" in out.stdout
+    assert "skipped domain: run 1 with this recipe is queued" in run_cli(*queue_it).stdout
+    bad = run_cli("train", "--db", str(db), "--study", "kill-train", "--set", "lora_r=0")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "lora_r" in bad.stderr
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     worker = subprocess.Popen([sys.executable, "-m", "emtui", "--db", str(db), "worker", "--once"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -343,7 +325,8 @@ def test_a_job_killed_under_its_worker_is_retried_and_resumes(run_cli, tmp_path)
     with open_store(db) as store:
         job, run = store.get_job(1), store.get_train_run(1)
         assert job["status"] == "done" and job["attempts"] == 2, (job["status"], job["error"], out)
-        assert run["status"] == "done"
+        assert run["status"] == "done" and json.loads(run["recipe"])["learning_rate"] == 2e-3
+        assert json.loads(job["result"])["final_step"] == 16 and json.loads(job["result"])["model_id"]
         assert [s for s, _ in series(store, 1, "loss")] == list(range(1, 17))
         assert [c["step"] for c in store.run_checkpoints(1)] == [4, 8, 12, 16]
         events = " ".join(e["text"] or "" for e in store.job_events(1))
