@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -342,8 +343,7 @@ def jobs_log(args: argparse.Namespace, job_id: int) -> int:
               + (f", ETA {eta_text(j.get('eta_s'))}" if j.get("eta_s") is not None else "") or None),
              ("note", j.get("note")), ("metrics", json.dumps(j["metrics"]) if j.get("metrics") else None),
              ("error", j.get("error")), ("payload", json.dumps(j["payload"], ensure_ascii=False)),
-             ("result", json.dumps(j["result"], ensure_ascii=False) if j.get("result") is not None else None),
-             ("log", j.get("log_path"))]
+             ("result", _result_line(j)), ("log", j.get("log_path"))]
     for item in lines:
         if item is not None and item[1]:
             say(f"{item[0]:>9}: {item[1]}")
@@ -360,7 +360,26 @@ def jobs_log(args: argparse.Namespace, job_id: int) -> int:
         say(f"log (the last {len(report['log_tail'])} lines of {j['log_path']}):")
         for line in report["log_tail"]:
             say(f"  {line}")
+    from emtui.summary_table import render_text, stored_summary
+
+    summary = stored_summary(j, j.get("result"))
+    if summary is not None:
+        say("result:")
+        say(render_text(summary, shutil.get_terminal_size().columns))
     return 0
+
+
+def _result_line(job: dict[str, Any]) -> str | None:
+    """The job's result on one line; a stored summary (hundreds of rows) is named here and printed as its
+    tables below."""
+    from emtui.summary_table import stored_summary
+
+    if job.get("result") is None:
+        return None
+    if stored_summary(job, job["result"]) is not None:
+        return (f"the summary of study {job['result'].get('study')!r} as the chain stored it (below; "
+                f"--format json for all of it)")
+    return json.dumps(job["result"], ensure_ascii=False)
 
 
 def jobs_add(args: argparse.Namespace) -> int:

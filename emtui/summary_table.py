@@ -48,3 +48,21 @@ def render(report: dict[str, Any], console: Console) -> None:
             parts += [_table(sec) for sec in study_sections(report, st["name"])]
         console.print(Group(*parts))
         console.print()
+
+
+def render_text(report: dict[str, Any], width: int) -> str:
+    """The tables as plain text ``width`` columns wide (a stored summary read back: ``emtui jobs log``, the
+    job's pane)."""
+    import io
+
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+    render(report, console)
+    return console.file.getvalue().rstrip("\n")  # type: ignore[attr-defined]
+
+
+def stored_summary(job: dict[str, Any], result: Any) -> dict[str, Any] | None:
+    """The report a ``summary`` job stored (engine/results/summary_job.py), or None for any other result."""
+    if job.get("kind") != "summary" or not isinstance(result, dict):
+        return None
+    report = result.get("summary")
+    return report if isinstance(report, dict) and isinstance(report.get("studies"), list) else None

@@ -209,3 +209,22 @@ def test_tokens_per_second_from_the_metrics_a_job_reported_and_nothing_from_what
     assert tokens_per_s_of(job()) is None and metrics_of(job()) == {}  # a job that reported nothing
     for raw in ('{"tokens_per_s": "fast"}', '{"tokens_per_s": true}', '{"tokens_per_s": NaN}', "[1, 2]", "{not json"):
         assert tokens_per_s_of(job(metrics=raw)) is None, raw
+
+
+def test_a_stored_summary_reads_as_its_tables_and_any_other_result_as_json(store):
+    """A summary job's result (hundreds of rows) shows as the tables `emtui summary` prints, not as JSON."""
+    import json
+
+    from emtui.screens.queue import result_text
+    from engine.results.report_format import to_json
+    from engine.results.summary import SummaryOptions, build_summary
+    from engine.results.synthetic import SyntheticSpec, make_synthetic_study
+
+    make_synthetic_study(store, SyntheticSpec(name="tiny", answers_per_condition=10, questions=2))
+    report = json.loads(to_json(build_summary(store, SummaryOptions(study="tiny", n_resamples=50))))
+    result = json.dumps({"study": "tiny", "summary": report})
+    text = result_text({"kind": "summary", "result": result}, 80)
+    assert text is not None and "Panel (mean)" in text and "treatment" in text and '"agreement"' not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    other = result_text({"kind": "generate", "result": result}, 80)  # another kind's result: its JSON
+    assert other is not None and '"agreement"' in other

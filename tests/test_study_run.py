@@ -189,6 +189,8 @@ def test_run_queues_the_chain_and_a_worker_runs_it_to_a_summary_of_every_conditi
     assert status["cost"]["sent"] == 24
     table = cli(env, "--db", db, "status", STUDY, cwd=db.parent)
     assert table.returncode == 0 and "chain done" in table.stdout and "haiku 12/12" in table.stdout, table.stdout
+    log = cli(env, "--db", db, "jobs", "log", "4", cwd=db.parent)  # the stored summary as its tables, not JSON
+    assert log.returncode == 0 and "Panel (mean)" in log.stdout and '"agreement"' not in log.stdout, log.stdout
 
 
 def test_run_again_queues_nothing(finished, judge_env, tmp_path):

@@ -65,6 +65,11 @@ def result_text(job: dict[str, Any], width: int) -> str | None:
         value = json.loads(raw)
     except ValueError:
         return str(raw)
+    from emtui.summary_table import render_text, stored_summary
+
+    summary = stored_summary(job, value)
+    if summary is not None:  # hundreds of rows as JSON: the tables `emtui summary` prints
+        return render_text(summary, max(40, width))
     if job.get("kind") == "doctor" and isinstance(value, dict):
         from emtui.doctor_view import doctor_table
 
