@@ -201,8 +201,9 @@ def test_a_judge_with_no_credentials_judges_nothing_and_its_answers_wait_for_the
         monkeypatch.delenv(name)
     with pytest.raises(JudgeUnavailable) as failed:
         run_panel(study_db)
-    assert "\n" not in str(failed.value) and str(failed.value).startswith("judges 'haiku', 'nova-pro': bedrock")
-    assert "no AWS credentials found" in str(failed.value) and "left unjudged" in str(failed.value)
+    said = str(failed.value)
+    assert "\n" not in said and said.startswith("judges 'haiku', 'nova-pro' cannot be called on this machine")
+    assert "haiku, nova-pro: bedrock (us-east-1, endpoint " in said and "no AWS credentials found" in said, said
     assert scores(study_db) == {} and server.received() == 0
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, AWS_TEST_ENV[name])

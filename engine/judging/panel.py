@@ -78,11 +78,13 @@ class JudgeUnavailable(RuntimeError):
     def __init__(self, why: Mapping[str, str]) -> None:
         by_reason: dict[str, list[str]] = {}
         for name, reason in why.items():
-            by_reason.setdefault(reason, []).append(repr(name))
-        parts = [f"judge{'s' if len(names) > 1 else ''} {', '.join(names)}: {reason}"
-                 for reason, names in by_reason.items()]
-        super().__init__("; ".join(parts) + " — their answers are left unjudged: fix that (emtui doctor), then "
-                         "emtui run (or emtui judge) again, or judge with a local or OpenAI-compatible judge")
+            by_reason.setdefault(reason, []).append(name)
+        # what it means and what to do first: a status line shows a job's error cut short
+        head = (f"judge{'s' if len(why) > 1 else ''} {', '.join(repr(n) for n in why)} cannot be called on this "
+                "machine, their answers left unjudged until emtui run (or emtui judge) again once they can (emtui "
+                "doctor); or judge with a local judge")
+        super().__init__(head + " — " + "; ".join(f"{', '.join(names)}: {reason}"
+                                                  for reason, names in by_reason.items()))
         self.why = dict(why)
 
 
