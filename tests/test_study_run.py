@@ -372,7 +372,7 @@ def test_another_base_model_runs_as_a_derived_study_and_the_study_never_changes(
 
 
 def test_the_study_a_user_named_points_at_its_run_on_another_base_model(finished, judge_env, tmp_path):
-    """The quick start: `emtui run FILE --model PATH`, then the README's next commands name the study of the file;
+    """The quick start: after `emtui run FILE --model PATH` a user names the study of the file;
     it has no jobs or answers of its own (the derived study has them), and each says which study to name."""
     _, study, _ = finished
     _, env = judge_env
