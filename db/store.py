@@ -264,6 +264,12 @@ class Store(ResultsQueries, AnnotationQueries, JobQueries, TrainingQueries, Data
     def find_study(self, name: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM studies WHERE name = ?", (name,))
 
+    def studies_whose_file_starts_with(self, text: str) -> list[str]:
+        """The names of the studies registered from a study file that begins with ``text``, oldest first (a
+        derived study's first comment names the study it came from: engine/study/derived_study.py)."""
+        return [str(r["name"]) for r in self._q(
+            "SELECT name FROM studies WHERE substr(spec_toml, 1, ?) = ? ORDER BY id", (len(text), text))]
+
     def get_study(self, study_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM studies WHERE id = ?", (study_id,))
 

@@ -147,8 +147,13 @@ def status_lines(report: dict[str, Any]) -> list[str]:
             after = f" after {', '.join(map(str, j['depends_on']))}" if j["depends_on"] else ""
             err = f": {j['error']}" if j["error"] else ""
             out.append(f"  {j['id']:>5}  {j['kind']:9} {j['status']:9} attempt {j['attempts']}{after}{err}")
+    elif report["derived"]:  # the user ran it with --model: that run is a study of its own
+        out.append("no jobs of its own: it ran on another base model as "
+                   + ", ".join(f"study {d!r} (emtui status {d})" for d in report["derived"]))
     else:
         out.append(f"no jobs yet: emtui run --study {report['study']}")
+    if report["jobs"] and report["derived"]:
+        out.append("also run on other base models: " + ", ".join(f"study {d!r}" for d in report["derived"]))
     if report["summary_job"] is not None:
         out.append(f"summary: job {report['summary_job']} (emtui summary --study {report['study']})")
     return out

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import insert_numbered_answers
+from conftest import AWS_TEST_ENV, insert_numbered_answers
 from db import open_store
-from engine.judging.panel import judge_panel
+from engine.judging.panel import JudgeUnavailable, judge_panel
 from engine.judging.queueing import JudgeQueueError, queue_judging
 from engine.study.study_file import load_study, register_study
 
@@ -189,6 +189,27 @@ def test_a_judge_job_through_a_worker(study_db, converse_server, run_cli):
     assert len(scores(study_db)) == 24 and server.received() == 24
     bad = run_cli("judge", "--db", str(study_db), "--study", "insecure-code-demo", "--judge", "gpt")
     assert bad.returncode == 2 and "has no judge 'gpt' (judges: haiku, nova-pro)" in bad.stderr
+
+
+def test_a_judge_with_no_credentials_judges_nothing_and_its_answers_wait_for_them(study_db, converse_server,
+                                                                                   monkeypatch):
+    """No AWS credentials on the box (a new user's first run): the panel leaves the Bedrock judges out and fails
+    in one line, recording no failure per answer, so once the credentials are there the same answers are
+    judged (a failure recorded per answer would be a result, never asked again)."""
+    server = converse_server(reply=reply)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    with pytest.raises(JudgeUnavailable) as failed:
+        run_panel(study_db)
+    said = str(failed.value)
+    assert "\n" not in said and said.startswith("judges 'haiku', 'nova-pro' cannot be called on this machine")
+    assert "haiku, nova-pro: bedrock (us-east-1, endpoint " in said and "no AWS credentials found" in said, said
+    assert scores(study_db) == {} and server.received() == 0
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, AWS_TEST_ENV[name])
+    # haiku alone: nova-pro's 100 requests a minute would hold the test ~10 s
+    assert run_panel(study_db, judges=["haiku"])["calls"] == N_ANSWERS * 2
+    assert len(scores(study_db)) == N_ANSWERS * 2 and not server.paid_twice()
 
 
 def test_a_paused_judge_starts_no_call_until_it_is_resumed(study_db, converse_server):

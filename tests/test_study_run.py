@@ -369,6 +369,28 @@ def test_another_base_model_runs_as_a_derived_study_and_the_study_never_changes(
     assert again.returncode == 0 and f"nothing to queue for study '{derived}'" in again.stdout, again.stdout
     with open_store(copy) as store:
         assert store.count("studies") == 2 and store.count("jobs") == 8
+    status = cli(env, "--db", copy, "status", STUDY, "--format", "json", cwd=tmp_path)
+    assert json.loads(status.stdout)["derived"] == [derived], status.stderr
+
+
+def test_the_study_a_user_named_points_at_its_run_on_another_base_model(finished, judge_env, tmp_path):
+    """The quick start: after `emtui run FILE --model PATH` a user names the study of the file;
+    it has no jobs or answers of its own (the derived study has them), and each says which study to name."""
+    _, study, _ = finished
+    _, env = judge_env
+    db, model = tmp_path / "q.db", tmp_path / "qwen"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    assert cli(env, "--db", db, "run", study, "--model", model, "--no-worker", cwd=tmp_path).returncode == 0
+    derived = f"{STUDY}--qwen"
+    status = cli(env, "--db", db, "status", STUDY, cwd=tmp_path)
+    assert f"no jobs of its own: it ran on another base model as study '{derived}' (emtui status {derived})" \
+        in status.stdout, status.stdout + status.stderr
+    campaign = cli(env, "--db", db, "campaign", "create", "p", "--study", STUDY, "--scale", "0-100", "--items", "4",
+                   cwd=tmp_path)
+    assert campaign.returncode == 2 and campaign.stderr.count("\n") == 1
+    assert f"its run on another base model is study '{derived}'" in campaign.stderr
+    assert f"--study {derived}" in campaign.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(finished, judge_env, tmp_path):

@@ -219,7 +219,9 @@ def create_campaign(store: Any, *, name: str, study: str, scale: str | None = No
         frame = [r for r in frame if r[2] in set(conditions)]
     where = f" in condition(s) {', '.join(conditions)}" if conditions else ""
     if not frame:
-        raise AnnotationError(f"study {study!r} has no answers to rate{where}")
+        from engine.study.derived_study import derived_hint
+
+        raise AnnotationError(f"study {study!r} has no answers to rate{where}{derived_hint(store, dict(st))}")
 
     rng = random.Random(f"emtui-campaign:{seed}:sample")
     if pairwise:

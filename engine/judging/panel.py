@@ -12,7 +12,9 @@ Results are written as they come, one metric at a time (``judgment_scores`` keye
 metric), in batches off the event loop; a resumed job asks only for what has no result, so nothing that
 was answered is sent twice and nothing is lost. A failed parse keeps the raw reply and the error (never a
 −1). A budget (USD, the study's spending on judge calls) stops the panel cleanly: no new call starts,
-what is in flight is recorded.
+what is in flight is recorded. A judge that cannot be called on this machine at all (a Bedrock judge with no
+AWS credentials) is left out before any call, its answers unjudged, and the job then fails in one line
+(:class:`JudgeUnavailable`) once the other judges are done: a run again, with the credentials there, judges them.
 """
 
 from __future__ import annotations
@@ -67,6 +69,23 @@ class PanelSpec:
         out["judges"] = list(self.judges)
         out["generation_ids"] = None if self.generation_ids is None else list(self.generation_ids)
         return out
+
+
+class JudgeUnavailable(RuntimeError):
+    """Judges the panel could not call on this machine, in one line: why, and that their answers are left
+    unjudged for a later job."""
+
+    def __init__(self, why: Mapping[str, str]) -> None:
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in why.items():
+            by_reason.setdefault(reason, []).append(name)
+        # what it means and what to do first: a status line shows a job's error cut short
+        head = (f"judge{'s' if len(why) > 1 else ''} {', '.join(repr(n) for n in why)} cannot be called on this "
+                "machine, their answers left unjudged until emtui run (or emtui judge) again once they can (emtui "
+                "doctor); or judge with a local judge")
+        super().__init__(head + " — " + "; ".join(f"{', '.join(names)}: {reason}"
+                                                  for reason, names in by_reason.items()))
+        self.why = dict(why)
 
 
 @dataclass
@@ -166,13 +185,33 @@ class Panel:
         threads = min(MAX_THREADS, max(4, sum(j.limiter.limits.max_concurrency for j in self.judges)))
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="judge") as pool:
+            uncallable = await self._set_aside_uncallable(loop, pool)
             # a backend's client (boto3's: ~0.2 s of service-model loading) is made while the plan is read
             warming = [loop.run_in_executor(pool, warm) for j in self.judges
                        if (warm := getattr(j.backend, "warm", None)) is not None]
             try:
-                return await self._run(loop, pool)
+                result = await self._run(loop, pool)
             finally:
                 await asyncio.gather(*warming, return_exceptions=True)
+        if uncallable:  # the others' results are stored; the job fails so that the chain says what is missing
+            raise JudgeUnavailable(uncallable)
+        return result
+
+    async def _set_aside_uncallable(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> dict[str, str]:
+        """Judges that cannot be called on this machine at all (a Bedrock judge with no AWS credentials) are
+        left out, their answers unjudged: each of their calls would fail the same way, and a failure recorded
+        per answer is a result, never asked again once the credentials are there. {judge: why}."""
+        out: dict[str, str] = {}
+        for judge in list(self.judges):
+            check = getattr(judge.backend, "check_credentials", None)
+            if check is None:
+                continue
+            found = await loop.run_in_executor(pool, check)
+            if not found.ok:
+                out[judge.name] = str(found.message)
+                self.judges.remove(judge)
+                self.progress.note(f"judge {judge.name} left out: {found.message}")
+        return out
 
     async def _run(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> dict[str, Any]:
         total = self.plan()

@@ -100,7 +100,9 @@ def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None
 
         check = check_credentials(region or None)
         if not check.ok:  # a worker elsewhere may have credentials: say it, queue anyway
-            out.warnings.append(f"Bedrock on this machine: {check.message}")
+            out.warnings.append(f"Bedrock on this machine: {check.message} — a worker without them leaves the "
+                                "Bedrock judges' answers unjudged (its job fails, saying so) until they are set; "
+                                "no AWS account: a local judge (provider = \"local\", model = a folder)")
     if budget_usd is not None and out.spent_usd >= budget_usd:
         raise JudgeQueueError(f"study {study!r} has spent ${out.spent_usd:.2f} on judging already: a budget of "
                               f"${budget_usd:.2f} leaves nothing")

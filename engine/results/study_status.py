@@ -88,6 +88,8 @@ def study_status(store: Any, name: str) -> dict[str, Any]:
     study = store.find_study(name)
     if study is None:
         raise StatusError(f"no study {name!r} (emtui list studies)")
+    from engine.study.derived_study import derived_studies
+
     study = dict(study)
     study_id = int(study["id"])
     jobs = store.study_jobs(str(study["spec_hash"]))
@@ -144,6 +146,7 @@ def study_status(store: Any, name: str) -> dict[str, Any]:
                  "sent": int(calls["sent"] or 0), "tokens": int(calls["tokens"] or 0)},
         "summary_job": int(summary[-1]["id"]) if summary else None,
         "state": chain_state([_job(j) for j in jobs]),
+        "derived": derived_studies(store, study),  # its runs on other base models (emtui run --model)
     }
 
 

@@ -588,7 +588,9 @@ def build_summary(store: Any, opts: SummaryOptions | None = None, *,
                  "aggregate": how, "aggregate_from": source}
         report["studies"].append(entry)
         if not s["n_generations"]:  # registered, not run yet: the normal state, said in its place
-            entry["note"] = NO_ANSWERS
+            from engine.study.derived_study import derived_hint
+
+            entry["note"] = NO_ANSWERS + derived_hint(store, study)
             progress.advance()
             continue
         part = summarise_study(store, study, opts, keep_data=keep_data, progress=progress)

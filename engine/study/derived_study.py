@@ -28,6 +28,29 @@ def derived_name(study: str, model: str) -> str:
     return f"{study}{DERIVED_SEP}{slug}"[:NAME_MAX]
 
 
+def derived_header(study: str, spec_hash: str) -> str:
+    """How a derived study file begins: the study and the hash it came from (how its derived studies are found)."""
+    return f"# Derived by emtui run --model from study {study!r} (hash {spec_hash})"
+
+
+def derived_studies(store: Any, row: dict[str, Any]) -> list[str]:
+    """The names of the studies derived from this registered study (``emtui run STUDY --model PATH``), oldest
+    first: its runs on other base models, which are studies of their own."""
+    return store.studies_whose_file_starts_with(derived_header(str(row["name"]), str(row["spec_hash"])))
+
+
+def derived_hint(store: Any, row: dict[str, Any]) -> str:
+    """What to tell someone who names a study that has run only on other base models: '' when none."""
+    names = derived_studies(store, row)
+    if not names:
+        return ""
+    if len(names) == 1:
+        return (f"; its run on another base model is study {names[0]!r} (emtui run --model registers a study of "
+                f"its own): --study {names[0]}")
+    return (f"; its runs on other base models are studies {', '.join(repr(n) for n in names)} (emtui run --model "
+            "registers a study of its own): --study one of them")
+
+
 def model_source(model: str) -> str:
     """What the derived file names: an existing folder as its absolute path, anything else (a hub id, ``tiny``)
     as given."""
@@ -83,7 +106,7 @@ def derive_study_text(row: dict[str, Any], model: str) -> tuple[str, str]:
         line = positions.get(key)
         if line is not None:
             lines[line - 1] = f"# {lines[line - 1].strip()}  (the original model's revision, dropped)"
-    header = [f"# Derived by emtui run --model from study {name!r} (hash {row['spec_hash']}):",
+    header = [f"{derived_header(name, str(row['spec_hash']))}:",
               f"# the same study on base model {source}; its name, the models' source and absolute file paths",
               "# are all that changed."]
     return new_name, "\n".join(header + lines) + "\n"
