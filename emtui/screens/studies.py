@@ -56,8 +56,12 @@ class StudiesScreen(AreaScreen):
 
     def body(self) -> ComposeResult:
         with Vertical(id="studies-area"):
-            cols = [Col("id", "#", 4, justify="right"), Col("name", "Study", 20), Col("chain", "Chain", 11)]
-            if (self.app.size.width or 80) >= 100:  # at 80 columns the origin is the detail pane's
+            width = self.app.size.width or 80
+            # a derived study's name (emtui run --model: 'insecure-code-demo--qwen2.5-0.5b') whole where there is
+            # room: the spare columns beyond the table's 105 go to the name, up to 40
+            name_width = 20 + max(0, min(20, width - 106))
+            cols = [Col("id", "#", 4, justify="right"), Col("name", "Study", name_width), Col("chain", "Chain", 11)]
+            if width >= 100:  # at 80 columns the origin is the detail pane's
                 cols.append(Col("origin", "Origin", 11))
             cols += [Col("spec_hash", "Hash", 12, short), Col("n_conditions", "Conds", 5, justify="right"),
                      Col("n_generations", "Answers", 8, justify="right"),
