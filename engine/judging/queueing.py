@@ -101,6 +101,13 @@ def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None
         check = check_credentials(region or None)
         if not check.ok:  # a worker elsewhere may have credentials: say it, queue anyway
             out.warnings.append(f"Bedrock on this machine: {check.message}")
+    for judge in panel:
+        if judge["provider"] == "local" and json.loads(judge.get("params") or "{}").get("logprobs"):
+            from engine.judging.local_judge import split_numbers_warning
+
+            said = split_numbers_warning(store, judge, parsed)
+            if said:
+                out.warnings.append(said)
     if budget_usd is not None and out.spent_usd >= budget_usd:
         raise JudgeQueueError(f"study {study!r} has spent ${out.spent_usd:.2f} on judging already: a budget of "
                               f"${budget_usd:.2f} leaves nothing")
