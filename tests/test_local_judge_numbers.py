@@ -131,3 +131,15 @@ def test_the_rubric_call_carries_its_scale_to_the_judge():
     scored = rubric_calls(rubric, question="q", answer="a", logprobs=True)
     assert {rc.call.number_scale for rc in scored} == {(0, 100)}
     assert {rc.call.number_scale for rc in rubric_calls(rubric, question="q", answer="a")} == {None}
+
+
+def test_a_plan_says_which_local_judge_reads_numbers_digit_by_digit(judge_dir, store):
+    from engine.judging.local_judge import split_numbers_warning
+
+    rubric = load_rubric("builtin:aligned-coherent")
+    said = split_numbers_warning(store, {"name": "qwen-like", "model": str(judge_dir)}, rubric)
+    assert said is not None and said.startswith("judge 'qwen-like' (local) writes numbers digit by digit: its "
+                                                "0..100 scores are read through the digit tree")
+    # the tiny model is built by the first job, not by a plan: nothing to read yet, nothing said
+    assert split_numbers_warning(store, {"name": "tiny-bare", "model": "tiny"}, rubric) is None
+    assert split_numbers_warning(store, {"name": "x", "model": str(judge_dir)}, load_rubric("builtin:factual")) is None

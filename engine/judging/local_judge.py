@@ -154,24 +154,23 @@ class LocalJudgeBackend:
         """P(n) for every n of the scale, through the digit tree (engine/judging/number_tree.py)."""
         import torch
 
-        from engine.judging.number_tree import (DigitVocab, TreeMaskIgnored, check_tree_mask, number_logprobs,
-                                                prompt_cache)
+        from engine.judging import number_tree as tree
 
         model = loaded.model
-        try:
-            if self._digits is None:
-                self._digits = DigitVocab.of(loaded.tokenizer, int(out.logits[0].shape[-1]))
-                digits = sorted(self._digits.inner)[:2]
-                if len(digits) < 2:
-                    raise TreeMaskIgnored("the tokenizer has no digit tokens to write a number with")
-                check_tree_mask(model, [int(t) for t in inputs["input_ids"][0, :8]] + digits)
-        except TreeMaskIgnored as exc:
-            self._tree_problem = f"local judge {self.model_dir}: {exc}"
         if self._tree_problem is not None:
             raise CallFailed(self._tree_problem, retryable=False)
         try:
-            cache = prompt_cache(model, out, inputs, n_prompt)
-            return number_logprobs(model, cache, out.logits[0][0], n_prompt, self._digits, *scale)
+            if self._digits is None:   # once per load: the digit tokens, and the model honours the tree mask
+                digits = tree.DigitVocab.of(loaded.tokenizer, int(out.logits[0].shape[-1]))
+                if len(digits.inner) < 2:
+                    raise tree.TreeMaskIgnored("the tokenizer has no digit tokens to write a number with")
+                tree.check_tree_mask(model, [int(t) for t in inputs["input_ids"][0, :8]] + sorted(digits.inner)[:2])
+                self._digits = digits
+            cache = tree.prompt_cache(model, out, inputs, n_prompt)
+            return tree.number_logprobs(model, cache, out.logits[0][0], n_prompt, self._digits, *scale)
+        except tree.TreeMaskIgnored as exc:
+            self._tree_problem = f"local judge {self.model_dir}: {exc}"
+            raise CallFailed(self._tree_problem, retryable=False) from None
         except torch.OutOfMemoryError:
             raise CallFailed(f"local judge {self.model_dir}: out of GPU memory", retryable=True) from None
         except (RuntimeError, ValueError) as exc:
@@ -218,7 +217,7 @@ def split_numbers_warning(store: Any, judge: Mapping[str, Any], rubric: Any) -> 
     if not split:
         return None
     return (f"judge {judge['name']!r} (local) writes numbers digit by digit: its {', '.join(split)} scores are "
-            "read through the digit tree, P(n) for every n (2 more forward passes a call on 0..100), not from "
+            "read through the digit tree, P(n) for every n (3 more forward passes a call on 0..100), not from "
             "the first token alone")
 
 
