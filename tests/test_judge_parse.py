@@ -387,3 +387,13 @@ def test_a_local_judges_digit_tree_numbers_are_read_in_place_of_the_number_token
     assert score_logprobs(ALIGNED, first, one_token=False).error.startswith("this judge's tokenizer writes numbers")
     # a judge that knows every number is one token: no guessing from the top tokens
     assert score_logprobs(ALIGNED, first, one_token=True).score == pytest.approx((7 * 0.7 + 8 * 0.2) / 0.9)
+
+
+def test_single_digit_top_tokens_say_digit_by_digit_only_on_a_scale_of_mostly_longer_numbers():
+    sure_of_8 = lp({"8": 0.9, "7": 0.05, "9": 0.04, "I": 0.01})
+    assert score_logprobs(ALIGNED, sure_of_8).error.startswith("this judge's tokenizer writes numbers digit by digit")
+    one_to_ten = Metric("quality", (1.0, 10.0), "better", "p")   # a GPT-4o judge sure of 8 need not show "10"
+    assert score_logprobs(one_to_ten, sure_of_8).score == pytest.approx((8 * 0.9 + 7 * 0.05 + 9 * 0.04) / 0.99)
+    # ...but a reply that goes on past its first digit is evidence on any scale past 9
+    assert score_logprobs(one_to_ten, lp({"1": 0.9, "9": 0.1}), tokens=("1", "0")).error.endswith(
+        "(the reply's number goes on past its first token ('1' then '0'))")

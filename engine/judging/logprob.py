@@ -105,11 +105,16 @@ def digits_split(top: Mapping[str, float], *, low: int, high: int,
     them) come from a tokenizer that writes numbers digit by digit, so that they cannot score a scale that
     goes past 9; None when there is none. Either the reply's number goes on past its first token (``"7"``
     then ``"5"``), or every integer of the scale among the top tokens is a single digit (a GPT-4o judge's
-    top 20 always holds numbers of two digits: all 140 distributions of the EM paper's CSV do)."""
+    top 20 always holds numbers of two digits: all 140 distributions of the EM paper's CSV do) on a scale
+    made mostly of numbers of two digits or more (0..100, not 1..10)."""
     if high <= 9:
         return None
     if tokens is not None and len(tokens) >= 2 and _DIGITS.fullmatch(tokens[0]) and tokens[1][:1].isdigit():
         return f"the reply's number goes on past its first token ({tokens[0]!r} then {tokens[1]!r})"
+    # weak evidence where most of the scale is single digits (1..10: a GPT-4o judge sure of 8 may well have
+    # no "10" in its top 20): used only where numbers of two digits or more are most of the scale
+    if high - max(low, 10) + 1 <= min(high, 9) - low + 1:
+        return None
     numbers = [t for t in top if _integer_in(t, low, high)]
     if numbers and all(len(t.strip()) == 1 for t in numbers):
         return f"every number among the first token's top {len(top)} is a single digit"
