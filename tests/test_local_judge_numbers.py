@@ -77,13 +77,21 @@ def brute_force(folder, prompt: str, low: int, high: int) -> dict[int, float]:
     return out
 
 
-def test_the_tiny_tokenizer_splits_numbers_and_whole_number_tokens_do_not(judge_dir):
+def test_the_path_is_decided_from_the_tokenizer_and_whole_number_tokens_keep_the_first_token(judge_dir, tmp_path):
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(judge_dir))
     assert [tokenizer.decode([t]) for t in tokenizer.encode("75", add_special_tokens=False)] == ["7", "5"]
     assert not numbers_one_token(tokenizer, 0, 100)
     assert numbers_one_token(tokenizer, 0, 9)          # single digits are one token each
-    tokenizer.add_tokens([str(n) for n in range(10, 101)])   # a GPT-4o-like vocabulary: every number one token
+    # a GPT-4o-like vocabulary, every number of 0..100 one token: the judge keeps the paper's first-token path
+    tokenizer.add_tokens([str(n) for n in range(10, 101)])
     assert numbers_one_token(tokenizer, 0, 100)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(judge_dir))
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    reply = LocalJudgeBackend(tmp_path, device="cpu").call(
+        "judge", Call(PROMPT, max_tokens=2, top_logprobs=20, number_scale=(0, 100)), timeout_s=120)
+    assert reply.numbers_one_token is True and reply.number_logprobs is None and reply.top_logprobs
 
 
 def test_the_digit_tree_is_exact_and_the_judge_scores_what_it_means(judge_dir):
