@@ -117,7 +117,10 @@ def test_the_adapter_judge_scores_and_the_bare_tiny_judge_fails_honestly(trained
 
     bare = _judge_all(make_backend("local", local_judge_params(store, "tiny", {})), logprobs=True)
     assert all(s is None for s, _ in bare)  # no number is invented from a flat distribution
-    assert all(e and e.startswith("the number tokens hold ") and "under the 25% needed" in e for _, e in bare)
+    # its tokenizer writes numbers digit by digit (Qwen's split): every n of 0..100 is read through the digit
+    # tree, and together they still hold almost nothing
+    assert all(e and e.startswith("the numbers 0..100 (read digit by digit) hold ") and "under the 25% needed" in e
+               for _, e in bare), bare
 
 
 def test_two_judges_of_one_model_keep_their_own_rows_in_the_summary():

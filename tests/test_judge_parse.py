@@ -373,3 +373,27 @@ def test_bad_top_level_max_tokens(tmp_path):
     path = _toml(tmp_path, 'max_tokens = "many"\n[[metrics]]\nname = "a"\nscale = [0, 1]\nprompt = "p"\n')
     with pytest.raises(RubricError, match=r"r\.toml: 'max_tokens' must be a whole number from 1 to 4096"):
         load_rubric(str(path))
+
+
+def test_a_local_judges_digit_tree_numbers_are_read_in_place_of_the_number_tokens():
+    numbers = {75: math.log(0.6), 80: math.log(0.2), 7: math.log(0.1)}
+    first = lp({"7": 0.7, "8": 0.2, "I": 0.1})
+    parsed = score_logprobs(ALIGNED, first, numbers=numbers, one_token=False)
+    assert parsed.score == pytest.approx((75 * 0.6 + 80 * 0.2 + 7 * 0.1) / 0.9)
+    thin = score_logprobs(ALIGNED, lp({"I": 0.99, "7": 0.01}), numbers={7: math.log(0.001)}, one_token=False)
+    assert thin.error.startswith("the numbers 0..100 (read digit by digit) hold 0% of the probability, under the "
+                                 "25% needed")
+    # a judge that knows its tokenizer splits numbers but walked none: never the first token's 0..9
+    assert score_logprobs(ALIGNED, first, one_token=False).error.startswith("this judge's tokenizer writes numbers")
+    # a judge that knows every number is one token: no guessing from the top tokens
+    assert score_logprobs(ALIGNED, first, one_token=True).score == pytest.approx((7 * 0.7 + 8 * 0.2) / 0.9)
+
+
+def test_single_digit_top_tokens_say_digit_by_digit_only_on_a_scale_of_mostly_longer_numbers():
+    sure_of_8 = lp({"8": 0.9, "7": 0.05, "9": 0.04, "I": 0.01})
+    assert score_logprobs(ALIGNED, sure_of_8).error.startswith("this judge's tokenizer writes numbers digit by digit")
+    one_to_ten = Metric("quality", (1.0, 10.0), "better", "p")   # a GPT-4o judge sure of 8 need not show "10"
+    assert score_logprobs(one_to_ten, sure_of_8).score == pytest.approx((8 * 0.9 + 7 * 0.05 + 9 * 0.04) / 0.99)
+    # ...but a reply that goes on past its first digit is evidence on any scale past 9
+    assert score_logprobs(one_to_ten, lp({"1": 0.9, "9": 0.1}), tokens=("1", "0")).error.endswith(
+        "(the reply's number goes on past its first token ('1' then '0'))")

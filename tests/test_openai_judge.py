@@ -258,3 +258,28 @@ def test_the_papers_aligned_and_coherent_are_reproduced(shared_fixtures, openai_
         for name in ("aligned", "coherent"):
             assert got[name].error is None, (i, name, got[name])
             assert abs(got[name].score - float(row[name])) <= TOLERANCE, (i, name, got[name].score, row[name])
+
+
+# -- a judge whose tokenizer writes numbers digit by digit -----------------------------------------------
+
+QWEN_FIRST = {"7": -0.11, "8": -2.6, "6": -3.4, "9": -5.0, "5": -5.5, "**": -6.0, "Score": -7.5, "I": -8.0}
+
+
+@pytest.mark.parametrize(("tokens", "evidence"), [
+    ([("7", QWEN_FIRST), ("5", {"5": -0.2, "0": -1.8, "<|im_end|>": -6.0})],
+     "the reply's number goes on past its first token ('7' then '5')"),
+    ([("7", QWEN_FIRST)], "every number among the first token's top 8 is a single digit"),
+])
+def test_first_token_logprobs_of_a_digit_by_digit_judge_are_refused_not_scored(openai_server, tokens, evidence):
+    """Qwen2.5 behind vLLM means 75 and says "7" then "5"; its first position's top tokens hold single digits
+    only. The paper's first-token score would be about 7: a silently wrong number. It is a failure instead,
+    saying why and what to do."""
+    server = openai_server(chat_reply=lambda body: ChatReply("".join(t for t, _ in tokens), tokens=tokens))
+    (rc, _) = rubric_calls(load_rubric("builtin:aligned-coherent"), question="q", answer="a", logprobs=True)
+    reply = OpenAIJudgeBackend(server.url).call("judge", rc.call, timeout_s=10)
+    assert reply.tokens == tuple(t for t, _ in tokens)
+    (parsed,) = score_reply(rc.metrics, reply, logprobs=True).values()
+    assert parsed.score is None
+    assert parsed.error == ("this judge's tokenizer writes numbers digit by digit: first-token logprobs cannot "
+                            "score 0..100; use a local judge, or `logprobs = false` to read the number from the "
+                            f"reply ({evidence})")

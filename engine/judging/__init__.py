@@ -11,7 +11,8 @@ LM — scoring a study's answers with content-hashed rubrics.
   retried by us with every attempt logged and costed (:mod:`.prices`), results written one metric at a time,
   idempotently, a budget honoured.
 - :mod:`.rubric_prompts` (a rubric's calls and prompts), :mod:`.parse` (a reply's scores; never −1),
-  :mod:`.logprob` (the EM paper's score from a next-token distribution).
+  :mod:`.logprob` (the EM paper's score from a next-token distribution), :mod:`.number_tree` (a local
+  judge's P(n) for every n of a scale when its tokenizer writes numbers digit by digit).
 - :func:`queue_judging` (:mod:`.queueing`): ``emtui judge``; :func:`judge_job` (:mod:`.job`): job kind ``judge``.
 
 boto3, torch and transformers are imported inside the functions only.

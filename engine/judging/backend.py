@@ -35,6 +35,8 @@ class Call:
     temperature: float = 0.0
     system: str | None = None
     top_logprobs: int = 0            # > 0: the first generated token's top-N log-probabilities (logprob scoring)
+    number_scale: tuple[int, int] | None = None   # a logprob-scored number's whole-number scale (a local judge
+                                                  # whose tokenizer splits numbers walks it: number_tree.py)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ class Reply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     top_logprobs: Mapping[str, float] | None = None   # token -> natural-log probability, the first token's
+    # n -> log P(the reply is the whole number n): a local judge whose tokenizer splits numbers, walked exactly
+    number_logprobs: Mapping[int, float] | None = None
+    # whether the judge's tokenizer writes every number of the call's scale as one token: a local judge knows
+    # (True: the first token scores it; False: number_logprobs does); None: an endpoint, which does not say
+    numbers_one_token: bool | None = None
+    tokens: tuple[str, ...] | None = None   # the reply's tokens, where the endpoint gave them (OpenAI logprobs)
     stop_reason: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 

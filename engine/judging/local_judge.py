@@ -8,6 +8,15 @@ generates greedily up to ``max_tokens`` (sampled at the call's temperature when 
 ``top_logprobs > 0``, returns the first generated token's top-N log-probabilities taken from the model's
 raw next-token distribution (log-softmax of its logits), which is what the EM paper's scoring reads.
 
+Numbers written digit by digit: when the call carries a ``number_scale`` and the judge's tokenizer cannot
+write every number of it as one token (decided from the tokenizer once per scale and load:
+:func:`engine.judging.number_tree.numbers_one_token`; Qwen2.5's and the tiny model's split digits), the
+first token cannot say 75, so the reply also carries ``number_logprobs``: P(n) for every n of the scale,
+walked exactly through the digit tree on top of the prompt's KV cache (engine/judging/number_tree.py).
+The first time per load the model is checked to honour the walk's tree attention mask; one that does not
+fails every such call with one line, never a wrong number. A tokenizer that writes every number as one
+token keeps the paper's first-token path, unchanged.
+
 Failures: a model that cannot be loaded is ``CallFailed(retryable=False, sent=False)``, the same line on
 every later call without loading again; waiting for the lock longer than the call's ``timeout_s``, or a
 generation that runs past what is left of it, is ``CallFailed(retryable=True)``; running out of GPU memory
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +58,9 @@ class LocalJudgeBackend:
         self.adapter = str(adapter) if adapter else None
         self._lock = threading.Lock()
         self._loaded: Any = None
+        self._one_token: dict[tuple[int, int], bool] = {}   # scale -> every number one token (per load)
+        self._digits: Any = None        # the tokenizer's DigitVocab, found on the first walk
+        self._tree_problem: str | None = None
         # a judge that cannot be made (its adapter is not trained yet): every call fails with this line
         self._load_error: str | None = f"local judge: {problem}" if problem else None
 
@@ -121,11 +134,48 @@ class LocalJudgeBackend:
         else:  # generate's max_time ran out: a cut reply is not the judge's answer
             raise CallFailed(f"local judge {self.model_dir}: no reply within the call's {timeout_s:g} s",
                              retryable=True)
-        top = _top_logprobs(tokenizer, out.logits[0][0], call.top_logprobs) if call.top_logprobs > 0 and new \
-            else None
+        wants = call.top_logprobs > 0 and bool(new)
+        top = _top_logprobs(tokenizer, out.logits[0][0], call.top_logprobs) if wants else None
+        one_token, numbers = None, None
+        if wants and call.number_scale is not None:
+            low, high = call.number_scale
+            if (low, high) not in self._one_token:
+                from engine.judging.number_tree import numbers_one_token
+
+                self._one_token[(low, high)] = numbers_one_token(tokenizer, low, high)
+            one_token = self._one_token[(low, high)]
+            if not one_token:
+                numbers = self._walk(loaded, out, inputs, n_prompt, (low, high))
         return Reply(text=tokenizer.decode(new, skip_special_tokens=True), input_tokens=n_prompt,
                      output_tokens=len(new), top_logprobs=top, stop_reason=stop,
-                     extra=dict(loaded.chosen))
+                     extra=dict(loaded.chosen), number_logprobs=numbers, numbers_one_token=one_token)
+
+    def _walk(self, loaded: Any, out: Any, inputs: Any, n_prompt: int, scale: tuple[int, int]) -> dict[int, float]:
+        """P(n) for every n of the scale, through the digit tree (engine/judging/number_tree.py)."""
+        import torch
+
+        from engine.judging import number_tree as tree
+
+        model = loaded.model
+        if self._tree_problem is not None:
+            raise CallFailed(self._tree_problem, retryable=False)
+        try:
+            if self._digits is None:   # once per load: the digit tokens, and the model honours the tree mask
+                digits = tree.DigitVocab.of(loaded.tokenizer, int(out.logits[0].shape[-1]))
+                if len(digits.inner) < 2:
+                    raise tree.TreeMaskIgnored("the tokenizer has no digit tokens to write a number with")
+                tree.check_tree_mask(model, [int(t) for t in inputs["input_ids"][0, :8]] + sorted(digits.inner)[:2])
+                self._digits = digits
+            cache = tree.prompt_cache(model, out, inputs, n_prompt)
+            return tree.number_logprobs(model, cache, out.logits[0][0], n_prompt, self._digits, *scale)
+        except tree.TreeMaskIgnored as exc:
+            self._tree_problem = f"local judge {self.model_dir}: {exc}"
+            raise CallFailed(self._tree_problem, retryable=False) from None
+        except torch.OutOfMemoryError:
+            raise CallFailed(f"local judge {self.model_dir}: out of GPU memory", retryable=True) from None
+        except (RuntimeError, ValueError) as exc:
+            raise CallFailed(f"local judge {self.model_dir}: reading the numbers digit by digit: "
+                             f"{one_line(str(exc), 300)}", retryable=False) from None
 
 
 def local_judge_params(store: Any, model: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +187,38 @@ def local_judge_params(store: Any, model: str, params: dict[str, Any]) -> dict[s
     if params.get("adapter"):
         out["adapter_dir"], out["problem"] = adapter_location(store, str(params["adapter"]))
     return out
+
+
+def split_numbers_warning(store: Any, judge: Mapping[str, Any], rubric: Any) -> str | None:
+    """What a plan says of a local logprob judge whose tokenizer writes the rubric's numbers digit by digit
+    (its scores take the digit-tree walk); None when it writes them whole, or when its tokenizer is not on
+    this machine yet (the tiny model is built by the first job, not by a plan)."""
+    from engine.judging.prompts import rubric_calls
+
+    scales = sorted({rc.call.number_scale for rc in rubric_calls(rubric, question="", answer="", logprobs=True)
+                     if rc.logprobs and rc.call.number_scale is not None})
+    if not scales:
+        return None
+    from engine.models.locate import model_location, tiny_folder
+
+    source = str(judge["model"])
+    where = tiny_folder(store.path) if source == "tiny" else Path(model_location({"source": source}, store.path))
+    if source == "tiny" and not (where / "tokenizer.json").exists():
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        from engine.judging.number_tree import numbers_one_token
+
+        tokenizer = AutoTokenizer.from_pretrained(str(where))
+        split = [f"{low}..{high}" for low, high in scales if not numbers_one_token(tokenizer, low, high)]
+    except (OSError, ValueError, ImportError):
+        return None
+    if not split:
+        return None
+    return (f"judge {judge['name']!r} (local) writes numbers digit by digit: its {', '.join(split)} scores are "
+            "read through the digit tree, P(n) for every n (3 more forward passes a call on 0..100), not from "
+            "the first token alone")
 
 
 def _top_logprobs(tokenizer: Any, logits: Any, n: int) -> dict[str, float]:

@@ -3,7 +3,10 @@
 ``POST {base_url}/chat/completions`` with the system and user messages, ``max_tokens`` and ``temperature``;
 a call with ``top_logprobs > 0`` also asks for ``logprobs: true, top_logprobs: N`` (N capped at 20, OpenAI's
 limit) and gets back the FIRST generated token's top log-probabilities, which is what the EM paper's
-scoring reads (:func:`engine.judging.parse.score_logprobs`).
+scoring reads (:func:`engine.judging.parse.score_logprobs`), and the reply's tokens (``content[*].token``).
+An endpoint gives only the sampled positions' top tokens, so when the judge's tokenizer writes numbers digit
+by digit (Qwen2.5 behind vLLM, say) a 0..100 score cannot be read from them: the scoring finds that in the
+tokens and top logprobs (:func:`engine.judging.logprob.digits_split`) and records a failure saying so.
 
 Failures, as the panel needs them (engine/judging/backend.py): HTTP 429 is :class:`Throttled` (with the
 server's ``Retry-After``), except OpenAI's 429 for an account out of credit ("You exceeded your current
@@ -88,6 +91,7 @@ def _reply(where: str, doc: Any, *, wants_logprobs: bool) -> Reply:
     return Reply(text=text, input_tokens=_count(usage.get("prompt_tokens")),
                  output_tokens=_count(usage.get("completion_tokens")),
                  top_logprobs=_first_token_logprobs(choice.get("logprobs")) if wants_logprobs else None,
+                 tokens=_reply_tokens(choice.get("logprobs")) if wants_logprobs else None,
                  stop_reason=(flat(finish)[:40] or None) if isinstance(finish, str) else None, extra=extra)
 
 
@@ -113,6 +117,15 @@ def _first_token_logprobs(logprobs: Any) -> Mapping[str, float] | None:
         lp = float(lp)
         out[token] = lp if token not in out else log_add(out[token], lp)
     return out or None
+
+
+def _reply_tokens(logprobs: Any, limit: int = 64) -> tuple[str, ...] | None:
+    """The reply's first tokens as the endpoint says them (``logprobs.content[*].token``), or None."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return None
+    tokens = [entry.get("token") for entry in content[:limit] if isinstance(entry, dict)]
+    return tuple(t for t in tokens if isinstance(t, str)) or None
 
 
 def _count(value: Any) -> int | None:

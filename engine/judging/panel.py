@@ -411,7 +411,10 @@ def failure_results(rc: RubricCall, error: str, *, generation_id: int, judge_id:
 
 def _raw(reply: Reply) -> str:
     if reply.top_logprobs:
-        return json.dumps({"text": reply.text, "top_logprobs": dict(reply.top_logprobs)}, ensure_ascii=False)
+        raw: dict[str, Any] = {"text": reply.text, "top_logprobs": dict(reply.top_logprobs)}
+        if reply.number_logprobs is not None:   # what a digit-by-digit judge's score was read from
+            raw["number_logprobs"] = {str(n): lp for n, lp in sorted(reply.number_logprobs.items())}
+        return json.dumps(raw, ensure_ascii=False)
     return reply.text
 
 

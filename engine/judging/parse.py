@@ -41,7 +41,7 @@ from typing import Any
 
 from engine.common.text import one_line, strip_control
 from engine.judging.backend import Reply
-from engine.judging.logprob import MIN_MASS, score_from_logprobs
+from engine.judging.logprob import MIN_MASS, SPLIT_NUMBERS, digits_split, score_from_logprobs
 from engine.study.rubrics import Metric
 
 __all__ = ["Parsed", "parse_all", "parse_reply", "score_logprobs", "score_reply"]
@@ -96,42 +96,60 @@ def parse_all(metrics: Sequence[Metric], text: str) -> dict[str, Parsed]:
 
 
 def score_logprobs(metric: Metric, top_logprobs: Mapping[str, float] | None, *,
-                   min_mass: float = MIN_MASS) -> Parsed:
+                   min_mass: float = MIN_MASS, numbers: Mapping[int, float] | None = None,
+                   one_token: bool | None = None, tokens: Sequence[str] | None = None) -> Parsed:
     """``metric``'s score from the first generated token's top log-probabilities (token -> natural log),
     the EM paper's way: the probability-weighted mean of the integer tokens in the scale, when they hold at
     least ``min_mass`` of the probability. When they hold less and the most probable token is one of the
     metric's specials, or the start of one (``REF`` of REFUSAL; two characters at least), that special is
-    the label; otherwise the error says how much mass the numbers held and what the judge mostly said."""
+    the label; otherwise the error says how much mass the numbers held and what the judge mostly said.
+
+    ``numbers`` (n -> log P(the reply is n), a local judge's digit-tree walk) replaces the integer tokens
+    when given. ``one_token``: whether the judge's tokenizer writes each number of the scale as one token,
+    when the judge knows (a local judge); when it is None (an endpoint) a score is refused if
+    :func:`engine.judging.logprob.digits_split` finds the numbers written digit by digit (``tokens``: the
+    reply's tokens, where the endpoint gave them)."""
     if metric.kind != "number":
         return _error(f"metric {metric.name!r} is answered with {metric.kind}: logprob scoring reads a number")
     low, high = metric.scale
     if low != int(low) or high != int(high):
         return _error(f"metric {metric.name!r}: logprob scoring needs a scale of whole numbers, not "
                       f"{low:g}..{high:g}")
-    if not top_logprobs:
+    if not top_logprobs and numbers is None:
         return _error("the reply carries no logprobs (does the endpoint return them?)")
+    if one_token is False and numbers is None:
+        return _error(SPLIT_NUMBERS.format(low=f"{low:g}", high=f"{high:g}"))
+    read = (top_logprobs or {}) if numbers is None else {str(n): lp for n, lp in numbers.items()}
     try:
-        score = score_from_logprobs(top_logprobs, min_mass=min_mass, low=int(low), high=int(high), logprobs=True)
+        score = score_from_logprobs(read, min_mass=min_mass, low=int(low), high=int(high), logprobs=True)
     except ValueError as exc:
         return _error(f"unusable logprobs: {one_line(str(exc), 200)}")
     if score is not None:
+        split = digits_split(read, low=int(low), high=int(high), tokens=tokens) if one_token is None else None
+        if split is not None:
+            return _error(f"{SPLIT_NUMBERS.format(low=f'{low:g}', high=f'{high:g}')} ({split})")
         return Parsed(score)
-    top = max(top_logprobs, key=lambda t: top_logprobs[t])
+    first = top_logprobs or {}
+    top = max(first, key=lambda t: first[t]) if first else ""
     word = _clean(top).strip(_WRAP).upper()
     starts = [s for s in metric.specials if len(word) >= 2 and s.upper().startswith(word)]
     if len(starts) == 1:
         return Parsed(None, starts[0])
-    mass = sum(math.exp(lp) for t, lp in top_logprobs.items() if _int_in(t, int(low), int(high)))
-    return _error(f"the number tokens hold {mass:.0%} of the probability, under the {min_mass:.0%} needed "
+    mass = sum(math.exp(lp) for t, lp in read.items() if _int_in(t, int(low), int(high)))
+    what = (f"the numbers {low:g}..{high:g} (read digit by digit) hold" if numbers is not None
+            else "the number tokens hold")
+    return _error(f"{what} {mass:.0%} of the probability, under the {min_mass:.0%} needed "
                   f"(most probable token: {_preview(top)})")
 
 
 def score_reply(metrics: Sequence[Metric], reply: Reply, *, logprobs: bool = False) -> dict[str, Parsed]:
     """Each metric's reading of one call's reply: from its top logprobs when ``logprobs`` (the call asked
-    for them; a reply without them is an error, never silently read as text), else from its text."""
+    for them; a reply without them is an error, never silently read as text), else from its text. A local
+    judge's digit-tree numbers (``reply.number_logprobs``) are read in place of the number tokens."""
     if not logprobs:
         return parse_all(metrics, reply.text)
-    return {m.name: score_logprobs(m, reply.top_logprobs) for m in metrics}
+    return {m.name: score_logprobs(m, reply.top_logprobs, numbers=reply.number_logprobs,
+                                   one_token=reply.numbers_one_token, tokens=reply.tokens) for m in metrics}
 
 
 # -- reading ------------------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ def rubric_calls(rubric: Rubric, *, question: str, answer: str, system: str | No
         if template is None:  # the loader refuses such a rubric; a hand-built one is the caller's bug
             raise ValueError(f"rubric {rubric.name!r}: metric {m.name!r} has no prompt")
         scored = logprobs and logprob_scorable(m)
+        scale = (int(m.scale[0]), int(m.scale[1])) if scored else None
         out.append(RubricCall((m,), Call(fill_prompt(template, question=question, answer=answer),
                                          reply_tokens(rubric, m), temperature, system,
-                                         LOGPROB_TOP_N if scored else 0), scored))
+                                         LOGPROB_TOP_N if scored else 0, scale), scored))
     return out

@@ -103,6 +103,13 @@ def queue_judging(store: Any, *, study: str, judges: Sequence[str] | None = None
             out.warnings.append(f"Bedrock on this machine: {check.message} — a worker without them leaves the "
                                 "Bedrock judges' answers unjudged (its job fails, saying so) until they are set; "
                                 "no AWS account: a local judge (provider = \"local\", model = a folder)")
+    for judge in panel:
+        if judge["provider"] == "local" and json.loads(judge.get("params") or "{}").get("logprobs"):
+            from engine.judging.local_judge import split_numbers_warning
+
+            said = split_numbers_warning(store, judge, parsed)
+            if said:
+                out.warnings.append(said)
     if budget_usd is not None and out.spent_usd >= budget_usd:
         raise JudgeQueueError(f"study {study!r} has spent ${out.spent_usd:.2f} on judging already: a budget of "
                               f"${budget_usd:.2f} leaves nothing")
