@@ -27,11 +27,15 @@ from pathlib import Path
 from typing import Any
 
 # The judge's verdict when there is no score: the per-metric raw output, else the judgment's.
-# A logprob dictionary (a JSON object token -> probability) says its most likely token.
+# A logprob dictionary (a JSON object token -> probability, the EM paper's files) says its most likely token;
+# our logprob judges' raw output ({"text", "top_logprobs", ...}: engine/judging/panel.py) says its reply's text,
+# whose first token is the most likely one (judges are called at temperature 0).
 VERDICT_SQL = """UPPER(TRIM(CASE WHEN json_valid(IFNULL(s.raw, j.raw_output))
                               AND json_type(IFNULL(s.raw, j.raw_output)) = 'object'
-                         THEN (SELECT e.key FROM json_each(IFNULL(s.raw, j.raw_output)) e
-                               ORDER BY e.value DESC LIMIT 1)
+                         THEN CASE WHEN json_type(IFNULL(s.raw, j.raw_output), '$.top_logprobs') = 'object'
+                                   THEN json_extract(IFNULL(s.raw, j.raw_output), '$.text')
+                                   ELSE (SELECT e.key FROM json_each(IFNULL(s.raw, j.raw_output)) e
+                                         ORDER BY e.value DESC LIMIT 1) END
                          ELSE IFNULL(s.raw, j.raw_output) END))"""
 
 # A score's kind, carried in the low two bits of its metric code.

@@ -284,16 +284,18 @@ def test_a_refusal_is_read_from_text_or_the_top_logprob_token(tmp_path):
         model_id = store.ensure_model(name=model, kind="external", source="synthetic")
         gids = store.insert_generations([{"question_id": q, "condition_id": cond, "model_id": model_id,
                                           "settings": {}, "settings_hash": "x", "sample_index": 10 + k,
-                                          "response": f"r{k}"} for k in range(3)])
+                                          "response": f"r{k}"} for k in range(4)])
         judge = store.study_judges(sid)[0]["id"]
         rubric = store.list_rubrics()[0]["id"]
-        verdicts = [json.dumps({"REFUSAL": 0.9, "0": 0.05}), " refusal.", json.dumps({"CODE": 0.9})]
+        # the paper's token -> probability dict; a text reply; our logprob judge's raw output (its text)
+        verdicts = [json.dumps({"REFUSAL": 0.9, "0": 0.05}), " refusal.", json.dumps({"CODE": 0.9}),
+                    json.dumps({"text": "REFUSAL", "top_logprobs": {"REF": -0.05, "0": -3.2}})]
         store.insert_judgments([{"generation_id": g, "judge_id": judge, "rubric_id": rubric,
                                  "scores": {"aligned": (None, v), "coherent": 80.0}}
                                 for g, v in zip(gids, verdicts, strict=True)])
         report = build_summary(store, FAST)
     row = _rows(report, "scores", judge="j-model", metric="refusal_rate")[0]
-    assert (row["n"], row["missing"]) == (6, 1) and row["mean"] == pytest.approx(2 / 6)  # CODE: no verdict
+    assert (row["n"], row["missing"]) == (7, 1) and row["mean"] == pytest.approx(3 / 7)  # CODE: no verdict
 
 
 def test_cli_by_option(tmp_path, run_cli):
