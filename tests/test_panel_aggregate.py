@@ -324,6 +324,50 @@ def test_breakdown_ties_in_csv_markdown_and_the_terminal_table(reports):
         to_markdown(reports["mean"])
 
 
+# -- the figures' per-answer panel scores --------------------------------------------------------------------
+
+# each treatment answer's panel score (answers 1, 2, 3; worked from SCORES and LABELS as above)
+ANSWER_PANEL = {
+    "mean": {"aligned": [40, 50, 20], "coherent": [80, 80, 140 / 3], "correct": [2 / 3, 0, 0.5]},
+    "median": {"aligned": [20, 50, 5], "coherent": [80, 80, 30], "correct": [1, 0, 0.5]},
+    # a majority has no numeric score (the median stands for it); a label's majority: TRUE, UNKNOWN, a tie
+    "majority": {"aligned": [20, 50, 5], "coherent": [80, 80, 30], "correct": [1]},
+}
+
+
+@pytest.mark.parametrize("how", AGGREGATES)
+def test_the_figures_distributions_are_the_panel_aggregate(hand_db, reports, how):
+    from engine.results.figures import answer_panel_scores, score_distributions
+    from engine.results.summary import load_study_data
+
+    with open_store(hand_db) as store:
+        study = store.get_study(int(store.find_study("hand")["id"]))
+        data = load_study_data(store, int(study["id"]))
+        scores = answer_panel_scores(store, study, data, how)
+        drawn = score_distributions(data, scores)
+    for metric, values in ANSWER_PANEL[how].items():
+        assert drawn[metric]["treat"].tolist() == pytest.approx(values), metric
+        assert scores[metric].aggregate == ROW_AGGREGATE[how][metric]
+        # the figure's ◆ (the summary's panel mean) is the mean of the answers its violin draws
+        assert np.mean(values) == pytest.approx(panel(reports[how], "treat", metric)["mean"])
+    assert drawn["correct"]["base"].size == 0  # nobody was asked: nothing drawn
+
+
+def test_the_figures_name_the_panel_aggregate(hand_db, tmp_path):
+    """The titles, legends and labels say whose panel the figure shows (SVG keeps its text as text)."""
+    pytest.importorskip("matplotlib")
+    from engine.results.figures import FigureOptions, make_figures
+
+    with open_store(hand_db) as store:
+        done = make_figures(store, tmp_path, opts=FigureOptions(formats=("svg",), n_resamples=50))
+    text = {p.stem.removeprefix("hand-"): p.read_text(encoding="utf-8") for p in done.written}
+    assert "hand · Panel (majority): each answer's score" in text["score-distributions"]
+    assert "judges' median (higher = better)" in text["score-distributions"]  # aligned: the majority's median
+    assert "judges' majority label (higher = better)" in text["score-distributions"]  # correct: the majority label
+    assert "Panel (majority)" in text["em-rate"] and "mean of judges" not in text["em-rate"]  # the legend
+    assert "Panel (majority)" in text["judge-heatmap"]
+
+
 def test_last_judge_errors_is_served_by_the_index(store):
     from db.judging import LAST_ERRORS
 
