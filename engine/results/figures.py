@@ -212,6 +212,8 @@ def score_distributions(data: Any, panel: dict[str, PanelScores]) -> dict[str, d
 
 def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loaded: dict[int, Any], out: Path,
                    opts: FigureOptions, result: FiguresResult, note: Callable[[str], None]) -> None:
+    from engine.results.report_format import panel_title
+
     name = st["name"]
     study_id = int(store.find_study(name)["id"])
     data = loaded[study_id]
@@ -225,8 +227,6 @@ def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loade
                 scales.setdefault(m["name"], (float(sc[0]), float(sc[1])))
             if m.get("higher_is") in ("worse", "better"):
                 worse.setdefault(m["name"], "higher" if m["higher_is"] == "worse" else "lower")
-    from engine.results.report_format import panel_title
-
     ctx = _Ctx(name, study_id, conditions, {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(conditions)},
                scales, worse, st.get("em"), panel_title(report, name))
     rows = [r for r in report["scores"] if r["study"] == name]
