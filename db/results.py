@@ -37,6 +37,30 @@ def identity_key(row: dict[str, Any]) -> tuple[Any, ...]:
             str(row.get("variant") or ""))
 
 
+
+# the summary's judging rows (engine/results/judge_failures.py); also read by the tests that check which
+# indexes serve them (EXPLAIN QUERY PLAN). {judges}: one ? per judge id, then the study id twice.
+JUDGING_COUNTS = """
+    SELECT a.judge_id, a.condition_id, a.answers - IFNULL(f.failed, 0) AS judged, IFNULL(f.failed, 0) AS failed
+    FROM (SELECT k.id AS judge_id, c.id AS condition_id,
+                 sum(EXISTS (SELECT 1 FROM judgments j WHERE j.generation_id = g.id AND j.judge_id = k.id)) AS answers
+          FROM judges k, conditions c JOIN generations g ON g.condition_id = c.id
+          WHERE k.id IN ({judges}) AND c.study_id = ?
+          GROUP BY k.id, c.name) a
+    LEFT JOIN (SELECT j.judge_id, g.condition_id, count(DISTINCT j.generation_id) AS failed
+               FROM conditions c JOIN generations g ON g.condition_id = c.id
+               JOIN judgments j ON j.generation_id = g.id
+               WHERE c.study_id = ? AND j.status = 'failed'
+               GROUP BY j.judge_id, g.condition_id) f
+    ON f.judge_id = a.judge_id AND f.condition_id = a.condition_id
+    ORDER BY a.judge_id, a.condition_id"""
+FAILURE_ERRORS = """
+    SELECT j.judge_id, g.condition_id, j.error, count(*) AS n
+    FROM conditions c JOIN generations g ON g.condition_id = c.id
+    JOIN judgments j ON j.generation_id = g.id
+    WHERE c.study_id = ? AND j.status = 'failed'
+    GROUP BY j.judge_id, g.condition_id, j.error"""
+
 class ResultsQueries(StoreCore):
     """Results queries, mixed into :class:`db.store.Store`."""
 
@@ -356,31 +380,25 @@ class ResultsQueries(StoreCore):
                 "questions": {r["id"]: (r["key"] if not r["paraphrase"] else f"{r['key']}#{r['paraphrase']}",
                                         r["category"]) for r in questions}}
 
-    def study_judging_counts(self, study_id: int) -> list[dict[str, Any]]:
-        """Per judge and condition of a study: ``judged`` (answers the judge has judgments of, none failed)
-        and ``failed`` (answers with a failed judgment of the judge: no reply, or a reply a metric could
-        not be read from). The condition's other answers are not judged yet by that judge."""
-        return self._q(
-            """SELECT judge_id, condition_id, sum(NOT failed) AS judged, sum(failed) AS failed
-               FROM (SELECT j.judge_id, g.condition_id, max(j.status = 'failed') AS failed
-                     FROM judgments j
-                     JOIN generations g ON g.id = j.generation_id
-                     JOIN conditions c ON c.id = g.condition_id
-                     WHERE c.study_id = ?
-                     GROUP BY j.judge_id, j.generation_id)
-               GROUP BY judge_id, condition_id ORDER BY judge_id, condition_id""", (study_id,))
+    def study_judging_counts(self, study_id: int, judge_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Per judge (of ``judge_ids``) and condition of a study: ``judged`` (answers the judge has judgments
+        of, none failed) and ``failed`` (answers with a failed judgment of the judge: no reply, or a reply a
+        metric could not be read from). The condition's other answers are not judged yet by that judge.
+
+        Read from indexes alone: whether a judge has any judgment of an answer is one seek into the
+        judgments' unique index (answer, judge, rubric) per judge and answer, counted in the indexes' order
+        (no sort, no row of the table read); the failed judgments come from their partial index
+        ``judgments_failed``, which holds nothing else (see :data:`JUDGING_COUNTS`)."""
+        if not judge_ids:
+            return []
+        marks = ", ".join("?" * len(judge_ids))
+        return self._q(JUDGING_COUNTS.format(judges=marks), (*map(int, judge_ids), study_id, study_id))
 
     def study_failure_errors(self, study_id: int) -> list[dict[str, Any]]:
         """Per judge, condition and error text, how many of the study's judgments failed with it
         (``judge_id, condition_id, error, n``; the error is the judge's or the parser's words,
-        untrusted)."""
-        return self._q(
-            """SELECT j.judge_id, g.condition_id, j.error, count(*) AS n
-               FROM judgments j
-               JOIN generations g ON g.id = j.generation_id
-               JOIN conditions c ON c.id = g.condition_id
-               WHERE c.study_id = ? AND j.status = 'failed'
-               GROUP BY j.judge_id, g.condition_id, j.error""", (study_id,))
+        untrusted). Only the failed judgments are read (their partial index ``judgments_failed``)."""
+        return self._q(FAILURE_ERRORS, (study_id,))
 
     def study_label_verdicts(self, study_id: int, metric: str, words: Sequence[str]) -> list[tuple[int, int, int]]:
         """(judge id, generation id, index into ``words``) of each of the study's ``metric`` results that

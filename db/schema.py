@@ -597,6 +597,12 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX merged_rows_merge ON merged_rows(merge_id);
     """,
+    # 12: the summary's judging rows (failures per judge × condition) read the failed judgments alone: a partial
+    #     index holds only them (few where judging went well), instead of every judgment's row being looked up
+    #     for its status (0.2 s of CPU per 500,000 judgments, each time a summary is made)
+    """
+    CREATE INDEX judgments_failed ON judgments(generation_id, judge_id) WHERE status = 'failed';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -469,6 +469,18 @@ def test_figures_training_checkpoints_and_humans(tmp_path, capsys):
     for p in (tmp_path / "f").iterdir():
         assert_valid(p)
     assert "skipped" not in stdout
+    # the violins draw the answers the condition's mean ◆ is of: its final model's, not its checkpoints'
+    from engine.results.figures import answer_panel_scores, score_distributions
+    from engine.results.summary import SummaryOptions, build_summary, load_study_data
+
+    with open_store(db) as store:
+        data = load_study_data(store, sid)
+        drawn = score_distributions(data, answer_panel_scores(store, store.get_study(sid), data, "mean"))
+        report = build_summary(store, SummaryOptions(n_resamples=50, agreement_resamples=10, study=SYNTH))
+    row = next(r for r in report["scores"] if r["condition"] == cond["name"] and r["judge"] == "panel"
+               and r["metric"] == "aligned")
+    assert drawn["aligned"][cond["name"]].size == row["n"] == 20  # 18 checkpoint answers left out
+    assert drawn["aligned"][cond["name"]].mean() == pytest.approx(row["mean"])
     # the export carries the checkpoint and the human rating
     rc, out, err = cli("--db", db, "export", "--study", SYNTH, capsys=capsys)
     recs = [json.loads(line) for line in out.splitlines()]

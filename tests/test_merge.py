@@ -285,17 +285,20 @@ def test_what_cannot_be_merged_is_refused_and_nothing_is_written(copies, run_cli
 
 def test_an_older_database_is_migrated_in_a_copy_and_left_as_it_was(copies, run_cli, tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
+    from db.schema import MIGRATIONS
     from judge_panels import seed_panel
 
+    # a database from before each file had an identity (the migration that made database_identity)
+    older = next(i for i, m in enumerate(MIGRATIONS, 1) if "CREATE TABLE database_identity" in m) - 1
     old = tmp_path / "old.db"
-    with open_store(old, upto=SCHEMA_VERSION - 1) as store:
+    with open_store(old, upto=older) as store:
         seeded = seed_panel(store, study="older-box", judges=(("haiku", "bedrock", HAIKU),), answers=4)
         store.add_em_rule(seeded["study_id"], {"metric": "aligned", "threshold": 40}, source="cli")
     before = sha(old)
     done = run_cli("--db", copies["a"], "merge", old, "--format", "json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["source_version"] == SCHEMA_VERSION - 1 and result["source_uid"] is None
+    assert result["source_version"] == older and result["source_uid"] is None
     assert result["added"]["studies"] == 1 and result["added"]["generations"] == 4
     assert result["added"]["study_em_rules"] == 1
     assert sha(old) == before

@@ -276,7 +276,7 @@ async def test_breakdowns_by_category_and_question_on_request(political_store):
         await pilot.pause()
         by = screen.query_one("#results-by", DataTable)
         assert app.focused is by
-        assert title(by).startswith("Panel by category")
+        assert title(by).startswith("Panel (mean) by category")
         rows = [row(by, i) for i in range(by.row_count)]
         assert len(rows) == len(CONDITIONS) * 3  # persona, freeform, safety per condition
         assert rows[0][0] == "v2_base" and {r[1] for r in rows} == {"freeform", "persona", "safety"}
@@ -299,7 +299,7 @@ async def test_breakdowns_by_category_and_question_on_request(political_store):
             await pilot.pause()
             if "Computing" not in subtitle(by):
                 break
-        assert title(by).startswith("Panel by question")
+        assert title(by).startswith("Panel (mean) by question")
         groups = {row(by, i)[1] for i in range(by.row_count)}
         assert len(groups) > 20
         await pilot.press("j")  # a judge's breakdown
@@ -517,7 +517,7 @@ async def test_rates_and_checkpoint_curves(tmp_path):
             await pilot.press("b")
             await pilot.pause()
             by = screen.query_one("#results-by", DataTable)
-            assert title(by).startswith("Panel by checkpoint")
+            assert title(by).startswith("Panel (mean) by checkpoint")
             groups = [row(by, i)[1] for i in range(by.row_count)]
             assert groups == ["final", "final", "step 100", "step 200", "step 300", "final"]
             curves = static_text(screen.query_one("#results-curves", Static))

@@ -306,9 +306,9 @@ def test_cli_by_option(tmp_path, run_cli):
     assert out.returncode == 0, out.stderr
     assert {r["by"] for r in json.loads(out.stdout)["breakdowns"]} == {"trigger", "question"}
     out = run_cli("--db", db, "summary", "--format", "markdown", "--resamples", "200")
-    assert "### Panel by checkpoint" in out.stdout and "| step 100 |" in out.stdout
+    assert "### Panel (mean) by checkpoint" in out.stdout and "| step 100 |" in out.stdout
     out = run_cli("--db", db, "summary", "--resamples", "200", env={"COLUMNS": "80"})
-    assert "Panel by checkpoint" in out.stdout and "Panel (mean) rates" in out.stdout
+    assert "Panel (mean) by checkpoint" in out.stdout and "Panel (mean) rates" in out.stdout
     assert max(len(line) for line in out.stdout.splitlines()) <= 80
     out = run_cli("--db", db, "summary", "--by", "seeds")
     assert out.returncode == 2 and out.stderr.strip().endswith("auto, none)") and "'seeds'" in out.stderr

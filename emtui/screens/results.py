@@ -159,6 +159,10 @@ def breakdown_table(rows: list[dict[str, Any]], judge: str, dim: str, size: tupl
     # n comes right after the labels: with many metrics the last columns scroll, n does not
     header = [(Text("condition"), "condition"), (Text(" " + dim), "group"), (Text(" n", justify="right"), "n"),
               *((Text(" " + RATE_LABELS.get(m, m), justify="right"), m) for m in metrics)]
+    # a majority vote left answers of some group undecided: how many, per metric, last (as the scores grid)
+    tied = [m for m in metrics if any(r.get("ties") for r in mine if r["metric"] == m)]
+    if tied:
+        header.append((Text(" ties"), "ties"))
     pairs = list(dict.fromkeys((r["condition"], r["group"]) for r in mine))
     out = []
     last = None
@@ -166,7 +170,8 @@ def breakdown_table(rows: list[dict[str, Any]], judge: str, dim: str, size: tupl
         ns = [grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)]
         out.append((f"{c}\x1f{g}", [clean(c) if c != last else Text(""), clean(" " + g),
                                       num(str(max(ns, default=0))),
-                                      *(num(ci_text(grid.get((c, g, m)), m)) for m in metrics)]))
+                                      *(num(ci_text(grid.get((c, g, m)), m)) for m in metrics),
+                                      *([clean(" " + ties_text(grid, c, tied, g))] if tied else [])]))
         last = c
     fitted = fit_table(header, out, labels=2, width=table_width(size, len(out)),
                        keep=(6, 12))  # a group (step 100, a model) keeps its name
@@ -791,7 +796,7 @@ class ResultsScreen(AreaScreen):
             table.border_subtitle = None
             return
         rows = self.breakdown_rows(dim)
-        who = judge_label(judge, "Panel")
+        who = self.judge_title(judge)
         table.border_title = Text(f"{who} by {dim} · mean [95% CI] · {self.settings.tui_resamples:,} resamples")
         if rows is None:
             table.border_subtitle = Text(f"Computing the breakdown by {dim}…")

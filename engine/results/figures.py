@@ -7,10 +7,15 @@ Per study, from :func:`engine.results.summary.build_summary`'s report and the pe
 - ``judge-heatmap``: conditions × judges (and the panel), the mean of the selected metric
   (default: the EM metric, else every metric), each cell annotated;
 - ``score-distributions``: per metric, the distribution of the answers' panel scores in each
-  condition (violins) with the condition's mean and CI;
+  condition (violins) with the condition's mean and CI; an answer's panel score is made by the
+  study's panel aggregate, as the summary's panel rows are (:func:`answer_panel_scores`,
+  :func:`score_distributions`: the figure's data, without drawing);
 - ``training-curves``: the training metrics (loss, ...) per step of each run;
 - ``checkpoint-curves``: the panel mean of each metric per checkpoint step;
 - ``human-vs-panel``: human ratings against the judge panel, answer by answer.
+
+Every figure names the panel's aggregate where it shows the panel (``Panel (median)``), as the
+summary's tables do.
 
 A figure with nothing to draw (no training metrics, no checkpoints, no human ratings yet) is
 skipped with a note, never written empty. Files are ``<study>-<figure>.<format>`` (PNG at 200 dpi,
@@ -36,7 +41,6 @@ import numpy as np
 
 from engine.common.atomic import atomic_file
 from engine.runs.progress import Progress
-from engine.stats.estimates import panel_scores
 from engine.study.em_rule import describe
 
 FORMATS = ("png", "pdf", "svg")
@@ -164,10 +168,52 @@ class _Ctx:
     scales: dict[str, tuple[float, float]]
     worse: dict[str, str]  # metric -> "higher" | "lower" is worse, when the rubric says
     em: dict[str, Any] | None
+    panel: str = "Panel"  # the panel as the tables name it: ``Panel (median)``, its aggregate said
+
+
+@dataclass
+class PanelScores:
+    """One metric's panel score per answer (the study's answers in :class:`~engine.results.summary._StudyData`
+    order), made as the summary's panel row of the metric is: ``aggregate`` says how (a majority's numeric
+    scores are the judges' median; its labels the majority label)."""
+
+    aggregate: str
+    values: np.ndarray  # NaN: no panel score (no judge scored it, a tie, or a special word such as UNKNOWN)
+
+
+# what an answer's panel score is under each aggregate, in an axis label's words
+PANEL_SCORE_WORDS = {"mean": "judges' mean", "median": "judges' median", "majority": "judges' majority label"}
+
+
+def answer_panel_scores(store: Any, study: dict[str, Any], data: Any, how: str) -> dict[str, PanelScores]:
+    """Per scored metric, each answer's panel score under the aggregate ``how``: the summary's own panel
+    columns (engine/results/summary.py), so that a figure shows the answers its table's numbers are of."""
+    from engine.results.summary import aggregated_columns
+
+    return {col.metric: PanelScores(col.aggregate or how, col.values)
+            for col in aggregated_columns(store, study, data, how)
+            if col.judge == "panel" and col.metric in data.matrices}
+
+
+def score_distributions(data: Any, panel: dict[str, PanelScores]) -> dict[str, dict[str, np.ndarray]]:
+    """What the score-distributions figure draws: per metric, per condition (in the study's order), the
+    panel scores of the condition's answers that have one. A condition's answers are those its summary
+    row is of (its final model's: :func:`engine.results.summary.condition_rows`), so the violin, the
+    median and the mean ◆ with its CI all describe the same answers."""
+    from engine.results.summary import condition_masks, condition_rows
+
+    masks = condition_masks(data, condition_rows(data))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for metric in data.matrices:
+        values = panel[metric].values
+        out[metric] = {c["name"]: v[~np.isnan(v)] for c in data.conditions for v in [values[masks[c["id"]]]]}
+    return out
 
 
 def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loaded: dict[int, Any], out: Path,
                    opts: FigureOptions, result: FiguresResult, note: Callable[[str], None]) -> None:
+    from engine.results.report_format import panel_title
+
     name = st["name"]
     study_id = int(store.find_study(name)["id"])
     data = loaded[study_id]
@@ -182,7 +228,7 @@ def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loade
             if m.get("higher_is") in ("worse", "better"):
                 worse.setdefault(m["name"], "higher" if m["higher_is"] == "worse" else "lower")
     ctx = _Ctx(name, study_id, conditions, {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(conditions)},
-               scales, worse, st.get("em"))
+               scales, worse, st.get("em"), panel_title(report, name))
     rows = [r for r in report["scores"] if r["study"] == name]
     prefix = slug(name)
 
@@ -210,7 +256,8 @@ def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loade
         heat = metrics
     if heat:
         save(_heatmap(ctx, rows, heat), "judge-heatmap")
-    save(_distributions(ctx, data, rows), "score-distributions")
+    panel = answer_panel_scores(store, store.get_study(study_id), data, str(st.get("aggregate") or "mean"))
+    save(_distributions(ctx, data, rows, panel), "score-distributions")
 
     train = store.study_train_metric_rows(study_id)
     if train:
@@ -234,7 +281,7 @@ def _study_figures(store: Any, report: dict[str, Any], st: dict[str, Any], loade
              f"({', '.join(sorted({h['metric'] for h in human}))} vs {', '.join(metrics)}): "
              "human-vs-panel scatter skipped")
     else:
-        save(_human_vs_panel(ctx, data, human, shared), "human-vs-panel")
+        save(_human_vs_panel(ctx, data, human, shared, panel), "human-vs-panel")
 
 
 def _save(fig: Any, path: Path, fmt: str, dpi: int) -> Path:
@@ -320,7 +367,7 @@ def _bars(ax: Any, ctx: _Ctx, rows: list[dict[str, Any]], scale: float = 1.0, un
                            is not None]
         else:
             colour = PANEL_COLOUR if judge == "panel" else PALETTE[i % len(PALETTE)]
-        name = "panel (mean of judges)" if judge == "panel" and k > 1 else label
+        name = ctx.panel if judge == "panel" and k > 1 else label
         ax.bar(xs, ys, width * 0.92, color=colour, label=name, zorder=2)
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=1, capsize=2.5, zorder=3)
         if k * len(ctx.conditions) <= 30:  # the values themselves, while they fit
@@ -356,9 +403,9 @@ def _metric_means(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
         lim = _limits(ctx, metric)
         if lim:
             ax.set_ylim(min(0.0, lim[0]), lim[1] + 0.06 * (lim[1] - lim[0]))
-        ax.set_ylabel(f"panel mean {_metric_label(ctx, metric, name=False)}".strip())
+        ax.set_ylabel(f"mean {_metric_label(ctx, metric, name=False)}".strip())
         ax.set_title(metric)
-    fig.suptitle(f"{ctx.name}: panel mean by condition (95% CI)", x=0.0, ha="left", fontsize=11)
+    fig.suptitle(f"{ctx.name}: {ctx.panel}, mean by condition (95% CI)", x=0.0, ha="left", fontsize=11)
     return fig
 
 
@@ -393,7 +440,7 @@ def _heatmap(ctx: _Ctx, rows: list[dict[str, Any]], metrics: list[str]) -> Any:
                 ax.text(j, i, f"{v:.{digits}f}", ha="center", va="center", fontsize=9,
                         color="white" if shade < 0.55 else "black")
         ax.set_xticks(range(len(judges)))
-        ax.set_xticklabels([_short(label) if j != "panel" else "panel" for j, label in judges],
+        ax.set_xticklabels([_short(label) if j != "panel" else ctx.panel for j, label in judges],
                            rotation=30, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(len(ctx.conditions)))
         ax.set_yticklabels(ctx.conditions)
@@ -421,16 +468,14 @@ def _short(label: str, n: int = 22) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
-def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]]) -> Any:
+def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]], panel: dict[str, PanelScores]) -> Any:
     metrics = list(data.matrices)
     fig, axes = _figure(len(metrics), panel_w=_panel_width(len(ctx.conditions), per=0.6))
-    cond_ids = {c["name"]: c["id"] for c in data.conditions}
     means = {(r["condition"], r["metric"]): r for r in rows if r["judge"] == "panel"}
+    drawn = score_distributions(data, panel)
     for ax, metric in zip(axes, metrics, strict=True):
-        panel = panel_scores(data.matrices[metric])
         for i, cond in enumerate(ctx.conditions):
-            v = panel[data.cond_of_answer == cond_ids[cond]]
-            v = v[~np.isnan(v)]
+            v = drawn[metric][cond]
             if v.size == 0:
                 continue
             if v.size > 1:
@@ -453,9 +498,10 @@ def _distributions(ctx: _Ctx, data: Any, rows: list[dict[str, Any]]) -> Any:
             ax.set_ylim(*lim)
         ax.yaxis.grid(True)
         _condition_axis(ax, ctx.conditions)
-        ax.set_ylabel(f"panel score {_metric_label(ctx, metric, name=False)}".strip())
+        how = PANEL_SCORE_WORDS.get(panel[metric].aggregate, panel[metric].aggregate)
+        ax.set_ylabel(f"{how} {_metric_label(ctx, metric, name=False)}".strip())
         ax.set_title(metric)
-    fig.suptitle(f"{ctx.name}: the answers' panel scores\n"
+    fig.suptitle(f"{ctx.name} · {ctx.panel}: each answer's score\n"
                  "violin = distribution, bar = interquartile range, ○ = median, ◆ = mean with 95% CI",
                  x=0.0, ha="left", fontsize=10)
     return fig
@@ -485,19 +531,6 @@ def _training(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def _panel_by_answer(gen: np.ndarray, score: np.ndarray, missing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(answer ids, index of each row's answer, panel score per answer): the mean of the judges' scores
-    that are not missing, NaN when none is."""
-    score = np.where(score <= missing, np.nan, score)
-    gens, inv = np.unique(gen, return_inverse=True)
-    ok = ~np.isnan(score)
-    sums = np.bincount(inv[ok], weights=score[ok], minlength=gens.size)
-    counts = np.bincount(inv[ok], minlength=gens.size)
-    panel = np.full(gens.size, np.nan)
-    panel[counts > 0] = sums[counts > 0] / counts[counts > 0]
-    return gens, inv, panel
-
-
 def _checkpoints(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
     """Panel mean per checkpoint step with its CI band: the summary's checkpoint breakdown."""
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
@@ -517,21 +550,22 @@ def _checkpoints(ctx: _Ctx, rows: list[dict[str, Any]]) -> Any:
             ax.set_ylim(*lim)
         ax.set_xlabel("checkpoint step")
         _integer_ticks(ax)
-        ax.set_ylabel(f"panel mean {_metric_label(ctx, metric, name=False)}".strip())
+        ax.set_ylabel(f"mean {_metric_label(ctx, metric, name=False)}".strip())
         ax.set_title(metric)
         ax.grid(True)
         ax.legend()
-    fig.suptitle(f"{ctx.name}: scores across checkpoints (95% CI)", x=0.0, ha="left", fontsize=11)
+    fig.suptitle(f"{ctx.name}: {ctx.panel} across checkpoints (95% CI)", x=0.0, ha="left", fontsize=11)
     return fig
 
 
-def _human_vs_panel(ctx: _Ctx, data: Any, human: list[dict[str, Any]], metrics: list[str]) -> Any:
+def _human_vs_panel(ctx: _Ctx, data: Any, human: list[dict[str, Any]], metrics: list[str],
+                    panel_of: dict[str, PanelScores]) -> Any:
     fig, axes = _figure(len(metrics), panel_w=3.8, panel_h=3.6)
     names = {c["id"]: c["name"] for c in data.conditions}
     cond_of = data.cond_of_answer
     row_of = {int(g): i for i, g in enumerate(data.answer_ids)}
     for ax, metric in zip(axes, metrics, strict=True):
-        panel = panel_scores(data.matrices[metric])
+        panel = panel_of[metric].values
         per: dict[int, list[float]] = {}
         for h in human:
             if h["metric"] == metric and h["generation_id"] in row_of:
@@ -550,10 +584,10 @@ def _human_vs_panel(ctx: _Ctx, data: Any, human: list[dict[str, Any]], metrics: 
                        color=ctx.colours.get(cond, PALETTE[0]), label=cond, edgecolors="none")
         r = float(np.corrcoef(xs, ys)[0, 1]) if len(xs) > 2 and np.std(xs) > 0 and np.std(ys) > 0 else float("nan")
         ax.set_title(f"{metric}: Pearson r = {r:.2f}, n = {len(xs)}" if np.isfinite(r) else f"{metric}: n = {len(xs)}")
-        ax.set_xlabel(f"judge panel: {_metric_label(ctx, metric)}")
+        ax.set_xlabel(f"{ctx.panel}: {_metric_label(ctx, metric)}")
         ax.set_ylabel(f"human mean: {metric}")
         ax.grid(True)
         if cs:
             ax.legend()
-    fig.suptitle(f"{ctx.name}: human ratings vs the judge panel, per answer", x=0.0, ha="left", fontsize=11)
+    fig.suptitle(f"{ctx.name}: human ratings vs the judges' {ctx.panel}, per answer", x=0.0, ha="left", fontsize=11)
     return fig

@@ -41,7 +41,8 @@ def judging_rows(store: Any, study: dict[str, Any], conditions: list[dict[str, A
                  judges: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The study's rows, one per judge × condition (judges and conditions in the summary's order)."""
     sid = int(study["id"])
-    counts = {(int(r["judge_id"]), int(r["condition_id"])): r for r in store.study_judging_counts(sid)}
+    counts = {(int(r["judge_id"]), int(r["condition_id"])): r
+              for r in store.study_judging_counts(sid, [int(j["id"]) for j in judges])}
     reasons: dict[tuple[int, int], Counter[str]] = {}
     for r in store.study_failure_errors(sid):
         key = (int(r["judge_id"]), int(r["condition_id"]))

@@ -227,10 +227,12 @@ def study_sections(report: dict[str, Any], study: str) -> list[Section]:
     return out
 
 
-def ties_text(grid: dict, condition: str, metrics: list[str]) -> str:
-    """``EM 1, correct 2``: the answers of a condition a majority vote left undecided, per metric."""
-    said = [f"{RATE_LABELS.get(m, cell(m))} {grid[(condition, m)]['ties']}" for m in metrics
-            if (grid.get((condition, m)) or {}).get("ties")]
+def ties_text(grid: dict, condition: str, metrics: list[str], group: str | None = None) -> str:
+    """``EM 1, correct 2``: the answers of a condition (of one ``group`` of it, in a breakdown's grid keyed
+    (condition, group, metric)) a majority vote left undecided, per metric."""
+    key = (condition,) if group is None else (condition, group)
+    said = [f"{RATE_LABELS.get(m, cell(m))} {grid[(*key, m)]['ties']}" for m in metrics
+            if (grid.get((*key, m)) or {}).get("ties")]
     return ", ".join(said) or "0"
 
 
@@ -249,19 +251,22 @@ def judging_sections(report: dict[str, Any], study: str) -> list[Section]:
 
 
 def _breakdown_sections(report: dict[str, Any], study: str) -> list[Section]:
-    """One table per breakdown dimension: the panel's scores per condition and group."""
+    """One table per breakdown dimension: the panel's scores per condition and group (with a ``ties``
+    column, as the score table has, when a majority vote left answers of some group undecided)."""
     out = []
     rows = [r for r in report.get("breakdowns", []) if r["study"] == study and r["judge"] == "panel"]
     for by in dict.fromkeys(r["by"] for r in rows):
         mine = [r for r in rows if r["by"] == by]
         metrics = main_metrics(list(dict.fromkeys(r["metric"] for r in mine)))
         grid = {(r["condition"], r["group"], r["metric"]): r for r in mine}
-        sec = Section(f"Panel by {by}: mean [95% CI]",
-                      ["condition", by, *[RATE_LABELS.get(m, cell(m)) for m in metrics], "n"])
+        tied = [m for m in metrics if any(r.get("ties") for r in mine if r["metric"] == m)]
+        sec = Section(f"{panel_title(report, study)} by {by}: mean [95% CI]",
+                      ["condition", by, *[RATE_LABELS.get(m, cell(m)) for m in metrics], "n",
+                       *(["ties"] if tied else [])])
         for c, g in dict.fromkeys((r["condition"], r["group"]) for r in mine):
             n = max((grid[(c, g, m)]["n"] for m in metrics if (c, g, m) in grid and not is_rate(m)), default=0)
             sec.rows.append([cell(c), cell(g), *[_ci_cell(grid.get((c, g, m)), percent=is_rate(m)) for m in metrics],
-                             str(n)])
+                             str(n), *([ties_text(grid, c, tied, g)] if tied else [])])
         out.append(sec)
     return out
 

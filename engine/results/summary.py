@@ -11,6 +11,8 @@
   median, or the majority vote); a condition's panel mean is the mean over its answers.
   ``aggregate`` says which one a panel row used (None on a judge's row), ``ties`` how many
   answers a majority vote left undecided (0 for the mean and median; None on a judge's row).
+- ``breakdowns``: the same per condition × group of a dimension (engine/results/breakdowns.py), with
+  ``aggregate`` and ``ties`` as the score rows have them.
 - ``judging``: per judge × condition, answers judged, failed (with the commonest reason) and not
   judged yet (engine/results/judge_failures.py).
 - α CIs come from one bootstrap stratified by condition: answers are resampled within each
@@ -67,7 +69,7 @@ from engine.stats.estimates import (
 from engine.study.em_rule import study_em
 
 BREAKDOWN_KEYS = ("study", "by", "condition", "group", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high",
-                  "n", "missing")
+                  "n", "missing", "aggregate", "ties")
 SCORE_KEYS = ("study", "condition", "judge", "judge_name", "metric", "mean", "ci_low", "ci_high", "n", "missing",
               "aggregate", "ties")
 AGREEMENT_KEYS = ("study", "campaign", "condition", "metric", "raters", "level", "alpha", "ci_low", "ci_high",
@@ -466,7 +468,8 @@ def _breakdowns(store: Any, study: dict[str, Any], data: _StudyData, columns: li
                     rows.append(dict(zip(BREAKDOWN_KEYS, (
                         study["name"], dim, c["name"], g, col.judge, col.judge_name, col.metric, finite_or_none(mean),
                         finite_or_none(low), finite_or_none(high), int(cell.values.size),
-                        int(col.missing[sel].sum())), strict=True)))
+                        int(col.missing[sel].sum()), col.aggregate,
+                        None if col.ties is None else int(col.ties[sel].sum())), strict=True)))
     return rows
 
 
