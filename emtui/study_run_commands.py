@@ -79,7 +79,9 @@ def plan_lines(plan: Any, db: str) -> list[str]:
         out.append(f"nothing to queue for study {flat(plan.study)!r}: every stage is done or already queued")
     else:
         out.append(f"{would} the chain of study {flat(plan.study)!r} (hash {plan.study_hash[7:19]}):")
-    details = {"train": f"run(s) {', '.join(map(str, plan.train_runs))}" if plan.train_runs else "",
+    details = {"adapters": f"run(s) {', '.join(map(str, plan.adapter_runs))}: a judge's trained adapter (the judge "
+                           "stage waits for it)",
+               "train": f"run(s) {', '.join(map(str, plan.train_runs))}" if plan.train_runs else "",
                "generate": f"{plan.answers:,} answers (stored ones are skipped)",
                "judge": (f"{plan.judge_calls:,} calls now, and " if plan.judge_calls else "")
                + "the panel on every answer as it comes",
