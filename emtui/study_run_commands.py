@@ -120,6 +120,10 @@ def _trained(t: dict[str, Any] | None) -> str:
     if t["run_id"] is None:
         return "not queued"
     steps = f", {t['steps'] or 0}/{t['max_steps']} steps" if t["max_steps"] else ""
+    remote = t.get("remote")
+    if remote:  # trained on another box: say where, and whether this box can answer with it
+        where = f"; on box {remote['host'] or 'unknown'} (merged from {remote['database']})"
+        steps += where + ("" if remote["model_here"] else ": its model is not on this box")
     return f"run {t['run_id']} {t['status']}{steps}"
 
 

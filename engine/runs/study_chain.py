@@ -203,7 +203,9 @@ def _generate(store: Any, found: dict[str, Any], plan: ChainPlan, *, checkpoints
         raise ChainError(f"generate: {exc}") from None
     plan.warnings += trial.warnings
     plan.answers = trial.answers
-    assert trial.spec is not None
+    if trial.spec is None:  # nothing here can answer (every model is on another box)
+        plan.generate.skipped = trial.skipped
+        return
     payload = trial.spec.as_payload()
     active = store.active_jobs_like("generate", payload)
     if active:
