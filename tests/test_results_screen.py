@@ -487,7 +487,7 @@ async def test_the_chains_stored_summary_is_shown_at_once_while_nothing_changed(
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_results(pilot)
         status = static_text(screen.query_one("#results-status", Static))
-        assert f"the chain's stored summary (job {job}, " in status and " UTC)" in status, status
+        assert f"the chain's summary (job {job}, " in status and " UTC)" in status, status
         assert "10,000 resamples (stored)" in title(grid(app))
         assert grid_cells(app)["base"]["aligned"].startswith("85.62 [")
         with store.transaction():  # a score changed since: the stored summary is not the current one
@@ -497,11 +497,11 @@ async def test_the_chains_stored_summary_is_shown_at_once_while_nothing_changed(
             status = static_text(screen.query_one("#results-status", Static))
             if "stale" in status:
                 break
-        assert "stale (changes): r recomputes" in status and "stored summary" not in status, status
+        assert "stale (changes): r recomputes" in status and "chain's summary" not in status, status
         await pilot.press("r")
         await settle(pilot)
         status = static_text(screen.query_one("#results-status", Static))
-        assert "stale" not in status and "stored summary" not in status, status
+        assert "stale" not in status and "chain's summary" not in status, status
         assert "2,000 resamples (summary: 10,000)" in title(grid(app))
         assert not grid_cells(app)["base"]["aligned"].startswith("85.62 [")  # the changed score counted
 

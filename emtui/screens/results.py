@@ -512,7 +512,7 @@ class ResultsScreen(AreaScreen):
         first.append_text(clean(f"  {study['origin']}", "dim"))
         kept = self.stored.get(int(study["id"])) if not stale else None
         if kept is not None and int(study["id"]) in self.reports:
-            first.append(f"  the chain's stored summary (job {kept[0]}, {short_time(kept[1])})", style="green")
+            first.append(f"  the chain's summary (job {kept[0]}, {short_time(kept[1])})", style="green")
         second = Text(no_wrap=True, overflow="ellipsis")
         judge = self.judge()
         second.append("judge ", style="dim")
