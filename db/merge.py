@@ -286,6 +286,20 @@ class MergeQueries(StoreCore):
                FROM merged_rows r JOIN merges m ON m.id = r.merge_id WHERE r.tbl = ? AND r.local_id = ?""",
             (table, int(local_id)))
 
+    def merged_trained_model(self, model_id: int) -> dict[str, Any] | None:
+        """A model trained on another box and merged here (None: trained here, or not trained): its ``path``
+        there, the database it was merged from (``source_path``, ``source_hosts``) and the host its training
+        job ran on (``host``; None when that box did not record it)."""
+        return self._one(
+            f"""SELECT m.id, m.name, m.path, g.source_path, g.source_hosts,
+                       COALESCE((SELECT json_extract(r.provenance, '$.merged_from.host') FROM train_runs r
+                                 WHERE r.output_model_id = m.id),
+                                (SELECT json_extract(r.provenance, '$.merged_from.host') FROM checkpoints k
+                                 JOIN train_runs r ON r.id = k.train_run_id WHERE k.model_id = m.id)) AS host
+                FROM models m JOIN merged_rows x ON x.tbl = 'models' AND x.local_id = m.id
+                JOIN merges g ON g.id = x.merge_id
+                WHERE m.id = ? AND m.{TRAINED}""", (int(model_id),))
+
     def list_merges(self) -> list[dict[str, Any]]:
         return self._q("""SELECT id, source_path, source_uid, source_sha256, source_version, source_hosts, added,
                                  merged_at FROM merges ORDER BY id""")

@@ -21,6 +21,13 @@ class StudyStatusQueries(StoreCore):
                FROM jobs j WHERE j.study_hash = ? ORDER BY j.id DESC LIMIT ?""", (study_hash, limit))
         return rows[::-1]
 
+    def latest_summary_job(self, study_hash: str) -> dict[str, Any] | None:
+        """The study's newest finished ``summary`` job (the chain's last stage): id, when, its stored result."""
+        return self._one(
+            """SELECT id, finished_at, result FROM jobs
+               WHERE status = 'done' AND kind = 'summary' AND study_hash = ? ORDER BY id DESC LIMIT 1""",
+            (study_hash,))
+
     def study_answer_counts(self, study_id: int) -> dict[int, int]:
         """Answers stored per condition id."""
         return {int(r["condition_id"]): int(r["n"]) for r in self._q(

@@ -49,6 +49,9 @@ def generate(args: argparse.Namespace) -> int:
             raise UsageError(f"emtui generate: {strip_control(str(exc))}") from None
         for warning in queued.warnings:
             print(f"emtui generate: warning: {strip_control(warning)}", file=sys.stderr)
+        if queued.spec is None:  # every model is on another box
+            say(f"not queued: {queued.skipped}")
+            return 0
         if args.dry_run:
             _say_plan(store, queued)
             return 0

@@ -79,7 +79,9 @@ def plan_lines(plan: Any, db: str) -> list[str]:
         out.append(f"nothing to queue for study {flat(plan.study)!r}: every stage is done or already queued")
     else:
         out.append(f"{would} the chain of study {flat(plan.study)!r} (hash {plan.study_hash[7:19]}):")
-    details = {"train": f"run(s) {', '.join(map(str, plan.train_runs))}" if plan.train_runs else "",
+    details = {"adapters": f"run(s) {', '.join(map(str, plan.adapter_runs))}: a judge's trained adapter (the judge "
+                           "stage waits for it)",
+               "train": f"run(s) {', '.join(map(str, plan.train_runs))}" if plan.train_runs else "",
                "generate": f"{plan.answers:,} answers (stored ones are skipped)",
                "judge": (f"{plan.judge_calls:,} calls now, and " if plan.judge_calls else "")
                + "the panel on every answer as it comes",
@@ -118,6 +120,10 @@ def _trained(t: dict[str, Any] | None) -> str:
     if t["run_id"] is None:
         return "not queued"
     steps = f", {t['steps'] or 0}/{t['max_steps']} steps" if t["max_steps"] else ""
+    remote = t.get("remote")
+    if remote:  # trained on another box: say where, and whether this box can answer with it
+        where = f"; on box {remote['host'] or 'unknown'} (merged from {remote['database']})"
+        steps += where + ("" if remote["model_here"] else ": its model is not on this box")
     return f"run {t['run_id']} {t['status']}{steps}"
 
 

@@ -131,22 +131,27 @@ def test_two_judges_of_one_model_keep_their_own_rows_in_the_summary():
 
 
 def test_emtui_demo_queues_the_chain_once(run_cli, tmp_path):
+    """Through queue_study: the judge adapter's training (study demo-judge) is the adapters stage, and the judge
+    stage waits for it as well as for the answers."""
     db = tmp_path / "demo.db"
     first = run_cli("demo", "--db", db, "--no-tui", "--no-worker")
     assert first.returncode == 0, first.stderr
-    assert "queued the demo chain: jobs 1, 2, 3, 4, 5" in first.stdout
+    assert "adapters  job 1: run(s) 1: a judge's trained adapter" in first.stdout
     with open_store(db) as store:
         jobs = sorted(store.list_jobs().rows, key=lambda j: j["id"])
-        assert [j["kind"] for j in jobs] == ["train", "train", "train", "generate", "judge"]
+        assert [j["kind"] for j in jobs] == ["train", "train", "train", "generate", "judge", "summary"]
+        scorer = store.study_conditions(int(store.find_study("demo-judge")["id"]))[0]
+        assert [r["job_id"] for r in store.condition_train_runs(int(scorer["id"]))] == [1]  # the adapter's
         assert jobs[3]["depends_on"].split(",") == ["2", "3"]          # answers wait for both fine-tunes
         assert sorted(jobs[4]["depends_on"].split(",")) == ["1", "4"]  # judging waits for them and the adapter
+        assert sorted(jobs[5]["depends_on"].split(",")) == ["1", "2", "3", "4", "5"]
         assert [s["name"] for s in store.list_studies().rows] == ["demo-judge", "demo"]
     assert (Path(f"{db}.runs") / "models" / "tiny" / "model.safetensors").is_file()
     again = run_cli("demo", "--db", db, "--no-tui", "--no-worker")
     assert again.returncode == 0, again.stderr
-    assert "nothing new queued" in again.stdout
+    assert "nothing to queue for study 'demo'" in again.stdout
     with open_store(db) as store:
-        assert store.count("jobs") == 5 and store.count("train_runs") == 3
+        assert store.count("jobs") == 6 and store.count("train_runs") == 3
 
 
 async def test_the_results_screen_says_a_tiny_study_is_noise(tmp_path):

@@ -316,10 +316,13 @@ def write_run(store, *, output: Path, steps: tuple[int, ...], finished: bool = T
     model, and one answer of it)."""
     study = store.find_study("boxes")
     cond = next(c for c in store.study_conditions(int(study["id"])) if c["name"] == "domain")
+    from engine.training.recipes import recipe_hash, resolve_recipe
+
+    recipe = resolve_recipe(json.loads(cond["recipe"]), None)  # the study's: the run emtui run would queue
     job = store.enqueue_job("train", {"x": 1})
     store.claim_job(f"{host}:1", kinds=["train"], host=host, pid=1)
     run = store.add_train_run(condition_id=cond["id"], base_model_id=cond["base_model_id"],
-                              dataset_id=cond["dataset_id"], recipe={"max_steps": 2}, recipe_hash="sha256:r", seed=7,
+                              dataset_id=cond["dataset_id"], recipe=recipe, recipe_hash=recipe_hash(recipe), seed=7,
                               study_hash=study["spec_hash"], job_id=job)
     store.start_train_run(run, max_steps=2, output_dir=str(output), masking="assistant", provenance={"x": 1})
     for step in steps:
@@ -379,6 +382,69 @@ def test_runs_trained_on_another_box_are_marked_remote(copies, run_cli, tmp_path
     _one_line_refusal(again, "made on another box", "/gpu-box/runs/7/final", "not on this machine")
     assert json.loads(run_cli("--db", a, "merge", b, "--format", "json").stdout)["added"]["train_runs"] == 0
     assert "remote: gpu-b (merged)" in asyncio.run(train_screen_info(a))
+
+
+def answer_there(db: Path) -> None:
+    """Box ``db`` answers the eval set with its trained "domain" model, as its generate job would store the
+    answers (the identities the study's plan makes)."""
+    from engine.generation.plan import items, targets
+    from engine.generation.settings import resolve_settings, settings_hash
+
+    with open_store(db) as store:
+        study = store.find_study("boxes")
+        spec = json.loads(study["spec_json"])
+        settings = resolve_settings(spec["generation"], int(spec["seed"]), None)
+        cond = next(c for c in store.study_conditions(int(study["id"])) if c["name"] == "domain")
+        sets = store.study_eval_sets(int(study["id"]))
+        payload = {"study_id": study["id"], "conditions": [cond["id"]], "eval_sets": [e["id"] for e in sets],
+                   "set_samples": {str(e["id"]): e["samples_per_question"] for e in sets}, "variants": [""]}
+        store.insert_generations([
+            {"question_id": i.question_id, "condition_id": cond["id"], "model_id": i.target.model_id,
+             "settings_hash": settings_hash(settings), "settings": settings, "seed": i.seed,
+             "sample_index": i.sample_index, "variant": i.variant, "prompt": "p", "response": "answered there"}
+            for i in items(store, payload, settings, targets(store, payload, db_path=db))])
+
+
+def test_a_condition_trained_on_another_box_is_neither_trained_nor_answered_here(copies, run_cli, tmp_path):
+    """emtui run on box A after merging B, which trained "domain": no training queued (the run is done, there);
+    while answers of it are missing and its model is not here, it is left out of the generate stage with a
+    warning, and emtui status says where it was trained; once B's answers are merged, no warning; with its files
+    at the same path here (a shared filesystem), A answers with it."""
+    from engine.results.study_status import study_status
+    from engine.runs.study_chain import queue_study
+
+    a, b = copies["a"], copies["b"]
+    there = tmp_path / "gpu-b" / "runs"
+    with open_store(b) as store:
+        write_run(store, output=there, steps=(1,), host="gpu-b")
+    with open_store(a) as store:
+        store.merge_from(b)
+    ran = run_cli("--db", a, "run", "--study", "boxes", "--no-worker")
+    assert ran.returncode == 0, ran.stderr
+    assert "  train     nothing to do: domain: run 1 with this recipe is done" in ran.stdout, ran.stdout
+    assert (f"emtui run: warning: condition 'domain' was trained on box gpu-b (merged from {b}): its model is not "
+            "on this box; run `emtui run` there and merge again") in ran.stderr.splitlines(), ran.stderr
+    # base's and treated's 12 answers are stored (A's and B's): domain's 6 are not, and are not made here
+    assert "  generate  nothing to do: all 12 answers are stored" in ran.stdout, ran.stdout
+    with open_store(a) as store:
+        assert store.count("train_runs") == 1
+        domain = next(c for c in study_status(store, "boxes")["conditions"] if c["name"] == "domain")
+        assert domain["trained"]["remote"] == {"host": "gpu-b", "database": str(b), "model_here": False}
+    status = run_cli("--db", a, "status", "boxes")
+    assert f"on box gpu-b (merged from {b}): its model is not on this box" in " ".join(status.stdout.split())
+    named = run_cli("--db", a, "generate", "--study", "boxes", "--condition", "domain", "--no-worker")
+    _one_line_refusal(named, "condition 'domain' was trained on box gpu-b", "its model is not on this box")
+
+    answer_there(b)  # B answers, and is merged again: nothing is missing, nothing said
+    with open_store(a) as store:
+        store.merge_from(b)
+        plan = queue_study(store, "boxes", dry_run=True)
+        assert not [w for w in plan.warnings if "not on this box" in w], plan.warnings
+        (there / "final").mkdir(parents=True)  # the same path here: a shared filesystem
+        assert study_status(store, "boxes")["conditions"][2]["trained"]["remote"]["model_here"] is True
+        store.conn.execute("DELETE FROM generations WHERE response = 'answered there'")
+        plan = queue_study(store, "boxes", dry_run=True)
+        assert not [w for w in plan.warnings if "not on this box" in w] and plan.answers == 18, plan
 
 
 async def train_screen_info(path: Path) -> str:

@@ -462,6 +462,50 @@ async def test_synthetic_study_em_rate_drill_down_and_untrusted_text(synthetic_s
         assert grid_cells(app)["base"]["aligned"].startswith("85.62 [")
 
 
+def store_chain_summary(store, study: str, study_hash: str) -> int:
+    """The chain's last stage, as a worker runs it: a ``summary`` job claimed, its handler run, its result
+    stored. Returns the job's id."""
+    from engine.results.summary_job import summary_job
+    from engine.runs.context import JobContext
+    from engine.runs.progress import Progress
+
+    found = store.find_study(study)
+    job_id = store.enqueue_job("summary", {"study_id": found["id"], "study": study}, study_hash=study_hash)
+    claimed = store.claim_job("test:1", kinds=["summary"])
+    assert claimed["id"] == job_id
+    result = summary_job(JobContext(job=claimed, store=store, progress=Progress(), db_path=Path(store.path)))
+    store.finish_job(job_id, owner="test:1", result=result)
+    return job_id
+
+
+async def test_the_chains_stored_summary_is_shown_at_once_while_nothing_changed(synthetic_store):
+    """A study whose chain stored its summary (10,000 resamples) shows it without computing one, and says so;
+    once an answer's score changes it is stale, and r computes the screen's own (today's path)."""
+    store = synthetic_store
+    job = store_chain_summary(store, "synthetic", "sha256:syn")
+    app = create_app(store, keymap={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_results(pilot)
+        status = static_text(screen.query_one("#results-status", Static))
+        assert f"the chain's summary (job {job}, " in status and " UTC)" in status, status
+        assert "10,000 resamples (stored)" in title(grid(app))
+        assert grid_cells(app)["base"]["aligned"].startswith("85.62 [")
+        with store.transaction():  # a score changed since: the stored summary is not the current one
+            store.conn.execute("UPDATE judgment_scores SET score = 40 WHERE score = 90")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            status = static_text(screen.query_one("#results-status", Static))
+            if "stale" in status:
+                break
+        assert "stale (changes): r recomputes" in status and "chain's summary" not in status, status
+        await pilot.press("r")
+        await settle(pilot)
+        status = static_text(screen.query_one("#results-status", Static))
+        assert "stale" not in status and "chain's summary" not in status, status
+        assert "2,000 resamples (summary: 10,000)" in title(grid(app))
+        assert not grid_cells(app)["base"]["aligned"].startswith("85.62 [")  # the changed score counted
+
+
 async def test_empty_database_shows_an_empty_state(empty_store):
     app = create_app(empty_store, keymap={})
     async with app.run_test(size=(80, 24)) as pilot:

@@ -407,3 +407,36 @@ def test_bad_input_is_one_line_and_exit_2(finished, judge_env, tmp_path):
         r = cli(env, "--db", copy, *args, cwd=tmp_path)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and said in r.stderr, (args, r.stderr)
     assert copy.read_bytes() == before
+
+
+def test_a_judge_adapter_trained_in_the_database_is_queued_first_or_refused_in_one_line(finished, judge_env,
+                                                                                         tmp_path):
+    """Any study's local judge may name ``adapter = "trained:STUDY/CONDITION"``: a trained one is used as it is,
+    one never trained is queued before the judge stage (tests/test_demo.py: the demo's), a study the database
+    does not hold is one line, exit 2, nothing written."""
+    db, _, _ = finished
+    _, env = judge_env
+    copy = tmp_path / "c.db"
+    shutil.copy(db, copy)
+    before = copy.read_bytes()
+
+    def adapted(name: str, ref: str) -> Path:
+        text = write_chain_study(tmp_path / name).read_text(encoding="utf-8")
+        path = tmp_path / name / "study.toml"
+        path.write_text(text.replace(f'name = "{STUDY}"', f'name = "{name}"') + f"""
+[[judges]]
+name = "adapted"
+provider = "local"
+model = "tiny"
+adapter = "{ref}"
+""", encoding="utf-8")
+        return path
+
+    r = cli(env, "--db", copy, "run", adapted("typo", "trained:chain-tset/domain"), "--no-worker", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("judge 'adapted': adapter trained:chain-tset/domain names study 'chain-tset', which is not in the "
+            "database") in r.stderr
+    assert copy.read_bytes() == before
+    r = cli(env, "--db", copy, "run", adapted("reuse", f"trained:{STUDY}/domain"), "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"  adapters  nothing to do: judge adapter trained:{STUDY}/domain is trained" in r.stdout, r.stdout

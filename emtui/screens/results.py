@@ -6,8 +6,11 @@ between conditions, and drill-down to the answers behind a cell.
 The numbers are :func:`engine.results.summary.build_summary`'s, computed in a child process (the screen never
 waits on them, and its numpy never holds the UI's GIL: :mod:`emtui.summary_process`) with fewer
 bootstrap resamples than ``emtui summary`` (the tables say how many),
-and kept per study until ``r`` asks the database again. Every other read (the counts, the
-studies, a study's conditions and metrics) runs in a thread too (:mod:`emtui.loading`).
+and kept per study until ``r`` asks the database again. A study whose chain stored its summary (the ``summary``
+job, engine/results/summary_job.py) shows that one at once while it is current — nothing it reads has changed
+since (the data version it recorded) — and the status line says so; a stale one is computed again as above.
+Every other read (the counts, the studies, a study's conditions and metrics) runs in a thread too
+(:mod:`emtui.loading`).
 
 New answers, judgments or ratings — written by a worker, an annotator, another terminal — are
 noticed within :data:`POLL_S` seconds by the store's data version (:meth:`db.Store.data_version`):
@@ -46,6 +49,7 @@ from engine.results.report_format import (
 )
 
 CLI_RESAMPLES = 10_000  # what `emtui summary` uses, said in the titles (on screen: the tui_resamples setting)
+CLI_AGREEMENT_RESAMPLES = 1_000
 VIEWS = (("scores", "results-scores"), ("rates", "results-rates"), ("breakdowns", "results-breakdowns"),
          ("agreement", "results-agreement"), ("comparisons", "results-comparisons"), ("counts", "results-counts"))
 EM = "em_rate"
@@ -87,6 +91,11 @@ def ci_text(row: dict[str, Any] | None, metric: str) -> str:
 
 def ci_text_plain(value: float, metric: str) -> str:
     return fmt_ci(value, None, None, percent=is_rate(metric))
+
+
+def short_time(at: str) -> str:
+    """``12-01 03:29 UTC`` of a stored ISO 8601 UTC time (as it is when not one)."""
+    return f"{at[5:10]} {at[11:16]} UTC" if len(at) >= 16 and at[10] == "T" else at
 
 
 def judge_label(judge: tuple[str, str], panel: str) -> str:
@@ -200,6 +209,7 @@ class ResultsScreen(AreaScreen):
         self.facts: dict[int, dict[str, Any]] = {}
         self.reports: dict[int, dict[str, Any]] = {}  # computed summaries, per study id
         self.report_versions: dict[int, dict[str, int]] = {}  # the data version each summary was computed at
+        self.stored: dict[int, tuple[int, str]] = {}  # studies shown with their chain's stored summary: (job, when)
         self.errors: dict[int, str] = {}
         self.pending: set[int] = set()  # studies whose summary is being computed
         self.version: dict[str, int] | None = None  # the data version last seen
@@ -378,6 +388,7 @@ class ResultsScreen(AreaScreen):
             self.forget_load(f"breakdown-{sid}-{dim}")
         self.reports.clear()
         self.report_versions.clear()
+        self.stored.clear()
         self.extra.clear()
         self.errors.clear()
         self.facts.clear()
@@ -394,14 +405,19 @@ class ResultsScreen(AreaScreen):
         store, name = self.store, study["name"]
         resamples, agreement_resamples = self.settings.tui_resamples, self.settings.tui_agreement_resamples
 
-        def compute() -> tuple[dict[str, Any] | None, str | None, dict[str, int]]:
+        def compute() -> tuple[dict[str, Any] | None, str | None, dict[str, int], tuple[int, str] | None]:
+            from engine.results.summary_job import current_summary
+
+            kept = current_summary(store, name)  # the chain's own, when nothing changed since: no computing
+            if kept is not None:
+                return kept.report, None, kept.version, (kept.job_id, kept.finished_at)
             version = store.data_version()  # before: what is written while it computes makes it stale
             # engine.results.summary's SummaryOptions, built in the child (importing it here would import numpy)
             options = {"study": name, "n_resamples": resamples, "agreement_resamples": agreement_resamples}
             try:  # a database fault is raised: said in one line (the next visit tries again)
-                return elsewhere(store, "summary", options), None, version
+                return elsewhere(store, "summary", options), None, version, None
             except ComputeFailed as exc:  # shown on the screen, not raised into the UI
-                return None, str(exc), version
+                return None, str(exc), version, None
 
         def failed(exc: BaseException) -> bool:
             self.pending.discard(sid)
@@ -411,11 +427,14 @@ class ResultsScreen(AreaScreen):
 
     @says_faults
     def computed(self, study_id: int, report: dict[str, Any] | None, error: str | None,
-                 version: dict[str, int]) -> None:
+                 version: dict[str, int], stored: tuple[int, str] | None = None) -> None:
         self.pending.discard(study_id)
+        self.stored.pop(study_id, None)
         if report is not None:
             self.reports[study_id] = report
             self.report_versions[study_id] = version
+            if stored is not None:
+                self.stored[study_id] = stored
         else:
             self.errors[study_id] = error or "unknown error"
         if study_id == self.study_id:
@@ -496,6 +515,9 @@ class ResultsScreen(AreaScreen):
         first.append(f"Study {index}/{len(studies)} ", style="bold")
         first.append_text(clean(study["name"], "bold"))
         first.append_text(clean(f"  {study['origin']}", "dim"))
+        kept = self.stored.get(int(study["id"])) if not stale else None
+        if kept is not None and int(study["id"]) in self.reports:
+            first.append(f"  the chain's summary (job {kept[0]}, {short_time(kept[1])})", style="green")
         second = Text(no_wrap=True, overflow="ellipsis")
         judge = self.judge()
         second.append("judge ", style="dim")
@@ -546,8 +568,7 @@ class ResultsScreen(AreaScreen):
             return
         conditions, metrics, cells = self.grid()
         who = self.judge_title(judge)
-        table.border_title = Text(f"{who} · mean [95% CI] · {self.settings.tui_resamples:,} resamples "
-                                  f"(summary: {CLI_RESAMPLES:,})")
+        table.border_title = Text(f"{who} · mean [95% CI] · {self.resamples_said()}")
         table.border_subtitle = Text("n/miss: answers scored/missing (per metric if unequal) · Enter: answers")
         header = [(Text("condition"), "condition"),
                   *((clean(" " + m, justify="right"), m) for m in metrics),
@@ -569,6 +590,17 @@ class ResultsScreen(AreaScreen):
         if table.row_count:
             table.move_cursor(row=min(cursor.row, table.row_count - 1),
                               column=min(cursor.column, len(header) - 1))
+
+    def resamples_said(self, *, agreement: bool = False) -> str:
+        """The bootstrap resamples behind the shown numbers: the chain's stored summary's own, or the screen's
+        (fewer than ``emtui summary``'s, said beside them)."""
+        report = self.report
+        if self.study_id in self.stored and report is not None:
+            n = report["options"]["agreement_resamples" if agreement else "n_resamples"]
+            return f"{n:,} resamples (stored)"
+        if agreement:
+            return f"{self.settings.tui_agreement_resamples:,} resamples (summary: {CLI_AGREEMENT_RESAMPLES:,})"
+        return f"{self.settings.tui_resamples:,} resamples (summary: {CLI_RESAMPLES:,})"
 
     def judge_title(self, judge: tuple[str, str]) -> str:
         """A table's judge: ``Panel (median)`` says the aggregate its numbers used."""
@@ -636,8 +668,7 @@ class ResultsScreen(AreaScreen):
         rows = [r for r in report["agreement"] if r["study"] == study["name"] and r["raters"] == "judges"]
         people = [r for r in report["agreement"] if r["study"] == study["name"] and r["raters"] != "judges"
                   and r["condition"] == "all"]
-        table.border_title = Text(f"Krippendorff α [95% CI] · {self.settings.tui_agreement_resamples:,} resamples "
-                                  "(summary: 1,000)")
+        table.border_title = Text(f"Krippendorff α [95% CI] · {self.resamples_said(agreement=True)}")
         if not rows and not people:
             table.border_subtitle = Text("Agreement needs two or more judges (this study has one) or rated campaigns")
             return
@@ -682,7 +713,7 @@ class ResultsScreen(AreaScreen):
         correction = report["options"]["correction"]
         who = judge_label(judge, "panel")
         table.border_title = Text(f"Comparisons · {who} · ratio a/b [95% CI] · p ({correction}) · rank-biserial r")
-        shown = f"{self.settings.tui_resamples:,} resamples (summary: {CLI_RESAMPLES:,}) · j: judge"
+        shown = f"{self.resamples_said()} · j: judge"
         table.border_subtitle = Text(shown if rows else self.no_comparisons(judge))
         header = [(Text("a vs b"), "pair"), (Text(" metric"), "metric"),
                   (Text(" ratio a/b [CI]", justify="right"), "ratio"), (Text(" p adj", justify="right"), "p"),

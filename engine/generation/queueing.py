@@ -132,6 +132,14 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
         out.warnings.append("some questions have a {tag} slot but no trigger variant is asked: they are asked "
                             "with the slot left empty")
 
+    left_out = _remote_left_out(store, answerable, settings=settings, study_id=study_id, sets=sets,
+                                samples=samples, variants=variants, checkpoints=checkpoints, named=bool(conditions),
+                                warnings=out.warnings)
+    answerable = [c for c in answerable if int(c["id"]) not in left_out]
+    if not answerable and not model_rows:  # every model that would answer is on another box
+        out.skipped = "every condition's model is on another box (emtui merge); their answers come from there"
+        return out
+
     study_judges = {int(j["id"]) for j in store.study_judges(study_id)}
     strangers = [int(j) for j in judges if int(j) not in study_judges]
     if strangers:
@@ -170,6 +178,39 @@ def queue_generation(store: Any, *, study: str, conditions: Sequence[str] | None
             out.warnings.append(f"the answers will not be judged: {exc}")
     if checkpoints and not any(c.get("dataset_id") is not None for c in answerable):
         out.warnings.append("--checkpoints: no trained condition, so no checkpoints to answer with")
+    return out
+
+
+def _remote_left_out(store: Any, conds: list[dict[str, Any]], *, settings: Mapping[str, Any], study_id: int,
+                     sets: list[dict[str, Any]], samples: int | None, variants: Sequence[str], checkpoints: bool,
+                     named: bool, warnings: list[str]) -> set[int]:
+    """The conditions trained on another box (``emtui merge``) whose model is not on this one: left out of the run
+    — with a warning when answers of theirs are still missing (none are made here), in one line when the
+    condition was named. A remote model whose files are at the same path here (a shared filesystem) answers."""
+    from engine.generation.plan import items, missing, targets
+    from engine.runs.remote_models import not_here_warning, remote_model
+
+    out: set[int] = set()
+    for c in conds:
+        if c.get("model_id") is None or c.get("dataset_id") is None:
+            continue
+        remote = remote_model(store, int(c["model_id"]))
+        if remote is None or remote.here:
+            continue
+        out.add(int(c["id"]))
+        payload = {"study_id": study_id, "conditions": [int(c["id"])], "eval_sets": [int(e["id"]) for e in sets],
+                   "set_samples": {str(e["id"]): int(e["samples_per_question"]) for e in sets}, "samples": samples,
+                   "variants": list(variants), "checkpoints": checkpoints}
+        try:
+            left = len(missing(store, items(store, payload, settings, targets(store, payload, db_path=store.path)),
+                               settings))
+        except PlanError:
+            left = 1
+        if not left:
+            continue  # every answer of it was made there and merged: nothing to make
+        if named:
+            raise GenerateQueueError(not_here_warning(repr(str(c["name"])), remote))
+        warnings.append(not_here_warning(repr(str(c["name"])), remote))
     return out
 
 

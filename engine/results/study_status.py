@@ -9,6 +9,9 @@ Counts:
   ``planned`` (the planned answers, or the stored ones when more, times the metrics), ``failed`` (no score:
   the reply and the reason are kept).
 - ``failed``: the condition's results without a score, and the commonest reason (untrusted text, stripped).
+- ``trained.remote``: a condition trained on another box and merged here (``emtui merge``): that box's host, the
+  database merged from, and whether its model's files are on this box too (else its missing answers are made
+  there: ``emtui run`` leaves it out of the generate stage); None for one trained here.
 """
 
 from __future__ import annotations
@@ -75,6 +78,17 @@ def _rubric(store: Any, study: dict[str, Any]) -> tuple[dict[str, Any] | None, i
     return dict(row), len(stored_rubric(row).metrics)
 
 
+def _remote(store: Any, condition: dict[str, Any]) -> dict[str, Any] | None:
+    """Where a condition trained on another box (``emtui merge``) was trained, and whether its model is here
+    too (a shared filesystem: this box can answer with it); None for one trained here."""
+    from engine.runs.remote_models import remote_model
+
+    remote = None if condition.get("model_id") is None else remote_model(store, int(condition["model_id"]))
+    if remote is None:
+        return None
+    return {"host": _clean(remote.host), "database": _clean(remote.database, 1000), "model_here": remote.here}
+
+
 def _job(j: dict[str, Any]) -> dict[str, Any]:
     deps = str(j.get("depends_on") or "")
     return {"id": int(j["id"]), "kind": j["kind"], "status": j["status"], "attempts": int(j["attempts"] or 0),
@@ -116,6 +130,7 @@ def study_status(store: Any, name: str) -> dict[str, Any]:
             if run is not None:
                 trained = {"run_id": int(run["id"]), "status": run["status"], "steps": steps[int(run["id"])]["step"],
                            "max_steps": run["max_steps"], "error": _clean(run.get("error"))}
+            trained["remote"] = _remote(store, c)
         n_answers = int(answers.get(cid, 0))
         per_judge = {}
         failed = 0

@@ -3,6 +3,9 @@ notebook can call (``queue_study(store, "my-study")``).
 
 The chain, each stage waiting for the one before through the queue's dependencies (engine/runs/queue.py):
 
+0. ``adapters``: the training of each judge adapter the panel names as ``trained:STUDY/CONDITION`` and that
+   is not trained yet (engine/runs/judge_adapters.py): a condition of another study, which the judge stage
+   waits for;
 1. ``train`` each trained condition with no run of the same recipe queued, running or done;
 2. one ``generate`` job: every condition's model (and each checkpoint with ``checkpoints=True``) answering the
    study's eval sets — skipped when every answer it would make is stored;
@@ -52,6 +55,8 @@ class ChainPlan:
     base_model: str | None = None      # the derived study's base model (``model=``)
     registered: list[str] = field(default_factory=list)  # studies registered now (the file's, a derived one)
     train_runs: list[int] = field(default_factory=list)  # training runs queued now
+    adapter_runs: list[int] = field(default_factory=list)  # judge adapters' training runs queued now
+    adapters: Stage = field(default_factory=Stage)
     train: Stage = field(default_factory=Stage)
     generate: Stage = field(default_factory=Stage)
     judge: Stage = field(default_factory=Stage)
@@ -61,7 +66,7 @@ class ChainPlan:
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
-    STAGES = ("train", "generate", "judge", "summary")
+    STAGES = ("adapters", "train", "generate", "judge", "summary")
 
     def queued_jobs(self) -> list[int]:
         return [j for s in self.STAGES for j in getattr(self, s).queued]
@@ -141,6 +146,7 @@ def _queue(store: Any, study_name: str, *, model: str | None, checkpoints: bool,
     if found.get("origin") != "study-file":
         raise ChainError(f"study {study_name!r} was imported (origin {found.get('origin')}): it holds answers and "
                          "scores, not a recipe to run")
+    _adapters(store, found, plan)
     _train(store, found, plan)
     _generate(store, found, plan, checkpoints=checkpoints)
     _judge(store, found, plan)
@@ -156,6 +162,19 @@ def _derive(store: Any, row: dict[str, Any], model: str, *, dry_run: bool) -> tu
         return register_study_file(store, write_derived_study(row, model, run_dir(store.path) / "studies"))
     with tempfile.TemporaryDirectory(prefix="emtui-derived-") as folder:  # a dry run leaves no file
         return register_study_file(store, write_derived_study(row, model, Path(folder)))
+
+
+def _adapters(store: Any, found: dict[str, Any], plan: ChainPlan) -> None:
+    from engine.runs.judge_adapters import AdapterError, queue_adapters
+
+    try:
+        got = queue_adapters(store, int(found["id"]))
+    except AdapterError as exc:
+        raise ChainError(f"judge: {exc}") from None
+    plan.adapters.queued, plan.adapters.waiting, plan.adapter_runs = got.queued, got.waiting, got.runs
+    plan.warnings += got.warnings
+    if got.trained and not got.named:
+        plan.adapters.skipped = f"judge adapter {', '.join(got.trained)} is trained"
 
 
 def _train(store: Any, found: dict[str, Any], plan: ChainPlan) -> None:
@@ -184,7 +203,9 @@ def _generate(store: Any, found: dict[str, Any], plan: ChainPlan, *, checkpoints
         raise ChainError(f"generate: {exc}") from None
     plan.warnings += trial.warnings
     plan.answers = trial.answers
-    assert trial.spec is not None
+    if trial.spec is None:  # nothing here can answer (every model is on another box)
+        plan.generate.skipped = trial.skipped
+        return
     payload = trial.spec.as_payload()
     active = store.active_jobs_like("generate", payload)
     if active:
@@ -214,7 +235,7 @@ def _answers_missing(store: Any, payload: dict[str, Any]) -> int:
 def _judge(store: Any, found: dict[str, Any], plan: ChainPlan) -> None:
     from engine.judging.queueing import JudgeQueueError, queue_judging
 
-    after = plan.generate.jobs()
+    after = plan.generate.jobs() + plan.adapters.jobs()
     try:
         trial = queue_judging(store, study=plan.study, dry_run=True)
     except JudgeQueueError as exc:
@@ -242,8 +263,8 @@ def summary_payload(found: dict[str, Any]) -> dict[str, Any]:
 
 def _summary(store: Any, found: dict[str, Any], plan: ChainPlan) -> None:
     payload = summary_payload(found)
-    upstream = plan.train.jobs() + plan.generate.jobs() + plan.judge.jobs()
-    queued_now = plan.train.queued + plan.generate.queued + plan.judge.queued
+    upstream = plan.adapters.jobs() + plan.train.jobs() + plan.generate.jobs() + plan.judge.jobs()
+    queued_now = plan.queued_jobs()
     active = store.active_jobs_like(SUMMARY_KIND, payload)
     if active and not queued_now:  # the summary already waits for this work
         plan.summary.waiting = [active[-1]]
