@@ -93,7 +93,7 @@ def chain(folder: Path, poll_s: float, tui: bool) -> dict[str, Any]:
             out["jobs"] = []
             for job in sorted(jobs, key=lambda j: j["id"]):
                 events = {e["event"]: e["at"] for e in store.job_events(job["id"])}
-                out["jobs"].append({"job": label(job), "status": job["status"],
+                out["jobs"].append({"job": label(store.get_job(job["id"])), "status": job["status"],
                                     "claimed_s": events.get("claimed", t0) - t0,
                                     "ended_s": max(events.get(e, 0.0) for e in ENDED) - t0})
             out["failed"] = [j["job"] for j in out["jobs"] if j["status"] != "done"]
