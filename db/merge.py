@@ -270,7 +270,8 @@ class MergeQueries(StoreCore):
     def copy_rows_raw(self, path: str | os.PathLike[str]) -> int:
         """The baseline ``bench/merge_speed.py`` measures a merge against: every row of the tables a merge takes,
         copied from the database at ``path`` as it is — ``ATTACH`` + one ``INSERT … SELECT`` per table, in the
-        merge's table order, in one transaction — with no matching, no id mapping and no provenance. Only into a
+        merge's table order, in one transaction — with no matching, no id mapping and no provenance (the columns a
+        merge empties, which point at jobs, are emptied too). Only into a
         database that holds none of those rows (the ids are copied too). Returns the number of rows copied."""
         uri = f"{Path(os.path.abspath(path)).as_uri()}?mode=ro"
         copied = 0
@@ -280,9 +281,11 @@ class MergeQueries(StoreCore):
                 with self.transaction():
                     self.conn.execute("PRAGMA defer_foreign_keys = ON")  # a model before the base it names
                     for table in TABLES:
-                        cols = ", ".join(f"[{r[1]}]" for r in self.conn.execute(f"PRAGMA main.table_info([{table}])"))
-                        copied += self.conn.execute(
-                            f"INSERT INTO main.[{table}] ({cols}) SELECT {cols} FROM other.[{table}]").rowcount
+                        cols = [str(r[1]) for r in self.conn.execute(f"PRAGMA main.table_info([{table}])")]
+                        drop = {c for r in RULES if r.table == table for c in r.drop}  # jobs are not copied
+                        picked = ", ".join("NULL" if c in drop else f"[{c}]" for c in cols)
+                        copied += self.conn.execute(f"INSERT INTO main.[{table}] ({', '.join(f'[{c}]' for c in cols)}) "
+                                                    f"SELECT {picked} FROM other.[{table}]").rowcount
             finally:
                 self.conn.execute("DETACH DATABASE other")
         return copied
