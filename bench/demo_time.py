@@ -9,7 +9,8 @@ of the same stages run in this process, in the same run.
   screen computes them (``emtui.summary_process.compute``: the summary in a child process, the screen's
   resamples); with ``--tui`` (default), the TUI opened headless (Textual's Pilot, 80x24) on the finished
   database: seconds from its start to the Results screen (key 7) showing the summary.
-- **bare** (the baseline): the same work in this one process with no worker and no job processes — the tiny
+- **bare** (the baseline): the same work in one process (a fresh one each repeat), with no worker and no job
+  processes — the tiny
   model built, the chain queued by the same function, each job claimed in turn and its handler called
   directly, then ``build_summary`` with the same options. ``chain / bare`` is what the run layer adds: a
   process per job (Python, torch and the model loaded again each time), the worker's polls between jobs.
@@ -58,7 +59,8 @@ def summary_options() -> dict[str, Any]:
     return {"study": STUDY, "n_resamples": s.tui_resamples, "agreement_resamples": s.tui_agreement_resamples}
 
 
-def label(job: dict[str, Any]) -> str:
+def label(job: dict[str, Any] | None) -> str:
+    assert job is not None
     payload = json.loads(job["payload"] or "{}")
     what = payload.get("condition") or payload.get("study") or ""
     return f"{job['id']} {job['kind']}" + (f" {what}" if isinstance(what, str) and what else "")
@@ -117,7 +119,7 @@ def scored(report: dict[str, Any]) -> int:
     return sum(1 for s in report.get("scores", []) if s.get("n"))
 
 
-async def results_on_screen(db: Path) -> dict[str, float]:
+async def results_on_screen(db: Path) -> dict[str, Any]:
     """Seconds from the app's start to its first screen, and to the Results screen showing the summary."""
     from emtui.app import create_app
     from emtui.loading import pending_loads
@@ -148,6 +150,17 @@ async def results_on_screen(db: Path) -> dict[str, float]:
 
 
 def bare(folder: Path) -> dict[str, Any]:
+    """The bare side in a fresh process of its own, so that every repeat pays Python's imports and the tiny
+    tokenizer's training once, as the chain's first job does (in this process they would be warm after the first
+    repeat)."""
+    out = folder / "bare.json"
+    done = subprocess.run([sys.executable, __file__, "--bare-child", str(folder), str(out)], env=env(), cwd=folder)
+    if done.returncode:
+        sys.exit(f"the bare side failed ({done.returncode})")
+    return dict(json.loads(out.read_text(encoding="utf-8")))
+
+
+def bare_stages(folder: Path) -> dict[str, Any]:
     from engine.models.locate import ensure_tiny
     from engine.results.summary import SummaryOptions, build_summary
     from engine.runs.child import run_handler
@@ -187,6 +200,11 @@ def bare(folder: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--bare-child"]:  # the bare side's own process (see bare)
+        os.environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        result = bare_stages(Path(sys.argv[2]))
+        Path(sys.argv[3]).write_text(json.dumps(result), encoding="utf-8")
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between looks at the chain's jobs")
