@@ -210,37 +210,47 @@ def watch(db: Path, gpu: GpuMemory, idle: float | None, out: dict[str, Any], t0:
     peaks: dict[int, float] = {}
     deadline = t0 + args.deadline
     with open_store(db) as store:
-        while True:
-            jobs = store.list_jobs().rows
-            used = gpu.used_mib()
-            for j in jobs:
-                if j["status"] == "running" and used is not None:
-                    peaks[int(j["id"])] = max(peaks.get(int(j["id"]), 0.0), used)
-            if jobs and all(j["status"] in ENDED for j in jobs):
-                break
-            if time.time() > deadline:
-                out["timed_out"] = True
-                break
-            time.sleep(args.poll)
-        out["all_ended_s"] = time.time() - t0
-        train_peak = train_gpu_mem(store)
-        for job in sorted(jobs, key=lambda j: j["id"]):
-            events = {e["event"]: e["at"] for e in store.job_events(job["id"])}
-            claimed = events.get("claimed")
-            ended = max((events[e] for e in ENDED if e in events), default=None)
-            peak = peaks.get(int(job["id"]))
-            out["stages"].append({
-                "job": int(job["id"]), "kind": job["kind"], "status": job["status"],
-                "error": job.get("error"),
-                "claimed_s": None if claimed is None else claimed - t0,
-                "wall_s": None if claimed is None or ended is None else ended - claimed,
-                "gpu_peak_used_mib": None if peak is None or idle is None else peak - idle,
-                "torch_max_allocated_mib": train_peak if job["kind"] == "train" else None,
-                "result": _small(job.get("result")),
-            })
-        found = store.find_study(STUDY)
-        if found is not None:
-            out["counts"] = store.study_result_counts(int(found["id"]))
+        try:
+            while True:
+                jobs = store.list_jobs().rows
+                used = gpu.used_mib()
+                for j in jobs:
+                    if j["status"] == "running" and used is not None:
+                        peaks[int(j["id"])] = max(peaks.get(int(j["id"]), 0.0), used)
+                if jobs and all(j["status"] in ENDED for j in jobs):
+                    break
+                if time.time() > deadline:
+                    out["timed_out"] = True
+                    break
+                time.sleep(args.poll)
+        except SystemExit:  # cut short (SIGTERM from `timeout`): say what there is
+            out["timed_out"] = True
+            raise
+        finally:
+            out["all_ended_s"] = time.time() - t0
+            stages(store, peaks, idle, out, t0)
+
+
+def stages(store: Any, peaks: dict[int, float], idle: float | None, out: dict[str, Any], t0: float) -> None:
+    """Each job's figures, from its events (claim, end), the GPU samples and the training engine's metrics."""
+    train_peak = train_gpu_mem(store)
+    for listed in sorted(store.list_jobs().rows, key=lambda j: j["id"]):
+        job = store.get_job(int(listed["id"])) or listed
+        events = {e["event"]: e["at"] for e in store.job_events(job["id"])}
+        claimed = events.get("claimed")
+        ended = max((events[e] for e in ENDED if e in events), default=None)
+        peak = peaks.get(int(job["id"]))
+        out["stages"].append({
+            "job": int(job["id"]), "kind": job["kind"], "status": job["status"], "error": job.get("error"),
+            "claimed_s": None if claimed is None else claimed - t0,
+            "wall_s": None if claimed is None or ended is None else ended - claimed,
+            "gpu_peak_used_mib": None if peak is None or idle is None else peak - idle,
+            "torch_max_allocated_mib": train_peak if job["kind"] == "train" else None,
+            "result": _small(job.get("result")),
+        })
+    found = store.find_study(STUDY)
+    if found is not None:
+        out["counts"] = store.study_result_counts(int(found["id"]))
 
 
 def train_gpu_mem(store: Any) -> float | None:
@@ -274,8 +284,9 @@ def table(res: dict[str, Any]) -> str:
     lines = [f"mode {res['mode']}; model {res.get('model', {}).get('parameters', 0):,} parameters "
              f"(built in {num(res.get('model_build_s'), '.1f')} s); GPU {res['gpu']['name'] if res['gpu'] else 'none'}",
              f"train {res['steps']} steps; core-em x {res['samples_per_question']} samples, {res['new_tokens']} "
-             f"new tokens; emtui run back after {num(res.get('queued_s'), '.1f')} s; every job ended at "
-             f"{num(res.get('all_ended_s'), '.1f')} s" + ("  (TIMED OUT)" if res.get("timed_out") else ""),
+             f"new tokens; emtui run back after {num(res.get('queued_s'), '.1f')} s; "
+             + ("TIMED OUT: stopped waiting at " if res.get("timed_out") else "every job ended at ")
+             + f"{num(res.get('all_ended_s'), '.1f')} s",
              "",
              f"{'job':>4} {'stage':10} {'status':9} {'starts at s':>11} {'wall s':>8} {'GPU used MiB':>13} "
              f"{'torch max MiB':>14}"]
