@@ -267,6 +267,29 @@ class MergeQueries(StoreCore):
                            source_hosts=about["hosts"], added=merge.added, present=merge.present,
                            filled=merge.filled, merge_id=merge.merge_id, dry_run=dry_run)
 
+    def copy_rows_raw(self, path: str | os.PathLike[str]) -> int:
+        """The baseline ``bench/merge_speed.py`` measures a merge against: every row of the tables a merge takes,
+        copied from the database at ``path`` as it is — ``ATTACH`` + one ``INSERT … SELECT`` per table, in the
+        merge's table order, in one transaction — with no matching, no id mapping and no provenance (the columns a
+        merge empties, which point at jobs, are emptied too). Only into a
+        database that holds none of those rows (the ids are copied too). Returns the number of rows copied."""
+        uri = f"{Path(os.path.abspath(path)).as_uri()}?mode=ro"
+        copied = 0
+        with self._lock:
+            self.conn.execute("ATTACH DATABASE ? AS other", (uri,))
+            try:
+                with self.transaction():
+                    self.conn.execute("PRAGMA defer_foreign_keys = ON")  # a model before the base it names
+                    for table in TABLES:
+                        cols = [str(r[1]) for r in self.conn.execute(f"PRAGMA main.table_info([{table}])")]
+                        drop = {c for r in RULES if r.table == table for c in r.drop}  # jobs are not copied
+                        picked = ", ".join("NULL" if c in drop else f"[{c}]" for c in cols)
+                        copied += self.conn.execute(f"INSERT INTO main.[{table}] ({', '.join(f'[{c}]' for c in cols)}) "
+                                                    f"SELECT {picked} FROM other.[{table}]").rowcount
+            finally:
+                self.conn.execute("DETACH DATABASE other")
+        return copied
+
     def _check_studies(self, other: sqlite3.Connection, other_path: Path) -> None:
         for row in other.execute("SELECT name, spec_hash FROM studies ORDER BY id"):
             here = self._one("SELECT spec_hash FROM studies WHERE name = ?", (row["name"],))

@@ -541,3 +541,19 @@ def test_every_table_is_merged_or_said_to_stay():
         for rule in RULES:
             pointing = {r[3] for r in store.conn.execute(f"PRAGMA foreign_key_list([{rule.table}])")}
             assert pointing <= set(rule.refs) | set(rule.drop) | set(rule.later), (rule.table, pointing)
+
+
+def test_the_raw_copy_baseline_copies_every_merged_row_as_it_is(copies, tmp_path):
+    """bench/merge_speed.py's baseline (Store.copy_rows_raw): the rows a merge takes, copied as they are into an
+    empty database — the same rows, ids and all, as a merge into an empty database adds; the source untouched."""
+    from db.merge import TABLES
+
+    box = copies["c"]
+    before = sha(box)
+    with open_store(tmp_path / "raw.db") as raw, open_store(box) as there:
+        copied = raw.copy_rows_raw(box)
+        want = {t: n for t, n in there.counts().items() if t in TABLES}
+        assert copied == sum(want.values()) > 0
+        assert {t: n for t, n in raw.counts().items() if t in TABLES} == want
+        assert raw.conn.execute("PRAGMA database_list").fetchall()[-1][1] == "main"  # detached again
+    assert answers(tmp_path / "raw.db") == answers(box) and sha(box) == before
