@@ -307,7 +307,7 @@ async def test_the_studies_screen_shows_the_chain_and_runs_a_study_with_a_key(fi
     shutil.copy(db, copy)
     store = open_store(copy)
     register_study(store, load_study("builtin:insecure-code"))  # a second study, not run yet
-    settings = replace(load_settings(), tui_start_worker=False)
+    settings = replace(load_settings(), tui_start_worker=False, tui_queue_poll_s=0.2)
     app = create_app(store, keymap={}, settings=settings)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -340,6 +340,12 @@ async def test_the_studies_screen_shows_the_chain_and_runs_a_study_with_a_key(fi
                 ("train", "queued"), ("train", "queued"), ("generate", "queued"), ("judge", "queued"),
                 ("summary", "queued")]
             assert [plain(c) for c in studies.get_row_at(1)][2] == "queued"
+            store.claim_job("elsewhere", kinds=["train"], lease_s=60, gpus=0)  # a worker elsewhere takes a job
+            for _ in range(50):  # the screen reads the moving chain again by itself (tui_queue_poll_s)
+                await pilot.pause(0.1)
+                if [plain(c) for c in studies.get_row_at(1)][2] == "running":
+                    break
+            assert [plain(c) for c in studies.get_row_at(1)][2] == "running"
     finally:
         store.close()
 

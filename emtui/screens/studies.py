@@ -82,6 +82,17 @@ class StudiesScreen(AreaScreen):
         self.query_one("#studies-table").border_title = "Studies"
         self.query_one("#conditions-table").border_title = "Conditions"
         self.query_one("#study-info", Static).update(LOADING)
+        # a chain run by a worker elsewhere (emtui run, the demo) moves on: its state and counts read again
+        self.set_interval(self.settings.tui_queue_poll_s, self._poll)
+
+    def _poll(self) -> None:
+        """The studies and the highlighted one's chain again while a chain on the page is queued or running (a
+        study's status counts its answers and judgments: not read again while nothing runs)."""
+        table = self.query_one("#studies-table", PagedTable)
+        page = table.current_page
+        moving = page is not None and any(r.get("chain") in ("queued", "running") for r in page.rows)
+        if moving and self.is_current and not table.reading() and not self.reading("detail"):
+            table.reload()
 
     def _studies(self, limit: int, offset: int):
         """A page of studies (in a thread), each with its chain's state (emtui status)."""
