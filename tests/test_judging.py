@@ -37,15 +37,33 @@ def reply(model: str, body: dict) -> str:
     return str(score_for(text, metric))
 
 
-@pytest.fixture
-def study_db(tmp_path):
+def write_study_db(folder: Path, *, quota_raised: bool) -> Path:
     """The example study (haiku and nova-pro on Bedrock, the aligned-coherent rubric) with answers of its base
-    condition written through the store."""
-    db = tmp_path / "j.db"
+    condition written through the store. ``quota_raised``: the judges' own requests_per_minute set high — under
+    nova-pro's default (100 requests a minute) its 24 calls take 9 s a panel, and the quotas are the limiter's
+    tests' (tests/test_judge_limits.py), not these."""
+    db = folder / "j.db"
+    text = EXAMPLE.read_text(encoding="utf-8")
+    if quota_raised:
+        text = text.replace('region = "us-east-1"\ntemperature = 0.0\n',
+                            'region = "us-east-1"\ntemperature = 0.0\nrequests_per_minute = 60000\n')
+        assert text.count("requests_per_minute") == 2
+    (folder / "study.toml").write_text(text, encoding="utf-8")
     with open_store(db) as store:
-        register_study(store, load_study(EXAMPLE))
+        register_study(store, load_study(folder / "study.toml"))
         insert_numbered_answers(store, N_ANSWERS)
     return db
+
+
+@pytest.fixture
+def study_db(tmp_path):
+    return write_study_db(tmp_path, quota_raised=True)
+
+
+@pytest.fixture
+def quota_db(tmp_path):
+    """The example study at the judges' default quotas: a panel that takes seconds (nova-pro's 100 a minute)."""
+    return write_study_db(tmp_path, quota_raised=False)
 
 
 def prompt_of(db: Path, generation_id: int, metric: str) -> str:
@@ -234,7 +252,8 @@ def test_a_paused_judge_starts_no_call_until_it_is_resumed(study_db, converse_se
     assert result["judges"]["nova-pro"]["done"] == N_ANSWERS * 2 and server.received(NOVA) == N_ANSWERS * 2
 
 
-def test_a_sigkilled_judge_job_resumes_without_losing_or_resending_what_was_answered(study_db, converse_server):
+def test_a_sigkilled_judge_job_resumes_without_losing_or_resending_what_was_answered(quota_db, converse_server):
+    study_db = quota_db  # slow enough to be killed mid-way
     import os
     import signal
     import subprocess
