@@ -22,6 +22,7 @@
 # model_configs/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source bench/gpu_config.sh
 OUT=${OUT:?set OUT to a folder for the results}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
@@ -31,19 +32,8 @@ COMMON=(--samples 8 --batch 64 --new-tokens 128 --naive-n 4 --repeats 2 --switch
 if [ "${QUICK:-0}" = 1 ]; then
     MODEL=(--quick --device cpu)
 else
-    FIXTURES=${EMTUI_FIXTURES:-}
-    for d in "$FIXTURES" shared/fixtures ../shared/fixtures; do
-        if [ -n "$d" ] && [ -f "$d/model_configs/qwen2.5-7b-instruct.json" ]; then FIXTURES=$d; break; fi
-    done
-    CONFIG=${CONFIG:-$FIXTURES/model_configs/qwen2.5-7b-instruct.json}
-    if [ ! -f "$CONFIG" ]; then
-        echo "gpu_generate_check.sh: no Qwen2.5-7B config.json (set CONFIG or EMTUI_FIXTURES)" >&2
-        exit 2
-    fi
-    if ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
-        echo "gpu_generate_check.sh: no CUDA GPU visible to $PYTHON (QUICK=1 runs the plumbing on a CPU)" >&2
-        exit 2
-    fi
+    CONFIG=$(model_config qwen2.5-7b-instruct.json gpu_generate_check.sh) || exit 2
+    need_cuda gpu_generate_check.sh "QUICK=1 runs the plumbing on a CPU"
     MODEL=(--config "$CONFIG" --device cuda)
 fi
 {

@@ -16,6 +16,7 @@
 # the checkout (named in carry) and set CONFIG, or EMTUI_FIXTURES to a folder holding model_configs/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source bench/gpu_config.sh
 OUT=${OUT:?set OUT to a folder for the results}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
@@ -27,19 +28,8 @@ SIZES=()
 if [ "${SMOKE:-0}" = 1 ]; then
     MODEL=(--cpu-smoke)
 else
-    FIXTURES=${EMTUI_FIXTURES:-}
-    for d in "$FIXTURES" shared/fixtures ../shared/fixtures; do
-        if [ -n "$d" ] && [ -f "$d/model_configs/qwen2.5-0.5b-instruct.json" ]; then FIXTURES=$d; break; fi
-    done
-    CONFIG=${CONFIG:-$FIXTURES/model_configs/qwen2.5-0.5b-instruct.json}
-    if [ ! -f "$CONFIG" ]; then
-        echo "gpu_study_chain.sh: no Qwen2.5-0.5B config.json (set CONFIG or EMTUI_FIXTURES)" >&2
-        exit 2
-    fi
-    if ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
-        echo "gpu_study_chain.sh: no CUDA GPU visible to $PYTHON (SMOKE=1 runs the plumbing on a CPU)" >&2
-        exit 2
-    fi
+    CONFIG=$(model_config qwen2.5-0.5b-instruct.json gpu_study_chain.sh) || exit 2
+    need_cuda gpu_study_chain.sh "SMOKE=1 runs the plumbing on a CPU"
     MODEL=(--config "$CONFIG")
 fi
 {

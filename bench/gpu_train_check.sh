@@ -8,17 +8,10 @@
 #   CONFIG=path/to/config.json REPEATS=3 bash bench/gpu_train_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/gpu_config.sh
 OUT=${OUT:?set OUT to a folder for the results}
 PYTHON=${PYTHON:-python}
-FIXTURES=${EMTUI_FIXTURES:-}
-for d in "$FIXTURES" shared/fixtures ../shared/fixtures; do
-    if [ -n "$d" ] && [ -f "$d/model_configs/qwen2.5-7b-instruct.json" ]; then FIXTURES=$d; break; fi
-done
-CONFIG=${CONFIG:-$FIXTURES/model_configs/qwen2.5-7b-instruct.json}
-if [ ! -f "$CONFIG" ]; then
-    echo "gpu_train_check.sh: no Qwen2.5-7B config.json (set CONFIG or EMTUI_FIXTURES)" >&2
-    exit 2
-fi
+CONFIG=$(model_config qwen2.5-7b-instruct.json gpu_train_check.sh) || exit 2
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD:$PWD/.shim HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 {

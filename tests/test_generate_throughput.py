@@ -104,7 +104,7 @@ def test_the_bench_counts_an_answer_that_ended_at_eos_short_and_a_fixed_length_l
 def test_the_gpu_check_refuses_without_a_config_or_a_gpu(tmp_path, shared_fixtures):
     proc = run_check(tmp_path, CONFIG=str(tmp_path / "missing.json"))
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
-    assert "no Qwen2.5-7B config.json" in proc.stderr
+    assert "no qwen2.5-7b-instruct.json" in proc.stderr
 
     import torch
 
