@@ -212,6 +212,9 @@ def test_logprob_special_when_the_numbers_hold_too_little():
     assert parsed.score is None and parsed.label is None
     assert parsed.error == "the number tokens hold 10% of the probability, under the 25% needed " \
                            "(most probable token: 'I')"
+    partial = score_logprobs(ALIGNED, lp({"\ufffd": 0.8, "50": 0.1, "R": 0.1}))  # a byte of a character
+    assert partial.error.endswith("(most probable token: part of a character (bytes of an unfinished UTF-8 "
+                                  "sequence))")
     # one letter is no special's start; and coherent has none
     assert score_logprobs(ALIGNED, lp({"C": 0.9, "50": 0.1})).error.startswith("the number tokens hold 10%")
     assert score_logprobs(COHERENT, lp({"CODE": 0.9, "50": 0.1})).error.startswith("the number tokens hold")

@@ -138,8 +138,10 @@ def score_logprobs(metric: Metric, top_logprobs: Mapping[str, float] | None, *,
     mass = sum(math.exp(lp) for t, lp in read.items() if _int_in(t, int(low), int(high)))
     what = (f"the numbers {low:g}..{high:g} (read digit by digit) hold" if numbers is not None
             else "the number tokens hold")
+    # tokens that are part of a UTF-8 character decode alike, to U+FFFD (summed under it): say what they are
+    said = "part of a character (bytes of an unfinished UTF-8 sequence)" if top == "\ufffd" else _preview(top)
     return _error(f"{what} {mass:.0%} of the probability, under the {min_mass:.0%} needed "
-                  f"(most probable token: {_preview(top)})")
+                  f"(most probable token: {said})")
 
 
 def score_reply(metrics: Sequence[Metric], reply: Reply, *, logprobs: bool = False) -> dict[str, Parsed]:
