@@ -362,15 +362,18 @@ class _Merge:
         self.table = rule.table
         cols = self.columns[rule.table]
         order = ", ".join(rule.key) if rule.pk else "id"
-        rows: Iterable[sqlite3.Row] = self.other.execute(
-            f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
+        selected = self.other.execute(f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
+        # the other database's columns this one has, by position (looked up once, not by name for every row)
+        take = [(i, d[0]) for i, d in enumerate(selected.description) if d[0] in cols]
+        rows: Iterable[sqlite3.Row] = selected
         if rule.table == "models":  # a base before the models made from it
             rows = _bases_first(list(rows))
         key_sql = rule.key_sql or " AND ".join(f"[{k}] IS ?" for k in rule.key)
         find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql}" + ("" if rule.origin
                                                                                         else " LIMIT 1")
+        inserts: dict[tuple[str, ...], str] = {}
         for src in rows:
-            row = {c: src[c] for c in src.keys() if c in cols}
+            row = {c: src[i] for i, c in take}
             there = None if rule.pk else int(row.pop("id"))
             for col, target in rule.refs.items():
                 row[col] = self.ref(rule.table, col, target, row.get(col))
@@ -392,10 +395,12 @@ class _Merge:
                     self.check_same(rule.table, row, int(found[0]))
                     self.defer(rule, int(found[0]), later)
                 continue
-            names = list(row)
-            cur = self.conn.execute(
-                f"INSERT INTO [{rule.table}] ({', '.join(f'[{c}]' for c in names)}) "
-                f"VALUES ({', '.join('?' * len(names))})", [row[c] for c in names])
+            names = tuple(row)
+            insert = inserts.get(names)
+            if insert is None:  # every row of a table has the same columns: its text is built once
+                insert = inserts[names] = (f"INSERT INTO [{rule.table}] ({', '.join(f'[{c}]' for c in names)}) "
+                                           f"VALUES ({', '.join('?' * len(names))})")
+            cur = self.conn.execute(insert, list(row.values()))
             self.added[rule.table] += 1
             if there is not None:
                 here = int(cur.lastrowid or 0)
