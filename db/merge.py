@@ -362,7 +362,10 @@ class _Merge:
         self.table = rule.table
         cols = self.columns[rule.table]
         order = ", ".join(rule.key) if rule.pk else "id"
-        selected = self.other.execute(f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
+        selected = self.other.cursor()
+        if rule.table != "models":  # plain tuples, cheaper than sqlite3.Row (models are ordered by name below)
+            selected.row_factory = None
+        selected.execute(f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
         # the other database's columns this one has, by position (looked up once, not by name for every row)
         take = [(i, d[0]) for i, d in enumerate(selected.description) if d[0] in cols]
         rows: Iterable[sqlite3.Row] = selected
@@ -372,11 +375,18 @@ class _Merge:
         find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql}" + ("" if rule.origin
                                                                                         else " LIMIT 1")
         inserts: dict[tuple[str, ...], str] = {}
+        # the per-row work below runs for every row of the other database: what it needs is looked up once here
+        whole = [i for i, _ in take] == list(range(len(selected.description)))
+        taken = [c for _, c in take]
+        refs = [(col, target, self.ids[target]) for col, target in rule.refs.items()]
         for src in rows:
-            row = {c: src[i] for i, c in take}
+            row = dict(zip(taken, src, strict=True)) if whole else {c: src[i] for i, c in take}
             there = None if rule.pk else int(row.pop("id"))
-            for col, target in rule.refs.items():
-                row[col] = self.ref(rule.table, col, target, row.get(col))
+            for col, target, mapped in refs:
+                value = row.get(col)
+                # a known id is mapped here; None and an id it does not know are ref()'s (the latter an error)
+                row[col] = mapped.get(value) if value is not None and value in mapped else self.ref(
+                    rule.table, col, target, value)
             for col in rule.drop:
                 row[col] = None
             later = {col: row.pop(col, None) for col in rule.later}
