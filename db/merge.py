@@ -372,8 +372,11 @@ class _Merge:
         if rule.table == "models":  # a base before the models made from it
             rows = _bases_first(list(rows))
         key_sql = rule.key_sql or " AND ".join(f"[{k}] IS ?" for k in rule.key)
-        find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql}" + ("" if rule.origin
-                                                                                        else " LIMIT 1")
+        find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql} LIMIT 1"
+        if rule.origin:  # every row of that content, each with its origin (merged_rows), in one statement
+            assert rule.key_sql is None
+            find = (f"SELECT t.id, r.origin_uid, r.origin_id FROM [{rule.table}] t LEFT JOIN merged_rows r "
+                    f"ON r.tbl = ? AND r.local_id = t.id WHERE " + " AND ".join(f"t.[{k}] IS ?" for k in rule.key))
         inserts: dict[tuple[str, ...], str] = {}
         # the per-row work below runs for every row of the other database: what it needs is looked up once here
         whole = [i for i, _ in take] == list(range(len(selected.description)))
@@ -393,8 +396,8 @@ class _Merge:
             self.adjust(rule.table, row, there)
             if rule.origin:
                 want = self.origin_there(rule.table, there)
-                found = next((f for f in self.conn.execute(find, [row[k] for k in rule.key]).fetchall()
-                              if _same_origin(self.origin_here(rule.table, int(f[0])), want)), None)
+                found = next((f for f in self.conn.execute(find, [rule.table, *(row[k] for k in rule.key)]).fetchall()
+                              if _same_origin(_origin(self.uid, f), want)), None)
             else:
                 found = self.conn.execute(find, [row[k] for k in rule.key]).fetchone()
             if found is not None:
@@ -424,11 +427,6 @@ class _Merge:
         there: the other database itself, unless it had merged the row from a third."""
         assert there is not None
         return self.other_origins.get((table, there), (self.about["uid"], there))
-
-    def origin_here(self, table: str, here: int) -> tuple[str | None, int]:
-        row = self.conn.execute("SELECT origin_uid, origin_id FROM merged_rows WHERE tbl = ? AND local_id = ?",
-                                (table, here)).fetchone()
-        return (self.uid, here) if row is None else (row[0], int(row[1]))
 
     def ref(self, table: str, col: str, target: str, value: Any) -> int | None:
         if value is None:
@@ -525,6 +523,12 @@ class _Merge:
             """INSERT INTO merged_rows (tbl, local_id, merge_id, source_id, origin_uid, origin_id)
                VALUES (?, ?, ?, ?, ?, ?)""",
             ((t, here, self.merge_id, there, *self.origin_there(t, there)) for t, here, there in self.new_rows))
+
+
+def _origin(uid: str, found: Sequence[Any]) -> tuple[str | None, int]:
+    """The database that made a row here, and its id there, from (id, merged_rows' origin_uid and origin_id): this
+    database itself when no merge brought the row."""
+    return (uid, int(found[0])) if found[2] is None else (found[1], int(found[2]))
 
 
 def _same_origin(a: tuple[str | None, int], b: tuple[str | None, int]) -> bool:
