@@ -362,26 +362,42 @@ class _Merge:
         self.table = rule.table
         cols = self.columns[rule.table]
         order = ", ".join(rule.key) if rule.pk else "id"
-        rows: Iterable[sqlite3.Row] = self.other.execute(
-            f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
+        selected = self.other.cursor()
+        if rule.table != "models":  # plain tuples, cheaper than sqlite3.Row (models are ordered by name below)
+            selected.row_factory = None
+        selected.execute(f"SELECT * FROM [{rule.table}] WHERE {rule.where} ORDER BY {order}")
+        # the other database's columns this one has, by position (looked up once, not by name for every row)
+        take = [(i, d[0]) for i, d in enumerate(selected.description) if d[0] in cols]
+        rows: Iterable[sqlite3.Row] = selected
         if rule.table == "models":  # a base before the models made from it
             rows = _bases_first(list(rows))
         key_sql = rule.key_sql or " AND ".join(f"[{k}] IS ?" for k in rule.key)
-        find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql}" + ("" if rule.origin
-                                                                                        else " LIMIT 1")
+        find = f"SELECT {'1' if rule.pk else 'id'} FROM [{rule.table}] WHERE {key_sql} LIMIT 1"
+        if rule.origin:  # every row of that content, each with its origin (merged_rows), in one statement
+            assert rule.key_sql is None
+            find = (f"SELECT t.id, r.origin_uid, r.origin_id FROM [{rule.table}] t LEFT JOIN merged_rows r "
+                    f"ON r.tbl = ? AND r.local_id = t.id WHERE " + " AND ".join(f"t.[{k}] IS ?" for k in rule.key))
+        inserts: dict[tuple[str, ...], str] = {}
+        # the per-row work below runs for every row of the other database: what it needs is looked up once here
+        whole = [i for i, _ in take] == list(range(len(selected.description)))
+        taken = [c for _, c in take]
+        refs = [(col, target, self.ids[target]) for col, target in rule.refs.items()]
         for src in rows:
-            row = {c: src[c] for c in src.keys() if c in cols}
+            row = dict(zip(taken, src, strict=True)) if whole else {c: src[i] for i, c in take}
             there = None if rule.pk else int(row.pop("id"))
-            for col, target in rule.refs.items():
-                row[col] = self.ref(rule.table, col, target, row.get(col))
+            for col, target, mapped in refs:
+                value = row.get(col)
+                # a known id is mapped here; None and an id it does not know are ref()'s (the latter an error)
+                row[col] = mapped.get(value) if value is not None and value in mapped else self.ref(
+                    rule.table, col, target, value)
             for col in rule.drop:
                 row[col] = None
             later = {col: row.pop(col, None) for col in rule.later}
             self.adjust(rule.table, row, there)
             if rule.origin:
                 want = self.origin_there(rule.table, there)
-                found = next((f for f in self.conn.execute(find, [row[k] for k in rule.key]).fetchall()
-                              if _same_origin(self.origin_here(rule.table, int(f[0])), want)), None)
+                found = next((f for f in self.conn.execute(find, [rule.table, *(row[k] for k in rule.key)]).fetchall()
+                              if _same_origin(_origin(self.uid, f), want)), None)
             else:
                 found = self.conn.execute(find, [row[k] for k in rule.key]).fetchone()
             if found is not None:
@@ -392,10 +408,12 @@ class _Merge:
                     self.check_same(rule.table, row, int(found[0]))
                     self.defer(rule, int(found[0]), later)
                 continue
-            names = list(row)
-            cur = self.conn.execute(
-                f"INSERT INTO [{rule.table}] ({', '.join(f'[{c}]' for c in names)}) "
-                f"VALUES ({', '.join('?' * len(names))})", [row[c] for c in names])
+            names = tuple(row)
+            insert = inserts.get(names)
+            if insert is None:  # every row of a table has the same columns: its text is built once
+                insert = inserts[names] = (f"INSERT INTO [{rule.table}] ({', '.join(f'[{c}]' for c in names)}) "
+                                           f"VALUES ({', '.join('?' * len(names))})")
+            cur = self.conn.execute(insert, list(row.values()))
             self.added[rule.table] += 1
             if there is not None:
                 here = int(cur.lastrowid or 0)
@@ -409,11 +427,6 @@ class _Merge:
         there: the other database itself, unless it had merged the row from a third."""
         assert there is not None
         return self.other_origins.get((table, there), (self.about["uid"], there))
-
-    def origin_here(self, table: str, here: int) -> tuple[str | None, int]:
-        row = self.conn.execute("SELECT origin_uid, origin_id FROM merged_rows WHERE tbl = ? AND local_id = ?",
-                                (table, here)).fetchone()
-        return (self.uid, here) if row is None else (row[0], int(row[1]))
 
     def ref(self, table: str, col: str, target: str, value: Any) -> int | None:
         if value is None:
@@ -510,6 +523,12 @@ class _Merge:
             """INSERT INTO merged_rows (tbl, local_id, merge_id, source_id, origin_uid, origin_id)
                VALUES (?, ?, ?, ?, ?, ?)""",
             ((t, here, self.merge_id, there, *self.origin_there(t, there)) for t, here, there in self.new_rows))
+
+
+def _origin(uid: str, found: Sequence[Any]) -> tuple[str | None, int]:
+    """The database that made a row here, and its id there, from (id, merged_rows' origin_uid and origin_id): this
+    database itself when no merge brought the row."""
+    return (uid, int(found[0])) if found[2] is None else (found[1], int(found[2]))
 
 
 def _same_origin(a: tuple[str | None, int], b: tuple[str | None, int]) -> bool:

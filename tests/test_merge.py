@@ -275,6 +275,14 @@ def test_what_cannot_be_merged_is_refused_and_nothing_is_written(copies, run_cli
     with sqlite3.connect(foreign) as conn:
         conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
     _one_line_refusal(run_cli("--db", a, "merge", foreign), "not an emtui database")
+    # a damaged database: a judgment whose answer is gone (its reference cannot be mapped here)
+    damaged = tmp_path / "damaged.db"
+    shutil.copy(boxes["b"], damaged)
+    with sqlite3.connect(damaged) as conn:
+        gone = conn.execute("SELECT generation_id FROM judgments ORDER BY id DESC LIMIT 1").fetchone()[0]
+        conn.execute("DELETE FROM generations WHERE id = ?", (gone,))
+    _one_line_refusal(run_cli("--db", a, "merge", damaged), f"judgments.generation_id points at generations row "
+                      f"{gone}", "does not hold", "nothing was merged")
     text = tmp_path / "notes.db"
     text.write_text("hello\n" * 100)
     _one_line_refusal(run_cli("--db", a, "merge", text), "not an emtui database")
