@@ -62,7 +62,6 @@ def render_text(report: dict[str, Any], width: int) -> str:
 
 def stored_summary(job: dict[str, Any], result: Any) -> dict[str, Any] | None:
     """The report a ``summary`` job stored (engine/results/summary_job.py), or None for any other result."""
-    if job.get("kind") != "summary" or not isinstance(result, dict):
-        return None
-    report = result.get("summary")
-    return report if isinstance(report, dict) and isinstance(report.get("studies"), list) else None
+    from engine.results.summary_job import stored_report
+
+    return stored_report(result) if job.get("kind") == "summary" else None

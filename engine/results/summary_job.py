@@ -28,6 +28,13 @@ def summary_job(ctx: JobContext) -> dict[str, Any]:
             "summary": json.loads(to_json(report))}  # NaN-free JSON, as emtui summary prints it
 
 
+def stored_report(result: Any) -> dict[str, Any] | None:
+    """The summary in a ``summary`` job's result (what :func:`summary_job` returns, read back), or None when the
+    result is not of that shape."""
+    report = result.get("summary") if isinstance(result, dict) else None
+    return report if isinstance(report, dict) and isinstance(report.get("studies"), list) else None
+
+
 @dataclass(frozen=True)
 class StoredSummary:
     job_id: int
@@ -51,7 +58,8 @@ def current_summary(store: Any, study: str) -> StoredSummary | None:
         result = json.loads(row["result"] or "{}")
     except ValueError:
         return None
-    if not isinstance(result, dict) or result.get("data_version") != version or result.get("study") != study:
+    report = stored_report(result)
+    if report is None or result.get("data_version") != version or result.get("study") != study:
         return None
     return StoredSummary(job_id=int(row["id"]), finished_at=str(row["finished_at"] or ""), version=version,
-                         report=result["summary"])
+                         report=report)
