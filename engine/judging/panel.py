@@ -202,11 +202,11 @@ class Panel:
         left out, their answers unjudged: each of their calls would fail the same way, and a failure recorded
         per answer is a result, never asked again once the credentials are there. {judge: why}."""
         out: dict[str, str] = {}
-        for judge in list(self.judges):
-            check = getattr(judge.backend, "check_credentials", None)
-            if check is None:
-                continue
-            found = await loop.run_in_executor(pool, check)
+        checked = [(judge, check) for judge in self.judges
+                   if (check := getattr(judge.backend, "check_credentials", None)) is not None]
+        # at once, in threads: each check makes its judge's client (boto3's: ~0.2 s), which the calls then use
+        found_all = await asyncio.gather(*(loop.run_in_executor(pool, check) for _, check in checked))
+        for (judge, _), found in zip(checked, found_all, strict=True):
             if not found.ok:
                 out[judge.name] = str(found.message)
                 self.judges.remove(judge)
